@@ -1,0 +1,18 @@
+//! Ports: the capabilities the application needs from the outside world, as async traits.
+//! Adapters in `butler-infrastructure` implement them; tests use in-memory fakes from
+//! `butler-testkit`. Each port has its own error type, and each documents its contract
+//! (ordering, what "not found" means, which errors are worth retrying).
+
+mod clock;
+mod llm;
+mod memory_repository;
+mod profile_repository;
+mod speech;
+mod tokens;
+
+pub use clock::Clock;
+pub use llm::{LlmClient, LlmError, LlmReply, LlmRequest, RequestOptions};
+pub use memory_repository::{MemoryStoreError, UserEventCount, UserMemoryRepository};
+pub use profile_repository::{ProfilePage, ProfileStoreError, UserProfileRepository};
+pub use speech::{AudioClip, SpeechToText, SttError, Transcript};
+pub use tokens::TokenCounter;

@@ -1,0 +1,477 @@
+//! The user profile: who the butler is for this user (persona, tone, language, topics) and the
+//! rolling summary of everything older than the recent memory window.
+//!
+//! Profiles are validated values: every constructor and update goes through [`UserProfile::validate`],
+//! so adapters and use cases never see an unknown language, an empty persona or a hundred topics.
+
+use std::fmt;
+use std::str::FromStr;
+
+use thiserror::Error;
+use time::OffsetDateTime;
+
+use crate::memory::EventCursor;
+use crate::timestamp::truncate_to_millis;
+use crate::user::UserId;
+
+/// Longest persona accepted, in characters (the prompt budget trims further, in tokens).
+pub const MAX_PERSONA_CHARS: usize = 1_000;
+/// Most preferred topics a profile may list.
+pub const MAX_TOPICS: usize = 10;
+/// Longest single topic, in characters.
+pub const MAX_TOPIC_CHARS: usize = 60;
+/// Longest stored memory summary, in characters (a safety net; the summariser aims at tokens).
+pub const MAX_SUMMARY_CHARS: usize = 8_000;
+
+/// The persona every new user meets.
+pub const DEFAULT_PERSONA: &str = "Alfred-style дворецкий";
+
+/// The language the butler answers in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Language {
+    /// Russian (the default).
+    #[default]
+    Ru,
+    /// English.
+    En,
+}
+
+impl Language {
+    /// Every accepted value, as written in configuration and the admin CLI.
+    pub const ALLOWED: &'static [&'static str] = &["ru", "en"];
+
+    /// The code stored and accepted on input: `ru` or `en`.
+    #[must_use]
+    pub const fn code(self) -> &'static str {
+        match self {
+            Self::Ru => "ru",
+            Self::En => "en",
+        }
+    }
+}
+
+impl fmt::Display for Language {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+impl FromStr for Language {
+    type Err = ProfileValidationError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "ru" => Ok(Self::Ru),
+            "en" => Ok(Self::En),
+            _ => Err(ProfileValidationError::UnknownLanguage {
+                value: s.to_owned(),
+            }),
+        }
+    }
+}
+
+/// The register the butler speaks in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Tone {
+    /// Ironic, dry English humour (the default).
+    #[default]
+    Witty,
+    /// Strictly formal.
+    Formal,
+    /// Relaxed and friendly.
+    Casual,
+}
+
+impl Tone {
+    /// Every accepted value, as written in configuration and the admin CLI.
+    pub const ALLOWED: &'static [&'static str] = &["witty", "formal", "casual"];
+
+    /// The code stored and accepted on input.
+    #[must_use]
+    pub const fn code(self) -> &'static str {
+        match self {
+            Self::Witty => "witty",
+            Self::Formal => "formal",
+            Self::Casual => "casual",
+        }
+    }
+}
+
+impl fmt::Display for Tone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+impl FromStr for Tone {
+    type Err = ProfileValidationError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "witty" => Ok(Self::Witty),
+            "formal" => Ok(Self::Formal),
+            "casual" => Ok(Self::Casual),
+            _ => Err(ProfileValidationError::UnknownTone {
+                value: s.to_owned(),
+            }),
+        }
+    }
+}
+
+/// Why a profile (or a change to one) was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ProfileValidationError {
+    /// The language is not one of [`Language::ALLOWED`].
+    #[error("unknown language {value:?}: expected one of ru, en")]
+    UnknownLanguage {
+        /// The rejected value.
+        value: String,
+    },
+    /// The tone is not one of [`Tone::ALLOWED`].
+    #[error("unknown tone {value:?}: expected one of witty, formal, casual")]
+    UnknownTone {
+        /// The rejected value.
+        value: String,
+    },
+    /// The persona is empty or only whitespace.
+    #[error("persona must not be empty")]
+    EmptyPersona,
+    /// The persona is longer than [`MAX_PERSONA_CHARS`].
+    #[error("persona is {chars} characters long: at most {max} are allowed")]
+    PersonaTooLong {
+        /// Its length in characters.
+        chars: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// More than [`MAX_TOPICS`] topics.
+    #[error("{count} preferred topics given: at most {max} are allowed")]
+    TooManyTopics {
+        /// How many were given.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A topic is empty or longer than [`MAX_TOPIC_CHARS`].
+    #[error("invalid topic {topic:?}: topics are 1 to {max} characters")]
+    InvalidTopic {
+        /// The rejected topic.
+        topic: String,
+        /// The length limit.
+        max: usize,
+    },
+    /// The summary is longer than [`MAX_SUMMARY_CHARS`].
+    #[error("memory summary is {chars} characters long: at most {max} are allowed")]
+    SummaryTooLong {
+        /// Its length in characters.
+        chars: usize,
+        /// The limit.
+        max: usize,
+    },
+}
+
+/// Everything the butler knows about how to address one user, plus the rolling summary of
+/// older conversation.
+///
+/// `version` is the optimistic-concurrency token: repositories only save a profile whose
+/// version equals the stored one, then increment it. A profile that was never stored has
+/// version 0.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserProfile {
+    /// Whose profile this is.
+    pub user_id: UserId,
+    /// The language replies are written in.
+    pub language: Language,
+    /// Who the butler plays (free text, validated for length).
+    pub persona: String,
+    /// The register of the replies.
+    pub tone: Tone,
+    /// Topics the user cares about, in the order given.
+    pub preferred_topics: Vec<String>,
+    /// Rolling summary of all events at or before `summary_watermark`.
+    pub memory_summary: Option<String>,
+    /// The newest event folded into `memory_summary`; events at or before it may be deleted.
+    pub summary_watermark: Option<EventCursor>,
+    /// When the profile was first stored.
+    pub created_at: OffsetDateTime,
+    /// When the profile last changed.
+    pub updated_at: OffsetDateTime,
+    /// Optimistic-concurrency version (see the type documentation).
+    pub version: u64,
+}
+
+impl UserProfile {
+    /// The profile a new user starts with: the Alfred persona, Russian, witty, no topics, no
+    /// summary, stamped with the current time.
+    #[must_use]
+    pub fn default_for(user_id: UserId) -> Self {
+        Self::default_at(user_id, OffsetDateTime::now_utc())
+    }
+
+    /// Like [`UserProfile::default_for`] with an explicit creation time (for deterministic
+    /// callers and tests).
+    #[must_use]
+    pub fn default_at(user_id: UserId, now: OffsetDateTime) -> Self {
+        let now = truncate_to_millis(now);
+        Self {
+            user_id,
+            language: Language::Ru,
+            persona: DEFAULT_PERSONA.to_owned(),
+            tone: Tone::Witty,
+            preferred_topics: Vec::new(),
+            memory_summary: None,
+            summary_watermark: None,
+            created_at: now,
+            updated_at: now,
+            version: 0,
+        }
+    }
+
+    /// Checks every field against the limits in this module.
+    ///
+    /// # Errors
+    /// The first [`ProfileValidationError`] found.
+    pub fn validate(&self) -> Result<(), ProfileValidationError> {
+        validate_persona(&self.persona)?;
+        validate_topics(&self.preferred_topics)?;
+        if let Some(summary) = &self.memory_summary {
+            let chars = summary.chars().count();
+            if chars > MAX_SUMMARY_CHARS {
+                return Err(ProfileValidationError::SummaryTooLong {
+                    chars,
+                    max: MAX_SUMMARY_CHARS,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies an administrative change, validating the result. The version is left as it is:
+    /// saving through a repository is what checks and bumps it.
+    ///
+    /// # Errors
+    /// A [`ProfileValidationError`] if the changed profile would be invalid; `self` is untouched.
+    pub fn apply(
+        &self,
+        update: &ProfileUpdate,
+        now: OffsetDateTime,
+    ) -> Result<Self, ProfileValidationError> {
+        let mut next = self.clone();
+        if let Some(persona) = &update.persona {
+            next.persona = persona.trim().to_owned();
+        }
+        if let Some(tone) = update.tone {
+            next.tone = tone;
+        }
+        if let Some(language) = update.language {
+            next.language = language;
+        }
+        if let Some(topics) = &update.preferred_topics {
+            next.preferred_topics = topics.iter().map(|t| t.trim().to_owned()).collect();
+        }
+        next.validate()?;
+        next.updated_at = truncate_to_millis(now);
+        Ok(next)
+    }
+
+    /// Whether a summary of older conversation exists.
+    #[must_use]
+    pub fn has_summary(&self) -> bool {
+        self.memory_summary
+            .as_deref()
+            .is_some_and(|s| !s.trim().is_empty())
+    }
+}
+
+/// A partial change to a profile, as requested by an administrator. `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProfileUpdate {
+    /// New persona text.
+    pub persona: Option<String>,
+    /// New tone.
+    pub tone: Option<Tone>,
+    /// New language.
+    pub language: Option<Language>,
+    /// New list of topics (replaces the old list).
+    pub preferred_topics: Option<Vec<String>>,
+}
+
+impl ProfileUpdate {
+    /// Whether the update changes nothing.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.persona.is_none()
+            && self.tone.is_none()
+            && self.language.is_none()
+            && self.preferred_topics.is_none()
+    }
+}
+
+fn validate_persona(persona: &str) -> Result<(), ProfileValidationError> {
+    if persona.trim().is_empty() {
+        return Err(ProfileValidationError::EmptyPersona);
+    }
+    let chars = persona.chars().count();
+    if chars > MAX_PERSONA_CHARS {
+        return Err(ProfileValidationError::PersonaTooLong {
+            chars,
+            max: MAX_PERSONA_CHARS,
+        });
+    }
+    Ok(())
+}
+
+fn validate_topics(topics: &[String]) -> Result<(), ProfileValidationError> {
+    if topics.len() > MAX_TOPICS {
+        return Err(ProfileValidationError::TooManyTopics {
+            count: topics.len(),
+            max: MAX_TOPICS,
+        });
+    }
+    if let Some(bad) = topics
+        .iter()
+        .find(|t| t.trim().is_empty() || t.chars().count() > MAX_TOPIC_CHARS)
+    {
+        return Err(ProfileValidationError::InvalidTopic {
+            topic: bad.clone(),
+            max: MAX_TOPIC_CHARS,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    const NOW: OffsetDateTime = datetime!(2026-11-25 12:00:00 UTC);
+
+    #[test]
+    fn a_new_user_meets_alfred_in_russian_with_a_witty_tone() {
+        let p = UserProfile::default_at(UserId::new(7), NOW);
+        assert_eq!(p.persona, DEFAULT_PERSONA);
+        assert_eq!(p.language, Language::Ru);
+        assert_eq!(p.tone, Tone::Witty);
+        assert!(p.preferred_topics.is_empty());
+        assert!(!p.has_summary());
+        assert_eq!(p.version, 0);
+        assert_eq!(p.created_at, NOW);
+        assert!(p.validate().is_ok());
+    }
+
+    #[test]
+    fn default_for_stamps_the_current_time_in_whole_milliseconds() {
+        let p = UserProfile::default_for(UserId::new(1));
+        assert_eq!(p.created_at.nanosecond() % 1_000_000, 0);
+    }
+
+    #[test]
+    fn languages_and_tones_parse_case_insensitively_and_reject_unknown_values_with_the_allowed_ones(
+    ) {
+        assert_eq!("EN".parse::<Language>(), Ok(Language::En));
+        assert_eq!("Formal".parse::<Tone>(), Ok(Tone::Formal));
+        let err = "de".parse::<Language>().unwrap_err();
+        assert!(err.to_string().contains("ru, en"), "{err}");
+        let err = "sarcastic".parse::<Tone>().unwrap_err();
+        assert!(err.to_string().contains("witty, formal, casual"), "{err}");
+        for code in Language::ALLOWED {
+            assert_eq!(code.parse::<Language>().unwrap().code(), *code);
+        }
+        for code in Tone::ALLOWED {
+            assert_eq!(code.parse::<Tone>().unwrap().to_string(), *code);
+        }
+    }
+
+    #[test]
+    fn updates_are_validated_and_leave_the_original_untouched() {
+        let p = UserProfile::default_at(UserId::new(1), NOW);
+        let later = datetime!(2026-11-26 00:00:00.123_999 UTC);
+        let update = ProfileUpdate {
+            persona: Some("  Jeeves  ".into()),
+            tone: Some(Tone::Formal),
+            language: Some(Language::En),
+            preferred_topics: Some(vec!["cello".into(), " chess ".into()]),
+        };
+        let next = p.apply(&update, later).unwrap();
+        assert_eq!(next.persona, "Jeeves");
+        assert_eq!(next.tone, Tone::Formal);
+        assert_eq!(next.language, Language::En);
+        assert_eq!(next.preferred_topics, vec!["cello", "chess"]);
+        assert_eq!(next.updated_at, datetime!(2026-11-26 00:00:00.123 UTC));
+        assert_eq!(next.version, p.version);
+        assert_eq!(p.persona, DEFAULT_PERSONA);
+    }
+
+    #[test]
+    fn empty_or_oversized_personas_are_rejected() {
+        let p = UserProfile::default_at(UserId::new(1), NOW);
+        let empty = ProfileUpdate {
+            persona: Some("   ".into()),
+            ..ProfileUpdate::default()
+        };
+        assert_eq!(
+            p.apply(&empty, NOW),
+            Err(ProfileValidationError::EmptyPersona)
+        );
+        let long = ProfileUpdate {
+            persona: Some("я".repeat(MAX_PERSONA_CHARS + 1)),
+            ..ProfileUpdate::default()
+        };
+        assert!(matches!(
+            p.apply(&long, NOW),
+            Err(ProfileValidationError::PersonaTooLong { chars, .. }) if chars == MAX_PERSONA_CHARS + 1
+        ));
+    }
+
+    #[test]
+    fn too_many_or_malformed_topics_are_rejected() {
+        let p = UserProfile::default_at(UserId::new(1), NOW);
+        let many = ProfileUpdate {
+            preferred_topics: Some((0..=MAX_TOPICS).map(|i| format!("t{i}")).collect()),
+            ..ProfileUpdate::default()
+        };
+        assert!(matches!(
+            p.apply(&many, NOW),
+            Err(ProfileValidationError::TooManyTopics { .. })
+        ));
+        let blank = ProfileUpdate {
+            preferred_topics: Some(vec!["ok".into(), String::new()]),
+            ..ProfileUpdate::default()
+        };
+        assert!(matches!(
+            p.apply(&blank, NOW),
+            Err(ProfileValidationError::InvalidTopic { .. })
+        ));
+        let long = ProfileUpdate {
+            preferred_topics: Some(vec!["x".repeat(MAX_TOPIC_CHARS + 1)]),
+            ..ProfileUpdate::default()
+        };
+        assert!(matches!(
+            p.apply(&long, NOW),
+            Err(ProfileValidationError::InvalidTopic { .. })
+        ));
+    }
+
+    #[test]
+    fn oversized_summaries_fail_validation() {
+        let mut p = UserProfile::default_at(UserId::new(1), NOW);
+        p.memory_summary = Some("s".repeat(MAX_SUMMARY_CHARS + 1));
+        assert!(matches!(
+            p.validate(),
+            Err(ProfileValidationError::SummaryTooLong { .. })
+        ));
+        p.memory_summary = Some("  ".into());
+        assert!(!p.has_summary());
+    }
+
+    #[test]
+    fn an_empty_update_is_recognised() {
+        assert!(ProfileUpdate::default().is_empty());
+        assert!(!ProfileUpdate {
+            tone: Some(Tone::Casual),
+            ..ProfileUpdate::default()
+        }
+        .is_empty());
+    }
+}

@@ -1,0 +1,1 @@
+//! Front ends: Telegram bot, terminal chat, admin CLI and worker loop.

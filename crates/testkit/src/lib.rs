@@ -1,0 +1,1 @@
+//! Test kit: in-memory fakes of every port and real test services.
