@@ -1,1 +1,4 @@
 //! Adapters for the ports of `butler-domain`.
+
+pub mod mongo;
+pub mod sqlite;
