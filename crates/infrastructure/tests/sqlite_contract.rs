@@ -34,7 +34,9 @@ mod schema {
     }
 
     fn columns_of(conn: &Connection, index: &str) -> Vec<String> {
-        let mut stmt = conn.prepare(&format!("PRAGMA index_info({index})")).unwrap();
+        let mut stmt = conn
+            .prepare(&format!("PRAGMA index_info({index})"))
+            .unwrap();
         stmt.query_map([], |row| row.get("name"))
             .unwrap()
             .collect::<Result<_, _>>()

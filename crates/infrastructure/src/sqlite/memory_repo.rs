@@ -10,9 +10,7 @@ use rusqlite::{params, Connection, Row, TransactionBehavior};
 use butler_domain::ports::{MemoryStoreError, UserEventCount, UserMemoryRepository};
 use butler_domain::{EventCursor, UserId, UserMemoryEvent};
 
-use super::{
-    from_json, millis, sql_limit, time_from, to_json, uuid_bytes, uuid_from, Fault, Pool,
-};
+use super::{from_json, millis, sql_limit, time_from, to_json, uuid_bytes, uuid_from, Fault, Pool};
 
 const TABLE: &str = "user_memory";
 

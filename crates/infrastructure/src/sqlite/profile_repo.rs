@@ -9,9 +9,7 @@ use rusqlite::{named_params, Connection, OptionalExtension, Row, TransactionBeha
 use butler_domain::ports::{ProfilePage, ProfileStoreError, UserProfileRepository};
 use butler_domain::{EventCursor, UserId, UserProfile};
 
-use super::{
-    from_json, millis, sql_limit, time_from, to_json, uuid_bytes, uuid_from, Fault, Pool,
-};
+use super::{from_json, millis, sql_limit, time_from, to_json, uuid_bytes, uuid_from, Fault, Pool};
 
 const TABLE: &str = "user_profiles";
 

@@ -145,7 +145,10 @@ pub async fn events_in_one_millisecond_are_ordered_by_event_id(s: Storage) {
         ordered[..=5]
     );
     assert_eq!(s.memory.delete_up_to(user, mid).await.unwrap(), 6);
-    assert_eq!(s.memory.recent(user, 100, None).await.unwrap(), ordered[6..]);
+    assert_eq!(
+        s.memory.recent(user, 100, None).await.unwrap(),
+        ordered[6..]
+    );
 }
 
 /// Counts are per user.
@@ -188,7 +191,10 @@ pub async fn delete_up_to_removes_events_at_or_before_the_watermark_and_never_ne
     s.memory.append(&conversation(other, 0, 5)).await.unwrap();
     let watermark = events[9].cursor();
     assert_eq!(s.memory.delete_up_to(user, watermark).await.unwrap(), 10);
-    assert_eq!(s.memory.recent(user, 100, None).await.unwrap(), events[10..]);
+    assert_eq!(
+        s.memory.recent(user, 100, None).await.unwrap(),
+        events[10..]
+    );
     assert_eq!(s.memory.count(other).await.unwrap(), 5);
     assert_eq!(s.memory.delete_up_to(user, watermark).await.unwrap(), 0);
     assert_eq!(s.memory.count(user).await.unwrap(), 10);
@@ -281,7 +287,10 @@ pub async fn ten_thousand_events_for_one_user_are_stored_counted_and_paged(s: St
         s.memory.append(batch).await.unwrap();
     }
     assert_eq!(s.memory.count(user).await.unwrap(), 10_000);
-    assert_eq!(s.memory.recent(user, 20, None).await.unwrap(), events[9_980..]);
+    assert_eq!(
+        s.memory.recent(user, 20, None).await.unwrap(),
+        events[9_980..]
+    );
     let half = events[4_999].cursor();
     let first_half = s.memory.events_up_to(user, half, 10_000).await.unwrap();
     assert_eq!(ids(&first_half), ids(&events[..5_000]));

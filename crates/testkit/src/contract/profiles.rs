@@ -59,7 +59,10 @@ pub async fn concurrent_get_or_create_of_a_new_user_creates_exactly_one_profile(
         for task in tasks {
             seen.push(task.await.unwrap().unwrap());
         }
-        assert!(seen.iter().all(|p| *p == seen[0]), "round {round}: {seen:?}");
+        assert!(
+            seen.iter().all(|p| *p == seen[0]),
+            "round {round}: {seen:?}"
+        );
         assert_eq!(seen[0].version, 1);
     }
     let all = s.profiles.list(ProfilePage::first(100)).await.unwrap();

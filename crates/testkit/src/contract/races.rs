@@ -158,7 +158,9 @@ pub async fn racing_compressions_of_one_user_keep_every_event_or_its_summary(s: 
             .count();
         assert!(winners >= 1, "round {round}: {outcomes:?}");
         let profile = storage.profiles.get(user).await.unwrap().unwrap();
-        let watermark = profile.summary_watermark.expect("a winner saved a watermark");
+        let watermark = profile
+            .summary_watermark
+            .expect("a winner saved a watermark");
         let summary = profile.memory_summary.unwrap_or_default();
         assert_eq!(
             summary.matches('[').count(),
@@ -171,7 +173,10 @@ pub async fn racing_compressions_of_one_user_keep_every_event_or_its_summary(s: 
         for event in old.iter().chain(&newer) {
             let kept = stored.iter().any(|e| e.event_id == event.event_id);
             let covered = event.cursor() <= watermark;
-            assert!(kept ^ covered, "round {round}: event {event:?} kept={kept} covered={covered}");
+            assert!(
+                kept ^ covered,
+                "round {round}: event {event:?} kept={kept} covered={covered}"
+            );
         }
         assert!(newer.iter().all(|e| stored.contains(e)), "round {round}");
     }

@@ -143,7 +143,10 @@ async fn probe_client(uri: &str) -> Result<Client, ServiceError> {
 }
 
 async fn ping(client: &Client) -> mongodb::error::Result<Document> {
-    client.database("admin").run_command(doc! { "ping": 1 }).await
+    client
+        .database("admin")
+        .run_command(doc! { "ping": 1 })
+        .await
 }
 
 async fn ping_until_ready(uri: &str, timeout: Duration) -> Result<(), ServiceError> {
