@@ -3,6 +3,7 @@
 //! a service that cannot be provisioned fails the test with the command to install what is
 //! missing — tests never skip.
 
+pub mod mongo;
 mod process;
 mod python;
 

@@ -1,0 +1,82 @@
+//! Embedded, versioned schema migrations, applied when the database is opened.
+//!
+//! The applied version is SQLite's `PRAGMA user_version`. Each migration runs in one
+//! `IMMEDIATE` transaction together with the version bump, so a crash leaves the database at
+//! a complete version, and two processes opening the same file at once apply each step once.
+//! Migrations are append-only: never edit a released one, add the next.
+
+use std::path::Path;
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::SqliteOpenError;
+
+/// Every migration, in order; migration `i` (0-based) brings the schema to version `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 1: profiles and memory events, with the indexes the MongoDB adapter also has.
+    r"
+    CREATE TABLE user_profiles (
+        user_id            INTEGER NOT NULL,
+        language           TEXT    NOT NULL,
+        persona            TEXT    NOT NULL,
+        tone               TEXT    NOT NULL,
+        preferred_topics   TEXT    NOT NULL,   -- JSON array of strings
+        memory_summary     TEXT,
+        watermark_at       INTEGER,            -- Unix ms, with watermark_event_id
+        watermark_event_id BLOB,               -- 16-byte UUID
+        created_at         INTEGER NOT NULL,   -- Unix ms
+        updated_at         INTEGER NOT NULL,   -- Unix ms
+        version            INTEGER NOT NULL,
+        CHECK ((watermark_at IS NULL) = (watermark_event_id IS NULL))
+    ) STRICT;
+    CREATE UNIQUE INDEX user_profiles_user_id ON user_profiles (user_id);
+
+    CREATE TABLE user_memory (
+        event_id   BLOB    NOT NULL,           -- 16-byte UUID
+        user_id    INTEGER NOT NULL,
+        role       TEXT    NOT NULL,
+        content    TEXT    NOT NULL,
+        source     TEXT    NOT NULL,
+        created_at INTEGER NOT NULL,           -- Unix ms
+        tags       TEXT    NOT NULL            -- JSON array of strings
+    ) STRICT;
+    CREATE UNIQUE INDEX user_memory_event_id ON user_memory (event_id);
+    CREATE INDEX user_memory_user_created ON user_memory (user_id, created_at, event_id);
+    ",
+];
+
+/// The schema version this binary creates and understands.
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// Brings the database up to [`SCHEMA_VERSION`]; a no-op when it is already there.
+pub(super) fn apply(conn: &mut Connection, path: &Path) -> Result<(), SqliteOpenError> {
+    for (index, sql) in MIGRATIONS.iter().enumerate() {
+        let version = u32::try_from(index + 1).unwrap_or(u32::MAX);
+        let failed = |source| SqliteOpenError::Migrate {
+            path: path.to_path_buf(),
+            version,
+            source,
+        };
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(failed)?;
+        let current: u32 = tx
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .map_err(failed)?;
+        if current > SCHEMA_VERSION {
+            return Err(SqliteOpenError::TooNew {
+                path: path.to_path_buf(),
+                found: current,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        if current >= version {
+            continue;
+        }
+        tx.execute_batch(sql).map_err(failed)?;
+        tx.pragma_update(None, "user_version", version)
+            .map_err(failed)?;
+        tx.commit().map_err(failed)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,329 @@
+//! SQLite storage (the embedded default): one database file holding profiles and memory events.
+//!
+//! Why a small pool plus `spawn_blocking` rather than a dedicated thread or `r2d2`: SQLite
+//! calls block, so each runs on tokio's blocking pool and never on a runtime worker. Waiting
+//! for a free connection is an async semaphore, so a burst of requests queues without parking
+//! blocking threads (which `r2d2::Pool::get` would do). In WAL mode several connections read
+//! at once while writes serialise on the database lock; every write transaction starts
+//! `IMMEDIATE`, so writers wait on `busy_timeout` instead of failing on a lock upgrade.
+//! Connections open lazily and a connection lost to a panicking task is simply reopened.
+//!
+//! Representation: times are integer Unix milliseconds (see `butler_domain::timestamp`), UUIDs
+//! are 16-byte big-endian BLOBs — SQLite compares BLOBs with `memcmp`, which is exactly the
+//! order of [`uuid::Uuid`], so `(created_at, event_id)` row-value comparisons in SQL agree with
+//! [`butler_domain::EventCursor`]. Lists (topics, tags) are JSON arrays in TEXT columns.
+
+mod memory_repo;
+mod migrations;
+mod profile_repo;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+use thiserror::Error;
+use time::OffsetDateTime;
+use tokio::sync::Semaphore;
+use uuid::Uuid;
+
+use butler_domain::timestamp::{from_unix_millis, to_unix_millis};
+
+pub use memory_repo::SqliteMemoryRepository;
+pub use migrations::SCHEMA_VERSION;
+pub use profile_repo::SqliteProfileRepository;
+
+/// Where the database lives when nothing else is configured.
+pub const DEFAULT_PATH: &str = "./data/butler.db";
+
+/// How to open the SQLite database.
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    /// The database file; its parent directory is created if missing.
+    pub path: PathBuf,
+    /// Most connections used at once (readers run in parallel in WAL mode).
+    pub max_connections: usize,
+    /// How long a writer waits for the database lock before failing as unavailable.
+    pub busy_timeout: Duration,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from(DEFAULT_PATH),
+            max_connections: 4,
+            busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl SqliteOptions {
+    /// Default options for the database at `path`.
+    #[must_use]
+    pub fn at(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            ..Self::default()
+        }
+    }
+}
+
+/// Why the database could not be opened.
+#[derive(Debug, Error)]
+pub enum SqliteOpenError {
+    /// The parent directory could not be created.
+    #[error("cannot create the directory {dir} for the SQLite database: {source}")]
+    CreateDir {
+        /// The directory.
+        dir: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// SQLite refused to open or configure the file.
+    #[error("cannot open the SQLite database {path}: {source}")]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// SQLite's error.
+        source: rusqlite::Error,
+    },
+    /// A schema migration failed; the database was left at the last complete version.
+    #[error("migrating the SQLite database {path} to schema version {version} failed: {source}")]
+    Migrate {
+        /// The file.
+        path: PathBuf,
+        /// The version being applied.
+        version: u32,
+        /// SQLite's error.
+        source: rusqlite::Error,
+    },
+    /// The file was written by a newer release of the butler.
+    #[error(
+        "the SQLite database {path} has schema version {found}, newer than this binary's \
+         {supported}: upgrade the butler or restore a backup"
+    )]
+    TooNew {
+        /// The file.
+        path: PathBuf,
+        /// Its `user_version`.
+        found: u32,
+        /// The newest version this binary knows.
+        supported: u32,
+    },
+    /// The blocking task opening the database did not finish.
+    #[error("opening the SQLite database {path} was interrupted: {detail}")]
+    Interrupted {
+        /// The file.
+        path: PathBuf,
+        /// What happened to the task.
+        detail: String,
+    },
+}
+
+/// An open SQLite database: hands out the two repositories, which share its connections.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: Arc<Pool>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database, switches it to WAL and applies any pending
+    /// schema migrations.
+    ///
+    /// # Errors
+    /// [`SqliteOpenError`] naming the file and what failed.
+    pub async fn open(options: SqliteOptions) -> Result<Self, SqliteOpenError> {
+        let path = options.path.clone();
+        let opened = tokio::task::spawn_blocking(move || Pool::open(options))
+            .await
+            .map_err(|e| SqliteOpenError::Interrupted {
+                path,
+                detail: e.to_string(),
+            })??;
+        Ok(Self {
+            pool: Arc::new(opened),
+        })
+    }
+
+    /// The profile repository over this database.
+    #[must_use]
+    pub fn profiles(&self) -> SqliteProfileRepository {
+        SqliteProfileRepository::new(Arc::clone(&self.pool))
+    }
+
+    /// The memory repository over this database.
+    #[must_use]
+    pub fn memory(&self) -> SqliteMemoryRepository {
+        SqliteMemoryRepository::new(Arc::clone(&self.pool))
+    }
+
+    /// The database file.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.pool.path
+    }
+}
+
+/// Lazily opened connections, at most `permits` in use at once.
+#[derive(Debug)]
+struct Pool {
+    path: PathBuf,
+    busy_timeout: Duration,
+    idle: Mutex<Vec<Connection>>,
+    permits: Semaphore,
+}
+
+/// What went wrong inside a blocking database call, before it becomes a port error.
+#[derive(Debug)]
+enum Fault {
+    /// SQLite failed (I/O, lock time-out, constraint, …).
+    Db(rusqlite::Error),
+    /// A stored value could not be decoded; names the column, never the value.
+    Corrupt(String),
+    /// The blocking task panicked or was cancelled.
+    Task(String),
+}
+
+impl From<rusqlite::Error> for Fault {
+    fn from(e: rusqlite::Error) -> Self {
+        match e {
+            rusqlite::Error::FromSqlConversionFailure(column, ..)
+            | rusqlite::Error::InvalidColumnType(column, ..)
+            | rusqlite::Error::IntegralValueOutOfRange(column, ..) => {
+                Self::Corrupt(format!("column {column} has an unexpected value"))
+            }
+            other => Self::Db(other),
+        }
+    }
+}
+
+impl Fault {
+    /// The detail for an `Unavailable` error: SQLite's error code and message, which name
+    /// tables and constraints but never bound values.
+    fn detail(&self, table: &str) -> String {
+        match self {
+            Self::Db(rusqlite::Error::SqliteFailure(code, message)) => match message {
+                Some(m) => format!("sqlite {table}: {code}: {m}"),
+                None => format!("sqlite {table}: {code}"),
+            },
+            Self::Db(other) => format!("sqlite {table}: {other}"),
+            Self::Corrupt(what) => format!("sqlite {table}: {what}"),
+            Self::Task(what) => format!("sqlite {table}: blocking task failed: {what}"),
+        }
+    }
+}
+
+impl Pool {
+    fn open(options: SqliteOptions) -> Result<Self, SqliteOpenError> {
+        if let Some(dir) = options.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| SqliteOpenError::CreateDir {
+                dir: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let pool = Self {
+            path: options.path,
+            busy_timeout: options.busy_timeout,
+            idle: Mutex::new(Vec::new()),
+            permits: Semaphore::new(options.max_connections.max(1)),
+        };
+        let mut conn = pool.connect().map_err(|source| SqliteOpenError::Open {
+            path: pool.path.clone(),
+            source,
+        })?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(|source| SqliteOpenError::Open {
+                path: pool.path.clone(),
+                source,
+            })?;
+        migrations::apply(&mut conn, &pool.path)?;
+        pool.give_back(conn);
+        Ok(pool)
+    }
+
+    fn connect(&self) -> rusqlite::Result<Connection> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                | OpenFlags::SQLITE_OPEN_URI,
+        )?;
+        conn.busy_timeout(self.busy_timeout)?;
+        // WAL makes NORMAL durable against application crashes; only a power loss may drop
+        // the last transactions, never corrupt the file.
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        Ok(conn)
+    }
+
+    fn take(&self) -> Option<Connection> {
+        self.idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop()
+    }
+
+    fn give_back(&self, conn: Connection) {
+        self.idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(conn);
+    }
+
+    /// Runs `f` with a connection on the blocking pool.
+    async fn run<T, F>(self: &Arc<Self>, f: F) -> Result<T, Fault>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, Fault> + Send + 'static,
+    {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|e| Fault::Task(e.to_string()))?;
+        let pool = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let mut conn = match pool.take() {
+                Some(conn) => conn,
+                None => pool.connect()?,
+            };
+            let result = f(&mut conn);
+            pool.give_back(conn);
+            result
+        })
+        .await
+        .map_err(|e| Fault::Task(e.to_string()))?
+    }
+}
+
+fn millis(at: OffsetDateTime) -> i64 {
+    to_unix_millis(at)
+}
+
+fn time_from(column: &str, millis: i64) -> Result<OffsetDateTime, Fault> {
+    from_unix_millis(millis).ok_or_else(|| Fault::Corrupt(format!("{column} is out of range")))
+}
+
+fn uuid_bytes(id: Uuid) -> [u8; 16] {
+    *id.as_bytes()
+}
+
+fn uuid_from(column: &str, bytes: &[u8]) -> Result<Uuid, Fault> {
+    Uuid::from_slice(bytes).map_err(|_| Fault::Corrupt(format!("{column} is not a 16-byte UUID")))
+}
+
+fn to_json(list: &[String]) -> String {
+    // Serialising a list of strings cannot fail.
+    serde_json::to_string(list).unwrap_or_else(|_| "[]".to_owned())
+}
+
+fn from_json(column: &str, text: &str) -> Result<Vec<String>, Fault> {
+    serde_json::from_str(text)
+        .map_err(|_| Fault::Corrupt(format!("{column} is not a JSON list of strings")))
+}
+
+/// Converts a `usize` limit to SQLite's integer, saturating (no one pages 2⁶³ rows).
+fn sql_limit(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}

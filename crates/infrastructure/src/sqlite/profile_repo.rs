@@ -1,0 +1,270 @@
+//! [`UserProfileRepository`] on SQLite: one row per user in `user_profiles`, compare-and-set
+//! on the `version` column.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use rusqlite::{named_params, Connection, OptionalExtension, Row, TransactionBehavior};
+
+use butler_domain::ports::{ProfilePage, ProfileStoreError, UserProfileRepository};
+use butler_domain::{EventCursor, UserId, UserProfile};
+
+use super::{from_json, millis, sql_limit, time_from, to_json, uuid_bytes, uuid_from, Fault, Pool};
+
+const TABLE: &str = "user_profiles";
+
+const COLUMNS: &str = "user_id, language, persona, tone, preferred_topics, memory_summary, \
+     watermark_at, watermark_event_id, created_at, updated_at, version";
+
+/// Profiles in the `user_profiles` table.
+#[derive(Debug, Clone)]
+pub struct SqliteProfileRepository {
+    pool: Arc<Pool>,
+}
+
+impl SqliteProfileRepository {
+    pub(super) fn new(pool: Arc<Pool>) -> Self {
+        Self { pool }
+    }
+
+    async fn run<T, F>(&self, operation: &'static str, f: F) -> Result<T, ProfileStoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, Fault> + Send + 'static,
+    {
+        self.pool.run(f).await.map_err(|fault| match fault {
+            Fault::Corrupt(detail) => ProfileStoreError::Corrupt { detail },
+            other => {
+                let detail = other.detail(TABLE);
+                tracing::warn!(operation, table = TABLE, %detail, "profile storage failed");
+                ProfileStoreError::Unavailable { operation, detail }
+            }
+        })
+    }
+}
+
+/// A profile flattened into SQL values.
+struct ProfileRow {
+    user_id: i64,
+    language: &'static str,
+    persona: String,
+    tone: &'static str,
+    topics: String,
+    summary: Option<String>,
+    watermark_at: Option<i64>,
+    watermark_event_id: Option<[u8; 16]>,
+    created_at: i64,
+    updated_at: i64,
+    version: i64,
+}
+
+impl ProfileRow {
+    fn from_profile(p: &UserProfile, version: u64) -> Result<Self, Fault> {
+        Ok(Self {
+            user_id: p.user_id.get(),
+            language: p.language.code(),
+            persona: p.persona.clone(),
+            tone: p.tone.code(),
+            topics: to_json(&p.preferred_topics),
+            summary: p.memory_summary.clone(),
+            watermark_at: p.summary_watermark.map(|w| millis(w.created_at)),
+            watermark_event_id: p.summary_watermark.map(|w| uuid_bytes(w.event_id)),
+            created_at: millis(p.created_at),
+            updated_at: millis(p.updated_at),
+            version: i64::try_from(version)
+                .map_err(|_| Fault::Corrupt("version exceeds the SQLite integer range".into()))?,
+        })
+    }
+
+    /// Inserts the row; on an existing user either does nothing (`replace = false`) or
+    /// overwrites it keeping nothing but bumping the stored version (`replace = true`).
+    fn upsert_sql(replace: bool) -> String {
+        let conflict = if replace {
+            "DO UPDATE SET language = excluded.language, persona = excluded.persona, \
+             tone = excluded.tone, preferred_topics = excluded.preferred_topics, \
+             memory_summary = excluded.memory_summary, watermark_at = excluded.watermark_at, \
+             watermark_event_id = excluded.watermark_event_id, created_at = excluded.created_at, \
+             updated_at = excluded.updated_at, version = user_profiles.version + 1"
+        } else {
+            "DO NOTHING"
+        };
+        format!(
+            "INSERT INTO user_profiles ({COLUMNS}) VALUES (:user_id, :language, :persona, :tone, \
+             :topics, :summary, :watermark_at, :watermark_event_id, :created_at, :updated_at, \
+             :version) ON CONFLICT (user_id) {conflict}"
+        )
+    }
+
+    fn insert(&self, conn: &Connection, replace: bool) -> rusqlite::Result<usize> {
+        conn.prepare_cached(&Self::upsert_sql(replace))?
+            .execute(named_params! {
+                ":user_id": self.user_id,
+                ":language": self.language,
+                ":persona": self.persona,
+                ":tone": self.tone,
+                ":topics": self.topics,
+                ":summary": self.summary,
+                ":watermark_at": self.watermark_at,
+                ":watermark_event_id": self.watermark_event_id,
+                ":created_at": self.created_at,
+                ":updated_at": self.updated_at,
+                ":version": self.version,
+            })
+    }
+
+    /// Overwrites the stored profile only if its version is `expected`.
+    fn update_if_version(&self, conn: &Connection, expected: i64) -> rusqlite::Result<usize> {
+        conn.prepare_cached(
+            "UPDATE user_profiles SET language = :language, persona = :persona, tone = :tone, \
+             preferred_topics = :topics, memory_summary = :summary, \
+             watermark_at = :watermark_at, watermark_event_id = :watermark_event_id, \
+             created_at = :created_at, updated_at = :updated_at, version = :version \
+             WHERE user_id = :user_id AND version = :expected",
+        )?
+        .execute(named_params! {
+            ":user_id": self.user_id,
+            ":language": self.language,
+            ":persona": self.persona,
+            ":tone": self.tone,
+            ":topics": self.topics,
+            ":summary": self.summary,
+            ":watermark_at": self.watermark_at,
+            ":watermark_event_id": self.watermark_event_id,
+            ":created_at": self.created_at,
+            ":updated_at": self.updated_at,
+            ":version": self.version,
+            ":expected": expected,
+        })
+    }
+}
+
+fn select_one(conn: &Connection, user_id: i64) -> Result<Option<UserProfile>, Fault> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM user_profiles WHERE user_id = ?1"
+    ))?;
+    stmt.query_row([user_id], |row| Ok(decode(row)))
+        .optional()?
+        .transpose()
+}
+
+fn decode(row: &Row<'_>) -> Result<UserProfile, Fault> {
+    let language: String = row.get("language")?;
+    let tone: String = row.get("tone")?;
+    let watermark_at: Option<i64> = row.get("watermark_at")?;
+    let watermark_id: Option<Vec<u8>> = row.get("watermark_event_id")?;
+    let summary_watermark = match (watermark_at, watermark_id) {
+        (Some(at), Some(id)) => Some(EventCursor {
+            created_at: time_from("user_profiles.watermark_at", at)?,
+            event_id: uuid_from("user_profiles.watermark_event_id", &id)?,
+        }),
+        _ => None,
+    };
+    let version: i64 = row.get("version")?;
+    Ok(UserProfile {
+        user_id: UserId::new(row.get("user_id")?),
+        language: language
+            .parse()
+            .map_err(|_| Fault::Corrupt("user_profiles.language is not a known code".into()))?,
+        persona: row.get("persona")?,
+        tone: tone
+            .parse()
+            .map_err(|_| Fault::Corrupt("user_profiles.tone is not a known code".into()))?,
+        preferred_topics: from_json(
+            "user_profiles.preferred_topics",
+            &row.get::<_, String>("preferred_topics")?,
+        )?,
+        memory_summary: row.get("memory_summary")?,
+        summary_watermark,
+        created_at: time_from("user_profiles.created_at", row.get("created_at")?)?,
+        updated_at: time_from("user_profiles.updated_at", row.get("updated_at")?)?,
+        version: u64::try_from(version)
+            .map_err(|_| Fault::Corrupt("user_profiles.version is negative".into()))?,
+    })
+}
+
+fn missing(user_id: i64) -> Fault {
+    Fault::Corrupt(format!(
+        "user_profiles row for user {user_id} vanished inside its own transaction"
+    ))
+}
+
+#[async_trait]
+impl UserProfileRepository for SqliteProfileRepository {
+    async fn get(&self, user_id: UserId) -> Result<Option<UserProfile>, ProfileStoreError> {
+        self.run("get", move |conn| select_one(conn, user_id.get()))
+            .await
+    }
+
+    async fn get_or_create(&self, user_id: UserId) -> Result<UserProfile, ProfileStoreError> {
+        let fresh = ProfileRow::from_profile(&UserProfile::default_for(user_id), 1);
+        self.run("get_or_create", move |conn| {
+            let fresh = fresh?;
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            fresh.insert(&tx, false)?;
+            let stored = select_one(&tx, fresh.user_id)?.ok_or_else(|| missing(fresh.user_id))?;
+            tx.commit()?;
+            Ok(stored)
+        })
+        .await
+    }
+
+    async fn save(&self, profile: &UserProfile) -> Result<UserProfile, ProfileStoreError> {
+        profile.validate()?;
+        let expected = profile.version;
+        let user_id = profile.user_id;
+        let row = ProfileRow::from_profile(profile, expected.saturating_add(1));
+        let written = self
+            .run("save", move |conn| {
+                let row = row?;
+                let changed = if expected == 0 {
+                    row.insert(conn, false)?
+                } else {
+                    row.update_if_version(conn, row.version - 1)?
+                };
+                Ok(changed == 1)
+            })
+            .await?;
+        if !written {
+            return Err(ProfileStoreError::VersionConflict { user_id, expected });
+        }
+        let mut stored = profile.clone();
+        stored.version = expected + 1;
+        Ok(stored)
+    }
+
+    async fn reset(&self, user_id: UserId) -> Result<UserProfile, ProfileStoreError> {
+        let fresh = ProfileRow::from_profile(&UserProfile::default_for(user_id), 1);
+        self.run("reset", move |conn| {
+            let fresh = fresh?;
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            fresh.insert(&tx, true)?;
+            let stored = select_one(&tx, fresh.user_id)?.ok_or_else(|| missing(fresh.user_id))?;
+            tx.commit()?;
+            Ok(stored)
+        })
+        .await
+    }
+
+    async fn list(&self, page: ProfilePage) -> Result<Vec<UserProfile>, ProfileStoreError> {
+        self.run("list", move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM user_profiles WHERE ?1 IS NULL OR user_id > ?1 \
+                 ORDER BY user_id LIMIT ?2"
+            ))?;
+            let rows = stmt.query(rusqlite::params![
+                page.after.map(UserId::get),
+                sql_limit(page.limit)
+            ])?;
+            collect(rows)
+        })
+        .await
+    }
+}
+
+fn collect(mut rows: rusqlite::Rows<'_>) -> Result<Vec<UserProfile>, Fault> {
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(decode(row)?);
+    }
+    Ok(out)
+}

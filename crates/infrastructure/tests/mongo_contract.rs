@@ -1,0 +1,204 @@
+//! The storage contract suite against a real MongoDB-wire server (SecantusDB started by the
+//! testkit, or `BUTLER_TEST_MONGODB_URI`), one database per test, plus what only MongoDB has:
+//! the index set with its TTL, the stored BSON types, and start-up errors.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use butler_infrastructure::mongo::{
+    ensure_indexes, MongoConnectError, MongoOptions, MongoStore, MEMORY_COLLECTION,
+    MEMORY_TTL_INDEX, PROFILES_COLLECTION,
+};
+use butler_testkit::contract::Storage;
+use butler_testkit::services::mongo::{shared_mongo, unique_database_name};
+
+async fn connect(prefix: &str, options: MongoOptions) -> MongoStore {
+    let server = shared_mongo().await.unwrap_or_else(|e| panic!("{e}"));
+    let options = MongoOptions {
+        database: Some(unique_database_name(prefix)),
+        ..options
+    };
+    MongoStore::connect(server.uri(), options).await.unwrap()
+}
+
+async fn mongo() -> Storage {
+    let store = connect("contract", MongoOptions::default()).await;
+    Storage::new(Arc::new(store.profiles()), Arc::new(store.memory())).keeping(store)
+}
+
+butler_testkit::storage_contract_suite!(mongo());
+
+mod schema {
+    use super::*;
+    use butler_domain::ports::{UserMemoryRepository, UserProfileRepository};
+    use butler_domain::{Source, UserId, UserMemoryEvent};
+    use futures::TryStreamExt;
+    use mongodb::bson::spec::BinarySubtype;
+    use mongodb::bson::{doc, Bson, Document};
+    use mongodb::IndexModel;
+
+    async fn indexes(store: &MongoStore, collection: &str) -> Vec<IndexModel> {
+        let mut list: Vec<IndexModel> = store
+            .database()
+            .collection::<Document>(collection)
+            .list_indexes()
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        list.sort_by_key(|m| m.options.as_ref().and_then(|o| o.name.clone()));
+        list
+    }
+
+    fn find<'a>(list: &'a [IndexModel], name: &str) -> Option<&'a IndexModel> {
+        list.iter().find(|m| {
+            m.options
+                .as_ref()
+                .is_some_and(|o| o.name.as_deref() == Some(name))
+        })
+    }
+
+    fn ttl_secs(list: &[IndexModel]) -> Option<u64> {
+        find(list, MEMORY_TTL_INDEX)
+            .and_then(|m| m.options.as_ref())
+            .and_then(|o| o.expire_after)
+            .map(|d| d.as_secs())
+    }
+
+    #[tokio::test]
+    async fn connecting_creates_the_unique_compound_and_ttl_indexes() {
+        let store = connect("indexes", MongoOptions::default()).await;
+        let profiles = indexes(&store, PROFILES_COLLECTION).await;
+        let by_user = find(&profiles, "user_profiles_user_id").expect("user_id index");
+        assert_eq!(by_user.keys, doc! { "user_id": 1 });
+        assert_eq!(by_user.options.as_ref().unwrap().unique, Some(true));
+
+        let memory = indexes(&store, MEMORY_COLLECTION).await;
+        let compound = find(&memory, "user_memory_user_created").expect("compound index");
+        assert_eq!(compound.keys, doc! { "user_id": 1, "created_at": -1 });
+        let event_id = find(&memory, "user_memory_event_id").expect("event_id index");
+        assert_eq!(event_id.keys, doc! { "event_id": 1 });
+        assert_eq!(event_id.options.as_ref().unwrap().unique, Some(true));
+        let ttl = find(&memory, MEMORY_TTL_INDEX).expect("ttl index");
+        assert_eq!(ttl.keys, doc! { "created_at": 1 });
+        assert_eq!(ttl_secs(&memory), Some(90 * 24 * 3600));
+    }
+
+    #[tokio::test]
+    async fn ensuring_indexes_again_is_a_no_op_and_the_ttl_follows_configuration() {
+        let store = connect("ttl", MongoOptions::default()).await;
+        let db = store.database();
+        let before = indexes(&store, MEMORY_COLLECTION).await;
+        ensure_indexes(db, MongoOptions::default().memory_ttl)
+            .await
+            .unwrap();
+        assert_eq!(indexes(&store, MEMORY_COLLECTION).await.len(), before.len());
+
+        ensure_indexes(db, Some(Duration::from_secs(3600)))
+            .await
+            .unwrap();
+        assert_eq!(
+            ttl_secs(&indexes(&store, MEMORY_COLLECTION).await),
+            Some(3600)
+        );
+
+        ensure_indexes(db, None).await.unwrap();
+        let without = indexes(&store, MEMORY_COLLECTION).await;
+        assert!(find(&without, MEMORY_TTL_INDEX).is_none(), "{without:?}");
+        assert!(find(&without, "user_memory_event_id").is_some());
+
+        ensure_indexes(db, None).await.unwrap();
+        ensure_indexes(db, Some(Duration::from_secs(7200)))
+            .await
+            .unwrap();
+        assert_eq!(
+            ttl_secs(&indexes(&store, MEMORY_COLLECTION).await),
+            Some(7200)
+        );
+    }
+
+    #[tokio::test]
+    async fn events_store_uuids_as_binary_subtype_4_and_times_as_bson_dates() {
+        let store = connect("bson", MongoOptions::default()).await;
+        let user = UserId::new(77);
+        let event = UserMemoryEvent::user(
+            user,
+            "привет",
+            Source::Voice,
+            time::OffsetDateTime::now_utc(),
+        );
+        store
+            .memory()
+            .append(std::slice::from_ref(&event))
+            .await
+            .unwrap();
+        store.profiles().get_or_create(user).await.unwrap();
+        let raw = store
+            .database()
+            .collection::<Document>(MEMORY_COLLECTION)
+            .find_one(doc! {})
+            .await
+            .unwrap()
+            .unwrap();
+        match raw.get("event_id") {
+            Some(Bson::Binary(b)) => {
+                assert_eq!(b.subtype, BinarySubtype::Uuid);
+                assert_eq!(b.bytes, event.event_id.as_bytes());
+            }
+            other => panic!("event_id stored as {other:?}"),
+        }
+        assert!(matches!(raw.get("created_at"), Some(Bson::DateTime(_))));
+        assert_eq!(raw.get_str("role").unwrap(), "user");
+        assert_eq!(raw.get_str("source").unwrap(), "voice");
+        let profile = store
+            .database()
+            .collection::<Document>(PROFILES_COLLECTION)
+            .find_one(doc! {})
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(matches!(profile.get("updated_at"), Some(Bson::DateTime(_))));
+    }
+
+    #[tokio::test]
+    async fn a_server_that_is_down_fails_fast_naming_the_masked_uri() {
+        let port = butler_testkit::services::free_port();
+        let uri = format!("mongodb://butler:hunter2@127.0.0.1:{port}/butler");
+        let options = MongoOptions {
+            server_selection_timeout: Duration::from_secs(2),
+            connect_timeout: Duration::from_secs(1),
+            ..MongoOptions::default()
+        };
+        let start = Instant::now();
+        let err = MongoStore::connect(&uri, options).await.unwrap_err();
+        let elapsed = start.elapsed();
+        assert!(elapsed < Duration::from_secs(8), "took {elapsed:?}");
+        assert!(
+            matches!(err, MongoConnectError::Unreachable { .. }),
+            "{err:?}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("mongodb://butler:***@127.0.0.1:{port}/butler")),
+            "{text}"
+        );
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(!format!("{err:?}").contains("hunter2"));
+    }
+
+    #[tokio::test]
+    async fn a_malformed_uri_is_reported_without_its_password() {
+        let err = MongoStore::connect(
+            "mongodb://butler:hunter2@host:notaport/",
+            MongoOptions::default(),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(err, MongoConnectError::InvalidUri { .. }),
+            "{err:?}"
+        );
+        assert!(!format!("{err} {err:?}").contains("hunter2"), "{err:?}");
+    }
+}

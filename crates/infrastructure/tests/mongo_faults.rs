@@ -1,0 +1,225 @@
+//! Fault injection against a real MongoDB-wire server: `failCommand` makes inserts, reads,
+//! updates and deletes fail (with an error code or a dropped connection). The repositories
+//! must report typed, retryable `Unavailable` errors, and once the fault is lifted every
+//! stored document is still there exactly once.
+//!
+//! The fail point is server-wide, so these tests take turns (`FAULTS`), and each scopes its
+//! fail point to its own client's `appName`, so other tests on the same server never see it.
+
+use std::time::Duration;
+
+use butler_domain::ports::{
+    MemoryStoreError, ProfileStoreError, UserMemoryRepository, UserProfileRepository,
+};
+use butler_domain::{Source, UserId, UserMemoryEvent};
+use butler_infrastructure::mongo::{MongoOptions, MongoStore};
+use butler_testkit::services::mongo::{shared_mongo, unique_database_name, FailCommand, FailWith};
+use mongodb::Client;
+use tokio::sync::{Mutex, MutexGuard};
+
+static FAULTS: Mutex<()> = Mutex::const_new(());
+
+struct Faulty {
+    store: MongoStore,
+    admin: Client,
+    app_name: String,
+    _turn: MutexGuard<'static, ()>,
+}
+
+impl Faulty {
+    async fn new() -> Self {
+        let turn = FAULTS.lock().await;
+        let server = shared_mongo().await.unwrap_or_else(|e| panic!("{e}"));
+        let app_name = unique_database_name("faulty");
+        let store = MongoStore::connect(
+            server.uri(),
+            MongoOptions {
+                database: Some(app_name.clone()),
+                app_name: app_name.clone(),
+                server_selection_timeout: Duration::from_secs(3),
+                operation_timeout: Duration::from_secs(10),
+                ..MongoOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+        let admin = Client::with_uri_str(server.uri()).await.unwrap();
+        Self {
+            store,
+            admin,
+            app_name,
+            _turn: turn,
+        }
+    }
+
+    async fn fail(&self, commands: &[&str], with: FailWith) {
+        FailCommand {
+            commands: commands.iter().map(|c| (*c).to_owned()).collect(),
+            with,
+            app_name: self.app_name.clone(),
+        }
+        .enable(&self.admin)
+        .await
+        .unwrap();
+    }
+
+    async fn heal(&self) {
+        FailCommand::clear(&self.admin).await.unwrap();
+    }
+}
+
+fn events(user: UserId, from: i64, n: i64) -> Vec<UserMemoryEvent> {
+    let base = time::macros::datetime!(2026-11-25 12:00 UTC);
+    (0..n)
+        .map(|i| {
+            UserMemoryEvent::user(
+                user,
+                format!("сообщение {i}"),
+                Source::Text,
+                base + time::Duration::milliseconds(from + i),
+            )
+        })
+        .collect()
+}
+
+/// Retries `op` while it fails as retryable, as a caller would: after a "shutting down" error
+/// the driver marks the server unknown until its next heartbeat, so recovery takes seconds.
+async fn retry<T, E, F, Fut>(mut op: F) -> T
+where
+    E: std::fmt::Debug,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let start = std::time::Instant::now();
+    loop {
+        match op().await {
+            Ok(value) => return value,
+            Err(e) if start.elapsed() < Duration::from_secs(30) => {
+                eprintln!("retrying after {e:?}");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => panic!("no recovery within 30 s: {e:?}"),
+        }
+    }
+}
+
+fn assert_memory_unavailable(result: Result<impl std::fmt::Debug, MemoryStoreError>, op: &str) {
+    match result {
+        Err(e @ MemoryStoreError::Unavailable { operation, .. }) => {
+            assert_eq!(operation, op);
+            assert!(e.is_retryable());
+            assert!(e.to_string().contains("user_memory"), "{e}");
+        }
+        other => panic!("{op}: expected Unavailable, got {other:?}"),
+    }
+}
+
+fn assert_profile_unavailable(result: Result<impl std::fmt::Debug, ProfileStoreError>, op: &str) {
+    match result {
+        Err(e @ ProfileStoreError::Unavailable { operation, .. }) => {
+            assert_eq!(operation, op);
+            assert!(e.is_retryable());
+            assert!(e.to_string().contains("user_profiles"), "{e}");
+        }
+        other => panic!("{op}: expected Unavailable, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn failing_inserts_are_unavailable_and_a_retried_append_stores_each_event_once() {
+    let f = Faulty::new().await;
+    let (memory, profiles) = (f.store.memory(), f.store.profiles());
+    let user = UserId::new(1);
+    let all = events(user, 0, 12);
+    memory.append(&all[..5]).await.unwrap();
+
+    // 91 = ShutdownInProgress: a primary stepping down, the usual transient write failure.
+    f.fail(&["insert"], FailWith::ErrorCode(91)).await;
+    assert_memory_unavailable(memory.append(&all).await, "append");
+    assert_profile_unavailable(profiles.get_or_create(user).await, "get_or_create");
+    f.heal().await;
+
+    retry(|| memory.append(&all)).await;
+    assert_eq!(memory.count(user).await.unwrap(), 12);
+    assert_eq!(memory.recent(user, 100, None).await.unwrap(), all);
+    assert_eq!(profiles.get_or_create(user).await.unwrap().version, 1);
+}
+
+#[tokio::test]
+async fn a_dropped_connection_on_insert_loses_and_duplicates_nothing() {
+    let f = Faulty::new().await;
+    let memory = f.store.memory();
+    let user = UserId::new(2);
+    let all = events(user, 0, 8);
+    memory.append(&all[..3]).await.unwrap();
+
+    f.fail(&["insert"], FailWith::CloseConnection).await;
+    assert_memory_unavailable(memory.append(&all).await, "append");
+    f.heal().await;
+
+    memory.append(&all).await.unwrap();
+    assert_eq!(memory.recent(user, 100, None).await.unwrap(), all);
+}
+
+#[tokio::test]
+async fn failing_reads_are_unavailable_and_leave_the_data_intact() {
+    let f = Faulty::new().await;
+    let (memory, profiles) = (f.store.memory(), f.store.profiles());
+    let user = UserId::new(3);
+    let all = events(user, 0, 6);
+    memory.append(&all).await.unwrap();
+    let profile = profiles.get_or_create(user).await.unwrap();
+
+    f.fail(&["find", "aggregate"], FailWith::CloseConnection)
+        .await;
+    assert_memory_unavailable(memory.recent(user, 10, None).await, "recent");
+    assert_memory_unavailable(memory.users_over(1, 10).await, "users_over");
+    assert_profile_unavailable(profiles.get(user).await, "get");
+    f.heal().await;
+
+    assert_eq!(memory.recent(user, 10, None).await.unwrap(), all);
+    assert_eq!(profiles.get(user).await.unwrap(), Some(profile));
+}
+
+#[tokio::test]
+async fn failing_updates_change_nothing_and_the_same_save_succeeds_afterwards() {
+    let f = Faulty::new().await;
+    let profiles = f.store.profiles();
+    let user = UserId::new(4);
+    let stored = profiles.get_or_create(user).await.unwrap();
+    let mut changed = stored.clone();
+    changed.memory_summary = Some("Любит чай с бергамотом.".to_owned());
+
+    // 89 = NetworkTimeout: retryable, without marking the server unhealthy.
+    f.fail(&["update", "findAndModify"], FailWith::ErrorCode(89))
+        .await;
+    assert_profile_unavailable(profiles.save(&changed).await, "save");
+    assert_profile_unavailable(profiles.reset(user).await, "reset");
+    f.heal().await;
+
+    assert_eq!(profiles.get(user).await.unwrap(), Some(stored));
+    let saved = profiles.save(&changed).await.unwrap();
+    assert_eq!(saved.version, 2);
+    assert_eq!(profiles.get(user).await.unwrap(), Some(saved));
+}
+
+#[tokio::test]
+async fn failing_deletes_remove_nothing_until_the_fault_is_lifted() {
+    let f = Faulty::new().await;
+    let memory = f.store.memory();
+    let user = UserId::new(5);
+    let all = events(user, 0, 10);
+    memory.append(&all).await.unwrap();
+
+    f.fail(&["delete"], FailWith::ErrorCode(89)).await;
+    assert_memory_unavailable(
+        memory.delete_up_to(user, all[4].cursor()).await,
+        "delete_up_to",
+    );
+    assert_memory_unavailable(memory.delete_all(user).await, "delete_all");
+    f.heal().await;
+
+    assert_eq!(memory.count(user).await.unwrap(), 10);
+    assert_eq!(memory.delete_up_to(user, all[4].cursor()).await.unwrap(), 5);
+    assert_eq!(memory.recent(user, 100, None).await.unwrap(), all[5..]);
+}

@@ -1,0 +1,122 @@
+//! The storage contract suite: every promise of `UserProfileRepository` and
+//! `UserMemoryRepository`, written once as generic async functions over the ports and run
+//! against every backend (SQLite, MongoDB, the in-memory fakes) by
+//! [`storage_contract_suite!`](crate::storage_contract_suite).
+//!
+//! Each case receives a fresh, empty [`Storage`] and panics on a broken promise; races run
+//! many rounds so an unlucky interleaving shows up.
+
+mod memory;
+mod profiles;
+mod races;
+
+use std::any::Any;
+use std::sync::Arc;
+
+use butler_domain::ports::{UserMemoryRepository, UserProfileRepository};
+use time::macros::datetime;
+use time::{Duration, OffsetDateTime};
+
+pub use memory::*;
+pub use profiles::*;
+pub use races::*;
+
+/// The two repositories of one backend, over an empty database that lives as long as this.
+pub struct Storage {
+    /// The profile store under test.
+    pub profiles: Arc<dyn UserProfileRepository>,
+    /// The memory store under test.
+    pub memory: Arc<dyn UserMemoryRepository>,
+    keep_alive: Vec<Box<dyn Any + Send + Sync>>,
+}
+
+impl Storage {
+    /// Wraps a backend's repositories.
+    pub fn new(
+        profiles: Arc<dyn UserProfileRepository>,
+        memory: Arc<dyn UserMemoryRepository>,
+    ) -> Self {
+        Self {
+            profiles,
+            memory,
+            keep_alive: Vec::new(),
+        }
+    }
+
+    /// Keeps `guard` (a temporary directory, a database handle) alive as long as the storage.
+    #[must_use]
+    pub fn keeping(mut self, guard: impl Any + Send + Sync) -> Self {
+        self.keep_alive.push(Box::new(guard));
+        self
+    }
+}
+
+impl std::fmt::Debug for Storage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Storage")
+            .field("guards", &self.keep_alive.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The instant every case measures from: odd milliseconds, to catch precision loss.
+const EPOCH: OffsetDateTime = datetime!(2026-11-25 12:00:00.517 UTC);
+
+/// `EPOCH` plus `ms` milliseconds.
+fn at(ms: i64) -> OffsetDateTime {
+    EPOCH + Duration::milliseconds(ms)
+}
+
+/// Instantiates every contract case as a `#[tokio::test]` for one backend.
+///
+/// `$factory` is an expression evaluating to a future of a fresh [`Storage`]; it is evaluated
+/// once per test, so each test gets its own database and tests run in parallel. The calling
+/// crate needs `tokio` (with `macros` and `rt-multi-thread`) as a dev-dependency.
+///
+/// ```ignore
+/// async fn sqlite() -> Storage { /* open a temp database */ }
+/// butler_testkit::storage_contract_suite!(sqlite());
+/// ```
+#[macro_export]
+macro_rules! storage_contract_suite {
+    ($factory:expr) => {
+        $crate::storage_contract_suite!(@cases $factory;
+            get_returns_nothing_for_an_unknown_user_and_creates_nothing,
+            get_or_create_stores_the_default_profile_once,
+            concurrent_get_or_create_of_a_new_user_creates_exactly_one_profile,
+            save_with_the_stored_version_bumps_it_and_a_stale_save_conflicts,
+            saving_version_zero_inserts_only_when_no_profile_exists,
+            saving_a_version_that_was_never_stored_conflicts,
+            an_invalid_profile_is_rejected_and_nothing_is_written,
+            reset_restores_the_default_clears_the_summary_and_bumps_the_version,
+            reset_creates_a_missing_profile_at_version_one,
+            profiles_are_listed_in_ascending_user_id_page_by_page,
+            appended_events_read_back_oldest_first_with_every_field_intact,
+            appending_the_same_events_again_stores_each_once,
+            appending_nothing_is_a_no_op_and_a_zero_limit_returns_nothing,
+            recent_returns_the_newest_events_oldest_first,
+            recent_returns_only_events_after_the_watermark,
+            events_in_one_millisecond_are_ordered_by_event_id,
+            count_counts_only_the_users_own_events,
+            events_up_to_returns_the_oldest_events_at_or_before_the_cursor,
+            delete_up_to_removes_events_at_or_before_the_watermark_and_never_newer_ones,
+            delete_all_removes_every_event_of_one_user_only,
+            users_over_lists_users_above_the_threshold_busiest_first,
+            unicode_emoji_and_multi_kilobyte_content_round_trips_exactly,
+            ten_thousand_events_for_one_user_are_stored_counted_and_paged,
+            a_thousand_users_are_created_listed_and_counted,
+            concurrent_saves_of_one_version_let_exactly_one_win,
+            deletes_racing_appends_of_newer_events_never_lose_the_newer_events,
+            racing_compressions_of_one_user_keep_every_event_or_its_summary,
+        );
+    };
+    (@cases $factory:expr; $($case:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                let storage: $crate::contract::Storage = $factory.await;
+                $crate::contract::$case(storage).await;
+            }
+        )+
+    };
+}
