@@ -1,1 +1,5 @@
 //! Adapters for the ports of `butler-domain`.
+
+mod http;
+pub mod llm;
+pub mod stt;
