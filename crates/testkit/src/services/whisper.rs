@@ -85,6 +85,9 @@ impl WhisperServer {
                 // Never reach for a model hub: the model is a local directory.
                 ("HF_HUB_OFFLINE".into(), "1".into()),
                 ("HF_HUB_DISABLE_TELEMETRY".into(), "1".into()),
+                // CTranslate2 would start one thread per core it guesses; test machines are
+                // small and shared, and oversubscription makes inference slower, not faster.
+                ("OMP_NUM_THREADS".into(), "2".into()),
             ],
             HINT,
         )?;
