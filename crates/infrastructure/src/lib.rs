@@ -1,4 +1,5 @@
 //! Adapters for the ports of `butler-domain`.
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 mod http;
 pub mod llm;
