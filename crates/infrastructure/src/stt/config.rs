@@ -8,7 +8,7 @@ use secrecy::SecretString;
 use crate::http::RetryPolicy;
 
 /// The Bot API lets bots download files of at most 20 MB; a bigger voice note never arrives.
-pub const DEFAULT_MAX_UPLOAD_BYTES: usize = 20 * 1024 * 1024;
+pub const DEFAULT_MAX_UPLOAD_BYTES: usize = 20_000_000;
 
 /// How to reach an OpenAI-compatible transcription server. `Debug` never shows the key.
 #[derive(Debug, Clone)]
@@ -34,7 +34,7 @@ pub struct SttHttpConfig {
 
 impl SttHttpConfig {
     /// A configuration with the defaults: no key, no language hint, 5 s connect timeout, 60 s
-    /// deadline, the default retry policy, uploads up to 20 MiB.
+    /// deadline, the default retry policy, uploads up to 20 MB.
     #[must_use]
     pub fn new(base_url: impl Into<String>, model: impl Into<String>) -> Self {
         Self {
