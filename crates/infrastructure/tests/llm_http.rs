@@ -239,6 +239,30 @@ async fn an_unreachable_server_is_retried_then_reported_unavailable_quickly() {
 }
 
 #[tokio::test]
+async fn a_server_that_comes_up_late_is_reached_by_retrying() {
+    let port = closed_port().await;
+    let mut config = config(&format!("http://127.0.0.1:{port}/v1"));
+    config.retry = RetryPolicy {
+        max_retries: 10,
+        backoff_base: Duration::from_millis(50),
+        backoff_max: Duration::from_millis(100),
+    };
+    let late = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        ScriptedLlm::start_on_port(port).await
+    });
+    let started = Instant::now();
+    let reply = client(config).complete(&request("hi")).await.unwrap();
+    let elapsed = started.elapsed();
+    let llm = late.await.unwrap();
+    eprintln!("server up after 250 ms: answered after {elapsed:?}");
+    assert_eq!(reply.text, butler_testkit::llm_server::DEFAULT_REPLY);
+    assert_eq!(llm.request_count(), 1);
+    assert!(elapsed >= Duration::from_millis(250), "{elapsed:?}");
+    assert!(elapsed < Duration::from_millis(500), "{elapsed:?}");
+}
+
+#[tokio::test]
 async fn a_slow_server_is_cut_off_at_the_overall_deadline() {
     let llm = ScriptedLlm::start().await;
     llm.push(Step::reply("too late").delayed(Duration::from_secs(5)));

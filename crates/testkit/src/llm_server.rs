@@ -282,9 +282,18 @@ impl ScriptedLlm {
     /// # Panics
     /// If the loopback interface cannot be bound (no test could run then).
     pub async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        Self::start_on_port(0).await
+    }
+
+    /// Starts the server on 127.0.0.1:`port` (0 = any free port) — for tests of a server that
+    /// comes up late or comes back after an outage.
+    ///
+    /// # Panics
+    /// If the port cannot be bound.
+    pub async fn start_on_port(port: u16) -> Self {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
             .await
-            .expect("bind 127.0.0.1:0 for the scripted LLM");
+            .expect("bind 127.0.0.1 for the scripted LLM");
         let addr = listener
             .local_addr()
             .expect("local address of a bound listener");
