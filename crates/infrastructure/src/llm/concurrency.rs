@@ -10,7 +10,9 @@ use tokio::sync::{AcquireError, Semaphore, SemaphorePermit};
 /// A shared, FIFO-fair cap on concurrent requests. Clones share one limit.
 ///
 /// Waiters are served in arrival order (tokio's semaphore is fair), so a burst of compression
-/// work cannot starve a user's reply that arrived before it.
+/// work cannot starve a user's reply that arrived before it. A slot is held for the whole
+/// call, retries and the pauses between them included: a server that answered `429` or `5xx`
+/// is not handed more work by other callers while it recovers.
 #[derive(Debug, Clone)]
 pub struct LlmConcurrency {
     semaphore: Arc<Semaphore>,
