@@ -7,3 +7,6 @@
 
 pub mod mongo;
 pub mod sqlite;
+mod http;
+pub mod llm;
+pub mod stt;

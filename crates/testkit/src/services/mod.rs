@@ -6,12 +6,16 @@
 pub mod mongo;
 mod process;
 mod python;
+mod voice;
+mod whisper;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
 
 pub use process::ServiceProcess;
 pub use python::PythonEnv;
+pub use voice::voice_note;
+pub use whisper::WhisperServer;
 
 /// Why a test service could not be provisioned or started. The message says what to install.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,281 @@
+//! One HTTP call with retries inside an overall deadline. The adapters build the request and
+//! parse a successful body; everything between — connect errors, status classification,
+//! `Retry-After`, backoff, the deadline — happens here once.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::header::RETRY_AFTER;
+use reqwest::{Client, RequestBuilder, Response, StatusCode, Url};
+use secrecy::{ExposeSecret, SecretString};
+use tokio::time::{sleep, timeout_at, Instant};
+
+use super::excerpt::body_excerpt;
+use super::retry::{parse_retry_after, RetryPolicy};
+
+/// Error bodies are read up to this many bytes; an excerpt needs far less.
+const ERROR_BODY_LIMIT: usize = 16 * 1024;
+
+/// An adapter could not be built from its configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpConfigError {
+    /// The base URL is not an absolute `http(s)` URL.
+    #[error("invalid base URL {url:?}: {reason}")]
+    InvalidBaseUrl {
+        /// The configured value.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The HTTP client could not be initialised (TLS setup).
+    #[error("cannot initialise the HTTP client: {0}")]
+    Client(String),
+}
+
+/// Where requests go and how they authenticate.
+#[derive(Debug, Clone)]
+pub(crate) struct Endpoint {
+    url: Url,
+    api_key: Option<SecretString>,
+}
+
+impl Endpoint {
+    /// `{base_url}/{path}`, whether or not `base_url` ends with a slash.
+    pub(crate) fn new(
+        base_url: &str,
+        path: &str,
+        api_key: Option<SecretString>,
+    ) -> Result<Self, HttpConfigError> {
+        let invalid = |reason: &str| HttpConfigError::InvalidBaseUrl {
+            url: base_url.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let joined = format!("{}/{path}", base_url.trim_end_matches('/'));
+        let url = Url::parse(&joined).map_err(|e| invalid(&e.to_string()))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(invalid("the scheme must be http or https"));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(invalid(
+                "credentials do not belong in the URL; configure the API key instead",
+            ));
+        }
+        Ok(Self { url, api_key })
+    }
+
+    /// The full URL requests are sent to.
+    pub(crate) fn url(&self) -> &Url {
+        &self.url
+    }
+
+    /// `POST` to the endpoint, with the bearer key when one is configured.
+    pub(crate) fn post(&self, client: &Client) -> RequestBuilder {
+        let request = client.post(self.url.clone());
+        match &self.api_key {
+            Some(key) => request.bearer_auth(key.expose_secret()),
+            None => request,
+        }
+    }
+}
+
+/// Why a call failed, before the adapter maps it onto its port's error type.
+#[derive(Debug)]
+pub(crate) enum CallError {
+    /// The overall deadline passed.
+    Timeout,
+    /// The server could not be reached (or the connection broke).
+    Unavailable(String),
+    /// The server answered with a non-success status.
+    Status { status: u16, body_excerpt: String },
+}
+
+enum Attempt {
+    Success(Bytes),
+    Retryable {
+        error: CallError,
+        retry_after: Option<Duration>,
+    },
+    Fatal(CallError),
+}
+
+/// Sends requests to one endpoint with the shared retry rules.
+#[derive(Debug, Clone)]
+pub(crate) struct HttpCaller {
+    client: Client,
+    endpoint: Endpoint,
+    policy: RetryPolicy,
+    /// What is being called, for logs and error messages (`chat completion`, `transcription`).
+    what: &'static str,
+}
+
+impl HttpCaller {
+    pub(crate) fn new(
+        what: &'static str,
+        endpoint: Endpoint,
+        connect_timeout: Duration,
+        policy: RetryPolicy,
+    ) -> Result<Self, HttpConfigError> {
+        let client = Client::builder()
+            .use_rustls_tls()
+            .connect_timeout(connect_timeout)
+            .build()
+            .map_err(|e| HttpConfigError::Client(e.without_url().to_string()))?;
+        Ok(Self {
+            client,
+            endpoint,
+            policy,
+            what,
+        })
+    }
+
+    pub(crate) fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// Sends the request `build` makes (once per attempt) until it succeeds, fails for good,
+    /// runs out of retries, or `deadline` passes. Returns the body of the successful response.
+    pub(crate) async fn call<F>(&self, deadline: Instant, build: F) -> Result<Bytes, CallError>
+    where
+        F: Fn(&Client, &Endpoint) -> RequestBuilder,
+    {
+        let mut retry = 0;
+        loop {
+            let request = build(&self.client, &self.endpoint);
+            let Ok(outcome) = timeout_at(deadline, self.attempt(request)).await else {
+                return Err(CallError::Timeout);
+            };
+            let (error, retry_after) = match outcome {
+                Attempt::Success(body) => return Ok(body),
+                Attempt::Fatal(error) => return Err(error),
+                Attempt::Retryable { error, retry_after } => (error, retry_after),
+            };
+            if retry >= self.policy.max_retries {
+                return Err(error);
+            }
+            let pause = retry_after.unwrap_or_else(|| self.policy.backoff(retry));
+            if Instant::now() + pause >= deadline {
+                tracing::warn!(
+                    what = self.what,
+                    pause_ms = pause.as_millis(),
+                    "giving up: the next retry would start after the deadline"
+                );
+                return Err(error);
+            }
+            retry += 1;
+            tracing::warn!(
+                what = self.what,
+                retry,
+                pause_ms = pause.as_millis(),
+                error = ?error,
+                "retrying after a transient failure"
+            );
+            sleep(pause).await;
+        }
+    }
+
+    async fn attempt(&self, request: RequestBuilder) -> Attempt {
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(e) => {
+                let error = CallError::Unavailable(self.describe(&e));
+                // Without a client-wide timeout, `is_timeout` can only be the connect timeout.
+                return if e.is_connect() || e.is_timeout() {
+                    Attempt::Retryable {
+                        error,
+                        retry_after: None,
+                    }
+                } else {
+                    Attempt::Fatal(error)
+                };
+            }
+        };
+        let status = response.status();
+        if status.is_success() {
+            return match response.bytes().await {
+                Ok(body) => Attempt::Success(body),
+                Err(e) => Attempt::Fatal(CallError::Unavailable(self.describe(&e))),
+            };
+        }
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let body = read_prefix(response, ERROR_BODY_LIMIT).await;
+        let error = CallError::Status {
+            status: status.as_u16(),
+            body_excerpt: body_excerpt(&body, self.endpoint.api_key.as_ref()),
+        };
+        if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+            Attempt::Retryable { error, retry_after }
+        } else {
+            Attempt::Fatal(error)
+        }
+    }
+
+    /// `POST host:port/path: cause: cause…` — the URL holds no secrets (the key travels in a
+    /// header and credentials in URLs are refused), the chain names the real cause.
+    fn describe(&self, error: &reqwest::Error) -> String {
+        let url = &self.endpoint.url;
+        let mut text = format!(
+            "{} POST {}:{}{}",
+            self.what,
+            url.host_str().unwrap_or("?"),
+            url.port_or_known_default().unwrap_or(0),
+            url.path()
+        );
+        let mut cause: Option<&dyn std::error::Error> = Some(error);
+        while let Some(current) = cause {
+            let mut message = current.to_string();
+            // reqwest appends " for url (…)"; the prefix above already names the endpoint.
+            if let Some(e_url) = current
+                .downcast_ref::<reqwest::Error>()
+                .and_then(reqwest::Error::url)
+            {
+                message = message.replace(&format!(" for url ({e_url})"), "");
+            }
+            if !text.ends_with(&message) {
+                text.push_str(": ");
+                text.push_str(&message);
+            }
+            cause = current.source();
+        }
+        text
+    }
+}
+
+/// Up to `limit` bytes of the body; a broken body yields what arrived.
+async fn read_prefix(mut response: Response, limit: usize) -> Vec<u8> {
+    let mut body = Vec::new();
+    while body.len() < limit {
+        match response.chunk().await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    body.truncate(limit);
+    body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_join_with_or_without_a_trailing_slash() {
+        for base in ["http://127.0.0.1:8000/v1", "http://127.0.0.1:8000/v1/"] {
+            let endpoint = Endpoint::new(base, "chat/completions", None).unwrap();
+            assert_eq!(
+                endpoint.url().as_str(),
+                "http://127.0.0.1:8000/v1/chat/completions"
+            );
+        }
+    }
+
+    #[test]
+    fn a_base_url_with_credentials_or_another_scheme_is_refused() {
+        for base in ["ftp://host/v1", "http://user:pw@host/v1", "not a url"] {
+            assert!(Endpoint::new(base, "x", None).is_err(), "{base}");
+        }
+    }
+}

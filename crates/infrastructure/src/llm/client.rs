@@ -1,0 +1,121 @@
+//! [`OpenAiChatClient`]: `LlmClient` over `POST {base}/chat/completions`, with the shared
+//! retry rules, one overall deadline per call and the shared in-flight limit.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use butler_domain::ports::{LlmClient, LlmError, LlmReply, LlmRequest};
+use bytes::Bytes;
+use reqwest::header::CONTENT_TYPE;
+use tokio::time::{timeout_at, Instant};
+
+use super::wire::{parse_reply, ChatRequest};
+use super::{LlmConcurrency, LlmHttpConfig};
+use crate::http::{CallError, Endpoint, HttpCaller, HttpConfigError};
+
+/// Chat completions from an OpenAI-compatible server.
+#[derive(Debug, Clone)]
+pub struct OpenAiChatClient {
+    caller: HttpCaller,
+    model: String,
+    request_timeout: Duration,
+    concurrency: LlmConcurrency,
+}
+
+impl OpenAiChatClient {
+    /// Builds the client; no request is sent until the first completion.
+    ///
+    /// # Errors
+    /// If the base URL is not an absolute `http(s)` URL, or TLS cannot be initialised.
+    pub fn new(config: LlmHttpConfig) -> Result<Self, HttpConfigError> {
+        let endpoint = Endpoint::new(&config.base_url, "chat/completions", config.api_key)?;
+        let caller = HttpCaller::new(
+            "chat completion",
+            endpoint,
+            config.connect_timeout,
+            config.retry,
+        )?;
+        Ok(Self {
+            caller,
+            model: config.model,
+            request_timeout: config.request_timeout,
+            concurrency: config.concurrency,
+        })
+    }
+
+    /// The URL completions are posted to.
+    #[must_use]
+    pub fn url(&self) -> &str {
+        self.caller.endpoint().url().as_str()
+    }
+}
+
+#[async_trait]
+impl LlmClient for OpenAiChatClient {
+    async fn complete(&self, request: &LlmRequest) -> Result<LlmReply, LlmError> {
+        let started = Instant::now();
+        let deadline = started + self.request_timeout;
+        let body = serde_json::to_vec(&ChatRequest::new(&self.model, request)).map_err(|e| {
+            LlmError::Rejected {
+                detail: format!("cannot encode the request: {e}"),
+            }
+        })?;
+        let body = Bytes::from(body);
+
+        // Queueing for a slot counts against the deadline: a user waits for the whole thing.
+        let permit = match timeout_at(deadline, self.concurrency.acquire()).await {
+            Err(_) => return Err(self.timeout()),
+            Ok(Err(_closed)) => {
+                return Err(LlmError::Unavailable {
+                    detail: "the concurrency limiter was closed".to_owned(),
+                })
+            }
+            Ok(Ok(permit)) => permit,
+        };
+        let queued = started.elapsed();
+        let result = self
+            .caller
+            .call(deadline, |client, endpoint| {
+                endpoint
+                    .post(client)
+                    .header(CONTENT_TYPE, "application/json")
+                    .body(body.clone())
+            })
+            .await;
+        drop(permit);
+
+        let reply = result
+            .map_err(|e| self.map_error(e))
+            .and_then(|body| parse_reply(&body));
+        tracing::debug!(
+            model = %self.model,
+            queued_ms = queued.as_millis(),
+            elapsed_ms = started.elapsed().as_millis(),
+            ok = reply.is_ok(),
+            "chat completion finished"
+        );
+        reply
+    }
+}
+
+impl OpenAiChatClient {
+    fn timeout(&self) -> LlmError {
+        LlmError::Timeout {
+            after: self.request_timeout,
+        }
+    }
+
+    fn map_error(&self, error: CallError) -> LlmError {
+        match error {
+            CallError::Timeout => self.timeout(),
+            CallError::Unavailable(detail) => LlmError::Unavailable { detail },
+            CallError::Status {
+                status,
+                body_excerpt,
+            } => LlmError::Status {
+                status,
+                body_excerpt,
+            },
+        }
+    }
+}

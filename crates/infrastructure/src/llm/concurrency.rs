@@ -1,0 +1,57 @@
+//! The limit on in-flight LLM requests. One GPU serves every caller, so replies and memory
+//! compression must queue behind the same limit: clone one [`LlmConcurrency`] into every
+//! client configuration that talks to the same server.
+
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+
+use tokio::sync::{AcquireError, Semaphore, SemaphorePermit};
+
+/// A shared, FIFO-fair cap on concurrent requests. Clones share one limit.
+///
+/// Waiters are served in arrival order (tokio's semaphore is fair), so a burst of compression
+/// work cannot starve a user's reply that arrived before it. A slot is held for the whole
+/// call, retries and the pauses between them included: a server that answered `429` or `5xx`
+/// is not handed more work by other callers while it recovers.
+#[derive(Debug, Clone)]
+pub struct LlmConcurrency {
+    semaphore: Arc<Semaphore>,
+    limit: usize,
+}
+
+impl LlmConcurrency {
+    /// At most `limit` requests in flight at once.
+    #[must_use]
+    pub fn new(limit: NonZeroUsize) -> Self {
+        Self {
+            semaphore: Arc::new(Semaphore::new(limit.get())),
+            limit: limit.get(),
+        }
+    }
+
+    /// The configured limit.
+    #[must_use]
+    pub const fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Slots free right now (for metrics and tests).
+    #[must_use]
+    pub fn available(&self) -> usize {
+        self.semaphore.available_permits()
+    }
+
+    /// Waits for a slot, in FIFO order. Fails only if the semaphore was closed, which this
+    /// type never does.
+    pub(crate) async fn acquire(&self) -> Result<SemaphorePermit<'_>, AcquireError> {
+        self.semaphore.acquire().await
+    }
+}
+
+impl Default for LlmConcurrency {
+    /// Four: enough for a batching server (vLLM) to stay busy, few enough that a single-slot
+    /// server (Ollama's default) queues briefly rather than times out.
+    fn default() -> Self {
+        Self::new(NonZeroUsize::new(4).unwrap_or(NonZeroUsize::MIN))
+    }
+}

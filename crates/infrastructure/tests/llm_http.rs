@@ -1,0 +1,452 @@
+//! The chat-completions adapter against the scripted OpenAI-compatible server: the wire
+//! protocol, retries and their timings, the overall deadline, the shared FIFO concurrency
+//! limit, invalid answers, and that the API key never leaks.
+
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use butler_domain::ports::{LlmClient, LlmError, LlmRequest, RequestOptions};
+use butler_domain::prompt::ChatMessage;
+use butler_infrastructure::llm::{LlmConcurrency, LlmHttpConfig, OpenAiChatClient, RetryPolicy};
+use butler_testkit::llm_server::{ScriptedLlm, Step};
+use secrecy::SecretString;
+use serde_json::json;
+
+const MODEL: &str = "qwen2.5-7b-instruct";
+const KEY: &str = "sk-test-6f1d2c9a-never-show-me";
+
+fn config(base_url: &str) -> LlmHttpConfig {
+    let mut config = LlmHttpConfig::new(base_url, MODEL);
+    config.request_timeout = Duration::from_secs(10);
+    config.retry = RetryPolicy {
+        max_retries: 3,
+        backoff_base: Duration::from_millis(100),
+        backoff_max: Duration::from_millis(400),
+    };
+    config
+}
+
+fn client(config: LlmHttpConfig) -> OpenAiChatClient {
+    OpenAiChatClient::new(config).expect("a valid configuration")
+}
+
+fn request(text: &str) -> LlmRequest {
+    LlmRequest {
+        messages: vec![
+            ChatMessage::system("You are a butler."),
+            ChatMessage::user("Good evening"),
+            ChatMessage::assistant("Good evening, sir."),
+            ChatMessage::user(text),
+        ],
+        options: RequestOptions {
+            temperature: 0.25,
+            max_tokens: 64,
+        },
+    }
+}
+
+/// A port on 127.0.0.1 where nothing listens.
+async fn closed_port() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+fn gaps(llm: &ScriptedLlm) -> Vec<Duration> {
+    let requests = llm.requests();
+    requests
+        .windows(2)
+        .map(|w| w[1].received_at - w[0].received_at)
+        .collect()
+}
+
+#[tokio::test]
+async fn the_request_carries_model_messages_temperature_and_max_tokens_and_no_key() {
+    let llm = ScriptedLlm::start().await;
+    llm.push_reply("Tea is served, sir.");
+    let reply = client(config(&llm.base_url()))
+        .complete(&request("Some tea, please"))
+        .await
+        .unwrap();
+    assert_eq!(reply.text, "Tea is served, sir.");
+
+    let requests = llm.requests();
+    assert_eq!(requests.len(), 1);
+    let sent = &requests[0];
+    assert_eq!(sent.path, "/v1/chat/completions");
+    assert_eq!(sent.header("content-type"), Some("application/json"));
+    assert_eq!(sent.header("authorization"), None);
+    assert_eq!(
+        sent.body,
+        json!({
+            "model": MODEL,
+            "messages": [
+                {"role": "system", "content": "You are a butler."},
+                {"role": "user", "content": "Good evening"},
+                {"role": "assistant", "content": "Good evening, sir."},
+                {"role": "user", "content": "Some tea, please"}
+            ],
+            "temperature": 0.25,
+            "max_tokens": 64
+        })
+    );
+}
+
+#[tokio::test]
+async fn a_configured_key_is_sent_as_a_bearer_token() {
+    let llm = ScriptedLlm::start().await;
+    let mut config = config(&format!("{}/", llm.base_url()));
+    config.api_key = Some(SecretString::from(KEY));
+    client(config).complete(&request("hi")).await.unwrap();
+    assert_eq!(
+        llm.requests()[0].header("authorization"),
+        Some(format!("Bearer {KEY}").as_str())
+    );
+}
+
+#[tokio::test]
+async fn usage_figures_reported_by_the_server_are_returned() {
+    let llm = ScriptedLlm::start().await;
+    llm.push(Step::reply("  Indeed, sir.\n").with_usage(42, 3));
+    let reply = client(config(&llm.base_url()))
+        .complete(&request("hi"))
+        .await
+        .unwrap();
+    assert_eq!(reply.text, "Indeed, sir.");
+    assert_eq!(reply.prompt_tokens, Some(42));
+    assert_eq!(reply.completion_tokens, Some(3));
+}
+
+#[tokio::test]
+async fn a_rate_limited_request_waits_the_retry_after_seconds_then_succeeds() {
+    let llm = ScriptedLlm::start().await;
+    llm.push(Step::rate_limited(1));
+    llm.push_reply("At last, sir.");
+    let started = Instant::now();
+    let reply = client(config(&llm.base_url()))
+        .complete(&request("hi"))
+        .await
+        .unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(reply.text, "At last, sir.");
+    let gap = gaps(&llm)[0];
+    eprintln!("429 Retry-After: 1 -> retried after {gap:?}, total {elapsed:?}");
+    assert!(gap >= Duration::from_secs(1), "{gap:?}");
+    assert!(gap < Duration::from_millis(1500), "{gap:?}");
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_with_exponential_backoff() {
+    let llm = ScriptedLlm::start().await;
+    llm.push(Step::server_error());
+    llm.push(Step::server_error());
+    llm.push(Step::server_error());
+    llm.push_reply("Recovered, sir.");
+    let started = Instant::now();
+    let reply = client(config(&llm.base_url()))
+        .complete(&request("hi"))
+        .await
+        .unwrap();
+    assert_eq!(reply.text, "Recovered, sir.");
+    let gaps = gaps(&llm);
+    eprintln!(
+        "500, 500, 500, 200 with base 100 ms, cap 400 ms: gaps {gaps:?}, total {:?}",
+        started.elapsed()
+    );
+    // Equal jitter: each pause is within [nominal/2, nominal] (+ scheduling slack).
+    for (gap, nominal_ms) in gaps.iter().zip([100_u64, 200, 400]) {
+        let nominal = Duration::from_millis(nominal_ms);
+        assert!(*gap >= nominal / 2, "{gap:?} < half of {nominal:?}");
+        assert!(*gap < nominal + Duration::from_millis(150), "{gap:?}");
+    }
+}
+
+#[tokio::test]
+async fn retries_stop_after_the_configured_count_with_the_last_status() {
+    let llm = ScriptedLlm::start().await;
+    llm.set_default(Step::status(503, "model is loading"));
+    let mut config = config(&llm.base_url());
+    config.retry.max_retries = 2;
+    let err = client(config).complete(&request("hi")).await.unwrap_err();
+    assert_eq!(llm.request_count(), 3);
+    match err {
+        LlmError::Status {
+            status,
+            body_excerpt,
+        } => {
+            assert_eq!(status, 503);
+            assert!(body_excerpt.contains("model is loading"), "{body_excerpt}");
+        }
+        other => panic!("expected a status error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_bad_request_is_not_retried() {
+    let llm = ScriptedLlm::start().await;
+    llm.push(Step::status(400, "maximum context length exceeded"));
+    let err = client(config(&llm.base_url()))
+        .complete(&request("hi"))
+        .await
+        .unwrap_err();
+    assert_eq!(llm.request_count(), 1);
+    assert!(
+        matches!(err, LlmError::Status { status: 400, .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("maximum context length"), "{err}");
+}
+
+#[tokio::test]
+async fn a_wrong_base_url_is_a_404_and_not_retried() {
+    let llm = ScriptedLlm::start().await;
+    let base = format!("http://{}", llm.addr()); // forgot the /v1
+    let err = client(config(&base))
+        .complete(&request("hi"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, LlmError::Status { status: 404, .. }),
+        "{err:?}"
+    );
+    assert_eq!(llm.requests()[0].path, "/chat/completions");
+    assert_eq!(llm.request_count(), 1);
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_retried_then_reported_unavailable_quickly() {
+    let port = closed_port().await;
+    let mut config = config(&format!("http://127.0.0.1:{port}/v1"));
+    config.retry = RetryPolicy {
+        max_retries: 2,
+        backoff_base: Duration::from_millis(50),
+        backoff_max: Duration::from_millis(100),
+    };
+    let started = Instant::now();
+    let err = client(config).complete(&request("hi")).await.unwrap_err();
+    let elapsed = started.elapsed();
+    eprintln!("connection refused, 2 retries (base 50 ms): failed after {elapsed:?}: {err}");
+    let LlmError::Unavailable { detail } = &err else {
+        panic!("expected unavailable, got {err:?}");
+    };
+    assert!(
+        detail.contains(&format!("127.0.0.1:{port}/v1/chat/completions")),
+        "{detail}"
+    );
+    // Two pauses of 25–50 ms and 50–100 ms: well under a second, never a hang.
+    assert!(elapsed >= Duration::from_millis(75), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(1), "{elapsed:?}");
+}
+
+#[tokio::test]
+async fn a_server_that_comes_up_late_is_reached_by_retrying() {
+    let port = closed_port().await;
+    let mut config = config(&format!("http://127.0.0.1:{port}/v1"));
+    config.retry = RetryPolicy {
+        max_retries: 10,
+        backoff_base: Duration::from_millis(50),
+        backoff_max: Duration::from_millis(100),
+    };
+    let late = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        ScriptedLlm::start_on_port(port).await
+    });
+    let started = Instant::now();
+    let reply = client(config).complete(&request("hi")).await.unwrap();
+    let elapsed = started.elapsed();
+    let llm = late.await.unwrap();
+    eprintln!("server up after 250 ms: answered after {elapsed:?}");
+    assert_eq!(reply.text, butler_testkit::llm_server::DEFAULT_REPLY);
+    assert_eq!(llm.request_count(), 1);
+    assert!(elapsed >= Duration::from_millis(250), "{elapsed:?}");
+    assert!(elapsed < Duration::from_millis(500), "{elapsed:?}");
+}
+
+#[tokio::test]
+async fn a_slow_server_is_cut_off_at_the_overall_deadline() {
+    let llm = ScriptedLlm::start().await;
+    llm.push(Step::reply("too late").delayed(Duration::from_secs(5)));
+    let mut config = config(&llm.base_url());
+    config.request_timeout = Duration::from_millis(300);
+    let started = Instant::now();
+    let err = client(config).complete(&request("hi")).await.unwrap_err();
+    let elapsed = started.elapsed();
+    eprintln!("server delayed 5 s, deadline 300 ms: timed out after {elapsed:?}");
+    assert!(matches!(err, LlmError::Timeout { after } if after == Duration::from_millis(300)));
+    assert!(elapsed >= Duration::from_millis(300), "{elapsed:?}");
+    assert!(elapsed < Duration::from_millis(450), "{elapsed:?}");
+}
+
+#[tokio::test]
+async fn retries_never_run_past_the_overall_deadline() {
+    let llm = ScriptedLlm::start().await;
+    llm.set_default(Step::server_error().delayed(Duration::from_millis(30)));
+    let mut config = config(&llm.base_url());
+    config.request_timeout = Duration::from_millis(500);
+    config.retry = RetryPolicy {
+        max_retries: 1000,
+        backoff_base: Duration::from_millis(100),
+        backoff_max: Duration::from_millis(100),
+    };
+    let started = Instant::now();
+    let err = client(config).complete(&request("hi")).await.unwrap_err();
+    let elapsed = started.elapsed();
+    eprintln!(
+        "endless 500s, deadline 500 ms: gave up after {elapsed:?} and {} attempts: {err}",
+        llm.request_count()
+    );
+    assert!(
+        matches!(
+            err,
+            LlmError::Status { status: 500, .. } | LlmError::Timeout { .. }
+        ),
+        "{err:?}"
+    );
+    assert!(elapsed < Duration::from_millis(600), "{elapsed:?}");
+    assert!(llm.request_count() >= 3);
+}
+
+#[tokio::test]
+async fn a_retry_after_beyond_the_deadline_fails_at_once_instead_of_sleeping() {
+    let llm = ScriptedLlm::start().await;
+    llm.push(Step::rate_limited(30));
+    let mut config = config(&llm.base_url());
+    config.request_timeout = Duration::from_secs(2);
+    let started = Instant::now();
+    let err = client(config).complete(&request("hi")).await.unwrap_err();
+    assert!(
+        matches!(err, LlmError::Status { status: 429, .. }),
+        "{err:?}"
+    );
+    assert!(started.elapsed() < Duration::from_millis(500));
+    assert_eq!(llm.request_count(), 1);
+}
+
+#[tokio::test]
+async fn malformed_empty_and_null_completions_are_errors_not_replies() {
+    for step in [
+        Step::malformed(),
+        Step::empty_content(),
+        Step::null_content(),
+    ] {
+        let llm = ScriptedLlm::start().await;
+        llm.push(step.clone());
+        let err = client(config(&llm.base_url()))
+            .complete(&request("hi"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, LlmError::InvalidResponse { .. }),
+            "{step:?}: {err:?}"
+        );
+        assert_eq!(llm.request_count(), 1, "{step:?} must not be retried");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_more_than_the_limit_of_requests_are_in_flight() {
+    let llm = ScriptedLlm::start().await;
+    llm.set_default(Step::reply("ok").delayed(Duration::from_millis(150)));
+    let mut config = config(&llm.base_url());
+    config.concurrency = LlmConcurrency::new(NonZeroUsize::new(2).unwrap());
+    let client = Arc::new(client(config));
+    let started = Instant::now();
+    let calls: Vec<_> = (0..6)
+        .map(|i| {
+            let client = Arc::clone(&client);
+            tokio::spawn(async move { client.complete(&request(&format!("q{i}"))).await })
+        })
+        .collect();
+    for call in calls {
+        call.await.unwrap().unwrap();
+    }
+    let elapsed = started.elapsed();
+    eprintln!("6 requests of 150 ms, limit 2: {elapsed:?}");
+    assert_eq!(llm.max_in_flight(), 2);
+    assert!(elapsed >= Duration::from_millis(450), "{elapsed:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_sharing_a_limit_queue_behind_each_other() {
+    let llm = ScriptedLlm::start().await;
+    llm.set_default(Step::reply("ok").delayed(Duration::from_millis(100)));
+    let shared = LlmConcurrency::new(NonZeroUsize::MIN);
+    let make = || {
+        let mut config = config(&llm.base_url());
+        config.concurrency = shared.clone();
+        Arc::new(client(config))
+    };
+    let (replies, compression) = (make(), make());
+    let a = tokio::spawn(async move { replies.complete(&request("reply")).await });
+    let b = tokio::spawn(async move { compression.complete(&request("summarise")).await });
+    a.await.unwrap().unwrap();
+    b.await.unwrap().unwrap();
+    assert_eq!(llm.max_in_flight(), 1);
+    assert_eq!(shared.available(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_requests_are_served_in_arrival_order() {
+    let llm = ScriptedLlm::start().await;
+    llm.set_default(Step::reply("ok").delayed(Duration::from_millis(40)));
+    llm.push(Step::reply("first").delayed(Duration::from_millis(300)));
+    let mut config = config(&llm.base_url());
+    config.concurrency = LlmConcurrency::new(NonZeroUsize::MIN);
+    let client = Arc::new(client(config));
+    let mut calls = Vec::new();
+    for i in 0..6 {
+        let client = Arc::clone(&client);
+        calls.push(tokio::spawn(async move {
+            client.complete(&request(&format!("q{i}"))).await
+        }));
+        // Let each caller reach the queue before the next one arrives.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for call in calls {
+        call.await.unwrap().unwrap();
+    }
+    let order: Vec<String> = llm
+        .requests()
+        .iter()
+        .map(|r| r.last_user_message().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(order, ["q0", "q1", "q2", "q3", "q4", "q5"]);
+    assert_eq!(llm.max_in_flight(), 1);
+}
+
+#[tokio::test]
+async fn the_key_never_appears_in_errors_or_debug_output() {
+    let llm = ScriptedLlm::start().await;
+    // A careless server that echoes the credentials it was given.
+    llm.push(Step::status(401, &format!("invalid api key: Bearer {KEY}")));
+    let mut config = config(&llm.base_url());
+    config.api_key = Some(SecretString::from(KEY));
+    assert!(!format!("{config:?}").contains(KEY));
+    let client = client(config);
+    assert!(!format!("{client:?}").contains(KEY));
+
+    let err = client.complete(&request("hi")).await.unwrap_err();
+    assert!(
+        matches!(err, LlmError::Status { status: 401, .. }),
+        "{err:?}"
+    );
+    let shown = format!("{err} / {err:?}");
+    assert!(!shown.contains(KEY), "{shown}");
+    assert!(shown.contains("Bearer ***"), "{shown}");
+
+    let port = closed_port().await;
+    let mut down = self::config(&format!("http://127.0.0.1:{port}/v1"));
+    down.api_key = Some(SecretString::from(KEY));
+    down.retry = RetryPolicy::never();
+    let err = self::client(down)
+        .complete(&request("hi"))
+        .await
+        .unwrap_err();
+    assert!(!format!("{err} / {err:?}").contains(KEY));
+}
+
+#[test]
+fn an_invalid_base_url_is_refused_at_construction() {
+    let err = OpenAiChatClient::new(LlmHttpConfig::new("localhost:8000", MODEL)).unwrap_err();
+    assert!(err.to_string().contains("localhost:8000"), "{err}");
+}

@@ -1,0 +1,455 @@
+//! [`ScriptedLlm`]: a real OpenAI-compatible chat server on 127.0.0.1 with scripted answers,
+//! for adapter tests (retries, deadlines, concurrency) and the bot's end-to-end tests. It
+//! speaks HTTP like vLLM or Ollama would, so the production client is exercised unchanged.
+//!
+//! ```no_run
+//! # async fn demo() {
+//! use std::time::Duration;
+//! use butler_testkit::llm_server::{ScriptedLlm, Step};
+//!
+//! let llm = ScriptedLlm::start().await;
+//! llm.push(Step::rate_limited(1));
+//! llm.push(Step::reply("Добрый вечер, сэр.").delayed(Duration::from_millis(50)));
+//! // point the client at llm.base_url() …
+//! assert_eq!(llm.requests().len(), 0);
+//! # }
+//! ```
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use serde_json::{json, Value};
+use tokio::task::JoinHandle;
+
+/// What the server does with one request: wait `delay`, then answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    delay: Duration,
+    answer: Answer,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Answer {
+    Completion {
+        content: Option<String>,
+        usage: Option<(u32, u32)>,
+    },
+    Raw {
+        status: u16,
+        content_type: &'static str,
+        body: String,
+        retry_after: Option<String>,
+    },
+}
+
+impl Step {
+    /// A successful completion whose text is `text`.
+    #[must_use]
+    pub fn reply(text: impl Into<String>) -> Self {
+        Self::answer(Answer::Completion {
+            content: Some(text.into()),
+            usage: None,
+        })
+    }
+
+    /// A well-formed completion with empty text (`""`), which clients must treat as an error.
+    #[must_use]
+    pub fn empty_content() -> Self {
+        Self::answer(Answer::Completion {
+            content: Some(String::new()),
+            usage: None,
+        })
+    }
+
+    /// A well-formed completion whose `content` is `null` (what tool-call answers look like).
+    #[must_use]
+    pub fn null_content() -> Self {
+        Self::answer(Answer::Completion {
+            content: None,
+            usage: None,
+        })
+    }
+
+    /// `status` with an OpenAI-style JSON error body carrying `message`.
+    #[must_use]
+    pub fn status(status: u16, message: &str) -> Self {
+        let body = json!({"error": {"message": message, "type": "scripted_error"}}).to_string();
+        Self::raw(status, "application/json", body)
+    }
+
+    /// `429 Too Many Requests` with `Retry-After: <seconds>`.
+    #[must_use]
+    pub fn rate_limited(retry_after_secs: u64) -> Self {
+        Self::status(429, "rate limited").with_header_retry_after(retry_after_secs.to_string())
+    }
+
+    /// `500 Internal Server Error`.
+    #[must_use]
+    pub fn server_error() -> Self {
+        Self::status(500, "scripted internal error")
+    }
+
+    /// `200 OK` whose body is not JSON at all.
+    #[must_use]
+    pub fn malformed() -> Self {
+        Self::raw(200, "application/json", "{\"choices\": [".to_owned())
+    }
+
+    /// Any status, content type and body, verbatim.
+    #[must_use]
+    pub fn raw(status: u16, content_type: &'static str, body: impl Into<String>) -> Self {
+        Self::answer(Answer::Raw {
+            status,
+            content_type,
+            body: body.into(),
+            retry_after: None,
+        })
+    }
+
+    /// The same answer, sent after `delay`.
+    #[must_use]
+    pub const fn delayed(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+
+    /// Adds `usage` figures to a completion (ignored for other answers).
+    #[must_use]
+    pub fn with_usage(mut self, prompt_tokens: u32, completion_tokens: u32) -> Self {
+        if let Answer::Completion { usage, .. } = &mut self.answer {
+            *usage = Some((prompt_tokens, completion_tokens));
+        }
+        self
+    }
+
+    /// Adds a `Retry-After` header with any value (seconds or an HTTP date) to a raw answer.
+    #[must_use]
+    pub fn with_header_retry_after(mut self, value: impl Into<String>) -> Self {
+        if let Answer::Raw { retry_after, .. } = &mut self.answer {
+            *retry_after = Some(value.into());
+        }
+        self
+    }
+
+    const fn answer(answer: Answer) -> Self {
+        Self {
+            delay: Duration::ZERO,
+            answer,
+        }
+    }
+
+    fn into_response(self, model: &str, id: usize) -> Response {
+        match self.answer {
+            Answer::Completion { content, usage } => {
+                let mut body = json!({
+                    "id": format!("chatcmpl-scripted-{id}"),
+                    "object": "chat.completion",
+                    "created": 0,
+                    "model": model,
+                    "choices": [{
+                        "index": 0,
+                        "message": {"role": "assistant", "content": content},
+                        "finish_reason": "stop"
+                    }]
+                });
+                if let Some((prompt, completion)) = usage {
+                    body["usage"] = json!({
+                        "prompt_tokens": prompt,
+                        "completion_tokens": completion,
+                        "total_tokens": prompt + completion
+                    });
+                }
+                (
+                    [(header::CONTENT_TYPE, "application/json")],
+                    body.to_string(),
+                )
+                    .into_response()
+            }
+            Answer::Raw {
+                status,
+                content_type,
+                body,
+                retry_after,
+            } => {
+                let status =
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                let mut response =
+                    (status, [(header::CONTENT_TYPE, content_type)], body).into_response();
+                if let Some(value) = retry_after.and_then(|v| HeaderValue::from_str(&v).ok()) {
+                    response.headers_mut().insert(header::RETRY_AFTER, value);
+                }
+                response
+            }
+        }
+    }
+}
+
+/// One request as the server received it.
+#[derive(Debug, Clone)]
+pub struct RecordedRequest {
+    /// The request path, e.g. `/v1/chat/completions`.
+    pub path: String,
+    /// Headers, names lower-case, in arrival order.
+    pub headers: Vec<(String, String)>,
+    /// The body parsed as JSON (`Value::Null` if it was not JSON).
+    pub body: Value,
+    /// The body as received (multipart uploads, malformed JSON).
+    pub raw_body: Vec<u8>,
+    /// When it arrived.
+    pub received_at: Instant,
+}
+
+impl RecordedRequest {
+    /// The first value of header `name` (case-insensitive).
+    #[must_use]
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The `content` of the last message with role `user`, if any.
+    #[must_use]
+    pub fn last_user_message(&self) -> Option<&str> {
+        self.body["messages"]
+            .as_array()?
+            .iter()
+            .rev()
+            .find(|m| m["role"] == "user")?["content"]
+            .as_str()
+    }
+}
+
+#[derive(Debug)]
+struct Shared {
+    script: Mutex<VecDeque<Step>>,
+    default: Mutex<Step>,
+    requests: Mutex<Vec<RecordedRequest>>,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A test that panicked while holding the lock must not hide the state from the next one.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Counts a request as in flight until its handler ends — including when the client gives
+/// up and the handler future is dropped mid-delay.
+struct InFlight<'a>(&'a Shared);
+
+impl<'a> InFlight<'a> {
+    fn enter(shared: &'a Shared) -> Self {
+        let now = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        shared.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        Self(shared)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A scripted OpenAI-compatible chat server. Answers `POST /v1/chat/completions` with the
+/// queued [`Step`]s in order, then with the default step (a fixed reply). Any other path is
+/// recorded and answered `404`. Stops when dropped.
+#[derive(Debug)]
+pub struct ScriptedLlm {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    server: JoinHandle<()>,
+}
+
+/// The default reply, when nothing is scripted.
+pub const DEFAULT_REPLY: &str = "Certainly, sir.";
+
+impl ScriptedLlm {
+    /// Starts the server on 127.0.0.1 and a free port.
+    ///
+    /// # Panics
+    /// If the loopback interface cannot be bound (no test could run then).
+    pub async fn start() -> Self {
+        Self::start_on_port(0).await
+    }
+
+    /// Starts the server on 127.0.0.1:`port` (0 = any free port) — for tests of a server that
+    /// comes up late or comes back after an outage.
+    ///
+    /// # Panics
+    /// If the port cannot be bound.
+    pub async fn start_on_port(port: u16) -> Self {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("bind 127.0.0.1 for the scripted LLM");
+        let addr = listener
+            .local_addr()
+            .expect("local address of a bound listener");
+        let shared = Arc::new(Shared {
+            script: Mutex::new(VecDeque::new()),
+            default: Mutex::new(Step::reply(DEFAULT_REPLY)),
+            requests: Mutex::new(Vec::new()),
+            in_flight: AtomicUsize::new(0),
+            max_in_flight: AtomicUsize::new(0),
+        });
+        let app = Router::new()
+            .route("/v1/chat/completions", post(chat_completions))
+            .fallback(not_found)
+            .with_state(Arc::clone(&shared));
+        let server = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                eprintln!("scripted LLM server stopped: {e}");
+            }
+        });
+        Self {
+            addr,
+            shared,
+            server,
+        }
+    }
+
+    /// The API root to configure clients with: `http://127.0.0.1:<port>/v1`.
+    #[must_use]
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    /// The address the server listens on.
+    #[must_use]
+    pub const fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Queues a completion with `text`.
+    pub fn push_reply(&self, text: &str) {
+        self.push(Step::reply(text));
+    }
+
+    /// Queues a step; steps are consumed in order, one per request.
+    pub fn push(&self, step: Step) {
+        lock(&self.shared.script).push_back(step);
+    }
+
+    /// What to answer once the queue is empty.
+    pub fn set_default(&self, step: Step) {
+        *lock(&self.shared.default) = step;
+    }
+
+    /// Shorthand for `set_default(Step::reply(text))`.
+    pub fn set_default_reply(&self, text: &str) {
+        self.set_default(Step::reply(text));
+    }
+
+    /// Every request received so far, in arrival order.
+    #[must_use]
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        lock(&self.shared.requests).clone()
+    }
+
+    /// How many requests arrived so far.
+    #[must_use]
+    pub fn request_count(&self) -> usize {
+        lock(&self.shared.requests).len()
+    }
+
+    /// Requests being handled right now.
+    #[must_use]
+    pub fn in_flight(&self) -> usize {
+        self.shared.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// The most requests ever handled at the same time.
+    #[must_use]
+    pub fn max_in_flight(&self) -> usize {
+        self.shared.max_in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Waits until at least `count` requests arrived, polling every 5 ms.
+    ///
+    /// # Panics
+    /// If they did not arrive within `timeout`.
+    pub async fn wait_for_requests(&self, count: usize, timeout: Duration) {
+        let start = Instant::now();
+        while self.request_count() < count {
+            assert!(
+                start.elapsed() < timeout,
+                "expected {count} requests within {timeout:?}, got {}",
+                self.request_count()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+impl Drop for ScriptedLlm {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+fn record(shared: &Shared, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> usize {
+    let mut requests = lock(&shared.requests);
+    requests.push(RecordedRequest {
+        path: uri.path().to_owned(),
+        headers: headers
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body: serde_json::from_slice(body).unwrap_or(Value::Null),
+        raw_body: body.to_vec(),
+        received_at: Instant::now(),
+    });
+    requests.len()
+}
+
+async fn chat_completions(
+    State(shared): State<Arc<Shared>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let _in_flight = InFlight::enter(&shared);
+    let id = record(&shared, &uri, &headers, &body);
+    let model = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v["model"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let step = lock(&shared.script)
+        .pop_front()
+        .unwrap_or_else(|| lock(&shared.default).clone());
+    if !step.delay.is_zero() {
+        tokio::time::sleep(step.delay).await;
+    }
+    step.into_response(&model, id)
+}
+
+async fn not_found(
+    State(shared): State<Arc<Shared>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    record(&shared, &uri, &headers, &body);
+    (
+        StatusCode::NOT_FOUND,
+        format!("no route for {}", uri.path()),
+    )
+        .into_response()
+}
