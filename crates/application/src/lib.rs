@@ -1,1 +1,3 @@
 //! Use cases of Personalised Butler.
+
+pub mod tokens;
