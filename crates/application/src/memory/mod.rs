@@ -3,6 +3,8 @@
 
 pub mod compress;
 pub mod schedule;
+pub mod worker;
 
 pub use compress::{CompressConfig, CompressError, CompressMemoryUseCase, CompressOutcome};
 pub use schedule::CompressionScheduler;
+pub use worker::{MemoryWorkerUseCase, UserResult, WorkerReport, WorkerRun};
