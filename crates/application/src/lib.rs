@@ -17,6 +17,7 @@ pub mod memory;
 pub mod prompt;
 pub mod reply;
 pub mod reset;
+pub mod tokens;
 
 pub use memory::{CompressConfig, CompressMemoryUseCase, CompressOutcome, CompressionScheduler};
 pub use prompt::{PersonalizationService, PromptBudget};
