@@ -441,6 +441,9 @@ async fn every_label_combination_is_registered_and_no_other_exists() {
     );
 }
 
+/// A sample name, its labels, and the value it should have.
+type ExpectedSample = (&'static str, &'static [(&'static str, &'static str)], f64);
+
 #[tokio::test]
 async fn the_recording_helpers_move_exactly_the_series_they_name() {
     let telemetry = TestTelemetry::spawn().await;
@@ -464,117 +467,86 @@ async fn the_recording_helpers_move_exactly_the_series_they_name() {
         m::record_worker_run(true);
         m::record_telegram_send_error();
     });
-    let e = telemetry.scrape().await;
+    let exposition = telemetry.scrape().await;
 
-    assert_eq!(e.value(m::USER_PROFILE_READS_TOTAL, &[]), 2.0);
-    assert_eq!(e.value(m::USER_PROFILE_WRITES_TOTAL, &[]), 1.0);
-    assert_eq!(
-        e.value(m::USER_MEMORY_EVENTS_TOTAL, &[("role", "user")]),
-        2.0
-    );
-    assert_eq!(
-        e.value(m::USER_MEMORY_EVENTS_TOTAL, &[("role", "assistant")]),
-        1.0
-    );
-    assert_eq!(e.value(m::USER_MEMORY_COMPRESSIONS_TOTAL, &[]), 1.0);
-    assert_eq!(
-        e.value(
+    let expected: &[ExpectedSample] = &[
+        (m::USER_PROFILE_READS_TOTAL, &[], 2.0),
+        (m::USER_PROFILE_WRITES_TOTAL, &[], 1.0),
+        (m::USER_MEMORY_EVENTS_TOTAL, &[("role", "user")], 2.0),
+        (m::USER_MEMORY_EVENTS_TOTAL, &[("role", "assistant")], 1.0),
+        (m::USER_MEMORY_COMPRESSIONS_TOTAL, &[], 1.0),
+        (
             m::PERSONALIZED_REQUESTS_TOTAL,
-            &[("source", "text"), ("status", "ok")]
+            &[("source", "text"), ("status", "ok")],
+            1.0,
         ),
-        1.0
-    );
-    assert_eq!(
-        e.value(
+        (
             m::PERSONALIZED_REQUESTS_TOTAL,
-            &[("source", "voice"), ("status", "ok")]
+            &[("source", "voice"), ("status", "ok")],
+            1.0,
         ),
-        1.0
-    );
-    assert_eq!(
-        e.value(
+        (
             m::PERSONALIZED_REQUESTS_TOTAL,
-            &[("source", "text"), ("status", "error")]
+            &[("source", "text"), ("status", "error")],
+            1.0,
         ),
-        1.0
-    );
-    assert_eq!(
-        e.value(
+        (
             m::PERSONALIZED_REQUESTS_TOTAL,
-            &[("source", "voice"), ("status", "degraded")]
+            &[("source", "voice"), ("status", "degraded")],
+            0.0,
         ),
-        0.0
-    );
-    assert_eq!(
-        e.value("personalized_prompt_tokens_count", &[]),
-        2.0,
-        "no prompt, no observation"
-    );
-    assert_eq!(e.value("personalized_prompt_tokens_sum", &[]), 1500.0);
-    assert_eq!(
-        e.value("personalized_prompt_tokens_bucket", &[("le", "400")]),
-        1.0
-    );
-    assert_eq!(
-        e.value("personalized_prompt_tokens_bucket", &[("le", "1200")]),
-        2.0
-    );
-    assert_eq!(
-        e.value("llm_request_duration_seconds_count", &[("outcome", "ok")]),
-        1.0
-    );
-    assert_eq!(
-        e.value(
+        // A reply without a prompt records no token observation.
+        ("personalized_prompt_tokens_count", &[], 2.0),
+        ("personalized_prompt_tokens_sum", &[], 1500.0),
+        ("personalized_prompt_tokens_bucket", &[("le", "400")], 1.0),
+        ("personalized_prompt_tokens_bucket", &[("le", "1200")], 2.0),
+        (
+            "llm_request_duration_seconds_count",
+            &[("outcome", "ok")],
+            1.0,
+        ),
+        (
             "llm_request_duration_seconds_bucket",
-            &[("outcome", "error"), ("le", "20")]
+            &[("outcome", "error"), ("le", "20")],
+            0.0,
         ),
-        0.0
-    );
-    assert_eq!(
-        e.value(
+        (
             "llm_request_duration_seconds_bucket",
-            &[("outcome", "error"), ("le", "30")]
+            &[("outcome", "error"), ("le", "30")],
+            1.0,
         ),
-        1.0
-    );
-    assert_eq!(
-        e.value("stt_request_duration_seconds_sum", &[("outcome", "ok")]),
-        0.8
-    );
-    assert_eq!(
-        e.value(
+        (
+            "stt_request_duration_seconds_sum",
+            &[("outcome", "ok")],
+            0.8,
+        ),
+        (
             "stt_request_duration_seconds_count",
-            &[("outcome", "error")]
+            &[("outcome", "error")],
+            0.0,
         ),
-        0.0
-    );
-    assert_eq!(
-        e.value(
+        (
             m::PERSONALIZED_MEMORY_COMPRESSIONS_TOTAL,
-            &[("status", "ok")]
+            &[("status", "ok")],
+            1.0,
         ),
-        1.0
-    );
-    assert_eq!(
-        e.value(
+        (
             m::PERSONALIZED_MEMORY_COMPRESSIONS_TOTAL,
-            &[("status", "error")]
+            &[("status", "error")],
+            1.0,
         ),
-        1.0
-    );
-    assert_eq!(
-        e.value(
+        (
             m::PERSONALIZED_MEMORY_COMPRESSIONS_TOTAL,
-            &[("status", "skipped")]
+            &[("status", "skipped")],
+            0.0,
         ),
-        0.0
-    );
-    assert_eq!(e.value(m::PERSONALIZED_MEMORY_WORKER_RUNS_TOTAL, &[]), 2.0);
-    assert_eq!(
-        e.value(m::PERSONALIZED_MEMORY_WORKER_ERRORS_TOTAL, &[]),
-        1.0
-    );
-    assert_eq!(e.value(m::TELEGRAM_SEND_ERRORS_TOTAL, &[]), 1.0);
+        (m::PERSONALIZED_MEMORY_WORKER_RUNS_TOTAL, &[], 2.0),
+        (m::PERSONALIZED_MEMORY_WORKER_ERRORS_TOTAL, &[], 1.0),
+        (m::TELEGRAM_SEND_ERRORS_TOTAL, &[], 1.0),
+    ];
+    for (name, labels, value) in expected {
+        assert_eq!(exposition.value(name, labels), *value, "{name}{labels:?}");
+    }
 }
 
 #[tokio::test]
