@@ -10,3 +10,4 @@ mod http;
 pub mod llm;
 pub mod stt;
 pub mod tokens;
+pub mod telemetry;

@@ -1,0 +1,360 @@
+//! Every metric the butler exports, in one place: names as constants with their HELP text,
+//! start-up registration of every bounded label combination (so each series reads 0 before
+//! the first event), and typed recording helpers so call sites never spell a metric name.
+
+use std::time::Duration;
+
+use butler_domain::{Role, Source};
+use metrics::{
+    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit,
+};
+
+/// Profile reads from storage (every backend, every caller).
+pub const USER_PROFILE_READS_TOTAL: &str = "user_profile_reads_total";
+/// Profile writes to storage: creations, updates, summary saves, resets.
+pub const USER_PROFILE_WRITES_TOTAL: &str = "user_profile_writes_total";
+/// Memory events appended to storage, by `role`.
+pub const USER_MEMORY_EVENTS_TOTAL: &str = "user_memory_events_total";
+/// Compressed summaries persisted (summary + watermark saved with compare-and-set).
+pub const USER_MEMORY_COMPRESSIONS_TOTAL: &str = "user_memory_compressions_total";
+/// Replies handled, by `source` and `status`.
+pub const PERSONALIZED_REQUESTS_TOTAL: &str = "personalized_requests_total";
+/// Tokens in each assembled prompt (histogram).
+pub const PERSONALIZED_PROMPT_TOKENS: &str = "personalized_prompt_tokens";
+/// Compression passes, by `status`.
+pub const PERSONALIZED_MEMORY_COMPRESSIONS_TOTAL: &str = "personalized_memory_compressions_total";
+/// Memory-worker runs (one run visits every user over the threshold).
+pub const PERSONALIZED_MEMORY_WORKER_RUNS_TOTAL: &str = "personalized_memory_worker_runs_total";
+/// Memory-worker runs that ended with at least one error.
+pub const PERSONALIZED_MEMORY_WORKER_ERRORS_TOTAL: &str = "personalized_memory_worker_errors_total";
+/// Latency of chat-completion calls, by `outcome` (histogram, seconds).
+pub const LLM_REQUEST_DURATION_SECONDS: &str = "llm_request_duration_seconds";
+/// Latency of speech-to-text calls, by `outcome` (histogram, seconds).
+pub const STT_REQUEST_DURATION_SECONDS: &str = "stt_request_duration_seconds";
+/// Telegram Bot API sends that failed after retries.
+pub const TELEGRAM_SEND_ERRORS_TOTAL: &str = "telegram_send_errors_total";
+/// Always 1; the `version` label carries the running build.
+pub const BUTLER_BUILD_INFO: &str = "butler_build_info";
+
+/// The version reported by [`BUTLER_BUILD_INFO`] (the workspace version).
+pub const BUILD_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// What kind of series a metric is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    /// Monotonic counter.
+    Counter,
+    /// Distribution with explicit buckets.
+    Histogram,
+    /// Value that goes up and down.
+    Gauge,
+}
+
+/// A metric's name, kind and HELP text — the catalogue `describe_all` registers and the docs,
+/// alerts and dashboard are checked against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricSpec {
+    /// Exported name.
+    pub name: &'static str,
+    /// Counter, histogram or gauge.
+    pub kind: MetricKind,
+    /// HELP text.
+    pub help: &'static str,
+    /// Label names (values are bounded enums below).
+    pub labels: &'static [&'static str],
+}
+
+/// Every metric the butler exports.
+pub const ALL_METRICS: &[MetricSpec] = &[
+    MetricSpec {
+        name: USER_PROFILE_READS_TOTAL,
+        kind: MetricKind::Counter,
+        help: "User profile reads from storage.",
+        labels: &[],
+    },
+    MetricSpec {
+        name: USER_PROFILE_WRITES_TOTAL,
+        kind: MetricKind::Counter,
+        help: "User profile writes to storage (create, update, summary save, reset).",
+        labels: &[],
+    },
+    MetricSpec {
+        name: USER_MEMORY_EVENTS_TOTAL,
+        kind: MetricKind::Counter,
+        help: "Memory events appended to storage, by role (user|assistant).",
+        labels: &["role"],
+    },
+    MetricSpec {
+        name: USER_MEMORY_COMPRESSIONS_TOTAL,
+        kind: MetricKind::Counter,
+        help: "Compressed memory summaries persisted (summary and watermark saved).",
+        labels: &[],
+    },
+    MetricSpec {
+        name: PERSONALIZED_REQUESTS_TOTAL,
+        kind: MetricKind::Counter,
+        help:
+            "Personalised replies handled, by source (text|voice) and status (ok|degraded|error).",
+        labels: &["source", "status"],
+    },
+    MetricSpec {
+        name: PERSONALIZED_PROMPT_TOKENS,
+        kind: MetricKind::Histogram,
+        help: "Tokens in each assembled prompt (budget 2000).",
+        labels: &[],
+    },
+    MetricSpec {
+        name: PERSONALIZED_MEMORY_COMPRESSIONS_TOTAL,
+        kind: MetricKind::Counter,
+        help: "Memory compression passes, by status (ok|conflict|error|skipped).",
+        labels: &["status"],
+    },
+    MetricSpec {
+        name: PERSONALIZED_MEMORY_WORKER_RUNS_TOTAL,
+        kind: MetricKind::Counter,
+        help: "Memory worker runs.",
+        labels: &[],
+    },
+    MetricSpec {
+        name: PERSONALIZED_MEMORY_WORKER_ERRORS_TOTAL,
+        kind: MetricKind::Counter,
+        help: "Memory worker runs that ended with at least one error.",
+        labels: &[],
+    },
+    MetricSpec {
+        name: LLM_REQUEST_DURATION_SECONDS,
+        kind: MetricKind::Histogram,
+        help: "Latency of language-model chat completions in seconds, by outcome (ok|error).",
+        labels: &["outcome"],
+    },
+    MetricSpec {
+        name: STT_REQUEST_DURATION_SECONDS,
+        kind: MetricKind::Histogram,
+        help: "Latency of speech-to-text transcriptions in seconds, by outcome (ok|error).",
+        labels: &["outcome"],
+    },
+    MetricSpec {
+        name: TELEGRAM_SEND_ERRORS_TOTAL,
+        kind: MetricKind::Counter,
+        help: "Telegram Bot API sends that failed.",
+        labels: &[],
+    },
+    MetricSpec {
+        name: BUTLER_BUILD_INFO,
+        kind: MetricKind::Gauge,
+        help: "Build information; always 1, the version label carries the build.",
+        labels: &["version"],
+    },
+];
+
+/// Buckets of [`PERSONALIZED_PROMPT_TOKENS`]: fine-grained up to the 2000-token prompt budget,
+/// with one bucket above it so an over-budget prompt is visible rather than lost in `+Inf`.
+pub const PROMPT_TOKEN_BUCKETS: &[f64] = &[
+    50.0, 100.0, 200.0, 400.0, 600.0, 800.0, 1000.0, 1200.0, 1400.0, 1600.0, 1800.0, 2000.0, 2500.0,
+];
+
+/// Buckets of [`LLM_REQUEST_DURATION_SECONDS`]: a local model answers in seconds to a minute;
+/// 20 s is a boundary because the `LlmLatencyHigh` alert fires on a p95 above it.
+pub const LLM_DURATION_BUCKETS: &[f64] = &[
+    0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0,
+];
+
+/// Buckets of [`STT_REQUEST_DURATION_SECONDS`]: voice notes are short, transcription is quicker.
+pub const STT_DURATION_BUCKETS: &[f64] =
+    &[0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0];
+
+/// How a personalised reply went (`status` label of [`PERSONALIZED_REQUESTS_TOTAL`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestStatus {
+    /// Model answered, memory stored.
+    Ok,
+    /// Model answered, storage failed somewhere; the reply was still sent.
+    Degraded,
+    /// Model failed; the fallback reply was sent.
+    Error,
+}
+
+impl RequestStatus {
+    /// Every value, for registration at start-up.
+    pub const ALL: [Self; 3] = [Self::Ok, Self::Degraded, Self::Error];
+
+    /// The label value.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Degraded => "degraded",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// What a compression pass did (`status` label of [`PERSONALIZED_MEMORY_COMPRESSIONS_TOTAL`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompressionStatus {
+    /// Events folded into the summary.
+    Ok,
+    /// Another writer won the compare-and-set; this pass backed off.
+    Conflict,
+    /// Storage or the summariser failed.
+    Error,
+    /// Nothing to fold.
+    Skipped,
+}
+
+impl CompressionStatus {
+    /// Every value, for registration at start-up.
+    pub const ALL: [Self; 4] = [Self::Ok, Self::Conflict, Self::Error, Self::Skipped];
+
+    /// The label value.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Conflict => "conflict",
+            Self::Error => "error",
+            Self::Skipped => "skipped",
+        }
+    }
+}
+
+/// Whether an outbound call succeeded (`outcome` label of the latency histograms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallOutcome {
+    /// The call returned a usable answer.
+    Ok,
+    /// Timeout, transport error or error status.
+    Error,
+}
+
+impl CallOutcome {
+    /// Every value, for registration at start-up.
+    pub const ALL: [Self; 2] = [Self::Ok, Self::Error];
+
+    /// The label value.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Error => "error",
+        }
+    }
+
+    /// `Ok` for `Ok(_)`, `Error` for `Err(_)`.
+    #[must_use]
+    pub const fn of<T, E>(result: &Result<T, E>) -> Self {
+        match result {
+            Ok(_) => Self::Ok,
+            Err(_) => Self::Error,
+        }
+    }
+}
+
+const ROLES: [Role; 2] = [Role::User, Role::Assistant];
+const SOURCES: [Source; 2] = [Source::Text, Source::Voice];
+
+/// Registers the HELP text (and unit) of every metric with the current recorder.
+pub fn describe_all() {
+    for spec in ALL_METRICS {
+        let unit = if spec.name.ends_with("_seconds") {
+            Some(Unit::Seconds)
+        } else {
+            None
+        };
+        match (spec.kind, unit) {
+            (MetricKind::Counter, _) => describe_counter!(spec.name, spec.help),
+            (MetricKind::Histogram, Some(unit)) => describe_histogram!(spec.name, unit, spec.help),
+            (MetricKind::Histogram, None) => describe_histogram!(spec.name, spec.help),
+            (MetricKind::Gauge, _) => describe_gauge!(spec.name, spec.help),
+        }
+    }
+}
+
+/// Touches every series with every bounded label combination, so all of them read 0 before
+/// the first event, and sets the build-info gauge. Call once at start-up, after
+/// [`describe_all`].
+pub fn register_all() {
+    counter!(USER_PROFILE_READS_TOTAL).increment(0);
+    counter!(USER_PROFILE_WRITES_TOTAL).increment(0);
+    for role in ROLES {
+        counter!(USER_MEMORY_EVENTS_TOTAL, "role" => role.code()).increment(0);
+    }
+    counter!(USER_MEMORY_COMPRESSIONS_TOTAL).increment(0);
+    for source in SOURCES {
+        for status in RequestStatus::ALL {
+            counter!(PERSONALIZED_REQUESTS_TOTAL, "source" => source.code(), "status" => status.as_str())
+                .increment(0);
+        }
+    }
+    let _ = histogram!(PERSONALIZED_PROMPT_TOKENS);
+    for status in CompressionStatus::ALL {
+        counter!(PERSONALIZED_MEMORY_COMPRESSIONS_TOTAL, "status" => status.as_str()).increment(0);
+    }
+    counter!(PERSONALIZED_MEMORY_WORKER_RUNS_TOTAL).increment(0);
+    counter!(PERSONALIZED_MEMORY_WORKER_ERRORS_TOTAL).increment(0);
+    for outcome in CallOutcome::ALL {
+        let _ = histogram!(LLM_REQUEST_DURATION_SECONDS, "outcome" => outcome.as_str());
+        let _ = histogram!(STT_REQUEST_DURATION_SECONDS, "outcome" => outcome.as_str());
+    }
+    counter!(TELEGRAM_SEND_ERRORS_TOTAL).increment(0);
+    gauge!(BUTLER_BUILD_INFO, "version" => BUILD_VERSION).set(1.0);
+}
+
+/// A profile was read from storage.
+pub fn record_profile_read() {
+    counter!(USER_PROFILE_READS_TOTAL).increment(1);
+}
+
+/// A profile was written to storage.
+pub fn record_profile_write() {
+    counter!(USER_PROFILE_WRITES_TOTAL).increment(1);
+}
+
+/// A memory event was appended to storage.
+pub fn record_memory_event(role: Role) {
+    counter!(USER_MEMORY_EVENTS_TOTAL, "role" => role.code()).increment(1);
+}
+
+/// A compressed summary (with its watermark) was persisted.
+pub fn record_summary_saved() {
+    counter!(USER_MEMORY_COMPRESSIONS_TOTAL).increment(1);
+}
+
+/// A personalised reply was handled. `prompt_tokens` is `None` when no prompt was assembled.
+pub fn record_reply(source: Source, status: RequestStatus, prompt_tokens: Option<usize>) {
+    counter!(PERSONALIZED_REQUESTS_TOTAL, "source" => source.code(), "status" => status.as_str())
+        .increment(1);
+    if let Some(tokens) = prompt_tokens {
+        histogram!(PERSONALIZED_PROMPT_TOKENS).record(tokens as f64);
+    }
+}
+
+/// A chat-completion call finished after `elapsed`.
+pub fn record_llm_request(outcome: CallOutcome, elapsed: Duration) {
+    histogram!(LLM_REQUEST_DURATION_SECONDS, "outcome" => outcome.as_str())
+        .record(elapsed.as_secs_f64());
+}
+
+/// A speech-to-text call finished after `elapsed`.
+pub fn record_stt_request(outcome: CallOutcome, elapsed: Duration) {
+    histogram!(STT_REQUEST_DURATION_SECONDS, "outcome" => outcome.as_str())
+        .record(elapsed.as_secs_f64());
+}
+
+/// A compression pass ended with `status`.
+pub fn record_compression(status: CompressionStatus) {
+    counter!(PERSONALIZED_MEMORY_COMPRESSIONS_TOTAL, "status" => status.as_str()).increment(1);
+}
+
+/// A memory-worker run finished; `failed` when any user's compression in it failed.
+pub fn record_worker_run(failed: bool) {
+    counter!(PERSONALIZED_MEMORY_WORKER_RUNS_TOTAL).increment(1);
+    if failed {
+        counter!(PERSONALIZED_MEMORY_WORKER_ERRORS_TOTAL).increment(1);
+    }
+}
+
+/// A Telegram send failed.
+pub fn record_telegram_send_error() {
+    counter!(TELEGRAM_SEND_ERRORS_TOTAL).increment(1);
+}
