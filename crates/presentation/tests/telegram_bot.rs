@@ -22,8 +22,13 @@ async fn a_text_message_gets_an_alfred_reply_in_the_same_chat_and_two_events_are
     world.llm.push_reply("Добрый вечер, сэр. Чай подан.");
     let bot = BotHarness::start(&world).await;
 
-    bot.telegram.push_text(ALICE, ALICE, "Добрый вечер, Альфред");
-    let sent = bot.telegram.wait_for_messages(ALICE, 1, WAIT).await.unwrap();
+    bot.telegram
+        .push_text(ALICE, ALICE, "Добрый вечер, Альфред");
+    let sent = bot
+        .telegram
+        .wait_for_messages(ALICE, 1, WAIT)
+        .await
+        .unwrap();
 
     assert_eq!(sent[0].text, "Добрый вечер, сэр. Чай подан.");
     assert_eq!(sent[0].parse_mode, None, "replies are plain text");
@@ -43,7 +48,11 @@ async fn the_start_command_gets_the_butler_greeting_without_asking_the_model() {
     let bot = BotHarness::start(&world).await;
 
     bot.telegram.push_text(ALICE, ALICE, "/start");
-    let sent = bot.telegram.wait_for_messages(ALICE, 1, WAIT).await.unwrap();
+    let sent = bot
+        .telegram
+        .wait_for_messages(ALICE, 1, WAIT)
+        .await
+        .unwrap();
 
     assert!(sent[0].text.contains("Альфред"), "{}", sent[0].text);
     assert!(world.llm.requests().is_empty());
@@ -60,9 +69,17 @@ async fn a_voice_note_is_downloaded_transcribed_answered_and_stored_as_voice() {
 
     let audio = b"OggS fake opus payload".to_vec();
     bot.telegram.push_voice(ALICE, Voice::ogg(audio.clone(), 3));
-    let sent = bot.telegram.wait_for_messages(ALICE, 1, WAIT).await.unwrap();
+    let sent = bot
+        .telegram
+        .wait_for_messages(ALICE, 1, WAIT)
+        .await
+        .unwrap();
 
-    assert!(sent[0].text.starts_with("«Напомни купить молоко»"), "{}", sent[0].text);
+    assert!(
+        sent[0].text.starts_with("«Напомни купить молоко»"),
+        "{}",
+        sent[0].text
+    );
     assert!(sent[0].text.ends_with("Непременно, сэр."));
     let clips = world.stt.clips();
     assert_eq!(clips.len(), 1);
@@ -86,7 +103,11 @@ async fn an_overlong_voice_note_gets_a_clear_reply_and_is_never_downloaded() {
     let bot = BotHarness::start_with(world.deps(), config).await;
 
     bot.telegram.push_voice(ALICE, Voice::ogg(vec![1; 64], 61));
-    let sent = bot.telegram.wait_for_messages(ALICE, 1, WAIT).await.unwrap();
+    let sent = bot
+        .telegram
+        .wait_for_messages(ALICE, 1, WAIT)
+        .await
+        .unwrap();
 
     assert!(sent[0].text.contains("60 с"), "{}", sent[0].text);
     assert!(bot.telegram.calls_to("getFile").is_empty());
@@ -106,7 +127,11 @@ async fn an_oversized_voice_note_gets_a_clear_reply_and_is_never_downloaded() {
         ..Voice::ogg(vec![1; 64], 10)
     };
     bot.telegram.push_voice(ALICE, voice);
-    let sent = bot.telegram.wait_for_messages(ALICE, 1, WAIT).await.unwrap();
+    let sent = bot
+        .telegram
+        .wait_for_messages(ALICE, 1, WAIT)
+        .await
+        .unwrap();
 
     assert!(sent[0].text.contains("20 МБ"), "{}", sent[0].text);
     assert!(bot.telegram.downloads().is_empty());
@@ -128,7 +153,11 @@ async fn a_voice_note_larger_than_announced_is_cut_off_during_download() {
         ..Voice::ogg(vec![7; 4096], 2)
     };
     bot.telegram.push_voice(ALICE, voice);
-    let sent = bot.telegram.wait_for_messages(ALICE, 1, WAIT).await.unwrap();
+    let sent = bot
+        .telegram
+        .wait_for_messages(ALICE, 1, WAIT)
+        .await
+        .unwrap();
 
     assert!(sent[0].text.contains("МБ"), "{}", sent[0].text);
     assert!(world.stt.clips().is_empty());
@@ -144,9 +173,17 @@ async fn a_failed_transcription_gets_a_polite_reply_and_stores_nothing() {
     let bot = BotHarness::start(&world).await;
 
     bot.telegram.push_voice(ALICE, Voice::ogg(vec![1; 64], 2));
-    let sent = bot.telegram.wait_for_messages(ALICE, 1, WAIT).await.unwrap();
+    let sent = bot
+        .telegram
+        .wait_for_messages(ALICE, 1, WAIT)
+        .await
+        .unwrap();
 
-    assert!(sent[0].text.contains("не удалось разобрать"), "{}", sent[0].text);
+    assert!(
+        sent[0].text.contains("не удалось разобрать"),
+        "{}",
+        sent[0].text
+    );
     assert!(world.llm.requests().is_empty());
     assert!(world.events(ALICE).is_empty());
     bot.stop().await.unwrap();
@@ -160,10 +197,18 @@ async fn stickers_photos_and_documents_get_a_short_in_persona_explanation() {
     bot.telegram.push_sticker(ALICE);
     bot.telegram.push_photo(ALICE);
     bot.telegram.push_document(ALICE, "report.pdf");
-    let sent = bot.telegram.wait_for_messages(ALICE, 3, WAIT).await.unwrap();
+    let sent = bot
+        .telegram
+        .wait_for_messages(ALICE, 3, WAIT)
+        .await
+        .unwrap();
 
     for message in &sent {
-        assert!(message.text.contains("текст и голосовые"), "{}", message.text);
+        assert!(
+            message.text.contains("текст и голосовые"),
+            "{}",
+            message.text
+        );
     }
     assert!(world.llm.requests().is_empty());
     assert!(world.events(ALICE).is_empty());
@@ -180,12 +225,23 @@ async fn a_model_failure_gets_the_fallback_reply_and_the_bot_answers_the_next_me
     let bot = BotHarness::start(&world).await;
 
     bot.telegram.push_text(ALICE, ALICE, "Ты здесь?");
-    let sent = bot.telegram.wait_for_messages(ALICE, 1, WAIT).await.unwrap();
+    let sent = bot
+        .telegram
+        .wait_for_messages(ALICE, 1, WAIT)
+        .await
+        .unwrap();
     assert_eq!(sent[0].text, FALLBACK_REPLY);
-    assert!(world.events(ALICE).is_empty(), "nothing stored on a model failure");
+    assert!(
+        world.events(ALICE).is_empty(),
+        "nothing stored on a model failure"
+    );
 
     bot.telegram.push_text(ALICE, ALICE, "А теперь?");
-    let sent = bot.telegram.wait_for_messages(ALICE, 2, WAIT).await.unwrap();
+    let sent = bot
+        .telegram
+        .wait_for_messages(ALICE, 2, WAIT)
+        .await
+        .unwrap();
     assert_eq!(sent[1].text, "Снова к вашим услугам.");
     assert_eq!(world.events(ALICE).len(), 2);
     bot.stop().await.unwrap();
@@ -203,14 +259,21 @@ async fn users_off_the_allow_list_are_refused_once_and_nothing_is_stored() {
     bot.telegram.push_text(BOB, BOB, "Привет");
     bot.telegram.push_text(BOB, BOB, "Ау?");
     bot.telegram.push_text(ALICE, ALICE, "Добрый день");
-    bot.telegram.wait_for_messages(ALICE, 1, WAIT).await.unwrap();
+    bot.telegram
+        .wait_for_messages(ALICE, 1, WAIT)
+        .await
+        .unwrap();
     bot.telegram.wait_until_all_confirmed(WAIT).await.unwrap();
 
     let refused = bot.telegram.sent_messages(BOB);
     assert_eq!(refused.len(), 1, "one refusal per user: {refused:?}");
     assert!(refused[0].text.contains("частный"), "{}", refused[0].text);
     assert!(world.events(BOB).is_empty());
-    assert_eq!(world.llm.requests().len(), 1, "only the allowed user reached the model");
+    assert_eq!(
+        world.llm.requests().len(),
+        1,
+        "only the allowed user reached the model"
+    );
     bot.stop().await.unwrap();
 }
 
@@ -225,7 +288,11 @@ async fn a_5000_character_reply_arrives_as_two_messages_in_order() {
     let bot = BotHarness::start(&world).await;
 
     bot.telegram.push_text(ALICE, ALICE, "Расскажи подробно");
-    let sent = bot.telegram.wait_for_messages(ALICE, 2, WAIT).await.unwrap();
+    let sent = bot
+        .telegram
+        .wait_for_messages(ALICE, 2, WAIT)
+        .await
+        .unwrap();
 
     assert_eq!(sent.len(), 2);
     assert_eq!(sent[0].text, first.trim());
@@ -243,11 +310,24 @@ async fn two_interleaved_users_keep_separate_memories() {
         bot.telegram.push_text(ALICE, ALICE, &format!("Алиса {i}"));
         bot.telegram.push_text(BOB, BOB, &format!("Боб {i}"));
     }
-    bot.telegram.wait_for_messages(ALICE, 3, WAIT).await.unwrap();
+    bot.telegram
+        .wait_for_messages(ALICE, 3, WAIT)
+        .await
+        .unwrap();
     bot.telegram.wait_for_messages(BOB, 3, WAIT).await.unwrap();
 
-    let alice: Vec<_> = world.events(ALICE).into_iter().filter(|e| e.role == Role::User).map(|e| e.content).collect();
-    let bob: Vec<_> = world.events(BOB).into_iter().filter(|e| e.role == Role::User).map(|e| e.content).collect();
+    let alice: Vec<_> = world
+        .events(ALICE)
+        .into_iter()
+        .filter(|e| e.role == Role::User)
+        .map(|e| e.content)
+        .collect();
+    let bob: Vec<_> = world
+        .events(BOB)
+        .into_iter()
+        .filter(|e| e.role == Role::User)
+        .map(|e| e.content)
+        .collect();
     assert_eq!(alice, ["Алиса 0", "Алиса 1", "Алиса 2"]);
     assert_eq!(bob, ["Боб 0", "Боб 1", "Боб 2"]);
     bot.stop().await.unwrap();
@@ -256,7 +336,10 @@ async fn two_interleaved_users_keep_separate_memories() {
 #[tokio::test]
 async fn a_slow_reply_for_one_user_does_not_block_another_user() {
     let world = FakeWorld::default();
-    world.llm.push(LlmStep::Delay(Duration::from_secs(3), "Не спеша, сэр.".to_owned()));
+    world.llm.push(LlmStep::Delay(
+        Duration::from_secs(3),
+        "Не спеша, сэр.".to_owned(),
+    ));
     let bot = BotHarness::start(&world).await;
 
     bot.telegram.push_text(ALICE, ALICE, "Долгий вопрос");
@@ -265,9 +348,20 @@ async fn a_slow_reply_for_one_user_does_not_block_another_user() {
     bot.telegram.push_text(BOB, BOB, "Быстрый вопрос");
     bot.telegram.wait_for_messages(BOB, 1, WAIT).await.unwrap();
 
-    assert!(started.elapsed() < Duration::from_secs(2), "Bob waited {:?}", started.elapsed());
-    assert!(bot.telegram.sent_messages(ALICE).is_empty(), "Alice's slow reply is still cooking");
-    let alice = bot.telegram.wait_for_messages(ALICE, 1, WAIT).await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "Bob waited {:?}",
+        started.elapsed()
+    );
+    assert!(
+        bot.telegram.sent_messages(ALICE).is_empty(),
+        "Alice's slow reply is still cooking"
+    );
+    let alice = bot
+        .telegram
+        .wait_for_messages(ALICE, 1, WAIT)
+        .await
+        .unwrap();
     assert_eq!(alice[0].text, "Не спеша, сэр.");
     bot.stop().await.unwrap();
 }
@@ -275,7 +369,10 @@ async fn a_slow_reply_for_one_user_does_not_block_another_user() {
 #[tokio::test]
 async fn one_users_messages_are_answered_one_at_a_time_in_order() {
     let world = FakeWorld::default();
-    world.llm.push(LlmStep::Delay(Duration::from_millis(800), "первый ответ".to_owned()));
+    world.llm.push(LlmStep::Delay(
+        Duration::from_millis(800),
+        "первый ответ".to_owned(),
+    ));
     world.llm.push_reply("второй ответ");
     world.llm.push_reply("третий ответ");
     let bot = BotHarness::start(&world).await;
@@ -283,7 +380,11 @@ async fn one_users_messages_are_answered_one_at_a_time_in_order() {
     bot.telegram.push_text(ALICE, ALICE, "первый");
     bot.telegram.push_text(ALICE, ALICE, "второй");
     bot.telegram.push_text(ALICE, ALICE, "третий");
-    let sent = bot.telegram.wait_for_messages(ALICE, 3, WAIT).await.unwrap();
+    let sent = bot
+        .telegram
+        .wait_for_messages(ALICE, 3, WAIT)
+        .await
+        .unwrap();
 
     let texts: Vec<_> = sent.iter().map(|m| m.text.as_str()).collect();
     assert_eq!(texts, ["первый ответ", "второй ответ", "третий ответ"]);
@@ -294,10 +395,15 @@ async fn one_users_messages_are_answered_one_at_a_time_in_order() {
         .map(|r| r.messages.last().unwrap().content.clone())
         .collect();
     assert_eq!(asked.len(), 3);
-    assert!(asked[1].contains("второй") && asked[2].contains("третий"), "{asked:?}");
+    assert!(
+        asked[1].contains("второй") && asked[2].contains("третий"),
+        "{asked:?}"
+    );
     // The second prompt already remembers the first exchange.
     let second_prompt = &world.llm.requests()[1].messages;
-    assert!(second_prompt.iter().any(|m| m.content.contains("первый ответ")));
+    assert!(second_prompt
+        .iter()
+        .any(|m| m.content.contains("первый ответ")));
     bot.stop().await.unwrap();
 }
 
@@ -306,17 +412,25 @@ async fn flood_control_is_waited_out_and_exactly_one_copy_is_delivered() {
     let world = FakeWorld::default();
     world.llm.push_reply("Терпение — добродетель, сэр.");
     let bot = BotHarness::start(&world).await;
-    bot.telegram.fail_next("sendMessage", 1, Failure::RetryAfter(1));
+    bot.telegram
+        .fail_next("sendMessage", 1, Failure::RetryAfter(1));
 
     bot.telegram.push_text(ALICE, ALICE, "Алло");
-    let sent = bot.telegram.wait_for_messages(ALICE, 1, WAIT).await.unwrap();
+    let sent = bot
+        .telegram
+        .wait_for_messages(ALICE, 1, WAIT)
+        .await
+        .unwrap();
 
     assert_eq!(sent.len(), 1);
     let calls = bot.telegram.calls_to("sendMessage");
     assert_eq!(calls.len(), 2, "one rejected, one delivered");
     assert_eq!(calls[0].injected, Some(Failure::RetryAfter(1)));
     let waited = calls[1].at.duration_since(calls[0].at);
-    assert!(waited >= Duration::from_millis(950), "retried after {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(950),
+        "retried after {waited:?}"
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(bot.telegram.sent_messages(ALICE).len(), 1, "no duplicate");
     bot.stop().await.unwrap();
@@ -326,21 +440,35 @@ async fn flood_control_is_waited_out_and_exactly_one_copy_is_delivered() {
 async fn a_send_whose_outcome_is_unknown_is_not_repeated_and_the_bot_carries_on() {
     let world = FakeWorld::default();
     let bot = BotHarness::start(&world).await;
-    bot.telegram.fail_next("sendMessage", 1, Failure::BrokenResponse);
+    bot.telegram
+        .fail_next("sendMessage", 1, Failure::BrokenResponse);
 
     bot.telegram.push_text(ALICE, ALICE, "Первое");
-    bot.telegram.wait_for_messages(ALICE, 1, WAIT).await.unwrap();
+    bot.telegram
+        .wait_for_messages(ALICE, 1, WAIT)
+        .await
+        .unwrap();
     bot.telegram.push_text(ALICE, ALICE, "Второе");
-    bot.telegram.wait_for_messages(ALICE, 2, WAIT).await.unwrap();
+    bot.telegram
+        .wait_for_messages(ALICE, 2, WAIT)
+        .await
+        .unwrap();
 
-    assert_eq!(bot.telegram.calls_to("sendMessage").len(), 2, "the broken send was not resent");
+    assert_eq!(
+        bot.telegram.calls_to("sendMessage").len(),
+        2,
+        "the broken send was not resent"
+    );
     bot.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn the_typing_indicator_is_sent_at_once_and_refreshed_while_the_model_is_slow() {
     let world = FakeWorld::default();
-    world.llm.push(LlmStep::Delay(Duration::from_millis(1300), "Готово.".to_owned()));
+    world.llm.push(LlmStep::Delay(
+        Duration::from_millis(1300),
+        "Готово.".to_owned(),
+    ));
     let config = BotConfig {
         typing_interval: Duration::from_millis(400),
         ..test_config()
@@ -348,7 +476,10 @@ async fn the_typing_indicator_is_sent_at_once_and_refreshed_while_the_model_is_s
     let bot = BotHarness::start_with(world.deps(), config).await;
 
     bot.telegram.push_text(ALICE, ALICE, "Подумай хорошенько");
-    bot.telegram.wait_for_messages(ALICE, 1, WAIT).await.unwrap();
+    bot.telegram
+        .wait_for_messages(ALICE, 1, WAIT)
+        .await
+        .unwrap();
 
     let calls = bot.telegram.calls();
     let sent_at = calls.iter().find(|c| c.method == "sendMessage").unwrap().at;
@@ -361,7 +492,11 @@ async fn the_typing_indicator_is_sent_at_once_and_refreshed_while_the_model_is_s
         })
         .filter(|c| c.at <= sent_at)
         .collect();
-    assert!(typing.len() >= 3, "typing sent {} times before the reply", typing.len());
+    assert!(
+        typing.len() >= 3,
+        "typing sent {} times before the reply",
+        typing.len()
+    );
     tokio::time::sleep(Duration::from_millis(900)).await;
     let after = bot.telegram.calls_to("sendChatAction").len();
     assert_eq!(after, typing.len(), "typing stops once the reply is sent");
@@ -372,13 +507,20 @@ async fn the_typing_indicator_is_sent_at_once_and_refreshed_while_the_model_is_s
 async fn a_failing_typing_indicator_never_prevents_the_reply() {
     let world = FakeWorld::default();
     let bot = BotHarness::start(&world).await;
-    bot.telegram.fail_next("sendChatAction", 5, Failure::Status(400));
+    bot.telegram
+        .fail_next("sendChatAction", 5, Failure::Status(400));
 
     bot.telegram.push_text(ALICE, ALICE, "Привет");
-    let sent = bot.telegram.wait_for_messages(ALICE, 1, WAIT).await.unwrap();
+    let sent = bot
+        .telegram
+        .wait_for_messages(ALICE, 1, WAIT)
+        .await
+        .unwrap();
 
     assert_eq!(sent.len(), 1);
-    assert!(bot.telegram.calls_to("sendChatAction")[0].injected.is_some());
+    assert!(bot.telegram.calls_to("sendChatAction")[0]
+        .injected
+        .is_some());
     bot.stop().await.unwrap();
 }
 
@@ -387,10 +529,17 @@ async fn a_restarted_bot_does_not_answer_updates_already_answered() {
     let world = FakeWorld::default();
     let bot = BotHarness::start(&world).await;
     bot.telegram.push_text(ALICE, ALICE, "До перезапуска");
-    bot.telegram.wait_for_messages(ALICE, 1, WAIT).await.unwrap();
+    bot.telegram
+        .wait_for_messages(ALICE, 1, WAIT)
+        .await
+        .unwrap();
     let telegram = bot.telegram.clone();
     bot.stop().await.unwrap();
-    assert_eq!(telegram.unconfirmed_updates(), 0, "shutdown confirmed what was answered");
+    assert_eq!(
+        telegram.unconfirmed_updates(),
+        0,
+        "shutdown confirmed what was answered"
+    );
 
     let bot = BotHarness::start_on(telegram.clone(), world.deps(), test_config()).await;
     telegram.push_text(ALICE, ALICE, "После перезапуска");
@@ -407,7 +556,10 @@ async fn a_crashed_bot_does_not_answer_again_after_restart() {
     let world = FakeWorld::default();
     let bot = BotHarness::start(&world).await;
     bot.telegram.push_text(ALICE, ALICE, "До падения");
-    bot.telegram.wait_for_messages(ALICE, 1, WAIT).await.unwrap();
+    bot.telegram
+        .wait_for_messages(ALICE, 1, WAIT)
+        .await
+        .unwrap();
     // Polling acknowledged the update with its next getUpdates, before the crash.
     bot.telegram.wait_until_all_confirmed(WAIT).await.unwrap();
     let telegram = bot.telegram.clone();
@@ -426,7 +578,10 @@ async fn a_crashed_bot_does_not_answer_again_after_restart() {
 #[tokio::test]
 async fn shutdown_lets_a_reply_in_flight_finish() {
     let world = FakeWorld::default();
-    world.llm.push(LlmStep::Delay(Duration::from_millis(800), "Успел, сэр.".to_owned()));
+    world.llm.push(LlmStep::Delay(
+        Duration::from_millis(800),
+        "Успел, сэр.".to_owned(),
+    ));
     let bot = BotHarness::start(&world).await;
     let telegram = bot.telegram.clone();
 
@@ -435,7 +590,11 @@ async fn shutdown_lets_a_reply_in_flight_finish() {
     bot.stop().await.unwrap();
 
     let sent = telegram.sent_messages(ALICE);
-    assert_eq!(sent.len(), 1, "the reply in flight was delivered before stopping");
+    assert_eq!(
+        sent.len(),
+        1,
+        "the reply in flight was delivered before stopping"
+    );
     assert_eq!(sent[0].text, "Успел, сэр.");
     assert_eq!(world.events(ALICE).len(), 2);
     assert_eq!(telegram.unconfirmed_updates(), 0);
@@ -447,11 +606,19 @@ async fn group_messages_are_answered_in_the_group_quoting_the_question() {
     let bot = BotHarness::start(&world).await;
     let group = -100_500;
 
-    bot.telegram.push_text(ALICE, group, "Альфред, который час?");
-    bot.telegram.wait_for_messages(group, 1, WAIT).await.unwrap();
+    bot.telegram
+        .push_text(ALICE, group, "Альфред, который час?");
+    bot.telegram
+        .wait_for_messages(group, 1, WAIT)
+        .await
+        .unwrap();
 
     let call = &bot.telegram.calls_to("sendMessage")[0];
-    assert!(call.params.get("reply_parameters").is_some(), "{:?}", call.params);
+    assert!(
+        call.params.get("reply_parameters").is_some(),
+        "{:?}",
+        call.params
+    );
     assert!(bot.telegram.sent_messages(ALICE).is_empty());
     assert_eq!(world.events(ALICE).len(), 2, "memory belongs to the sender");
     bot.stop().await.unwrap();
@@ -465,7 +632,10 @@ async fn per_message_latency_without_the_model_stays_small() {
     for i in 0..20 {
         let started = Instant::now();
         bot.telegram.push_text(ALICE, ALICE, &format!("вопрос {i}"));
-        bot.telegram.wait_for_messages(ALICE, i + 1, WAIT).await.unwrap();
+        bot.telegram
+            .wait_for_messages(ALICE, i + 1, WAIT)
+            .await
+            .unwrap();
         latencies.push(started.elapsed());
     }
     latencies.sort();

@@ -64,7 +64,12 @@ async fn an_unreachable_telegram_fails_start_up_without_the_token_in_the_error_o
         api_url: Some(format!("http://127.0.0.1:{}/", free_port())),
         config: test_config(),
     };
-    let result = run_bot(settings, FakeWorld::default().deps(), CancellationToken::new()).await;
+    let result = run_bot(
+        settings,
+        FakeWorld::default().deps(),
+        CancellationToken::new(),
+    )
+    .await;
 
     let error = result.expect_err("nothing listens on that port");
     assert!(matches!(error, BotError::Startup { .. }), "{error:?}");
@@ -77,13 +82,19 @@ async fn an_unreachable_telegram_fails_start_up_without_the_token_in_the_error_o
 async fn a_token_telegram_rejects_fails_start_up_without_the_token_in_the_error() {
     let telegram = FakeTelegram::start().await;
     let settings = BotSettings {
-        token: "7000000001:AAWrongTokenWrongTokenWrongTokenWrong".to_owned().into(),
+        token: "7000000001:AAWrongTokenWrongTokenWrongTokenWrong"
+            .to_owned()
+            .into(),
         api_url: Some(telegram.api_url()),
         config: test_config(),
     };
-    let error = run_bot(settings, FakeWorld::default().deps(), CancellationToken::new())
-        .await
-        .expect_err("the fake refuses other tokens");
+    let error = run_bot(
+        settings,
+        FakeWorld::default().deps(),
+        CancellationToken::new(),
+    )
+    .await
+    .expect_err("the fake refuses other tokens");
     let text = error.to_string();
     assert!(text.contains("getMe"), "{text}");
     assert!(!text.contains("AAWrongToken"), "{text}");
@@ -114,10 +125,19 @@ async fn failing_telegram_calls_are_logged_without_the_token_even_at_trace_level
     bot.await.unwrap().unwrap();
 
     let text = logs.text();
-    assert!(text.contains("reply not delivered"), "the broken send was logged:\n{text}");
-    assert!(text.contains("flood control"), "the 429 was logged:\n{text}");
+    assert!(
+        text.contains("reply not delivered"),
+        "the broken send was logged:\n{text}"
+    );
+    assert!(
+        text.contains("flood control"),
+        "the 429 was logged:\n{text}"
+    );
     assert!(!text.contains(SECRET), "token leaked:\n{text}");
-    for line in text.lines().filter(|l| l.contains(" INFO ") || l.contains(" WARN ")) {
+    for line in text
+        .lines()
+        .filter(|l| l.contains(" INFO ") || l.contains(" WARN "))
+    {
         assert!(!line.contains("первое"), "message text at info: {line}");
     }
 }

@@ -87,7 +87,9 @@ impl std::fmt::Debug for Handler {
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // The guarded sets stay consistent even if a holder panicked.
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Handler {
@@ -139,7 +141,8 @@ impl Handler {
             let first_time = lock(&self.refused).insert(user_id);
             tracing::info!(first_time, "user is not on the allow-list; nothing stored");
             if first_time {
-                self.deliver(message, texts::NOT_ALLOWED, Instant::now()).await;
+                self.deliver(message, texts::NOT_ALLOWED, Instant::now())
+                    .await;
             }
             return;
         }
@@ -150,7 +153,11 @@ impl Handler {
                 self.deliver(message, texts::GREETING, started).await;
             }
             Incoming::Text(text) => {
-                tracing::info!(kind = "text", chars = text.chars().count(), "message received");
+                tracing::info!(
+                    kind = "text",
+                    chars = text.chars().count(),
+                    "message received"
+                );
                 tracing::debug!(text, "message text");
                 let typing = self.outbox.typing(message.chat.id);
                 let input = ReplyInput {
@@ -186,9 +193,9 @@ impl Handler {
         typing: TypingGuard,
         started: Instant,
     ) {
-        let outcome = tokio::time::timeout(self.config.reply_timeout, self.reply.execute(input))
-            .await;
-        drop(typing);
+        let outcome =
+            tokio::time::timeout(self.config.reply_timeout, self.reply.execute(input)).await;
+        typing.stop().await;
         let text = match outcome {
             Ok(output) => {
                 tracing::info!(
@@ -219,7 +226,13 @@ impl Handler {
         self.deliver(message, &text, started).await;
     }
 
-    async fn answer_voice(&self, user_id: UserId, message: &Message, voice: &Voice, started: Instant) {
+    async fn answer_voice(
+        &self,
+        user_id: UserId,
+        message: &Message,
+        voice: &Voice,
+        started: Instant,
+    ) {
         let Some(stt) = self.stt.clone() else {
             self.deliver(message, texts::VOICE_DISABLED, started).await;
             return;
@@ -246,13 +259,13 @@ impl Handler {
         let bytes = match fetched {
             Ok(bytes) => bytes,
             Err(FetchError::TooLarge) => {
-                drop(typing);
+                typing.stop().await;
                 let text = texts::voice_too_large(self.config.max_voice_bytes);
                 self.deliver(message, &text, started).await;
                 return;
             }
             Err(FetchError::Failed(error)) => {
-                drop(typing);
+                typing.stop().await;
                 tracing::warn!(%error, "voice note could not be downloaded");
                 self.deliver(message, texts::VOICE_FAILED, started).await;
                 return;
@@ -267,7 +280,8 @@ impl Handler {
             file_name: "voice.ogg".to_owned(),
             duration: Some(voice.duration.duration()),
         };
-        let transcribed = tokio::time::timeout(self.config.reply_timeout, stt.transcribe(&clip)).await;
+        let transcribed =
+            tokio::time::timeout(self.config.reply_timeout, stt.transcribe(&clip)).await;
         let heard = match transcribed {
             Ok(Ok(transcript)) if !transcript.text.trim().is_empty() => transcript.text,
             Ok(Ok(_)) => {
@@ -284,7 +298,7 @@ impl Handler {
             }
         };
         if heard.is_empty() {
-            drop(typing);
+            typing.stop().await;
             self.deliver(message, texts::VOICE_FAILED, started).await;
             return;
         }
@@ -294,7 +308,8 @@ impl Handler {
             text: heard.trim().to_owned(),
             source: Source::Voice,
         };
-        self.answer(message, input, Some(&heard), typing, started).await;
+        self.answer(message, input, Some(&heard), typing, started)
+            .await;
     }
 
     /// `getFile` + download, refusing anything over the size limit as soon as it shows.
@@ -326,11 +341,9 @@ impl Handler {
         // In groups, quote the message being answered so the thread stays readable.
         let reply_to = (!message.chat.is_private()).then_some(message.id);
         match self.outbox.send(message.chat.id, reply_to, text).await {
-            Ok(parts) => tracing::info!(
-                parts,
-                latency_ms = millis(started.elapsed()),
-                "reply sent"
-            ),
+            Ok(parts) => {
+                tracing::info!(parts, latency_ms = millis(started.elapsed()), "reply sent");
+            }
             Err(error) => tracing::warn!(%error, "reply not delivered"),
         }
     }

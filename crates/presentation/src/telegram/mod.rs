@@ -74,7 +74,9 @@ pub enum BotError {
         problems: Vec<String>,
     },
     /// `TELEGRAM_API_URL` is not a URL.
-    #[error("TELEGRAM_API_URL is not a valid URL ({reason}): expected e.g. http://127.0.0.1:8081/")]
+    #[error(
+        "TELEGRAM_API_URL is not a valid URL ({reason}): expected e.g. http://127.0.0.1:8081/"
+    )]
     InvalidApiUrl {
         /// What the URL parser said.
         reason: String,
@@ -194,7 +196,12 @@ pub async fn run_bot(
         }
     });
     let result = dispatcher
-        .try_dispatch_with_listener(listener, Arc::new(ListenerErrors { redactor: redactor.clone() }))
+        .try_dispatch_with_listener(
+            listener,
+            Arc::new(ListenerErrors {
+                redactor: redactor.clone(),
+            }),
+        )
         .await;
     bridge.abort();
     result.map_err(|error| BotError::Startup {

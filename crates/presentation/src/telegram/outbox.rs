@@ -19,6 +19,7 @@ use teloxide::payloads::SendMessageSetters as _;
 use teloxide::prelude::*;
 use teloxide::types::{ChatAction, MessageId, ReplyParameters};
 use teloxide::RequestError;
+use tokio_util::sync::CancellationToken;
 
 use super::config::BotConfig;
 use super::redact::Redactor;
@@ -146,12 +147,17 @@ impl Outbox {
     }
 
     /// Shows "typing…" in `chat` now and every [`BotConfig::typing_interval`] until the
-    /// returned guard is dropped. Failures are logged at debug and never reach the reply.
+    /// returned guard is stopped. Failures are logged at debug and never reach the reply.
     pub(crate) fn typing(&self, chat: ChatId) -> TypingGuard {
         let bot = self.bot.clone();
         let interval = self.config.typing_interval;
-        let timeout = self.config.request_timeout.min(interval.max(Duration::from_secs(1)));
+        let timeout = self
+            .config
+            .request_timeout
+            .min(interval.max(Duration::from_secs(1)));
         let redactor = self.redactor.clone();
+        let stop = CancellationToken::new();
+        let stopped = stop.clone();
         let task = tokio::spawn(async move {
             loop {
                 let action = bot.send_chat_action(chat, ChatAction::Typing).send();
@@ -162,10 +168,16 @@ impl Outbox {
                     }
                     Err(_) => tracing::debug!("typing indicator timed out"),
                 }
-                tokio::time::sleep(interval).await;
+                tokio::select! {
+                    () = stopped.cancelled() => break,
+                    () = tokio::time::sleep(interval) => {}
+                }
             }
         });
-        TypingGuard(task)
+        TypingGuard {
+            stop,
+            task: Some(task),
+        }
     }
 }
 
@@ -174,13 +186,35 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(500) * 2u32.pow(attempt.saturating_sub(1).min(4))
 }
 
-/// Stops the typing indicator when dropped.
+/// The running typing indicator. [`TypingGuard::stop`] ends it after the request in flight
+/// (so "typing…" never arrives after the reply and clears it); dropping it aborts at once.
 #[derive(Debug)]
-pub(crate) struct TypingGuard(tokio::task::JoinHandle<()>);
+pub(crate) struct TypingGuard {
+    stop: CancellationToken,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// The longest a reply waits for a typing request in flight before sending anyway.
+const TYPING_DRAIN: Duration = Duration::from_secs(2);
+
+impl TypingGuard {
+    /// Stops the indicator, waiting (briefly) for a request in flight to finish.
+    pub(crate) async fn stop(mut self) {
+        self.stop.cancel();
+        if let Some(task) = self.task.take() {
+            let abort = task.abort_handle();
+            if tokio::time::timeout(TYPING_DRAIN, task).await.is_err() {
+                abort.abort();
+            }
+        }
+    }
+}
 
 impl Drop for TypingGuard {
     fn drop(&mut self) {
-        self.0.abort();
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
     }
 }
 

@@ -109,7 +109,10 @@ mod tests {
 
     #[test]
     fn a_short_reply_is_sent_as_one_message() {
-        assert_eq!(split_message("Добрый вечер, сэр.", 4096), vec!["Добрый вечер, сэр."]);
+        assert_eq!(
+            split_message("Добрый вечер, сэр.", 4096),
+            vec!["Добрый вечер, сэр."]
+        );
     }
 
     #[test]
@@ -137,7 +140,9 @@ mod tests {
     fn without_sentences_the_cut_falls_between_words() {
         let text = "слово ".repeat(30);
         let parts = split_message(&text, 40);
-        assert!(parts.iter().all(|p| !p.starts_with(' ') && !p.ends_with(' ')));
+        assert!(parts
+            .iter()
+            .all(|p| !p.starts_with(' ') && !p.ends_with(' ')));
         assert!(parts.iter().all(|p| p.split(' ').all(|w| w == "слово")));
     }
 

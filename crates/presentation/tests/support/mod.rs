@@ -16,7 +16,9 @@ use butler_application::{
 use butler_domain::ports::SpeechToText;
 use butler_domain::{UserId, UserMemoryEvent};
 use butler_presentation::telegram::{run_bot, BotConfig, BotDeps, BotError, BotSettings};
-use butler_testkit::fakes::{CharCounter, FakeLlm, FakeStt, InMemoryMemory, InMemoryProfiles, ManualClock};
+use butler_testkit::fakes::{
+    CharCounter, FakeLlm, FakeStt, InMemoryMemory, InMemoryProfiles, ManualClock,
+};
 use butler_testkit::telegram::FakeTelegram;
 use tokio_util::sync::CancellationToken;
 
@@ -123,10 +125,15 @@ impl BotHarness {
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(run_bot(settings, deps, shutdown.clone()));
         // Ready once it polls.
-        telegram
-            .wait_for_calls("getUpdates", 1, WAIT)
-            .await
-            .expect("the bot starts polling");
+        if let Err(error) = telegram.wait_for_calls("getUpdates", 1, WAIT).await {
+            let calls: Vec<_> = telegram.calls().iter().map(|c| c.method.clone()).collect();
+            let outcome = if task.is_finished() {
+                format!("{:?}", task.await)
+            } else {
+                "still running".to_owned()
+            };
+            panic!("the bot did not start polling: {error}; calls {calls:?}; bot {outcome}");
+        }
         Self {
             telegram,
             shutdown,

@@ -162,9 +162,10 @@ impl State {
             let message_id = inner.next_message_id;
             inner.next_message_id += 1;
             let message = build(&mut inner, message_id);
-            inner
-                .updates
-                .push_back((id, serde_json::json!({ "update_id": id, "message": message })));
+            inner.updates.push_back((
+                id,
+                serde_json::json!({ "update_id": id, "message": message }),
+            ));
             id
         };
         self.bump();
@@ -223,7 +224,9 @@ impl FakeTelegram {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind a loopback port for the fake Telegram server");
-        let addr = listener.local_addr().expect("local address of a bound socket");
+        let addr = listener
+            .local_addr()
+            .expect("local address of a bound socket");
         let app = server::router(state.clone());
         let server = tokio::spawn(async move {
             if let Err(error) = axum::serve(listener, app).await {
@@ -285,7 +288,12 @@ impl FakeTelegram {
     pub fn push_photo(&self, user_id: i64) -> i64 {
         self.state.push_update(|inner, message_id| {
             let file_id = State::store_file(inner, "photo", vec![0; 16]);
-            objects::incoming_message(message_id, user_id, user_id, objects::photo_content(&file_id))
+            objects::incoming_message(
+                message_id,
+                user_id,
+                user_id,
+                objects::photo_content(&file_id),
+            )
         })
     }
 

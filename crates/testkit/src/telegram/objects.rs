@@ -62,7 +62,12 @@ pub(crate) fn chat(chat_id: i64, user_id: Option<i64>) -> Value {
 }
 
 /// A message from a user; `content` holds the kind-specific fields (`text`, `voice`, ...).
-pub(crate) fn incoming_message(message_id: i64, user_id: i64, chat_id: i64, content: Value) -> Value {
+pub(crate) fn incoming_message(
+    message_id: i64,
+    user_id: i64,
+    chat_id: i64,
+    content: Value,
+) -> Value {
     let mut message = json!({
         "message_id": message_id,
         "from": user(user_id),

@@ -30,7 +30,10 @@ pub(crate) fn router(state: Shared) -> Router {
 }
 
 fn telegram_ok(result: Value) -> Response {
-    (StatusCode::OK, axum::Json(json!({ "ok": true, "result": result }))).into_response()
+    let mut body = Map::new();
+    body.insert("ok".to_owned(), Value::Bool(true));
+    body.insert("result".to_owned(), result);
+    (StatusCode::OK, axum::Json(Value::Object(body))).into_response()
 }
 
 fn telegram_error(code: u16, description: &str, parameters: Option<Value>) -> Response {
@@ -55,10 +58,19 @@ fn broken_response() -> Response {
         header::CONTENT_LENGTH,
         HeaderValue::from(body.len() as u64 + 200),
     );
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
+}
+
+/// `SendMessage` → `sendMessage`, as the Bot API documents method names.
+fn canonical_method(raw: &str) -> String {
+    let mut chars = raw.chars();
+    chars.next().map_or_else(String::new, |first| {
+        first.to_lowercase().chain(chars).collect()
+    })
 }
 
 fn token_matches(state: &State, segment: &str) -> bool {
@@ -80,17 +92,15 @@ async fn download(
             .find(|f| f.path == path)
             .map(|f| f.bytes.clone());
         if found.is_some() {
-            inner.downloads.push(path.clone());
+            inner.downloads.push(path);
         }
         found
     };
     state.bump();
     match bytes {
-        Some(bytes) => (
-            [(header::CONTENT_TYPE, "application/octet-stream")],
-            bytes,
-        )
-            .into_response(),
+        Some(bytes) => {
+            ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response()
+        }
         None => (StatusCode::NOT_FOUND, "Not Found").into_response(),
     }
 }
@@ -103,6 +113,8 @@ async fn method(
     if !token_matches(&state, &bot) {
         return unauthorized();
     }
+    // Telegram matches method names case-insensitively; teloxide sends `GetMe`, `SendMessage`.
+    let method = canonical_method(&method);
     let params = match parse_params(request).await {
         Ok(params) => params,
         Err(description) => return telegram_error(400, &description, None),
@@ -147,10 +159,16 @@ async fn execute(state: &State, method: &str, params: &Value) -> Response {
         "getUpdates" => get_updates(state, params).await,
         "getWebhookInfo" => {
             let inner = state.lock();
-            telegram_ok(objects::webhook_info(&inner.webhook_url, inner.updates.len()))
+            telegram_ok(objects::webhook_info(
+                &inner.webhook_url,
+                inner.updates.len(),
+            ))
         }
         "setWebhook" => {
-            let url = params.get("url").and_then(Value::as_str).unwrap_or_default();
+            let url = params
+                .get("url")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             url.clone_into(&mut state.lock().webhook_url);
             telegram_ok(json!(true))
         }
@@ -173,7 +191,10 @@ fn send_message(state: &State, params: &Value) -> Response {
     let Some(chat_id) = params.get("chat_id").and_then(as_i64) else {
         return telegram_error(400, "Bad Request: chat_id is empty", None);
     };
-    let text = params.get("text").and_then(Value::as_str).unwrap_or_default();
+    let text = params
+        .get("text")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     if text.trim().is_empty() {
         return telegram_error(400, "Bad Request: message text is empty", None);
     }
@@ -199,7 +220,10 @@ fn send_message(state: &State, params: &Value) -> Response {
 fn edit_message_text(state: &State, params: &Value) -> Response {
     let chat_id = params.get("chat_id").and_then(as_i64);
     let message_id = params.get("message_id").and_then(as_i64);
-    let text = params.get("text").and_then(Value::as_str).unwrap_or_default();
+    let text = params
+        .get("text")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let (Some(chat_id), Some(message_id)) = (chat_id, message_id) else {
         return telegram_error(400, "Bad Request: message to edit not found", None);
     };
@@ -218,7 +242,10 @@ fn edit_message_text(state: &State, params: &Value) -> Response {
 }
 
 fn get_file(state: &State, params: &Value) -> Response {
-    let file_id = params.get("file_id").and_then(Value::as_str).unwrap_or_default();
+    let file_id = params
+        .get("file_id")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let inner = state.lock();
     match inner.files.get(file_id) {
         Some(file) => telegram_ok(objects::file(file_id, &file.path, file.bytes.len() as u64)),
