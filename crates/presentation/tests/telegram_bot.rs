@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use butler_application::prompt::templates::FALLBACK_REPLY;
 use butler_domain::ports::{LlmError, SttError};
 use butler_domain::{Role, Source};
-use butler_presentation::telegram::BotConfig;
+use butler_presentation::telegram::{BotConfig, BotDeps};
 use butler_testkit::fakes::LlmStep;
 use butler_testkit::telegram::{Failure, Voice};
 use support::{test_config, BotHarness, FakeWorld, WAIT};
@@ -185,6 +185,28 @@ async fn a_failed_transcription_gets_a_polite_reply_and_stores_nothing() {
         sent[0].text
     );
     assert!(world.llm.requests().is_empty());
+    assert!(world.events(ALICE).is_empty());
+    bot.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn without_speech_to_text_a_voice_note_gets_a_please_type_reply() {
+    let world = FakeWorld::default();
+    let deps = BotDeps {
+        stt: None,
+        ..world.deps()
+    };
+    let bot = BotHarness::start_with(deps, test_config()).await;
+
+    bot.telegram.push_voice(ALICE, Voice::ogg(vec![1; 64], 2));
+    let sent = bot
+        .telegram
+        .wait_for_messages(ALICE, 1, WAIT)
+        .await
+        .unwrap();
+
+    assert!(sent[0].text.contains("текстом"), "{}", sent[0].text);
+    assert!(bot.telegram.downloads().is_empty());
     assert!(world.events(ALICE).is_empty());
     bot.stop().await.unwrap();
 }

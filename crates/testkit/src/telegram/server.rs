@@ -411,3 +411,54 @@ fn percent_decode(raw: &str) -> String {
     }
     String::from_utf8_lossy(&out).into_owned()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state_with_updates(n: i64) -> State {
+        let (version, _) = tokio::sync::watch::channel(0);
+        let state = State {
+            token: "t".to_owned(),
+            inner: std::sync::Mutex::new(super::super::Inner::default()),
+            version,
+        };
+        for id in 1..=n {
+            state
+                .lock()
+                .updates
+                .push_back((id, json!({ "update_id": id })));
+        }
+        state
+    }
+
+    #[test]
+    fn a_positive_offset_confirms_every_earlier_update_for_good() {
+        let state = state_with_updates(5);
+        assert_eq!(
+            take_batch(&state, 0, 100).len(),
+            5,
+            "offset 0 confirms nothing"
+        );
+        assert_eq!(take_batch(&state, 4, 100).len(), 2);
+        assert_eq!(take_batch(&state, 0, 100).len(), 2, "updates 1-3 are gone");
+        assert_eq!(state.lock().confirmed_offset, 4);
+    }
+
+    #[test]
+    fn limit_caps_the_batch_and_a_negative_offset_keeps_the_newest() {
+        let state = state_with_updates(5);
+        assert_eq!(take_batch(&state, 0, 2).len(), 2);
+        let newest = take_batch(&state, -1, 100);
+        assert_eq!(newest, vec![json!({ "update_id": 5 })]);
+    }
+
+    #[test]
+    fn method_names_and_form_values_are_read_as_telegram_reads_them() {
+        assert_eq!(canonical_method("SendMessage"), "sendMessage");
+        assert_eq!(canonical_method("getMe"), "getMe");
+        assert_eq!(percent_decode("a%20b+c%2Fd%"), "a b c/d%");
+        assert_eq!(typed("chat_id", "42"), json!(42));
+        assert_eq!(typed("text", "42"), json!("42"));
+    }
+}
