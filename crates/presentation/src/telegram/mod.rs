@@ -95,6 +95,11 @@ pub enum BotError {
     },
 }
 
+/// Updates queued per sender before the dispatcher waits (teloxide's default is 64). The
+/// dispatcher blocks *everyone* while one sender's queue is full, so it is generous: a user
+/// flooding a slow model must not stall the others.
+const WORKER_QUEUE: usize = 1024;
+
 /// Slack between the long-poll timeout and the HTTP client's own deadline.
 const POLL_SLACK: Duration = Duration::from_secs(10);
 
@@ -171,6 +176,7 @@ pub async fn run_bot(
     });
     let mut dispatcher = Dispatcher::builder(bot.clone(), tree)
         .distribution_function(sender_key)
+        .worker_queue_size(WORKER_QUEUE)
         // Edited messages, callbacks, ... are not for the butler; never log their content.
         .default_handler(|_| async {})
         .build();
