@@ -8,3 +8,4 @@
 pub mod admin;
 pub mod chat;
 pub mod worker;
+pub mod telegram;

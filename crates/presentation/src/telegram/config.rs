@@ -1,0 +1,123 @@
+//! The bot's settings: what the factory fills in from `Settings`, with defaults that suit a
+//! self-hosted bot talking to the real Telegram.
+
+use std::time::Duration;
+
+use butler_domain::UserId;
+use secrecy::SecretString;
+
+/// How to reach Telegram.
+#[derive(Debug, Clone)]
+pub struct BotSettings {
+    /// The bot token from @BotFather (`TELEGRAM_BOT_TOKEN`). Never logged.
+    pub token: SecretString,
+    /// A Bot API server other than `https://api.telegram.org` (`TELEGRAM_API_URL`): a local
+    /// Bot API server, or the fake one in tests.
+    pub api_url: Option<String>,
+    /// Behaviour.
+    pub config: BotConfig,
+}
+
+/// Behaviour of the bot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BotConfig {
+    /// Users allowed to talk to the butler (`ALLOWED_USER_IDS`); empty = everyone.
+    pub allowed_user_ids: Vec<UserId>,
+    /// Longer voice notes are refused without downloading them.
+    pub max_voice_duration: Duration,
+    /// Larger voice notes are refused without downloading them (the Bot API serves ≤ 20 MB).
+    pub max_voice_bytes: u64,
+    /// How often the "typing…" indicator is renewed (Telegram shows it for about 5 s).
+    pub typing_interval: Duration,
+    /// Deadline for producing one reply (model included); past it the user gets an apology.
+    pub reply_timeout: Duration,
+    /// Deadline for `getFile` + download of one voice note.
+    pub voice_download_timeout: Duration,
+    /// Long-poll timeout of `getUpdates`.
+    pub poll_timeout: Duration,
+    /// Deadline for any other Bot API call (`sendMessage`, `sendChatAction`, ...).
+    pub request_timeout: Duration,
+    /// Attempts per message sent (the first one included) when Telegram says "retry".
+    pub max_send_attempts: u32,
+    /// A `retry_after` longer than this is not waited for: the send is given up.
+    pub max_retry_after: Duration,
+    /// How many characters of a transcript open the reply to a voice note (0 = no quote).
+    pub voice_quote_chars: usize,
+}
+
+impl Default for BotConfig {
+    fn default() -> Self {
+        Self {
+            allowed_user_ids: Vec::new(),
+            max_voice_duration: Duration::from_secs(300),
+            max_voice_bytes: 20 * 1024 * 1024,
+            typing_interval: Duration::from_secs(4),
+            reply_timeout: Duration::from_secs(180),
+            voice_download_timeout: Duration::from_secs(60),
+            poll_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            max_send_attempts: 5,
+            max_retry_after: Duration::from_secs(120),
+            voice_quote_chars: 80,
+        }
+    }
+}
+
+impl BotConfig {
+    /// Whether `user_id` may talk to the butler.
+    #[must_use]
+    pub fn allows(&self, user_id: UserId) -> bool {
+        self.allowed_user_ids.is_empty() || self.allowed_user_ids.contains(&user_id)
+    }
+
+    /// Every problem with the values, each naming the field (empty = valid).
+    #[must_use]
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let positive = [
+            ("typing_interval", self.typing_interval),
+            ("reply_timeout", self.reply_timeout),
+            ("voice_download_timeout", self.voice_download_timeout),
+            ("poll_timeout", self.poll_timeout),
+            ("request_timeout", self.request_timeout),
+        ];
+        for (name, value) in positive {
+            if value.is_zero() {
+                problems.push(format!("{name} must be greater than zero"));
+            }
+        }
+        if self.max_send_attempts == 0 {
+            problems.push("max_send_attempts must be at least 1".to_owned());
+        }
+        problems
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_allow_list_lets_everyone_in() {
+        let config = BotConfig::default();
+        assert!(config.allows(UserId::new(1)));
+        let config = BotConfig {
+            allowed_user_ids: vec![UserId::new(2)],
+            ..BotConfig::default()
+        };
+        assert!(!config.allows(UserId::new(1)));
+        assert!(config.allows(UserId::new(2)));
+    }
+
+    #[test]
+    fn zero_durations_are_reported_by_name() {
+        let config = BotConfig {
+            poll_timeout: Duration::ZERO,
+            max_send_attempts: 0,
+            ..BotConfig::default()
+        };
+        let problems = config.problems();
+        assert!(problems.iter().any(|p| p.contains("poll_timeout")));
+        assert!(problems.iter().any(|p| p.contains("max_send_attempts")));
+    }
+}

@@ -1,0 +1,394 @@
+//! One incoming message, start to finish: who sent it, whether they may, what it is (text,
+//! `/start`, voice, something else), and the answer — with the typing indicator running while
+//! the butler thinks.
+//!
+//! Logs: one span per update with `update_id`, `user_id` and `chat_id`; message and reply text
+//! only at `debug`.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use butler_application::{PersonalizedReplyUseCase, ReplyInput};
+use butler_domain::ports::{AudioClip, SpeechToText};
+use butler_domain::{Source, UserId};
+use futures::StreamExt as _;
+use teloxide::net::Download as _;
+use teloxide::prelude::*;
+use teloxide::types::{FileId, MessageKind, UpdateId, Voice};
+use tracing::Instrument as _;
+
+use super::config::BotConfig;
+use super::outbox::{Outbox, TypingGuard};
+use super::redact::Redactor;
+use super::texts;
+
+/// How many answered messages are remembered to drop re-deliveries within one process.
+const REMEMBERED_MESSAGES: usize = 4096;
+
+/// What a message is, as far as the butler cares.
+#[derive(Debug)]
+enum Incoming<'a> {
+    Start,
+    Text(&'a str),
+    Voice(&'a Voice),
+    Unsupported,
+    Ignored,
+}
+
+fn classify(message: &Message) -> Incoming<'_> {
+    if let Some(text) = message.text() {
+        let command = text.split_whitespace().next().unwrap_or_default();
+        let command = command.split('@').next().unwrap_or_default();
+        return if matches!(command, "/start" | "/help") {
+            Incoming::Start
+        } else {
+            Incoming::Text(text)
+        };
+    }
+    if let Some(voice) = message.voice() {
+        return Incoming::Voice(voice);
+    }
+    match message.kind {
+        // Stickers, photos, documents, audio, video, locations, polls, ...
+        MessageKind::Common(_) => Incoming::Unsupported,
+        // Service messages (members joined, pinned, ...) are not addressed to the butler.
+        _ => Incoming::Ignored,
+    }
+}
+
+/// A voice note that could not be fetched.
+#[derive(Debug)]
+enum FetchError {
+    TooLarge,
+    Failed(String),
+}
+
+/// Answers messages; shared by every dispatcher worker.
+pub(crate) struct Handler {
+    reply: Arc<PersonalizedReplyUseCase>,
+    stt: Option<Arc<dyn SpeechToText>>,
+    config: BotConfig,
+    bot: Bot,
+    outbox: Outbox,
+    redactor: Redactor,
+    refused: Mutex<HashSet<UserId>>,
+    answered: Mutex<RecentKeys>,
+}
+
+impl std::fmt::Debug for Handler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handler")
+            .field("config", &self.config)
+            .field("stt", &self.stt.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The guarded sets stay consistent even if a holder panicked.
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Handler {
+    pub(crate) fn new(
+        reply: Arc<PersonalizedReplyUseCase>,
+        stt: Option<Arc<dyn SpeechToText>>,
+        config: BotConfig,
+        bot: Bot,
+        redactor: Redactor,
+    ) -> Self {
+        let outbox = Outbox::new(bot.clone(), config.clone(), redactor.clone());
+        Self {
+            reply,
+            stt,
+            config,
+            bot,
+            outbox,
+            redactor,
+            refused: Mutex::new(HashSet::new()),
+            answered: Mutex::new(RecentKeys::default()),
+        }
+    }
+
+    /// Handles one message update. Never fails: problems become polite replies and logs.
+    pub(crate) async fn handle(&self, update_id: UpdateId, message: Message) {
+        let Some(from) = message.from.as_ref().filter(|u| !u.is_bot) else {
+            return;
+        };
+        let Ok(raw_user) = i64::try_from(from.id.0) else {
+            return;
+        };
+        let span = tracing::info_span!(
+            "telegram_update",
+            update_id = update_id.0,
+            user_id = raw_user,
+            chat_id = message.chat.id.0,
+        );
+        self.handle_from(UserId::new(raw_user), &message)
+            .instrument(span)
+            .await;
+    }
+
+    async fn handle_from(&self, user_id: UserId, message: &Message) {
+        if !lock(&self.answered).insert((message.chat.id.0, message.id.0)) {
+            tracing::info!("message already handled; ignoring the re-delivery");
+            return;
+        }
+        if !self.config.allows(user_id) {
+            let first_time = lock(&self.refused).insert(user_id);
+            tracing::info!(first_time, "user is not on the allow-list; nothing stored");
+            if first_time {
+                self.deliver(message, texts::NOT_ALLOWED, Instant::now())
+                    .await;
+            }
+            return;
+        }
+        let started = Instant::now();
+        match classify(message) {
+            Incoming::Start => {
+                tracing::info!(kind = "start", "greeting");
+                self.deliver(message, texts::GREETING, started).await;
+            }
+            Incoming::Text(text) => {
+                tracing::info!(
+                    kind = "text",
+                    chars = text.chars().count(),
+                    "message received"
+                );
+                tracing::debug!(text, "message text");
+                let typing = self.outbox.typing(message.chat.id);
+                let input = ReplyInput {
+                    user_id,
+                    text: text.to_owned(),
+                    source: Source::Text,
+                };
+                self.answer(message, input, None, typing, started).await;
+            }
+            Incoming::Voice(voice) => {
+                tracing::info!(
+                    kind = "voice",
+                    duration_secs = voice.duration.seconds(),
+                    bytes = voice.file.size,
+                    "voice note received"
+                );
+                self.answer_voice(user_id, message, voice, started).await;
+            }
+            Incoming::Unsupported => {
+                tracing::info!(kind = "unsupported", "content the butler does not read");
+                self.deliver(message, texts::UNSUPPORTED, started).await;
+            }
+            Incoming::Ignored => tracing::debug!("service message ignored"),
+        }
+    }
+
+    /// Runs the use case (bounded by the reply deadline) and sends its answer.
+    async fn answer(
+        &self,
+        message: &Message,
+        input: ReplyInput,
+        heard: Option<&str>,
+        typing: TypingGuard,
+        started: Instant,
+    ) {
+        let outcome =
+            tokio::time::timeout(self.config.reply_timeout, self.reply.execute(input)).await;
+        typing.stop().await;
+        let text = match outcome {
+            Ok(output) => {
+                tracing::info!(
+                    status = output.status.code(),
+                    persona_used = output.used_persona,
+                    memory_events_used = output.memory_events_used,
+                    prompt_tokens = output.prompt_tokens,
+                    reply_chars = output.reply.chars().count(),
+                    llm_ms = millis(output.llm_time),
+                    "reply ready"
+                );
+                match heard {
+                    Some(heard) if self.config.voice_quote_chars > 0 => {
+                        texts::voice_reply(heard, &output.reply, self.config.voice_quote_chars)
+                    }
+                    _ => output.reply,
+                }
+            }
+            Err(_) => {
+                tracing::warn!(
+                    after_ms = millis(self.config.reply_timeout),
+                    "reply deadline passed; apologising"
+                );
+                texts::TOO_SLOW.to_owned()
+            }
+        };
+        tracing::debug!(reply = %text, "reply text");
+        self.deliver(message, &text, started).await;
+    }
+
+    async fn answer_voice(
+        &self,
+        user_id: UserId,
+        message: &Message,
+        voice: &Voice,
+        started: Instant,
+    ) {
+        let Some(stt) = self.stt.clone() else {
+            self.deliver(message, texts::VOICE_DISABLED, started).await;
+            return;
+        };
+        if voice.duration.duration() > self.config.max_voice_duration {
+            tracing::info!("voice note too long; not downloaded");
+            let text = texts::voice_too_long(self.config.max_voice_duration.as_secs());
+            self.deliver(message, &text, started).await;
+            return;
+        }
+        if u64::from(voice.file.size) > self.config.max_voice_bytes {
+            tracing::info!("voice note too large; not downloaded");
+            let text = texts::voice_too_large(self.config.max_voice_bytes);
+            self.deliver(message, &text, started).await;
+            return;
+        }
+        let typing = self.outbox.typing(message.chat.id);
+        let fetched = tokio::time::timeout(
+            self.config.voice_download_timeout,
+            self.fetch(&voice.file.id),
+        )
+        .await
+        .unwrap_or_else(|_| Err(FetchError::Failed("download deadline passed".to_owned())));
+        let bytes = match fetched {
+            Ok(bytes) => bytes,
+            Err(FetchError::TooLarge) => {
+                typing.stop().await;
+                let text = texts::voice_too_large(self.config.max_voice_bytes);
+                self.deliver(message, &text, started).await;
+                return;
+            }
+            Err(FetchError::Failed(error)) => {
+                typing.stop().await;
+                tracing::warn!(%error, "voice note could not be downloaded");
+                self.deliver(message, texts::VOICE_FAILED, started).await;
+                return;
+            }
+        };
+        let clip = AudioClip {
+            bytes,
+            mime_type: voice
+                .mime_type
+                .as_ref()
+                .map_or_else(|| "audio/ogg".to_owned(), ToString::to_string),
+            file_name: "voice.ogg".to_owned(),
+            duration: Some(voice.duration.duration()),
+        };
+        let transcribed =
+            tokio::time::timeout(self.config.reply_timeout, stt.transcribe(&clip)).await;
+        let heard = match transcribed {
+            Ok(Ok(transcript)) if !transcript.text.trim().is_empty() => transcript.text,
+            Ok(Ok(_)) => {
+                tracing::warn!("speech-to-text heard nothing");
+                String::new()
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(%error, kind = error.kind(), "speech-to-text failed; nothing stored");
+                String::new()
+            }
+            Err(_) => {
+                tracing::warn!("speech-to-text deadline passed; nothing stored");
+                String::new()
+            }
+        };
+        if heard.is_empty() {
+            typing.stop().await;
+            self.deliver(message, texts::VOICE_FAILED, started).await;
+            return;
+        }
+        tracing::debug!(transcript = %heard, "voice transcript");
+        let input = ReplyInput {
+            user_id,
+            text: heard.trim().to_owned(),
+            source: Source::Voice,
+        };
+        self.answer(message, input, Some(&heard), typing, started)
+            .await;
+    }
+
+    /// `getFile` + download, refusing anything over the size limit as soon as it shows.
+    async fn fetch(&self, file_id: &FileId) -> Result<Vec<u8>, FetchError> {
+        let max = self.config.max_voice_bytes;
+        let file = self
+            .bot
+            .get_file(file_id.clone())
+            .send()
+            .await
+            .map_err(|e| FetchError::Failed(self.redactor.clean(e)))?;
+        if u64::from(file.meta.size) > max {
+            return Err(FetchError::TooLarge);
+        }
+        let mut bytes = Vec::new();
+        let mut stream = self.bot.download_file_stream(&file.path);
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| FetchError::Failed(self.redactor.clean(e)))?;
+            if (bytes.len() + chunk.len()) as u64 > max {
+                return Err(FetchError::TooLarge);
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(bytes)
+    }
+
+    /// Sends `text` in reply to `message` and logs how it went.
+    async fn deliver(&self, message: &Message, text: &str, started: Instant) {
+        // In groups, quote the message being answered so the thread stays readable.
+        let reply_to = (!message.chat.is_private()).then_some(message.id);
+        match self.outbox.send(message.chat.id, reply_to, text).await {
+            Ok(parts) => {
+                tracing::info!(parts, latency_ms = millis(started.elapsed()), "reply sent");
+            }
+            Err(error) => tracing::warn!(%error, "reply not delivered"),
+        }
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The most recent message keys handled, oldest forgotten first.
+#[derive(Debug, Default)]
+struct RecentKeys {
+    order: VecDeque<(i64, i32)>,
+    set: HashSet<(i64, i32)>,
+}
+
+impl RecentKeys {
+    /// Records `key`; `false` if it was already there.
+    fn insert(&mut self, key: (i64, i32)) -> bool {
+        if !self.set.insert(key) {
+            return false;
+        }
+        self.order.push_back(key);
+        if self.order.len() > REMEMBERED_MESSAGES {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recent_keys_forget_the_oldest_beyond_their_capacity() {
+        let mut keys = RecentKeys::default();
+        assert!(keys.insert((1, 1)));
+        assert!(!keys.insert((1, 1)));
+        for i in 0..REMEMBERED_MESSAGES {
+            keys.insert((2, i32::try_from(i).unwrap()));
+        }
+        assert!(keys.insert((1, 1)), "the oldest key was forgotten");
+        assert!(keys.set.len() <= REMEMBERED_MESSAGES);
+    }
+}

@@ -1,0 +1,158 @@
+//! The bot under test: the real teloxide client, polling the fake Bot API over HTTP, wired to
+//! the real `PersonalizedReplyUseCase`.
+//!
+//! [`FakeWorld`] builds the use case from in-memory fakes; [`BotHarness::start`] takes any
+//! [`BotDeps`], so a test that wants real storage, a scripted LLM server or a real STT server
+//! builds its deps from those adapters and starts the same harness.
+#![allow(dead_code)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use butler_application::prompt::PromptBudget;
+use butler_application::{
+    CompressionScheduler, PersonalizationService, PersonalizedReplyUseCase, ReplyConfig,
+};
+use butler_domain::ports::SpeechToText;
+use butler_domain::{UserId, UserMemoryEvent};
+use butler_presentation::telegram::{run_bot, BotConfig, BotDeps, BotError, BotSettings};
+use butler_testkit::fakes::{
+    CharCounter, FakeLlm, FakeStt, InMemoryMemory, InMemoryProfiles, ManualClock,
+};
+use butler_testkit::telegram::FakeTelegram;
+use tokio_util::sync::CancellationToken;
+
+/// How long a test waits for something the bot should do promptly.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A budget sized for the one-token-per-character counter.
+pub fn char_budget() -> PromptBudget {
+    PromptBudget {
+        total: 3000,
+        persona: 600,
+        summary: 300,
+        memory: 1200,
+        new_message: 300,
+        min_recent_events: 5,
+        per_message_overhead: 4,
+        model_window: 4096,
+        max_reply_tokens: 512,
+    }
+}
+
+/// Remembers which users a reply asked to compress.
+#[derive(Default)]
+pub struct RecordingScheduler(pub Mutex<Vec<UserId>>);
+
+impl CompressionScheduler for RecordingScheduler {
+    fn schedule(&self, user_id: UserId) {
+        self.0.lock().unwrap().push(user_id);
+    }
+}
+
+/// The use case over in-memory fakes, with handles for assertions.
+#[derive(Clone, Default)]
+pub struct FakeWorld {
+    pub profiles: Arc<InMemoryProfiles>,
+    pub memory: Arc<InMemoryMemory>,
+    pub llm: Arc<FakeLlm>,
+    pub stt: Arc<FakeStt>,
+    pub clock: Arc<ManualClock>,
+    pub scheduler: Arc<RecordingScheduler>,
+}
+
+impl FakeWorld {
+    /// The bot's dependencies, speech-to-text included.
+    pub fn deps(&self) -> BotDeps {
+        let personalization =
+            PersonalizationService::new(Arc::new(CharCounter), char_budget()).unwrap();
+        let reply = PersonalizedReplyUseCase::new(
+            self.profiles.clone(),
+            self.memory.clone(),
+            self.llm.clone(),
+            self.clock.clone(),
+            personalization,
+            self.scheduler.clone(),
+            ReplyConfig::default(),
+        );
+        BotDeps {
+            reply: Arc::new(reply),
+            stt: Some(self.stt.clone() as Arc<dyn SpeechToText>),
+        }
+    }
+
+    /// Stored events of a user, oldest first.
+    pub fn events(&self, user: i64) -> Vec<UserMemoryEvent> {
+        self.memory.all(UserId::new(user))
+    }
+}
+
+/// Fast timings for tests; everything else as in production.
+pub fn test_config() -> BotConfig {
+    BotConfig {
+        poll_timeout: Duration::from_secs(5),
+        request_timeout: Duration::from_secs(5),
+        ..BotConfig::default()
+    }
+}
+
+/// A running bot polling a fake Telegram.
+pub struct BotHarness {
+    pub telegram: Arc<FakeTelegram>,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), BotError>>,
+}
+
+impl BotHarness {
+    /// A fresh fake Telegram and a bot on the fake world with the test config.
+    pub async fn start(world: &FakeWorld) -> Self {
+        Self::start_with(world.deps(), test_config()).await
+    }
+
+    /// A fresh fake Telegram and a bot with these deps and config.
+    pub async fn start_with(deps: BotDeps, config: BotConfig) -> Self {
+        let telegram = Arc::new(FakeTelegram::start().await);
+        Self::start_on(telegram, deps, config).await
+    }
+
+    /// A bot on an existing fake Telegram (a restart).
+    pub async fn start_on(telegram: Arc<FakeTelegram>, deps: BotDeps, config: BotConfig) -> Self {
+        let settings = BotSettings {
+            token: telegram.token().to_owned().into(),
+            api_url: Some(telegram.api_url()),
+            config,
+        };
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(run_bot(settings, deps, shutdown.clone()));
+        // Ready once it polls.
+        if let Err(error) = telegram.wait_for_calls("getUpdates", 1, WAIT).await {
+            let calls: Vec<_> = telegram.calls().iter().map(|c| c.method.clone()).collect();
+            let outcome = if task.is_finished() {
+                format!("{:?}", task.await)
+            } else {
+                "still running".to_owned()
+            };
+            panic!("the bot did not start polling: {error}; calls {calls:?}; bot {outcome}");
+        }
+        Self {
+            telegram,
+            shutdown,
+            task,
+        }
+    }
+
+    /// Graceful shutdown: in-flight replies finish, taken updates are confirmed.
+    pub async fn stop(self) -> Result<(), BotError> {
+        self.shutdown.cancel();
+        tokio::time::timeout(WAIT, self.task)
+            .await
+            .expect("the bot stops within the wait")
+            .expect("the bot task does not panic")
+    }
+
+    /// A crash: the bot task is dropped mid-flight, nothing is flushed.
+    pub async fn kill(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}

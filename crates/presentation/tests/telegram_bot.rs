@@ -1,0 +1,677 @@
+//! End-to-end behaviour of the Telegram bot: the real teloxide client long-polls the fake Bot
+//! API over HTTP and answers through the real reply use case (over in-memory fakes).
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use butler_application::prompt::templates::FALLBACK_REPLY;
+use butler_domain::ports::{LlmError, SttError};
+use butler_domain::{Role, Source};
+use butler_presentation::telegram::{BotConfig, BotDeps};
+use butler_testkit::fakes::LlmStep;
+use butler_testkit::telegram::{Failure, Voice};
+use support::{test_config, BotHarness, FakeWorld, WAIT};
+
+const ALICE: i64 = 1001;
+const BOB: i64 = 2002;
+
+#[tokio::test]
+async fn a_text_message_gets_an_alfred_reply_in_the_same_chat_and_two_events_are_stored() {
+    let world = FakeWorld::default();
+    world.llm.push_reply("Добрый вечер, сэр. Чай подан.");
+    let bot = BotHarness::start(&world).await;
+
+    bot.telegram
+        .push_text(ALICE, ALICE, "Добрый вечер, Альфред");
+    let sent = bot
+        .telegram
+        .wait_for_messages(ALICE, 1, WAIT)
+        .await
+        .unwrap();
+
+    assert_eq!(sent[0].text, "Добрый вечер, сэр. Чай подан.");
+    assert_eq!(sent[0].parse_mode, None, "replies are plain text");
+    let events = world.events(ALICE);
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0].role, Role::User);
+    assert_eq!(events[0].content, "Добрый вечер, Альфред");
+    assert_eq!(events[1].role, Role::Assistant);
+    assert!(events.iter().all(|e| e.source == Source::Text));
+    assert!(bot.telegram.sent_messages(BOB).is_empty());
+    bot.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_start_command_gets_the_butler_greeting_without_asking_the_model() {
+    let world = FakeWorld::default();
+    let bot = BotHarness::start(&world).await;
+
+    bot.telegram.push_text(ALICE, ALICE, "/start");
+    let sent = bot
+        .telegram
+        .wait_for_messages(ALICE, 1, WAIT)
+        .await
+        .unwrap();
+
+    assert!(sent[0].text.contains("Альфред"), "{}", sent[0].text);
+    assert!(world.llm.requests().is_empty());
+    assert!(world.events(ALICE).is_empty());
+    bot.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_voice_note_is_downloaded_transcribed_answered_and_stored_as_voice() {
+    let world = FakeWorld::default();
+    world.stt.push_text("Напомни купить молоко");
+    world.llm.push_reply("Непременно, сэр.");
+    let bot = BotHarness::start(&world).await;
+
+    let audio = b"OggS fake opus payload".to_vec();
+    bot.telegram.push_voice(ALICE, Voice::ogg(audio.clone(), 3));
+    let sent = bot
+        .telegram
+        .wait_for_messages(ALICE, 1, WAIT)
+        .await
+        .unwrap();
+
+    assert!(
+        sent[0].text.starts_with("«Напомни купить молоко»"),
+        "{}",
+        sent[0].text
+    );
+    assert!(sent[0].text.ends_with("Непременно, сэр."));
+    let clips = world.stt.clips();
+    assert_eq!(clips.len(), 1);
+    assert_eq!(clips[0].bytes, audio);
+    assert_eq!(clips[0].mime_type, "audio/ogg");
+    assert_eq!(clips[0].duration, Some(Duration::from_secs(3)));
+    let events = world.events(ALICE);
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0].content, "Напомни купить молоко");
+    assert!(events.iter().all(|e| e.source == Source::Voice));
+    bot.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_overlong_voice_note_gets_a_clear_reply_and_is_never_downloaded() {
+    let world = FakeWorld::default();
+    let config = BotConfig {
+        max_voice_duration: Duration::from_secs(60),
+        ..test_config()
+    };
+    let bot = BotHarness::start_with(world.deps(), config).await;
+
+    bot.telegram.push_voice(ALICE, Voice::ogg(vec![1; 64], 61));
+    let sent = bot
+        .telegram
+        .wait_for_messages(ALICE, 1, WAIT)
+        .await
+        .unwrap();
+
+    assert!(sent[0].text.contains("60 с"), "{}", sent[0].text);
+    assert!(bot.telegram.calls_to("getFile").is_empty());
+    assert!(bot.telegram.downloads().is_empty());
+    assert!(world.stt.clips().is_empty());
+    assert!(world.events(ALICE).is_empty());
+    bot.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_oversized_voice_note_gets_a_clear_reply_and_is_never_downloaded() {
+    let world = FakeWorld::default();
+    let bot = BotHarness::start(&world).await;
+
+    let voice = Voice {
+        declared_size: Some(25 * 1024 * 1024),
+        ..Voice::ogg(vec![1; 64], 10)
+    };
+    bot.telegram.push_voice(ALICE, voice);
+    let sent = bot
+        .telegram
+        .wait_for_messages(ALICE, 1, WAIT)
+        .await
+        .unwrap();
+
+    assert!(sent[0].text.contains("20 МБ"), "{}", sent[0].text);
+    assert!(bot.telegram.downloads().is_empty());
+    assert!(world.stt.clips().is_empty());
+    bot.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_voice_note_larger_than_announced_is_cut_off_during_download() {
+    let world = FakeWorld::default();
+    let config = BotConfig {
+        max_voice_bytes: 1024,
+        ..test_config()
+    };
+    let bot = BotHarness::start_with(world.deps(), config).await;
+
+    let voice = Voice {
+        declared_size: Some(100),
+        ..Voice::ogg(vec![7; 4096], 2)
+    };
+    bot.telegram.push_voice(ALICE, voice);
+    let sent = bot
+        .telegram
+        .wait_for_messages(ALICE, 1, WAIT)
+        .await
+        .unwrap();
+
+    assert!(sent[0].text.contains("МБ"), "{}", sent[0].text);
+    assert!(world.stt.clips().is_empty());
+    bot.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_failed_transcription_gets_a_polite_reply_and_stores_nothing() {
+    let world = FakeWorld::default();
+    world.stt.push_error(SttError::Unavailable {
+        detail: "connection refused".to_owned(),
+    });
+    let bot = BotHarness::start(&world).await;
+
+    bot.telegram.push_voice(ALICE, Voice::ogg(vec![1; 64], 2));
+    let sent = bot
+        .telegram
+        .wait_for_messages(ALICE, 1, WAIT)
+        .await
+        .unwrap();
+
+    assert!(
+        sent[0].text.contains("не удалось разобрать"),
+        "{}",
+        sent[0].text
+    );
+    assert!(world.llm.requests().is_empty());
+    assert!(world.events(ALICE).is_empty());
+    bot.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn without_speech_to_text_a_voice_note_gets_a_please_type_reply() {
+    let world = FakeWorld::default();
+    let deps = BotDeps {
+        stt: None,
+        ..world.deps()
+    };
+    let bot = BotHarness::start_with(deps, test_config()).await;
+
+    bot.telegram.push_voice(ALICE, Voice::ogg(vec![1; 64], 2));
+    let sent = bot
+        .telegram
+        .wait_for_messages(ALICE, 1, WAIT)
+        .await
+        .unwrap();
+
+    assert!(sent[0].text.contains("текстом"), "{}", sent[0].text);
+    assert!(bot.telegram.downloads().is_empty());
+    assert!(world.events(ALICE).is_empty());
+    bot.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn stickers_photos_and_documents_get_a_short_in_persona_explanation() {
+    let world = FakeWorld::default();
+    let bot = BotHarness::start(&world).await;
+
+    bot.telegram.push_sticker(ALICE);
+    bot.telegram.push_photo(ALICE);
+    bot.telegram.push_document(ALICE, "report.pdf");
+    let sent = bot
+        .telegram
+        .wait_for_messages(ALICE, 3, WAIT)
+        .await
+        .unwrap();
+
+    for message in &sent {
+        assert!(
+            message.text.contains("текст и голосовые"),
+            "{}",
+            message.text
+        );
+    }
+    assert!(world.llm.requests().is_empty());
+    assert!(world.events(ALICE).is_empty());
+    bot.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_model_failure_gets_the_fallback_reply_and_the_bot_answers_the_next_message() {
+    let world = FakeWorld::default();
+    world.llm.push(LlmStep::Fail(LlmError::Unavailable {
+        detail: "connection refused".to_owned(),
+    }));
+    world.llm.push_reply("Снова к вашим услугам.");
+    let bot = BotHarness::start(&world).await;
+
+    bot.telegram.push_text(ALICE, ALICE, "Ты здесь?");
+    let sent = bot
+        .telegram
+        .wait_for_messages(ALICE, 1, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(sent[0].text, FALLBACK_REPLY);
+    assert!(
+        world.events(ALICE).is_empty(),
+        "nothing stored on a model failure"
+    );
+
+    bot.telegram.push_text(ALICE, ALICE, "А теперь?");
+    let sent = bot
+        .telegram
+        .wait_for_messages(ALICE, 2, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(sent[1].text, "Снова к вашим услугам.");
+    assert_eq!(world.events(ALICE).len(), 2);
+    bot.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn users_off_the_allow_list_are_refused_once_and_nothing_is_stored() {
+    let world = FakeWorld::default();
+    let config = BotConfig {
+        allowed_user_ids: vec![ALICE.into()],
+        ..test_config()
+    };
+    let bot = BotHarness::start_with(world.deps(), config).await;
+
+    bot.telegram.push_text(BOB, BOB, "Привет");
+    bot.telegram.push_text(BOB, BOB, "Ау?");
+    bot.telegram.push_text(ALICE, ALICE, "Добрый день");
+    bot.telegram
+        .wait_for_messages(ALICE, 1, WAIT)
+        .await
+        .unwrap();
+    bot.telegram.wait_until_all_confirmed(WAIT).await.unwrap();
+
+    let refused = bot.telegram.sent_messages(BOB);
+    assert_eq!(refused.len(), 1, "one refusal per user: {refused:?}");
+    assert!(refused[0].text.contains("частный"), "{}", refused[0].text);
+    assert!(world.events(BOB).is_empty());
+    assert_eq!(
+        world.llm.requests().len(),
+        1,
+        "only the allowed user reached the model"
+    );
+    bot.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_5000_character_reply_arrives_as_two_messages_in_order() {
+    let world = FakeWorld::default();
+    let first = "Первая часть. ".repeat(180); // 2520 chars
+    let second = "Вторая часть. ".repeat(177); // 2478 chars
+    let reply = format!("{}\n\n{}", first.trim(), second.trim());
+    assert!(reply.chars().count() >= 4990);
+    world.llm.push_reply(&reply);
+    let bot = BotHarness::start(&world).await;
+
+    bot.telegram.push_text(ALICE, ALICE, "Расскажи подробно");
+    let sent = bot
+        .telegram
+        .wait_for_messages(ALICE, 2, WAIT)
+        .await
+        .unwrap();
+
+    assert_eq!(sent.len(), 2);
+    assert_eq!(sent[0].text, first.trim());
+    assert_eq!(sent[1].text, second.trim());
+    assert!(sent[0].message_id < sent[1].message_id);
+    bot.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn two_interleaved_users_keep_separate_memories() {
+    let world = FakeWorld::default();
+    let bot = BotHarness::start(&world).await;
+
+    for i in 0..3 {
+        bot.telegram.push_text(ALICE, ALICE, &format!("Алиса {i}"));
+        bot.telegram.push_text(BOB, BOB, &format!("Боб {i}"));
+    }
+    bot.telegram
+        .wait_for_messages(ALICE, 3, WAIT)
+        .await
+        .unwrap();
+    bot.telegram.wait_for_messages(BOB, 3, WAIT).await.unwrap();
+
+    let alice: Vec<_> = world
+        .events(ALICE)
+        .into_iter()
+        .filter(|e| e.role == Role::User)
+        .map(|e| e.content)
+        .collect();
+    let bob: Vec<_> = world
+        .events(BOB)
+        .into_iter()
+        .filter(|e| e.role == Role::User)
+        .map(|e| e.content)
+        .collect();
+    assert_eq!(alice, ["Алиса 0", "Алиса 1", "Алиса 2"]);
+    assert_eq!(bob, ["Боб 0", "Боб 1", "Боб 2"]);
+    bot.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_slow_reply_for_one_user_does_not_block_another_user() {
+    let world = FakeWorld::default();
+    world.llm.push(LlmStep::Delay(
+        Duration::from_secs(3),
+        "Не спеша, сэр.".to_owned(),
+    ));
+    let bot = BotHarness::start(&world).await;
+
+    bot.telegram.push_text(ALICE, ALICE, "Долгий вопрос");
+    wait_for_llm_requests(&world, 1).await;
+    let started = Instant::now();
+    bot.telegram.push_text(BOB, BOB, "Быстрый вопрос");
+    bot.telegram.wait_for_messages(BOB, 1, WAIT).await.unwrap();
+
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "Bob waited {:?}",
+        started.elapsed()
+    );
+    assert!(
+        bot.telegram.sent_messages(ALICE).is_empty(),
+        "Alice's slow reply is still cooking"
+    );
+    let alice = bot
+        .telegram
+        .wait_for_messages(ALICE, 1, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(alice[0].text, "Не спеша, сэр.");
+    bot.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn one_users_messages_are_answered_one_at_a_time_in_order() {
+    let world = FakeWorld::default();
+    world.llm.push(LlmStep::Delay(
+        Duration::from_millis(800),
+        "первый ответ".to_owned(),
+    ));
+    world.llm.push_reply("второй ответ");
+    world.llm.push_reply("третий ответ");
+    let bot = BotHarness::start(&world).await;
+
+    bot.telegram.push_text(ALICE, ALICE, "первый");
+    bot.telegram.push_text(ALICE, ALICE, "второй");
+    bot.telegram.push_text(ALICE, ALICE, "третий");
+    let sent = bot
+        .telegram
+        .wait_for_messages(ALICE, 3, WAIT)
+        .await
+        .unwrap();
+
+    let texts: Vec<_> = sent.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(texts, ["первый ответ", "второй ответ", "третий ответ"]);
+    let asked: Vec<_> = world
+        .llm
+        .requests()
+        .iter()
+        .map(|r| r.messages.last().unwrap().content.clone())
+        .collect();
+    assert_eq!(asked.len(), 3);
+    assert!(
+        asked[1].contains("второй") && asked[2].contains("третий"),
+        "{asked:?}"
+    );
+    // The second prompt already remembers the first exchange.
+    let second_prompt = &world.llm.requests()[1].messages;
+    assert!(second_prompt
+        .iter()
+        .any(|m| m.content.contains("первый ответ")));
+    bot.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn flood_control_is_waited_out_and_exactly_one_copy_is_delivered() {
+    let world = FakeWorld::default();
+    world.llm.push_reply("Терпение — добродетель, сэр.");
+    let bot = BotHarness::start(&world).await;
+    bot.telegram
+        .fail_next("sendMessage", 1, Failure::RetryAfter(1));
+
+    bot.telegram.push_text(ALICE, ALICE, "Алло");
+    let sent = bot
+        .telegram
+        .wait_for_messages(ALICE, 1, WAIT)
+        .await
+        .unwrap();
+
+    assert_eq!(sent.len(), 1);
+    let calls = bot.telegram.calls_to("sendMessage");
+    assert_eq!(calls.len(), 2, "one rejected, one delivered");
+    assert_eq!(calls[0].injected, Some(Failure::RetryAfter(1)));
+    let waited = calls[1].at.duration_since(calls[0].at);
+    assert!(
+        waited >= Duration::from_millis(950),
+        "retried after {waited:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(bot.telegram.sent_messages(ALICE).len(), 1, "no duplicate");
+    bot.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_send_whose_outcome_is_unknown_is_not_repeated_and_the_bot_carries_on() {
+    let world = FakeWorld::default();
+    let bot = BotHarness::start(&world).await;
+    bot.telegram
+        .fail_next("sendMessage", 1, Failure::BrokenResponse);
+
+    bot.telegram.push_text(ALICE, ALICE, "Первое");
+    bot.telegram
+        .wait_for_messages(ALICE, 1, WAIT)
+        .await
+        .unwrap();
+    bot.telegram.push_text(ALICE, ALICE, "Второе");
+    bot.telegram
+        .wait_for_messages(ALICE, 2, WAIT)
+        .await
+        .unwrap();
+
+    assert_eq!(
+        bot.telegram.calls_to("sendMessage").len(),
+        2,
+        "the broken send was not resent"
+    );
+    bot.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_typing_indicator_is_sent_at_once_and_refreshed_while_the_model_is_slow() {
+    let world = FakeWorld::default();
+    world.llm.push(LlmStep::Delay(
+        Duration::from_millis(1300),
+        "Готово.".to_owned(),
+    ));
+    let config = BotConfig {
+        typing_interval: Duration::from_millis(400),
+        ..test_config()
+    };
+    let bot = BotHarness::start_with(world.deps(), config).await;
+
+    bot.telegram.push_text(ALICE, ALICE, "Подумай хорошенько");
+    bot.telegram
+        .wait_for_messages(ALICE, 1, WAIT)
+        .await
+        .unwrap();
+
+    let calls = bot.telegram.calls();
+    let sent_at = calls.iter().find(|c| c.method == "sendMessage").unwrap().at;
+    let typing: Vec<_> = calls
+        .iter()
+        .filter(|c| c.method == "sendChatAction")
+        .inspect(|c| {
+            assert_eq!(c.chat_id(), Some(ALICE));
+            assert_eq!(c.str_param("action"), Some("typing"));
+        })
+        .filter(|c| c.at <= sent_at)
+        .collect();
+    assert!(
+        typing.len() >= 3,
+        "typing sent {} times before the reply",
+        typing.len()
+    );
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let after = bot.telegram.calls_to("sendChatAction").len();
+    assert_eq!(after, typing.len(), "typing stops once the reply is sent");
+    bot.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_failing_typing_indicator_never_prevents_the_reply() {
+    let world = FakeWorld::default();
+    let bot = BotHarness::start(&world).await;
+    bot.telegram
+        .fail_next("sendChatAction", 5, Failure::Status(400));
+
+    bot.telegram.push_text(ALICE, ALICE, "Привет");
+    let sent = bot
+        .telegram
+        .wait_for_messages(ALICE, 1, WAIT)
+        .await
+        .unwrap();
+
+    assert_eq!(sent.len(), 1);
+    assert!(bot.telegram.calls_to("sendChatAction")[0]
+        .injected
+        .is_some());
+    bot.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_restarted_bot_does_not_answer_updates_already_answered() {
+    let world = FakeWorld::default();
+    let bot = BotHarness::start(&world).await;
+    bot.telegram.push_text(ALICE, ALICE, "До перезапуска");
+    bot.telegram
+        .wait_for_messages(ALICE, 1, WAIT)
+        .await
+        .unwrap();
+    let telegram = bot.telegram.clone();
+    bot.stop().await.unwrap();
+    assert_eq!(
+        telegram.unconfirmed_updates(),
+        0,
+        "shutdown confirmed what was answered"
+    );
+
+    let bot = BotHarness::start_on(telegram.clone(), world.deps(), test_config()).await;
+    telegram.push_text(ALICE, ALICE, "После перезапуска");
+    let sent = telegram.wait_for_messages(ALICE, 2, WAIT).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    assert_eq!(telegram.sent_messages(ALICE).len(), 2, "{sent:?}");
+    assert_eq!(world.llm.requests().len(), 2);
+    bot.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_crashed_bot_does_not_answer_again_after_restart() {
+    let world = FakeWorld::default();
+    let bot = BotHarness::start(&world).await;
+    bot.telegram.push_text(ALICE, ALICE, "До падения");
+    bot.telegram
+        .wait_for_messages(ALICE, 1, WAIT)
+        .await
+        .unwrap();
+    // Polling acknowledged the update with its next getUpdates, before the crash.
+    bot.telegram.wait_until_all_confirmed(WAIT).await.unwrap();
+    let telegram = bot.telegram.clone();
+    bot.kill().await;
+
+    let bot = BotHarness::start_on(telegram.clone(), world.deps(), test_config()).await;
+    telegram.push_text(ALICE, ALICE, "После падения");
+    telegram.wait_for_messages(ALICE, 2, WAIT).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    assert_eq!(telegram.sent_messages(ALICE).len(), 2);
+    assert_eq!(world.events(ALICE).len(), 4);
+    bot.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn shutdown_lets_a_reply_in_flight_finish() {
+    let world = FakeWorld::default();
+    world.llm.push(LlmStep::Delay(
+        Duration::from_millis(800),
+        "Успел, сэр.".to_owned(),
+    ));
+    let bot = BotHarness::start(&world).await;
+    let telegram = bot.telegram.clone();
+
+    telegram.push_text(ALICE, ALICE, "Последний вопрос");
+    wait_for_llm_requests(&world, 1).await;
+    bot.stop().await.unwrap();
+
+    let sent = telegram.sent_messages(ALICE);
+    assert_eq!(
+        sent.len(),
+        1,
+        "the reply in flight was delivered before stopping"
+    );
+    assert_eq!(sent[0].text, "Успел, сэр.");
+    assert_eq!(world.events(ALICE).len(), 2);
+    assert_eq!(telegram.unconfirmed_updates(), 0);
+}
+
+#[tokio::test]
+async fn group_messages_are_answered_in_the_group_quoting_the_question() {
+    let world = FakeWorld::default();
+    let bot = BotHarness::start(&world).await;
+    let group = -100_500;
+
+    bot.telegram
+        .push_text(ALICE, group, "Альфред, который час?");
+    bot.telegram
+        .wait_for_messages(group, 1, WAIT)
+        .await
+        .unwrap();
+
+    let call = &bot.telegram.calls_to("sendMessage")[0];
+    assert!(
+        call.params.get("reply_parameters").is_some(),
+        "{:?}",
+        call.params
+    );
+    assert!(bot.telegram.sent_messages(ALICE).is_empty());
+    assert_eq!(world.events(ALICE).len(), 2, "memory belongs to the sender");
+    bot.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn per_message_latency_without_the_model_stays_small() {
+    let world = FakeWorld::default();
+    let bot = BotHarness::start(&world).await;
+    let mut latencies = Vec::new();
+    for i in 0..20 {
+        let started = Instant::now();
+        bot.telegram.push_text(ALICE, ALICE, &format!("вопрос {i}"));
+        bot.telegram
+            .wait_for_messages(ALICE, i + 1, WAIT)
+            .await
+            .unwrap();
+        latencies.push(started.elapsed());
+    }
+    latencies.sort();
+    let median = latencies[latencies.len() / 2];
+    let worst = latencies[latencies.len() - 1];
+    println!("per-message latency over 20 messages (fake LLM answers at once): median {median:?}, max {worst:?}");
+    assert!(median < Duration::from_secs(1), "median {median:?}");
+    bot.stop().await.unwrap();
+}
+
+async fn wait_for_llm_requests(world: &FakeWorld, n: usize) {
+    let deadline = Instant::now() + WAIT;
+    while world.llm.requests().len() < n {
+        assert!(Instant::now() < deadline, "the model was not asked in time");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

@@ -1,0 +1,182 @@
+//! Bot API objects as JSON, shaped exactly as Telegram sends them: teloxide parses responses
+//! strictly, so every builder here produces an object its types accept (a unit test checks).
+
+use serde_json::{json, Value};
+
+/// The fake bot's own user id (the part of the token before the colon in real tokens).
+pub const BOT_USER_ID: i64 = 7_000_000_001;
+
+/// A unix timestamp for message dates: real time, so logs look plausible.
+pub(crate) fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// A human Telegram user.
+pub(crate) fn user(user_id: i64) -> Value {
+    json!({
+        "id": user_id,
+        "is_bot": false,
+        "first_name": format!("User{user_id}"),
+        "language_code": "ru",
+    })
+}
+
+/// The bot itself as `getMe` returns it.
+pub(crate) fn me() -> Value {
+    json!({
+        "id": BOT_USER_ID,
+        "is_bot": true,
+        "first_name": "Alfred",
+        "username": "alfred_butler_test_bot",
+        "can_join_groups": true,
+        "can_read_all_group_messages": false,
+        "supports_inline_queries": false,
+        "can_connect_to_business": false,
+        "has_main_web_app": false,
+    })
+}
+
+/// The bot as the sender of its own messages.
+fn bot_user() -> Value {
+    json!({
+        "id": BOT_USER_ID,
+        "is_bot": true,
+        "first_name": "Alfred",
+        "username": "alfred_butler_test_bot",
+    })
+}
+
+/// A chat: private when the chat id is the user's id (as in Telegram), a group otherwise.
+pub(crate) fn chat(chat_id: i64, user_id: Option<i64>) -> Value {
+    if chat_id < 0 || user_id.is_some_and(|u| u != chat_id) {
+        json!({ "id": chat_id, "type": "group", "title": "Test group" })
+    } else {
+        json!({
+            "id": chat_id,
+            "type": "private",
+            "first_name": format!("User{chat_id}"),
+        })
+    }
+}
+
+/// A message from a user; `content` holds the kind-specific fields (`text`, `voice`, ...).
+pub(crate) fn incoming_message(
+    message_id: i64,
+    user_id: i64,
+    chat_id: i64,
+    content: Value,
+) -> Value {
+    let mut message = json!({
+        "message_id": message_id,
+        "from": user(user_id),
+        "chat": chat(chat_id, Some(user_id)),
+        "date": unix_now(),
+    });
+    merge(&mut message, content);
+    message
+}
+
+/// A message the bot sent (the result of `sendMessage` / `editMessageText`).
+pub(crate) fn outgoing_message(message_id: i64, chat_id: i64, text: &str) -> Value {
+    json!({
+        "message_id": message_id,
+        "from": bot_user(),
+        "chat": chat(chat_id, None),
+        "date": unix_now(),
+        "text": text,
+    })
+}
+
+/// Text content, with a `bot_command` entity when the text starts with `/` (as Telegram adds).
+pub(crate) fn text_content(text: &str) -> Value {
+    let mut content = json!({ "text": text });
+    if text.starts_with('/') {
+        let command = text.split_whitespace().next().unwrap_or(text);
+        let length = command.encode_utf16().count();
+        content["entities"] = json!([{ "type": "bot_command", "offset": 0, "length": length }]);
+    }
+    content
+}
+
+/// Voice-note content.
+pub(crate) fn voice_content(file_id: &str, duration_secs: u32, mime: &str, size: u64) -> Value {
+    json!({
+        "voice": {
+            "file_id": file_id,
+            "file_unique_id": format!("u{file_id}"),
+            "duration": duration_secs,
+            "mime_type": mime,
+            "file_size": size,
+        }
+    })
+}
+
+/// Sticker content.
+pub(crate) fn sticker_content(file_id: &str) -> Value {
+    json!({
+        "sticker": {
+            "file_id": file_id,
+            "file_unique_id": format!("u{file_id}"),
+            "type": "regular",
+            "width": 512,
+            "height": 512,
+            "is_animated": false,
+            "is_video": false,
+            "emoji": "🎩",
+            "file_size": 1024,
+        }
+    })
+}
+
+/// Photo content (one size).
+pub(crate) fn photo_content(file_id: &str) -> Value {
+    json!({
+        "photo": [{
+            "file_id": file_id,
+            "file_unique_id": format!("u{file_id}"),
+            "width": 320,
+            "height": 240,
+            "file_size": 2048,
+        }]
+    })
+}
+
+/// Document content.
+pub(crate) fn document_content(file_id: &str, file_name: &str) -> Value {
+    json!({
+        "document": {
+            "file_id": file_id,
+            "file_unique_id": format!("u{file_id}"),
+            "file_name": file_name,
+            "mime_type": "application/pdf",
+            "file_size": 4096,
+        }
+    })
+}
+
+/// A `File` as `getFile` returns it.
+pub(crate) fn file(file_id: &str, path: &str, size: u64) -> Value {
+    json!({
+        "file_id": file_id,
+        "file_unique_id": format!("u{file_id}"),
+        "file_size": size,
+        "file_path": path,
+    })
+}
+
+/// `getWebhookInfo` with no webhook set (an empty URL, as Telegram answers).
+pub(crate) fn webhook_info(url: &str, pending: usize) -> Value {
+    json!({
+        "url": url,
+        "has_custom_certificate": false,
+        "pending_update_count": pending,
+    })
+}
+
+fn merge(target: &mut Value, extra: Value) {
+    if let (Some(target), Value::Object(extra)) = (target.as_object_mut(), extra) {
+        target.extend(extra);
+    }
+}

@@ -1,0 +1,464 @@
+//! The HTTP side of the fake Bot API: routes, body parsing (JSON, form, multipart, query),
+//! the long poll, and injected failures.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{FromRequest, Multipart, Path, Request, State as AxumState};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use axum::{Form, Router};
+use serde_json::{json, Map, Value};
+
+use super::{as_i64, objects, ApiCall, Failure, SentMessage, State};
+
+/// The longest long poll the server holds open, whatever the client asks.
+const MAX_POLL: Duration = Duration::from_secs(50);
+/// Bodies larger than this are refused (the bot sends only small requests).
+const MAX_BODY: usize = 1 << 20;
+
+type Shared = Arc<State>;
+
+pub(crate) fn router(state: Shared) -> Router {
+    Router::new()
+        .route("/file/{bot}/{*path}", get(download))
+        .route("/{bot}/{method}", any(method))
+        .with_state(state)
+}
+
+fn telegram_ok(result: Value) -> Response {
+    let mut body = Map::new();
+    body.insert("ok".to_owned(), Value::Bool(true));
+    body.insert("result".to_owned(), result);
+    (StatusCode::OK, axum::Json(Value::Object(body))).into_response()
+}
+
+fn telegram_error(code: u16, description: &str, parameters: Option<Value>) -> Response {
+    let mut body = json!({ "ok": false, "error_code": code, "description": description });
+    if let Some(parameters) = parameters {
+        body["parameters"] = parameters;
+    }
+    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, axum::Json(body)).into_response()
+}
+
+fn unauthorized() -> Response {
+    telegram_error(401, "Unauthorized", None)
+}
+
+/// A response that promises more bytes than it sends: the client sees a broken connection
+/// after the call already took effect.
+fn broken_response() -> Response {
+    let body = r#"{"ok":true,"res"#;
+    let mut response = Response::new(Body::from(body));
+    response.headers_mut().insert(
+        header::CONTENT_LENGTH,
+        HeaderValue::from(body.len() as u64 + 200),
+    );
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// `SendMessage` → `sendMessage`, as the Bot API documents method names.
+fn canonical_method(raw: &str) -> String {
+    let mut chars = raw.chars();
+    chars.next().map_or_else(String::new, |first| {
+        first.to_lowercase().chain(chars).collect()
+    })
+}
+
+fn token_matches(state: &State, segment: &str) -> bool {
+    segment.strip_prefix("bot") == Some(state.token.as_str())
+}
+
+async fn download(
+    AxumState(state): AxumState<Shared>,
+    Path((bot, path)): Path<(String, String)>,
+) -> Response {
+    if !token_matches(&state, &bot) {
+        return (StatusCode::UNAUTHORIZED, "Unauthorized").into_response();
+    }
+    let bytes = {
+        let mut inner = state.lock();
+        let found = inner
+            .files
+            .values()
+            .find(|f| f.path == path)
+            .map(|f| f.bytes.clone());
+        if found.is_some() {
+            inner.downloads.push(path);
+        }
+        found
+    };
+    state.bump();
+    match bytes {
+        Some(bytes) => {
+            ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response()
+        }
+        None => (StatusCode::NOT_FOUND, "Not Found").into_response(),
+    }
+}
+
+async fn method(
+    AxumState(state): AxumState<Shared>,
+    Path((bot, method)): Path<(String, String)>,
+    request: Request,
+) -> Response {
+    if !token_matches(&state, &bot) {
+        return unauthorized();
+    }
+    // Telegram matches method names case-insensitively; teloxide sends `GetMe`, `SendMessage`.
+    let method = canonical_method(&method);
+    let params = match parse_params(request).await {
+        Ok(params) => params,
+        Err(description) => return telegram_error(400, &description, None),
+    };
+    let injected = {
+        let mut inner = state.lock();
+        let injected = inner
+            .failures
+            .get_mut(&method)
+            .and_then(std::collections::VecDeque::pop_front);
+        inner.calls.push(ApiCall {
+            method: method.clone(),
+            params: params.clone(),
+            at: Instant::now(),
+            injected: injected.clone(),
+        });
+        injected
+    };
+    state.bump();
+    match injected {
+        Some(Failure::RetryAfter(seconds)) => {
+            return telegram_error(
+                429,
+                &format!("Too Many Requests: retry after {seconds}"),
+                Some(json!({ "retry_after": seconds })),
+            )
+        }
+        Some(Failure::Status(code)) => return telegram_error(code, "Internal Server Error", None),
+        Some(Failure::BrokenResponse) | None => {}
+    }
+    let response = execute(&state, &method, &params).await;
+    state.bump();
+    if injected == Some(Failure::BrokenResponse) {
+        return broken_response();
+    }
+    response
+}
+
+async fn execute(state: &State, method: &str, params: &Value) -> Response {
+    match method {
+        "getMe" => telegram_ok(objects::me()),
+        "getUpdates" => get_updates(state, params).await,
+        "getWebhookInfo" => {
+            let inner = state.lock();
+            telegram_ok(objects::webhook_info(
+                &inner.webhook_url,
+                inner.updates.len(),
+            ))
+        }
+        "setWebhook" => {
+            let url = params
+                .get("url")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            url.clone_into(&mut state.lock().webhook_url);
+            telegram_ok(json!(true))
+        }
+        "deleteWebhook" => {
+            state.lock().webhook_url.clear();
+            telegram_ok(json!(true))
+        }
+        "sendChatAction" | "setMyCommands" | "deleteMyCommands" | "close" | "logOut" => {
+            telegram_ok(json!(true))
+        }
+        "getMyCommands" => telegram_ok(json!([])),
+        "sendMessage" => send_message(state, params),
+        "editMessageText" => edit_message_text(state, params),
+        "getFile" => get_file(state, params),
+        _ => telegram_error(404, "Not Found: method not found", None),
+    }
+}
+
+fn send_message(state: &State, params: &Value) -> Response {
+    let Some(chat_id) = params.get("chat_id").and_then(as_i64) else {
+        return telegram_error(400, "Bad Request: chat_id is empty", None);
+    };
+    let text = params
+        .get("text")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if text.trim().is_empty() {
+        return telegram_error(400, "Bad Request: message text is empty", None);
+    }
+    if text.encode_utf16().count() > 4096 {
+        return telegram_error(400, "Bad Request: message is too long", None);
+    }
+    let parse_mode = params
+        .get("parse_mode")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let mut inner = state.lock();
+    let message_id = inner.next_message_id;
+    inner.next_message_id += 1;
+    inner.sent.push(SentMessage {
+        message_id,
+        chat_id,
+        text: text.to_owned(),
+        parse_mode,
+    });
+    telegram_ok(objects::outgoing_message(message_id, chat_id, text))
+}
+
+fn edit_message_text(state: &State, params: &Value) -> Response {
+    let chat_id = params.get("chat_id").and_then(as_i64);
+    let message_id = params.get("message_id").and_then(as_i64);
+    let text = params
+        .get("text")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let (Some(chat_id), Some(message_id)) = (chat_id, message_id) else {
+        return telegram_error(400, "Bad Request: message to edit not found", None);
+    };
+    let mut inner = state.lock();
+    match inner
+        .sent
+        .iter_mut()
+        .find(|m| m.chat_id == chat_id && m.message_id == message_id)
+    {
+        Some(message) => {
+            text.clone_into(&mut message.text);
+            telegram_ok(objects::outgoing_message(message_id, chat_id, text))
+        }
+        None => telegram_error(400, "Bad Request: message to edit not found", None),
+    }
+}
+
+fn get_file(state: &State, params: &Value) -> Response {
+    let file_id = params
+        .get("file_id")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let inner = state.lock();
+    match inner.files.get(file_id) {
+        Some(file) => telegram_ok(objects::file(file_id, &file.path, file.bytes.len() as u64)),
+        None => telegram_error(400, "Bad Request: invalid file_id", None),
+    }
+}
+
+/// `getUpdates`: confirm everything below `offset`, then answer with what is pending or wait
+/// up to `timeout` seconds for something to arrive.
+async fn get_updates(state: &State, params: &Value) -> Response {
+    let offset = params.get("offset").and_then(as_i64).unwrap_or(0);
+    let limit = params
+        .get("limit")
+        .and_then(as_i64)
+        .map_or(100, |l| l.clamp(1, 100));
+    let timeout = params
+        .get("timeout")
+        .and_then(as_i64)
+        .map_or(Duration::ZERO, |t| {
+            Duration::from_secs(u64::try_from(t).unwrap_or(0)).min(MAX_POLL)
+        });
+    let mut version = state.version.subscribe();
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        version.borrow_and_update();
+        let batch = take_batch(state, offset, limit);
+        if !batch.is_empty() {
+            return telegram_ok(Value::Array(batch));
+        }
+        if tokio::time::timeout_at(deadline, version.changed())
+            .await
+            .is_err()
+        {
+            return telegram_ok(Value::Array(take_batch(state, offset, limit)));
+        }
+    }
+}
+
+fn take_batch(state: &State, offset: i64, limit: i64) -> Vec<Value> {
+    let mut inner = state.lock();
+    let limit = usize::try_from(limit).unwrap_or(100);
+    if offset > 0 {
+        // Telegram forgets every update below a positive offset, for good.
+        inner.updates.retain(|(id, _)| *id >= offset);
+        inner.confirmed_offset = inner.confirmed_offset.max(offset);
+        return inner
+            .updates
+            .iter()
+            .take(limit)
+            .map(|(_, u)| u.clone())
+            .collect();
+    }
+    if offset < 0 {
+        // A negative offset counts from the end of the queue (and confirms what is before it).
+        let keep = usize::try_from(offset.unsigned_abs()).unwrap_or(usize::MAX);
+        let len = inner.updates.len();
+        inner.updates.drain(..len.saturating_sub(keep));
+        return inner
+            .updates
+            .iter()
+            .take(limit)
+            .map(|(_, u)| u.clone())
+            .collect();
+    }
+    inner
+        .updates
+        .iter()
+        .take(limit)
+        .map(|(_, u)| u.clone())
+        .collect()
+}
+
+/// Parameters from the query string and the body, whatever its encoding.
+async fn parse_params(request: Request) -> Result<Value, String> {
+    let mut params = Map::new();
+    if let Some(query) = request.uri().query() {
+        for (key, value) in query.split('&').filter_map(|kv| kv.split_once('=')) {
+            params.insert(key.to_owned(), typed(key, &percent_decode(value)));
+        }
+    }
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    if content_type.starts_with("application/json") {
+        let bytes = axum::body::to_bytes(request.into_body(), MAX_BODY)
+            .await
+            .map_err(|e| format!("Bad Request: unreadable body: {e}"))?;
+        if !bytes.is_empty() {
+            let body: Value = serde_json::from_slice(&bytes)
+                .map_err(|e| format!("Bad Request: invalid JSON: {e}"))?;
+            if let Value::Object(body) = body {
+                params.extend(body);
+            }
+        }
+    } else if content_type.starts_with("application/x-www-form-urlencoded") {
+        let Form(form) = Form::<HashMap<String, String>>::from_request(request, &())
+            .await
+            .map_err(|e| format!("Bad Request: invalid form: {e}"))?;
+        for (key, value) in form {
+            let value = typed(&key, &value);
+            params.insert(key, value);
+        }
+    } else if content_type.starts_with("multipart/form-data") {
+        let mut multipart = Multipart::from_request(request, &())
+            .await
+            .map_err(|e| format!("Bad Request: invalid multipart: {e}"))?;
+        while let Some(field) = multipart
+            .next_field()
+            .await
+            .map_err(|e| format!("Bad Request: invalid multipart field: {e}"))?
+        {
+            let Some(name) = field.name().map(str::to_owned) else {
+                continue;
+            };
+            let is_file = field.file_name().is_some();
+            let bytes = field
+                .bytes()
+                .await
+                .map_err(|e| format!("Bad Request: unreadable multipart field: {e}"))?;
+            let value = if is_file {
+                json!({ "file_bytes": bytes.len() })
+            } else {
+                typed(&name, &String::from_utf8_lossy(&bytes))
+            };
+            params.insert(name, value);
+        }
+    }
+    Ok(Value::Object(params))
+}
+
+/// Form and multipart values arrive as strings; numbers, booleans and JSON objects are
+/// decoded as Telegram does, but texts stay texts.
+fn typed(key: &str, raw: &str) -> Value {
+    if matches!(key, "text" | "caption" | "url" | "file_id") {
+        return Value::String(raw.to_owned());
+    }
+    serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_owned()))
+}
+
+fn percent_decode(raw: &str) -> String {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state_with_updates(n: i64) -> State {
+        let (version, _) = tokio::sync::watch::channel(0);
+        let state = State {
+            token: "t".to_owned(),
+            inner: std::sync::Mutex::new(super::super::Inner::default()),
+            version,
+        };
+        for id in 1..=n {
+            state
+                .lock()
+                .updates
+                .push_back((id, json!({ "update_id": id })));
+        }
+        state
+    }
+
+    #[test]
+    fn a_positive_offset_confirms_every_earlier_update_for_good() {
+        let state = state_with_updates(5);
+        assert_eq!(
+            take_batch(&state, 0, 100).len(),
+            5,
+            "offset 0 confirms nothing"
+        );
+        assert_eq!(take_batch(&state, 4, 100).len(), 2);
+        assert_eq!(take_batch(&state, 0, 100).len(), 2, "updates 1-3 are gone");
+        assert_eq!(state.lock().confirmed_offset, 4);
+    }
+
+    #[test]
+    fn limit_caps_the_batch_and_a_negative_offset_keeps_the_newest() {
+        let state = state_with_updates(5);
+        assert_eq!(take_batch(&state, 0, 2).len(), 2);
+        let newest = take_batch(&state, -1, 100);
+        assert_eq!(newest, vec![json!({ "update_id": 5 })]);
+    }
+
+    #[test]
+    fn method_names_and_form_values_are_read_as_telegram_reads_them() {
+        assert_eq!(canonical_method("SendMessage"), "sendMessage");
+        assert_eq!(canonical_method("getMe"), "getMe");
+        assert_eq!(percent_decode("a%20b+c%2Fd%"), "a b c/d%");
+        assert_eq!(typed("chat_id", "42"), json!(42));
+        assert_eq!(typed("text", "42"), json!("42"));
+    }
+}
