@@ -39,6 +39,7 @@
 //! assert!(slice.to_prompt_context().contains("User: Меня зовут Пётр."));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 #![warn(missing_docs)]
 
 pub mod memory;

@@ -3,6 +3,7 @@
 //! them too), so a use case that passes here behaves the same on a real backend.
 
 mod clock;
+mod faulty;
 mod llm;
 mod memory;
 mod profiles;
@@ -10,6 +11,7 @@ mod speech;
 mod tokens;
 
 pub use clock::ManualClock;
+pub use faulty::FaultyMemory;
 pub use llm::{FakeLlm, LlmStep};
 pub use memory::InMemoryMemory;
 pub use profiles::InMemoryProfiles;

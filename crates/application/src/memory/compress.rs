@@ -1,0 +1,327 @@
+//! `CompressMemoryUseCase`: folds a user's older events into the rolling summary.
+//!
+//! Each pass: re-read the profile; delete events already covered by its watermark (recovery
+//! from a crash between "summary saved" and "events deleted"); pick the oldest whole turns
+//! before the newest `keep_last` events; summarise them together with the previous summary;
+//! save summary + watermark with compare-and-set on the profile version; only then delete
+//! events at or below the new watermark. A lost compare-and-set means another compression (or
+//! a reset, or an admin update) won: this one backs off and deletes nothing.
+//!
+//! Invariants (tested against fakes here and against both real backends):
+//! - no event is deleted unless a persisted summary covers it;
+//! - the previous summary is input to the next one, so it is never lost;
+//! - two compressions of one user at once produce one summary and lose no event;
+//! - events appended during a compression are newer than the watermark and survive.
+
+use std::sync::Arc;
+
+use butler_domain::ports::{
+    Clock, LlmClient, LlmError, LlmRequest, MemoryStoreError, ProfileStoreError, RequestOptions,
+    TokenCounter, UserMemoryRepository, UserProfileRepository,
+};
+use butler_domain::{ChatMessage, Role, UserId, UserMemoryEvent, UserProfile};
+use thiserror::Error;
+
+use crate::prompt::templates;
+use crate::prompt::trim::trim_to_tokens;
+
+/// Tunables of compression.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CompressConfig {
+    /// Compress only users with more than this many events.
+    pub threshold: u64,
+    /// Events kept verbatim after compression.
+    pub keep_last: usize,
+    /// Longest summary, in tokens.
+    pub summary_max_tokens: usize,
+    /// Most tokens of conversation folded by one summariser call.
+    pub fold_max_tokens: usize,
+    /// Most events folded by one summariser call.
+    pub fold_max_events: usize,
+    /// Most summariser calls in one run (a 10k-event backlog takes several runs).
+    pub max_passes: usize,
+    /// Sampling options of the summariser.
+    pub options: RequestOptions,
+}
+
+impl Default for CompressConfig {
+    fn default() -> Self {
+        Self {
+            threshold: 50,
+            keep_last: 20,
+            summary_max_tokens: 300,
+            fold_max_tokens: 2500,
+            fold_max_events: 80,
+            max_passes: 20,
+            options: RequestOptions {
+                temperature: 0.2,
+                max_tokens: 450,
+            },
+        }
+    }
+}
+
+/// What a compression run did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CompressOutcome {
+    /// The user has no more than `threshold` events (or nothing foldable).
+    NothingToDo {
+        /// Events stored for the user.
+        events: u64,
+    },
+    /// Events were folded into the summary.
+    Compressed {
+        /// Events folded into the summary.
+        folded: usize,
+        /// Events deleted from storage (including leftovers of an interrupted run).
+        deleted: u64,
+        /// Summariser calls made.
+        passes: usize,
+        /// Events left in storage.
+        remaining: u64,
+    },
+    /// Another writer changed the profile first; this run backed off without deleting.
+    /// `folded` counts what earlier passes of this run had already completed.
+    BackedOff {
+        /// Events folded by earlier passes of this run.
+        folded: usize,
+    },
+}
+
+impl CompressOutcome {
+    /// A bounded label for metrics: `skipped`, `ok`, `conflict`.
+    #[must_use]
+    pub const fn status(&self) -> &'static str {
+        match self {
+            Self::NothingToDo { .. } => "skipped",
+            Self::Compressed { .. } => "ok",
+            Self::BackedOff { .. } => "conflict",
+        }
+    }
+}
+
+/// Why a compression failed. Whatever the failure, no unsummarised event was deleted.
+#[derive(Debug, Error)]
+pub enum CompressError {
+    /// The profile store failed.
+    #[error("compression: {0}")]
+    Profile(#[from] ProfileStoreError),
+    /// The memory store failed.
+    #[error("compression: {0}")]
+    Memory(#[from] MemoryStoreError),
+    /// The summariser failed.
+    #[error("compression: {0}")]
+    Llm(#[from] LlmError),
+}
+
+/// Folds older events into the profile's rolling summary.
+#[derive(Clone)]
+pub struct CompressMemoryUseCase {
+    profiles: Arc<dyn UserProfileRepository>,
+    memory: Arc<dyn UserMemoryRepository>,
+    llm: Arc<dyn LlmClient>,
+    counter: Arc<dyn TokenCounter>,
+    clock: Arc<dyn Clock>,
+    config: CompressConfig,
+}
+
+impl std::fmt::Debug for CompressMemoryUseCase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompressMemoryUseCase")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+enum Pass {
+    Done,
+    Folded { folded: usize, deleted: u64 },
+    Conflict,
+}
+
+impl CompressMemoryUseCase {
+    /// Wires the use case to its ports.
+    #[must_use]
+    pub fn new(
+        profiles: Arc<dyn UserProfileRepository>,
+        memory: Arc<dyn UserMemoryRepository>,
+        llm: Arc<dyn LlmClient>,
+        counter: Arc<dyn TokenCounter>,
+        clock: Arc<dyn Clock>,
+        config: CompressConfig,
+    ) -> Self {
+        Self {
+            profiles,
+            memory,
+            llm,
+            counter,
+            clock,
+            config,
+        }
+    }
+
+    /// The configuration in force.
+    #[must_use]
+    pub fn config(&self) -> &CompressConfig {
+        &self.config
+    }
+
+    /// Compresses the user's memory if they have more than `threshold` events.
+    ///
+    /// # Errors
+    /// A [`CompressError`] if storage or the summariser failed; memory stays consistent.
+    pub async fn execute(&self, user_id: UserId) -> Result<CompressOutcome, CompressError> {
+        let events = self.memory.count(user_id).await?;
+        if events <= self.config.threshold {
+            return Ok(CompressOutcome::NothingToDo { events });
+        }
+        let (mut folded, mut deleted, mut passes) = (0, 0, 0);
+        while passes < self.config.max_passes {
+            match self.pass(user_id).await? {
+                Pass::Done => break,
+                Pass::Conflict => {
+                    tracing::info!(user_id = %user_id, folded, "compression backed off: profile changed concurrently");
+                    return Ok(CompressOutcome::BackedOff { folded });
+                }
+                Pass::Folded {
+                    folded: f,
+                    deleted: d,
+                } => {
+                    folded += f;
+                    deleted += d;
+                    passes += 1;
+                }
+            }
+        }
+        if passes == 0 {
+            return Ok(CompressOutcome::NothingToDo { events });
+        }
+        let remaining = self.memory.count(user_id).await?;
+        tracing::info!(user_id = %user_id, folded, deleted, passes, remaining, "memory compressed");
+        Ok(CompressOutcome::Compressed {
+            folded,
+            deleted,
+            passes,
+            remaining,
+        })
+    }
+
+    async fn pass(&self, user_id: UserId) -> Result<Pass, CompressError> {
+        let profile = self.profiles.get_or_create(user_id).await?;
+        let previous = profile.summary_watermark;
+        let mut deleted = 0;
+        if let Some(watermark) = previous {
+            // Covered by the persisted summary: leftovers of a run interrupted before its delete.
+            deleted += self.memory.delete_up_to(user_id, watermark).await?;
+        }
+        let kept = self
+            .memory
+            .recent(user_id, self.config.keep_last, previous)
+            .await?;
+        let Some(oldest_kept) = kept.first().filter(|_| kept.len() >= self.config.keep_last) else {
+            return Ok(Pass::Done);
+        };
+        let boundary = oldest_kept.cursor();
+        let candidates = self
+            .memory
+            .events_up_to(user_id, boundary, self.config.fold_max_events + 1)
+            .await?;
+        let mut to_fold: Vec<UserMemoryEvent> = candidates
+            .into_iter()
+            .filter(|e| e.cursor() < boundary && previous.is_none_or(|w| e.cursor() > w))
+            .take(self.config.fold_max_events)
+            .collect();
+        self.limit_to_token_budget(&mut to_fold).await;
+        // Whole turns only: never fold a question whose answer stays behind.
+        while to_fold.last().is_some_and(|e| e.role == Role::User) {
+            to_fold.pop();
+        }
+        let Some(last) = to_fold.last() else {
+            return Ok(Pass::Done);
+        };
+        let watermark = last.cursor();
+
+        let summary = self.summarise(&profile, &to_fold).await?;
+        let mut next = profile.clone();
+        next.memory_summary = Some(summary);
+        next.summary_watermark = Some(watermark);
+        next.updated_at = butler_domain::timestamp::truncate_to_millis(self.clock.now());
+        match self.profiles.save(&next).await {
+            Ok(_) => {}
+            Err(ProfileStoreError::VersionConflict { .. }) => return Ok(Pass::Conflict),
+            Err(e) => return Err(e.into()),
+        }
+        deleted += self.memory.delete_up_to(user_id, watermark).await?;
+        Ok(Pass::Folded {
+            folded: to_fold.len(),
+            deleted,
+        })
+    }
+
+    /// Keeps the oldest events whose text fits `fold_max_tokens` (at least one turn).
+    async fn limit_to_token_budget(&self, events: &mut Vec<UserMemoryEvent>) {
+        let mut used = 0;
+        let mut keep = 0;
+        for e in events.iter() {
+            let tokens = self.counter.count(&e.content).await + 4;
+            if keep >= 2 && used + tokens > self.config.fold_max_tokens {
+                break;
+            }
+            used += tokens;
+            keep += 1;
+        }
+        events.truncate(keep);
+    }
+
+    async fn summarise(
+        &self,
+        profile: &UserProfile,
+        events: &[UserMemoryEvent],
+    ) -> Result<String, CompressError> {
+        let language = profile.language;
+        // A single giant message must not overflow the summariser's window.
+        let per_event = self.config.fold_max_tokens / 2;
+        let mut conversation = String::new();
+        for e in events {
+            let content = trim_to_tokens(
+                &*self.counter,
+                e.content.trim(),
+                per_event,
+                templates::CUT_MARKER,
+            )
+            .await;
+            conversation.push_str(templates::speaker(language, e.role == Role::Assistant));
+            conversation.push_str(": ");
+            conversation.push_str(&content);
+            conversation.push('\n');
+        }
+        let request = LlmRequest {
+            messages: vec![
+                ChatMessage::system(templates::summariser_system(
+                    language,
+                    self.config.summary_max_tokens,
+                )),
+                ChatMessage::user(templates::summariser_input(
+                    language,
+                    profile.memory_summary.as_deref(),
+                    &conversation,
+                )),
+            ],
+            options: self.config.options,
+        };
+        let reply = self.llm.complete(&request).await?;
+        let summary = trim_to_tokens(
+            &*self.counter,
+            reply.text.trim(),
+            self.config.summary_max_tokens,
+            "…",
+        )
+        .await;
+        let max_chars = butler_domain::profile::MAX_SUMMARY_CHARS;
+        Ok(if summary.chars().count() > max_chars {
+            summary.chars().take(max_chars).collect()
+        } else {
+            summary
+        })
+    }
+}

@@ -1,0 +1,119 @@
+//! `MemoryWorkerUseCase`: one run of the background worker — find users over the threshold
+//! and compress each with bounded parallelism. Safe beside running bots and other workers:
+//! every compression is protected by the profile's compare-and-set.
+
+use std::sync::Arc;
+
+use butler_domain::ports::{MemoryStoreError, UserEventCount, UserMemoryRepository};
+use butler_domain::UserId;
+use futures::stream::{self, StreamExt};
+
+use super::{CompressError, CompressMemoryUseCase, CompressOutcome};
+
+/// Options of one run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerRun {
+    /// At most this many users per run (the most events first).
+    pub max_users: usize,
+    /// Only list the users that would be compressed.
+    pub dry_run: bool,
+    /// Compressions at once (the LLM client's own limit still applies).
+    pub parallelism: usize,
+}
+
+/// The result for one user.
+#[derive(Debug)]
+pub struct UserResult {
+    /// Who.
+    pub user_id: UserId,
+    /// Events before the run.
+    pub events_before: u64,
+    /// What happened (`None` in a dry run).
+    pub outcome: Option<Result<CompressOutcome, CompressError>>,
+}
+
+/// What a run did.
+#[derive(Debug, Default)]
+pub struct WorkerReport {
+    /// Per-user results, in completion order.
+    pub users: Vec<UserResult>,
+}
+
+impl WorkerReport {
+    /// Users whose compression failed.
+    #[must_use]
+    pub fn failures(&self) -> usize {
+        self.users
+            .iter()
+            .filter(|u| matches!(u.outcome, Some(Err(_))))
+            .count()
+    }
+}
+
+/// Runs the worker once.
+#[derive(Clone)]
+pub struct MemoryWorkerUseCase {
+    memory: Arc<dyn UserMemoryRepository>,
+    compress: CompressMemoryUseCase,
+}
+
+impl MemoryWorkerUseCase {
+    /// Wires the use case.
+    #[must_use]
+    pub fn new(memory: Arc<dyn UserMemoryRepository>, compress: CompressMemoryUseCase) -> Self {
+        Self { memory, compress }
+    }
+
+    /// Users the next run would compress.
+    ///
+    /// # Errors
+    /// If the memory store fails.
+    pub async fn candidates(
+        &self,
+        max_users: usize,
+    ) -> Result<Vec<UserEventCount>, MemoryStoreError> {
+        self.memory
+            .users_over(self.compress.config().threshold, max_users)
+            .await
+    }
+
+    /// One run; `on_done` is called after each user (progress reporting).
+    ///
+    /// # Errors
+    /// Only if the candidate query fails; per-user failures are in the report.
+    pub async fn execute(
+        &self,
+        run: WorkerRun,
+        on_done: &(dyn Fn(&UserResult) + Sync),
+    ) -> Result<WorkerReport, MemoryStoreError> {
+        let candidates = self.candidates(run.max_users).await?;
+        let mut report = WorkerReport::default();
+        if run.dry_run {
+            for c in candidates {
+                let result = UserResult {
+                    user_id: c.user_id,
+                    events_before: c.events,
+                    outcome: None,
+                };
+                on_done(&result);
+                report.users.push(result);
+            }
+            return Ok(report);
+        }
+        let mut results = stream::iter(candidates)
+            .map(|c| async move {
+                let outcome = self.compress.execute(c.user_id).await;
+                UserResult {
+                    user_id: c.user_id,
+                    events_before: c.events,
+                    outcome: Some(outcome),
+                }
+            })
+            .buffer_unordered(run.parallelism.max(1));
+        while let Some(result) = results.next().await {
+            on_done(&result);
+            report.users.push(result);
+        }
+        Ok(report)
+    }
+}

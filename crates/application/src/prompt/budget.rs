@@ -1,0 +1,195 @@
+//! The token budget of a prompt: how many tokens each part may use, and the start-up check
+//! that the prompt plus the reply fit the model's context window.
+
+use thiserror::Error;
+
+/// Token limits for one prompt. Defaults come from the original plan: a 2000-token prompt
+/// (persona 200, summary 300, memory 800, new message 200, the rest template overhead) and a
+/// 512-token reply in a 4096-token window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PromptBudget {
+    /// The whole prompt, including chat-template overhead.
+    pub total: usize,
+    /// The persona section (instructions, persona, topics).
+    pub persona: usize,
+    /// The memory summary.
+    pub summary: usize,
+    /// The recent conversation turns.
+    pub memory: usize,
+    /// The user's new message.
+    pub new_message: usize,
+    /// Events always kept when turns are dropped (then their text is trimmed instead).
+    pub min_recent_events: usize,
+    /// Tokens the chat template adds around each message (`<|im_start|>role\n … <|im_end|>\n`).
+    pub per_message_overhead: usize,
+    /// The model's context window.
+    pub model_window: usize,
+    /// `max_tokens` of a reply.
+    pub max_reply_tokens: usize,
+}
+
+impl Default for PromptBudget {
+    fn default() -> Self {
+        Self {
+            total: 2000,
+            persona: 200,
+            summary: 300,
+            memory: 800,
+            new_message: 200,
+            min_recent_events: 5,
+            per_message_overhead: 5,
+            model_window: 4096,
+            max_reply_tokens: 512,
+        }
+    }
+}
+
+/// One reason a budget configuration is unusable. Field names are the settings' names.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum BudgetProblem {
+    /// The prompt and the reply together do not fit the context window.
+    #[error(
+        "prompt budget ({total}) + reply max_tokens ({max_reply_tokens}) = {sum} exceeds the model window ({model_window}); \
+         lower PROMPT_TOTAL_TOKENS or LLM_MAX_TOKENS, or use a model with a larger window"
+    )]
+    ExceedsWindow {
+        /// Prompt budget.
+        total: usize,
+        /// Reply budget.
+        max_reply_tokens: usize,
+        /// Their sum.
+        sum: usize,
+        /// The window.
+        model_window: usize,
+    },
+    /// A limit that must be positive is zero.
+    #[error("{name} must be at least 1")]
+    Zero {
+        /// Which setting.
+        name: &'static str,
+    },
+    /// The parts cannot fit the whole even with empty memory.
+    #[error(
+        "persona ({persona}) + summary ({summary}) + new message ({new_message}) budgets leave no room for memory in a {total}-token prompt"
+    )]
+    PartsExceedTotal {
+        /// Persona budget.
+        persona: usize,
+        /// Summary budget.
+        summary: usize,
+        /// New-message budget.
+        new_message: usize,
+        /// Whole budget.
+        total: usize,
+    },
+}
+
+/// All problems of a budget, reported together.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("invalid prompt budget: {}", problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+pub struct BudgetError {
+    /// Every problem found.
+    pub problems: Vec<BudgetProblem>,
+}
+
+impl PromptBudget {
+    /// Checks the budget; called at start-up so a bad configuration never reaches a user.
+    ///
+    /// # Errors
+    /// A [`BudgetError`] listing every problem.
+    pub fn validate(&self) -> Result<(), BudgetError> {
+        let mut problems = Vec::new();
+        for (name, value) in [
+            ("PROMPT_TOTAL_TOKENS", self.total),
+            ("PROMPT_PERSONA_TOKENS", self.persona),
+            ("PROMPT_SUMMARY_TOKENS", self.summary),
+            ("PROMPT_MEMORY_TOKENS", self.memory),
+            ("PROMPT_NEW_MESSAGE_TOKENS", self.new_message),
+            ("LLM_MAX_TOKENS", self.max_reply_tokens),
+            ("LLM_CONTEXT_WINDOW", self.model_window),
+        ] {
+            if value == 0 {
+                problems.push(BudgetProblem::Zero { name });
+            }
+        }
+        let sum = self.total.saturating_add(self.max_reply_tokens);
+        if sum > self.model_window {
+            problems.push(BudgetProblem::ExceedsWindow {
+                total: self.total,
+                max_reply_tokens: self.max_reply_tokens,
+                sum,
+                model_window: self.model_window,
+            });
+        }
+        // System + new message overheads, plus at least one memory message.
+        let fixed = self.persona + self.summary + self.new_message + 3 * self.per_message_overhead;
+        if fixed >= self.total {
+            problems.push(BudgetProblem::PartsExceedTotal {
+                persona: self.persona,
+                summary: self.summary,
+                new_message: self.new_message,
+                total: self.total,
+            });
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(BudgetError { problems })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_budget_is_the_original_plan_and_is_valid() {
+        let b = PromptBudget::default();
+        assert_eq!(
+            (b.total, b.persona, b.summary, b.memory, b.new_message),
+            (2000, 200, 300, 800, 200)
+        );
+        assert_eq!((b.model_window, b.max_reply_tokens), (4096, 512));
+        assert_eq!(b.validate(), Ok(()));
+    }
+
+    #[test]
+    fn a_prompt_and_reply_larger_than_the_window_are_rejected_with_the_setting_names() {
+        let b = PromptBudget {
+            total: 3800,
+            max_reply_tokens: 512,
+            ..PromptBudget::default()
+        };
+        let err = b.validate().unwrap_err();
+        assert_eq!(err.problems.len(), 1);
+        let text = err.to_string();
+        assert!(
+            text.contains("4312 exceeds the model window (4096)"),
+            "{text}"
+        );
+        assert!(text.contains("LLM_MAX_TOKENS"), "{text}");
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let b = PromptBudget {
+            total: 500,
+            memory: 0,
+            max_reply_tokens: 4000,
+            ..PromptBudget::default()
+        };
+        let err = b.validate().unwrap_err();
+        assert!(err.problems.contains(&BudgetProblem::Zero {
+            name: "PROMPT_MEMORY_TOKENS"
+        }));
+        assert!(err
+            .problems
+            .iter()
+            .any(|p| matches!(p, BudgetProblem::ExceedsWindow { .. })));
+        assert!(err
+            .problems
+            .iter()
+            .any(|p| matches!(p, BudgetProblem::PartsExceedTotal { .. })));
+    }
+}

@@ -1,0 +1,259 @@
+//! `PersonalizationService`: turns a profile, a memory slice and a new message into chat
+//! messages that fit the token budget.
+//!
+//! Shape: one system message (persona section + summary section), the recent events as
+//! user/assistant turns, then the new message. When over budget: the oldest whole turns are
+//! dropped until only `min_recent_events` remain, then the remaining turns are trimmed
+//! (longest first); an over-long new message is cut with a marker, never dropped.
+
+use std::sync::Arc;
+
+use butler_domain::ports::TokenCounter;
+use butler_domain::{
+    ChatMessage, MemorySlice, PersonalizedPrompt, Role, UserMemoryEvent, UserProfile,
+};
+
+use super::budget::{BudgetError, PromptBudget};
+use super::templates::{self, CUT_MARKER};
+use super::trim::trim_to_tokens;
+
+/// Builds personalised prompts within a [`PromptBudget`].
+#[derive(Clone)]
+pub struct PersonalizationService {
+    counter: Arc<dyn TokenCounter>,
+    budget: PromptBudget,
+}
+
+impl std::fmt::Debug for PersonalizationService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PersonalizationService")
+            .field("counter", &self.counter.name())
+            .field("budget", &self.budget)
+            .finish()
+    }
+}
+
+impl PersonalizationService {
+    /// A service counting with `counter`.
+    ///
+    /// # Errors
+    /// If the budget is invalid (checked here so a bad configuration fails at start-up).
+    pub fn new(counter: Arc<dyn TokenCounter>, budget: PromptBudget) -> Result<Self, BudgetError> {
+        budget.validate()?;
+        Ok(Self { counter, budget })
+    }
+
+    /// The budget in force.
+    #[must_use]
+    pub fn budget(&self) -> &PromptBudget {
+        &self.budget
+    }
+
+    /// The token counter in use.
+    #[must_use]
+    pub fn counter(&self) -> &Arc<dyn TokenCounter> {
+        &self.counter
+    }
+
+    /// The persona section for a profile, within the persona budget: topics are dropped first,
+    /// then the persona text is shortened; the fixed instructions are never cut.
+    pub async fn persona_section(&self, profile: &UserProfile) -> String {
+        let limit = self.budget.persona;
+        let full = templates::persona_section(
+            profile.language,
+            profile.tone,
+            &profile.persona,
+            &profile.preferred_topics,
+        );
+        if self.counter.count(&full).await <= limit {
+            return full;
+        }
+        let without_topics =
+            templates::persona_section(profile.language, profile.tone, &profile.persona, &[]);
+        let fixed = self
+            .counter
+            .count(&templates::persona_section(
+                profile.language,
+                profile.tone,
+                "",
+                &[],
+            ))
+            .await;
+        if self.counter.count(&without_topics).await <= limit || fixed >= limit {
+            return without_topics;
+        }
+        // The persona gets what the instructions leave; a little slack for token merges at the seams.
+        let persona = trim_to_tokens(&*self.counter, &profile.persona, limit - fixed, "…").await;
+        let section = templates::persona_section(profile.language, profile.tone, &persona, &[]);
+        if self.counter.count(&section).await <= limit {
+            section
+        } else {
+            let persona = trim_to_tokens(
+                &*self.counter,
+                &persona,
+                (limit - fixed).saturating_sub(4),
+                "…",
+            )
+            .await;
+            templates::persona_section(profile.language, profile.tone, &persona, &[])
+        }
+    }
+
+    /// Builds the prompt for `new_message` from the profile and memory.
+    pub async fn build(
+        &self,
+        profile: &UserProfile,
+        memory: &MemorySlice,
+        new_message: &str,
+    ) -> PersonalizedPrompt {
+        let b = &self.budget;
+        let mut system = self.persona_section(profile).await;
+        if let Some(summary) = memory
+            .summary
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            let summary = trim_to_tokens(&*self.counter, summary, b.summary, CUT_MARKER).await;
+            system.push_str("\n\n");
+            system.push_str(&templates::summary_section(profile.language, &summary));
+        }
+        let new_message = self.cut_new_message(new_message).await;
+        let system_tokens = self.counter.count(&system).await;
+        let new_tokens = self.counter.count(&new_message).await;
+        let fixed = system_tokens + new_tokens + 2 * b.per_message_overhead;
+        let memory_allowance = b.memory.min(b.total.saturating_sub(fixed));
+        let (turns, turn_tokens) = self.fit_turns(&memory.events, memory_allowance).await;
+        self.assemble(system, turns, new_message, fixed + turn_tokens)
+    }
+
+    /// A prompt with no persona and no memory (`PERSONALIZATION_ENABLED=false`).
+    pub async fn build_stateless(&self, new_message: &str) -> PersonalizedPrompt {
+        let system = templates::STATELESS_SYSTEM.to_owned();
+        let new_message = self.cut_new_message(new_message).await;
+        let tokens = self.counter.count(&system).await
+            + self.counter.count(&new_message).await
+            + 2 * self.budget.per_message_overhead;
+        self.assemble(system, Vec::new(), new_message, tokens)
+    }
+
+    async fn cut_new_message(&self, text: &str) -> String {
+        trim_to_tokens(
+            &*self.counter,
+            text.trim(),
+            self.budget.new_message,
+            CUT_MARKER,
+        )
+        .await
+    }
+
+    #[allow(clippy::unused_self)]
+    fn assemble(
+        &self,
+        system: String,
+        turns: Vec<ChatMessage>,
+        new_message: String,
+        token_count: usize,
+    ) -> PersonalizedPrompt {
+        let mut prompt = PersonalizedPrompt {
+            system,
+            turns,
+            new_message,
+            full_prompt: String::new(),
+            token_count,
+        };
+        prompt.full_prompt = PersonalizedPrompt::render(&prompt.to_messages());
+        prompt
+    }
+
+    /// Chooses and trims turns to fit `allowance` tokens (overhead included). Returns the turns
+    /// and the tokens they use.
+    async fn fit_turns(
+        &self,
+        events: &[UserMemoryEvent],
+        allowance: usize,
+    ) -> (Vec<ChatMessage>, usize) {
+        let overhead = self.budget.per_message_overhead;
+        let mut items: Vec<(Role, String, usize)> = Vec::with_capacity(events.len());
+        for e in events {
+            let content = e.content.trim().to_owned();
+            let tokens = self.counter.count(&content).await;
+            items.push((e.role, content, tokens));
+        }
+        let cost = |items: &[(Role, String, usize)]| {
+            items.iter().map(|(_, _, t)| t + overhead).sum::<usize>()
+        };
+
+        // 1. Drop the oldest whole turns while over budget and more than the minimum remain.
+        let mut start = 0;
+        while cost(&items[start..]) > allowance
+            && items.len() - start > self.budget.min_recent_events
+        {
+            let pair = items[start].0 == Role::User
+                && items.get(start + 1).is_some_and(|n| n.0 == Role::Assistant);
+            let step = if pair && items.len() - start - 2 >= self.budget.min_recent_events {
+                2
+            } else {
+                1
+            };
+            start += step;
+        }
+        let mut items = items.split_off(start);
+
+        // 2. Still over: cap every turn at the largest size that fits (water-filling), trimming
+        //    only the turns above the cap. If even the overheads do not fit, drop oldest turns.
+        while !items.is_empty() && items.len() * overhead >= allowance {
+            items.remove(0);
+        }
+        if cost(&items) > allowance {
+            let content_room = allowance - items.len() * overhead;
+            let cap = water_level(items.iter().map(|(_, _, t)| *t), content_room);
+            for (_, content, tokens) in &mut items {
+                if *tokens > cap {
+                    *content = trim_to_tokens(&*self.counter, content, cap, CUT_MARKER).await;
+                    *tokens = self.counter.count(content).await;
+                }
+            }
+        }
+
+        let used = cost(&items);
+        let turns = items
+            .into_iter()
+            .map(|(role, content, _)| match role {
+                Role::User => ChatMessage::user(content),
+                Role::Assistant => ChatMessage::assistant(content),
+            })
+            .collect();
+        (turns, used)
+    }
+}
+
+/// The largest per-item cap `c` such that `sum(min(size, c)) <= room`.
+fn water_level(sizes: impl Iterator<Item = usize>, room: usize) -> usize {
+    let mut sizes: Vec<usize> = sizes.collect();
+    sizes.sort_unstable();
+    let mut remaining = room;
+    let mut left = sizes.len();
+    for size in sizes {
+        let fair = remaining / left;
+        if size > fair {
+            return fair;
+        }
+        remaining -= size;
+        left -= 1;
+    }
+    usize::MAX
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn water_level_caps_only_the_largest_items() {
+        assert_eq!(water_level([10, 10, 100].into_iter(), 60), 40);
+        assert_eq!(water_level([10, 10].into_iter(), 60), usize::MAX);
+        assert_eq!(water_level([50, 50, 50].into_iter(), 90), 30);
+        assert_eq!(water_level(std::iter::empty(), 0), usize::MAX);
+    }
+}

@@ -1,0 +1,113 @@
+//! The butler's words: the persona section, the memory-summary section, the summariser's
+//! instructions and the fallback reply. Kept in one place so tone and wording can be reviewed
+//! (and snapshot-tested) together. The intent is the original plan's PERSONA_TEMPLATE: Alfred
+//! from Batman — polite, ironic, caring — English humour, Russian language by default.
+
+use butler_domain::{Language, Tone};
+
+/// What the user gets when the language model fails.
+pub const FALLBACK_REPLY: &str = "Извините, временные технические проблемы. Попробуйте позже.";
+
+/// Appended to text cut to fit its token budget.
+pub const CUT_MARKER: &str = " …[сокращено]";
+
+/// System message of the stateless mode (`PERSONALIZATION_ENABLED=false`): no persona, no memory.
+pub const STATELESS_SYSTEM: &str =
+    "You are a helpful assistant. Answer in the language of the user's message.";
+
+fn tone_description(language: Language, tone: Tone) -> &'static str {
+    match (language, tone) {
+        (Language::Ru, Tone::Witty) => "остроумный, с сухой английской иронией",
+        (Language::Ru, Tone::Formal) => "безупречно официальный",
+        (Language::Ru, Tone::Casual) => "непринуждённый и дружелюбный",
+        (Language::En, Tone::Witty) => "witty, with dry English irony",
+        (Language::En, Tone::Formal) => "impeccably formal",
+        (Language::En, Tone::Casual) => "relaxed and friendly",
+    }
+}
+
+/// The persona section of the system message. `persona` and `topics` are the user-specific
+/// parts the budget may shorten; the instructions around them are fixed.
+#[must_use]
+pub fn persona_section(language: Language, tone: Tone, persona: &str, topics: &[String]) -> String {
+    let tone = tone_description(language, tone);
+    match language {
+        Language::Ru => {
+            let mut s = format!("Ты — {persona}. Тон: {tone}. Отвечай по-русски.\n");
+            if !topics.is_empty() {
+                s.push_str(&format!("Собеседнику интересно: {}.\n", topics.join(", ")));
+            }
+            s.push_str(
+                "Держись как Альфред из «Бэтмена»: вежлив, ироничен, заботлив. \
+                 Английский юмор, русская речь. Помогай по существу, коротко, без лишних оборотов.",
+            );
+            s
+        }
+        Language::En => {
+            let mut s = format!("You are {persona}. Tone: {tone}. Reply in English.\n");
+            if !topics.is_empty() {
+                s.push_str(&format!("The user cares about: {}.\n", topics.join(", ")));
+            }
+            s.push_str(
+                "Behave like Alfred from Batman: polite, ironic, caring. \
+                 Dry English humour. Be genuinely helpful and brief.",
+            );
+            s
+        }
+    }
+}
+
+/// The part of the system message that carries the rolling summary of older conversation.
+#[must_use]
+pub fn summary_section(language: Language, summary: &str) -> String {
+    match language {
+        Language::Ru => format!("Что ты помнишь о собеседнике по прошлым разговорам:\n{summary}"),
+        Language::En => {
+            format!("What you remember about the user from earlier conversations:\n{summary}")
+        }
+    }
+}
+
+/// Instructions for the summariser.
+#[must_use]
+pub fn summariser_system(language: Language, max_tokens: usize) -> String {
+    match language {
+        Language::Ru => format!(
+            "Ты ведёшь память дворецкого о собеседнике. Сожми разговор в сводку на русском языке \
+             не длиннее {max_tokens} токенов. Всё важное из прежней сводки сохрани. Имена, даты, \
+             числа и обещания переноси дословно. Пиши только сводку, без вступлений."
+        ),
+        Language::En => format!(
+            "You keep a butler's memory of the user. Condense the conversation into a summary in \
+             English of at most {max_tokens} tokens. Keep everything important from the previous \
+             summary. Carry names, dates, numbers and promises over verbatim. Write only the summary."
+        ),
+    }
+}
+
+/// The summariser's input: the previous summary and the conversation being folded.
+#[must_use]
+pub fn summariser_input(language: Language, previous: Option<&str>, conversation: &str) -> String {
+    let (prev_label, none, new_label) = match language {
+        Language::Ru => ("Прежняя сводка:", "(нет)", "Новые сообщения:"),
+        Language::En => ("Previous summary:", "(none)", "New messages:"),
+    };
+    format!(
+        "{prev_label}\n{}\n\n{new_label}\n{conversation}",
+        previous
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .unwrap_or(none)
+    )
+}
+
+/// How a folded event is labelled in the summariser's input.
+#[must_use]
+pub const fn speaker(language: Language, assistant: bool) -> &'static str {
+    match (language, assistant) {
+        (Language::Ru, false) => "Собеседник",
+        (Language::Ru, true) => "Дворецкий",
+        (Language::En, false) => "User",
+        (Language::En, true) => "Butler",
+    }
+}

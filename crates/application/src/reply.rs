@@ -1,0 +1,305 @@
+//! `PersonalizedReplyUseCase`: one user message in, one butler reply out.
+//!
+//! Load the profile (created on first contact) and the recent events newer than the summary
+//! watermark, build the prompt within the budget, ask the model, store the user and assistant
+//! events, and — if the user now has more than the threshold — ask the scheduler for a
+//! compression the reply does not wait for.
+//!
+//! Failure policy: the user always gets an answer. A failing model gives the fallback reply
+//! and nothing is stored (memory never holds a question without its answer). A failing store
+//! gives a degraded reply: the answer is still returned, the failure is reported in the status.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use butler_domain::ports::{
+    Clock, LlmClient, LlmRequest, RequestOptions, UserMemoryRepository, UserProfileRepository,
+};
+use butler_domain::{
+    MemorySlice, PersonalizedPrompt, Source, UserId, UserMemoryEvent, UserProfile,
+};
+
+use crate::memory::CompressionScheduler;
+use crate::prompt::templates::FALLBACK_REPLY;
+use crate::prompt::PersonalizationService;
+
+/// Tunables of the reply path.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ReplyConfig {
+    /// Recent events loaded into the prompt.
+    pub recent_limit: usize,
+    /// More stored events than this schedule a compression.
+    pub compress_threshold: u64,
+    /// Sampling options of replies.
+    pub options: RequestOptions,
+    /// `false` = stateless replies: no persona, no memory read or written.
+    pub personalization_enabled: bool,
+}
+
+impl Default for ReplyConfig {
+    fn default() -> Self {
+        Self {
+            recent_limit: 20,
+            compress_threshold: 50,
+            options: RequestOptions::default(),
+            personalization_enabled: true,
+        }
+    }
+}
+
+/// A message to answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplyInput {
+    /// Who wrote it.
+    pub user_id: UserId,
+    /// What they wrote (or what speech-to-text heard).
+    pub text: String,
+    /// How it arrived.
+    pub source: Source,
+}
+
+/// How the reply went, for metrics and logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyStatus {
+    /// Model answered, memory stored.
+    Ok,
+    /// Model answered, but storage failed somewhere (reply still sent).
+    Degraded,
+    /// Model failed: the fallback reply was returned and nothing stored.
+    LlmError,
+}
+
+impl ReplyStatus {
+    /// A bounded label for metrics: `ok`, `degraded`, `error`.
+    #[must_use]
+    pub const fn code(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Degraded => "degraded",
+            Self::LlmError => "error",
+        }
+    }
+}
+
+/// The reply and what went into it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplyOutput {
+    /// Text to send to the user.
+    pub reply: String,
+    /// Outcome for metrics.
+    pub status: ReplyStatus,
+    /// Whether the persona (and memory) were used.
+    pub used_persona: bool,
+    /// The persona the reply was written in (for logs).
+    pub persona: String,
+    /// Recent events that made it into the prompt.
+    pub memory_events_used: usize,
+    /// Tokens of the prompt.
+    pub prompt_tokens: usize,
+    /// Whether a compression was scheduled.
+    pub compression_scheduled: bool,
+    /// Time spent waiting for the model.
+    pub llm_time: std::time::Duration,
+}
+
+/// Answers one message in the butler's persona.
+#[derive(Clone)]
+pub struct PersonalizedReplyUseCase {
+    profiles: Arc<dyn UserProfileRepository>,
+    memory: Arc<dyn UserMemoryRepository>,
+    llm: Arc<dyn LlmClient>,
+    clock: Arc<dyn Clock>,
+    personalization: PersonalizationService,
+    scheduler: Arc<dyn CompressionScheduler>,
+    config: ReplyConfig,
+}
+
+impl std::fmt::Debug for PersonalizedReplyUseCase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PersonalizedReplyUseCase")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PersonalizedReplyUseCase {
+    /// Wires the use case to its ports.
+    #[must_use]
+    pub fn new(
+        profiles: Arc<dyn UserProfileRepository>,
+        memory: Arc<dyn UserMemoryRepository>,
+        llm: Arc<dyn LlmClient>,
+        clock: Arc<dyn Clock>,
+        personalization: PersonalizationService,
+        scheduler: Arc<dyn CompressionScheduler>,
+        config: ReplyConfig,
+    ) -> Self {
+        Self {
+            profiles,
+            memory,
+            llm,
+            clock,
+            personalization,
+            scheduler,
+            config,
+        }
+    }
+
+    /// The configuration in force.
+    #[must_use]
+    pub fn config(&self) -> &ReplyConfig {
+        &self.config
+    }
+
+    /// Answers `input`. Never fails: failures become the fallback reply or a degraded status.
+    pub async fn execute(&self, input: ReplyInput) -> ReplyOutput {
+        if !self.config.personalization_enabled {
+            return self.stateless(&input).await;
+        }
+        let mut degraded = false;
+        let profile = match self.profiles.get_or_create(input.user_id).await {
+            Ok(p) => Some(p),
+            Err(error) => {
+                tracing::warn!(user_id = %input.user_id, %error, "profile unavailable; replying with the default persona");
+                degraded = true;
+                None
+            }
+        };
+        let memory = match &profile {
+            Some(p) => self.load_memory(p, &mut degraded).await,
+            None => MemorySlice::default(),
+        };
+        let profile =
+            profile.unwrap_or_else(|| UserProfile::default_at(input.user_id, self.clock.now()));
+        let prompt = self
+            .personalization
+            .build(&profile, &memory, &input.text)
+            .await;
+
+        let (reply, llm_time) = match self.ask(&prompt).await {
+            (Ok(text), t) => (text, t),
+            (Err(()), t) => return Self::fallback(&profile, &prompt, t),
+        };
+
+        let mut compression_scheduled = false;
+        let user_at = self.clock.now();
+        let assistant_at = self
+            .clock
+            .now()
+            .max(user_at + time::Duration::milliseconds(1));
+        let events = [
+            UserMemoryEvent::user(input.user_id, input.text.clone(), input.source, user_at),
+            UserMemoryEvent::assistant(input.user_id, reply.clone(), input.source, assistant_at),
+        ];
+        match self.memory.append(&events).await {
+            Ok(()) => {
+                let stored = memory.total_events + 2;
+                if stored > self.config.compress_threshold {
+                    self.scheduler.schedule(input.user_id);
+                    compression_scheduled = true;
+                }
+            }
+            Err(error) => {
+                tracing::warn!(user_id = %input.user_id, %error, "memory not stored; reply sent anyway");
+                degraded = true;
+            }
+        }
+        ReplyOutput {
+            reply,
+            status: if degraded {
+                ReplyStatus::Degraded
+            } else {
+                ReplyStatus::Ok
+            },
+            used_persona: true,
+            persona: profile.persona.clone(),
+            memory_events_used: prompt.turns.len(),
+            prompt_tokens: prompt.token_count,
+            compression_scheduled,
+            llm_time,
+        }
+    }
+
+    async fn load_memory(&self, profile: &UserProfile, degraded: &mut bool) -> MemorySlice {
+        let user_id = profile.user_id;
+        let (recent, count) = futures::join!(
+            self.memory
+                .recent(user_id, self.config.recent_limit, profile.summary_watermark),
+            self.memory.count(user_id)
+        );
+        let events = recent.unwrap_or_else(|error| {
+            tracing::warn!(user_id = %user_id, %error, "recent memory unavailable; replying without it");
+            *degraded = true;
+            Vec::new()
+        });
+        let total_events = count.unwrap_or_else(|error| {
+            tracing::warn!(user_id = %user_id, %error, "event count unavailable");
+            *degraded = true;
+            events.len() as u64
+        });
+        MemorySlice {
+            events,
+            summary: profile.memory_summary.clone(),
+            total_events,
+        }
+    }
+
+    async fn ask(&self, prompt: &PersonalizedPrompt) -> (Result<String, ()>, std::time::Duration) {
+        let request = LlmRequest {
+            messages: prompt.to_messages(),
+            options: self.config.options,
+        };
+        let started = Instant::now();
+        let result = self.llm.complete(&request).await;
+        let elapsed = started.elapsed();
+        match result {
+            Ok(reply) if !reply.text.trim().is_empty() => {
+                (Ok(reply.text.trim().to_owned()), elapsed)
+            }
+            Ok(_) => {
+                tracing::warn!("language model returned an empty reply");
+                (Err(()), elapsed)
+            }
+            Err(error) => {
+                tracing::warn!(%error, kind = error.kind(), "language model failed; sending the fallback reply");
+                (Err(()), elapsed)
+            }
+        }
+    }
+
+    fn fallback(
+        profile: &UserProfile,
+        prompt: &PersonalizedPrompt,
+        llm_time: std::time::Duration,
+    ) -> ReplyOutput {
+        ReplyOutput {
+            reply: FALLBACK_REPLY.to_owned(),
+            status: ReplyStatus::LlmError,
+            used_persona: true,
+            persona: profile.persona.clone(),
+            memory_events_used: prompt.turns.len(),
+            prompt_tokens: prompt.token_count,
+            compression_scheduled: false,
+            llm_time,
+        }
+    }
+
+    async fn stateless(&self, input: &ReplyInput) -> ReplyOutput {
+        let prompt = self.personalization.build_stateless(&input.text).await;
+        let (result, llm_time) = self.ask(&prompt).await;
+        let (reply, status) = match result {
+            Ok(text) => (text, ReplyStatus::Ok),
+            Err(()) => (FALLBACK_REPLY.to_owned(), ReplyStatus::LlmError),
+        };
+        ReplyOutput {
+            reply,
+            status,
+            used_persona: false,
+            persona: String::new(),
+            memory_events_used: 0,
+            prompt_tokens: prompt.token_count,
+            compression_scheduled: false,
+            llm_time,
+        }
+    }
+}

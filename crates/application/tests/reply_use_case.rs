@@ -1,0 +1,225 @@
+//! The reply use case against in-memory fakes: success, model failure, storage failure,
+//! stateless mode, and the compression trigger.
+
+mod support;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use butler_application::prompt::templates::FALLBACK_REPLY;
+use butler_application::{
+    CompressMemoryUseCase, CompressionScheduler, ReplyConfig, ReplyInput, ReplyStatus,
+};
+use butler_domain::ports::{LlmError, UserMemoryRepository, UserProfileRepository};
+use butler_domain::{ChatRole, Role, Source, UserId};
+use butler_testkit::fakes::{FakeLlm, LlmStep};
+use support::World;
+
+const USER: UserId = UserId::new(7);
+
+fn text(t: &str) -> ReplyInput {
+    ReplyInput {
+        user_id: USER,
+        text: t.to_owned(),
+        source: Source::Text,
+    }
+}
+
+#[tokio::test]
+async fn a_reply_is_generated_in_persona_and_both_events_are_stored_in_order() {
+    let w = World::default();
+    w.llm.push_reply("Добрый вечер, сэр. Чай уже заварен.");
+    let out = w
+        .reply()
+        .execute(ReplyInput {
+            source: Source::Voice,
+            ..text("Добрый вечер")
+        })
+        .await;
+
+    assert_eq!(out.reply, "Добрый вечер, сэр. Чай уже заварен.");
+    assert_eq!(out.status, ReplyStatus::Ok);
+    assert!(out.used_persona);
+    assert_eq!(out.persona, "Alfred-style дворецкий");
+    assert_eq!(out.memory_events_used, 0);
+    assert!(out.prompt_tokens > 0);
+
+    let stored = w.memory.all(USER);
+    assert_eq!(stored.len(), 2);
+    assert_eq!(
+        (stored[0].role, stored[0].content.as_str()),
+        (Role::User, "Добрый вечер")
+    );
+    assert_eq!(
+        (stored[1].role, stored[1].content.as_str()),
+        (Role::Assistant, "Добрый вечер, сэр. Чай уже заварен.")
+    );
+    assert!(stored.iter().all(|e| e.source == Source::Voice));
+    assert!(stored[0].cursor() < stored[1].cursor());
+    assert!(
+        w.profiles.get(USER).await.unwrap().is_some(),
+        "profile created on first contact"
+    );
+
+    let request = &w.llm.requests()[0];
+    assert_eq!(request.messages[0].role, ChatRole::System);
+    assert!(request.messages[0].content.contains("Альфред"));
+    assert_eq!(request.messages.last().unwrap().content, "Добрый вечер");
+    assert_eq!(request.options.max_tokens, 512);
+}
+
+#[tokio::test]
+async fn the_next_message_sees_the_previous_exchange_as_chat_turns() {
+    let w = World::default();
+    let reply = w.reply();
+    w.llm.push_reply("Запомнил, сэр: вы Пётр.");
+    reply.execute(text("Меня зовут Пётр")).await;
+    w.llm.push_reply("Вы Пётр, сэр.");
+    let out = reply.execute(text("Как меня зовут?")).await;
+    assert_eq!(out.memory_events_used, 2);
+    let messages = &w.llm.requests()[1].messages;
+    let contents: Vec<&str> = messages
+        .iter()
+        .skip(1)
+        .map(|m| m.content.as_str())
+        .collect();
+    assert_eq!(
+        contents,
+        [
+            "Меня зовут Пётр",
+            "Запомнил, сэр: вы Пётр.",
+            "Как меня зовут?"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_failing_model_gives_the_fallback_reply_and_stores_nothing() {
+    let w = World::default();
+    w.llm.push(LlmStep::Fail(LlmError::Status {
+        status: 500,
+        body_excerpt: "boom".into(),
+    }));
+    let out = w.reply().execute(text("Алло?")).await;
+    assert_eq!(out.reply, FALLBACK_REPLY);
+    assert_eq!(out.status, ReplyStatus::LlmError);
+    assert_eq!(out.status.code(), "error");
+    assert!(
+        w.memory.all(USER).is_empty(),
+        "no half-conversation in memory"
+    );
+}
+
+#[tokio::test]
+async fn a_failing_memory_store_still_returns_the_reply_as_degraded() {
+    let w = World::default();
+    w.memory.fail_appends.store(true, Ordering::SeqCst);
+    w.llm.push_reply("Разумеется, сэр.");
+    let out = w.reply().execute(text("Подай плащ")).await;
+    assert_eq!(out.reply, "Разумеется, сэр.");
+    assert_eq!(out.status, ReplyStatus::Degraded);
+    assert_eq!(out.status.code(), "degraded");
+}
+
+#[tokio::test]
+async fn a_database_outage_still_gets_an_answer_with_the_default_persona() {
+    let w = World::default();
+    w.profiles.outage.set(true);
+    w.memory.outage.set(true);
+    let out = w.reply().execute(text("Есть кто?")).await;
+    assert_eq!(out.reply, "Разумеется, сэр.");
+    assert_eq!(out.status, ReplyStatus::Degraded);
+    assert!(w.llm.requests()[0].messages[0].content.contains("Альфред"));
+    w.memory.outage.set(false);
+    assert!(w.memory.all(USER).is_empty());
+}
+
+#[tokio::test]
+async fn stateless_mode_uses_no_persona_and_stores_nothing() {
+    let w = World::default();
+    let reply = w.reply_with(ReplyConfig {
+        personalization_enabled: false,
+        ..ReplyConfig::default()
+    });
+    w.llm.push_reply("4");
+    let out = reply.execute(text("2+2?")).await;
+    assert_eq!(out.reply, "4");
+    assert!(!out.used_persona);
+    assert!(!w.llm.requests()[0].messages[0].content.contains("Альфред"));
+    assert!(w.memory.all(USER).is_empty());
+    assert!(w.profiles.is_empty());
+}
+
+#[tokio::test]
+async fn more_than_fifty_events_schedule_a_compression_and_fewer_do_not() {
+    let w = World::default();
+    w.seed_turns(USER, 0, 24).await; // 48 events
+    let reply = w.reply();
+    let out = reply.execute(text("ещё")).await; // 50: not more than 50
+    assert!(!out.compression_scheduled);
+    let out = reply.execute(text("и ещё")).await; // 52
+    assert!(out.compression_scheduled);
+    assert_eq!(*w.scheduler.0.lock().unwrap(), vec![USER]);
+}
+
+/// Runs compressions on spawned tasks, like the factory's scheduler.
+struct SpawningScheduler {
+    compress: CompressMemoryUseCase,
+    tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl CompressionScheduler for SpawningScheduler {
+    fn schedule(&self, user_id: UserId) {
+        let compress = self.compress.clone();
+        self.tasks.lock().unwrap().push(tokio::spawn(async move {
+            compress.execute(user_id).await.unwrap();
+        }));
+    }
+}
+
+#[tokio::test]
+async fn the_reply_never_waits_for_the_compression_it_triggers() {
+    let w = World::default();
+    w.seed_turns(USER, 0, 25).await; // 50 events
+    let summariser = Arc::new(FakeLlm::default());
+    summariser.set_default_reply("Пользователь задал 25 вопросов.");
+    let gate = summariser.gate(); // compression blocks inside the model call
+    let scheduler = Arc::new(SpawningScheduler {
+        compress: w.compress_with(
+            summariser.clone(),
+            butler_application::CompressConfig::default(),
+        ),
+        tasks: Default::default(),
+    });
+    let reply = butler_application::PersonalizedReplyUseCase::new(
+        w.profiles.clone(),
+        w.memory.clone(),
+        w.llm.clone(),
+        w.clock.clone(),
+        w.personalization(),
+        scheduler.clone(),
+        ReplyConfig::default(),
+    );
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        reply.execute(text("ну?")),
+    )
+    .await
+    .unwrap();
+    assert!(out.compression_scheduled);
+    assert_eq!(
+        w.memory.count(USER).await.unwrap(),
+        52,
+        "compression has not finished yet"
+    );
+
+    gate.add_permits(1);
+    let task = scheduler.tasks.lock().unwrap().pop().unwrap();
+    task.await.unwrap();
+    let profile = w.profiles.get(USER).await.unwrap().unwrap();
+    assert_eq!(
+        profile.memory_summary.as_deref(),
+        Some("Пользователь задал 25 вопросов.")
+    );
+    assert_eq!(w.memory.count(USER).await.unwrap(), 20);
+}

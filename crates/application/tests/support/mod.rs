@@ -1,0 +1,132 @@
+//! A small world of fakes wired into the use cases, shared by the application tests.
+#![allow(dead_code)]
+
+use std::sync::{Arc, Mutex};
+
+use butler_application::prompt::PromptBudget;
+use butler_application::{
+    CompressConfig, CompressMemoryUseCase, CompressionScheduler, PersonalizationService,
+    PersonalizedReplyUseCase, ReplyConfig, ResetPersonalizationUseCase,
+};
+use butler_domain::ports::Clock;
+use butler_domain::ports::{TokenCounter, UserMemoryRepository};
+use butler_domain::{Source, UserId, UserMemoryEvent};
+use butler_testkit::fakes::{CharCounter, FakeLlm, InMemoryMemory, InMemoryProfiles, ManualClock};
+
+/// A budget sized for the one-token-per-character counter.
+pub fn char_budget() -> PromptBudget {
+    PromptBudget {
+        total: 3000,
+        persona: 600,
+        summary: 300,
+        memory: 1200,
+        new_message: 300,
+        min_recent_events: 5,
+        per_message_overhead: 4,
+        model_window: 4096,
+        max_reply_tokens: 512,
+    }
+}
+
+/// Remembers which users a reply asked to compress.
+#[derive(Default)]
+pub struct RecordingScheduler(pub Mutex<Vec<UserId>>);
+
+impl CompressionScheduler for RecordingScheduler {
+    fn schedule(&self, user_id: UserId) {
+        self.0.lock().unwrap().push(user_id);
+    }
+}
+
+pub struct World {
+    pub profiles: Arc<InMemoryProfiles>,
+    pub memory: Arc<InMemoryMemory>,
+    pub llm: Arc<FakeLlm>,
+    pub clock: Arc<ManualClock>,
+    pub counter: Arc<dyn TokenCounter>,
+    pub scheduler: Arc<RecordingScheduler>,
+}
+
+impl Default for World {
+    fn default() -> Self {
+        Self {
+            profiles: Arc::default(),
+            memory: Arc::default(),
+            llm: Arc::default(),
+            clock: Arc::default(),
+            counter: Arc::new(CharCounter),
+            scheduler: Arc::default(),
+        }
+    }
+}
+
+impl World {
+    pub fn personalization(&self) -> PersonalizationService {
+        PersonalizationService::new(self.counter.clone(), char_budget()).unwrap()
+    }
+
+    pub fn reply(&self) -> PersonalizedReplyUseCase {
+        self.reply_with(ReplyConfig::default())
+    }
+
+    pub fn reply_with(&self, config: ReplyConfig) -> PersonalizedReplyUseCase {
+        PersonalizedReplyUseCase::new(
+            self.profiles.clone(),
+            self.memory.clone(),
+            self.llm.clone(),
+            self.clock.clone(),
+            self.personalization(),
+            self.scheduler.clone(),
+            config,
+        )
+    }
+
+    pub fn compress(&self) -> CompressMemoryUseCase {
+        self.compress_with(self.llm.clone(), CompressConfig::default())
+    }
+
+    pub fn compress_with(
+        &self,
+        llm: Arc<FakeLlm>,
+        config: CompressConfig,
+    ) -> CompressMemoryUseCase {
+        CompressMemoryUseCase::new(
+            self.profiles.clone(),
+            self.memory.clone(),
+            llm,
+            self.counter.clone(),
+            self.clock.clone(),
+            config,
+        )
+    }
+
+    pub fn reset(&self) -> ResetPersonalizationUseCase {
+        ResetPersonalizationUseCase::new(self.profiles.clone(), self.memory.clone())
+    }
+
+    /// Stores `turns` question/answer pairs for the user, numbered from `from`.
+    pub async fn seed_turns(
+        &self,
+        user: UserId,
+        from: usize,
+        turns: usize,
+    ) -> Vec<UserMemoryEvent> {
+        let mut events = Vec::new();
+        for i in from..from + turns {
+            events.push(UserMemoryEvent::user(
+                user,
+                format!("вопрос {i}"),
+                Source::Text,
+                self.clock.now(),
+            ));
+            events.push(UserMemoryEvent::assistant(
+                user,
+                format!("ответ {i}"),
+                Source::Text,
+                self.clock.now(),
+            ));
+        }
+        self.memory.append(&events).await.unwrap();
+        events
+    }
+}

@@ -1,0 +1,676 @@
+//! `Settings`: one typed configuration, layered defaults → optional TOML file → environment,
+//! validated at start-up with every problem reported at once, each naming the variable and
+//! the expected form. Secrets are `SecretString`s and print as `***`.
+
+mod variables;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use butler_application::prompt::PromptBudget;
+use secrecy::{ExposeSecret, SecretString};
+
+pub use variables::{help_text, variable, Variable, VARIABLES};
+
+/// Where the conversation memory lives.
+#[derive(Debug, Clone)]
+pub enum StorageSettings {
+    /// Embedded SQLite file (the default).
+    Sqlite {
+        /// Database file.
+        path: PathBuf,
+    },
+    /// A MongoDB server or replica set.
+    Mongo {
+        /// Connection string (may hold credentials).
+        uri: SecretString,
+        /// Database name.
+        database: String,
+        /// TTL of memory events in days; `None` disables the TTL index.
+        ttl_days: Option<u32>,
+    },
+}
+
+/// How prompt tokens are counted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenizerSettings {
+    /// The conservative estimator.
+    Estimator,
+    /// Exact Qwen counts from a `qwen.tiktoken` vocabulary.
+    QwenTiktoken {
+        /// Vocabulary file.
+        path: PathBuf,
+    },
+    /// A llama.cpp server's `/tokenize` endpoint (estimator as fallback).
+    LlamaTokenize {
+        /// Server base URL.
+        url: String,
+    },
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Telegram front end.
+#[derive(Debug, Clone)]
+pub struct TelegramSettings {
+    /// Bot token; required to run the bot.
+    pub token: Option<SecretString>,
+    /// Bot API server.
+    pub api_url: String,
+    /// Users answered; empty = everyone.
+    pub allowed_user_ids: Vec<i64>,
+    /// Longest voice message transcribed.
+    pub voice_max_seconds: u32,
+    /// Largest voice file downloaded.
+    pub voice_max_bytes: usize,
+}
+
+/// The language model.
+#[derive(Debug, Clone)]
+pub struct LlmSettings {
+    /// OpenAI-compatible base URL (`…/v1`).
+    pub base_url: Option<String>,
+    /// Model name.
+    pub model: String,
+    /// Bearer key.
+    pub api_key: Option<SecretString>,
+    /// In-flight requests.
+    pub max_concurrency: usize,
+    /// Deadline of one call.
+    pub timeout: Duration,
+    /// Reply temperature.
+    pub temperature: f32,
+}
+
+/// Speech-to-text.
+#[derive(Debug, Clone)]
+pub struct SttSettings {
+    /// OpenAI-compatible base URL (`…/v1`); `None` = voice not supported.
+    pub base_url: Option<String>,
+    /// Model name.
+    pub model: String,
+    /// Language hint.
+    pub language: Option<String>,
+    /// Deadline of one call.
+    pub timeout: Duration,
+}
+
+/// Memory thresholds.
+#[derive(Debug, Clone, Copy)]
+pub struct MemorySettings {
+    /// Recent events per prompt.
+    pub recent_events: usize,
+    /// Compression trigger.
+    pub compress_threshold: u64,
+    /// Events kept after compression.
+    pub keep_last: usize,
+    /// Summary length in tokens.
+    pub summary_tokens: usize,
+}
+
+/// Everything the binaries are configured with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Telegram.
+    pub telegram: TelegramSettings,
+    /// Storage.
+    pub storage: StorageSettings,
+    /// Language model.
+    pub llm: LlmSettings,
+    /// Speech-to-text.
+    pub stt: SttSettings,
+    /// `false` = stateless replies.
+    pub personalization_enabled: bool,
+    /// Memory thresholds.
+    pub memory: MemorySettings,
+    /// Prompt budget (validated against the window).
+    pub budget: PromptBudget,
+    /// Token counting.
+    pub tokenizer: TokenizerSettings,
+    /// Metrics listener.
+    pub metrics_addr: Option<SocketAddr>,
+    /// Key `profile_admin` callers must present.
+    pub admin_key: Option<SecretString>,
+    /// Log format.
+    pub log_format: LogFormat,
+}
+
+/// One invalid setting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingProblem {
+    /// The variable.
+    pub variable: String,
+    /// What was wrong and the expected form (never the value of a secret).
+    pub message: String,
+}
+
+/// Every problem found while loading settings.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct SettingsError {
+    /// The problems, in table order.
+    pub problems: Vec<SettingProblem>,
+}
+
+impl fmt::Display for SettingsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "invalid configuration ({} problem(s)):",
+            self.problems.len()
+        )?;
+        for p in &self.problems {
+            writeln!(f, "  {}: {}", p.variable, p.message)?;
+        }
+        Ok(())
+    }
+}
+
+/// Raw values by variable name, after layering.
+struct Raw {
+    values: BTreeMap<String, String>,
+    problems: Vec<SettingProblem>,
+}
+
+impl Raw {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.values
+            .get(name)
+            .map(String::as_str)
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    }
+
+    fn problem(&mut self, name: &str, message: String) {
+        self.problems.push(SettingProblem {
+            variable: name.to_owned(),
+            message,
+        });
+    }
+
+    fn expected(&mut self, name: &str) {
+        let v = variable(name).map_or("a valid value", |v| v.expected);
+        let shown = if variable(name).is_some_and(|v| v.secret) {
+            String::new()
+        } else {
+            format!(" (got {:?})", self.get(name).unwrap_or_default())
+        };
+        self.problem(name, format!("expected {v}{shown}"));
+    }
+
+    fn or_default<'a>(&'a self, name: &str) -> &'a str {
+        self.get(name)
+            .unwrap_or_else(|| variable(name).map_or("", |v| v.default))
+    }
+
+    fn parse<T: std::str::FromStr>(&mut self, name: &str, valid: impl Fn(&T) -> bool) -> Option<T> {
+        let text = self.or_default(name).to_owned();
+        match text.parse::<T>() {
+            Ok(v) if valid(&v) => Some(v),
+            _ => {
+                self.expected(name);
+                None
+            }
+        }
+    }
+
+    fn url(&mut self, name: &str) -> Option<String> {
+        let value = self.get(name)?.to_owned();
+        match url::Url::parse(&value) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+                Some(value.trim_end_matches('/').to_owned())
+            }
+            _ => {
+                self.expected(name);
+                None
+            }
+        }
+    }
+
+    fn secret(&self, name: &str) -> Option<SecretString> {
+        self.get(name).map(|v| SecretString::from(v.to_owned()))
+    }
+}
+
+impl Settings {
+    /// Loads settings from the process environment and, if given, a TOML file.
+    ///
+    /// # Errors
+    /// A [`SettingsError`] listing every invalid variable.
+    pub fn load(config_file: Option<&Path>) -> Result<Self, SettingsError> {
+        Self::from_sources(config_file, |name| std::env::var(name).ok())
+    }
+
+    /// Loads settings from a TOML file (optional) and an environment lookup (for tests).
+    ///
+    /// # Errors
+    /// A [`SettingsError`] listing every invalid variable.
+    pub fn from_sources(
+        config_file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, SettingsError> {
+        let mut raw = Raw {
+            values: BTreeMap::new(),
+            problems: Vec::new(),
+        };
+        if let Some(path) = config_file {
+            read_toml(path, &mut raw);
+        }
+        for v in VARIABLES {
+            if let Some(value) = env(v.name) {
+                raw.values.insert(v.name.to_owned(), value);
+            }
+        }
+        let settings = Self::parse(&mut raw);
+        if raw.problems.is_empty() {
+            settings.ok_or_else(|| SettingsError {
+                problems: Vec::new(),
+            })
+        } else {
+            Err(SettingsError {
+                problems: raw.problems,
+            })
+        }
+    }
+
+    #[allow(clippy::too_many_lines)]
+    fn parse(raw: &mut Raw) -> Option<Self> {
+        let allowed_user_ids = parse_ids(raw);
+        let telegram = TelegramSettings {
+            token: raw.secret("TELEGRAM_BOT_TOKEN"),
+            api_url: raw
+                .url("TELEGRAM_API_URL")
+                .unwrap_or_else(|| "https://api.telegram.org".to_owned()),
+            allowed_user_ids,
+            voice_max_seconds: raw
+                .parse("VOICE_MAX_SECONDS", |v: &u32| *v > 0)
+                .unwrap_or(300),
+            voice_max_bytes: raw
+                .parse("VOICE_MAX_BYTES", |v: &usize| *v > 0 && *v <= 20_000_000)
+                .unwrap_or(20_000_000),
+        };
+        let storage = parse_storage(raw);
+        let llm = LlmSettings {
+            base_url: raw.url("LLM_BASE_URL"),
+            model: raw.or_default("LLM_MODEL").to_owned(),
+            api_key: raw.secret("LLM_API_KEY"),
+            max_concurrency: raw
+                .parse("LLM_MAX_CONCURRENCY", |v: &usize| *v >= 1)
+                .unwrap_or(4),
+            timeout: Duration::from_secs(
+                raw.parse("LLM_TIMEOUT_SECS", |v: &u64| *v >= 1)
+                    .unwrap_or(60),
+            ),
+            temperature: raw
+                .parse("LLM_TEMPERATURE", |v: &f32| (0.0..=2.0).contains(v))
+                .unwrap_or(0.7),
+        };
+        let stt = SttSettings {
+            base_url: raw.url("STT_BASE_URL"),
+            model: raw.or_default("STT_MODEL").to_owned(),
+            language: raw.get("STT_LANGUAGE").map(str::to_owned),
+            timeout: Duration::from_secs(
+                raw.parse("STT_TIMEOUT_SECS", |v: &u64| *v >= 1)
+                    .unwrap_or(60),
+            ),
+        };
+        let personalization_enabled = parse_bool(raw, "PERSONALIZATION_ENABLED").unwrap_or(true);
+        let memory = MemorySettings {
+            recent_events: raw
+                .parse("MEMORY_RECENT_EVENTS", |v: &usize| *v >= 1)
+                .unwrap_or(20),
+            compress_threshold: raw
+                .parse("MEMORY_COMPRESS_THRESHOLD", |v: &u64| *v >= 1)
+                .unwrap_or(50),
+            keep_last: raw
+                .parse("MEMORY_KEEP_LAST", |v: &usize| *v >= 1)
+                .unwrap_or(20),
+            summary_tokens: raw
+                .parse("MEMORY_SUMMARY_TOKENS", |v: &usize| *v >= 1)
+                .unwrap_or(300),
+        };
+        if usize::try_from(memory.compress_threshold).is_ok_and(|t| t < memory.keep_last) {
+            raw.problem(
+                "MEMORY_COMPRESS_THRESHOLD",
+                format!("must be at least MEMORY_KEEP_LAST ({})", memory.keep_last),
+            );
+        }
+        let defaults = PromptBudget::default();
+        let budget = PromptBudget {
+            total: raw
+                .parse("PROMPT_TOTAL_TOKENS", |v: &usize| *v >= 1)
+                .unwrap_or(defaults.total),
+            persona: raw
+                .parse("PROMPT_PERSONA_TOKENS", |v: &usize| *v >= 1)
+                .unwrap_or(defaults.persona),
+            summary: raw
+                .parse("PROMPT_SUMMARY_TOKENS", |v: &usize| *v >= 1)
+                .unwrap_or(defaults.summary),
+            memory: raw
+                .parse("PROMPT_MEMORY_TOKENS", |v: &usize| *v >= 1)
+                .unwrap_or(defaults.memory),
+            new_message: raw
+                .parse("PROMPT_NEW_MESSAGE_TOKENS", |v: &usize| *v >= 1)
+                .unwrap_or(defaults.new_message),
+            model_window: raw
+                .parse("LLM_CONTEXT_WINDOW", |v: &usize| *v >= 1)
+                .unwrap_or(defaults.model_window),
+            max_reply_tokens: raw
+                .parse("LLM_MAX_TOKENS", |v: &usize| *v >= 1)
+                .unwrap_or(defaults.max_reply_tokens),
+            ..defaults
+        };
+        if let Err(e) = budget.validate() {
+            for p in e.problems {
+                raw.problem("PROMPT_TOTAL_TOKENS", p.to_string());
+            }
+        }
+        let tokenizer = parse_tokenizer(raw);
+        let metrics_addr = raw.get("METRICS_ADDR").map(str::to_owned).and_then(|a| {
+            a.parse::<SocketAddr>()
+                .map_err(|_| raw.expected("METRICS_ADDR"))
+                .ok()
+        });
+        let admin_key = raw.secret("BUTLER_ADMIN_KEY");
+        if admin_key
+            .as_ref()
+            .is_some_and(|k| k.expose_secret().chars().count() < 16)
+        {
+            raw.problem(
+                "BUTLER_ADMIN_KEY",
+                "expected any string of ≥ 16 characters".to_owned(),
+            );
+        }
+        let log_format = match raw.or_default("LOG_FORMAT").to_ascii_lowercase().as_str() {
+            "pretty" => LogFormat::Pretty,
+            "json" => LogFormat::Json,
+            _ => {
+                raw.expected("LOG_FORMAT");
+                LogFormat::Pretty
+            }
+        };
+        Some(Self {
+            telegram,
+            storage,
+            llm,
+            stt,
+            personalization_enabled,
+            memory,
+            budget,
+            tokenizer,
+            metrics_addr,
+            admin_key,
+            log_format,
+        })
+    }
+
+    /// Every effective setting as `NAME = value` lines, secrets shown as `***`.
+    #[must_use]
+    pub fn describe(&self) -> Vec<(&'static str, String)> {
+        let masked = |s: &Option<SecretString>| {
+            if s.is_some() {
+                "***".to_owned()
+            } else {
+                String::new()
+            }
+        };
+        let (backend, sqlite, mongo, db, ttl) = match &self.storage {
+            StorageSettings::Sqlite { path } => (
+                "sqlite",
+                path.display().to_string(),
+                String::new(),
+                String::new(),
+                String::new(),
+            ),
+            StorageSettings::Mongo {
+                database, ttl_days, ..
+            } => (
+                "mongodb",
+                String::new(),
+                "***".to_owned(),
+                database.clone(),
+                ttl_days.map_or_else(|| "0".to_owned(), |d| d.to_string()),
+            ),
+        };
+        let (tokenizer, tok_path, tok_url) = match &self.tokenizer {
+            TokenizerSettings::Estimator => ("estimator", String::new(), String::new()),
+            TokenizerSettings::QwenTiktoken { path } => {
+                ("qwen-tiktoken", path.display().to_string(), String::new())
+            }
+            TokenizerSettings::LlamaTokenize { url } => {
+                ("llama-tokenize", String::new(), url.clone())
+            }
+        };
+        let ids: Vec<String> = self
+            .telegram
+            .allowed_user_ids
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        vec![
+            ("TELEGRAM_BOT_TOKEN", masked(&self.telegram.token)),
+            ("TELEGRAM_API_URL", self.telegram.api_url.clone()),
+            ("ALLOWED_USER_IDS", ids.join(",")),
+            (
+                "VOICE_MAX_SECONDS",
+                self.telegram.voice_max_seconds.to_string(),
+            ),
+            ("VOICE_MAX_BYTES", self.telegram.voice_max_bytes.to_string()),
+            ("STORAGE", backend.to_owned()),
+            ("SQLITE_PATH", sqlite),
+            ("MONGODB_URI", mongo),
+            ("MONGODB_DB", db),
+            ("MEMORY_TTL_DAYS", ttl),
+            (
+                "LLM_BASE_URL",
+                self.llm.base_url.clone().unwrap_or_default(),
+            ),
+            ("LLM_MODEL", self.llm.model.clone()),
+            ("LLM_API_KEY", masked(&self.llm.api_key)),
+            ("LLM_MAX_CONCURRENCY", self.llm.max_concurrency.to_string()),
+            ("LLM_TIMEOUT_SECS", self.llm.timeout.as_secs().to_string()),
+            ("LLM_TEMPERATURE", self.llm.temperature.to_string()),
+            ("LLM_MAX_TOKENS", self.budget.max_reply_tokens.to_string()),
+            ("LLM_CONTEXT_WINDOW", self.budget.model_window.to_string()),
+            (
+                "STT_BASE_URL",
+                self.stt.base_url.clone().unwrap_or_default(),
+            ),
+            ("STT_MODEL", self.stt.model.clone()),
+            (
+                "STT_LANGUAGE",
+                self.stt.language.clone().unwrap_or_default(),
+            ),
+            ("STT_TIMEOUT_SECS", self.stt.timeout.as_secs().to_string()),
+            (
+                "PERSONALIZATION_ENABLED",
+                self.personalization_enabled.to_string(),
+            ),
+            (
+                "MEMORY_RECENT_EVENTS",
+                self.memory.recent_events.to_string(),
+            ),
+            (
+                "MEMORY_COMPRESS_THRESHOLD",
+                self.memory.compress_threshold.to_string(),
+            ),
+            ("MEMORY_KEEP_LAST", self.memory.keep_last.to_string()),
+            (
+                "MEMORY_SUMMARY_TOKENS",
+                self.memory.summary_tokens.to_string(),
+            ),
+            ("PROMPT_TOTAL_TOKENS", self.budget.total.to_string()),
+            ("PROMPT_PERSONA_TOKENS", self.budget.persona.to_string()),
+            ("PROMPT_SUMMARY_TOKENS", self.budget.summary.to_string()),
+            ("PROMPT_MEMORY_TOKENS", self.budget.memory.to_string()),
+            (
+                "PROMPT_NEW_MESSAGE_TOKENS",
+                self.budget.new_message.to_string(),
+            ),
+            ("TOKENIZER", tokenizer.to_owned()),
+            ("TOKENIZER_PATH", tok_path),
+            ("TOKENIZER_URL", tok_url),
+            (
+                "METRICS_ADDR",
+                self.metrics_addr.map(|a| a.to_string()).unwrap_or_default(),
+            ),
+            ("BUTLER_ADMIN_KEY", masked(&self.admin_key)),
+            (
+                "LOG_FORMAT",
+                if self.log_format == LogFormat::Json {
+                    "json"
+                } else {
+                    "pretty"
+                }
+                .to_owned(),
+            ),
+        ]
+    }
+}
+
+fn read_toml(path: &Path, raw: &mut Raw) {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => return raw.problem("--config", format!("cannot read {}: {e}", path.display())),
+    };
+    let table: toml::Table = match text.parse() {
+        Ok(t) => t,
+        Err(e) => {
+            return raw.problem(
+                "--config",
+                format!("{} is not valid TOML: {}", path.display(), e.message()),
+            )
+        }
+    };
+    for (key, value) in table {
+        let name = key.to_ascii_uppercase();
+        if variable(&name).is_none() {
+            raw.problem(
+                "--config",
+                format!("unknown key {key:?} in {}", path.display()),
+            );
+            continue;
+        }
+        let text = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Array(items) => items
+                .iter()
+                .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_owned))
+                .collect::<Vec<_>>()
+                .join(","),
+            other => other.to_string(),
+        };
+        raw.values.insert(name, text);
+    }
+}
+
+fn parse_ids(raw: &mut Raw) -> Vec<i64> {
+    let Some(text) = raw.get("ALLOWED_USER_IDS").map(str::to_owned) else {
+        return Vec::new();
+    };
+    let parsed: Result<Vec<i64>, _> = text
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::parse)
+        .collect();
+    parsed.unwrap_or_else(|_| {
+        raw.expected("ALLOWED_USER_IDS");
+        Vec::new()
+    })
+}
+
+fn parse_bool(raw: &mut Raw, name: &str) -> Option<bool> {
+    match raw.or_default(name).to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" => Some(false),
+        _ => {
+            raw.expected(name);
+            None
+        }
+    }
+}
+
+fn parse_storage(raw: &mut Raw) -> StorageSettings {
+    let uri = raw.secret("MONGODB_URI");
+    let choice = raw.get("STORAGE").map(str::to_ascii_lowercase);
+    let mongo = match choice.as_deref() {
+        None => uri.is_some(),
+        Some("sqlite") => false,
+        Some("mongodb" | "mongo") => true,
+        Some(_) => {
+            raw.expected("STORAGE");
+            false
+        }
+    };
+    if !mongo {
+        return StorageSettings::Sqlite {
+            path: PathBuf::from(raw.or_default("SQLITE_PATH")),
+        };
+    }
+    let Some(uri) = uri else {
+        raw.problem(
+            "MONGODB_URI",
+            "required when STORAGE=mongodb: expected a mongodb:// or mongodb+srv:// URI".to_owned(),
+        );
+        return StorageSettings::Sqlite {
+            path: PathBuf::from(raw.or_default("SQLITE_PATH")),
+        };
+    };
+    if !(uri.expose_secret().starts_with("mongodb://")
+        || uri.expose_secret().starts_with("mongodb+srv://"))
+    {
+        raw.expected("MONGODB_URI");
+    }
+    let ttl: u32 = raw.parse("MEMORY_TTL_DAYS", |_: &u32| true).unwrap_or(90);
+    StorageSettings::Mongo {
+        uri,
+        database: raw.or_default("MONGODB_DB").to_owned(),
+        ttl_days: (ttl > 0).then_some(ttl),
+    }
+}
+
+fn parse_tokenizer(raw: &mut Raw) -> TokenizerSettings {
+    match raw.or_default("TOKENIZER").to_ascii_lowercase().as_str() {
+        "estimator" => TokenizerSettings::Estimator,
+        "qwen-tiktoken" => match raw.get("TOKENIZER_PATH") {
+            Some(p) => TokenizerSettings::QwenTiktoken {
+                path: PathBuf::from(p),
+            },
+            None => {
+                raw.problem(
+                    "TOKENIZER_PATH",
+                    "required when TOKENIZER=qwen-tiktoken: expected a path to qwen.tiktoken"
+                        .to_owned(),
+                );
+                TokenizerSettings::Estimator
+            }
+        },
+        "llama-tokenize" => match raw.url("TOKENIZER_URL").or_else(|| {
+            raw.get("LLM_BASE_URL")
+                .map(|u| u.trim_end_matches("/v1").to_owned())
+        }) {
+            Some(url) => TokenizerSettings::LlamaTokenize { url },
+            None => {
+                raw.problem(
+                    "TOKENIZER_URL",
+                    "required when TOKENIZER=llama-tokenize: expected an http(s) URL".to_owned(),
+                );
+                TokenizerSettings::Estimator
+            }
+        },
+        _ => {
+            raw.expected("TOKENIZER");
+            TokenizerSettings::Estimator
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! Output of `profile_admin`: serialisable views of profiles and events (the JSON form) and
+//! plain-text tables (the default form). Event content is truncated in tables, never in exports.
+
+use butler_application::admin::{ProfileOverview, UserRecord};
+use butler_domain::{UserMemoryEvent, UserProfile};
+use serde::Serialize;
+use time::format_description::well_known::Rfc3339;
+
+/// A profile as shown to support staff.
+#[derive(Debug, Serialize)]
+pub struct ProfileView {
+    /// User id.
+    pub user_id: i64,
+    /// Persona.
+    pub persona: String,
+    /// Tone code.
+    pub tone: &'static str,
+    /// Language code.
+    pub language: &'static str,
+    /// Preferred topics.
+    pub preferred_topics: Vec<String>,
+    /// Memory summary.
+    pub memory_summary: Option<String>,
+    /// Whether a summary exists.
+    pub has_summary: bool,
+    /// Events stored.
+    pub event_count: u64,
+    /// Creation time (RFC 3339).
+    pub created_at: String,
+    /// Last change (RFC 3339).
+    pub updated_at: String,
+    /// Concurrency version.
+    pub version: u64,
+}
+
+/// An event as shown to support staff.
+#[derive(Debug, Serialize)]
+pub struct EventView {
+    /// Event id.
+    pub event_id: String,
+    /// `user` or `assistant`.
+    pub role: &'static str,
+    /// `text` or `voice`.
+    pub source: &'static str,
+    /// Time (RFC 3339).
+    pub created_at: String,
+    /// Content.
+    pub content: String,
+    /// Tags.
+    pub tags: Vec<String>,
+}
+
+/// A user's full record.
+#[derive(Debug, Serialize)]
+pub struct RecordView {
+    /// Profile.
+    pub profile: ProfileView,
+    /// Events, oldest first.
+    pub events: Vec<EventView>,
+}
+
+fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
+}
+
+/// The view of a profile with its event count.
+#[must_use]
+pub fn profile_view(profile: &UserProfile, event_count: u64) -> ProfileView {
+    ProfileView {
+        user_id: profile.user_id.get(),
+        persona: profile.persona.clone(),
+        tone: profile.tone.code(),
+        language: profile.language.code(),
+        preferred_topics: profile.preferred_topics.clone(),
+        memory_summary: profile.memory_summary.clone(),
+        has_summary: profile.has_summary(),
+        event_count,
+        created_at: rfc3339(profile.created_at),
+        updated_at: rfc3339(profile.updated_at),
+        version: profile.version,
+    }
+}
+
+/// The view of an event.
+#[must_use]
+pub fn event_view(e: &UserMemoryEvent) -> EventView {
+    EventView {
+        event_id: e.event_id.to_string(),
+        role: e.role.code(),
+        source: e.source.code(),
+        created_at: rfc3339(e.created_at),
+        content: e.content.clone(),
+        tags: e.tags.clone(),
+    }
+}
+
+/// The view of a full record.
+#[must_use]
+pub fn record_view(record: &UserRecord) -> RecordView {
+    RecordView {
+        profile: profile_view(&record.overview.profile, record.overview.event_count),
+        events: record.events.iter().map(event_view).collect(),
+    }
+}
+
+/// Cuts `text` to `max` characters with an ellipsis, on one line.
+#[must_use]
+pub fn truncate(text: &str, max: usize) -> String {
+    let one_line = text.replace(['\n', '\r'], " ");
+    if one_line.chars().count() <= max {
+        one_line
+    } else {
+        let cut: String = one_line.chars().take(max.saturating_sub(1)).collect();
+        format!("{cut}…")
+    }
+}
+
+/// Renders rows as an aligned plain-text table.
+#[must_use]
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c}{}", " ".repeat(w - c.chars().count())))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_owned()
+    };
+    let mut out = line(headers.to_vec());
+    out.push('\n');
+    for row in rows {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+        out.push('\n');
+    }
+    out
+}
+
+/// The `list` table.
+#[must_use]
+pub fn list_table(rows: &[ProfileOverview]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|o| {
+            let v = profile_view(&o.profile, o.event_count);
+            vec![
+                v.user_id.to_string(),
+                truncate(&v.persona, 30),
+                v.tone.to_owned(),
+                v.language.to_owned(),
+                v.event_count.to_string(),
+                if v.has_summary { "yes" } else { "no" }.to_owned(),
+                v.updated_at,
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "USER_ID",
+            "PERSONA",
+            "TONE",
+            "LANG",
+            "EVENTS",
+            "SUMMARY",
+            "UPDATED_AT",
+        ],
+        &rows,
+    )
+}
+
+/// The `show` text.
+#[must_use]
+pub fn show_text(record: &UserRecord) -> String {
+    let v = record_view(record);
+    let p = &v.profile;
+    let mut out = format!(
+        "user_id:   {}\npersona:   {}\ntone:      {}\nlanguage:  {}\ntopics:    {}\nevents:    {}\nversion:   {}\ncreated:   {}\nupdated:   {}\nsummary:   {}\n",
+        p.user_id,
+        p.persona,
+        p.tone,
+        p.language,
+        if p.preferred_topics.is_empty() { "-".to_owned() } else { p.preferred_topics.join(", ") },
+        p.event_count,
+        p.version,
+        p.created_at,
+        p.updated_at,
+        p.memory_summary.as_deref().map_or_else(|| "-".to_owned(), |s| truncate(s, 200)),
+    );
+    if !v.events.is_empty() {
+        out.push_str(&format!("\nrecent events ({}):\n", v.events.len()));
+        let rows: Vec<Vec<String>> = v
+            .events
+            .iter()
+            .map(|e| {
+                vec![
+                    e.created_at.clone(),
+                    e.role.to_owned(),
+                    e.source.to_owned(),
+                    truncate(&e.content, 60),
+                ]
+            })
+            .collect();
+        out.push_str(&table(&["CREATED_AT", "ROLE", "SOURCE", "CONTENT"], &rows));
+    }
+    out
+}

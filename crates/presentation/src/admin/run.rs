@@ -1,0 +1,207 @@
+//! Executes a parsed `profile_admin` command against the use cases and maps every outcome to
+//! an exit code: 0 ok, 2 usage or invalid value, 3 not found, 4 storage unavailable,
+//! 5 unauthorised.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use butler_application::admin::{
+    AdminError, ListProfilesUseCase, ShowUserUseCase, UpdateProfileUseCase,
+};
+use butler_application::ResetPersonalizationUseCase;
+use butler_domain::ports::ProfilePage;
+use butler_domain::ProfileUpdate;
+use futures::future::BoxFuture;
+
+use super::cli::{AdminCli, AdminCommand};
+use super::output;
+
+/// Process exit codes of `profile_admin`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitCode {
+    /// Success.
+    Ok = 0,
+    /// Bad usage or an invalid value.
+    Usage = 2,
+    /// The user does not exist.
+    NotFound = 3,
+    /// The database could not be used.
+    Storage = 4,
+    /// The admin key is missing or wrong.
+    Unauthorised = 5,
+}
+
+/// Creates indexes / applies migrations; returns a human-readable report.
+pub type Migrate = Arc<dyn Fn() -> BoxFuture<'static, Result<String, String>> + Send + Sync>;
+
+/// The use cases `profile_admin` drives.
+#[derive(Clone)]
+pub struct AdminDeps {
+    /// `list`.
+    pub list: ListProfilesUseCase,
+    /// `show` and `export`.
+    pub show: ShowUserUseCase,
+    /// `update`.
+    pub update: UpdateProfileUseCase,
+    /// `reset`.
+    pub reset: ResetPersonalizationUseCase,
+    /// `migrate`.
+    pub migrate: Migrate,
+}
+
+fn fail(err: &mut dyn Write, e: &AdminError) -> ExitCode {
+    let _ = writeln!(err, "profile_admin: {e}");
+    match e {
+        AdminError::NotFound { .. } => ExitCode::NotFound,
+        AdminError::Invalid(_) => ExitCode::Usage,
+        AdminError::Storage(_) => ExitCode::Storage,
+    }
+}
+
+fn json(out: &mut dyn Write, value: &impl serde::Serialize) {
+    match serde_json::to_string_pretty(value) {
+        Ok(text) => {
+            let _ = writeln!(out, "{text}");
+        }
+        Err(e) => {
+            let _ = writeln!(out, "{{\"error\": \"cannot serialise output: {e}\"}}");
+        }
+    }
+}
+
+/// Runs one command. `confirm` asks the operator (only called for `reset` without `--yes`;
+/// return `None` when there is no terminal to ask on).
+pub async fn run(
+    cli: AdminCli,
+    deps: &AdminDeps,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+    confirm: &mut dyn FnMut(&str) -> Option<bool>,
+) -> ExitCode {
+    match cli.command {
+        AdminCommand::List { limit, after } => {
+            match deps.list.execute(ProfilePage { after, limit }).await {
+                Ok(rows) if cli.json => {
+                    let views: Vec<_> = rows
+                        .iter()
+                        .map(|o| output::profile_view(&o.profile, o.event_count))
+                        .collect();
+                    json(out, &views);
+                    ExitCode::Ok
+                }
+                Ok(rows) => {
+                    let _ = write!(out, "{}", output::list_table(&rows));
+                    ExitCode::Ok
+                }
+                Err(e) => fail(err, &e),
+            }
+        }
+        AdminCommand::Show { user_id, events } => match deps.show.execute(user_id, events).await {
+            Ok(record) if cli.json => {
+                json(out, &output::record_view(&record));
+                ExitCode::Ok
+            }
+            Ok(record) => {
+                let _ = write!(out, "{}", output::show_text(&record));
+                ExitCode::Ok
+            }
+            Err(e) => fail(err, &e),
+        },
+        AdminCommand::Export { user_id } => match deps.show.execute(user_id, usize::MAX).await {
+            Ok(record) => {
+                json(out, &output::record_view(&record));
+                ExitCode::Ok
+            }
+            Err(e) => fail(err, &e),
+        },
+        AdminCommand::Update {
+            user_id,
+            persona,
+            tone,
+            language,
+            topics,
+        } => {
+            let update = ProfileUpdate {
+                persona,
+                tone,
+                language,
+                preferred_topics: topics.map(|t| {
+                    t.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                }),
+            };
+            if update.is_empty() {
+                let _ = writeln!(err, "profile_admin: nothing to update: give --persona, --tone, --language or --topics");
+                return ExitCode::Usage;
+            }
+            match deps.update.execute(user_id, &update).await {
+                Ok(profile) if cli.json => {
+                    json(out, &output::profile_view(&profile, 0));
+                    ExitCode::Ok
+                }
+                Ok(profile) => {
+                    let _ = writeln!(
+                        out,
+                        "updated user {}: persona={:?} tone={} language={} topics={:?}",
+                        profile.user_id,
+                        profile.persona,
+                        profile.tone,
+                        profile.language,
+                        profile.preferred_topics
+                    );
+                    ExitCode::Ok
+                }
+                Err(e) => fail(err, &e),
+            }
+        }
+        AdminCommand::Reset { user_id, yes } => {
+            if !yes {
+                match confirm(&format!("Reset user {user_id}: delete all memory and restore the default profile? [y/N] ")) {
+                    Some(true) => {}
+                    Some(false) => {
+                        let _ = writeln!(err, "profile_admin: reset cancelled");
+                        return ExitCode::Usage;
+                    }
+                    None => {
+                        let _ = writeln!(err, "profile_admin: refusing to reset without --yes when not on a terminal");
+                        return ExitCode::Usage;
+                    }
+                }
+            }
+            match deps.reset.execute(user_id).await {
+                Ok(done) if cli.json => {
+                    json(
+                        out,
+                        &serde_json::json!({"user_id": user_id.get(), "events_deleted": done.events_deleted}),
+                    );
+                    ExitCode::Ok
+                }
+                Ok(done) => {
+                    let _ = writeln!(
+                        out,
+                        "reset user {user_id}: {} events deleted, profile restored to default",
+                        done.events_deleted
+                    );
+                    ExitCode::Ok
+                }
+                Err(e) => {
+                    let _ = writeln!(err, "profile_admin: {e}");
+                    ExitCode::Storage
+                }
+            }
+        }
+        AdminCommand::Migrate => match (deps.migrate)().await {
+            Ok(report) => {
+                let _ = writeln!(out, "{report}");
+                ExitCode::Ok
+            }
+            Err(e) => {
+                let _ = writeln!(err, "profile_admin: migrate failed: {e}");
+                ExitCode::Storage
+            }
+        },
+    }
+}

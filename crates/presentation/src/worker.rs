@@ -1,0 +1,182 @@
+//! The memory worker loop: `--once` for cron/systemd timers, `--interval` as a service,
+//! `--dry-run` to list what would be compressed. A stop request lets the current run finish.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use butler_application::memory::{MemoryWorkerUseCase, UserResult, WorkerReport, WorkerRun};
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+/// Arguments of `memory-worker`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "memory-worker",
+    version,
+    about = "Compress the memory of users over the threshold"
+)]
+pub struct WorkerCli {
+    /// Configuration file (TOML; environment variables override it).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+    /// Run once and exit (non-zero if any user failed).
+    #[arg(long, conflicts_with = "interval")]
+    pub once: bool,
+    /// Run every INTERVAL (e.g. 10m, 1h, 30s) until SIGTERM.
+    #[arg(long, value_parser = parse_interval)]
+    pub interval: Option<Duration>,
+    /// Only list the users that would be compressed.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// At most this many users per run.
+    #[arg(long, default_value_t = 1000)]
+    pub max_users: usize,
+    /// Compressions at once (the LLM concurrency limit still applies).
+    #[arg(long, default_value_t = 2)]
+    pub parallelism: usize,
+}
+
+/// Parses `90s`, `10m`, `2h` or a plain number of seconds.
+///
+/// # Errors
+/// A message with the expected form.
+pub fn parse_interval(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("invalid interval {text:?}: expected e.g. 30s, 10m or 1h"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => {
+            return Err(format!(
+                "invalid interval {text:?}: expected e.g. 30s, 10m or 1h"
+            ))
+        }
+    };
+    if secs == 0 {
+        return Err("interval must be at least 1s".to_owned());
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+/// Called after every run (metrics hook): the report, and whether the candidate query failed.
+pub type RunObserver<'a> = &'a (dyn Fn(&WorkerReport, bool) + Sync);
+
+fn progress_line(r: &UserResult) -> String {
+    match &r.outcome {
+        None => format!(
+            "would compress user {} ({} events)",
+            r.user_id, r.events_before
+        ),
+        Some(Ok(o)) => format!(
+            "user {}: {} ({} events before)",
+            r.user_id,
+            o.status(),
+            r.events_before
+        ),
+        Some(Err(e)) => format!("user {}: failed: {e}", r.user_id),
+    }
+}
+
+async fn run_once(worker: &MemoryWorkerUseCase, cli: &WorkerCli, observe: RunObserver<'_>) -> bool {
+    let run = WorkerRun {
+        max_users: cli.max_users,
+        dry_run: cli.dry_run,
+        parallelism: cli.parallelism,
+    };
+    let tty = std::io::stderr().is_terminal();
+    let bar = if tty {
+        let total = worker
+            .candidates(cli.max_users)
+            .await
+            .map(|c| c.len())
+            .unwrap_or(0);
+        let bar = indicatif::ProgressBar::new(total as u64);
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} users {msg}")
+        {
+            bar.set_style(style);
+        }
+        Some(bar)
+    } else {
+        None
+    };
+    let started = std::time::Instant::now();
+    let on_done = |r: &UserResult| {
+        if let Some(bar) = &bar {
+            bar.inc(1);
+            bar.println(progress_line(r));
+        } else if cli.dry_run {
+            println!("{}", progress_line(r));
+        } else {
+            tracing::info!(user_id = %r.user_id, events_before = r.events_before, result = %progress_line(r), "worker user done");
+        }
+    };
+    match worker.execute(run, &on_done).await {
+        Ok(report) => {
+            if let Some(bar) = &bar {
+                bar.finish_and_clear();
+            }
+            let failures = report.failures();
+            tracing::info!(
+                users = report.users.len(),
+                failures,
+                dry_run = cli.dry_run,
+                elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                "worker run finished"
+            );
+            observe(&report, false);
+            failures == 0
+        }
+        Err(error) => {
+            tracing::error!(%error, "worker run failed: cannot list users over the threshold");
+            observe(&WorkerReport::default(), true);
+            false
+        }
+    }
+}
+
+/// Runs the worker as asked; returns whether the last run was fully successful.
+pub async fn run_worker(
+    worker: &MemoryWorkerUseCase,
+    cli: &WorkerCli,
+    stop: CancellationToken,
+    observe: RunObserver<'_>,
+) -> bool {
+    let Some(interval) = cli.interval else {
+        return run_once(worker, cli, observe).await;
+    };
+    loop {
+        // A stop request during a run lets that run finish: every compression in it is
+        // CAS-protected, but finishing is cheaper than repairing.
+        let ok = run_once(worker, cli, observe).await;
+        tokio::select! {
+            () = stop.cancelled() => return ok,
+            () = tokio::time::sleep(interval) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intervals_accept_seconds_minutes_and_hours() {
+        assert_eq!(parse_interval("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_interval("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_interval("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_interval("45"), Ok(Duration::from_secs(45)));
+        assert!(parse_interval("0s").is_err());
+        assert!(parse_interval("soon")
+            .unwrap_err()
+            .contains("expected e.g. 30s"));
+        assert!(parse_interval("5d").is_err());
+    }
+}

@@ -1,0 +1,175 @@
+//! `profile_admin` commands in-process against the in-memory fakes: output, exit codes, the
+//! confirmation guard and argument validation.
+
+use std::sync::Arc;
+
+use butler_application::admin::{ListProfilesUseCase, ShowUserUseCase, UpdateProfileUseCase};
+use butler_application::ResetPersonalizationUseCase;
+use butler_domain::ports::{Clock, UserMemoryRepository, UserProfileRepository};
+use butler_domain::{Source, UserId, UserMemoryEvent};
+use butler_presentation::admin::{run, AdminCli, AdminDeps, ExitCode};
+use butler_testkit::fakes::{InMemoryMemory, InMemoryProfiles, ManualClock};
+use clap::Parser;
+
+struct Fixture {
+    profiles: Arc<InMemoryProfiles>,
+    memory: Arc<InMemoryMemory>,
+    deps: AdminDeps,
+}
+
+async fn fixture() -> Fixture {
+    let profiles = Arc::new(InMemoryProfiles::default());
+    let memory = Arc::new(InMemoryMemory::default());
+    let clock = Arc::new(ManualClock::default());
+    for id in [101, 102] {
+        profiles.get_or_create(UserId::new(id)).await.unwrap();
+    }
+    let user = UserId::new(101);
+    let events = vec![
+        UserMemoryEvent::user(user, "Меня зовут Пётр", Source::Text, clock.now()),
+        UserMemoryEvent::assistant(
+            user,
+            "Рад знакомству, сэр Пётр.",
+            Source::Voice,
+            clock.now(),
+        ),
+    ];
+    memory.append(&events).await.unwrap();
+    let deps = AdminDeps {
+        list: ListProfilesUseCase::new(profiles.clone(), memory.clone()),
+        show: ShowUserUseCase::new(profiles.clone(), memory.clone()),
+        update: UpdateProfileUseCase::new(profiles.clone(), clock),
+        reset: ResetPersonalizationUseCase::new(profiles.clone(), memory.clone()),
+        migrate: Arc::new(|| Box::pin(async { Ok("indexes ok".to_owned()) })),
+    };
+    Fixture {
+        profiles,
+        memory,
+        deps,
+    }
+}
+
+async fn exec(f: &Fixture, args: &[&str], answer: Option<bool>) -> (ExitCode, String, String) {
+    let cli =
+        AdminCli::try_parse_from(std::iter::once("profile_admin").chain(args.iter().copied()))
+            .unwrap();
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let code = run(cli, &f.deps, &mut out, &mut err, &mut |_| answer).await;
+    (
+        code,
+        String::from_utf8(out).unwrap(),
+        String::from_utf8(err).unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn list_prints_a_table_of_profiles_with_event_counts() {
+    let f = fixture().await;
+    let (code, out, _) = exec(&f, &["list"], None).await;
+    assert_eq!(code, ExitCode::Ok);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("USER_ID  PERSONA"), "{out}");
+    assert!(
+        lines[1].starts_with("101")
+            && lines[1].contains("Alfred-style дворецкий")
+            && lines[1].contains("witty"),
+        "{out}"
+    );
+    assert!(
+        lines[1].split_whitespace().any(|c| c == "2"),
+        "event count shown: {out}"
+    );
+    let (_, out, _) = exec(&f, &["list", "--after", "101", "--json"], None).await;
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 1);
+    assert_eq!(json[0]["user_id"], 102);
+}
+
+#[tokio::test]
+async fn show_and_export_describe_a_user_and_unknown_users_exit_3() {
+    let f = fixture().await;
+    let (code, out, _) = exec(&f, &["show", "101"], None).await;
+    assert_eq!(code, ExitCode::Ok);
+    assert!(
+        out.contains("persona:   Alfred-style дворецкий") && out.contains("Меня зовут Пётр"),
+        "{out}"
+    );
+    let (code, out, _) = exec(&f, &["export", "101"], None).await;
+    assert_eq!(code, ExitCode::Ok);
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json["events"].as_array().unwrap().len(), 2);
+    assert_eq!(json["events"][1]["source"], "voice");
+    let (code, _, err) = exec(&f, &["show", "999"], None).await;
+    assert_eq!(code, ExitCode::NotFound);
+    assert!(err.contains("no profile stored for user 999"));
+}
+
+#[tokio::test]
+async fn update_changes_the_profile_and_rejects_invalid_values_with_exit_2() {
+    let f = fixture().await;
+    let (code, out, _) = exec(
+        &f,
+        &[
+            "update",
+            "101",
+            "--tone",
+            "formal",
+            "--topics",
+            "cello, chess",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(code, ExitCode::Ok, "{out}");
+    let p = f.profiles.get(UserId::new(101)).await.unwrap().unwrap();
+    assert_eq!(p.tone.code(), "formal");
+    assert_eq!(p.preferred_topics, vec!["cello", "chess"]);
+    let (code, _, err) = exec(&f, &["update", "101", "--persona", " "], None).await;
+    assert_eq!(code, ExitCode::Usage);
+    assert!(err.contains("persona must not be empty"));
+    let (code, _, _) = exec(&f, &["update", "101"], None).await;
+    assert_eq!(code, ExitCode::Usage);
+}
+
+#[test]
+fn an_unknown_tone_is_a_usage_error_listing_the_allowed_values() {
+    let err = AdminCli::try_parse_from(["profile_admin", "update", "1", "--tone", "sarcastic"])
+        .unwrap_err();
+    assert_eq!(err.exit_code(), 2);
+    assert!(err.to_string().contains("witty, formal, casual"), "{err}");
+    let err = AdminCli::try_parse_from(["profile_admin", "show", "alice"]).unwrap_err();
+    assert_eq!(err.exit_code(), 2);
+    assert!(err.to_string().contains("expected an integer"), "{err}");
+}
+
+#[tokio::test]
+async fn reset_asks_for_confirmation_and_refuses_without_a_terminal() {
+    let f = fixture().await;
+    let (code, _, err) = exec(&f, &["reset", "101"], None).await;
+    assert_eq!(code, ExitCode::Usage);
+    assert!(err.contains("without --yes"));
+    let (code, _, _) = exec(&f, &["reset", "101"], Some(false)).await;
+    assert_eq!(code, ExitCode::Usage);
+    assert_eq!(
+        f.memory.all(UserId::new(101)).len(),
+        2,
+        "nothing deleted without confirmation"
+    );
+    let (code, out, _) = exec(&f, &["reset", "101"], Some(true)).await;
+    assert_eq!(code, ExitCode::Ok);
+    assert!(out.contains("2 events deleted"));
+    assert!(f.memory.all(UserId::new(101)).is_empty());
+    let (code, _, _) = exec(&f, &["reset", "102", "--yes"], None).await;
+    assert_eq!(code, ExitCode::Ok);
+}
+
+#[tokio::test]
+async fn a_storage_outage_exits_4() {
+    let f = fixture().await;
+    f.profiles.outage.set(true);
+    let (code, _, err) = exec(&f, &["list"], None).await;
+    assert_eq!(code, ExitCode::Storage);
+    assert!(err.contains("storage unavailable"));
+    let (code, out, _) = exec(&f, &["migrate"], None).await;
+    assert_eq!((code, out.trim()), (ExitCode::Ok, "indexes ok"));
+}

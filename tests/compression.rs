@@ -1,0 +1,404 @@
+//! The compression invariants (DESIGN §4), as backend-generic checks:
+//! no event is removed unless a persisted summary covers it; the previous summary is never
+//! lost; two compressions of one user at once produce one summary and lose nothing; events
+//! appended during a compression survive; a crash between "summary saved" and "events deleted"
+//! leaves memory consistent; a reset racing a compression leaves no summary behind.
+#![allow(clippy::missing_panics_doc, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use butler_application::{
+    CompressConfig, CompressMemoryUseCase, CompressOutcome, ResetPersonalizationUseCase,
+};
+use butler_domain::ports::{Clock, TokenCounter, UserMemoryRepository, UserProfileRepository};
+use butler_domain::{EventCursor, Role, Source, UserId, UserMemoryEvent};
+use butler_testkit::fakes::{CharCounter, FakeLlm, FaultyMemory, ManualClock};
+
+/// The storage under test.
+#[derive(Clone)]
+pub struct Backend {
+    /// Profile store.
+    pub profiles: Arc<dyn UserProfileRepository>,
+    /// Memory store.
+    pub memory: Arc<dyn UserMemoryRepository>,
+}
+
+impl Backend {
+    /// In-memory fakes.
+    #[must_use]
+    pub fn in_memory() -> Self {
+        Self {
+            profiles: Arc::new(butler_testkit::fakes::InMemoryProfiles::default()),
+            memory: Arc::new(butler_testkit::fakes::InMemoryMemory::default()),
+        }
+    }
+}
+
+/// Shared clock and counter for one check.
+struct Ctx {
+    backend: Backend,
+    clock: Arc<ManualClock>,
+    counter: Arc<dyn TokenCounter>,
+}
+
+impl Ctx {
+    fn new(backend: Backend) -> Self {
+        Self {
+            backend,
+            clock: Arc::new(ManualClock::default()),
+            counter: Arc::new(CharCounter),
+        }
+    }
+
+    fn compress(&self, llm: Arc<FakeLlm>) -> CompressMemoryUseCase {
+        self.compress_on(self.backend.memory.clone(), llm, CompressConfig::default())
+    }
+
+    fn compress_on(
+        &self,
+        memory: Arc<dyn UserMemoryRepository>,
+        llm: Arc<FakeLlm>,
+        config: CompressConfig,
+    ) -> CompressMemoryUseCase {
+        CompressMemoryUseCase::new(
+            self.backend.profiles.clone(),
+            memory,
+            llm,
+            self.counter.clone(),
+            self.clock.clone(),
+            config,
+        )
+    }
+
+    async fn seed(&self, user: UserId, from: usize, turns: usize) -> Vec<UserMemoryEvent> {
+        let mut events = Vec::new();
+        for i in from..from + turns {
+            events.push(UserMemoryEvent::user(
+                user,
+                format!("вопрос {i}"),
+                Source::Text,
+                self.clock.now(),
+            ));
+            events.push(UserMemoryEvent::assistant(
+                user,
+                format!("ответ {i}"),
+                Source::Text,
+                self.clock.now(),
+            ));
+        }
+        for chunk in events.chunks(500) {
+            self.backend.memory.append(chunk).await.unwrap();
+        }
+        events
+    }
+
+    async fn stored(&self, user: UserId) -> Vec<UserMemoryEvent> {
+        self.backend
+            .memory
+            .recent(user, 100_000, None)
+            .await
+            .unwrap()
+    }
+
+    /// Every seeded event newer than the profile's watermark is still stored, and nothing at
+    /// or below it is — the core "no loss" invariant.
+    async fn assert_consistent(&self, user: UserId, seeded: &[UserMemoryEvent]) {
+        let profile = self
+            .backend
+            .profiles
+            .get(user)
+            .await
+            .unwrap()
+            .expect("profile exists");
+        let watermark = profile.summary_watermark;
+        let stored: BTreeSet<EventCursor> = self
+            .stored(user)
+            .await
+            .iter()
+            .map(UserMemoryEvent::cursor)
+            .collect();
+        for e in seeded {
+            let covered = watermark.is_some_and(|w| e.cursor() <= w);
+            if !covered {
+                assert!(
+                    stored.contains(&e.cursor()),
+                    "event {:?} newer than the watermark was lost",
+                    e.content
+                );
+            }
+        }
+        if watermark.is_some() {
+            assert!(profile.has_summary(), "a watermark without a summary");
+        }
+    }
+}
+
+fn summariser(reply: &str) -> Arc<FakeLlm> {
+    let llm = Arc::new(FakeLlm::default());
+    llm.set_default_reply(reply);
+    llm
+}
+
+/// 60 events → summary saved, the newest 20 kept, starting with a whole turn.
+pub async fn compression_keeps_the_newest_twenty_events_in_whole_turns(backend: Backend) {
+    let ctx = Ctx::new(backend);
+    let user = UserId::new(101);
+    let seeded = ctx.seed(user, 0, 30).await;
+    let outcome = ctx
+        .compress(summariser("Сводка: 20 вопросов."))
+        .execute(user)
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            outcome,
+            CompressOutcome::Compressed {
+                folded: 40,
+                deleted: 40,
+                remaining: 20,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+    let stored = ctx.stored(user).await;
+    assert_eq!(stored.len(), 20);
+    assert_eq!(stored[0].role, Role::User);
+    assert_eq!(stored[0].content, "вопрос 20");
+    let profile = ctx.backend.profiles.get(user).await.unwrap().unwrap();
+    assert_eq!(
+        profile.memory_summary.as_deref(),
+        Some("Сводка: 20 вопросов.")
+    );
+    assert_eq!(profile.summary_watermark, Some(seeded[39].cursor()));
+    ctx.assert_consistent(user, &seeded).await;
+}
+
+/// Users at or under the threshold are left alone.
+pub async fn compression_does_nothing_at_or_under_the_threshold(backend: Backend) {
+    let ctx = Ctx::new(backend);
+    let user = UserId::new(102);
+    ctx.seed(user, 0, 25).await;
+    let llm = summariser("x");
+    let outcome = ctx.compress(llm.clone()).execute(user).await.unwrap();
+    assert_eq!(outcome, CompressOutcome::NothingToDo { events: 50 });
+    assert!(llm.requests().is_empty());
+    assert_eq!(ctx.stored(user).await.len(), 50);
+}
+
+/// The previous summary is sent to the summariser together with the folded events.
+pub async fn the_previous_summary_is_folded_into_the_next(backend: Backend) {
+    let ctx = Ctx::new(backend);
+    let user = UserId::new(103);
+    ctx.seed(user, 0, 30).await;
+    ctx.compress(summariser("Пётр играет на виолончели."))
+        .execute(user)
+        .await
+        .unwrap();
+    let seeded = ctx.seed(user, 30, 20).await;
+    let llm = summariser("Пётр играет на виолончели; концерт 12 мая.");
+    ctx.compress(llm.clone()).execute(user).await.unwrap();
+    let input = &llm.requests()[0].messages[1].content;
+    assert!(input.contains("Пётр играет на виолончели."), "{input}");
+    assert!(
+        input.contains("вопрос 20") && !input.contains("вопрос 19"),
+        "only events after the watermark"
+    );
+    let profile = ctx.backend.profiles.get(user).await.unwrap().unwrap();
+    assert_eq!(
+        profile.memory_summary.as_deref(),
+        Some("Пётр играет на виолончели; концерт 12 мая.")
+    );
+    ctx.assert_consistent(user, &seeded).await;
+}
+
+/// A failing summariser changes nothing.
+pub async fn a_failing_summariser_deletes_nothing(backend: Backend) {
+    let ctx = Ctx::new(backend);
+    let user = UserId::new(104);
+    ctx.seed(user, 0, 30).await;
+    let llm = Arc::new(FakeLlm::default());
+    llm.push(butler_testkit::fakes::LlmStep::Fail(
+        butler_domain::ports::LlmError::Timeout {
+            after: std::time::Duration::from_secs(1),
+        },
+    ));
+    assert!(ctx.compress(llm).execute(user).await.is_err());
+    assert_eq!(ctx.stored(user).await.len(), 60);
+    let profile = ctx.backend.profiles.get_or_create(user).await.unwrap();
+    assert!(!profile.has_summary());
+}
+
+/// A crash after the summary is saved but before events are deleted: the next run completes
+/// the deletion, and nothing newer than the watermark is ever lost.
+pub async fn a_crash_between_summary_and_delete_is_repaired_by_the_next_run(backend: Backend) {
+    let ctx = Ctx::new(backend);
+    let user = UserId::new(105);
+    let faulty = Arc::new(FaultyMemory::new(ctx.backend.memory.clone()));
+    let mut seeded = ctx.seed(user, 0, 30).await;
+    faulty.fail_deletes.store(true, Ordering::SeqCst);
+    let compress = ctx.compress_on(
+        faulty.clone(),
+        summariser("Сводка."),
+        CompressConfig::default(),
+    );
+    assert!(
+        compress.execute(user).await.is_err(),
+        "the injected crash surfaces"
+    );
+    let profile = ctx.backend.profiles.get(user).await.unwrap().unwrap();
+    assert!(
+        profile.has_summary(),
+        "summary was persisted before the crash"
+    );
+    assert_eq!(ctx.stored(user).await.len(), 60, "nothing deleted yet");
+    // Readers already ignore the covered events.
+    let visible = ctx
+        .backend
+        .memory
+        .recent(user, 100, profile.summary_watermark)
+        .await
+        .unwrap();
+    assert_eq!(visible.len(), 20);
+    ctx.assert_consistent(user, &seeded).await;
+
+    faulty.fail_deletes.store(false, Ordering::SeqCst);
+    seeded.extend(ctx.seed(user, 30, 1).await);
+    let outcome = compress.execute(user).await.unwrap();
+    assert!(
+        matches!(
+            outcome,
+            CompressOutcome::NothingToDo { .. } | CompressOutcome::Compressed { .. }
+        ),
+        "{outcome:?}"
+    );
+    let stored = ctx.stored(user).await;
+    assert!(stored.len() <= 22, "leftovers deleted: {}", stored.len());
+    ctx.assert_consistent(user, &seeded).await;
+}
+
+/// Two compressions of one user released at the same moment: one wins, one backs off.
+pub async fn two_concurrent_compressions_write_one_summary_and_lose_nothing(
+    backend: Backend,
+    rounds: usize,
+) {
+    let ctx = Ctx::new(backend);
+    for round in 0..rounds {
+        let user = UserId::new(1_000 + i64::try_from(round).unwrap());
+        let seeded = ctx.seed(user, 0, 30).await;
+        let (a, b) = (summariser("A"), summariser("B"));
+        let (gate_a, gate_b) = (a.gate(), b.gate());
+        let (ca, cb) = (ctx.compress(a), ctx.compress(b));
+        let ta = tokio::spawn(async move { ca.execute(user).await });
+        let tb = tokio::spawn(async move { cb.execute(user).await });
+        // Let both read the same profile version and block in the model, then release both.
+        tokio::time::sleep(std::time::Duration::from_millis(if round % 2 == 0 {
+            20
+        } else {
+            0
+        }))
+        .await;
+        gate_a.add_permits(10);
+        gate_b.add_permits(10);
+        let (ra, rb) = (ta.await.unwrap().unwrap(), tb.await.unwrap().unwrap());
+        let statuses = [ra.status(), rb.status()];
+        assert!(
+            statuses.contains(&"ok"),
+            "one compression wins: {statuses:?}"
+        );
+        let profile = ctx.backend.profiles.get(user).await.unwrap().unwrap();
+        let summary = profile.memory_summary.clone().unwrap();
+        assert!(summary == "A" || summary == "B");
+        if statuses.contains(&"conflict") {
+            assert!(
+                profile.version <= 3,
+                "exactly one summary written on top of creation: v{}",
+                profile.version
+            );
+        }
+        ctx.assert_consistent(user, &seeded).await;
+        assert_eq!(ctx.stored(user).await.len(), 20);
+    }
+}
+
+/// Events appended while a compression waits for the model are newer than its watermark and
+/// survive it.
+pub async fn events_appended_during_a_compression_survive_it(backend: Backend, rounds: usize) {
+    let ctx = Ctx::new(backend);
+    for round in 0..rounds {
+        let user = UserId::new(2_000 + i64::try_from(round).unwrap());
+        let mut seeded = ctx.seed(user, 0, 30).await;
+        let llm = summariser("Сводка.");
+        let gate = llm.gate();
+        // One pass, so the count below is exact (a second pass would fold the new events too).
+        let config = CompressConfig {
+            max_passes: 1,
+            ..CompressConfig::default()
+        };
+        let compress = ctx.compress_on(ctx.backend.memory.clone(), llm, config);
+        let task = tokio::spawn(async move { compress.execute(user).await });
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        seeded.extend(ctx.seed(user, 100, 5).await);
+        gate.add_permits(10);
+        task.await.unwrap().unwrap();
+        let stored = ctx.stored(user).await;
+        assert_eq!(stored.len(), 30, "20 kept + 10 appended during compression");
+        assert!(stored.iter().any(|e| e.content == "ответ 104"));
+        ctx.assert_consistent(user, &seeded).await;
+    }
+}
+
+/// A reset while a compression is in flight: the compression's summary never survives.
+pub async fn a_reset_racing_a_compression_leaves_no_summary(backend: Backend) {
+    let ctx = Ctx::new(backend);
+    let user = UserId::new(106);
+    ctx.seed(user, 0, 30).await;
+    let llm = summariser("секреты прошлого");
+    let gate = llm.gate();
+    let compress = ctx.compress(llm);
+    let task = tokio::spawn(async move { compress.execute(user).await });
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let reset =
+        ResetPersonalizationUseCase::new(ctx.backend.profiles.clone(), ctx.backend.memory.clone());
+    let out = reset.execute(user).await.unwrap();
+    assert_eq!(out.events_deleted, 60);
+    gate.add_permits(10);
+    let outcome = task.await.unwrap().unwrap();
+    assert_eq!(outcome.status(), "conflict");
+    let profile = ctx.backend.profiles.get(user).await.unwrap().unwrap();
+    assert!(!profile.has_summary());
+    assert!(profile.summary_watermark.is_none());
+    assert!(ctx.stored(user).await.is_empty());
+}
+
+/// A large backlog is folded in bounded passes, oldest first, keeping the newest 20.
+pub async fn a_large_backlog_is_folded_in_bounded_passes(backend: Backend, turns: usize) {
+    let ctx = Ctx::new(backend);
+    let user = UserId::new(107);
+    let seeded = ctx.seed(user, 0, turns).await;
+    let config = CompressConfig {
+        max_passes: 1_000,
+        ..CompressConfig::default()
+    };
+    let llm = summariser("Сводка.");
+    let outcome = ctx
+        .compress_on(ctx.backend.memory.clone(), llm.clone(), config)
+        .execute(user)
+        .await
+        .unwrap();
+    let CompressOutcome::Compressed {
+        passes, remaining, ..
+    } = outcome
+    else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(remaining, 20);
+    assert!(
+        passes >= (turns * 2 - 20) / config.fold_max_events,
+        "passes {passes}"
+    );
+    assert_eq!(llm.requests().len(), passes);
+    ctx.assert_consistent(user, &seeded).await;
+}

@@ -1,0 +1,56 @@
+//! The compression invariants against the in-memory fakes.
+
+use butler_tests::compression::{self, Backend};
+
+#[tokio::test]
+async fn compression_keeps_the_newest_twenty_events_in_whole_turns() {
+    compression::compression_keeps_the_newest_twenty_events_in_whole_turns(Backend::in_memory())
+        .await;
+}
+
+#[tokio::test]
+async fn compression_does_nothing_at_or_under_the_threshold() {
+    compression::compression_does_nothing_at_or_under_the_threshold(Backend::in_memory()).await;
+}
+
+#[tokio::test]
+async fn the_previous_summary_is_folded_into_the_next() {
+    compression::the_previous_summary_is_folded_into_the_next(Backend::in_memory()).await;
+}
+
+#[tokio::test]
+async fn a_failing_summariser_deletes_nothing() {
+    compression::a_failing_summariser_deletes_nothing(Backend::in_memory()).await;
+}
+
+#[tokio::test]
+async fn a_crash_between_summary_and_delete_is_repaired_by_the_next_run() {
+    compression::a_crash_between_summary_and_delete_is_repaired_by_the_next_run(
+        Backend::in_memory(),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_concurrent_compressions_write_one_summary_and_lose_nothing() {
+    compression::two_concurrent_compressions_write_one_summary_and_lose_nothing(
+        Backend::in_memory(),
+        50,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_appended_during_a_compression_survive_it() {
+    compression::events_appended_during_a_compression_survive_it(Backend::in_memory(), 20).await;
+}
+
+#[tokio::test]
+async fn a_reset_racing_a_compression_leaves_no_summary() {
+    compression::a_reset_racing_a_compression_leaves_no_summary(Backend::in_memory()).await;
+}
+
+#[tokio::test]
+async fn a_large_backlog_is_folded_in_bounded_passes() {
+    compression::a_large_backlog_is_folded_in_bounded_passes(Backend::in_memory(), 5_000).await;
+}
