@@ -337,9 +337,13 @@ pub async fn events_appended_during_a_compression_survive_it(backend: Backend, r
             max_passes: 1,
             ..CompressConfig::default()
         };
-        let compress = ctx.compress_on(ctx.backend.memory.clone(), llm, config);
+        let compress = ctx.compress_on(ctx.backend.memory.clone(), llm.clone(), config);
         let task = tokio::spawn(async move { compress.execute(user).await });
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        // Wait until the compression has read its events and waits for the model; a fixed
+        // sleep raced the slower real backends (the new events were folded too).
+        while llm.requests().is_empty() {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
         seeded.extend(ctx.seed(user, 100, 5).await);
         gate.add_permits(10);
         task.await.unwrap().unwrap();

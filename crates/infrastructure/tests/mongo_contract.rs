@@ -18,7 +18,9 @@ async fn connect(prefix: &str, options: MongoOptions) -> MongoStore {
         database: Some(unique_database_name(prefix)),
         ..options
     };
-    MongoStore::connect(server.uri(), options).await.unwrap()
+    MongoStore::connect(server.uri(), options)
+        .await
+        .expect("connect to the test MongoDB")
 }
 
 async fn mongo() -> Storage {
@@ -28,6 +30,8 @@ async fn mongo() -> Storage {
 
 butler_testkit::storage_contract_suite!(mongo());
 
+/// Backend-specific checks (`cfg(test)` marks the helpers here as test code too).
+#[cfg(test)]
 mod schema {
     use super::*;
     use butler_domain::ports::{UserMemoryRepository, UserProfileRepository};
@@ -43,10 +47,10 @@ mod schema {
             .collection::<Document>(collection)
             .list_indexes()
             .await
-            .unwrap()
+            .expect("list indexes")
             .try_collect()
             .await
-            .unwrap();
+            .expect("read the index list");
         list.sort_by_key(|m| m.options.as_ref().and_then(|o| o.name.clone()));
         list
     }

@@ -42,8 +42,10 @@ impl Faulty {
             },
         )
         .await
-        .unwrap();
-        let admin = Client::with_uri_str(server.uri()).await.unwrap();
+        .expect("connect the store under test");
+        let admin = Client::with_uri_str(server.uri())
+            .await
+            .expect("connect the admin client");
         Self {
             store,
             admin,
@@ -60,11 +62,13 @@ impl Faulty {
         }
         .enable(&self.admin)
         .await
-        .unwrap();
+        .expect("enable failCommand (needs --enable-test-commands)");
     }
 
     async fn heal(&self) {
-        FailCommand::clear(&self.admin).await.unwrap();
+        FailCommand::clear(&self.admin)
+            .await
+            .expect("clear failCommand");
     }
 }
 

@@ -7,15 +7,17 @@ use butler_infrastructure::sqlite::{SqliteOpenError, SqliteOptions, SqliteStore,
 use butler_testkit::contract::Storage;
 
 async fn sqlite() -> Storage {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().expect("create a temporary directory");
     let store = SqliteStore::open(SqliteOptions::at(dir.path().join("butler.db")))
         .await
-        .unwrap();
+        .expect("open a fresh SQLite database");
     Storage::new(Arc::new(store.profiles()), Arc::new(store.memory())).keeping(dir)
 }
 
 butler_testkit::storage_contract_suite!(sqlite());
 
+/// Backend-specific checks (`cfg(test)` marks the helpers here as test code too).
+#[cfg(test)]
 mod schema {
     use super::*;
     use rusqlite::Connection;

@@ -7,5 +7,5 @@
 
 pub mod admin;
 pub mod chat;
-pub mod worker;
 pub mod telegram;
+pub mod worker;

@@ -154,10 +154,7 @@ impl UserMemoryRepository for MongoMemoryRepository {
             Ok(Err(e)) => Err(to_port("append", Fault::from_driver(MEMORY_COLLECTION, &e))),
             Err(_) => Err(to_port(
                 "append",
-                Fault::Driver(format!(
-                    "mongodb {MEMORY_COLLECTION}: no answer within {:?}",
-                    self.timeout
-                )),
+                Fault::timed_out(MEMORY_COLLECTION, self.timeout),
             )),
         }
     }

@@ -189,6 +189,10 @@ enum Fault {
 }
 
 impl Fault {
+    fn timed_out(collection: &str, limit: Duration) -> Self {
+        Self::Driver(format!("mongodb {collection}: no answer within {limit:?}"))
+    }
+
     fn from_driver(collection: &str, e: &DriverError) -> Self {
         match &*e.kind {
             ErrorKind::BsonDeserialization(_) => {
@@ -206,9 +210,7 @@ where
 {
     match tokio::time::timeout(limit, call).await {
         Ok(result) => result.map_err(|e| Fault::from_driver(collection, &e)),
-        Err(_) => Err(Fault::Driver(format!(
-            "mongodb {collection}: no answer within {limit:?}"
-        ))),
+        Err(_) => Err(Fault::timed_out(collection, limit)),
     }
 }
 

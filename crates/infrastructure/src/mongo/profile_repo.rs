@@ -137,10 +137,7 @@ impl MongoProfileRepository {
             Ok(Ok(_)) => Ok(true),
             Ok(Err(e)) if is_duplicate_key(&e) => Ok(false),
             Ok(Err(e)) => Err(Fault::from_driver(PROFILES_COLLECTION, &e)),
-            Err(_) => Err(Fault::Driver(format!(
-                "mongodb {PROFILES_COLLECTION}: no answer within {:?}",
-                self.timeout
-            ))),
+            Err(_) => Err(Fault::timed_out(PROFILES_COLLECTION, self.timeout)),
         }
     }
 
@@ -160,10 +157,7 @@ impl MongoProfileRepository {
             // Two upserts of a new user raced; the loser retries as an update.
             Ok(Err(e)) if is_duplicate_key(&e) => Ok(None),
             Ok(Err(e)) => Err(Fault::from_driver(PROFILES_COLLECTION, &e)),
-            Err(_) => Err(Fault::Driver(format!(
-                "mongodb {PROFILES_COLLECTION}: no answer within {:?}",
-                self.timeout
-            ))),
+            Err(_) => Err(Fault::timed_out(PROFILES_COLLECTION, self.timeout)),
         }
     }
 }

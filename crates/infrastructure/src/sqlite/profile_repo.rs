@@ -96,32 +96,24 @@ impl ProfileRow {
     }
 
     fn insert(&self, conn: &Connection, replace: bool) -> rusqlite::Result<usize> {
-        conn.prepare_cached(&Self::upsert_sql(replace))?
-            .execute(named_params! {
-                ":user_id": self.user_id,
-                ":language": self.language,
-                ":persona": self.persona,
-                ":tone": self.tone,
-                ":topics": self.topics,
-                ":summary": self.summary,
-                ":watermark_at": self.watermark_at,
-                ":watermark_event_id": self.watermark_event_id,
-                ":created_at": self.created_at,
-                ":updated_at": self.updated_at,
-                ":version": self.version,
-            })
+        self.execute(conn, &Self::upsert_sql(replace))
     }
 
-    /// Overwrites the stored profile only if its version is `expected`.
-    fn update_if_version(&self, conn: &Connection, expected: i64) -> rusqlite::Result<usize> {
-        conn.prepare_cached(
+    /// Overwrites the stored profile only if its version is the one before this row's.
+    fn update_if_previous_version(&self, conn: &Connection) -> rusqlite::Result<usize> {
+        self.execute(
+            conn,
             "UPDATE user_profiles SET language = :language, persona = :persona, tone = :tone, \
              preferred_topics = :topics, memory_summary = :summary, \
              watermark_at = :watermark_at, watermark_event_id = :watermark_event_id, \
              created_at = :created_at, updated_at = :updated_at, version = :version \
-             WHERE user_id = :user_id AND version = :expected",
-        )?
-        .execute(named_params! {
+             WHERE user_id = :user_id AND version = :version - 1",
+        )
+    }
+
+    /// Runs `sql` with every column of the row bound by name.
+    fn execute(&self, conn: &Connection, sql: &str) -> rusqlite::Result<usize> {
+        conn.prepare_cached(sql)?.execute(named_params! {
             ":user_id": self.user_id,
             ":language": self.language,
             ":persona": self.persona,
@@ -133,7 +125,6 @@ impl ProfileRow {
             ":created_at": self.created_at,
             ":updated_at": self.updated_at,
             ":version": self.version,
-            ":expected": expected,
         })
     }
 }
@@ -219,7 +210,7 @@ impl UserProfileRepository for SqliteProfileRepository {
                 let changed = if expected == 0 {
                     row.insert(conn, false)?
                 } else {
-                    row.update_if_version(conn, row.version - 1)?
+                    row.update_if_previous_version(conn)?
                 };
                 Ok(changed == 1)
             })

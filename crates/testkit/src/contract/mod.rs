@@ -6,6 +6,9 @@
 //! Each case receives a fresh, empty [`Storage`] and panics on a broken promise; races run
 //! many rounds so an unlucky interleaving shows up.
 
+// These functions are test bodies: a panic on an unexpected error *is* the failure report.
+#![allow(clippy::unwrap_used)]
+
 mod memory;
 mod profiles;
 mod races;
@@ -73,9 +76,21 @@ fn at(ms: i64) -> OffsetDateTime {
 /// once per test, so each test gets its own database and tests run in parallel. The calling
 /// crate needs `tokio` (with `macros` and `rt-multi-thread`) as a dev-dependency.
 ///
-/// ```ignore
-/// async fn sqlite() -> Storage { /* open a temp database */ }
-/// butler_testkit::storage_contract_suite!(sqlite());
+/// ```no_run
+/// use std::sync::Arc;
+///
+/// use butler_testkit::contract::Storage;
+/// use butler_testkit::fakes::{InMemoryMemory, InMemoryProfiles};
+///
+/// async fn fakes() -> Storage {
+///     Storage::new(
+///         Arc::new(InMemoryProfiles::default()),
+///         Arc::new(InMemoryMemory::default()),
+///     )
+/// }
+///
+/// butler_testkit::storage_contract_suite!(fakes());
+/// # fn main() {}
 /// ```
 #[macro_export]
 macro_rules! storage_contract_suite {

