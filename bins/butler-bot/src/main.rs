@@ -1,6 +1,136 @@
-//! `butler-bot`: not wired yet (see the open issues); it builds so the workspace layout is complete.
+//! `butler-bot`: runs the Telegram bot (default), the terminal chat, or storage migrations.
+//! Everything testable lives in the crates; this file parses arguments and wires.
 
-fn main() {
-    eprintln!("butler-bot: not wired yet");
-    std::process::exit(2);
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use butler_domain::UserId;
+use butler_factory::settings::{help_text, Settings};
+use butler_factory::{runtime, wiring};
+use butler_presentation::telegram::{run_bot, BotConfig, BotDeps, BotSettings};
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "butler-bot", version, about = "Personalised Butler: an Alfred-style Telegram assistant", after_help = help_text())]
+struct Cli {
+    /// Configuration file (TOML; environment variables override it).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the Telegram bot (the default).
+    Run,
+    /// Talk to the butler in this terminal (no Telegram token needed).
+    Chat {
+        /// Whose memory to use.
+        #[arg(long, default_value_t = UserId::new(1))]
+        user_id: UserId,
+    },
+    /// Apply storage migrations / create indexes, then exit.
+    Migrate,
+    /// Print the effective configuration (secrets masked), then exit.
+    Config,
+}
+
+fn fail(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("butler-bot: {message}");
+    ExitCode::from(1)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load(cli.config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    if let Err(e) = runtime::init_logging(&settings) {
+        return fail(e);
+    }
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Config => {
+            for (name, value) in settings.describe() {
+                println!("{name}={value}");
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Migrate => match wiring::migrate(&settings).await {
+            Ok(report) => {
+                println!("{report}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
+        Command::Chat { user_id } => {
+            let app = match wiring::build(&settings).await {
+                Ok(app) => app,
+                Err(e) => return fail(e),
+            };
+            let stdin = tokio::io::BufReader::new(tokio::io::stdin());
+            let mut stdout = tokio::io::stdout();
+            let result =
+                butler_presentation::chat::run_chat(&app.reply, user_id, stdin, &mut stdout).await;
+            app.compressor.drain().await;
+            result.map_or_else(fail, |_| ExitCode::SUCCESS)
+        }
+        Command::Run => run(&settings).await,
+    }
+}
+
+async fn run(settings: &Settings) -> ExitCode {
+    let Some(token) = settings.telegram.token.clone() else {
+        return fail("TELEGRAM_BOT_TOKEN is not set: get one from @BotFather, or try `butler-bot chat` in the terminal");
+    };
+    let app = match wiring::build(settings).await {
+        Ok(app) => app,
+        Err(e) => return fail(e),
+    };
+    let telemetry = match runtime::start_telemetry(settings, &app.storage).await {
+        Ok(t) => t,
+        Err(e) => return fail(format!("METRICS_ADDR: {e}")),
+    };
+    let shutdown = runtime::shutdown_signal();
+    let config = BotConfig {
+        allowed_user_ids: settings
+            .telegram
+            .allowed_user_ids
+            .iter()
+            .copied()
+            .map(UserId::new)
+            .collect(),
+        max_voice_duration: std::time::Duration::from_secs(u64::from(
+            settings.telegram.voice_max_seconds,
+        )),
+        max_voice_bytes: settings.telegram.voice_max_bytes as u64,
+        ..BotConfig::default()
+    };
+    let api_url = (settings.telegram.api_url != "https://api.telegram.org")
+        .then(|| settings.telegram.api_url.clone());
+    let deps = BotDeps {
+        reply: Arc::clone(&app.reply),
+        stt: app.stt.clone(),
+    };
+    let result = run_bot(
+        BotSettings {
+            token,
+            api_url,
+            config,
+        },
+        deps,
+        shutdown,
+    )
+    .await;
+    app.compressor.drain().await;
+    if let Some(t) = telemetry {
+        let _ = t.shutdown().await;
+    }
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e),
+    }
 }

@@ -1,6 +1,51 @@
-//! `memory-worker`: not wired yet (see the open issues); it builds so the workspace layout is complete.
+//! `memory-worker`: compresses the memory of users over the threshold, once (`--once`, for
+//! cron or a systemd timer) or every `--interval` until SIGTERM.
 
-fn main() {
-    eprintln!("memory-worker: not wired yet");
-    std::process::exit(2);
+use std::process::ExitCode;
+
+use butler_factory::settings::Settings;
+use butler_factory::{runtime, wiring};
+use butler_presentation::worker::{run_worker, WorkerCli};
+use clap::Parser;
+
+fn fail(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("memory-worker: {message}");
+    ExitCode::from(1)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = WorkerCli::parse();
+    let settings = match Settings::load(cli.config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    if let Err(e) = runtime::init_logging(&settings) {
+        return fail(e);
+    }
+    let app = match wiring::build(&settings).await {
+        Ok(app) => app,
+        Err(e) => return fail(e),
+    };
+    let telemetry = if cli.interval.is_some() {
+        match runtime::start_telemetry(&settings, &app.storage).await {
+            Ok(t) => t,
+            Err(e) => return fail(format!("METRICS_ADDR: {e}")),
+        }
+    } else {
+        None
+    };
+    let stop = runtime::shutdown_signal();
+    let observe = |report: &butler_application::memory::WorkerReport, query_failed: bool| {
+        butler_factory::metrics::record_worker_run(report, query_failed);
+    };
+    let ok = run_worker(&app.worker, &cli, stop, &observe).await;
+    if let Some(t) = telemetry {
+        let _ = t.shutdown().await;
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }

@@ -1,6 +1,80 @@
-//! `profile_admin`: not wired yet (see the open issues); it builds so the workspace layout is complete.
+//! `profile_admin`: support tool for profiles and memory. Checks the admin key, builds the
+//! storage through the factory and runs the command (see `butler_presentation::admin`).
 
-fn main() {
-    eprintln!("profile_admin: not wired yet");
-    std::process::exit(2);
+use std::io::{BufRead, IsTerminal, Write};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use butler_factory::settings::Settings;
+use butler_factory::wiring;
+use butler_presentation::admin::auth::authorize;
+use butler_presentation::admin::{self, AdminCli, AdminDeps};
+use clap::Parser;
+
+fn code(c: admin::ExitCode) -> ExitCode {
+    ExitCode::from(c as u8)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = AdminCli::parse();
+    let settings = match Settings::load(cli.config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("profile_admin: {e}");
+            return code(admin::ExitCode::Usage);
+        }
+    };
+    let presented = std::env::var("PROFILE_ADMIN_API_KEY")
+        .ok()
+        .map(secrecy::SecretString::from);
+    if let Err(e) = authorize(presented.as_ref(), settings.admin_key.as_ref()) {
+        eprintln!("profile_admin: {e}");
+        return code(admin::ExitCode::Unauthorised);
+    }
+    let storage = match wiring::open_storage(&settings).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("profile_admin: {e}");
+            return code(admin::ExitCode::Storage);
+        }
+    };
+    let migrate_settings = settings.clone();
+    let deps = AdminDeps {
+        list: butler_application::admin::ListProfilesUseCase::new(
+            storage.profiles.clone(),
+            storage.memory.clone(),
+        ),
+        show: butler_application::admin::ShowUserUseCase::new(
+            storage.profiles.clone(),
+            storage.memory.clone(),
+        ),
+        update: butler_application::admin::UpdateProfileUseCase::new(
+            storage.profiles.clone(),
+            Arc::new(butler_infrastructure::clock::SystemClock::default()),
+        ),
+        reset: butler_application::ResetPersonalizationUseCase::new(
+            storage.profiles.clone(),
+            storage.memory.clone(),
+        ),
+        migrate: Arc::new(move || {
+            let settings = migrate_settings.clone();
+            Box::pin(async move { wiring::migrate(&settings).await.map_err(|e| e.to_string()) })
+        }),
+    };
+    let mut confirm = |question: &str| {
+        if !std::io::stdin().is_terminal() {
+            return None;
+        }
+        eprint!("{question}");
+        let _ = std::io::stderr().flush();
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer).ok()?;
+        Some(matches!(
+            answer.trim().to_ascii_lowercase().as_str(),
+            "y" | "yes"
+        ))
+    };
+    let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+    code(admin::run(cli, &deps, &mut out, &mut err, &mut confirm).await)
 }

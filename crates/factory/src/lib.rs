@@ -6,7 +6,11 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod compression_tasks;
+pub mod metrics;
+pub mod runtime;
 pub mod settings;
+pub mod wiring;
 
 pub use compression_tasks::BackgroundCompressor;
 pub use settings::{Settings, SettingsError};
+pub use wiring::{build, App, BuildError};

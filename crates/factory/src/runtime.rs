@@ -1,0 +1,125 @@
+//! Process-level set-up shared by the binaries: logging, the metrics/health listener, and the
+//! shutdown signal (SIGINT or SIGTERM).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use butler_domain::ports::ProfilePage;
+use butler_infrastructure::telemetry::exporter::{
+    install_recorder, ComponentStatus, Readiness, ReadinessProbe, TelemetryServer,
+};
+use butler_infrastructure::telemetry::logging::{self, LogConfig, LogFormat};
+use tokio_util::sync::CancellationToken;
+
+use crate::settings::{self, Settings};
+use crate::wiring::Storage;
+
+/// Installs the tracing subscriber (`LOG_FORMAT`, `RUST_LOG`; logs go to stderr).
+///
+/// # Errors
+/// A message naming the bad variable.
+pub fn init_logging(settings: &Settings) -> Result<(), String> {
+    let mut config = LogConfig::from_env().map_err(|e| e.to_string())?;
+    config.format = match settings.log_format {
+        settings::LogFormat::Json => LogFormat::Json,
+        settings::LogFormat::Pretty => LogFormat::Pretty,
+    };
+    logging::init(&config).map_err(|e| e.to_string())
+}
+
+struct Probe {
+    storage: Storage,
+    llm: Option<(String, u16)>,
+}
+
+#[async_trait::async_trait]
+impl ReadinessProbe for Probe {
+    async fn check(&self) -> Readiness {
+        let storage = match self.storage.profiles.list(ProfilePage::first(1)).await {
+            Ok(_) => ComponentStatus::Up,
+            Err(e) => ComponentStatus::down(e.to_string()),
+        };
+        let llm = match &self.llm {
+            None => ComponentStatus::down("LLM_BASE_URL not set"),
+            Some((host, port)) => {
+                let connect = tokio::net::TcpStream::connect((host.as_str(), *port));
+                match tokio::time::timeout(Duration::from_secs(2), connect).await {
+                    Ok(Ok(_)) => ComponentStatus::Up,
+                    Ok(Err(e)) => {
+                        ComponentStatus::down(format!("cannot connect to {host}:{port}: {e}"))
+                    }
+                    Err(_) => {
+                        ComponentStatus::down(format!("no answer from {host}:{port} within 2s"))
+                    }
+                }
+            }
+        };
+        Readiness { storage, llm }
+    }
+}
+
+/// Starts `/metrics`, `/healthz` and `/readyz` on `METRICS_ADDR`, if set.
+///
+/// # Errors
+/// If the recorder is already installed or the address cannot be bound.
+pub async fn start_telemetry(
+    settings: &Settings,
+    storage: &Storage,
+) -> Result<Option<TelemetryServer>, String> {
+    let Some(addr) = settings.metrics_addr else {
+        return Ok(None);
+    };
+    let handle = install_recorder().map_err(|e| e.to_string())?;
+    let llm = settings
+        .llm
+        .base_url
+        .as_deref()
+        .and_then(|u| url::Url::parse(u).ok())
+        .and_then(|u| {
+            let host = u.host_str()?.to_owned();
+            Some((host, u.port_or_known_default()?))
+        });
+    let probe = Arc::new(Probe {
+        storage: storage.clone(),
+        llm,
+    });
+    let server = TelemetryServer::start(addr, handle, probe)
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::info!(addr = %server.local_addr(), "metrics listening on /metrics, /healthz, /readyz");
+    Ok(Some(server))
+}
+
+/// A token cancelled on SIGINT (Ctrl-C) or SIGTERM.
+#[must_use]
+pub fn shutdown_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let trigger = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot listen for SIGTERM; Ctrl-C still works");
+                        let _ = ctrl_c.await;
+                        trigger.cancel();
+                        return;
+                    }
+                };
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = ctrl_c.await;
+        }
+        tracing::info!("shutdown requested: finishing replies in flight");
+        trigger.cancel();
+    });
+    token
+}

@@ -1,0 +1,308 @@
+//! Wiring: settings in, use cases out. Chooses the storage backend (SQLite unless MongoDB is
+//! configured), the LLM and speech-to-text clients, and the token counter, then builds every
+//! use case the binaries need. Start-up fails here — with the setting to fix — rather than at
+//! the first user message.
+
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::time::Duration;
+
+use butler_application::admin::{ListProfilesUseCase, ShowUserUseCase, UpdateProfileUseCase};
+use butler_application::memory::MemoryWorkerUseCase;
+use butler_application::tokens::ConservativeEstimator;
+use butler_application::{
+    CompressConfig, CompressMemoryUseCase, PersonalizationService, PersonalizedReplyUseCase,
+    ReplyConfig, ResetPersonalizationUseCase,
+};
+use butler_domain::ports::{
+    Clock, LlmClient, RequestOptions, SpeechToText, TokenCounter, UserMemoryRepository,
+    UserProfileRepository,
+};
+use butler_infrastructure::clock::SystemClock;
+use butler_infrastructure::llm::{LlmConcurrency, LlmHttpConfig, OpenAiChatClient};
+use butler_infrastructure::mongo::{mask_uri, MongoOptions, MongoStore};
+use butler_infrastructure::sqlite::{SqliteOptions, SqliteStore};
+use butler_infrastructure::stt::{OpenAiTranscriptionClient, SttHttpConfig};
+use butler_infrastructure::tokens::{LlamaTokenizeCounter, QwenTiktokenCounter};
+use secrecy::ExposeSecret;
+
+use crate::compression_tasks::BackgroundCompressor;
+use crate::settings::{Settings, StorageSettings, TokenizerSettings};
+
+/// Why the application could not be built. Messages name the setting and never a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The storage backend could not be opened.
+    #[error("storage: {0}")]
+    Storage(String),
+    /// No language model is configured.
+    #[error(
+        "LLM_BASE_URL is not set: point it at an OpenAI-compatible server, e.g. \
+         LLM_BASE_URL=http://127.0.0.1:11434/v1 LLM_MODEL=qwen2.5:7b-instruct (Ollama); see docs/llm.md"
+    )]
+    NoLlm,
+    /// An adapter rejected its configuration.
+    #[error("{variable}: {message}")]
+    Invalid {
+        /// The setting to fix.
+        variable: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// The opened storage.
+#[derive(Clone)]
+pub struct Storage {
+    /// Profiles.
+    pub profiles: Arc<dyn UserProfileRepository>,
+    /// Memory events.
+    pub memory: Arc<dyn UserMemoryRepository>,
+    /// `sqlite` or `mongodb`, for logs.
+    pub backend: &'static str,
+    /// Where, for logs (credentials masked).
+    pub location: String,
+}
+
+/// Opens the configured storage, applying migrations / creating indexes.
+///
+/// # Errors
+/// [`BuildError::Storage`] naming the file or the masked URI.
+pub async fn open_storage(settings: &Settings) -> Result<Storage, BuildError> {
+    match &settings.storage {
+        StorageSettings::Sqlite { path } => {
+            let store = SqliteStore::open(SqliteOptions {
+                path: path.clone(),
+                ..SqliteOptions::default()
+            })
+            .await
+            .map_err(|e| BuildError::Storage(e.to_string()))?;
+            Ok(Storage {
+                profiles: Arc::new(store.profiles()),
+                memory: Arc::new(store.memory()),
+                backend: "sqlite",
+                location: path.display().to_string(),
+            })
+        }
+        StorageSettings::Mongo {
+            uri,
+            database,
+            ttl_days,
+        } => {
+            let options = MongoOptions {
+                database: Some(database.clone()),
+                memory_ttl: ttl_days.map(|d| Duration::from_secs(u64::from(d) * 86_400)),
+                ..MongoOptions::default()
+            };
+            let store = MongoStore::connect(uri.expose_secret(), options)
+                .await
+                .map_err(|e| BuildError::Storage(e.to_string()))?;
+            Ok(Storage {
+                profiles: Arc::new(store.profiles()),
+                memory: Arc::new(store.memory()),
+                backend: "mongodb",
+                location: format!("{}/{database}", mask_uri(uri.expose_secret())),
+            })
+        }
+    }
+}
+
+/// Applies migrations (SQLite) or creates indexes (MongoDB); both are idempotent and also run
+/// whenever storage is opened.
+///
+/// # Errors
+/// As [`open_storage`].
+pub async fn migrate(settings: &Settings) -> Result<String, BuildError> {
+    let storage = open_storage(settings).await?;
+    Ok(format!(
+        "{} at {}: schema and indexes are up to date",
+        storage.backend, storage.location
+    ))
+}
+
+/// The token counter chosen by `TOKENIZER`.
+///
+/// # Errors
+/// [`BuildError::Invalid`] if the vocabulary cannot be loaded or the URL is invalid.
+pub async fn token_counter(settings: &Settings) -> Result<Arc<dyn TokenCounter>, BuildError> {
+    let estimator: Arc<dyn TokenCounter> = Arc::new(ConservativeEstimator::new());
+    match &settings.tokenizer {
+        TokenizerSettings::Estimator => Ok(estimator),
+        TokenizerSettings::QwenTiktoken { path } => {
+            let path = path.clone();
+            let counter = tokio::task::spawn_blocking(move || QwenTiktokenCounter::from_file(path))
+                .await
+                .map_err(|e| BuildError::Invalid {
+                    variable: "TOKENIZER_PATH",
+                    message: e.to_string(),
+                })?
+                .map_err(|e| BuildError::Invalid {
+                    variable: "TOKENIZER_PATH",
+                    message: e.to_string(),
+                })?;
+            Ok(Arc::new(counter))
+        }
+        TokenizerSettings::LlamaTokenize { url } => {
+            LlamaTokenizeCounter::new(url, Duration::from_millis(500), estimator)
+                .map(|c| Arc::new(c) as Arc<dyn TokenCounter>)
+                .map_err(|e| BuildError::Invalid {
+                    variable: "TOKENIZER_URL",
+                    message: e.to_string(),
+                })
+        }
+    }
+}
+
+/// The language model client (one concurrency limit shared by replies and compression).
+///
+/// # Errors
+/// [`BuildError::NoLlm`] without `LLM_BASE_URL`; [`BuildError::Invalid`] for a bad URL.
+pub fn llm_client(settings: &Settings) -> Result<Arc<dyn LlmClient>, BuildError> {
+    let base_url = settings.llm.base_url.clone().ok_or(BuildError::NoLlm)?;
+    let limit = NonZeroUsize::new(settings.llm.max_concurrency).unwrap_or(NonZeroUsize::MIN);
+    let config = LlmHttpConfig {
+        api_key: settings.llm.api_key.clone(),
+        request_timeout: settings.llm.timeout,
+        concurrency: LlmConcurrency::new(limit),
+        ..LlmHttpConfig::new(base_url, settings.llm.model.clone())
+    };
+    OpenAiChatClient::new(config)
+        .map(|c| Arc::new(c) as Arc<dyn LlmClient>)
+        .map_err(|e| BuildError::Invalid {
+            variable: "LLM_BASE_URL",
+            message: e.to_string(),
+        })
+}
+
+/// The speech-to-text client, if `STT_BASE_URL` is set.
+///
+/// # Errors
+/// [`BuildError::Invalid`] for a bad URL.
+pub fn stt_client(settings: &Settings) -> Result<Option<Arc<dyn SpeechToText>>, BuildError> {
+    let Some(base_url) = settings.stt.base_url.clone() else {
+        return Ok(None);
+    };
+    let config = SttHttpConfig {
+        language: settings.stt.language.clone(),
+        request_timeout: settings.stt.timeout,
+        max_upload_bytes: settings.telegram.voice_max_bytes,
+        ..SttHttpConfig::new(base_url, settings.stt.model.clone())
+    };
+    OpenAiTranscriptionClient::new(config)
+        .map(|c| Some(Arc::new(c) as Arc<dyn SpeechToText>))
+        .map_err(|e| BuildError::Invalid {
+            variable: "STT_BASE_URL",
+            message: e.to_string(),
+        })
+}
+
+/// Everything the binaries run.
+pub struct App {
+    /// Storage in use.
+    pub storage: Storage,
+    /// Answers messages.
+    pub reply: Arc<PersonalizedReplyUseCase>,
+    /// Forgets a user.
+    pub reset: ResetPersonalizationUseCase,
+    /// Folds older memory into the summary.
+    pub compress: CompressMemoryUseCase,
+    /// Background compressions triggered by replies (drain it on shutdown).
+    pub compressor: Arc<BackgroundCompressor>,
+    /// One worker run.
+    pub worker: MemoryWorkerUseCase,
+    /// Admin operations.
+    pub list: ListProfilesUseCase,
+    /// Admin show/export.
+    pub show: ShowUserUseCase,
+    /// Admin update.
+    pub update: UpdateProfileUseCase,
+    /// Speech-to-text, if configured.
+    pub stt: Option<Arc<dyn SpeechToText>>,
+}
+
+/// Builds the use cases over already-opened storage and a given LLM (tests inject their own).
+///
+/// # Errors
+/// [`BuildError::Invalid`] if the prompt budget is unusable.
+pub fn assemble(
+    settings: &Settings,
+    storage: Storage,
+    llm: Arc<dyn LlmClient>,
+    counter: Arc<dyn TokenCounter>,
+    stt: Option<Arc<dyn SpeechToText>>,
+) -> Result<App, BuildError> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock::default());
+    let personalization =
+        PersonalizationService::new(counter.clone(), settings.budget).map_err(|e| {
+            BuildError::Invalid {
+                variable: "PROMPT_TOTAL_TOKENS",
+                message: e.to_string(),
+            }
+        })?;
+    let compress = CompressMemoryUseCase::new(
+        storage.profiles.clone(),
+        storage.memory.clone(),
+        llm.clone(),
+        counter,
+        clock.clone(),
+        CompressConfig {
+            threshold: settings.memory.compress_threshold,
+            keep_last: settings.memory.keep_last,
+            summary_max_tokens: settings.memory.summary_tokens,
+            ..CompressConfig::default()
+        },
+    );
+    let compressor = Arc::new(BackgroundCompressor::new(
+        compress.clone(),
+        Some(Arc::new(crate::metrics::record_compression)),
+    ));
+    let reply = Arc::new(PersonalizedReplyUseCase::new(
+        storage.profiles.clone(),
+        storage.memory.clone(),
+        llm,
+        clock.clone(),
+        personalization,
+        compressor.clone(),
+        ReplyConfig {
+            recent_limit: settings.memory.recent_events,
+            compress_threshold: settings.memory.compress_threshold,
+            options: RequestOptions {
+                temperature: settings.llm.temperature,
+                max_tokens: u32::try_from(settings.budget.max_reply_tokens).unwrap_or(u32::MAX),
+            },
+            personalization_enabled: settings.personalization_enabled,
+        },
+    ));
+    Ok(App {
+        reset: ResetPersonalizationUseCase::new(storage.profiles.clone(), storage.memory.clone()),
+        worker: MemoryWorkerUseCase::new(storage.memory.clone(), compress.clone()),
+        list: ListProfilesUseCase::new(storage.profiles.clone(), storage.memory.clone()),
+        show: ShowUserUseCase::new(storage.profiles.clone(), storage.memory.clone()),
+        update: UpdateProfileUseCase::new(storage.profiles.clone(), clock),
+        compress,
+        compressor,
+        reply,
+        stt,
+        storage,
+    })
+}
+
+/// Opens storage and builds every use case from the settings.
+///
+/// # Errors
+/// The first [`BuildError`]: storage, LLM, token counter or STT configuration.
+pub async fn build(settings: &Settings) -> Result<App, BuildError> {
+    let llm = llm_client(settings)?;
+    let stt = stt_client(settings)?;
+    let counter = token_counter(settings).await?;
+    let storage = open_storage(settings).await?;
+    tracing::info!(
+        storage = storage.backend,
+        location = %storage.location,
+        tokenizer = counter.name(),
+        voice = stt.is_some(),
+        personalization = settings.personalization_enabled,
+        "butler wired"
+    );
+    assemble(settings, storage, llm, counter, stt)
+}
