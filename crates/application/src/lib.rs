@@ -21,5 +21,7 @@ pub mod tokens;
 
 pub use memory::{CompressConfig, CompressMemoryUseCase, CompressOutcome, CompressionScheduler};
 pub use prompt::{PersonalizationService, PromptBudget};
-pub use reply::{PersonalizedReplyUseCase, ReplyConfig, ReplyInput, ReplyOutput, ReplyStatus};
+pub use reply::{
+    PersonalizedReplyUseCase, ReplyConfig, ReplyInput, ReplyObserver, ReplyOutput, ReplyStatus,
+};
 pub use reset::{ResetOutput, ResetPersonalizationUseCase};

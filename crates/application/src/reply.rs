@@ -102,6 +102,12 @@ pub struct ReplyOutput {
     pub llm_time: std::time::Duration,
 }
 
+/// Told about every reply (metrics and the per-reply log line live behind it, in the factory).
+pub trait ReplyObserver: Send + Sync {
+    /// Called once per answered message, after memory was stored (or failed to be).
+    fn observe(&self, input: &ReplyInput, output: &ReplyOutput, elapsed: std::time::Duration);
+}
+
 /// Answers one message in the butler's persona.
 #[derive(Clone)]
 pub struct PersonalizedReplyUseCase {
@@ -112,6 +118,7 @@ pub struct PersonalizedReplyUseCase {
     personalization: PersonalizationService,
     scheduler: Arc<dyn CompressionScheduler>,
     config: ReplyConfig,
+    observer: Option<Arc<dyn ReplyObserver>>,
 }
 
 impl std::fmt::Debug for PersonalizedReplyUseCase {
@@ -142,7 +149,15 @@ impl PersonalizedReplyUseCase {
             personalization,
             scheduler,
             config,
+            observer: None,
         }
+    }
+
+    /// Reports every reply to `observer` (builder style).
+    #[must_use]
+    pub fn with_observer(mut self, observer: Arc<dyn ReplyObserver>) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// The configuration in force.
@@ -153,8 +168,17 @@ impl PersonalizedReplyUseCase {
 
     /// Answers `input`. Never fails: failures become the fallback reply or a degraded status.
     pub async fn execute(&self, input: ReplyInput) -> ReplyOutput {
+        let started = Instant::now();
+        let output = self.answer(&input).await;
+        if let Some(observer) = &self.observer {
+            observer.observe(&input, &output, started.elapsed());
+        }
+        output
+    }
+
+    async fn answer(&self, input: &ReplyInput) -> ReplyOutput {
         if !self.config.personalization_enabled {
-            return self.stateless(&input).await;
+            return self.stateless(input).await;
         }
         let mut degraded = false;
         let profile = match self.profiles.get_or_create(input.user_id).await {

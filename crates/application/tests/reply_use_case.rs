@@ -223,3 +223,39 @@ async fn the_reply_never_waits_for_the_compression_it_triggers() {
     );
     assert_eq!(w.memory.count(USER).await.unwrap(), 20);
 }
+
+#[derive(Default)]
+struct Seen(std::sync::Mutex<Vec<(String, ReplyStatus)>>);
+
+impl butler_application::ReplyObserver for Seen {
+    fn observe(
+        &self,
+        input: &ReplyInput,
+        output: &butler_application::ReplyOutput,
+        _: std::time::Duration,
+    ) {
+        self.0
+            .lock()
+            .unwrap()
+            .push((input.text.clone(), output.status));
+    }
+}
+
+#[tokio::test]
+async fn every_reply_is_reported_to_the_observer_once_with_its_status() {
+    let w = World::default();
+    let seen = Arc::new(Seen::default());
+    let reply = w.reply().with_observer(seen.clone());
+    reply.execute(text("первое")).await;
+    w.llm.push(LlmStep::Fail(LlmError::Timeout {
+        after: std::time::Duration::from_secs(1),
+    }));
+    reply.execute(text("второе")).await;
+    assert_eq!(
+        *seen.0.lock().unwrap(),
+        vec![
+            ("первое".to_owned(), ReplyStatus::Ok),
+            ("второе".to_owned(), ReplyStatus::LlmError)
+        ]
+    );
+}

@@ -6,6 +6,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod compression_tasks;
+pub mod metered;
 pub mod metrics;
 pub mod runtime;
 pub mod settings;

@@ -27,6 +27,7 @@ use butler_infrastructure::tokens::{LlamaTokenizeCounter, QwenTiktokenCounter};
 use secrecy::ExposeSecret;
 
 use crate::compression_tasks::BackgroundCompressor;
+use crate::metered::{MeteredLlm, MeteredProfiles, MeteredStt, ReplyMetrics};
 use crate::settings::{Settings, StorageSettings, TokenizerSettings};
 
 /// Why the application could not be built. Messages name the setting and never a secret.
@@ -232,6 +233,10 @@ pub fn assemble(
     stt: Option<Arc<dyn SpeechToText>>,
 ) -> Result<App, BuildError> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock::default());
+    let llm: Arc<dyn LlmClient> = Arc::new(MeteredLlm(llm));
+    let stt = stt.map(|s| Arc::new(MeteredStt(s)) as Arc<dyn SpeechToText>);
+    let profiles: Arc<dyn UserProfileRepository> =
+        Arc::new(MeteredProfiles(storage.profiles.clone()));
     let personalization =
         PersonalizationService::new(counter.clone(), settings.budget).map_err(|e| {
             BuildError::Invalid {
@@ -240,7 +245,7 @@ pub fn assemble(
             }
         })?;
     let compress = CompressMemoryUseCase::new(
-        storage.profiles.clone(),
+        profiles.clone(),
         storage.memory.clone(),
         llm.clone(),
         counter,
@@ -256,23 +261,26 @@ pub fn assemble(
         compress.clone(),
         Some(Arc::new(crate::metrics::record_compression)),
     ));
-    let reply = Arc::new(PersonalizedReplyUseCase::new(
-        storage.profiles.clone(),
-        storage.memory.clone(),
-        llm,
-        clock.clone(),
-        personalization,
-        compressor.clone(),
-        ReplyConfig {
-            recent_limit: settings.memory.recent_events,
-            compress_threshold: settings.memory.compress_threshold,
-            options: RequestOptions {
-                temperature: settings.llm.temperature,
-                max_tokens: u32::try_from(settings.budget.max_reply_tokens).unwrap_or(u32::MAX),
+    let reply = Arc::new(
+        PersonalizedReplyUseCase::new(
+            profiles.clone(),
+            storage.memory.clone(),
+            llm,
+            clock.clone(),
+            personalization,
+            compressor.clone(),
+            ReplyConfig {
+                recent_limit: settings.memory.recent_events,
+                compress_threshold: settings.memory.compress_threshold,
+                options: RequestOptions {
+                    temperature: settings.llm.temperature,
+                    max_tokens: u32::try_from(settings.budget.max_reply_tokens).unwrap_or(u32::MAX),
+                },
+                personalization_enabled: settings.personalization_enabled,
             },
-            personalization_enabled: settings.personalization_enabled,
-        },
-    ));
+        )
+        .with_observer(Arc::new(ReplyMetrics)),
+    );
     Ok(App {
         reset: ResetPersonalizationUseCase::new(storage.profiles.clone(), storage.memory.clone()),
         worker: MemoryWorkerUseCase::new(storage.memory.clone(), compress.clone()),

@@ -1,0 +1,110 @@
+//! Metering decorators: wrap the ports so every profile read/write, stored memory event, LLM
+//! and STT call is counted, and report every reply (metrics + the one structured log line per
+//! reply). Use cases and front ends stay free of metric names.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use butler_application::{ReplyInput, ReplyObserver, ReplyOutput, ReplyStatus};
+use butler_domain::ports::{
+    AudioClip, LlmClient, LlmError, LlmReply, LlmRequest, ProfilePage, ProfileStoreError,
+    SpeechToText, SttError, Transcript, UserProfileRepository,
+};
+use butler_domain::{UserId, UserProfile};
+use butler_infrastructure::telemetry::metrics::{self, CallOutcome, RequestStatus};
+
+/// Counts LLM calls and their latency.
+pub struct MeteredLlm(pub Arc<dyn LlmClient>);
+
+#[async_trait]
+impl LlmClient for MeteredLlm {
+    async fn complete(&self, request: &LlmRequest) -> Result<LlmReply, LlmError> {
+        let started = Instant::now();
+        let result = self.0.complete(request).await;
+        metrics::record_llm_request(CallOutcome::of(&result), started.elapsed());
+        result
+    }
+}
+
+/// Counts transcriptions and their latency.
+pub struct MeteredStt(pub Arc<dyn SpeechToText>);
+
+#[async_trait]
+impl SpeechToText for MeteredStt {
+    async fn transcribe(&self, clip: &AudioClip) -> Result<Transcript, SttError> {
+        let started = Instant::now();
+        let result = self.0.transcribe(clip).await;
+        metrics::record_stt_request(CallOutcome::of(&result), started.elapsed());
+        result
+    }
+}
+
+/// Counts profile reads and writes.
+pub struct MeteredProfiles(pub Arc<dyn UserProfileRepository>);
+
+#[async_trait]
+impl UserProfileRepository for MeteredProfiles {
+    async fn get(&self, user_id: UserId) -> Result<Option<UserProfile>, ProfileStoreError> {
+        metrics::record_profile_read();
+        self.0.get(user_id).await
+    }
+
+    async fn get_or_create(&self, user_id: UserId) -> Result<UserProfile, ProfileStoreError> {
+        metrics::record_profile_read();
+        self.0.get_or_create(user_id).await
+    }
+
+    async fn save(&self, profile: &UserProfile) -> Result<UserProfile, ProfileStoreError> {
+        let result = self.0.save(profile).await;
+        if result.is_ok() {
+            metrics::record_profile_write();
+        }
+        result
+    }
+
+    async fn reset(&self, user_id: UserId) -> Result<UserProfile, ProfileStoreError> {
+        let result = self.0.reset(user_id).await;
+        if result.is_ok() {
+            metrics::record_profile_write();
+        }
+        result
+    }
+
+    async fn list(&self, page: ProfilePage) -> Result<Vec<UserProfile>, ProfileStoreError> {
+        metrics::record_profile_read();
+        self.0.list(page).await
+    }
+}
+
+/// Records every reply: the request counter, the prompt-token histogram, stored memory
+/// events, and one info line per reply (no message text, no secrets).
+#[derive(Debug, Default)]
+pub struct ReplyMetrics;
+
+impl ReplyObserver for ReplyMetrics {
+    fn observe(&self, input: &ReplyInput, output: &ReplyOutput, elapsed: Duration) {
+        let status = match output.status {
+            ReplyStatus::Ok => RequestStatus::Ok,
+            ReplyStatus::Degraded => RequestStatus::Degraded,
+            ReplyStatus::LlmError => RequestStatus::Error,
+        };
+        metrics::record_reply(input.source, status, Some(output.prompt_tokens));
+        if output.status == ReplyStatus::Ok && output.used_persona {
+            metrics::record_memory_event(butler_domain::Role::User);
+            metrics::record_memory_event(butler_domain::Role::Assistant);
+        }
+        tracing::info!(
+            user_id = %input.user_id,
+            source = input.source.code(),
+            persona = %output.persona,
+            memory_events_used = output.memory_events_used,
+            prompt_tokens = output.prompt_tokens,
+            reply_len = output.reply.chars().count(),
+            latency_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+            llm_ms = u64::try_from(output.llm_time.as_millis()).unwrap_or(u64::MAX),
+            status = output.status.code(),
+            "reply"
+        );
+    }
+}
