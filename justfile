@@ -27,8 +27,8 @@ ci:
 
 # Line coverage of butler-domain + butler-application (gate: 80%); needs cargo-tarpaulin.
 coverage:
-    cargo tarpaulin --skip-clean --engine ptrace --out Stdout \
-        -p butler-domain -p butler-application -p butler-tests \
+    cargo tarpaulin --engine ptrace --target-dir target/tarpaulin --out Stdout \
+        -p butler-domain -p butler-application \
         --include-files 'crates/domain/src/*' --include-files 'crates/domain/src/**/*' \
         --include-files 'crates/application/src/*' --include-files 'crates/application/src/**/*' \
         --fail-under 80
