@@ -114,6 +114,7 @@ async fn run(settings: &Settings) -> ExitCode {
     let deps = BotDeps {
         reply: Arc::clone(&app.reply),
         stt: app.stt.clone(),
+        observer: Some(Arc::new(butler_factory::metered::TelegramMetrics)),
     };
     let result = run_bot(
         BotSettings {

@@ -108,3 +108,13 @@ impl ReplyObserver for ReplyMetrics {
         );
     }
 }
+
+/// Counts failed `sendMessage` calls in `telegram_send_errors_total`.
+#[derive(Debug, Default)]
+pub struct TelegramMetrics;
+
+impl butler_presentation::telegram::TelegramObserver for TelegramMetrics {
+    fn send_failed(&self) {
+        metrics::record_telegram_send_error();
+    }
+}

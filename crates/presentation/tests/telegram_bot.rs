@@ -39,6 +39,7 @@ async fn a_text_message_gets_an_alfred_reply_in_the_same_chat_and_two_events_are
     assert_eq!(events[1].role, Role::Assistant);
     assert!(events.iter().all(|e| e.source == Source::Text));
     assert!(bot.telegram.sent_messages(BOB).is_empty());
+    assert_eq!(world.observer.send_failures(), 0);
     bot.stop().await.unwrap();
 }
 
@@ -455,6 +456,11 @@ async fn flood_control_is_waited_out_and_exactly_one_copy_is_delivered() {
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(bot.telegram.sent_messages(ALICE).len(), 1, "no duplicate");
+    assert_eq!(
+        world.observer.send_failures(),
+        1,
+        "the rejected call is counted"
+    );
     bot.stop().await.unwrap();
 }
 
@@ -480,6 +486,11 @@ async fn a_send_whose_outcome_is_unknown_is_not_repeated_and_the_bot_carries_on(
         bot.telegram.calls_to("sendMessage").len(),
         2,
         "the broken send was not resent"
+    );
+    assert_eq!(
+        world.observer.send_failures(),
+        1,
+        "the broken send is counted"
     );
     bot.stop().await.unwrap();
 }

@@ -234,6 +234,7 @@ impl RecordedRequest {
 #[derive(Debug)]
 struct Shared {
     script: Mutex<VecDeque<Step>>,
+    routes: Mutex<Vec<(String, Step)>>,
     default: Mutex<Step>,
     requests: Mutex<Vec<RecordedRequest>>,
     in_flight: AtomicUsize,
@@ -299,6 +300,7 @@ impl ScriptedLlm {
             .expect("local address of a bound listener");
         let shared = Arc::new(Shared {
             script: Mutex::new(VecDeque::new()),
+            routes: Mutex::new(Vec::new()),
             default: Mutex::new(Step::reply(DEFAULT_REPLY)),
             requests: Mutex::new(Vec::new()),
             in_flight: AtomicUsize::new(0),
@@ -340,6 +342,13 @@ impl ScriptedLlm {
     /// Queues a step; steps are consumed in order, one per request.
     pub fn push(&self, step: Step) {
         lock(&self.shared.script).push_back(step);
+    }
+
+    /// Answers every request in which some message's content contains `needle` with `step`,
+    /// ahead of the queue (which such requests leave untouched) — e.g. the summariser's
+    /// requests, told apart by its instructions, while replies keep taking queued steps.
+    pub fn route(&self, needle: impl Into<String>, step: Step) {
+        lock(&self.shared.routes).push((needle.into(), step));
     }
 
     /// What to answer once the queue is empty.
@@ -427,17 +436,30 @@ async fn chat_completions(
 ) -> Response {
     let _in_flight = InFlight::enter(&shared);
     let id = record(&shared, &uri, &headers, &body);
-    let model = serde_json::from_slice::<Value>(&body)
-        .ok()
-        .and_then(|v| v["model"].as_str().map(str::to_owned))
-        .unwrap_or_default();
-    let step = lock(&shared.script)
-        .pop_front()
-        .unwrap_or_else(|| lock(&shared.default).clone());
+    let parsed = serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null);
+    let model = parsed["model"].as_str().unwrap_or_default().to_owned();
+    let step = routed(&shared, &parsed).unwrap_or_else(|| {
+        lock(&shared.script)
+            .pop_front()
+            .unwrap_or_else(|| lock(&shared.default).clone())
+    });
     if !step.delay.is_zero() {
         tokio::time::sleep(step.delay).await;
     }
     step.into_response(&model, id)
+}
+
+/// The step of the first route whose needle occurs in a message of `body`.
+fn routed(shared: &Shared, body: &Value) -> Option<Step> {
+    let contents: Vec<&str> = body["messages"]
+        .as_array()?
+        .iter()
+        .filter_map(|m| m["content"].as_str())
+        .collect();
+    lock(&shared.routes)
+        .iter()
+        .find(|(needle, _)| contents.iter().any(|c| c.contains(needle.as_str())))
+        .map(|(_, step)| step.clone())
 }
 
 async fn not_found(

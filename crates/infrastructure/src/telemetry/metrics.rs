@@ -31,7 +31,7 @@ pub const PERSONALIZED_MEMORY_WORKER_ERRORS_TOTAL: &str = "personalized_memory_w
 pub const LLM_REQUEST_DURATION_SECONDS: &str = "llm_request_duration_seconds";
 /// Latency of speech-to-text calls, by `outcome` (histogram, seconds).
 pub const STT_REQUEST_DURATION_SECONDS: &str = "stt_request_duration_seconds";
-/// Telegram Bot API sends that failed after retries.
+/// Failed `sendMessage` calls to the Telegram Bot API, each attempt counted (retried or not).
 pub const TELEGRAM_SEND_ERRORS_TOTAL: &str = "telegram_send_errors_total";
 /// Always 1; the `version` label carries the running build.
 pub const BUTLER_BUILD_INFO: &str = "butler_build_info";
@@ -136,7 +136,7 @@ pub const ALL_METRICS: &[MetricSpec] = &[
     MetricSpec {
         name: TELEGRAM_SEND_ERRORS_TOTAL,
         kind: MetricKind::Counter,
-        help: "Telegram Bot API sends that failed.",
+        help: "Failed sendMessage calls to the Telegram Bot API (flood control, network, API errors, timeouts), each attempt counted.",
         labels: &[],
     },
     MetricSpec {

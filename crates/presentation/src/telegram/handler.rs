@@ -22,6 +22,7 @@ use super::config::BotConfig;
 use super::outbox::{Outbox, TypingGuard};
 use super::redact::Redactor;
 use super::texts;
+use super::TelegramObserver;
 
 /// How many answered messages are remembered to drop re-deliveries within one process.
 const REMEMBERED_MESSAGES: usize = 4096;
@@ -96,11 +97,12 @@ impl Handler {
     pub(crate) fn new(
         reply: Arc<PersonalizedReplyUseCase>,
         stt: Option<Arc<dyn SpeechToText>>,
+        observer: Option<Arc<dyn TelegramObserver>>,
         config: BotConfig,
         bot: Bot,
         redactor: Redactor,
     ) -> Self {
-        let outbox = Outbox::new(bot.clone(), config.clone(), redactor.clone());
+        let outbox = Outbox::new(bot.clone(), config.clone(), redactor.clone(), observer);
         Self {
             reply,
             stt,

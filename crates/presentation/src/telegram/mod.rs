@@ -53,6 +53,16 @@ pub struct BotDeps {
     pub reply: Arc<PersonalizedReplyUseCase>,
     /// Transcribes voice notes; `None` = voice notes get a polite "please type" reply.
     pub stt: Option<Arc<dyn SpeechToText>>,
+    /// Told about Telegram-side events worth counting; `None` = nobody listens.
+    pub observer: Option<Arc<dyn TelegramObserver>>,
+}
+
+/// Hooks for what happens on the Telegram side of the bot (the factory counts them in
+/// metrics). Every method has an empty default; they must be cheap and never block.
+pub trait TelegramObserver: Send + Sync {
+    /// A `sendMessage` call failed: an API error, flood control (`429`), a network error or
+    /// no answer in time — counted per call, whether or not the part is then sent again.
+    fn send_failed(&self) {}
 }
 
 impl std::fmt::Debug for BotDeps {
@@ -60,6 +70,7 @@ impl std::fmt::Debug for BotDeps {
         f.debug_struct("BotDeps")
             .field("reply", &self.reply)
             .field("stt", &self.stt.is_some())
+            .field("observer", &self.observer.is_some())
             .finish()
     }
 }
@@ -163,6 +174,7 @@ pub async fn run_bot(
     let handler = Arc::new(Handler::new(
         deps.reply,
         deps.stt,
+        deps.observer,
         config,
         bot.clone(),
         redactor.clone(),

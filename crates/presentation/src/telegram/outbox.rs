@@ -13,6 +13,7 @@
 //! teloxide itself waits 10 s before reporting a 5xx, so a flaky Telegram slows a reply but
 //! never duplicates it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use teloxide::payloads::SendMessageSetters as _;
@@ -24,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use super::config::BotConfig;
 use super::redact::Redactor;
 use super::split::{split_message, TELEGRAM_MESSAGE_LIMIT};
+use super::TelegramObserver;
 
 /// Why a reply could not be sent in full. Token-free.
 #[derive(Debug, thiserror::Error)]
@@ -57,19 +59,41 @@ fn classify(error: &RequestError) -> Retry {
 }
 
 /// Sends texts to chats.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct Outbox {
     bot: Bot,
     config: BotConfig,
     redactor: Redactor,
+    observer: Option<Arc<dyn TelegramObserver>>,
+}
+
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbox")
+            .field("config", &self.config)
+            .field("observer", &self.observer.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Outbox {
-    pub(crate) fn new(bot: Bot, config: BotConfig, redactor: Redactor) -> Self {
+    pub(crate) fn new(
+        bot: Bot,
+        config: BotConfig,
+        redactor: Redactor,
+        observer: Option<Arc<dyn TelegramObserver>>,
+    ) -> Self {
         Self {
             bot,
             config,
             redactor,
+            observer,
+        }
+    }
+
+    fn send_failed(&self) {
+        if let Some(observer) = &self.observer {
+            observer.send_failed();
         }
     }
 
@@ -112,12 +136,16 @@ impl Outbox {
             let error =
                 match tokio::time::timeout(self.config.request_timeout, request.send()).await {
                     Ok(Ok(_)) => return Ok(()),
-                    Ok(Err(error)) => error,
+                    Ok(Err(error)) => {
+                        self.send_failed();
+                        error
+                    }
                     Err(_) => {
+                        self.send_failed();
                         return Err(format!(
                             "no answer within {:?}; not resent (it may have been delivered)",
                             self.config.request_timeout
-                        ))
+                        ));
                     }
                 };
             let last = attempt >= self.config.max_send_attempts;

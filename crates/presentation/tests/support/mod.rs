@@ -6,6 +6,7 @@
 //! builds its deps from those adapters and starts the same harness.
 #![allow(dead_code)]
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,7 +16,9 @@ use butler_application::{
 };
 use butler_domain::ports::SpeechToText;
 use butler_domain::{UserId, UserMemoryEvent};
-use butler_presentation::telegram::{run_bot, BotConfig, BotDeps, BotError, BotSettings};
+use butler_presentation::telegram::{
+    run_bot, BotConfig, BotDeps, BotError, BotSettings, TelegramObserver,
+};
 use butler_testkit::fakes::{
     CharCounter, FakeLlm, FakeStt, InMemoryMemory, InMemoryProfiles, ManualClock,
 };
@@ -50,6 +53,25 @@ impl CompressionScheduler for RecordingScheduler {
     }
 }
 
+/// Counts what the bot reports about Telegram.
+#[derive(Debug, Default)]
+pub struct CountingObserver {
+    send_failures: AtomicUsize,
+}
+
+impl CountingObserver {
+    /// `sendMessage` calls that failed so far.
+    pub fn send_failures(&self) -> usize {
+        self.send_failures.load(Ordering::SeqCst)
+    }
+}
+
+impl TelegramObserver for CountingObserver {
+    fn send_failed(&self) {
+        self.send_failures.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
 /// The use case over in-memory fakes, with handles for assertions.
 #[derive(Clone, Default)]
 pub struct FakeWorld {
@@ -59,6 +81,7 @@ pub struct FakeWorld {
     pub stt: Arc<FakeStt>,
     pub clock: Arc<ManualClock>,
     pub scheduler: Arc<RecordingScheduler>,
+    pub observer: Arc<CountingObserver>,
 }
 
 impl FakeWorld {
@@ -78,6 +101,7 @@ impl FakeWorld {
         BotDeps {
             reply: Arc::new(reply),
             stt: Some(self.stt.clone() as Arc<dyn SpeechToText>),
+            observer: Some(self.observer.clone() as Arc<dyn TelegramObserver>),
         }
     }
 
