@@ -467,9 +467,15 @@ async fn a_run_over_1000_users_in_sqlite_is_timed() {
     for user in [1, 500, USERS] {
         assert_eq!(count(&stores, user).await, 20);
     }
+    let run_ms = text(&out.stderr)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["fields"]["message"] == "worker run finished")
+        .and_then(|v| v["fields"]["elapsed_ms"].as_u64())
+        .expect("the run summary line");
     eprintln!(
         "memory-worker --once over {USERS} users x {} events (SQLite, zero-latency LLM, \
-         LLM_MAX_CONCURRENCY default): {:.2} s for the process ({seeded:.2?} to seed)",
+         LLM_MAX_CONCURRENCY default): run {run_ms} ms, process {:.2} s ({seeded:.2?} to seed)",
         2 * TURNS,
         took.as_secs_f64()
     );
