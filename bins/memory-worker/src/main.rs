@@ -15,11 +15,14 @@ fn fail(message: impl std::fmt::Display) -> ExitCode {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = WorkerCli::parse();
+    let mut cli = WorkerCli::parse();
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
+    // By default as many compressions at once as the LLM client lets through; more would
+    // only queue on its limit.
+    cli.parallelism.get_or_insert(settings.llm.max_concurrency);
     if let Err(e) = runtime::init_logging(&settings) {
         return fail(e);
     }

@@ -39,24 +39,13 @@ async fn main() -> ExitCode {
             return code(admin::ExitCode::Storage);
         }
     };
+    let admin = wiring::admin_use_cases(&storage);
     let migrate_settings = settings.clone();
     let deps = AdminDeps {
-        list: butler_application::admin::ListProfilesUseCase::new(
-            storage.profiles.clone(),
-            storage.memory.clone(),
-        ),
-        show: butler_application::admin::ShowUserUseCase::new(
-            storage.profiles.clone(),
-            storage.memory.clone(),
-        ),
-        update: butler_application::admin::UpdateProfileUseCase::new(
-            storage.profiles.clone(),
-            Arc::new(butler_infrastructure::clock::SystemClock::default()),
-        ),
-        reset: butler_application::ResetPersonalizationUseCase::new(
-            storage.profiles.clone(),
-            storage.memory.clone(),
-        ),
+        list: admin.list,
+        show: admin.show,
+        update: admin.update,
+        reset: admin.reset,
         migrate: Arc::new(move || {
             let settings = migrate_settings.clone();
             Box::pin(async move { wiring::migrate(&settings).await.map_err(|e| e.to_string()) })

@@ -149,3 +149,43 @@ async fn the_worker_compresses_users_over_the_threshold_and_a_dry_run_changes_no
     );
     assert!(worker.candidates(100).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_stop_request_lets_the_current_user_finish_and_starts_no_other() {
+    let w = World::default();
+    for id in 1..=4 {
+        w.seed_turns(UserId::new(id), 0, 30).await;
+    }
+    let worker = MemoryWorkerUseCase::new(
+        w.memory.clone(),
+        w.compress_with(w.llm.clone(), CompressConfig::default()),
+    );
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let report = worker
+        .execute_until(
+            WorkerRun {
+                max_users: 100,
+                dry_run: false,
+                parallelism: 1,
+            },
+            // The stop arrives as the first user finishes, before a second one starts.
+            &|_| stop.store(true, Ordering::SeqCst),
+            &|| stop.load(Ordering::SeqCst),
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.users.len(), 1, "only the user in flight ran");
+    assert_eq!(report.not_started, 3);
+    assert_eq!(report.failures(), 0);
+    let done = report.users[0].user_id;
+    assert_eq!(
+        w.memory.all(done).len(),
+        20,
+        "the started user was finished"
+    );
+    let untouched = (1..=4)
+        .map(UserId::new)
+        .filter(|u| w.memory.all(*u).len() == 60)
+        .count();
+    assert_eq!(untouched, 3, "the others wait for the next run");
+}

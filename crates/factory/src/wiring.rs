@@ -314,3 +314,28 @@ pub async fn build(settings: &Settings) -> Result<App, BuildError> {
     );
     assemble(settings, storage, llm, counter, stt)
 }
+
+/// The use cases `profile_admin` drives: no LLM, speech or token counter needed.
+#[derive(Clone)]
+pub struct AdminUseCases {
+    /// `list`.
+    pub list: ListProfilesUseCase,
+    /// `show` and `export`.
+    pub show: ShowUserUseCase,
+    /// `update`.
+    pub update: UpdateProfileUseCase,
+    /// `reset` (the same use case as the bot's `/reset`).
+    pub reset: ResetPersonalizationUseCase,
+}
+
+/// Builds the admin use cases over already-opened storage.
+#[must_use]
+pub fn admin_use_cases(storage: &Storage) -> AdminUseCases {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock::default());
+    AdminUseCases {
+        list: ListProfilesUseCase::new(storage.profiles.clone(), storage.memory.clone()),
+        show: ShowUserUseCase::new(storage.profiles.clone(), storage.memory.clone()),
+        update: UpdateProfileUseCase::new(storage.profiles.clone(), clock),
+        reset: ResetPersonalizationUseCase::new(storage.profiles.clone(), storage.memory.clone()),
+    }
+}

@@ -1,5 +1,6 @@
 //! The memory worker loop: `--once` for cron/systemd timers, `--interval` as a service,
-//! `--dry-run` to list what would be compressed. A stop request lets the current run finish.
+//! `--dry-run` to list what would be compressed. A stop request (SIGTERM, Ctrl-C) starts no
+//! further user: the compressions in flight finish, then the process exits.
 
 use std::io::IsTerminal;
 use std::time::Duration;
@@ -28,12 +29,22 @@ pub struct WorkerCli {
     /// Only list the users that would be compressed.
     #[arg(long)]
     pub dry_run: bool,
-    /// At most this many users per run.
+    /// At most this many users per run (the most events first).
     #[arg(long, default_value_t = 1000)]
     pub max_users: usize,
-    /// Compressions at once (the LLM concurrency limit still applies).
-    #[arg(long, default_value_t = 2)]
-    pub parallelism: usize,
+    /// Compressions at once [default: LLM_MAX_CONCURRENCY]. The LLM client's concurrency
+    /// limit, shared by every compression of the process, applies whatever this is.
+    #[arg(long, value_parser = parse_parallelism)]
+    pub parallelism: Option<usize>,
+}
+
+fn parse_parallelism(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!(
+            "invalid parallelism {text:?}: expected an integer ≥ 1"
+        )),
+    }
 }
 
 /// Parses `90s`, `10m`, `2h` or a plain number of seconds.
@@ -84,11 +95,16 @@ fn progress_line(r: &UserResult) -> String {
     }
 }
 
-async fn run_once(worker: &MemoryWorkerUseCase, cli: &WorkerCli, observe: RunObserver<'_>) -> bool {
+async fn run_once(
+    worker: &MemoryWorkerUseCase,
+    cli: &WorkerCli,
+    stop: &CancellationToken,
+    observe: RunObserver<'_>,
+) -> bool {
     let run = WorkerRun {
         max_users: cli.max_users,
         dry_run: cli.dry_run,
-        parallelism: cli.parallelism,
+        parallelism: cli.parallelism.unwrap_or(1),
     };
     let tty = std::io::stderr().is_terminal();
     let bar = if tty {
@@ -115,10 +131,18 @@ async fn run_once(worker: &MemoryWorkerUseCase, cli: &WorkerCli, observe: RunObs
         } else if cli.dry_run {
             println!("{}", progress_line(r));
         } else {
-            tracing::info!(user_id = %r.user_id, events_before = r.events_before, result = %progress_line(r), "worker user done");
+            let status = match &r.outcome {
+                None => "dry_run",
+                Some(Ok(o)) => o.status(),
+                Some(Err(_)) => "error",
+            };
+            tracing::info!(user_id = %r.user_id, events_before = r.events_before, status, result = %progress_line(r), "worker user done");
         }
     };
-    match worker.execute(run, &on_done).await {
+    match worker
+        .execute_until(run, &on_done, &|| stop.is_cancelled())
+        .await
+    {
         Ok(report) => {
             if let Some(bar) = &bar {
                 bar.finish_and_clear();
@@ -127,6 +151,7 @@ async fn run_once(worker: &MemoryWorkerUseCase, cli: &WorkerCli, observe: RunObs
             tracing::info!(
                 users = report.users.len(),
                 failures,
+                not_started = report.not_started,
                 dry_run = cli.dry_run,
                 elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
                 "worker run finished"
@@ -150,12 +175,13 @@ pub async fn run_worker(
     observe: RunObserver<'_>,
 ) -> bool {
     let Some(interval) = cli.interval else {
-        return run_once(worker, cli, observe).await;
+        return run_once(worker, cli, &stop, observe).await;
     };
     loop {
-        // A stop request during a run lets that run finish: every compression in it is
-        // CAS-protected, but finishing is cheaper than repairing.
-        let ok = run_once(worker, cli, observe).await;
+        // A stop request during a run lets the compressions in flight finish and starts no
+        // further user: every compression is CAS-protected, but finishing is cheaper than
+        // repairing.
+        let ok = run_once(worker, cli, &stop, observe).await;
         tokio::select! {
             () = stop.cancelled() => return ok,
             () = tokio::time::sleep(interval) => {}

@@ -173,3 +173,22 @@ async fn a_storage_outage_exits_4() {
     let (code, out, _) = exec(&f, &["migrate"], None).await;
     assert_eq!((code, out.trim()), (ExitCode::Ok, "indexes ok"));
 }
+
+#[tokio::test]
+async fn resetting_an_unknown_user_exits_3_without_creating_a_profile() {
+    let f = fixture().await;
+    let (code, _, err) = exec(&f, &["reset", "999", "--yes"], Some(true)).await;
+    assert_eq!(code, ExitCode::NotFound);
+    assert!(err.contains("no profile stored for user 999"), "{err}");
+    assert!(f.profiles.get(UserId::new(999)).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn update_as_json_does_not_claim_an_event_count() {
+    let f = fixture().await;
+    let (code, out, _) = exec(&f, &["update", "101", "--language", "en", "--json"], None).await;
+    assert_eq!(code, ExitCode::Ok);
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json["language"], "en");
+    assert!(json.get("event_count").is_none(), "{out}");
+}

@@ -1,11 +1,14 @@
 //! `MemoryWorkerUseCase`: one run of the background worker — find users over the threshold
 //! and compress each with bounded parallelism. Safe beside running bots and other workers:
-//! every compression is protected by the profile's compare-and-set.
+//! every compression is protected by the profile's compare-and-set. A stop request
+//! ([`MemoryWorkerUseCase::execute_until`]) starts no further user and lets the compressions
+//! in flight finish.
 
 use std::sync::Arc;
 
 use butler_domain::ports::{MemoryStoreError, UserEventCount, UserMemoryRepository};
 use butler_domain::UserId;
+use futures::future;
 use futures::stream::{self, StreamExt};
 
 use super::{CompressError, CompressMemoryUseCase, CompressOutcome};
@@ -37,6 +40,8 @@ pub struct UserResult {
 pub struct WorkerReport {
     /// Per-user results, in completion order.
     pub users: Vec<UserResult>,
+    /// Candidates not started because a stop was requested (they wait for the next run).
+    pub not_started: usize,
 }
 
 impl WorkerReport {
@@ -86,7 +91,24 @@ impl MemoryWorkerUseCase {
         run: WorkerRun,
         on_done: &(dyn Fn(&UserResult) + Sync),
     ) -> Result<WorkerReport, MemoryStoreError> {
+        self.execute_until(run, on_done, &|| false).await
+    }
+
+    /// One run that starts no further user once `stop_requested` returns `true`; the
+    /// compressions already started finish (each is a few LLM calls and one compare-and-set,
+    /// cheaper to finish than to repair). Users not started are counted in
+    /// [`WorkerReport::not_started`].
+    ///
+    /// # Errors
+    /// Only if the candidate query fails; per-user failures are in the report.
+    pub async fn execute_until(
+        &self,
+        run: WorkerRun,
+        on_done: &(dyn Fn(&UserResult) + Sync),
+        stop_requested: &(dyn Fn() -> bool + Sync),
+    ) -> Result<WorkerReport, MemoryStoreError> {
         let candidates = self.candidates(run.max_users).await?;
+        let total = candidates.len();
         let mut report = WorkerReport::default();
         if run.dry_run {
             for c in candidates {
@@ -100,7 +122,10 @@ impl MemoryWorkerUseCase {
             }
             return Ok(report);
         }
+        // `buffer_unordered` pulls the next candidate only when a slot frees up, so the stop
+        // check runs just before each user would start.
         let mut results = stream::iter(candidates)
+            .take_while(|_| future::ready(!stop_requested()))
             .map(|c| async move {
                 let outcome = self.compress.execute(c.user_id).await;
                 UserResult {
@@ -114,6 +139,7 @@ impl MemoryWorkerUseCase {
             on_done(&result);
             report.users.push(result);
         }
+        report.not_started = total.saturating_sub(report.users.len());
         Ok(report)
     }
 }

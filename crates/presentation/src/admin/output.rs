@@ -81,6 +81,16 @@ pub fn profile_view(profile: &UserProfile, event_count: u64) -> ProfileView {
     }
 }
 
+/// The view of a profile just updated (the update does not read the event count).
+#[must_use]
+pub fn updated_view(profile: &UserProfile) -> serde_json::Value {
+    let mut value = serde_json::to_value(profile_view(profile, 0)).unwrap_or_default();
+    if let Some(map) = value.as_object_mut() {
+        map.remove("event_count");
+    }
+    value
+}
+
 /// The view of an event.
 #[must_use]
 pub fn event_view(e: &UserMemoryEvent) -> EventView {

@@ -139,7 +139,7 @@ pub async fn run(
             }
             match deps.update.execute(user_id, &update).await {
                 Ok(profile) if cli.json => {
-                    json(out, &output::profile_view(&profile, 0));
+                    json(out, &output::updated_view(&profile));
                     ExitCode::Ok
                 }
                 Ok(profile) => {
@@ -158,6 +158,11 @@ pub async fn run(
             }
         }
         AdminCommand::Reset { user_id, yes } => {
+            // Resetting creates a default profile; an unknown id is a typo, not a request
+            // to create one.
+            if let Err(e) = deps.show.execute(user_id, 0).await {
+                return fail(err, &e);
+            }
             if !yes {
                 match confirm(&format!("Reset user {user_id}: delete all memory and restore the default profile? [y/N] ")) {
                     Some(true) => {}
@@ -188,7 +193,7 @@ pub async fn run(
                     ExitCode::Ok
                 }
                 Err(e) => {
-                    let _ = writeln!(err, "profile_admin: {e}");
+                    let _ = writeln!(err, "profile_admin: storage unavailable: {e}");
                     ExitCode::Storage
                 }
             }

@@ -1,0 +1,482 @@
+//! The `memory-worker` binary against real storage (a SQLite file, the MongoDB-wire test
+//! server) and a scripted OpenAI-compatible server: `--dry-run`, `--once`, `--max-users`, the
+//! LLM concurrency limit, a failing user, SIGTERM during `--interval`, two workers at once over
+//! the same users, and a timed run over 1,000 users.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::Output;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use butler_domain::ports::{UserMemoryRepository, UserProfileRepository};
+use butler_domain::{Source, UserId, UserMemoryEvent};
+use butler_infrastructure::mongo::{MongoOptions, MongoStore};
+use butler_infrastructure::sqlite::{SqliteOptions, SqliteStore};
+use butler_testkit::llm_server::{ScriptedLlm, Step};
+use butler_testkit::services::mongo::{shared_mongo, unique_database_name};
+use time::OffsetDateTime;
+
+/// Where the process and the test find the data.
+enum Backend {
+    Sqlite {
+        path: PathBuf,
+        _dir: tempfile::TempDir,
+    },
+    Mongo {
+        uri: String,
+        database: String,
+    },
+}
+
+struct Stores {
+    profiles: Arc<dyn UserProfileRepository>,
+    memory: Arc<dyn UserMemoryRepository>,
+}
+
+impl Backend {
+    fn sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("create a temporary directory");
+        Self::Sqlite {
+            path: dir.path().join("butler.db"),
+            _dir: dir,
+        }
+    }
+
+    async fn mongo() -> Self {
+        let server = shared_mongo().await.unwrap_or_else(|e| panic!("{e}"));
+        Self::Mongo {
+            uri: server.uri().to_owned(),
+            database: unique_database_name("worker_cli"),
+        }
+    }
+
+    async fn open(&self) -> Stores {
+        match self {
+            Self::Sqlite { path, .. } => {
+                let store = SqliteStore::open(SqliteOptions::at(path.clone()))
+                    .await
+                    .expect("open the SQLite file");
+                Stores {
+                    profiles: Arc::new(store.profiles()),
+                    memory: Arc::new(store.memory()),
+                }
+            }
+            Self::Mongo { uri, database } => {
+                let options = MongoOptions {
+                    database: Some(database.clone()),
+                    ..MongoOptions::default()
+                };
+                let store = MongoStore::connect(uri, options)
+                    .await
+                    .expect("connect to the test MongoDB");
+                Stores {
+                    profiles: Arc::new(store.profiles()),
+                    memory: Arc::new(store.memory()),
+                }
+            }
+        }
+    }
+
+    fn env(&self) -> Vec<(&'static str, String)> {
+        match self {
+            Self::Sqlite { path, .. } => vec![
+                ("STORAGE", "sqlite".into()),
+                ("SQLITE_PATH", path.display().to_string()),
+            ],
+            Self::Mongo { uri, database } => vec![
+                ("STORAGE", "mongodb".into()),
+                ("MONGODB_URI", uri.clone()),
+                ("MONGODB_DB", database.clone()),
+            ],
+        }
+    }
+}
+
+/// `turns` question/answer pairs for `user`, oldest first, one second apart.
+async fn seed_user(s: &Stores, user: i64, turns: usize) {
+    let id = UserId::new(user);
+    s.profiles.get_or_create(id).await.unwrap();
+    let start = OffsetDateTime::now_utc() - time::Duration::days(1);
+    let events: Vec<UserMemoryEvent> = (0..turns)
+        .flat_map(|i| {
+            let at = start + time::Duration::seconds(2 * i as i64);
+            [
+                UserMemoryEvent::user(id, format!("u{user} q{i}"), Source::Text, at),
+                UserMemoryEvent::assistant(
+                    id,
+                    format!("u{user} a{i}"),
+                    Source::Text,
+                    at + time::Duration::seconds(1),
+                ),
+            ]
+        })
+        .collect();
+    s.memory.append(&events).await.unwrap();
+}
+
+/// The worker command with a clean environment: storage, the scripted LLM, JSON logs.
+fn worker(backend: &Backend, llm: &ScriptedLlm, extra: &[(&str, &str)]) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_memory-worker"));
+    cmd.env_clear()
+        .envs(backend.env())
+        .env("LLM_BASE_URL", llm.base_url())
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .envs(extra.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
+async fn run(backend: &Backend, llm: &ScriptedLlm, args: &[&str]) -> Output {
+    worker(backend, llm, &[])
+        .args(args)
+        .output()
+        .await
+        .expect("run memory-worker")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[track_caller]
+fn assert_exit(out: &Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "stdout:\n{}\nstderr:\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+/// `(user_id, status)` of every "worker user done" log line.
+fn user_statuses(out: &Output) -> Vec<(i64, String)> {
+    text(&out.stderr)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["fields"]["message"] == "worker user done")
+        .map(|v| {
+            let f = &v["fields"];
+            let user = f["user_id"]
+                .as_str()
+                .and_then(|u| u.parse().ok())
+                .or_else(|| f["user_id"].as_i64())
+                .expect("user_id in the log line");
+            (user, f["status"].as_str().unwrap_or_default().to_owned())
+        })
+        .collect()
+}
+
+async fn count(s: &Stores, user: i64) -> u64 {
+    s.memory.count(UserId::new(user)).await.unwrap()
+}
+
+async fn summary(s: &Stores, user: i64) -> Option<String> {
+    s.profiles
+        .get(UserId::new(user))
+        .await
+        .unwrap()
+        .and_then(|p| p.memory_summary)
+}
+
+/// The newest 20 events are the last ten turns, in order.
+async fn assert_kept_the_newest_turns(s: &Stores, user: i64, turns: usize) {
+    let events = s.memory.recent(UserId::new(user), 100, None).await.unwrap();
+    let contents: Vec<String> = events.into_iter().map(|e| e.content).collect();
+    let expected: Vec<String> = (turns - 10..turns)
+        .flat_map(|i| [format!("u{user} q{i}"), format!("u{user} a{i}")])
+        .collect();
+    assert_eq!(contents, expected, "user {user}");
+}
+
+async fn dry_run_lists_and_changes_nothing(backend: Backend) {
+    let stores = backend.open().await;
+    for (user, turns) in [(1, 5), (2, 30), (3, 25), (4, 28)] {
+        seed_user(&stores, user, turns).await;
+    }
+    let llm = ScriptedLlm::start().await;
+    let out = run(&backend, &llm, &["--once", "--dry-run"]).await;
+    assert_exit(&out, 0);
+    let lines: Vec<String> = text(&out.stdout).lines().map(str::to_owned).collect();
+    assert_eq!(
+        lines,
+        [
+            "would compress user 2 (60 events)",
+            "would compress user 4 (56 events)"
+        ],
+        "over the threshold of 50, busiest first"
+    );
+    assert_eq!(llm.request_count(), 0);
+    for (user, events) in [(1, 10), (2, 60), (3, 50), (4, 56)] {
+        assert_eq!(count(&stores, user).await, events);
+        assert_eq!(summary(&stores, user).await, None);
+    }
+}
+
+#[tokio::test]
+async fn a_dry_run_lists_users_and_changes_nothing_in_sqlite() {
+    dry_run_lists_and_changes_nothing(Backend::sqlite()).await;
+}
+
+#[tokio::test]
+async fn a_dry_run_lists_users_and_changes_nothing_in_mongodb() {
+    dry_run_lists_and_changes_nothing(Backend::mongo().await).await;
+}
+
+async fn once_compresses_within_max_users_and_the_llm_limit(backend: Backend) {
+    let stores = backend.open().await;
+    for (user, turns) in [(1, 26), (2, 30), (3, 27), (4, 29), (5, 28), (6, 10)] {
+        seed_user(&stores, user, turns).await;
+    }
+    let llm = ScriptedLlm::start().await;
+    llm.set_default(Step::reply("Любит шахматы.").delayed(Duration::from_millis(300)));
+    let out = worker(&backend, &llm, &[("LLM_MAX_CONCURRENCY", "2")])
+        .args(["--once", "--max-users", "3", "--parallelism", "8"])
+        .output()
+        .await
+        .unwrap();
+    assert_exit(&out, 0);
+    assert_eq!(
+        llm.max_in_flight(),
+        2,
+        "8 compressions allowed, but LLM_MAX_CONCURRENCY=2 at the LLM"
+    );
+    let mut done: Vec<(i64, String)> = user_statuses(&out);
+    done.sort();
+    assert_eq!(
+        done,
+        [(2, "ok".into()), (4, "ok".into()), (5, "ok".into())],
+        "the three busiest users"
+    );
+    for (user, turns) in [(2, 30), (4, 29), (5, 28)] {
+        assert_eq!(count(&stores, user).await, 20);
+        assert_kept_the_newest_turns(&stores, user, turns).await;
+        assert_eq!(
+            summary(&stores, user).await.as_deref(),
+            Some("Любит шахматы.")
+        );
+    }
+    for (user, events) in [(1, 52), (3, 54), (6, 20)] {
+        assert_eq!(count(&stores, user).await, events, "user {user} untouched");
+    }
+
+    // The next run picks up the rest.
+    let out = run(&backend, &llm, &["--once"]).await;
+    assert_exit(&out, 0);
+    let mut done: Vec<i64> = user_statuses(&out).into_iter().map(|(u, _)| u).collect();
+    done.sort_unstable();
+    assert_eq!(done, [1, 3]);
+    assert_eq!(count(&stores, 1).await, 20);
+    assert_eq!(count(&stores, 3).await, 20);
+    assert_eq!(
+        llm.request_count(),
+        5,
+        "one summariser call per compressed user"
+    );
+}
+
+#[tokio::test]
+async fn once_compresses_within_max_users_and_the_llm_limit_in_sqlite() {
+    once_compresses_within_max_users_and_the_llm_limit(Backend::sqlite()).await;
+}
+
+#[tokio::test]
+async fn once_compresses_within_max_users_and_the_llm_limit_in_mongodb() {
+    once_compresses_within_max_users_and_the_llm_limit(Backend::mongo().await).await;
+}
+
+#[tokio::test]
+async fn once_exits_non_zero_when_a_user_fails_and_loses_nothing() {
+    let backend = Backend::sqlite();
+    let stores = backend.open().await;
+    seed_user(&stores, 1, 30).await;
+    seed_user(&stores, 2, 29).await;
+    let llm = ScriptedLlm::start().await;
+    // User 1 (the busiest, first with --parallelism 1): the first call and its 3 retries fail.
+    for _ in 0..4 {
+        llm.push(Step::server_error());
+    }
+    llm.set_default_reply("Любит шахматы.");
+    let out = run(&backend, &llm, &["--once", "--parallelism", "1"]).await;
+    assert_exit(&out, 1);
+    let statuses = user_statuses(&out);
+    assert_eq!(
+        statuses,
+        [(1, "error".to_owned()), (2, "ok".to_owned())],
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        count(&stores, 1).await,
+        60,
+        "nothing deleted without a summary"
+    );
+    assert_eq!(summary(&stores, 1).await, None);
+    assert_eq!(
+        count(&stores, 2).await,
+        20,
+        "the failure did not stop the run"
+    );
+    assert!(
+        text(&out.stderr).contains("\"failures\":1"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn sigterm_during_interval_mode_finishes_the_current_user_then_exits() {
+    let backend = Backend::sqlite();
+    let stores = backend.open().await;
+    for user in 1..=3 {
+        seed_user(&stores, user, 30).await;
+    }
+    let llm = ScriptedLlm::start().await;
+    llm.set_default(Step::reply("Любит шахматы.").delayed(Duration::from_millis(800)));
+    let child = worker(&backend, &llm, &[])
+        .args(["--interval", "1h", "--parallelism", "1"])
+        .spawn()
+        .unwrap();
+    llm.wait_for_requests(1, Duration::from_secs(20)).await;
+    let pid = child.id().expect("the worker is running").to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let started = Instant::now();
+    let out = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
+        .await
+        .expect("the worker exits after SIGTERM")
+        .unwrap();
+    assert_exit(&out, 0);
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "it waited for the summariser call in flight"
+    );
+    assert_eq!(llm.request_count(), 1, "no user started after the stop");
+    let compressed: Vec<i64> = user_statuses(&out).into_iter().map(|(u, _)| u).collect();
+    assert_eq!(compressed.len(), 1, "{}", text(&out.stderr));
+    assert_eq!(
+        count(&stores, compressed[0]).await,
+        20,
+        "the current user finished"
+    );
+    for user in (1..=3).filter(|u| *u != compressed[0]) {
+        assert_eq!(count(&stores, user).await, 60);
+    }
+    assert!(
+        text(&out.stderr).contains("\"not_started\":2"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn two_workers_at_once_over_the_same_users_in_mongodb_compress_each_once() {
+    const USERS: i64 = 16;
+    const TURNS: usize = 30;
+    let backend = Backend::mongo().await;
+    let stores = backend.open().await;
+    for user in 1..=USERS {
+        seed_user(&stores, user, TURNS).await;
+    }
+    let llm = ScriptedLlm::start().await;
+    // A distinct summary per summariser call, so a summary written twice or two summaries
+    // glued together would show.
+    for i in 0..200 {
+        llm.push(Step::reply(format!("Сводка №{i}")).delayed(Duration::from_millis(100)));
+    }
+    let args = ["--once", "--parallelism", "2"];
+    let (a, b) = tokio::join!(run(&backend, &llm, &args), run(&backend, &llm, &args));
+    assert_exit(&a, 0);
+    assert_exit(&b, 0);
+
+    let (a, b) = (user_statuses(&a), user_statuses(&b));
+    assert!(
+        !a.is_empty() && !b.is_empty(),
+        "both workers found users: {a:?} {b:?}"
+    );
+    let mut outcomes: BTreeMap<i64, Vec<String>> = BTreeMap::new();
+    for (user, status) in a.iter().chain(&b) {
+        outcomes.entry(*user).or_default().push(status.clone());
+    }
+    let mut summaries = BTreeSet::new();
+    for user in 1..=USERS {
+        let statuses = outcomes.get(&user).cloned().unwrap_or_default();
+        assert!(
+            statuses.iter().any(|s| s == "ok"),
+            "user {user} compressed: {statuses:?}"
+        );
+        assert!(
+            statuses
+                .iter()
+                .all(|s| ["ok", "conflict", "skipped"].contains(&s.as_str())),
+            "user {user}: {statuses:?}"
+        );
+        assert_eq!(count(&stores, user).await, 20, "user {user}");
+        assert_kept_the_newest_turns(&stores, user, TURNS).await;
+        let s = summary(&stores, user).await.expect("a summary");
+        assert!(
+            s.starts_with("Сводка №") && s.matches("Сводка").count() == 1,
+            "one summariser output, not two: {s:?}"
+        );
+        summaries.insert(s);
+    }
+    assert_eq!(
+        summaries.len(),
+        USERS as usize,
+        "no summary shared by two users"
+    );
+    let tally = |s: &str| outcomes.values().flatten().filter(|x| *x == s).count();
+    eprintln!(
+        "two workers over {USERS} users: ok {}, conflict {}, skipped {}, summariser calls {}",
+        tally("ok"),
+        tally("conflict"),
+        tally("skipped"),
+        llm.request_count()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_over_1000_users_in_sqlite_is_timed() {
+    const USERS: i64 = 1000;
+    const TURNS: usize = 26; // 52 events: just over the default threshold of 50
+    let backend = Backend::sqlite();
+    let stores = backend.open().await;
+    let seeding = Instant::now();
+    for user in 1..=USERS {
+        seed_user(&stores, user, TURNS).await;
+    }
+    let seeded = seeding.elapsed();
+    let llm = ScriptedLlm::start().await;
+    llm.set_default_reply("Любит шахматы.");
+    let started = Instant::now();
+    let out = run(&backend, &llm, &["--once"]).await;
+    let took = started.elapsed();
+    assert_exit(&out, 0);
+    let statuses = user_statuses(&out);
+    assert_eq!(statuses.len(), USERS as usize);
+    assert!(statuses.iter().all(|(_, s)| s == "ok"));
+    assert_eq!(llm.request_count(), USERS as usize);
+    for user in [1, 500, USERS] {
+        assert_eq!(count(&stores, user).await, 20);
+    }
+    let run_ms = text(&out.stderr)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["fields"]["message"] == "worker run finished")
+        .and_then(|v| v["fields"]["elapsed_ms"].as_u64())
+        .expect("the run summary line");
+    eprintln!(
+        "memory-worker --once over {USERS} users x {} events (SQLite, zero-latency LLM, \
+         LLM_MAX_CONCURRENCY default): run {run_ms} ms, process {:.2} s ({seeded:.2?} to seed)",
+        2 * TURNS,
+        took.as_secs_f64()
+    );
+}

@@ -1,0 +1,562 @@
+//! The `profile_admin` binary as support staff run it: every command against a SQLite file and
+//! against the MongoDB-wire test server, the admin-key guard, and the exit codes (2 usage,
+//! 3 not found, 4 storage unavailable, 5 unauthorised). Data is seeded in-process through the
+//! real stores, then the process runs against the same storage.
+
+use std::path::PathBuf;
+use std::process::Output;
+use std::sync::Arc;
+
+use butler_domain::ports::{UserMemoryRepository, UserProfileRepository};
+use butler_domain::{Source, Tone, UserId, UserMemoryEvent};
+use butler_infrastructure::mongo::{MongoOptions, MongoStore};
+use butler_infrastructure::sqlite::{SqliteOptions, SqliteStore};
+use butler_testkit::services::mongo::{shared_mongo, unique_database_name};
+use time::{Duration, OffsetDateTime};
+
+const ADMIN_KEY: &str = "test-admin-key-0123456789";
+const LONG_MESSAGE: &str = "Напомни мне, пожалуйста, что в субботу репетиция квартета, \
+    потом ужин с Анной в семь, а в воскресенье — шахматный турнир в клубе на набережной.";
+
+/// Where the process and the test find the data.
+enum Backend {
+    Sqlite {
+        path: PathBuf,
+        _dir: tempfile::TempDir,
+    },
+    Mongo {
+        uri: String,
+        database: String,
+    },
+}
+
+struct Stores {
+    profiles: Arc<dyn UserProfileRepository>,
+    memory: Arc<dyn UserMemoryRepository>,
+}
+
+impl Backend {
+    fn sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("create a temporary directory");
+        Self::Sqlite {
+            path: dir.path().join("butler.db"),
+            _dir: dir,
+        }
+    }
+
+    async fn mongo() -> Self {
+        let server = shared_mongo().await.unwrap_or_else(|e| panic!("{e}"));
+        Self::Mongo {
+            uri: server.uri().to_owned(),
+            database: unique_database_name("admin_cli"),
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Sqlite { .. } => "sqlite",
+            Self::Mongo { .. } => "mongodb",
+        }
+    }
+
+    async fn open(&self) -> Stores {
+        match self {
+            Self::Sqlite { path, .. } => {
+                let store = SqliteStore::open(SqliteOptions::at(path.clone()))
+                    .await
+                    .expect("open the SQLite file");
+                Stores {
+                    profiles: Arc::new(store.profiles()),
+                    memory: Arc::new(store.memory()),
+                }
+            }
+            Self::Mongo { uri, database } => {
+                let options = MongoOptions {
+                    database: Some(database.clone()),
+                    ..MongoOptions::default()
+                };
+                let store = MongoStore::connect(uri, options)
+                    .await
+                    .expect("connect to the test MongoDB");
+                Stores {
+                    profiles: Arc::new(store.profiles()),
+                    memory: Arc::new(store.memory()),
+                }
+            }
+        }
+    }
+
+    /// The storage settings, as the operator would export them.
+    fn env(&self) -> Vec<(&'static str, String)> {
+        match self {
+            Self::Sqlite { path, .. } => vec![
+                ("STORAGE", "sqlite".into()),
+                ("SQLITE_PATH", path.display().to_string()),
+            ],
+            Self::Mongo { uri, database } => vec![
+                ("STORAGE", "mongodb".into()),
+                ("MONGODB_URI", uri.clone()),
+                ("MONGODB_DB", database.clone()),
+            ],
+        }
+    }
+}
+
+/// The binary with a clean environment: only the storage settings and the given extras.
+async fn run_with(env: &[(&str, String)], args: &[&str]) -> Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_profile_admin"))
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("run profile_admin")
+}
+
+/// The binary as an authorised operator runs it.
+async fn admin(backend: &Backend, args: &[&str]) -> Output {
+    let mut env = backend.env();
+    env.push(("BUTLER_ADMIN_KEY", ADMIN_KEY.into()));
+    env.push(("PROFILE_ADMIN_API_KEY", ADMIN_KEY.into()));
+    run_with(&env, args).await
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[track_caller]
+fn assert_exit(out: &Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "stdout:\n{}\nstderr:\n{}",
+        stdout(out),
+        stderr(out)
+    );
+}
+
+/// Users 101 (three turns, one long message, a summary), 102 (nothing said) and 103 (one turn).
+async fn seed(s: &Stores) {
+    let start = OffsetDateTime::now_utc() - Duration::hours(1);
+    let at = |i: i64| start + Duration::seconds(i);
+    for id in [101, 102, 103] {
+        s.profiles.get_or_create(UserId::new(id)).await.unwrap();
+    }
+    let u = UserId::new(101);
+    let mut profile = s.profiles.get(u).await.unwrap().unwrap();
+    profile.memory_summary = Some("Играет на виолончели; сестра Анна.".into());
+    s.profiles.save(&profile).await.unwrap();
+    s.memory
+        .append(&[
+            UserMemoryEvent::user(u, "Меня зовут Пётр", Source::Text, at(0)),
+            UserMemoryEvent::assistant(u, "Рад знакомству, сэр Пётр.", Source::Text, at(1)),
+            UserMemoryEvent::user(u, LONG_MESSAGE, Source::Voice, at(2)),
+            UserMemoryEvent::assistant(u, "Записал, сэр.", Source::Text, at(3)),
+            UserMemoryEvent::user(u, "Спасибо", Source::Text, at(4)),
+            UserMemoryEvent::assistant(u, "Всегда к вашим услугам.", Source::Text, at(5)),
+        ])
+        .await
+        .unwrap();
+    let u = UserId::new(103);
+    s.memory
+        .append(&[
+            UserMemoryEvent::user(u, "Привет", Source::Text, at(6)),
+            UserMemoryEvent::assistant(u, "Добрый день, сэр.", Source::Text, at(7)),
+        ])
+        .await
+        .unwrap();
+}
+
+async fn every_command_works(backend: Backend) {
+    let stores = backend.open().await;
+    seed(&stores).await;
+
+    let out = admin(&backend, &["migrate"]).await;
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains(&format!("{} at", backend.name()))
+            && stdout(&out).contains("schema and indexes are up to date"),
+        "{}",
+        stdout(&out)
+    );
+
+    // list: a table by ascending id with event counts and the summary flag.
+    let out = admin(&backend, &["list"]).await;
+    assert_exit(&out, 0);
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    assert!(
+        lines[0].starts_with("USER_ID") && lines[0].contains("EVENTS"),
+        "{text}"
+    );
+    let cells = |line: &str| {
+        line.split_whitespace()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let row = cells(lines[1]);
+    assert_eq!(row[0], "101", "{text}");
+    assert!(
+        row.contains(&"witty".to_owned()) && row.contains(&"ru".to_owned()),
+        "{text}"
+    );
+    assert_eq!(&row[row.len() - 3..row.len() - 1], ["6", "yes"], "{text}");
+    assert_eq!(
+        &cells(lines[2])[cells(lines[2]).len() - 3..][..2],
+        ["0", "no"],
+        "{text}"
+    );
+    assert!(lines[3].starts_with("103"), "{text}");
+
+    // list --json, paged.
+    let out = admin(
+        &backend,
+        &["list", "--after", "101", "--limit", "1", "--json"],
+    )
+    .await;
+    assert_exit(&out, 0);
+    let page: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(page.as_array().unwrap().len(), 1);
+    assert_eq!(page[0]["user_id"], 102);
+    assert_eq!(page[0]["event_count"], 0);
+
+    // show: profile, summary, recent events with long content truncated.
+    let out = admin(&backend, &["show", "101", "--events", "4"]).await;
+    assert_exit(&out, 0);
+    let text = stdout(&out);
+    assert!(
+        text.contains("summary:   Играет на виолончели; сестра Анна."),
+        "{text}"
+    );
+    assert!(
+        text.contains("events:    6") && text.contains("recent events (4):"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("Меня зовут Пётр"),
+        "only the 4 newest: {text}"
+    );
+    assert!(text.contains("Напомни мне") && text.contains('…'), "{text}");
+    assert!(!text.contains("набережной"), "content truncated: {text}");
+
+    // update: validated, persisted, visible to the next reader.
+    let out = admin(
+        &backend,
+        &[
+            "update",
+            "101",
+            "--persona",
+            "Jeeves",
+            "--tone",
+            "formal",
+            "--language",
+            "en",
+            "--topics",
+            "cello, chess",
+        ],
+    )
+    .await;
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains("updated user 101"),
+        "{}",
+        stdout(&out)
+    );
+    let p = stores
+        .profiles
+        .get(UserId::new(101))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (p.persona.as_str(), p.tone, p.language.code()),
+        ("Jeeves", Tone::Formal, "en")
+    );
+    assert_eq!(p.preferred_topics, ["cello", "chess"]);
+    assert_eq!(
+        p.memory_summary.as_deref(),
+        Some("Играет на виолончели; сестра Анна."),
+        "an update keeps the summary"
+    );
+
+    // export: everything, untruncated, as JSON.
+    let out = admin(&backend, &["export", "101"]).await;
+    assert_exit(&out, 0);
+    let record: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(record["profile"]["tone"], "formal");
+    assert_eq!(record["profile"]["event_count"], 6);
+    let events = record["events"].as_array().unwrap();
+    assert_eq!(events.len(), 6);
+    assert_eq!(events[0]["content"], "Меня зовут Пётр");
+    assert_eq!(events[2]["content"], LONG_MESSAGE);
+    assert_eq!(events[2]["source"], "voice");
+
+    // reset without --yes and without a terminal: refused, nothing deleted.
+    let out = admin(&backend, &["reset", "103"]).await;
+    assert_exit(&out, 2);
+    assert!(stderr(&out).contains("without --yes"), "{}", stderr(&out));
+    assert_eq!(stores.memory.count(UserId::new(103)).await.unwrap(), 2);
+
+    // reset --yes: memory gone, default profile back.
+    let out = admin(&backend, &["reset", "101", "--yes"]).await;
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains("6 events deleted"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(stores.memory.count(UserId::new(101)).await.unwrap(), 0);
+    let p = stores
+        .profiles
+        .get(UserId::new(101))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(p.memory_summary.is_none() && p.preferred_topics.is_empty());
+    assert_eq!(p.tone, Tone::Witty);
+    assert_eq!(
+        stores.memory.count(UserId::new(103)).await.unwrap(),
+        2,
+        "other users untouched"
+    );
+}
+
+async fn errors_have_their_exit_codes(backend: Backend) {
+    let stores = backend.open().await;
+    seed(&stores).await;
+
+    let out = admin(&backend, &["show", "999"]).await;
+    assert_exit(&out, 3);
+    assert!(stderr(&out).contains("no profile stored for user 999"));
+    for args in [
+        &["update", "999", "--tone", "formal"][..],
+        &["export", "999"],
+        &["reset", "999", "--yes"],
+    ] {
+        assert_exit(&admin(&backend, args).await, 3);
+    }
+    assert!(
+        stores
+            .profiles
+            .get(UserId::new(999))
+            .await
+            .unwrap()
+            .is_none(),
+        "no command created the unknown user"
+    );
+
+    let out = admin(&backend, &["update", "101", "--tone", "sarcastic"]).await;
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("witty, formal, casual"),
+        "{}",
+        stderr(&out)
+    );
+    let out = admin(&backend, &["update", "101", "--persona", "  "]).await;
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("persona must not be empty"),
+        "{}",
+        stderr(&out)
+    );
+    assert_exit(&admin(&backend, &["update", "101"]).await, 2);
+    assert_exit(&admin(&backend, &["show", "alice"]).await, 2);
+    let p = stores
+        .profiles
+        .get(UserId::new(101))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(p.tone, Tone::Witty, "rejected updates wrote nothing");
+}
+
+#[tokio::test]
+async fn every_command_works_against_sqlite() {
+    every_command_works(Backend::sqlite()).await;
+}
+
+#[tokio::test]
+async fn every_command_works_against_the_mongodb_wire_server() {
+    every_command_works(Backend::mongo().await).await;
+}
+
+#[tokio::test]
+async fn errors_have_their_exit_codes_against_sqlite() {
+    errors_have_their_exit_codes(Backend::sqlite()).await;
+}
+
+#[tokio::test]
+async fn errors_have_their_exit_codes_against_the_mongodb_wire_server() {
+    errors_have_their_exit_codes(Backend::mongo().await).await;
+}
+
+#[tokio::test]
+async fn without_the_right_key_nothing_runs_and_no_key_is_printed() {
+    let backend = Backend::sqlite();
+    let Backend::Sqlite { path, .. } = &backend else {
+        unreachable!()
+    };
+    let wrong = "wrong-key-guess-987654321";
+    let cases: [(&str, Vec<(&str, String)>); 3] = [
+        (
+            "PROFILE_ADMIN_API_KEY is not set",
+            vec![("BUTLER_ADMIN_KEY", ADMIN_KEY.into())],
+        ),
+        (
+            "does not match",
+            vec![
+                ("BUTLER_ADMIN_KEY", ADMIN_KEY.into()),
+                ("PROFILE_ADMIN_API_KEY", wrong.into()),
+            ],
+        ),
+        (
+            "BUTLER_ADMIN_KEY is not configured",
+            vec![("PROFILE_ADMIN_API_KEY", ADMIN_KEY.into())],
+        ),
+    ];
+    for (message, keys) in cases {
+        let mut env = backend.env();
+        env.extend(keys);
+        let out = run_with(&env, &["list"]).await;
+        assert_exit(&out, 5);
+        let printed = format!("{}{}", stdout(&out), stderr(&out));
+        assert!(printed.contains(message), "{printed}");
+        assert!(
+            !printed.contains(ADMIN_KEY) && !printed.contains(wrong),
+            "a key was printed: {printed}"
+        );
+    }
+    assert!(!path.exists(), "storage is not even opened without the key");
+}
+
+#[tokio::test]
+async fn unusable_storage_exits_4_on_both_backends() {
+    // SQLite: the parent of the database "directory" is a regular file.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-directory");
+    std::fs::write(&file, b"x").unwrap();
+    let env = vec![
+        ("STORAGE", "sqlite".to_owned()),
+        ("SQLITE_PATH", file.join("butler.db").display().to_string()),
+        ("BUTLER_ADMIN_KEY", ADMIN_KEY.to_owned()),
+        ("PROFILE_ADMIN_API_KEY", ADMIN_KEY.to_owned()),
+    ];
+    let out = run_with(&env, &["list"]).await;
+    assert_exit(&out, 4);
+    assert!(stderr(&out).contains("not-a-directory"), "{}", stderr(&out));
+
+    // MongoDB: nothing listens on the port; the password in the URI is never printed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let env = vec![
+        ("STORAGE", "mongodb".to_owned()),
+        (
+            "MONGODB_URI",
+            format!("mongodb://butler:s3cret-pass@127.0.0.1:{port}/?directConnection=true"),
+        ),
+        ("BUTLER_ADMIN_KEY", ADMIN_KEY.to_owned()),
+        ("PROFILE_ADMIN_API_KEY", ADMIN_KEY.to_owned()),
+    ];
+    let out = run_with(&env, &["show", "1"]).await;
+    assert_exit(&out, 4);
+    let printed = stderr(&out);
+    assert!(printed.contains(&port.to_string()), "{printed}");
+    assert!(!printed.contains("s3cret-pass"), "{printed}");
+}
+
+#[tokio::test]
+async fn an_update_made_with_the_cli_shapes_the_next_reply() {
+    let backend = Backend::sqlite();
+    let stores = backend.open().await;
+    seed(&stores).await;
+    let out = admin(
+        &backend,
+        &["update", "103", "--persona", "Jeeves", "--tone", "formal"],
+    )
+    .await;
+    assert_exit(&out, 0);
+
+    // The bot's reply use case, wired from the same settings, answers the next message.
+    let llm = butler_testkit::llm_server::ScriptedLlm::start().await;
+    llm.push_reply("Good afternoon, sir.");
+    let mut env = backend.env();
+    env.push(("LLM_BASE_URL", llm.base_url()));
+    let settings = butler_factory::settings::Settings::from_sources(None, |name| {
+        env.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone())
+    })
+    .unwrap();
+    let app = butler_factory::wiring::build(&settings).await.unwrap();
+    let reply = app
+        .reply
+        .execute(butler_application::ReplyInput {
+            user_id: UserId::new(103),
+            text: "Добрый день".into(),
+            source: Source::Text,
+        })
+        .await;
+    assert_eq!(reply.persona, "Jeeves");
+    let requests = llm.requests();
+    let system = requests[0].body["messages"][0]["content"].as_str().unwrap();
+    assert!(
+        system.contains("Jeeves") && system.contains("официальный"),
+        "{system}"
+    );
+}
+
+/// Runs the binary on a pseudo-terminal (util-linux `script`), typing `answer`.
+async fn admin_on_a_terminal(backend: &Backend, args: &str, answer: &str) -> Output {
+    use tokio::io::AsyncWriteExt;
+    let command = format!("{} {args}", env!("CARGO_BIN_EXE_profile_admin"));
+    let mut child = tokio::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env_clear()
+        .envs(backend.env())
+        .env("BUTLER_ADMIN_KEY", ADMIN_KEY)
+        .env("PROFILE_ADMIN_API_KEY", ADMIN_KEY)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("`script` runs profile_admin on a terminal: install util-linux (bsdutils): {e}")
+        });
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(answer.as_bytes()).await.unwrap();
+    drop(stdin);
+    child.wait_with_output().await.unwrap()
+}
+
+#[tokio::test]
+async fn reset_on_a_terminal_asks_first() {
+    let backend = Backend::sqlite();
+    let stores = backend.open().await;
+    seed(&stores).await;
+    let out = admin_on_a_terminal(&backend, "reset 101", "n\n").await;
+    assert_exit(&out, 2);
+    let screen = stdout(&out);
+    assert!(
+        screen.contains("Reset user 101: delete all memory and restore the default profile? [y/N]")
+            && screen.contains("reset cancelled"),
+        "{screen}"
+    );
+    assert_eq!(stores.memory.count(UserId::new(101)).await.unwrap(), 6);
+
+    let out = admin_on_a_terminal(&backend, "reset 101", "y\n").await;
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains("6 events deleted"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(stores.memory.count(UserId::new(101)).await.unwrap(), 0);
+}
