@@ -86,7 +86,7 @@ impl Sizes {
                 rss_users: self.rss_users / 10,
                 worker_users: self.worker_users / 10,
                 compress_sample: (self.compress_sample / 5).max(2),
-                read_iterations: self.read_iterations / 5,
+                read_iterations: (self.read_iterations / 100).max(5),
                 ..self.clone()
             },
         }
@@ -131,31 +131,31 @@ fn measure_backend(
 ) -> anyhow::Result<BackendFigures> {
     let label = backend.label();
     let sizes = &sizes.for_backend(backend);
-    let store = rt.bot.block_on(StoreEnv::fresh(backend, "bench_e2e"))?;
-    let mut bot = InProcessBot::start(rt, &store)?;
-    let single = bot.run(
-        rt,
-        &Load {
-            users: 1,
-            duration: sizes.duration,
-            warmup: sizes.warmup,
-            pace: None,
-        },
-    )?;
+    // Each load gets a fresh store and a fresh bot, so one load's data does not slow the next.
+    let fresh_load = |load: &Load| -> anyhow::Result<LoadResult> {
+        let store = rt.bot.block_on(StoreEnv::fresh(backend, "bench_e2e"))?;
+        let mut bot = InProcessBot::start(rt, &store)?;
+        let result = bot.run(rt, load)?;
+        bot.stop(rt)?;
+        Ok(result)
+    };
+    let single = fresh_load(&Load {
+        users: 1,
+        duration: sizes.duration,
+        warmup: sizes.warmup,
+        pace: None,
+    })?;
     progress(format!(
         "{label}: 1 user: {} overhead p50/p99 {}",
         rate(single.throughput(), "msg/s"),
         p50_p99(&single.overhead())
     ));
-    let paced = bot.run(
-        rt,
-        &Load {
-            users: sizes.paced_users,
-            duration: sizes.paced_duration,
-            warmup: sizes.pace,
-            pace: Some(sizes.pace),
-        },
-    )?;
+    let paced = fresh_load(&Load {
+        users: sizes.paced_users,
+        duration: sizes.paced_duration,
+        warmup: sizes.pace,
+        pace: Some(sizes.pace),
+    })?;
     progress(format!(
         "{label}: {} users paced: overhead p50/p99 {} (storage {})",
         sizes.paced_users,
@@ -167,15 +167,12 @@ fn measure_backend(
         let result = if users == 1 {
             single.clone()
         } else {
-            bot.run(
-                rt,
-                &Load {
-                    users,
-                    duration: sizes.duration,
-                    warmup: sizes.warmup,
-                    pace: None,
-                },
-            )?
+            fresh_load(&Load {
+                users,
+                duration: sizes.duration,
+                warmup: sizes.warmup,
+                pace: None,
+            })?
         };
         progress(format!(
             "{label}: {users} users: {} latency p50/p99 {} bot CPU/msg {}",
@@ -185,8 +182,6 @@ fn measure_backend(
         ));
         loads.push((users, result));
     }
-    bot.stop(rt)?;
-    drop(store);
 
     let read_build = read_and_build(rt, backend, sizes)?;
     progress(format!(
