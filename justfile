@@ -37,6 +37,21 @@ coverage:
 doc:
     RUSTDOCFLAGS="-D warnings" cargo doc -p butler-domain --no-deps
 
+# Benchmarks (release build): every figure of docs/benchmarks.md, on SQLite and MongoDB-wire;
+# rewrites the generated table there. Takes about 5 minutes on 2 cores.
+bench:
+    cargo build --release -p butler-bot -p butler-bench
+    target/release/butler-bench --output docs/benchmarks.md
+
+# The same benchmarks at reduced sizes (under 2 minutes): checks they run, not how fast.
+bench-quick:
+    cargo build -p butler-bot -p butler-bench
+    target/debug/butler-bench --quick
+
+# Criterion micro-benchmarks of prompt assembly.
+bench-micro:
+    cargo bench -p butler-bench
+
 # Talk to the butler in the terminal.
 chat *ARGS:
     cargo run --release --bin butler-bot -- chat {{ARGS}}

@@ -17,7 +17,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -237,6 +237,9 @@ struct Shared {
     routes: Mutex<Vec<(String, Step)>>,
     default: Mutex<Step>,
     requests: Mutex<Vec<RecordedRequest>>,
+    /// `false` = requests are counted but not kept (long benchmark runs).
+    recording: AtomicBool,
+    served: AtomicUsize,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
 }
@@ -303,6 +306,8 @@ impl ScriptedLlm {
             routes: Mutex::new(Vec::new()),
             default: Mutex::new(Step::reply(DEFAULT_REPLY)),
             requests: Mutex::new(Vec::new()),
+            recording: AtomicBool::new(true),
+            served: AtomicUsize::new(0),
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
         });
@@ -359,6 +364,19 @@ impl ScriptedLlm {
     /// Shorthand for `set_default(Step::reply(text))`.
     pub fn set_default_reply(&self, text: &str) {
         self.set_default(Step::reply(text));
+    }
+
+    /// `false` stops keeping requests ([`ScriptedLlm::requests`] stays as it is) while
+    /// [`ScriptedLlm::served`] still counts them: a benchmark sending hundreds of thousands
+    /// of prompts neither grows the server's memory nor pays for parsing them twice.
+    pub fn set_recording(&self, on: bool) {
+        self.shared.recording.store(on, Ordering::SeqCst);
+    }
+
+    /// Chat completions answered so far, recorded or not.
+    #[must_use]
+    pub fn served(&self) -> usize {
+        self.shared.served.load(Ordering::SeqCst)
     }
 
     /// Every request received so far, in arrival order.
@@ -435,7 +453,12 @@ async fn chat_completions(
     body: Bytes,
 ) -> Response {
     let _in_flight = InFlight::enter(&shared);
-    let id = record(&shared, &uri, &headers, &body);
+    let served = shared.served.fetch_add(1, Ordering::SeqCst) + 1;
+    let id = if shared.recording.load(Ordering::SeqCst) {
+        record(&shared, &uri, &headers, &body)
+    } else {
+        served
+    };
     let parsed = serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null);
     let model = parsed["model"].as_str().unwrap_or_default().to_owned();
     let step = routed(&shared, &parsed).unwrap_or_else(|| {

@@ -190,6 +190,11 @@ impl UserProfileRepository for SqliteProfileRepository {
         let fresh = ProfileRow::from_profile(&UserProfile::default_for(user_id), 1);
         self.run("get_or_create", move |conn| {
             let fresh = fresh?;
+            // Every message reads its sender's profile: a plain read serves the known user
+            // without taking the database's write lock, which appends of other users hold.
+            if let Some(stored) = select_one(conn, fresh.user_id)? {
+                return Ok(stored);
+            }
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             fresh.insert(&tx, false)?;
             let stored = select_one(&tx, fresh.user_id)?.ok_or_else(|| missing(fresh.user_id))?;

@@ -67,6 +67,18 @@ pub struct SentMessage {
     pub parse_mode: Option<String>,
 }
 
+/// A message the bot sent, with the moment the server accepted it (see
+/// [`FakeTelegram::subscribe_delivered`]).
+#[derive(Debug, Clone)]
+pub struct Delivered {
+    /// Where it went.
+    pub chat_id: i64,
+    /// Its text.
+    pub text: String,
+    /// When the server accepted it.
+    pub at: Instant,
+}
+
 /// A failure to inject into the next calls of a method.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Failure {
@@ -131,6 +143,8 @@ struct Inner {
     downloads: Vec<String>,
     failures: HashMap<String, VecDeque<Failure>>,
     webhook_url: String,
+    /// Told about every delivered message (benchmarks follow replies without scanning `sent`).
+    delivered: Option<tokio::sync::mpsc::UnboundedSender<Delivered>>,
 }
 
 /// Shared state: the data behind a mutex (never held across an await) and a version counter
@@ -304,6 +318,15 @@ impl FakeTelegram {
             let content = objects::document_content(&file_id, file_name);
             objects::incoming_message(message_id, user_id, user_id, content)
         })
+    }
+
+    /// Every message delivered from now on is also sent to the returned channel, stamped
+    /// with the moment the server accepted it — for load generators that follow thousands of
+    /// replies. A later call replaces the earlier subscriber.
+    pub fn subscribe_delivered(&self) -> tokio::sync::mpsc::UnboundedReceiver<Delivered> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        self.state.lock().delivered = Some(tx);
+        rx
     }
 
     /// Makes the next `count` calls of `method` fail with `failure`.

@@ -13,7 +13,7 @@ use axum::routing::{any, get};
 use axum::{Form, Router};
 use serde_json::{json, Map, Value};
 
-use super::{as_i64, objects, ApiCall, Failure, SentMessage, State};
+use super::{as_i64, objects, ApiCall, Delivered, Failure, SentMessage, State};
 
 /// The longest long poll the server holds open, whatever the client asks.
 const MAX_POLL: Duration = Duration::from_secs(50);
@@ -214,6 +214,14 @@ fn send_message(state: &State, params: &Value) -> Response {
         text: text.to_owned(),
         parse_mode,
     });
+    if let Some(delivered) = &inner.delivered {
+        // A subscriber that went away just stops listening.
+        let _ = delivered.send(Delivered {
+            chat_id,
+            text: text.to_owned(),
+            at: Instant::now(),
+        });
+    }
     telegram_ok(objects::outgoing_message(message_id, chat_id, text))
 }
 

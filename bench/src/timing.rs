@@ -1,0 +1,246 @@
+//! Timing decorators: every repository call is timed and attributed to its user, so the time a
+//! message spent waiting on the database can be told apart from the time spent in our code.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use butler_domain::ports::{
+    LlmClient, LlmError, LlmReply, LlmRequest, MemoryStoreError, ProfilePage, ProfileStoreError,
+    UserEventCount, UserMemoryRepository, UserProfileRepository,
+};
+use butler_domain::{EventCursor, UserId, UserMemoryEvent, UserProfile};
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Call intervals by user (`None` = calls that name no user).
+type Intervals = HashMap<Option<UserId>, Vec<(Instant, Instant)>>;
+
+/// Collects the time spent in calls: per user as intervals (concurrent calls of one message —
+/// `recent` and `count` run together — count once), and in total.
+#[derive(Debug, Default)]
+pub struct CallTimer {
+    per_user: Mutex<Intervals>,
+    total: Mutex<(Duration, u64)>,
+}
+
+impl CallTimer {
+    /// A shared timer.
+    #[must_use]
+    pub fn new() -> Arc<Self> {
+        Arc::default()
+    }
+
+    fn record(&self, user: Option<UserId>, started: Instant) {
+        let ended = Instant::now();
+        lock(&self.per_user)
+            .entry(user)
+            .or_default()
+            .push((started, ended));
+        let mut total = lock(&self.total);
+        total.0 += ended - started;
+        total.1 += 1;
+    }
+
+    /// The wall time `user`'s calls took since the last `take` (overlaps counted once).
+    pub fn take(&self, user: UserId) -> Duration {
+        let intervals = lock(&self.per_user).remove(&Some(user)).unwrap_or_default();
+        union_length(intervals)
+    }
+
+    /// Total time and number of calls since the last `reset` (overlaps counted each time).
+    pub fn total(&self) -> (Duration, u64) {
+        *lock(&self.total)
+    }
+
+    /// Forgets everything recorded.
+    pub fn reset(&self) {
+        lock(&self.per_user).clear();
+        *lock(&self.total) = (Duration::ZERO, 0);
+    }
+}
+
+fn union_length(mut intervals: Vec<(Instant, Instant)>) -> Duration {
+    intervals.sort_unstable_by_key(|(start, _)| *start);
+    let mut total = Duration::ZERO;
+    let mut current: Option<(Instant, Instant)> = None;
+    for (start, end) in intervals {
+        current = match current {
+            Some((s, e)) if start <= e => Some((s, e.max(end))),
+            Some((s, e)) => {
+                total += e - s;
+                Some((start, end))
+            }
+            None => Some((start, end)),
+        };
+    }
+    if let Some((s, e)) = current {
+        total += e - s;
+    }
+    total
+}
+
+/// A profile repository whose calls are timed.
+pub struct TimedProfiles {
+    /// The real repository.
+    pub inner: Arc<dyn UserProfileRepository>,
+    /// Where the times go.
+    pub timer: Arc<CallTimer>,
+}
+
+#[async_trait]
+impl UserProfileRepository for TimedProfiles {
+    async fn get(&self, user_id: UserId) -> Result<Option<UserProfile>, ProfileStoreError> {
+        let started = Instant::now();
+        let result = self.inner.get(user_id).await;
+        self.timer.record(Some(user_id), started);
+        result
+    }
+
+    async fn get_or_create(&self, user_id: UserId) -> Result<UserProfile, ProfileStoreError> {
+        let started = Instant::now();
+        let result = self.inner.get_or_create(user_id).await;
+        self.timer.record(Some(user_id), started);
+        result
+    }
+
+    async fn save(&self, profile: &UserProfile) -> Result<UserProfile, ProfileStoreError> {
+        let started = Instant::now();
+        let result = self.inner.save(profile).await;
+        self.timer.record(Some(profile.user_id), started);
+        result
+    }
+
+    async fn reset(&self, user_id: UserId) -> Result<UserProfile, ProfileStoreError> {
+        let started = Instant::now();
+        let result = self.inner.reset(user_id).await;
+        self.timer.record(Some(user_id), started);
+        result
+    }
+
+    async fn list(&self, page: ProfilePage) -> Result<Vec<UserProfile>, ProfileStoreError> {
+        let started = Instant::now();
+        let result = self.inner.list(page).await;
+        self.timer.record(None, started);
+        result
+    }
+}
+
+/// A memory repository whose calls are timed.
+pub struct TimedMemory {
+    /// The real repository.
+    pub inner: Arc<dyn UserMemoryRepository>,
+    /// Where the times go.
+    pub timer: Arc<CallTimer>,
+}
+
+#[async_trait]
+impl UserMemoryRepository for TimedMemory {
+    async fn append(&self, events: &[UserMemoryEvent]) -> Result<(), MemoryStoreError> {
+        let started = Instant::now();
+        let result = self.inner.append(events).await;
+        self.timer
+            .record(events.first().map(|e| e.user_id), started);
+        result
+    }
+
+    async fn recent(
+        &self,
+        user_id: UserId,
+        limit: usize,
+        after: Option<EventCursor>,
+    ) -> Result<Vec<UserMemoryEvent>, MemoryStoreError> {
+        let started = Instant::now();
+        let result = self.inner.recent(user_id, limit, after).await;
+        self.timer.record(Some(user_id), started);
+        result
+    }
+
+    async fn count(&self, user_id: UserId) -> Result<u64, MemoryStoreError> {
+        let started = Instant::now();
+        let result = self.inner.count(user_id).await;
+        self.timer.record(Some(user_id), started);
+        result
+    }
+
+    async fn events_up_to(
+        &self,
+        user_id: UserId,
+        up_to: EventCursor,
+        limit: usize,
+    ) -> Result<Vec<UserMemoryEvent>, MemoryStoreError> {
+        let started = Instant::now();
+        let result = self.inner.events_up_to(user_id, up_to, limit).await;
+        self.timer.record(Some(user_id), started);
+        result
+    }
+
+    async fn delete_up_to(
+        &self,
+        user_id: UserId,
+        up_to: EventCursor,
+    ) -> Result<u64, MemoryStoreError> {
+        let started = Instant::now();
+        let result = self.inner.delete_up_to(user_id, up_to).await;
+        self.timer.record(Some(user_id), started);
+        result
+    }
+
+    async fn delete_all(&self, user_id: UserId) -> Result<u64, MemoryStoreError> {
+        let started = Instant::now();
+        let result = self.inner.delete_all(user_id).await;
+        self.timer.record(Some(user_id), started);
+        result
+    }
+
+    async fn users_over(
+        &self,
+        threshold: u64,
+        limit: usize,
+    ) -> Result<Vec<UserEventCount>, MemoryStoreError> {
+        let started = Instant::now();
+        let result = self.inner.users_over(threshold, limit).await;
+        self.timer.record(None, started);
+        result
+    }
+}
+
+/// An LLM client whose calls are timed (in total: requests carry no user).
+pub struct TimedLlm {
+    /// The real client.
+    pub inner: Arc<dyn LlmClient>,
+    /// Where the times go.
+    pub timer: Arc<CallTimer>,
+}
+
+#[async_trait]
+impl LlmClient for TimedLlm {
+    async fn complete(&self, request: &LlmRequest) -> Result<LlmReply, LlmError> {
+        let started = Instant::now();
+        let result = self.inner.complete(request).await;
+        self.timer.record(None, started);
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlapping_calls_of_one_user_count_once() {
+        let t = Instant::now();
+        let ms = Duration::from_millis;
+        let intervals = vec![
+            (t + ms(10), t + ms(20)),
+            (t, t + ms(5)),
+            (t + ms(12), t + ms(25)),
+            (t + ms(30), t + ms(31)),
+        ];
+        assert_eq!(union_length(intervals), ms(5 + 15 + 1));
+        assert_eq!(union_length(Vec::new()), Duration::ZERO);
+    }
+}
