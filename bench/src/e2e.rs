@@ -271,6 +271,7 @@ impl InProcessBot {
             let deps = BotDeps {
                 reply: app.reply.clone(),
                 stt: None,
+                observer: Some(Arc::new(butler_factory::metered::TelegramMetrics)),
             };
             let bot_settings = BotSettings {
                 token: fakes.telegram.token().to_owned().into(),
