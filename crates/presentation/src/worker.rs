@@ -205,4 +205,18 @@ mod tests {
             .contains("expected e.g. 30s"));
         assert!(parse_interval("5d").is_err());
     }
+
+    #[test]
+    fn parallelism_defaults_to_the_llm_limit_and_rejects_zero() {
+        let cli = WorkerCli::try_parse_from(["memory-worker", "--once"]).unwrap();
+        assert_eq!(
+            cli.parallelism, None,
+            "the binary fills in LLM_MAX_CONCURRENCY"
+        );
+        let cli = WorkerCli::try_parse_from(["memory-worker", "--parallelism", "3"]).unwrap();
+        assert_eq!(cli.parallelism, Some(3));
+        let err = WorkerCli::try_parse_from(["memory-worker", "--parallelism", "0"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("expected an integer ≥ 1"), "{err}");
+    }
 }
