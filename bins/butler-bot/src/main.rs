@@ -1,4 +1,5 @@
-//! `butler-bot`: runs the Telegram bot (default), the terminal chat, or storage migrations.
+//! `butler-bot`: runs the Telegram bot (default), the terminal chat, storage migrations, or
+//! fetches/lists the embedded engine's models.
 //! Everything testable lives in the crates; this file parses arguments and wires.
 
 use std::path::PathBuf;
@@ -7,7 +8,7 @@ use std::sync::Arc;
 
 use butler_domain::UserId;
 use butler_factory::settings::{help_text, Settings};
-use butler_factory::{runtime, wiring};
+use butler_factory::{models, runtime, wiring};
 use butler_presentation::telegram::{run_bot, BotConfig, BotDeps, BotSettings};
 use clap::{Parser, Subcommand};
 
@@ -35,6 +36,19 @@ enum Command {
     Migrate,
     /// Print the effective configuration (secrets masked), then exit.
     Config,
+    /// Manage the embedded engine's GGUF models (in LLM_MODELS_DIR).
+    Models {
+        #[command(subcommand)]
+        action: ModelsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ModelsCommand {
+    /// Download the default model (resumable, SHA-256 verified), then exit.
+    Pull,
+    /// List downloaded models and the one in use.
+    List,
 }
 
 fn fail(message: impl std::fmt::Display) -> ExitCode {
@@ -78,6 +92,24 @@ async fn main() -> ExitCode {
             app.compressor.drain().await;
             result.map_or_else(fail, |_| ExitCode::SUCCESS)
         }
+        Command::Models {
+            action: ModelsCommand::Pull,
+        } => match models::pull(&settings).await {
+            Ok(path) => {
+                println!("{}", path.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
+        Command::Models {
+            action: ModelsCommand::List,
+        } => match models::list(&settings) {
+            Ok(lines) => {
+                println!("{}", lines.join("\n"));
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
         Command::Run => run(&settings).await,
     }
 }

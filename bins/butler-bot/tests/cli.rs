@@ -1,9 +1,13 @@
 //! The `butler-bot` binary end to end: the terminal chat against a scripted OpenAI-compatible
-//! server and the embedded SQLite store, configuration errors, and `--help`.
+//! server and against the embedded engine with a real model (SmolLM2), both over the embedded
+//! SQLite store; `models list`; configuration errors, and `--help`.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
 
+use butler_domain::ports::UserMemoryRepository;
+use butler_domain::UserId;
+use butler_infrastructure::sqlite::{SqliteOptions, SqliteStore};
 use butler_testkit::llm_server::ScriptedLlm;
 
 fn butler() -> Command {
@@ -13,6 +17,9 @@ fn butler() -> Command {
         "STORAGE",
         "TELEGRAM_BOT_TOKEN",
         "LLM_BASE_URL",
+        "LLM_BACKEND",
+        "LLM_GGUF_PATH",
+        "LLM_MODELS_DIR",
         "METRICS_ADDR",
         "RUST_LOG",
     ] {
@@ -111,15 +118,128 @@ fn invalid_configuration_exits_non_zero_naming_the_variable() {
 }
 
 #[test]
-fn without_an_llm_server_the_chat_says_how_to_configure_one() {
+fn a_missing_model_file_stops_the_chat_with_an_error_naming_it() {
     let out = butler()
         .arg("chat")
-        .env("SQLITE_PATH", temp_db("nollm"))
+        .env("SQLITE_PATH", temp_db("nomodel"))
+        .env("LLM_GGUF_PATH", "/nonexistent/models/alfred.gguf")
         .stdin(Stdio::null())
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("LLM_BASE_URL is not set"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no model file at /nonexistent/models/alfred.gguf"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("models pull"), "{stderr}");
+}
+
+#[test]
+fn the_http_backend_without_a_server_url_says_what_to_set() {
+    let out = butler()
+        .arg("chat")
+        .env("LLM_BACKEND", "http")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("LLM_BASE_URL: required when LLM_BACKEND=http"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn the_terminal_chat_answers_with_the_embedded_model_and_remembers_the_turn() {
+    let gguf = tokio::task::spawn_blocking(butler_testkit::services::smollm2_gguf_path)
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let db = temp_db("embedded");
+    let mut child = butler()
+        .args(["chat", "--user-id", "78"])
+        .env("LLM_GGUF_PATH", &gguf)
+        .env("LLM_MAX_TOKENS", "40")
+        .env("SQLITE_PATH", &db)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all("Good evening! My name is Peter.\n/exit\n".as_bytes())
+        .unwrap();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let answer = stdout
+        .split_once("\nАльфред: ")
+        .and_then(|(_, rest)| rest.split_once("\n\n> ").map(|(a, _)| a.trim().to_owned()))
+        .unwrap_or_else(|| panic!("no answer in: {stdout}\n{stderr}"));
+    assert!(!answer.is_empty(), "{stdout}");
+    assert!(
+        stderr.contains("llm=\"embedded\"") || stderr.contains("llm=embedded"),
+        "{stderr}"
+    );
+
+    // A failing model sends the fallback and stores nothing: two stored events prove a real
+    // answer, read back from the SQLite file the chat wrote.
+    let store = SqliteStore::open(SqliteOptions::at(&db)).await.unwrap();
+    let events = store
+        .memory()
+        .recent(UserId::new(78), 10, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        events.len(),
+        2,
+        "the user message and the answer are stored"
+    );
+    assert_eq!(events[0].content, "Good evening! My name is Peter.");
+    assert_eq!(events[1].content.trim(), answer);
+}
+
+#[test]
+fn models_list_shows_the_directory_the_default_model_and_the_one_in_use() {
+    let dir = std::env::temp_dir().join(format!("butler-bot-models-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("mine.gguf"), b"GGUF\x03\0\0\0").unwrap();
+    std::fs::write(dir.join("qwen2.5-1.5b-instruct-q4_k_m.gguf.part"), b"GGUF").unwrap();
+    let out = butler()
+        .args(["models", "list"])
+        .env("LLM_MODELS_DIR", &dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains(&format!("models in {}:", dir.display())),
+        "{stdout}"
+    );
+    assert!(stdout.contains("mine.gguf"), "{stdout}");
+    assert!(stdout.contains("unfinished download"), "{stdout}");
+    assert!(
+        stdout.contains("default model: qwen2.5-1.5b-instruct-q4_k_m"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("not downloaded"), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "in use (embedded): {}",
+            dir.join("qwen2.5-1.5b-instruct-q4_k_m.gguf").display()
+        )),
+        "{stdout}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

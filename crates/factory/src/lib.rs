@@ -8,6 +8,7 @@
 pub mod compression_tasks;
 pub mod metered;
 pub mod metrics;
+pub mod models;
 pub mod runtime;
 pub mod settings;
 pub mod wiring;

@@ -19,16 +19,18 @@ use butler_domain::ports::{
     UserProfileRepository,
 };
 use butler_infrastructure::clock::SystemClock;
+use butler_infrastructure::llm::embedded::{EmbeddedConfig, EmbeddedLlm, EmbeddedModel};
+use butler_infrastructure::llm::models::{default_model, ModelStore};
 use butler_infrastructure::llm::{LlmConcurrency, LlmHttpConfig, OpenAiChatClient};
 use butler_infrastructure::mongo::{mask_uri, MongoOptions, MongoStore};
 use butler_infrastructure::sqlite::{SqliteOptions, SqliteStore};
 use butler_infrastructure::stt::{OpenAiTranscriptionClient, SttHttpConfig};
-use butler_infrastructure::tokens::{LlamaTokenizeCounter, QwenTiktokenCounter};
+use butler_infrastructure::tokens::{LlamaTokenizeCounter, ModelTokenCounter, QwenTiktokenCounter};
 use secrecy::ExposeSecret;
 
 use crate::compression_tasks::BackgroundCompressor;
 use crate::metered::{MeteredLlm, MeteredProfiles, MeteredStt, ReplyMetrics};
-use crate::settings::{Settings, StorageSettings, TokenizerSettings};
+use crate::settings::{LlmBackend, Settings, StorageSettings, TokenizerSettings};
 
 /// Why the application could not be built. Messages name the setting and never a secret.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +44,9 @@ pub enum BuildError {
          LLM_BASE_URL=http://127.0.0.1:11434/v1 LLM_MODEL=qwen2.5:7b-instruct (Ollama); see docs/llm.md"
     )]
     NoLlm,
+    /// The embedded engine's model could not be found, fetched or loaded.
+    #[error("embedded LLM: {0}")]
+    Model(String),
     /// An adapter rejected its configuration.
     #[error("{variable}: {message}")]
     Invalid {
@@ -154,7 +159,7 @@ pub async fn token_counter(settings: &Settings) -> Result<Arc<dyn TokenCounter>,
     }
 }
 
-/// The language model client (one concurrency limit shared by replies and compression).
+/// The HTTP language model client (one concurrency limit shared by replies and compression).
 ///
 /// # Errors
 /// [`BuildError::NoLlm`] without `LLM_BASE_URL`; [`BuildError::Invalid`] for a bad URL.
@@ -173,6 +178,113 @@ pub fn llm_client(settings: &Settings) -> Result<Arc<dyn LlmClient>, BuildError>
             variable: "LLM_BASE_URL",
             message: e.to_string(),
         })
+}
+
+/// The language model chosen by `LLM_BACKEND` and the token counter that goes with it.
+pub struct Engine {
+    /// Answers.
+    pub llm: Arc<dyn LlmClient>,
+    /// Counts prompt tokens: the embedded model's own vocabulary, or `TOKENIZER` for http.
+    pub counter: Arc<dyn TokenCounter>,
+    /// `embedded` or `http`, for logs.
+    pub backend: &'static str,
+    /// The model file or server, for logs.
+    pub location: String,
+}
+
+/// Builds the engine: for `http` the client of `LLM_BASE_URL` and the `TOKENIZER` counter;
+/// for `embedded` the GGUF model (`LLM_GGUF_PATH`, else the default model, downloaded into
+/// `LLM_MODELS_DIR` on first use), loaded once and shared by the client and the counter.
+///
+/// # Errors
+/// [`BuildError::Model`] naming the file when it is missing, corrupt or cannot be fetched;
+/// [`BuildError::Invalid`] when prompt budget + `LLM_MAX_TOKENS` exceed the model's window.
+pub async fn engine(settings: &Settings) -> Result<Engine, BuildError> {
+    match settings.llm.backend {
+        LlmBackend::Http => Ok(Engine {
+            llm: llm_client(settings)?,
+            counter: token_counter(settings).await?,
+            backend: "http",
+            location: settings.llm.base_url.clone().unwrap_or_default(),
+        }),
+        LlmBackend::Embedded => {
+            let path = model_path(settings).await?;
+            let model = tokio::task::spawn_blocking(move || EmbeddedModel::load(path))
+                .await
+                .map_err(|e| BuildError::Model(e.to_string()))?
+                .map_err(|e| BuildError::Model(e.to_string()))?;
+            let context_tokens = context_window(settings, &model)?;
+            let model = Arc::new(model);
+            let limit =
+                NonZeroUsize::new(settings.llm.max_concurrency).unwrap_or(NonZeroUsize::MIN);
+            let llm = EmbeddedLlm::new(
+                Arc::clone(&model),
+                EmbeddedConfig {
+                    context_tokens,
+                    request_timeout: settings.llm.timeout,
+                    concurrency: LlmConcurrency::new(limit),
+                },
+            )
+            .map_err(|e| BuildError::Model(e.to_string()))?;
+            Ok(Engine {
+                location: model.path().display().to_string(),
+                counter: Arc::new(ModelTokenCounter::new(model)),
+                llm: Arc::new(llm),
+                backend: "embedded",
+            })
+        }
+    }
+}
+
+/// `LLM_GGUF_PATH`, or the default model in `LLM_MODELS_DIR`, fetched if it is not there yet.
+async fn model_path(settings: &Settings) -> Result<std::path::PathBuf, BuildError> {
+    if let Some(path) = &settings.llm.gguf_path {
+        return Ok(path.clone());
+    }
+    let store = ModelStore::new(&settings.llm.models_dir);
+    let spec = default_model();
+    let path = store.path_of(&spec);
+    if path.is_file() {
+        return Ok(path);
+    }
+    tracing::info!(
+        model = %spec.name,
+        bytes = spec.size,
+        into = %store.dir().display(),
+        "downloading the default model on first use (set LLM_GGUF_PATH to use another)"
+    );
+    store
+        .pull(&spec)
+        .await
+        .map_err(|e| BuildError::Model(e.to_string()))
+}
+
+/// The context the embedded engine allocates: `LLM_CONTEXT_WINDOW`, capped by the window the
+/// model was trained with; the prompt budget plus `LLM_MAX_TOKENS` must fit in it.
+fn context_window(settings: &Settings, model: &EmbeddedModel) -> Result<u32, BuildError> {
+    let trained = model.context_window();
+    let window = u32::try_from(settings.budget.model_window)
+        .unwrap_or(u32::MAX)
+        .min(trained);
+    let needed = settings
+        .budget
+        .total
+        .saturating_add(settings.budget.max_reply_tokens);
+    if needed > window as usize {
+        return Err(BuildError::Invalid {
+            variable: "PROMPT_TOTAL_TOKENS",
+            message: format!(
+                "prompt budget ({}) + LLM_MAX_TOKENS ({}) = {needed} tokens do not fit the \
+                 {window}-token context of {} (trained window {trained}, LLM_CONTEXT_WINDOW {}); \
+                 lower PROMPT_TOTAL_TOKENS or LLM_MAX_TOKENS",
+                settings.budget.total,
+                settings.budget.max_reply_tokens,
+                model.path().display(),
+                settings.budget.model_window
+            ),
+        });
+    }
+    Ok(window)
 }
 
 /// The speech-to-text client, if `STT_BASE_URL` is set.
@@ -298,15 +410,21 @@ pub fn assemble(
 /// Opens storage and builds every use case from the settings.
 ///
 /// # Errors
-/// The first [`BuildError`]: storage, LLM, token counter or STT configuration.
+/// The first [`BuildError`]: STT configuration, LLM engine and token counter, storage.
 pub async fn build(settings: &Settings) -> Result<App, BuildError> {
-    let llm = llm_client(settings)?;
     let stt = stt_client(settings)?;
-    let counter = token_counter(settings).await?;
+    let Engine {
+        llm,
+        counter,
+        backend,
+        location: model,
+    } = engine(settings).await?;
     let storage = open_storage(settings).await?;
     tracing::info!(
         storage = storage.backend,
         location = %storage.location,
+        llm = backend,
+        %model,
         tokenizer = counter.name(),
         voice = stt.is_some(),
         personalization = settings.personalization_enabled,

@@ -195,3 +195,50 @@ fn uuid_like() -> String {
         N.fetch_add(1, Ordering::SeqCst)
     )
 }
+
+#[test]
+fn without_a_server_url_the_embedded_engine_is_chosen_with_one_request_at_a_time() {
+    use butler_factory::settings::LlmBackend;
+    let s = load(&[]).unwrap();
+    assert_eq!(s.llm.backend, LlmBackend::Embedded);
+    assert_eq!(s.llm.max_concurrency, 1);
+    assert!(s.llm.gguf_path.is_none());
+    assert!(s.llm.models_dir.ends_with("data/models"));
+
+    let s = load(&[("LLM_BASE_URL", "http://127.0.0.1:11434/v1")]).unwrap();
+    assert_eq!(s.llm.backend, LlmBackend::Http);
+    assert_eq!(s.llm.max_concurrency, 4);
+
+    let s = load(&[
+        ("LLM_BASE_URL", "http://127.0.0.1:11434/v1"),
+        ("LLM_BACKEND", "embedded"),
+        ("LLM_GGUF_PATH", "/models/alfred.gguf"),
+        ("LLM_MAX_CONCURRENCY", "2"),
+    ])
+    .unwrap();
+    assert_eq!(s.llm.backend, LlmBackend::Embedded);
+    assert_eq!(
+        s.llm.gguf_path.as_deref(),
+        Some(std::path::Path::new("/models/alfred.gguf"))
+    );
+    assert_eq!(s.llm.max_concurrency, 2);
+    let described = s.describe();
+    assert!(described.contains(&("LLM_BACKEND", "embedded".to_owned())));
+    assert!(described.contains(&("LLM_GGUF_PATH", "/models/alfred.gguf".to_owned())));
+}
+
+#[test]
+fn the_http_backend_needs_a_server_url_and_unknown_backends_are_named() {
+    let err = load(&[("LLM_BACKEND", "http")]).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("LLM_BASE_URL: required when LLM_BACKEND=http"),
+        "{err}"
+    );
+    let err = load(&[("LLM_BACKEND", "gpu")]).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("LLM_BACKEND: expected embedded or http"),
+        "{err}"
+    );
+}

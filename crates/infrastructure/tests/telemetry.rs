@@ -838,7 +838,7 @@ fn log_format_is_json_or_pretty_and_defaults_to_pretty_at_info() {
         config,
         LogConfig {
             format: LogFormat::Pretty,
-            filter: "info".to_owned()
+            filter: "info,llama-cpp-2=warn".to_owned()
         }
     );
 

@@ -75,9 +75,35 @@ pub struct TelegramSettings {
     pub voice_max_bytes: usize,
 }
 
+/// Which engine answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LlmBackend {
+    /// A GGUF model run in this process (llama.cpp); the default without `LLM_BASE_URL`.
+    Embedded,
+    /// An OpenAI-compatible server at `LLM_BASE_URL`.
+    Http,
+}
+
+impl LlmBackend {
+    /// `embedded` or `http`.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Embedded => "embedded",
+            Self::Http => "http",
+        }
+    }
+}
+
 /// The language model.
 #[derive(Debug, Clone)]
 pub struct LlmSettings {
+    /// Which engine answers.
+    pub backend: LlmBackend,
+    /// The GGUF file of the embedded engine; `None` = the default model in `models_dir`.
+    pub gguf_path: Option<PathBuf>,
+    /// Where downloaded models live.
+    pub models_dir: PathBuf,
     /// OpenAI-compatible base URL (`…/v1`).
     pub base_url: Option<String>,
     /// Model name.
@@ -299,13 +325,25 @@ impl Settings {
                 .unwrap_or(20_000_000),
         };
         let storage = parse_storage(raw);
+        let base_url = raw.url("LLM_BASE_URL");
+        let backend = parse_backend(raw, base_url.is_some());
         let llm = LlmSettings {
-            base_url: raw.url("LLM_BASE_URL"),
+            backend,
+            gguf_path: raw.get("LLM_GGUF_PATH").map(PathBuf::from),
+            models_dir: PathBuf::from(raw.or_default("LLM_MODELS_DIR")),
+            base_url,
             model: raw.or_default("LLM_MODEL").to_owned(),
             api_key: raw.secret("LLM_API_KEY"),
-            max_concurrency: raw
-                .parse("LLM_MAX_CONCURRENCY", |v: &usize| *v >= 1)
-                .unwrap_or(4),
+            // One request already keeps every core busy in process; a server batches.
+            max_concurrency: if raw.get("LLM_MAX_CONCURRENCY").is_none() {
+                match backend {
+                    LlmBackend::Embedded => 1,
+                    LlmBackend::Http => 4,
+                }
+            } else {
+                raw.parse("LLM_MAX_CONCURRENCY", |v: &usize| *v >= 1)
+                    .unwrap_or(4)
+            },
             timeout: Duration::from_secs(
                 raw.parse("LLM_TIMEOUT_SECS", |v: &u64| *v >= 1)
                     .unwrap_or(60),
@@ -470,6 +508,16 @@ impl Settings {
             ("MONGODB_URI", mongo),
             ("MONGODB_DB", db),
             ("MEMORY_TTL_DAYS", ttl),
+            ("LLM_BACKEND", self.llm.backend.as_str().to_owned()),
+            (
+                "LLM_GGUF_PATH",
+                self.llm
+                    .gguf_path
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+            ),
+            ("LLM_MODELS_DIR", self.llm.models_dir.display().to_string()),
             (
                 "LLM_BASE_URL",
                 self.llm.base_url.clone().unwrap_or_default(),
@@ -636,6 +684,31 @@ fn parse_storage(raw: &mut Raw) -> StorageSettings {
         uri,
         database: raw.or_default("MONGODB_DB").to_owned(),
         ttl_days: (ttl > 0).then_some(ttl),
+    }
+}
+
+fn parse_backend(raw: &mut Raw, has_base_url: bool) -> LlmBackend {
+    match raw
+        .get("LLM_BACKEND")
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        None if has_base_url => LlmBackend::Http,
+        None | Some("embedded") => LlmBackend::Embedded,
+        Some("http") => {
+            if !has_base_url && raw.get("LLM_BASE_URL").is_none() {
+                raw.problem(
+                    "LLM_BASE_URL",
+                    "required when LLM_BACKEND=http: expected an http(s) URL ending in /v1"
+                        .to_owned(),
+                );
+            }
+            LlmBackend::Http
+        }
+        Some(_) => {
+            raw.expected("LLM_BACKEND");
+            LlmBackend::Embedded
+        }
     }
 }
 

@@ -103,6 +103,24 @@ pub const VARIABLES: &[Variable] = &[
         "MongoDB TTL on memory events.",
     ),
     var(
+        "LLM_BACKEND",
+        "embedded or http",
+        "",
+        "LLM engine; default: http when LLM_BASE_URL is set, else embedded (in process).",
+    ),
+    var(
+        "LLM_GGUF_PATH",
+        "a path to a .gguf file",
+        "",
+        "GGUF chat model for the embedded engine; unset = Qwen2.5-1.5B-Instruct Q4_K_M in LLM_MODELS_DIR, downloaded on first use.",
+    ),
+    var(
+        "LLM_MODELS_DIR",
+        "a directory",
+        "./data/models",
+        "Where `butler-bot models pull` and the first start put downloaded models.",
+    ),
+    var(
         "LLM_BASE_URL",
         "an http(s) URL ending in /v1",
         "",
@@ -122,8 +140,8 @@ pub const VARIABLES: &[Variable] = &[
     var(
         "LLM_MAX_CONCURRENCY",
         "an integer ≥ 1",
-        "4",
-        "In-flight LLM requests (replies and compression share it).",
+        "",
+        "In-flight LLM requests (replies and compression share it); default 4 for http, 1 for embedded.",
     ),
     var(
         "LLM_TIMEOUT_SECS",
@@ -147,7 +165,7 @@ pub const VARIABLES: &[Variable] = &[
         "LLM_CONTEXT_WINDOW",
         "an integer ≥ 1",
         "4096",
-        "The model's context window (prompt + reply must fit).",
+        "The model's context window (prompt + reply must fit); the embedded engine uses the smaller of this and the model's own.",
     ),
     var(
         "STT_BASE_URL",
@@ -237,7 +255,7 @@ pub const VARIABLES: &[Variable] = &[
         "TOKENIZER",
         "estimator, qwen-tiktoken or llama-tokenize",
         "estimator",
-        "How prompt tokens are counted.",
+        "How prompt tokens are counted with LLM_BACKEND=http (the embedded engine always counts with its model's vocabulary).",
     ),
     var(
         "TOKENIZER_PATH",

@@ -1,11 +1,11 @@
-//! The limit on in-flight LLM requests. One GPU serves every caller, so replies and memory
-//! compression must queue behind the same limit: clone one [`LlmConcurrency`] into every
-//! client configuration that talks to the same server.
+//! The limit on in-flight LLM requests. One GPU (or, for the embedded engine, one CPU) serves
+//! every caller, so replies and memory compression must queue behind the same limit: clone one
+//! [`LlmConcurrency`] into every client configuration that talks to the same engine.
 
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 
-use tokio::sync::{AcquireError, Semaphore, SemaphorePermit};
+use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore, SemaphorePermit};
 
 /// A shared, FIFO-fair cap on concurrent requests. Clones share one limit.
 ///
@@ -45,6 +45,13 @@ impl LlmConcurrency {
     /// type never does.
     pub(crate) async fn acquire(&self) -> Result<SemaphorePermit<'_>, AcquireError> {
         self.semaphore.acquire().await
+    }
+
+    /// As [`Self::acquire`], for a slot that must travel with work onto another thread (the
+    /// embedded engine holds it until inference has really stopped, not just until the caller
+    /// gave up).
+    pub(crate) async fn acquire_owned(&self) -> Result<OwnedSemaphorePermit, AcquireError> {
+        Arc::clone(&self.semaphore).acquire_owned().await
     }
 }
 

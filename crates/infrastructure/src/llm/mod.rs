@@ -1,10 +1,13 @@
-//! The OpenAI-compatible chat-completions adapter for [`LlmClient`](butler_domain::ports::LlmClient):
-//! vLLM, llama.cpp server, Ollama (`/v1`), LM Studio, LocalAI — anything that serves
-//! `POST {base}/chat/completions`. See `docs/llm.md` for how to point it at each.
+//! The [`LlmClient`](butler_domain::ports::LlmClient) adapters: the OpenAI-compatible
+//! chat-completions client — vLLM, llama.cpp server, Ollama (`/v1`), LM Studio, LocalAI,
+//! anything that serves `POST {base}/chat/completions` — and the [`embedded`] engine that runs
+//! a GGUF model in process; [`models`] fetches and lists GGUF files. See `docs/llm.md`.
 
 mod client;
 mod concurrency;
 mod config;
+pub mod embedded;
+pub mod models;
 mod wire;
 
 pub use crate::http::{HttpConfigError, RetryPolicy};

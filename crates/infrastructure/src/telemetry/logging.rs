@@ -1,5 +1,5 @@
 //! Structured logging with `tracing`: JSON for machines or a human-readable format, chosen by
-//! `LOG_FORMAT`, filtered by a `RUST_LOG`-style directive (default `info`).
+//! `LOG_FORMAT`, filtered by a `RUST_LOG`-style directive (default `info`, llama.cpp `warn`).
 //!
 //! Policy (DESIGN §8): message text only at `debug`/`trace`, secrets never — they live in
 //! `secrecy` types whose `Debug` is redacted.
@@ -16,8 +16,9 @@ use tracing_subscriber::EnvFilter;
 pub const LOG_FORMAT_VAR: &str = "LOG_FORMAT";
 /// The environment variable holding the filter directive.
 pub const LOG_FILTER_VAR: &str = "RUST_LOG";
-/// The filter when `RUST_LOG` is unset.
-pub const DEFAULT_FILTER: &str = "info";
+/// The filter when `RUST_LOG` is unset. llama.cpp (the embedded engine, target `llama-cpp-2`)
+/// reports every tensor and metadata key at `info` while loading a model: warnings only.
+pub const DEFAULT_FILTER: &str = "info,llama-cpp-2=warn";
 
 /// Why logging could not be set up.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

