@@ -129,6 +129,60 @@ mod schema {
         assert!(err.to_string().contains("newer than this binary"), "{err}");
     }
 
+    /// 1,500 events of 3,000 characters: over 1,000 WAL pages, SQLite's own checkpoint point.
+    async fn write_a_lot(store: &SqliteStore) {
+        use butler_domain::ports::UserMemoryRepository;
+        let at = time::OffsetDateTime::now_utc();
+        let events: Vec<_> = (0..1_500)
+            .map(|i| {
+                butler_domain::UserMemoryEvent::user(
+                    butler_domain::UserId::new(7),
+                    "x".repeat(3_000),
+                    butler_domain::Source::Text,
+                    at + time::Duration::milliseconds(i),
+                )
+            })
+            .collect();
+        store.memory().append(&events).await.unwrap();
+    }
+
+    fn size(path: &std::path::Path) -> u64 {
+        std::fs::metadata(path).unwrap().len()
+    }
+
+    #[tokio::test]
+    async fn the_wal_is_checkpointed_in_the_background_not_by_a_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = |name: &str, every: std::time::Duration| SqliteOptions {
+            checkpoint_interval: every,
+            ..SqliteOptions::at(dir.path().join(name))
+        };
+
+        // Background checkpoints effectively off: the commit leaves everything in the WAL.
+        let idle = SqliteStore::open(options("idle.db", std::time::Duration::from_secs(3600)))
+            .await
+            .unwrap();
+        let empty = size(idle.path());
+        write_a_lot(&idle).await;
+        assert_eq!(size(idle.path()), empty, "a writer checkpointed inline");
+        let wal = idle.path().with_extension("db-wal");
+        assert!(size(&wal) > 4_000_000, "the events are in the WAL");
+
+        // Every 50 ms: the data reaches the database file without any further write.
+        let busy = SqliteStore::open(options("busy.db", std::time::Duration::from_millis(50)))
+            .await
+            .unwrap();
+        write_a_lot(&busy).await;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while size(busy.path()) < 4_000_000 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no background checkpoint within 10 s"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     #[tokio::test]
     async fn missing_parent_directories_are_created() {
         let dir = tempfile::tempdir().unwrap();

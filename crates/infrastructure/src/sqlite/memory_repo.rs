@@ -10,7 +10,9 @@ use rusqlite::{params, Connection, Row, TransactionBehavior};
 use butler_domain::ports::{MemoryStoreError, UserEventCount, UserMemoryRepository};
 use butler_domain::{EventCursor, UserId, UserMemoryEvent};
 
-use super::{from_json, millis, sql_limit, time_from, to_json, uuid_bytes, uuid_from, Fault, Pool};
+use super::{
+    from_json, millis, sql_limit, time_from, to_json, uuid_bytes, uuid_from, Access, Fault, Pool,
+};
 
 const TABLE: &str = "user_memory";
 
@@ -27,12 +29,17 @@ impl SqliteMemoryRepository {
         Self { pool }
     }
 
-    async fn run<T, F>(&self, operation: &'static str, f: F) -> Result<T, MemoryStoreError>
+    async fn run<T, F>(
+        &self,
+        operation: &'static str,
+        access: Access,
+        f: F,
+    ) -> Result<T, MemoryStoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, Fault> + Send + 'static,
     {
-        self.pool.run(f).await.map_err(|fault| match fault {
+        self.pool.run(access, f).await.map_err(|fault| match fault {
             Fault::Corrupt(detail) => MemoryStoreError::Corrupt { detail },
             other => {
                 let detail = other.detail(TABLE);
@@ -100,7 +107,7 @@ impl UserMemoryRepository for SqliteMemoryRepository {
                 )
             })
             .collect();
-        self.run("append", move |conn| {
+        self.run("append", Access::Write, move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             {
                 let mut insert = tx.prepare_cached(&format!(
@@ -123,7 +130,7 @@ impl UserMemoryRepository for SqliteMemoryRepository {
         limit: usize,
         after: Option<EventCursor>,
     ) -> Result<Vec<UserMemoryEvent>, MemoryStoreError> {
-        self.run("recent", move |conn| {
+        self.run("recent", Access::Read, move |conn| {
             // Two statements rather than `?2 IS NULL OR …`, so the planner turns the cursor
             // into a range on the (user_id, created_at, event_id) index.
             let mut newest = match after {
@@ -157,7 +164,7 @@ impl UserMemoryRepository for SqliteMemoryRepository {
     }
 
     async fn count(&self, user_id: UserId) -> Result<u64, MemoryStoreError> {
-        self.run("count", move |conn| {
+        self.run("count", Access::Read, move |conn| {
             let n: i64 = conn
                 .prepare_cached("SELECT COUNT(*) FROM user_memory WHERE user_id = ?1")?
                 .query_row([user_id.get()], |row| row.get(0))?;
@@ -172,7 +179,7 @@ impl UserMemoryRepository for SqliteMemoryRepository {
         up_to: EventCursor,
         limit: usize,
     ) -> Result<Vec<UserMemoryEvent>, MemoryStoreError> {
-        self.run("events_up_to", move |conn| {
+        self.run("events_up_to", Access::Read, move |conn| {
             query_events(
                 conn,
                 &format!(
@@ -196,7 +203,7 @@ impl UserMemoryRepository for SqliteMemoryRepository {
         user_id: UserId,
         up_to: EventCursor,
     ) -> Result<u64, MemoryStoreError> {
-        self.run("delete_up_to", move |conn| {
+        self.run("delete_up_to", Access::Write, move |conn| {
             // One statement: rows appended concurrently with a newer cursor never match.
             let n = conn
                 .prepare_cached(
@@ -214,7 +221,7 @@ impl UserMemoryRepository for SqliteMemoryRepository {
     }
 
     async fn delete_all(&self, user_id: UserId) -> Result<u64, MemoryStoreError> {
-        self.run("delete_all", move |conn| {
+        self.run("delete_all", Access::Write, move |conn| {
             let n = conn
                 .prepare_cached("DELETE FROM user_memory WHERE user_id = ?1")?
                 .execute([user_id.get()])?;
@@ -229,7 +236,7 @@ impl UserMemoryRepository for SqliteMemoryRepository {
         limit: usize,
     ) -> Result<Vec<UserEventCount>, MemoryStoreError> {
         let threshold = i64::try_from(threshold).unwrap_or(i64::MAX);
-        self.run("users_over", move |conn| {
+        self.run("users_over", Access::Read, move |conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT user_id, COUNT(*) AS events FROM user_memory GROUP BY user_id \
                  HAVING COUNT(*) > ?1 ORDER BY events DESC, user_id ASC LIMIT ?2",

@@ -9,7 +9,9 @@ use rusqlite::{named_params, Connection, OptionalExtension, Row, TransactionBeha
 use butler_domain::ports::{ProfilePage, ProfileStoreError, UserProfileRepository};
 use butler_domain::{EventCursor, UserId, UserProfile};
 
-use super::{from_json, millis, sql_limit, time_from, to_json, uuid_bytes, uuid_from, Fault, Pool};
+use super::{
+    from_json, millis, sql_limit, time_from, to_json, uuid_bytes, uuid_from, Access, Fault, Pool,
+};
 
 const TABLE: &str = "user_profiles";
 
@@ -27,12 +29,17 @@ impl SqliteProfileRepository {
         Self { pool }
     }
 
-    async fn run<T, F>(&self, operation: &'static str, f: F) -> Result<T, ProfileStoreError>
+    async fn run<T, F>(
+        &self,
+        operation: &'static str,
+        access: Access,
+        f: F,
+    ) -> Result<T, ProfileStoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, Fault> + Send + 'static,
     {
-        self.pool.run(f).await.map_err(|fault| match fault {
+        self.pool.run(access, f).await.map_err(|fault| match fault {
             Fault::Corrupt(detail) => ProfileStoreError::Corrupt { detail },
             other => {
                 let detail = other.detail(TABLE);
@@ -182,20 +189,24 @@ fn missing(user_id: i64) -> Fault {
 #[async_trait]
 impl UserProfileRepository for SqliteProfileRepository {
     async fn get(&self, user_id: UserId) -> Result<Option<UserProfile>, ProfileStoreError> {
-        self.run("get", move |conn| select_one(conn, user_id.get()))
-            .await
+        self.run("get", Access::Read, move |conn| {
+            select_one(conn, user_id.get())
+        })
+        .await
     }
 
     async fn get_or_create(&self, user_id: UserId) -> Result<UserProfile, ProfileStoreError> {
+        // Every message reads its sender's profile: a plain read serves the known user
+        // without queueing behind the writes (appends) of other users.
+        if let Some(stored) = self.get(user_id).await? {
+            return Ok(stored);
+        }
         let fresh = ProfileRow::from_profile(&UserProfile::default_for(user_id), 1);
-        self.run("get_or_create", move |conn| {
+        self.run("get_or_create", Access::Write, move |conn| {
             let fresh = fresh?;
-            // Every message reads its sender's profile: a plain read serves the known user
-            // without taking the database's write lock, which appends of other users hold.
-            if let Some(stored) = select_one(conn, fresh.user_id)? {
-                return Ok(stored);
-            }
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            // Keeps a profile created meanwhile (by another process or a concurrent first
+            // message) rather than overwriting it.
             fresh.insert(&tx, false)?;
             let stored = select_one(&tx, fresh.user_id)?.ok_or_else(|| missing(fresh.user_id))?;
             tx.commit()?;
@@ -210,7 +221,7 @@ impl UserProfileRepository for SqliteProfileRepository {
         let user_id = profile.user_id;
         let row = ProfileRow::from_profile(profile, expected.saturating_add(1));
         let written = self
-            .run("save", move |conn| {
+            .run("save", Access::Write, move |conn| {
                 let row = row?;
                 let changed = if expected == 0 {
                     row.insert(conn, false)?
@@ -230,7 +241,7 @@ impl UserProfileRepository for SqliteProfileRepository {
 
     async fn reset(&self, user_id: UserId) -> Result<UserProfile, ProfileStoreError> {
         let fresh = ProfileRow::from_profile(&UserProfile::default_for(user_id), 1);
-        self.run("reset", move |conn| {
+        self.run("reset", Access::Write, move |conn| {
             let fresh = fresh?;
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             fresh.insert(&tx, true)?;
@@ -242,7 +253,7 @@ impl UserProfileRepository for SqliteProfileRepository {
     }
 
     async fn list(&self, page: ProfilePage) -> Result<Vec<UserProfile>, ProfileStoreError> {
-        self.run("list", move |conn| {
+        self.run("list", Access::Read, move |conn| {
             let mut stmt = conn.prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM user_profiles WHERE ?1 IS NULL OR user_id > ?1 \
                  ORDER BY user_id LIMIT ?2"
