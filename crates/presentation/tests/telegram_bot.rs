@@ -537,6 +537,55 @@ async fn the_typing_indicator_is_sent_at_once_and_refreshed_while_the_model_is_s
 }
 
 #[tokio::test]
+async fn a_quick_reply_sends_no_typing_and_a_slow_one_shows_it_after_the_delay() {
+    let world = FakeWorld::default();
+    world.llm.push_reply("Мгновенно.");
+    world.llm.push(LlmStep::Delay(
+        Duration::from_millis(900),
+        "Не сразу.".to_owned(),
+    ));
+    let config = BotConfig {
+        typing_delay: Duration::from_millis(300),
+        ..test_config()
+    };
+    let bot = BotHarness::start_with(world.deps(), config).await;
+
+    bot.telegram.push_text(ALICE, ALICE, "Быстро");
+    bot.telegram
+        .wait_for_messages(ALICE, 1, WAIT)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        bot.telegram.calls_to("sendChatAction").is_empty(),
+        "a reply within the delay needs no typing indicator"
+    );
+
+    let pushed = Instant::now();
+    bot.telegram.push_text(ALICE, ALICE, "Медленно");
+    bot.telegram
+        .wait_for_messages(ALICE, 2, WAIT)
+        .await
+        .unwrap();
+    let calls = bot.telegram.calls();
+    let typing = bot.telegram.calls_to("sendChatAction");
+    assert_eq!(typing.len(), 1, "one indicator while the model thinks");
+    let sent_at = calls
+        .iter()
+        .filter(|c| c.method == "sendMessage")
+        .map(|c| c.at)
+        .max()
+        .unwrap();
+    assert!(typing[0].at < sent_at, "typing comes before the reply");
+    assert!(
+        typing[0].at >= pushed + Duration::from_millis(300),
+        "typing waits for the delay: {:?} after the message",
+        typing[0].at - pushed
+    );
+    bot.stop().await.unwrap();
+}
+
+#[tokio::test]
 async fn a_failing_typing_indicator_never_prevents_the_reply() {
     let world = FakeWorld::default();
     let bot = BotHarness::start(&world).await;

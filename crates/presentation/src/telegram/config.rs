@@ -27,6 +27,9 @@ pub struct BotConfig {
     pub max_voice_duration: Duration,
     /// Larger voice notes are refused without downloading them (the Bot API serves ≤ 20 MB).
     pub max_voice_bytes: u64,
+    /// How long a reply may take before "typing…" is shown: Telegram recommends the indicator
+    /// only when an answer takes noticeably long, and a quick reply then costs no extra call.
+    pub typing_delay: Duration,
     /// How often the "typing…" indicator is renewed (Telegram shows it for about 5 s).
     pub typing_interval: Duration,
     /// Deadline for producing one reply (model included); past it the user gets an apology.
@@ -51,6 +54,7 @@ impl Default for BotConfig {
             allowed_user_ids: Vec::new(),
             max_voice_duration: Duration::from_secs(300),
             max_voice_bytes: 20 * 1024 * 1024,
+            typing_delay: Duration::from_millis(300),
             typing_interval: Duration::from_secs(4),
             reply_timeout: Duration::from_secs(180),
             voice_download_timeout: Duration::from_secs(60),

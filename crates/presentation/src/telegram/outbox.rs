@@ -174,10 +174,12 @@ impl Outbox {
         }
     }
 
-    /// Shows "typing…" in `chat` now and every [`BotConfig::typing_interval`] until the
-    /// returned guard is stopped. Failures are logged at debug and never reach the reply.
+    /// Shows "typing…" in `chat` after [`BotConfig::typing_delay`] and then every
+    /// [`BotConfig::typing_interval`] until the returned guard is stopped; a guard stopped
+    /// before the delay sends nothing. Failures are logged at debug and never reach the reply.
     pub(crate) fn typing(&self, chat: ChatId) -> TypingGuard {
         let bot = self.bot.clone();
+        let delay = self.config.typing_delay;
         let interval = self.config.typing_interval;
         let timeout = self
             .config
@@ -187,6 +189,12 @@ impl Outbox {
         let stop = CancellationToken::new();
         let stopped = stop.clone();
         let task = tokio::spawn(async move {
+            if !delay.is_zero() {
+                tokio::select! {
+                    () = stopped.cancelled() => return,
+                    () = tokio::time::sleep(delay) => {}
+                }
+            }
             loop {
                 let action = bot.send_chat_action(chat, ChatAction::Typing).send();
                 match tokio::time::timeout(timeout, action).await {

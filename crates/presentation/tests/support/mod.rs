@@ -114,6 +114,8 @@ impl FakeWorld {
 /// Fast timings for tests; everything else as in production.
 pub fn test_config() -> BotConfig {
     BotConfig {
+        // "typing…" at once, so tests see it however fast the fake model answers.
+        typing_delay: Duration::ZERO,
         poll_timeout: Duration::from_secs(5),
         request_timeout: Duration::from_secs(5),
         ..BotConfig::default()
