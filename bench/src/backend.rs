@@ -1,45 +1,29 @@
 //! The two storage backends, as the product configures them: a SQLite file, or a database on
 //! the MongoDB-wire test server (SecantusDB, started on first use; or `BUTLER_TEST_MONGODB_URI`).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use anyhow::Context as _;
 use butler_factory::settings::Settings;
 use butler_factory::wiring::{self, Storage};
-use butler_testkit::services::mongo::{shared_mongo, unique_database_name};
+pub use butler_testkit::storage::Backend;
+use butler_testkit::storage::TestStorage;
 
 use crate::timing::{CallTimer, TimedMemory, TimedProfiles};
 
-/// Which storage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    /// The embedded default.
-    Sqlite,
-    /// The MongoDB-wire test server.
-    Mongo,
-}
-
-impl Backend {
-    /// Both, in table order.
-    pub const ALL: [Self; 2] = [Self::Sqlite, Self::Mongo];
-
-    /// Column heading.
-    #[must_use]
-    pub const fn label(self) -> &'static str {
-        match self {
-            Self::Sqlite => "SQLite",
-            Self::Mongo => "MongoDB-wire",
-        }
+/// The column heading of `backend`.
+#[must_use]
+pub const fn label(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => "SQLite",
+        Backend::Mongo => "MongoDB-wire",
     }
 }
 
 /// Settings variables selecting a fresh, empty store of one backend; the SQLite file lives in
 /// a temporary directory removed on drop.
 pub struct StoreEnv {
-    /// `SQLITE_PATH` or `MONGODB_URI` + `MONGODB_DB`, and `STORAGE`.
-    pub vars: HashMap<String, String>,
-    _dir: Option<tempfile::TempDir>,
+    /// The store, as `STORAGE`, `SQLITE_PATH` or `MONGODB_URI` + `MONGODB_DB`.
+    pub storage: TestStorage,
 }
 
 impl StoreEnv {
@@ -49,31 +33,10 @@ impl StoreEnv {
     /// If the temporary directory cannot be made or the Mongo server cannot be started (the
     /// message says what to install).
     pub async fn fresh(backend: Backend, tag: &str) -> anyhow::Result<Self> {
-        let mut vars = HashMap::new();
-        let dir = match backend {
-            Backend::Sqlite => {
-                let dir = tempfile::Builder::new()
-                    .prefix("butler-bench-")
-                    .tempdir()
-                    .context("temporary directory for the SQLite file")?;
-                vars.insert("STORAGE".to_owned(), "sqlite".to_owned());
-                vars.insert(
-                    "SQLITE_PATH".to_owned(),
-                    dir.path().join("butler.db").display().to_string(),
-                );
-                Some(dir)
-            }
-            Backend::Mongo => {
-                let server = shared_mongo()
-                    .await
-                    .map_err(|e| anyhow::anyhow!("MongoDB-wire test server: {e}"))?;
-                vars.insert("STORAGE".to_owned(), "mongodb".to_owned());
-                vars.insert("MONGODB_URI".to_owned(), server.uri().to_owned());
-                vars.insert("MONGODB_DB".to_owned(), unique_database_name(tag));
-                None
-            }
-        };
-        Ok(Self { vars, _dir: dir })
+        let storage = TestStorage::fresh(backend, tag)
+            .await
+            .map_err(|e| anyhow::anyhow!("{} test store: {e}", label(backend)))?;
+        Ok(Self { storage })
     }
 
     /// Settings from these variables plus `extra` (everything else at its default).
@@ -81,12 +44,14 @@ impl StoreEnv {
     /// # Errors
     /// If a value is invalid.
     pub fn settings(&self, extra: &[(&str, String)]) -> anyhow::Result<Settings> {
-        let mut vars = self.vars.clone();
-        for (name, value) in extra {
-            vars.insert((*name).to_owned(), value.clone());
-        }
-        Settings::from_sources(None, |name| vars.get(name).cloned())
-            .map_err(|e| anyhow::anyhow!("benchmark settings: {e}"))
+        Settings::from_sources(None, |name| {
+            extra
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, value)| value.clone())
+                .or_else(|| self.storage.var(name))
+        })
+        .map_err(|e| anyhow::anyhow!("benchmark settings: {e}"))
     }
 }
 

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use butler_bench::backend::{Backend, StoreEnv};
+use butler_bench::backend::{label, Backend, StoreEnv};
 use butler_bench::e2e::{InProcessBot, Load, LoadResult, Runtimes};
 use butler_bench::report::{self, dur, mib, p50_p99, rate, Row};
 use butler_bench::stats::Durations;
@@ -129,7 +129,7 @@ fn measure_backend(
     sizes: &Sizes,
     bot_bin: &Path,
 ) -> anyhow::Result<BackendFigures> {
-    let label = backend.label();
+    let label = label(backend);
     let sizes = &sizes.for_backend(backend);
     // Each load gets a fresh store and a fresh bot, so one load's data does not slow the next.
     let fresh_load = |load: &Load| -> anyhow::Result<LoadResult> {
@@ -482,10 +482,10 @@ fn run(cli: &Cli) -> anyhow::Result<String> {
     for &backend in &backends {
         figures.push(
             measure_backend(&rt, backend, &sizes, &bot_bin)
-                .with_context(|| format!("{} benchmarks", backend.label()))?,
+                .with_context(|| format!("{} benchmarks", label(backend)))?,
         );
     }
-    let labels: Vec<&str> = backends.iter().map(|b| b.label()).collect();
+    let labels: Vec<&str> = backends.iter().map(|&b| label(b)).collect();
     let mode = if cli.quick {
         "quick mode (reduced sizes: checks that it runs, not how fast)"
     } else {

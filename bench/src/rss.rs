@@ -84,7 +84,7 @@ pub fn measure(
     }
     command
         .env_remove("RUST_LOG")
-        .envs(&store.vars)
+        .envs(store.storage.env())
         .env("TELEGRAM_BOT_TOKEN", fakes.telegram.token())
         .env("TELEGRAM_API_URL", fakes.telegram.api_url())
         .env("LLM_BASE_URL", fakes.llm.base_url())

@@ -2,42 +2,39 @@
 //! file per test) and the MongoDB-wire test server (a fresh database per test). Races run
 //! many rounds, as against the fakes in `compression_in_memory.rs`.
 
-use std::sync::Arc;
-
-use butler_infrastructure::mongo::{MongoOptions, MongoStore};
-use butler_infrastructure::sqlite::{SqliteOptions, SqliteStore};
-use butler_testkit::services::mongo::{shared_mongo, unique_database_name};
+use butler_factory::settings::Settings;
+use butler_factory::wiring;
+use butler_testkit::storage::TestStorage;
 use butler_tests::compression::{self, Backend};
 
-/// A backend plus whatever must outlive the test (the SQLite temp dir).
-type Opened = (Backend, Option<tempfile::TempDir>);
+/// A backend plus the store behind it (a SQLite temp dir lives as long as it).
+type Opened = (Backend, TestStorage);
+
+/// The store's repositories, opened as the binaries open them.
+async fn opened(store: TestStorage) -> Opened {
+    let settings = Settings::from_sources(None, |name| store.var(name))
+        .unwrap_or_else(|e| panic!("storage settings: {e}"));
+    let storage = wiring::open_storage(&settings)
+        .await
+        .unwrap_or_else(|e| panic!("open the store: {e}"));
+    let backend = Backend {
+        profiles: storage.profiles,
+        memory: storage.memory,
+    };
+    (backend, store)
+}
 
 async fn sqlite() -> Opened {
-    let dir = tempfile::tempdir().expect("create a temporary directory");
-    let store = SqliteStore::open(SqliteOptions::at(dir.path().join("butler.db")))
-        .await
-        .expect("open a fresh SQLite database");
-    let backend = Backend {
-        profiles: Arc::new(store.profiles()),
-        memory: Arc::new(store.memory()),
-    };
-    (backend, Some(dir))
+    opened(TestStorage::sqlite().unwrap_or_else(|e| panic!("{e}"))).await
 }
 
 async fn mongo() -> Opened {
-    let server = shared_mongo().await.unwrap_or_else(|e| panic!("{e}"));
-    let options = MongoOptions {
-        database: Some(unique_database_name("compression")),
-        ..MongoOptions::default()
-    };
-    let store = MongoStore::connect(server.uri(), options)
-        .await
-        .expect("connect to the test MongoDB");
-    let backend = Backend {
-        profiles: Arc::new(store.profiles()),
-        memory: Arc::new(store.memory()),
-    };
-    (backend, None)
+    opened(
+        TestStorage::mongo("compression")
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+    )
+    .await
 }
 
 /// One `#[tokio::test]` per invariant for a backend module.

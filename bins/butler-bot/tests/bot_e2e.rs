@@ -10,7 +10,7 @@
 //! longer than Telegram's limit, and enough messages to trigger memory compression.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,13 +18,13 @@ use std::time::{Duration, Instant};
 use butler_application::prompt::templates::FALLBACK_REPLY;
 use butler_domain::ports::{UserMemoryRepository, UserProfileRepository};
 use butler_domain::{Role, Source, UserId, UserMemoryEvent, UserProfile};
-use butler_infrastructure::mongo::{MongoOptions, MongoStore};
-use butler_infrastructure::sqlite::{SqliteOptions, SqliteStore};
+use butler_factory::settings::Settings;
+use butler_factory::wiring;
 use butler_testkit::llm_server::{ScriptedLlm, Step};
 use butler_testkit::services::free_port;
-use butler_testkit::services::mongo::{shared_mongo, unique_database_name};
 use butler_testkit::services::voice_note;
 use butler_testkit::services::WhisperServer;
+use butler_testkit::storage::TestStorage;
 use butler_testkit::telegram::{Failure, FakeTelegram, SentMessage, Voice};
 
 const ALICE: i64 = 1001;
@@ -45,46 +45,35 @@ struct Backend {
     env: Vec<(&'static str, String)>,
     profiles: Arc<dyn UserProfileRepository>,
     memory: Arc<dyn UserMemoryRepository>,
-    _dir: Option<tempfile::TempDir>,
+    store: TestStorage,
+}
+
+async fn opened(store: TestStorage) -> Backend {
+    let settings = Settings::from_sources(None, |name| store.var(name))
+        .unwrap_or_else(|e| panic!("storage settings: {e}"));
+    let storage = wiring::open_storage(&settings)
+        .await
+        .unwrap_or_else(|e| panic!("open the store the bot will use: {e}"));
+    Backend {
+        name: store.backend().name(),
+        env: store.env(),
+        profiles: storage.profiles,
+        memory: storage.memory,
+        store,
+    }
 }
 
 async fn sqlite() -> Backend {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let path = dir.path().join("butler.db");
-    let store = SqliteStore::open(SqliteOptions::at(&path))
-        .await
-        .expect("open the SQLite file the bot will use");
-    Backend {
-        name: "sqlite",
-        env: vec![("SQLITE_PATH", path.display().to_string())],
-        profiles: Arc::new(store.profiles()),
-        memory: Arc::new(store.memory()),
-        _dir: Some(dir),
-    }
+    opened(TestStorage::sqlite().unwrap_or_else(|e| panic!("{e}"))).await
 }
 
 async fn mongo() -> Backend {
-    let server = shared_mongo().await.unwrap_or_else(|e| panic!("{e}"));
-    let database = unique_database_name("bot_e2e");
-    let store = MongoStore::connect(
-        server.uri(),
-        MongoOptions {
-            database: Some(database.clone()),
-            ..MongoOptions::default()
-        },
+    opened(
+        TestStorage::mongo("bot_e2e")
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
     )
     .await
-    .expect("connect to the MongoDB-wire test server");
-    Backend {
-        name: "mongodb",
-        env: vec![
-            ("MONGODB_URI", server.uri().to_owned()),
-            ("MONGODB_DB", database),
-        ],
-        profiles: Arc::new(store.profiles()),
-        memory: Arc::new(store.memory()),
-        _dir: None,
-    }
 }
 
 impl Backend {
@@ -116,9 +105,10 @@ impl RunningBot {
         let telegram = FakeTelegram::start().await;
         let metrics = format!("127.0.0.1:{}", free_port());
         let log = backend
-            ._dir
-            .as_ref()
-            .map_or_else(std::env::temp_dir, |d| d.path().to_owned())
+            .store
+            .sqlite_path()
+            .and_then(|db| db.parent().map(Path::to_owned))
+            .unwrap_or_else(std::env::temp_dir)
             .join(format!("bot-{}-{}.log", backend.name, std::process::id()));
         let log_file = std::fs::File::create(&log).expect("create the bot's log file");
         let mut command = Command::new(env!("CARGO_BIN_EXE_butler-bot"));

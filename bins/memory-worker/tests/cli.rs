@@ -4,97 +4,39 @@
 //! the same users, and a timed run over 1,000 users.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use std::process::Output;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use butler_domain::ports::{UserMemoryRepository, UserProfileRepository};
 use butler_domain::{Source, UserId, UserMemoryEvent};
-use butler_infrastructure::mongo::{MongoOptions, MongoStore};
-use butler_infrastructure::sqlite::{SqliteOptions, SqliteStore};
+use butler_factory::settings::Settings;
+use butler_factory::wiring::{self, Storage};
 use butler_testkit::llm_server::{ScriptedLlm, Step};
-use butler_testkit::services::mongo::{shared_mongo, unique_database_name};
+use butler_testkit::storage::TestStorage;
 use time::OffsetDateTime;
 
-/// Where the process and the test find the data.
-enum Backend {
-    Sqlite {
-        path: PathBuf,
-        _dir: tempfile::TempDir,
-    },
-    Mongo {
-        uri: String,
-        database: String,
-    },
+/// A fresh SQLite store.
+fn sqlite() -> TestStorage {
+    TestStorage::sqlite().unwrap_or_else(|e| panic!("{e}"))
 }
 
-struct Stores {
-    profiles: Arc<dyn UserProfileRepository>,
-    memory: Arc<dyn UserMemoryRepository>,
+/// A fresh database on the MongoDB-wire test server.
+async fn mongo() -> TestStorage {
+    TestStorage::mongo("worker_cli")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
-impl Backend {
-    fn sqlite() -> Self {
-        let dir = tempfile::tempdir().expect("create a temporary directory");
-        Self::Sqlite {
-            path: dir.path().join("butler.db"),
-            _dir: dir,
-        }
-    }
-
-    async fn mongo() -> Self {
-        let server = shared_mongo().await.unwrap_or_else(|e| panic!("{e}"));
-        Self::Mongo {
-            uri: server.uri().to_owned(),
-            database: unique_database_name("worker_cli"),
-        }
-    }
-
-    async fn open(&self) -> Stores {
-        match self {
-            Self::Sqlite { path, .. } => {
-                let store = SqliteStore::open(SqliteOptions::at(path.clone()))
-                    .await
-                    .expect("open the SQLite file");
-                Stores {
-                    profiles: Arc::new(store.profiles()),
-                    memory: Arc::new(store.memory()),
-                }
-            }
-            Self::Mongo { uri, database } => {
-                let options = MongoOptions {
-                    database: Some(database.clone()),
-                    ..MongoOptions::default()
-                };
-                let store = MongoStore::connect(uri, options)
-                    .await
-                    .expect("connect to the test MongoDB");
-                Stores {
-                    profiles: Arc::new(store.profiles()),
-                    memory: Arc::new(store.memory()),
-                }
-            }
-        }
-    }
-
-    fn env(&self) -> Vec<(&'static str, String)> {
-        match self {
-            Self::Sqlite { path, .. } => vec![
-                ("STORAGE", "sqlite".into()),
-                ("SQLITE_PATH", path.display().to_string()),
-            ],
-            Self::Mongo { uri, database } => vec![
-                ("STORAGE", "mongodb".into()),
-                ("MONGODB_URI", uri.clone()),
-                ("MONGODB_DB", database.clone()),
-            ],
-        }
-    }
+/// The store's repositories, opened as the binaries open them.
+async fn open(backend: &TestStorage) -> Storage {
+    let settings = Settings::from_sources(None, |name| backend.var(name))
+        .unwrap_or_else(|e| panic!("storage settings: {e}"));
+    wiring::open_storage(&settings)
+        .await
+        .unwrap_or_else(|e| panic!("open the store: {e}"))
 }
 
 /// `turns` question/answer pairs for `user`, oldest first, one second apart.
-async fn seed_user(s: &Stores, user: i64, turns: usize) {
+async fn seed_user(s: &Storage, user: i64, turns: usize) {
     let id = UserId::new(user);
     s.profiles.get_or_create(id).await.unwrap();
     let start = OffsetDateTime::now_utc() - time::Duration::days(1);
@@ -116,7 +58,11 @@ async fn seed_user(s: &Stores, user: i64, turns: usize) {
 }
 
 /// The worker command with a clean environment: storage, the scripted LLM, JSON logs.
-fn worker(backend: &Backend, llm: &ScriptedLlm, extra: &[(&str, &str)]) -> tokio::process::Command {
+fn worker(
+    backend: &TestStorage,
+    llm: &ScriptedLlm,
+    extra: &[(&str, &str)],
+) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_memory-worker"));
     cmd.env_clear()
         .envs(backend.env())
@@ -131,7 +77,7 @@ fn worker(backend: &Backend, llm: &ScriptedLlm, extra: &[(&str, &str)]) -> tokio
     cmd
 }
 
-async fn run(backend: &Backend, llm: &ScriptedLlm, args: &[&str]) -> Output {
+async fn run(backend: &TestStorage, llm: &ScriptedLlm, args: &[&str]) -> Output {
     worker(backend, llm, &[])
         .args(args)
         .output()
@@ -172,11 +118,11 @@ fn user_statuses(out: &Output) -> Vec<(i64, String)> {
         .collect()
 }
 
-async fn count(s: &Stores, user: i64) -> u64 {
+async fn count(s: &Storage, user: i64) -> u64 {
     s.memory.count(UserId::new(user)).await.unwrap()
 }
 
-async fn summary(s: &Stores, user: i64) -> Option<String> {
+async fn summary(s: &Storage, user: i64) -> Option<String> {
     s.profiles
         .get(UserId::new(user))
         .await
@@ -185,7 +131,7 @@ async fn summary(s: &Stores, user: i64) -> Option<String> {
 }
 
 /// The newest 20 events are the last ten turns, in order.
-async fn assert_kept_the_newest_turns(s: &Stores, user: i64, turns: usize) {
+async fn assert_kept_the_newest_turns(s: &Storage, user: i64, turns: usize) {
     let events = s.memory.recent(UserId::new(user), 100, None).await.unwrap();
     let contents: Vec<String> = events.into_iter().map(|e| e.content).collect();
     let expected: Vec<String> = (turns - 10..turns)
@@ -194,8 +140,8 @@ async fn assert_kept_the_newest_turns(s: &Stores, user: i64, turns: usize) {
     assert_eq!(contents, expected, "user {user}");
 }
 
-async fn dry_run_lists_and_changes_nothing(backend: Backend) {
-    let stores = backend.open().await;
+async fn dry_run_lists_and_changes_nothing(backend: TestStorage) {
+    let stores = open(&backend).await;
     for (user, turns) in [(1, 5), (2, 30), (3, 25), (4, 28)] {
         seed_user(&stores, user, turns).await;
     }
@@ -220,16 +166,16 @@ async fn dry_run_lists_and_changes_nothing(backend: Backend) {
 
 #[tokio::test]
 async fn a_dry_run_lists_users_and_changes_nothing_in_sqlite() {
-    dry_run_lists_and_changes_nothing(Backend::sqlite()).await;
+    dry_run_lists_and_changes_nothing(sqlite()).await;
 }
 
 #[tokio::test]
 async fn a_dry_run_lists_users_and_changes_nothing_in_mongodb() {
-    dry_run_lists_and_changes_nothing(Backend::mongo().await).await;
+    dry_run_lists_and_changes_nothing(mongo().await).await;
 }
 
-async fn once_compresses_within_max_users_and_the_llm_limit(backend: Backend) {
-    let stores = backend.open().await;
+async fn once_compresses_within_max_users_and_the_llm_limit(backend: TestStorage) {
+    let stores = open(&backend).await;
     for (user, turns) in [(1, 26), (2, 30), (3, 27), (4, 29), (5, 28), (6, 10)] {
         seed_user(&stores, user, turns).await;
     }
@@ -282,18 +228,18 @@ async fn once_compresses_within_max_users_and_the_llm_limit(backend: Backend) {
 
 #[tokio::test]
 async fn once_compresses_within_max_users_and_the_llm_limit_in_sqlite() {
-    once_compresses_within_max_users_and_the_llm_limit(Backend::sqlite()).await;
+    once_compresses_within_max_users_and_the_llm_limit(sqlite()).await;
 }
 
 #[tokio::test]
 async fn once_compresses_within_max_users_and_the_llm_limit_in_mongodb() {
-    once_compresses_within_max_users_and_the_llm_limit(Backend::mongo().await).await;
+    once_compresses_within_max_users_and_the_llm_limit(mongo().await).await;
 }
 
 #[tokio::test]
 async fn once_exits_non_zero_when_a_user_fails_and_loses_nothing() {
-    let backend = Backend::sqlite();
-    let stores = backend.open().await;
+    let backend = sqlite();
+    let stores = open(&backend).await;
     seed_user(&stores, 1, 30).await;
     seed_user(&stores, 2, 29).await;
     let llm = ScriptedLlm::start().await;
@@ -331,8 +277,8 @@ async fn once_exits_non_zero_when_a_user_fails_and_loses_nothing() {
 
 #[tokio::test]
 async fn sigterm_during_interval_mode_finishes_the_current_user_then_exits() {
-    let backend = Backend::sqlite();
-    let stores = backend.open().await;
+    let backend = sqlite();
+    let stores = open(&backend).await;
     for user in 1..=3 {
         seed_user(&stores, user, 30).await;
     }
@@ -381,8 +327,8 @@ async fn sigterm_during_interval_mode_finishes_the_current_user_then_exits() {
 async fn two_workers_at_once_over_the_same_users_in_mongodb_compress_each_once() {
     const USERS: i64 = 16;
     const TURNS: usize = 30;
-    let backend = Backend::mongo().await;
-    let stores = backend.open().await;
+    let backend = mongo().await;
+    let stores = open(&backend).await;
     for user in 1..=USERS {
         seed_user(&stores, user, TURNS).await;
     }
@@ -447,8 +393,8 @@ async fn two_workers_at_once_over_the_same_users_in_mongodb_compress_each_once()
 async fn a_run_over_1000_users_in_sqlite_is_timed() {
     const USERS: i64 = 1000;
     const TURNS: usize = 26; // 52 events: just over the default threshold of 50
-    let backend = Backend::sqlite();
-    let stores = backend.open().await;
+    let backend = sqlite();
+    let stores = open(&backend).await;
     let seeding = Instant::now();
     for user in 1..=USERS {
         seed_user(&stores, user, TURNS).await;

@@ -3,103 +3,37 @@
 //! 3 not found, 4 storage unavailable, 5 unauthorised). Data is seeded in-process through the
 //! real stores, then the process runs against the same storage.
 
-use std::path::PathBuf;
 use std::process::Output;
-use std::sync::Arc;
 
-use butler_domain::ports::{UserMemoryRepository, UserProfileRepository};
 use butler_domain::{Source, Tone, UserId, UserMemoryEvent};
-use butler_infrastructure::mongo::{MongoOptions, MongoStore};
-use butler_infrastructure::sqlite::{SqliteOptions, SqliteStore};
-use butler_testkit::services::mongo::{shared_mongo, unique_database_name};
+use butler_factory::settings::Settings;
+use butler_factory::wiring::{self, Storage};
+use butler_testkit::storage::TestStorage;
 use time::{Duration, OffsetDateTime};
 
 const ADMIN_KEY: &str = "test-admin-key-0123456789";
 const LONG_MESSAGE: &str = "Напомни мне, пожалуйста, что в субботу репетиция квартета, \
     потом ужин с Анной в семь, а в воскресенье — шахматный турнир в клубе на набережной.";
 
-/// Where the process and the test find the data.
-enum Backend {
-    Sqlite {
-        path: PathBuf,
-        _dir: tempfile::TempDir,
-    },
-    Mongo {
-        uri: String,
-        database: String,
-    },
+/// A fresh SQLite store.
+fn sqlite() -> TestStorage {
+    TestStorage::sqlite().unwrap_or_else(|e| panic!("{e}"))
 }
 
-struct Stores {
-    profiles: Arc<dyn UserProfileRepository>,
-    memory: Arc<dyn UserMemoryRepository>,
+/// A fresh database on the MongoDB-wire test server.
+async fn mongo() -> TestStorage {
+    TestStorage::mongo("admin_cli")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
-impl Backend {
-    fn sqlite() -> Self {
-        let dir = tempfile::tempdir().expect("create a temporary directory");
-        Self::Sqlite {
-            path: dir.path().join("butler.db"),
-            _dir: dir,
-        }
-    }
-
-    async fn mongo() -> Self {
-        let server = shared_mongo().await.unwrap_or_else(|e| panic!("{e}"));
-        Self::Mongo {
-            uri: server.uri().to_owned(),
-            database: unique_database_name("admin_cli"),
-        }
-    }
-
-    fn name(&self) -> &'static str {
-        match self {
-            Self::Sqlite { .. } => "sqlite",
-            Self::Mongo { .. } => "mongodb",
-        }
-    }
-
-    async fn open(&self) -> Stores {
-        match self {
-            Self::Sqlite { path, .. } => {
-                let store = SqliteStore::open(SqliteOptions::at(path.clone()))
-                    .await
-                    .expect("open the SQLite file");
-                Stores {
-                    profiles: Arc::new(store.profiles()),
-                    memory: Arc::new(store.memory()),
-                }
-            }
-            Self::Mongo { uri, database } => {
-                let options = MongoOptions {
-                    database: Some(database.clone()),
-                    ..MongoOptions::default()
-                };
-                let store = MongoStore::connect(uri, options)
-                    .await
-                    .expect("connect to the test MongoDB");
-                Stores {
-                    profiles: Arc::new(store.profiles()),
-                    memory: Arc::new(store.memory()),
-                }
-            }
-        }
-    }
-
-    /// The storage settings, as the operator would export them.
-    fn env(&self) -> Vec<(&'static str, String)> {
-        match self {
-            Self::Sqlite { path, .. } => vec![
-                ("STORAGE", "sqlite".into()),
-                ("SQLITE_PATH", path.display().to_string()),
-            ],
-            Self::Mongo { uri, database } => vec![
-                ("STORAGE", "mongodb".into()),
-                ("MONGODB_URI", uri.clone()),
-                ("MONGODB_DB", database.clone()),
-            ],
-        }
-    }
+/// The store's repositories, opened as the binaries open them.
+async fn open(backend: &TestStorage) -> Storage {
+    let settings = Settings::from_sources(None, |name| backend.var(name))
+        .unwrap_or_else(|e| panic!("storage settings: {e}"));
+    wiring::open_storage(&settings)
+        .await
+        .unwrap_or_else(|e| panic!("open the store: {e}"))
 }
 
 /// The binary with a clean environment: only the storage settings and the given extras.
@@ -115,7 +49,7 @@ async fn run_with(env: &[(&str, String)], args: &[&str]) -> Output {
 }
 
 /// The binary as an authorised operator runs it.
-async fn admin(backend: &Backend, args: &[&str]) -> Output {
+async fn admin(backend: &TestStorage, args: &[&str]) -> Output {
     let mut env = backend.env();
     env.push(("BUTLER_ADMIN_KEY", ADMIN_KEY.into()));
     env.push(("PROFILE_ADMIN_API_KEY", ADMIN_KEY.into()));
@@ -142,7 +76,7 @@ fn assert_exit(out: &Output, code: i32) {
 }
 
 /// Users 101 (three turns, one long message, a summary), 102 (nothing said) and 103 (one turn).
-async fn seed(s: &Stores) {
+async fn seed(s: &Storage) {
     let start = OffsetDateTime::now_utc() - Duration::hours(1);
     let at = |i: i64| start + Duration::seconds(i);
     for id in [101, 102, 103] {
@@ -173,14 +107,14 @@ async fn seed(s: &Stores) {
         .unwrap();
 }
 
-async fn every_command_works(backend: Backend) {
-    let stores = backend.open().await;
+async fn every_command_works(backend: TestStorage) {
+    let stores = open(&backend).await;
     seed(&stores).await;
 
     let out = admin(&backend, &["migrate"]).await;
     assert_exit(&out, 0);
     assert!(
-        stdout(&out).contains(&format!("{} at", backend.name()))
+        stdout(&out).contains(&format!("{} at", backend.backend().name()))
             && stdout(&out).contains("schema and indexes are up to date"),
         "{}",
         stdout(&out)
@@ -328,8 +262,8 @@ async fn every_command_works(backend: Backend) {
     );
 }
 
-async fn errors_have_their_exit_codes(backend: Backend) {
-    let stores = backend.open().await;
+async fn errors_have_their_exit_codes(backend: TestStorage) {
+    let stores = open(&backend).await;
     seed(&stores).await;
 
     let out = admin(&backend, &["show", "999"]).await;
@@ -379,30 +313,28 @@ async fn errors_have_their_exit_codes(backend: Backend) {
 
 #[tokio::test]
 async fn every_command_works_against_sqlite() {
-    every_command_works(Backend::sqlite()).await;
+    every_command_works(sqlite()).await;
 }
 
 #[tokio::test]
 async fn every_command_works_against_the_mongodb_wire_server() {
-    every_command_works(Backend::mongo().await).await;
+    every_command_works(mongo().await).await;
 }
 
 #[tokio::test]
 async fn errors_have_their_exit_codes_against_sqlite() {
-    errors_have_their_exit_codes(Backend::sqlite()).await;
+    errors_have_their_exit_codes(sqlite()).await;
 }
 
 #[tokio::test]
 async fn errors_have_their_exit_codes_against_the_mongodb_wire_server() {
-    errors_have_their_exit_codes(Backend::mongo().await).await;
+    errors_have_their_exit_codes(mongo().await).await;
 }
 
 #[tokio::test]
 async fn without_the_right_key_nothing_runs_and_no_key_is_printed() {
-    let backend = Backend::sqlite();
-    let Backend::Sqlite { path, .. } = &backend else {
-        unreachable!()
-    };
+    let backend = sqlite();
+    let path = backend.sqlite_path().expect("a SQLite store");
     let wrong = "wrong-key-guess-987654321";
     let cases: [(&str, Vec<(&str, String)>); 3] = [
         (
@@ -476,8 +408,8 @@ async fn unusable_storage_exits_4_on_both_backends() {
 
 #[tokio::test]
 async fn an_update_made_with_the_cli_shapes_the_next_reply() {
-    let backend = Backend::sqlite();
-    let stores = backend.open().await;
+    let backend = sqlite();
+    let stores = open(&backend).await;
     seed(&stores).await;
     let out = admin(
         &backend,
@@ -514,7 +446,7 @@ async fn an_update_made_with_the_cli_shapes_the_next_reply() {
 }
 
 /// Runs the binary on a pseudo-terminal (util-linux `script`), typing `answer`.
-async fn admin_on_a_terminal(backend: &Backend, args: &str, answer: &str) -> Output {
+async fn admin_on_a_terminal(backend: &TestStorage, args: &str, answer: &str) -> Output {
     use tokio::io::AsyncWriteExt;
     let command = format!("{} {args}", env!("CARGO_BIN_EXE_profile_admin"));
     let mut child = tokio::process::Command::new("script")
@@ -538,8 +470,8 @@ async fn admin_on_a_terminal(backend: &Backend, args: &str, answer: &str) -> Out
 
 #[tokio::test]
 async fn reset_on_a_terminal_asks_first() {
-    let backend = Backend::sqlite();
-    let stores = backend.open().await;
+    let backend = sqlite();
+    let stores = open(&backend).await;
     seed(&stores).await;
     let out = admin_on_a_terminal(&backend, "reset 101", "n\n").await;
     assert_exit(&out, 2);
