@@ -1,0 +1,65 @@
+//! `butler-bench --quick` as part of `cargo test --workspace`: every benchmark runs at reduced
+//! sizes on both backends, which catches breakage of the reply path end to end. The figures of
+//! a debug build are not judged; the table's shape is.
+//!
+//! The memory figures start the `butler-bot` binary. `cargo test --workspace` builds it next to
+//! `butler-bench` (its own end-to-end tests need it); alone, build it first with
+//! `cargo build -p butler-bot`.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn bot_binary() -> PathBuf {
+    let bench = PathBuf::from(env!("CARGO_BIN_EXE_butler-bench"));
+    let bot = bench.with_file_name(format!("butler-bot{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bot.is_file(),
+        "the butler-bot binary is not at {}: run `cargo test --workspace`, or \
+         `cargo build -p butler-bot` before `cargo test -p butler-bench`",
+        bot.display()
+    );
+    bot
+}
+
+#[test]
+fn quick_mode_measures_every_figure_on_both_backends() {
+    let output = Command::new(env!("CARGO_BIN_EXE_butler-bench"))
+        .arg("--quick")
+        .arg("--bot-bin")
+        .arg(bot_binary())
+        .output()
+        .expect("butler-bench starts");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "butler-bench --quick failed ({}):\n{stderr}\n{stdout}",
+        output.status
+    );
+    assert!(
+        stdout.contains("| Figure | SQLite | MongoDB-wire | Target |"),
+        "no table for both backends:\n{stdout}"
+    );
+    for figure in [
+        "Overhead per message, 1 user",
+        "Throughput, 1000 concurrent user(s)",
+        "Prompt assembly, 20 events + summary",
+        "Prompt assembly with 2,000 stored events",
+        "Resident memory of butler-bot, idle",
+        "Memory worker run over",
+    ] {
+        let row = stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("| {figure}")))
+            .unwrap_or_else(|| panic!("no row {figure:?} in:\n{stdout}"));
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        // "| figure | sqlite | mongo | target |" splits into 6 cells, the outer two empty.
+        assert_eq!(cells.len(), 6, "row {row:?}");
+        for value in &cells[2..4] {
+            assert!(
+                value.chars().any(|c| c.is_ascii_digit()),
+                "{figure}: a cell without a number in {row:?}"
+            );
+        }
+    }
+}
