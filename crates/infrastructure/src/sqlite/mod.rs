@@ -17,7 +17,8 @@
 //! the threshold and fsyncs the WAL and the database — a few to tens of milliseconds on a
 //! virtual disk, several times a second under load, with every queued writer waiting. A task
 //! runs a `PASSIVE` checkpoint every [`SqliteOptions::checkpoint_interval`] on its own
-//! connection instead (writers go on appending meanwhile); the automatic checkpoint stays as a
+//! connection instead, when something was written since the last complete one (writers go on
+//! appending meanwhile); the automatic checkpoint stays as a
 //! backstop at [`BACKSTOP_CHECKPOINT_PAGES`], should the task fall far behind.
 //!
 //! Representation: times are integer Unix milliseconds (see `butler_domain::timestamp`), UUIDs
@@ -30,6 +31,7 @@ mod migrations;
 mod profile_repo;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
@@ -200,6 +202,8 @@ struct Pool {
     permits: Semaphore,
     /// Held for the whole of every write of this process (see the module docs).
     writer: tokio::sync::Mutex<()>,
+    /// Set by every write, cleared by the background checkpoint: an idle store is left alone.
+    written: AtomicBool,
 }
 
 /// What went wrong inside a blocking database call, before it becomes a port error.
@@ -256,6 +260,7 @@ impl Pool {
             idle: Mutex::new(Vec::new()),
             permits: Semaphore::new(options.max_connections.max(1)),
             writer: tokio::sync::Mutex::new(()),
+            written: AtomicBool::new(false),
         };
         let mut conn = pool.connect().map_err(|source| SqliteOpenError::Open {
             path: pool.path.clone(),
@@ -326,6 +331,9 @@ impl Pool {
             };
             let result = f(&mut conn);
             pool.give_back(conn);
+            if matches!(access, Access::Write) {
+                pool.written.store(true, Ordering::Release);
+            }
             result
         })
         .await
@@ -343,16 +351,28 @@ async fn checkpoints(pool: Weak<Pool>, every: Duration) {
         let Some(pool) = pool.upgrade() else {
             return;
         };
+        if !pool.written.swap(false, Ordering::Acquire) {
+            continue;
+        }
         // PASSIVE: copies what no reader still needs, never waits for readers or writers.
-        let done = pool
+        // It answers (busy, frames in the WAL, frames copied).
+        let copied_all = pool
             .run(Access::Read, |conn| {
                 Ok(conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
-                    row.get::<_, i64>(0)
+                    Ok(row.get::<_, i64>(2)? >= row.get::<_, i64>(1)?)
                 })?)
             })
             .await;
-        if let Err(fault) = done {
-            tracing::debug!(detail = %fault.detail("wal"), "background checkpoint failed");
+        let finished = match copied_all {
+            Ok(all) => all,
+            Err(fault) => {
+                tracing::debug!(detail = %fault.detail("wal"), "background checkpoint failed");
+                false
+            }
+        };
+        if !finished {
+            // A reader held back part of the WAL, or the call failed: try again next time.
+            pool.written.store(true, Ordering::Release);
         }
     }
 }
