@@ -23,8 +23,9 @@ pub struct ProfileView {
     pub memory_summary: Option<String>,
     /// Whether a summary exists.
     pub has_summary: bool,
-    /// Events stored.
-    pub event_count: u64,
+    /// Events stored; absent after an update, which does not count them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_count: Option<u64>,
     /// Creation time (RFC 3339).
     pub created_at: String,
     /// Last change (RFC 3339).
@@ -66,6 +67,16 @@ fn rfc3339(t: time::OffsetDateTime) -> String {
 /// The view of a profile with its event count.
 #[must_use]
 pub fn profile_view(profile: &UserProfile, event_count: u64) -> ProfileView {
+    view(profile, Some(event_count))
+}
+
+/// The view of a profile just updated (the update does not read the event count).
+#[must_use]
+pub fn updated_view(profile: &UserProfile) -> ProfileView {
+    view(profile, None)
+}
+
+fn view(profile: &UserProfile, event_count: Option<u64>) -> ProfileView {
     ProfileView {
         user_id: profile.user_id.get(),
         persona: profile.persona.clone(),
@@ -79,16 +90,6 @@ pub fn profile_view(profile: &UserProfile, event_count: u64) -> ProfileView {
         updated_at: rfc3339(profile.updated_at),
         version: profile.version,
     }
-}
-
-/// The view of a profile just updated (the update does not read the event count).
-#[must_use]
-pub fn updated_view(profile: &UserProfile) -> serde_json::Value {
-    let mut value = serde_json::to_value(profile_view(profile, 0)).unwrap_or_default();
-    if let Some(map) = value.as_object_mut() {
-        map.remove("event_count");
-    }
-    value
 }
 
 /// The view of an event.
@@ -165,7 +166,7 @@ pub fn list_table(rows: &[ProfileOverview]) -> String {
                 truncate(&v.persona, 30),
                 v.tone.to_owned(),
                 v.language.to_owned(),
-                v.event_count.to_string(),
+                o.event_count.to_string(),
                 if v.has_summary { "yes" } else { "no" }.to_owned(),
                 v.updated_at,
             ]
@@ -197,7 +198,7 @@ pub fn show_text(record: &UserRecord) -> String {
         p.tone,
         p.language,
         if p.preferred_topics.is_empty() { "-".to_owned() } else { p.preferred_topics.join(", ") },
-        p.event_count,
+        record.overview.event_count,
         p.version,
         p.created_at,
         p.updated_at,
