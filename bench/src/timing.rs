@@ -2,6 +2,7 @@
 //! message spent waiting on the database can be told apart from the time spent in our code.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -32,6 +33,14 @@ impl CallTimer {
     #[must_use]
     pub fn new() -> Arc<Self> {
         Arc::default()
+    }
+
+    /// Awaits `call`, recording its time for `user`.
+    async fn time<T>(&self, user: Option<UserId>, call: impl Future<Output = T>) -> T {
+        let started = Instant::now();
+        let result = call.await;
+        self.record(user, started);
+        result
     }
 
     fn record(&self, user: Option<UserId>, started: Instant) {
@@ -94,38 +103,31 @@ pub struct TimedProfiles {
 #[async_trait]
 impl UserProfileRepository for TimedProfiles {
     async fn get(&self, user_id: UserId) -> Result<Option<UserProfile>, ProfileStoreError> {
-        let started = Instant::now();
-        let result = self.inner.get(user_id).await;
-        self.timer.record(Some(user_id), started);
-        result
+        self.timer
+            .time(Some(user_id), self.inner.get(user_id))
+            .await
     }
 
     async fn get_or_create(&self, user_id: UserId) -> Result<UserProfile, ProfileStoreError> {
-        let started = Instant::now();
-        let result = self.inner.get_or_create(user_id).await;
-        self.timer.record(Some(user_id), started);
-        result
+        self.timer
+            .time(Some(user_id), self.inner.get_or_create(user_id))
+            .await
     }
 
     async fn save(&self, profile: &UserProfile) -> Result<UserProfile, ProfileStoreError> {
-        let started = Instant::now();
-        let result = self.inner.save(profile).await;
-        self.timer.record(Some(profile.user_id), started);
-        result
+        self.timer
+            .time(Some(profile.user_id), self.inner.save(profile))
+            .await
     }
 
     async fn reset(&self, user_id: UserId) -> Result<UserProfile, ProfileStoreError> {
-        let started = Instant::now();
-        let result = self.inner.reset(user_id).await;
-        self.timer.record(Some(user_id), started);
-        result
+        self.timer
+            .time(Some(user_id), self.inner.reset(user_id))
+            .await
     }
 
     async fn list(&self, page: ProfilePage) -> Result<Vec<UserProfile>, ProfileStoreError> {
-        let started = Instant::now();
-        let result = self.inner.list(page).await;
-        self.timer.record(None, started);
-        result
+        self.timer.time(None, self.inner.list(page)).await
     }
 }
 
@@ -140,11 +142,9 @@ pub struct TimedMemory {
 #[async_trait]
 impl UserMemoryRepository for TimedMemory {
     async fn append(&self, events: &[UserMemoryEvent]) -> Result<(), MemoryStoreError> {
-        let started = Instant::now();
-        let result = self.inner.append(events).await;
         self.timer
-            .record(events.first().map(|e| e.user_id), started);
-        result
+            .time(events.first().map(|e| e.user_id), self.inner.append(events))
+            .await
     }
 
     async fn recent(
@@ -153,17 +153,15 @@ impl UserMemoryRepository for TimedMemory {
         limit: usize,
         after: Option<EventCursor>,
     ) -> Result<Vec<UserMemoryEvent>, MemoryStoreError> {
-        let started = Instant::now();
-        let result = self.inner.recent(user_id, limit, after).await;
-        self.timer.record(Some(user_id), started);
-        result
+        self.timer
+            .time(Some(user_id), self.inner.recent(user_id, limit, after))
+            .await
     }
 
     async fn count(&self, user_id: UserId) -> Result<u64, MemoryStoreError> {
-        let started = Instant::now();
-        let result = self.inner.count(user_id).await;
-        self.timer.record(Some(user_id), started);
-        result
+        self.timer
+            .time(Some(user_id), self.inner.count(user_id))
+            .await
     }
 
     async fn events_up_to(
@@ -172,10 +170,12 @@ impl UserMemoryRepository for TimedMemory {
         up_to: EventCursor,
         limit: usize,
     ) -> Result<Vec<UserMemoryEvent>, MemoryStoreError> {
-        let started = Instant::now();
-        let result = self.inner.events_up_to(user_id, up_to, limit).await;
-        self.timer.record(Some(user_id), started);
-        result
+        self.timer
+            .time(
+                Some(user_id),
+                self.inner.events_up_to(user_id, up_to, limit),
+            )
+            .await
     }
 
     async fn delete_up_to(
@@ -183,17 +183,15 @@ impl UserMemoryRepository for TimedMemory {
         user_id: UserId,
         up_to: EventCursor,
     ) -> Result<u64, MemoryStoreError> {
-        let started = Instant::now();
-        let result = self.inner.delete_up_to(user_id, up_to).await;
-        self.timer.record(Some(user_id), started);
-        result
+        self.timer
+            .time(Some(user_id), self.inner.delete_up_to(user_id, up_to))
+            .await
     }
 
     async fn delete_all(&self, user_id: UserId) -> Result<u64, MemoryStoreError> {
-        let started = Instant::now();
-        let result = self.inner.delete_all(user_id).await;
-        self.timer.record(Some(user_id), started);
-        result
+        self.timer
+            .time(Some(user_id), self.inner.delete_all(user_id))
+            .await
     }
 
     async fn users_over(
@@ -201,10 +199,9 @@ impl UserMemoryRepository for TimedMemory {
         threshold: u64,
         limit: usize,
     ) -> Result<Vec<UserEventCount>, MemoryStoreError> {
-        let started = Instant::now();
-        let result = self.inner.users_over(threshold, limit).await;
-        self.timer.record(None, started);
-        result
+        self.timer
+            .time(None, self.inner.users_over(threshold, limit))
+            .await
     }
 }
 
@@ -219,10 +216,7 @@ pub struct TimedLlm {
 #[async_trait]
 impl LlmClient for TimedLlm {
     async fn complete(&self, request: &LlmRequest) -> Result<LlmReply, LlmError> {
-        let started = Instant::now();
-        let result = self.inner.complete(request).await;
-        self.timer.record(None, started);
-        result
+        self.timer.time(None, self.inner.complete(request)).await
     }
 }
 
