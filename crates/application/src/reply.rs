@@ -206,11 +206,7 @@ impl PersonalizedReplyUseCase {
         };
 
         let mut compression_scheduled = false;
-        let user_at = self.clock.now();
-        let assistant_at = self
-            .clock
-            .now()
-            .max(user_at + time::Duration::milliseconds(1));
+        let (user_at, assistant_at) = self.stamps(&profile, &memory);
         let events = [
             UserMemoryEvent::user(input.user_id, input.text.clone(), input.source, user_at),
             UserMemoryEvent::assistant(input.user_id, reply.clone(), input.source, assistant_at),
@@ -242,6 +238,28 @@ impl PersonalizedReplyUseCase {
             compression_scheduled,
             llm_time,
         }
+    }
+
+    /// Times for the new user and assistant events: now, but strictly after everything the
+    /// user already has (events are ordered by time, then by id). Without the floor, a burst
+    /// of messages stamped within one millisecond interleaved their turns at random: a user
+    /// event could sort before the previous answer, which broke whole-turn folding.
+    fn stamps(
+        &self,
+        profile: &UserProfile,
+        memory: &MemorySlice,
+    ) -> (time::OffsetDateTime, time::OffsetDateTime) {
+        let tick = time::Duration::milliseconds(1);
+        let newest = memory
+            .events
+            .last()
+            .map(|e| e.created_at)
+            .or(profile.summary_watermark.map(|w| w.created_at));
+        let now = butler_domain::timestamp::truncate_to_millis(self.clock.now());
+        let user_at = newest.map_or(now, |newest| now.max(newest + tick));
+        let assistant_at =
+            butler_domain::timestamp::truncate_to_millis(self.clock.now()).max(user_at + tick);
+        (user_at, assistant_at)
     }
 
     async fn load_memory(&self, profile: &UserProfile, degraded: &mut bool) -> MemorySlice {

@@ -259,3 +259,35 @@ async fn every_reply_is_reported_to_the_observer_once_with_its_status() {
         ]
     );
 }
+
+/// A clock stuck on one instant: a burst of messages within one millisecond.
+struct StoppedClock;
+
+impl butler_domain::ports::Clock for StoppedClock {
+    fn now(&self) -> time::OffsetDateTime {
+        time::macros::datetime!(2026-11-29 12:00:00 UTC)
+    }
+}
+
+#[tokio::test]
+async fn a_burst_within_one_millisecond_is_stored_in_conversation_order() {
+    let w = World::default();
+    let reply = butler_application::PersonalizedReplyUseCase::new(
+        w.profiles.clone(),
+        w.memory.clone(),
+        w.llm.clone(),
+        Arc::new(StoppedClock),
+        w.personalization(),
+        w.scheduler.clone(),
+        ReplyConfig::default(),
+    );
+    for i in 0..30 {
+        w.llm.push_reply(&format!("ответ {i}"));
+        reply.execute(text(&format!("вопрос {i}"))).await;
+    }
+    let stored: Vec<String> = w.memory.all(USER).into_iter().map(|e| e.content).collect();
+    let expected: Vec<String> = (0..30)
+        .flat_map(|i| [format!("вопрос {i}"), format!("ответ {i}")])
+        .collect();
+    assert_eq!(stored, expected, "events sort in the order they happened");
+}

@@ -1,10 +1,13 @@
 //! Background compressions: the tokio implementation of the application's
-//! `CompressionScheduler`. Each user has at most one compression in flight in this process
-//! (a second request while one runs is dropped — the running one folds everything anyway);
-//! tasks are tracked so shutdown waits for them instead of cutting a compression in half.
+//! `CompressionScheduler`. Each user has at most one compression in flight in this process. A
+//! request that arrives while one runs is not dropped: it marks the user for one more run as
+//! soon as the current one ends (which starts only if the user is over the threshold again),
+//! so no crossing of the threshold goes unanswered however the timing falls. A run that panics
+//! releases its user (a drop guard), so that user is compressed again next time. Tasks are
+//! tracked so shutdown waits for them instead of cutting a compression in half.
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use butler_application::{CompressMemoryUseCase, CompressOutcome, CompressionScheduler};
 use butler_domain::UserId;
@@ -14,11 +17,21 @@ use tokio_util::task::TaskTracker;
 pub type CompressionObserver =
     Arc<dyn Fn(&Result<CompressOutcome, butler_application::memory::CompressError>) + Send + Sync>;
 
+/// Users with a run in flight, each with "run again afterwards" when asked during the run.
+type InFlight = Arc<Mutex<HashMap<UserId, bool>>>;
+
+fn lock(in_flight: &InFlight) -> MutexGuard<'_, HashMap<UserId, bool>> {
+    // The map stays consistent even if a holder panicked: every update is one operation.
+    in_flight
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Runs compressions on tracked tokio tasks.
 pub struct BackgroundCompressor {
     use_case: CompressMemoryUseCase,
     tracker: TaskTracker,
-    in_flight: Arc<Mutex<HashSet<UserId>>>,
+    in_flight: InFlight,
     observer: Option<CompressionObserver>,
 }
 
@@ -55,31 +68,68 @@ impl BackgroundCompressor {
     pub fn running(&self) -> usize {
         self.tracker.len()
     }
+
+    /// Users with a compression in flight.
+    #[must_use]
+    pub fn users_in_flight(&self) -> usize {
+        lock(&self.in_flight).len()
+    }
+}
+
+/// Releases the user if the run ends without doing so itself (a panic in the use case).
+struct Release {
+    in_flight: InFlight,
+    user_id: UserId,
+    armed: bool,
+}
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        if self.armed {
+            lock(&self.in_flight).remove(&self.user_id);
+            tracing::error!(user_id = %self.user_id, "background compression panicked; the user is released and will be compressed next time");
+        }
+    }
 }
 
 impl CompressionScheduler for BackgroundCompressor {
     fn schedule(&self, user_id: UserId) {
         {
-            let mut in_flight = self
-                .in_flight
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if !in_flight.insert(user_id) {
+            let mut in_flight = lock(&self.in_flight);
+            if let Some(again) = in_flight.get_mut(&user_id) {
+                *again = true;
                 return;
             }
+            in_flight.insert(user_id, false);
         }
         let use_case = self.use_case.clone();
         let in_flight = self.in_flight.clone();
         let observer = self.observer.clone();
         self.tracker.spawn(async move {
-            let result = use_case.execute(user_id).await;
-            if let Err(error) = &result {
-                tracing::warn!(user_id = %user_id, %error, "background compression failed; memory is unchanged");
+            let mut release = Release {
+                in_flight: in_flight.clone(),
+                user_id,
+                armed: true,
+            };
+            loop {
+                let result = use_case.execute(user_id).await;
+                if let Err(error) = &result {
+                    tracing::warn!(user_id = %user_id, %error, "background compression failed; memory is unchanged");
+                }
+                if let Some(observer) = &observer {
+                    observer(&result);
+                }
+                // Decide and release under one lock, so a request cannot slip in between.
+                let mut map = lock(&in_flight);
+                match map.get_mut(&user_id) {
+                    Some(again) if *again => *again = false,
+                    _ => {
+                        map.remove(&user_id);
+                        release.armed = false;
+                        break;
+                    }
+                }
             }
-            if let Some(observer) = observer {
-                observer(&result);
-            }
-            in_flight.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&user_id);
         });
     }
 }

@@ -1,4 +1,5 @@
-//! Background compressions: off the caller's path, one per user at a time, drained on shutdown.
+//! Background compressions: off the caller's path, one per user at a time, a request during a
+//! run answered by one more run, a panicking run releasing its user, drained on shutdown.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -7,51 +8,196 @@ use butler_application::{CompressConfig, CompressMemoryUseCase, CompressionSched
 use butler_domain::ports::{Clock, UserMemoryRepository, UserProfileRepository};
 use butler_domain::{Source, UserId, UserMemoryEvent};
 use butler_factory::BackgroundCompressor;
-use butler_testkit::fakes::{CharCounter, FakeLlm, InMemoryMemory, InMemoryProfiles, ManualClock};
+use butler_testkit::fakes::{
+    CharCounter, FakeLlm, InMemoryMemory, InMemoryProfiles, LlmStep, ManualClock,
+};
+
+struct Setup {
+    profiles: Arc<InMemoryProfiles>,
+    memory: Arc<InMemoryMemory>,
+    clock: Arc<ManualClock>,
+    llm: Arc<FakeLlm>,
+    observed: Arc<AtomicUsize>,
+    compressor: BackgroundCompressor,
+}
+
+impl Setup {
+    fn new() -> Self {
+        let profiles = Arc::new(InMemoryProfiles::default());
+        let memory = Arc::new(InMemoryMemory::default());
+        let clock = Arc::new(ManualClock::default());
+        let llm = Arc::new(FakeLlm::default());
+        llm.set_default_reply("summary");
+        let use_case = CompressMemoryUseCase::new(
+            profiles.clone(),
+            memory.clone(),
+            llm.clone(),
+            Arc::new(CharCounter),
+            clock.clone(),
+            CompressConfig::default(),
+        );
+        let observed = Arc::new(AtomicUsize::new(0));
+        let seen = observed.clone();
+        let compressor = BackgroundCompressor::new(
+            use_case,
+            Some(Arc::new(move |r| {
+                assert!(r.is_ok(), "{r:?}");
+                seen.fetch_add(1, Ordering::SeqCst);
+            })),
+        );
+        Self {
+            profiles,
+            memory,
+            clock,
+            llm,
+            observed,
+            compressor,
+        }
+    }
+
+    async fn add_turns(&self, user: UserId, turns: usize) {
+        let mut events = Vec::new();
+        for i in 0..turns {
+            events.push(UserMemoryEvent::user(
+                user,
+                format!("q{i}"),
+                Source::Text,
+                self.clock.now(),
+            ));
+            events.push(UserMemoryEvent::assistant(
+                user,
+                format!("a{i}"),
+                Source::Text,
+                self.clock.now(),
+            ));
+        }
+        self.memory.append(&events).await.unwrap();
+    }
+}
 
 #[tokio::test]
 async fn a_user_is_compressed_once_at_a_time_and_drain_waits_for_it() {
-    let profiles = Arc::new(InMemoryProfiles::default());
-    let memory = Arc::new(InMemoryMemory::default());
-    let clock = Arc::new(ManualClock::default());
+    let s = Setup::new();
     let user = UserId::new(5);
-    let events: Vec<UserMemoryEvent> = (0..60)
-        .map(|i| {
-            if i % 2 == 0 {
-                UserMemoryEvent::user(user, format!("q{i}"), Source::Text, clock.now())
-            } else {
-                UserMemoryEvent::assistant(user, format!("a{i}"), Source::Text, clock.now())
-            }
-        })
-        .collect();
-    memory.append(&events).await.unwrap();
-    let llm = Arc::new(FakeLlm::default());
-    llm.set_default_reply("summary");
-    let gate = llm.gate();
-    let use_case = CompressMemoryUseCase::new(
-        profiles.clone(),
-        memory.clone(),
-        llm.clone(),
-        Arc::new(CharCounter),
-        clock,
-        CompressConfig::default(),
-    );
-    let observed = Arc::new(AtomicUsize::new(0));
-    let seen = observed.clone();
-    let compressor = BackgroundCompressor::new(
-        use_case,
-        Some(Arc::new(move |r| {
-            assert!(r.is_ok());
-            seen.fetch_add(1, Ordering::SeqCst);
-        })),
-    );
-    compressor.schedule(user);
-    compressor.schedule(user); // dropped: one is already running for this user
-    assert_eq!(compressor.running(), 1);
+    s.add_turns(user, 30).await;
+    let gate = s.llm.gate();
+    s.compressor.schedule(user);
+    s.compressor.schedule(user); // while the first runs: one more run afterwards, not a second task
+    assert_eq!(s.compressor.running(), 1);
     gate.add_permits(10);
+    s.compressor.drain().await;
+    assert_eq!(
+        s.observed.load(Ordering::SeqCst),
+        2,
+        "the run and its re-check"
+    );
+    assert_eq!(
+        s.llm.requests().len(),
+        1,
+        "the re-check found nothing to do"
+    );
+    assert_eq!(s.memory.count(user).await.unwrap(), 20);
+    assert!(s.profiles.get(user).await.unwrap().unwrap().has_summary());
+    assert_eq!(s.compressor.users_in_flight(), 0);
+}
+
+#[tokio::test]
+async fn a_crossing_during_a_run_is_compressed_by_the_next_run() {
+    let s = Setup::new();
+    let user = UserId::new(6);
+    s.add_turns(user, 30).await;
+    let gate = s.llm.gate();
+    s.compressor.schedule(user);
+    // Wait (on the model's own record, not a timer) until the run has chosen what to fold.
+    while s.llm.requests().is_empty() {
+        tokio::task::yield_now().await;
+    }
+    // 40 more events arrive: after this run the user holds 60 again, over the threshold.
+    s.add_turns(user, 20).await;
+    s.compressor.schedule(user);
+    gate.add_permits(10);
+    s.compressor.drain().await;
+    assert_eq!(s.llm.requests().len(), 2, "one call per crossing");
+    assert_eq!(s.memory.count(user).await.unwrap(), 20);
+    assert_eq!(s.compressor.users_in_flight(), 0);
+}
+
+#[tokio::test]
+async fn a_panicking_compression_releases_its_user() {
+    let s = Setup::new();
+    let user = UserId::new(7);
+    s.add_turns(user, 30).await;
+    s.llm.push(LlmStep::Panic);
+    s.compressor.schedule(user);
+    s.compressor.drain().await;
+    assert_eq!(
+        s.compressor.users_in_flight(),
+        0,
+        "the panic released the user"
+    );
+    assert_eq!(s.memory.count(user).await.unwrap(), 60, "nothing deleted");
+    s.compressor.schedule(user);
+    s.compressor.drain().await;
+    assert_eq!(s.observed.load(Ordering::SeqCst), 1, "the next request ran");
+    assert_eq!(s.memory.count(user).await.unwrap(), 20);
+}
+
+/// 200 messages from one user, each answered in 10 ms, while every summariser call takes 30 ms: the
+/// compressions keep up with one call per crossing of the threshold (plus one for a backlog
+/// too large for one call), instead of one call per message that arrived during a run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_faster_than_the_summariser_costs_one_call_per_threshold_crossing() {
+    use butler_application::prompt::PromptBudget;
+    use butler_application::{PersonalizationService, PersonalizedReplyUseCase, ReplyConfig};
+
+    let s = Setup::new();
+    let user = UserId::new(8);
+    for _ in 0..400 {
+        s.llm.push(LlmStep::Delay(
+            std::time::Duration::from_millis(30),
+            "summary".to_owned(),
+        ));
+    }
+    let compressor = Arc::new(s.compressor);
+    let replies = Arc::new(FakeLlm::default());
+    for _ in 0..200 {
+        replies.push(LlmStep::Delay(
+            std::time::Duration::from_millis(10),
+            "Слушаюсь.".to_owned(),
+        ));
+    }
+    let reply = PersonalizedReplyUseCase::new(
+        s.profiles.clone(),
+        s.memory.clone(),
+        replies,
+        s.clock.clone(),
+        PersonalizationService::new(Arc::new(CharCounter), PromptBudget::default()).unwrap(),
+        compressor.clone(),
+        ReplyConfig::default(),
+    );
+    // Crossings as an instant compressor would see them: over 50 events, fold down to 20.
+    let (mut crossings, mut held) = (0, 0);
+    for i in 0..200 {
+        let input = butler_application::ReplyInput {
+            user_id: user,
+            text: format!("сообщение {i}"),
+            source: Source::Text,
+        };
+        reply.execute(input).await;
+        held += 2;
+        if held > 50 {
+            crossings += 1;
+            held = 20;
+        }
+    }
     compressor.drain().await;
-    assert_eq!(observed.load(Ordering::SeqCst), 1);
-    assert_eq!(llm.requests().len(), 1);
-    assert_eq!(memory.count(user).await.unwrap(), 20);
-    assert!(profiles.get(user).await.unwrap().unwrap().has_summary());
+    let calls = s.llm.requests().len();
+    eprintln!("200 messages: {crossings} crossings of the threshold, {calls} summariser calls");
+    assert!(crossings >= 1);
+    assert!(
+        calls <= crossings + 1,
+        "{calls} summariser calls for {crossings} crossings"
+    );
+    assert!(s.memory.count(user).await.unwrap() <= 50);
+    assert_eq!(compressor.users_in_flight(), 0);
 }

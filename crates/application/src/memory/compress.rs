@@ -1,11 +1,18 @@
 //! `CompressMemoryUseCase`: folds a user's older events into the rolling summary.
 //!
+//! A run starts only when the user has more than `threshold` events. It then fixes its target
+//! once: everything older than the newest `keep_last` events *at the start of the run*. Events
+//! that arrive while it runs are not chased (that made one summariser call per message during a
+//! burst, each re-summarising the summary); they wait for the next crossing of the threshold.
+//! So a run costs one summariser call, plus one per `fold_max_events` / `fold_max_tokens` of
+//! backlog beyond the first.
+//!
 //! Each pass: re-read the profile; delete events already covered by its watermark (recovery
 //! from a crash between "summary saved" and "events deleted"); pick the oldest whole turns
-//! before the newest `keep_last` events; summarise them together with the previous summary;
-//! save summary + watermark with compare-and-set on the profile version; only then delete
-//! events at or below the new watermark. A lost compare-and-set means another compression (or
-//! a reset, or an admin update) won: this one backs off and deletes nothing.
+//! before the run's boundary; summarise them together with the previous summary; save
+//! summary + watermark with compare-and-set on the profile version; only then delete events at
+//! or below the new watermark. A lost compare-and-set means another compression (or a reset,
+//! or an admin update) won: this one backs off and deletes nothing.
 //!
 //! Invariants (tested against fakes here and against both real backends):
 //! - no event is deleted unless a persisted summary covers it;
@@ -19,7 +26,7 @@ use butler_domain::ports::{
     Clock, LlmClient, LlmError, LlmRequest, MemoryStoreError, ProfileStoreError, RequestOptions,
     TokenCounter, UserMemoryRepository, UserProfileRepository,
 };
-use butler_domain::{ChatMessage, Role, UserId, UserMemoryEvent, UserProfile};
+use butler_domain::{ChatMessage, EventCursor, Role, UserId, UserMemoryEvent, UserProfile};
 use thiserror::Error;
 
 use crate::prompt::templates;
@@ -175,9 +182,12 @@ impl CompressMemoryUseCase {
         if events <= self.config.threshold {
             return Ok(CompressOutcome::NothingToDo { events });
         }
+        let Some(boundary) = self.boundary(user_id).await? else {
+            return Ok(CompressOutcome::NothingToDo { events });
+        };
         let (mut folded, mut deleted, mut passes) = (0, 0, 0);
         while passes < self.config.max_passes {
-            match self.pass(user_id).await? {
+            match self.pass(user_id, boundary).await? {
                 Pass::Done => break,
                 Pass::Conflict => {
                     tracing::info!(user_id = %user_id, folded, "compression backed off: profile changed concurrently");
@@ -206,7 +216,21 @@ impl CompressMemoryUseCase {
         })
     }
 
-    async fn pass(&self, user_id: UserId) -> Result<Pass, CompressError> {
+    /// The oldest of the newest `keep_last` events visible now: this run folds only what is
+    /// older. `None` when no more than `keep_last` events are visible.
+    async fn boundary(&self, user_id: UserId) -> Result<Option<EventCursor>, CompressError> {
+        let profile = self.profiles.get_or_create(user_id).await?;
+        let kept = self
+            .memory
+            .recent(user_id, self.config.keep_last, profile.summary_watermark)
+            .await?;
+        Ok(kept
+            .first()
+            .filter(|_| kept.len() >= self.config.keep_last)
+            .map(UserMemoryEvent::cursor))
+    }
+
+    async fn pass(&self, user_id: UserId, boundary: EventCursor) -> Result<Pass, CompressError> {
         let profile = self.profiles.get_or_create(user_id).await?;
         let previous = profile.summary_watermark;
         let mut deleted = 0;
@@ -214,14 +238,6 @@ impl CompressMemoryUseCase {
             // Covered by the persisted summary: leftovers of a run interrupted before its delete.
             deleted += self.memory.delete_up_to(user_id, watermark).await?;
         }
-        let kept = self
-            .memory
-            .recent(user_id, self.config.keep_last, previous)
-            .await?;
-        let Some(oldest_kept) = kept.first().filter(|_| kept.len() >= self.config.keep_last) else {
-            return Ok(Pass::Done);
-        };
-        let boundary = oldest_kept.cursor();
         let candidates = self
             .memory
             .events_up_to(user_id, boundary, self.config.fold_max_events + 1)

@@ -17,6 +17,8 @@ pub enum LlmStep {
     Fail(LlmError),
     /// Wait this long, then reply with the text.
     Delay(Duration, String),
+    /// Panic (a bug in an adapter): for tests of what survives one.
+    Panic,
 }
 
 /// Answers from a script; when the script is empty, echoes a fixed reply.
@@ -93,6 +95,7 @@ impl LlmClient for FakeLlm {
                 tokio::time::sleep(delay).await;
                 Ok(LlmReply::text(text))
             }
+            Some(LlmStep::Panic) => panic!("scripted panic in the fake language model"),
             None => Ok(LlmReply::text(
                 self.default_reply.lock().expect("llm mutex").clone(),
             )),
