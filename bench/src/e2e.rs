@@ -18,7 +18,9 @@ use butler_application::{ReplyInput, ReplyObserver, ReplyOutput};
 use butler_domain::UserId;
 use butler_factory::metered::ReplyMetrics;
 use butler_factory::wiring::{self, App};
-use butler_presentation::telegram::{run_bot, BotConfig, BotDeps, BotError, BotSettings};
+use butler_presentation::telegram::{
+    run_bot, Access, BotConfig, BotDeps, BotError, BotSettings, Limits,
+};
 use butler_testkit::llm_server::ScriptedLlm;
 use butler_testkit::telegram::FakeTelegram;
 use futures::stream::{self, StreamExt as _, TryStreamExt as _};
@@ -271,12 +273,18 @@ impl InProcessBot {
             let deps = BotDeps {
                 reply: app.reply.clone(),
                 stt: None,
+                profiles: app.storage.profiles.clone(),
                 observer: Some(Arc::new(butler_factory::metered::TelegramMetrics)),
             };
             let bot_settings = BotSettings {
                 token: fakes.telegram.token().to_owned().into(),
                 api_url: Some(fakes.telegram.api_url()),
-                config: BotConfig::default(),
+                // Open to the benchmark's users, with no limits: the load is the point.
+                config: BotConfig {
+                    access: Access::Everyone,
+                    limits: Limits::none(),
+                    ..BotConfig::default()
+                },
             };
             let task = tokio::spawn(run_bot(bot_settings, deps, shutdown.clone()));
             anyhow::Ok((app, task))

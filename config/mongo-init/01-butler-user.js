@@ -2,6 +2,6 @@
 // Runs once, on the first start of an empty data volume (docker-entrypoint-initdb.d).
 db.getSiblingDB("butler").createUser({
   user: "butler",
-  pwd: process.env.BUTLER_MONGO_PASSWORD,
+  pwd: process.env.MONGO_BUTLER_PASSWORD,
   roles: [{ role: "readWrite", db: "butler" }],
 });

@@ -7,9 +7,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use butler_domain::UserId;
-use butler_factory::settings::{help_text, Settings};
+use butler_factory::settings::{example_toml, help_text, Access, Settings};
 use butler_factory::{models, runtime, wiring};
-use butler_presentation::telegram::{run_bot, BotConfig, BotDeps, BotSettings};
+use butler_presentation::telegram::{
+    run_bot, Access as BotAccess, BotConfig, BotDeps, BotSettings, Limits,
+};
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -35,7 +37,12 @@ enum Command {
     /// Apply storage migrations / create indexes, then exit.
     Migrate,
     /// Print the effective configuration (secrets masked), then exit.
-    Config,
+    Config {
+        /// Print the example configuration file instead (every variable, its form and its
+        /// default): `butler-bot config --example > butler.toml`.
+        #[arg(long)]
+        example: bool,
+    },
     /// Manage the embedded engine's GGUF models (in LLM_MODELS_DIR).
     Models {
         #[command(subcommand)]
@@ -67,7 +74,11 @@ async fn main() -> ExitCode {
         return fail(e);
     }
     match cli.command.unwrap_or(Command::Run) {
-        Command::Config => {
+        Command::Config { example: true } => {
+            print!("{}", example_toml());
+            ExitCode::SUCCESS
+        }
+        Command::Config { example: false } => {
             for (name, value) in settings.describe() {
                 println!("{name}={value}");
             }
@@ -118,6 +129,9 @@ async fn run(settings: &Settings) -> ExitCode {
     let Some(token) = settings.telegram.token.clone() else {
         return fail("TELEGRAM_BOT_TOKEN is not set: get one from @BotFather, or try `butler-bot chat` in the terminal");
     };
+    let Some(access) = settings.telegram.access.clone() else {
+        return fail("ALLOWED_USER_IDS is not set: list the Telegram user ids the butler may answer (comma-separated, e.g. ALLOWED_USER_IDS=123456789), or set it to * to answer anyone who finds the bot");
+    };
     let app = match wiring::build(settings).await {
         Ok(app) => app,
         Err(e) => return fail(e),
@@ -127,14 +141,17 @@ async fn run(settings: &Settings) -> ExitCode {
         Err(e) => return fail(format!("METRICS_ADDR: {e}")),
     };
     let shutdown = runtime::shutdown_signal();
+    let limits = settings.telegram.limits;
     let config = BotConfig {
-        allowed_user_ids: settings
-            .telegram
-            .allowed_user_ids
-            .iter()
-            .copied()
-            .map(UserId::new)
-            .collect(),
+        access: match access {
+            Access::Everyone => BotAccess::Everyone,
+            Access::Only(ids) => BotAccess::Only(ids.into_iter().map(UserId::new).collect()),
+        },
+        limits: Limits {
+            per_minute: limits.per_minute,
+            burst: limits.burst,
+            per_day: limits.per_day,
+        },
         max_voice_duration: std::time::Duration::from_secs(u64::from(
             settings.telegram.voice_max_seconds,
         )),
@@ -146,6 +163,7 @@ async fn run(settings: &Settings) -> ExitCode {
     let deps = BotDeps {
         reply: Arc::clone(&app.reply),
         stt: app.stt.clone(),
+        profiles: Arc::clone(&app.storage.profiles),
         observer: Some(Arc::new(butler_factory::metered::TelegramMetrics)),
     };
     let result = run_bot(

@@ -123,6 +123,8 @@ impl RunningBot {
             .env("TELEGRAM_BOT_TOKEN", telegram.token())
             .env("TELEGRAM_API_URL", telegram.api_url())
             .env("ALLOWED_USER_IDS", format!("{ALICE},{BOB}"))
+            // Step 6 sends a burst of 22 messages at once: room for it, a real bucket still.
+            .env("RATE_LIMIT_BURST", "100")
             .env("LLM_BASE_URL", llm.base_url())
             .env("STT_BASE_URL", whisper.base_url())
             .env("STT_LANGUAGE", "en")

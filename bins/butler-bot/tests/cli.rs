@@ -10,21 +10,14 @@ use butler_domain::UserId;
 use butler_infrastructure::sqlite::{SqliteOptions, SqliteStore};
 use butler_testkit::llm_server::ScriptedLlm;
 
+/// The binary with none of the caller's settings: an operator's shell often exports
+/// `LLM_BASE_URL`, `SQLITE_PATH` or `MONGODB_URI`, and the tests must not pick them up.
 fn butler() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_butler-bot"));
-    for var in [
-        "MONGODB_URI",
-        "STORAGE",
-        "TELEGRAM_BOT_TOKEN",
-        "LLM_BASE_URL",
-        "LLM_BACKEND",
-        "LLM_GGUF_PATH",
-        "LLM_MODELS_DIR",
-        "METRICS_ADDR",
-        "RUST_LOG",
-    ] {
-        cmd.env_remove(var);
+    for v in butler_factory::settings::VARIABLES {
+        cmd.env_remove(v.name);
     }
+    cmd.env_remove("RUST_LOG");
     cmd
 }
 
@@ -112,7 +105,8 @@ fn invalid_configuration_exits_non_zero_naming_the_variable() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("LLM_MAX_CONCURRENCY: expected an integer ≥ 1"),
+        stderr
+            .contains("LLM_MAX_CONCURRENCY: expected an integer number of requests from 1 to 1024"),
         "{stderr}"
     );
 }
@@ -247,6 +241,63 @@ fn the_bot_without_a_token_says_what_to_set() {
     let out = butler().arg("run").output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("TELEGRAM_BOT_TOKEN is not set"));
+}
+
+#[test]
+fn the_bot_without_an_allow_list_refuses_to_start_and_says_what_to_set() {
+    let out = butler()
+        .arg("run")
+        .env("TELEGRAM_BOT_TOKEN", "123:token")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("ALLOWED_USER_IDS is not set"), "{stderr}");
+    assert!(stderr.contains("* to answer anyone"), "{stderr}");
+    assert!(!stderr.contains("123:token"));
+}
+
+/// Exit code 101 is a Rust panic: no value of any variable may cause one at start-up.
+#[test]
+fn extreme_values_of_every_variable_fail_start_up_naming_it_and_never_panic() {
+    let values = [
+        "0".to_owned(),
+        "-1".to_owned(),
+        u64::MAX.to_string(),
+        "18446744073709551616".to_owned(),
+        "not a number".to_owned(),
+        "9".repeat(5_000),
+    ];
+    for v in butler_factory::settings::VARIABLES {
+        for value in &values {
+            let out = butler().arg("config").env(v.name, value).output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_ne!(
+                out.status.code(),
+                Some(101),
+                "{} = {value:.20}: panicked\n{stderr}",
+                v.name
+            );
+            if !out.status.success() {
+                assert!(
+                    stderr.contains(v.name),
+                    "{} = {value:.20}: the error does not name it:\n{stderr}",
+                    v.name
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn the_example_configuration_printed_by_the_binary_is_the_committed_file() {
+    let out = butler().args(["config", "--example"]).output().unwrap();
+    assert!(out.status.success());
+    let committed = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/butler.example.toml"),
+    )
+    .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), committed);
 }
 
 #[test]

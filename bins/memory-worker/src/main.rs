@@ -26,7 +26,13 @@ async fn main() -> ExitCode {
     if let Err(e) = runtime::init_logging(&settings) {
         return fail(e);
     }
-    let app = match wiring::build(&settings).await {
+    // A dry run only lists candidates: it loads (or downloads) no model and calls no server.
+    let app = if cli.dry_run {
+        wiring::build_without_model(&settings).await
+    } else {
+        wiring::build(&settings).await
+    };
+    let app = match app {
         Ok(app) => app,
         Err(e) => return fail(e),
     };

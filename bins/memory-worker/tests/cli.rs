@@ -164,6 +164,38 @@ async fn dry_run_lists_and_changes_nothing(backend: TestStorage) {
     }
 }
 
+/// With the embedded default (no LLM server), a dry run must not load, let alone download,
+/// the model: it only lists candidates.
+#[tokio::test]
+async fn a_dry_run_on_the_embedded_default_loads_and_downloads_no_model() {
+    let backend = sqlite();
+    let stores = open(&backend).await;
+    seed_user(&stores, 9, 30).await;
+    let models = std::env::temp_dir().join(format!("worker-dry-run-models-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&models);
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_memory-worker"))
+        .env_clear()
+        .envs(backend.env())
+        .env("LLM_MODELS_DIR", &models)
+        .env("RUST_LOG", "info")
+        .args(["--once", "--dry-run"])
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("run memory-worker");
+    assert_exit(&out, 0);
+    assert_eq!(
+        text(&out.stdout).trim(),
+        "would compress user 9 (60 events)"
+    );
+    assert!(
+        !models.exists() || std::fs::read_dir(&models).map_or(0, Iterator::count) == 0,
+        "the dry run fetched a model into {}",
+        models.display()
+    );
+    assert!(!text(&out.stderr).contains("embedded model loaded"));
+}
+
 #[tokio::test]
 async fn a_dry_run_lists_users_and_changes_nothing_in_sqlite() {
     dry_run_lists_and_changes_nothing(sqlite()).await;

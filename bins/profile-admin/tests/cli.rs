@@ -232,6 +232,46 @@ async fn every_command_works(backend: TestStorage) {
     assert_eq!(events[2]["content"], LONG_MESSAGE);
     assert_eq!(events[2]["source"], "voice");
 
+    // limits: shown, set (a number, 0 = unlimited), back to the default, kept by a reset.
+    let out = admin(&backend, &["limits", "101"]).await;
+    assert_exit(&out, 0);
+    assert_eq!(
+        stdout(&out).trim(),
+        "user 101: per-minute=default burst=default per-day=default"
+    );
+    let out = admin(
+        &backend,
+        &[
+            "limits",
+            "101",
+            "--per-minute",
+            "60",
+            "--burst",
+            "5",
+            "--per-day",
+            "0",
+        ],
+    )
+    .await;
+    assert_exit(&out, 0);
+    assert_eq!(
+        stdout(&out).trim(),
+        "user 101: per-minute=60 burst=5 per-day=unlimited"
+    );
+    let out = admin(&backend, &["limits", "101", "--burst", "default", "--json"]).await;
+    assert_exit(&out, 0);
+    let limits: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(
+        limits,
+        serde_json::json!({"per_minute": 60, "burst": null, "per_day": 0})
+    );
+    let out = admin(&backend, &["show", "101"]).await;
+    assert!(
+        stdout(&out).contains("limits:    per-minute=60 burst=default per-day=unlimited"),
+        "{}",
+        stdout(&out)
+    );
+
     // reset without --yes and without a terminal: refused, nothing deleted.
     let out = admin(&backend, &["reset", "103"]).await;
     assert_exit(&out, 2);
@@ -255,6 +295,11 @@ async fn every_command_works(backend: TestStorage) {
         .unwrap();
     assert!(p.memory_summary.is_none() && p.preferred_topics.is_empty());
     assert_eq!(p.tone, Tone::Witty);
+    assert_eq!(
+        p.limits.per_minute,
+        Some(60),
+        "limits set by support survive a reset"
+    );
     assert_eq!(
         stores.memory.count(UserId::new(103)).await.unwrap(),
         2,
@@ -301,6 +346,24 @@ async fn errors_have_their_exit_codes(backend: TestStorage) {
         stderr(&out)
     );
     assert_exit(&admin(&backend, &["update", "101"]).await, 2);
+    let out = admin(&backend, &["limits", "101", "--burst", "0"]).await;
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("burst 0 is out of range"),
+        "{}",
+        stderr(&out)
+    );
+    let out = admin(&backend, &["limits", "101", "--per-day", "lots"]).await;
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("a whole number or `default`"),
+        "{}",
+        stderr(&out)
+    );
+    assert_exit(
+        &admin(&backend, &["limits", "999", "--per-day", "5"]).await,
+        3,
+    );
     assert_exit(&admin(&backend, &["show", "alice"]).await, 2);
     let p = stores
         .profiles

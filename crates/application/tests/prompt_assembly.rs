@@ -120,6 +120,7 @@ async fn an_english_formal_profile_with_topics_is_rendered_in_english() {
                 tone: Some(Tone::Formal),
                 preferred_topics: Some(vec!["cello".into(), "chess".into()]),
                 persona: Some("Jeeves, a gentleman's gentleman".into()),
+                ..ProfileUpdate::default()
             },
             NOW,
         )

@@ -50,6 +50,6 @@ pub mod timestamp;
 pub mod user;
 
 pub use memory::{EventCursor, MemorySlice, Role, Source, UserMemoryEvent};
-pub use profile::{Language, ProfileUpdate, ProfileValidationError, Tone, UserProfile};
+pub use profile::{Language, ProfileUpdate, ProfileValidationError, Tone, UserLimits, UserProfile};
 pub use prompt::{ChatMessage, ChatRole, PersonalizedPrompt};
 pub use user::UserId;

@@ -23,6 +23,13 @@ pub const MAX_TOPIC_CHARS: usize = 60;
 /// Longest stored memory summary, in characters (a safety net; the summariser aims at tokens).
 pub const MAX_SUMMARY_CHARS: usize = 8_000;
 
+/// Highest per-user message rate an administrator may set, per minute.
+pub const MAX_RATE_PER_MINUTE: u32 = 10_000;
+/// Largest per-user burst an administrator may set.
+pub const MAX_BURST: u32 = 10_000;
+/// Highest per-user daily quota an administrator may set.
+pub const MAX_DAILY_QUOTA: u32 = 1_000_000;
+
 /// The persona every new user meets.
 pub const DEFAULT_PERSONA: &str = "Alfred-style дворецкий";
 
@@ -160,6 +167,18 @@ pub enum ProfileValidationError {
         /// The length limit.
         max: usize,
     },
+    /// A per-user limit is out of its range.
+    #[error("{limit} {value} is out of range: expected {min} to {max}")]
+    LimitOutOfRange {
+        /// Which limit (`per-minute`, `burst`, `per-day`).
+        limit: &'static str,
+        /// The rejected value.
+        value: u32,
+        /// Smallest accepted value.
+        min: u32,
+        /// Largest accepted value.
+        max: u32,
+    },
     /// The summary is longer than [`MAX_SUMMARY_CHARS`].
     #[error("memory summary is {chars} characters long: at most {max} are allowed")]
     SummaryTooLong {
@@ -192,6 +211,8 @@ pub struct UserProfile {
     pub memory_summary: Option<String>,
     /// The newest event folded into `memory_summary`; events at or before it may be deleted.
     pub summary_watermark: Option<EventCursor>,
+    /// Exceptions to the operator's abuse limits for this user (none by default).
+    pub limits: UserLimits,
     /// When the profile was first stored.
     pub created_at: OffsetDateTime,
     /// When the profile last changed.
@@ -221,6 +242,7 @@ impl UserProfile {
             preferred_topics: Vec::new(),
             memory_summary: None,
             summary_watermark: None,
+            limits: UserLimits::default(),
             created_at: now,
             updated_at: now,
             version: 0,
@@ -234,6 +256,7 @@ impl UserProfile {
     pub fn validate(&self) -> Result<(), ProfileValidationError> {
         validate_persona(&self.persona)?;
         validate_topics(&self.preferred_topics)?;
+        self.limits.validate()?;
         if let Some(summary) = &self.memory_summary {
             let chars = summary.chars().count();
             if chars > MAX_SUMMARY_CHARS {
@@ -269,6 +292,15 @@ impl UserProfile {
         if let Some(topics) = &update.preferred_topics {
             next.preferred_topics = topics.iter().map(|t| t.trim().to_owned()).collect();
         }
+        if let Some(per_minute) = update.per_minute {
+            next.limits.per_minute = per_minute;
+        }
+        if let Some(burst) = update.burst {
+            next.limits.burst = burst;
+        }
+        if let Some(per_day) = update.per_day {
+            next.limits.per_day = per_day;
+        }
         next.validate()?;
         next.updated_at = truncate_to_millis(now);
         Ok(next)
@@ -294,6 +326,56 @@ pub struct ProfileUpdate {
     pub language: Option<Language>,
     /// New list of topics (replaces the old list).
     pub preferred_topics: Option<Vec<String>>,
+    /// New per-minute rate: `Some(None)` returns the user to the operator's default.
+    pub per_minute: Option<Option<u32>>,
+    /// New burst: `Some(None)` returns the user to the operator's default.
+    pub burst: Option<Option<u32>>,
+    /// New daily quota: `Some(None)` returns the user to the operator's default.
+    pub per_day: Option<Option<u32>>,
+}
+
+/// Per-user exceptions to the bot's abuse limits, set by support staff. `None` means the
+/// operator's default (`RATE_LIMIT_PER_MINUTE`, `RATE_LIMIT_BURST`, `DAILY_MESSAGE_QUOTA`);
+/// for the rate and the quota, `Some(0)` means no limit for this user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct UserLimits {
+    /// Average messages per minute; `Some(0)` = unlimited.
+    pub per_minute: Option<u32>,
+    /// Messages at once before the rate applies (at least 1).
+    pub burst: Option<u32>,
+    /// Messages per UTC day; `Some(0)` = unlimited.
+    pub per_day: Option<u32>,
+}
+
+impl UserLimits {
+    /// Whether every limit is the operator's default.
+    #[must_use]
+    pub const fn is_default(&self) -> bool {
+        self.per_minute.is_none() && self.burst.is_none() && self.per_day.is_none()
+    }
+
+    /// Checks each limit against its range.
+    ///
+    /// # Errors
+    /// [`ProfileValidationError::LimitOutOfRange`] naming the first limit out of range.
+    pub fn validate(&self) -> Result<(), ProfileValidationError> {
+        let checks = [
+            ("per-minute", self.per_minute, 0, MAX_RATE_PER_MINUTE),
+            ("burst", self.burst, 1, MAX_BURST),
+            ("per-day", self.per_day, 0, MAX_DAILY_QUOTA),
+        ];
+        for (limit, value, min, max) in checks {
+            if let Some(value) = value.filter(|v| !(min..=max).contains(v)) {
+                return Err(ProfileValidationError::LimitOutOfRange {
+                    limit,
+                    value,
+                    min,
+                    max,
+                });
+            }
+        }
+        Ok(())
+    }
 }
 
 impl ProfileUpdate {
@@ -304,6 +386,9 @@ impl ProfileUpdate {
             && self.tone.is_none()
             && self.language.is_none()
             && self.preferred_topics.is_none()
+            && self.per_minute.is_none()
+            && self.burst.is_none()
+            && self.per_day.is_none()
     }
 }
 
@@ -361,6 +446,41 @@ mod tests {
     }
 
     #[test]
+    fn per_user_limits_are_validated_and_can_return_to_the_default() {
+        let p = UserProfile::default_at(UserId::new(1), NOW);
+        assert!(p.limits.is_default());
+        let update = ProfileUpdate {
+            per_minute: Some(Some(5)),
+            per_day: Some(Some(0)),
+            ..ProfileUpdate::default()
+        };
+        assert!(!update.is_empty());
+        let limited = p.apply(&update, NOW).unwrap();
+        assert_eq!(limited.limits.per_minute, Some(5));
+        assert_eq!(limited.limits.per_day, Some(0));
+        let back = limited
+            .apply(
+                &ProfileUpdate {
+                    per_minute: Some(None),
+                    ..ProfileUpdate::default()
+                },
+                NOW,
+            )
+            .unwrap();
+        assert_eq!(back.limits.per_minute, None);
+        let err = p
+            .apply(
+                &ProfileUpdate {
+                    burst: Some(Some(0)),
+                    ..ProfileUpdate::default()
+                },
+                NOW,
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("burst 0 is out of range"), "{err}");
+    }
+
+    #[test]
     fn default_for_stamps_the_current_time_in_whole_milliseconds() {
         let p = UserProfile::default_for(UserId::new(1));
         assert_eq!(p.created_at.nanosecond() % 1_000_000, 0);
@@ -392,6 +512,7 @@ mod tests {
             tone: Some(Tone::Formal),
             language: Some(Language::En),
             preferred_topics: Some(vec!["cello".into(), " chess ".into()]),
+            ..ProfileUpdate::default()
         };
         let next = p.apply(&update, later).unwrap();
         assert_eq!(next.persona, "Jeeves");

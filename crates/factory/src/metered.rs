@@ -117,4 +117,8 @@ impl butler_presentation::telegram::TelegramObserver for TelegramMetrics {
     fn send_failed(&self) {
         metrics::record_telegram_send_error();
     }
+
+    fn refused(&self, reason: &'static str) {
+        metrics::record_telegram_refusal(reason);
+    }
 }

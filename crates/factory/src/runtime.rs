@@ -11,7 +11,7 @@ use butler_infrastructure::telemetry::exporter::{
 use butler_infrastructure::telemetry::logging::{self, LogConfig, LogFormat};
 use tokio_util::sync::CancellationToken;
 
-use crate::settings::{self, Settings};
+use crate::settings::{self, LlmBackend, Settings};
 use crate::wiring::Storage;
 
 /// Installs the tracing subscriber (`LOG_FORMAT`, `RUST_LOG`; logs go to stderr).
@@ -27,9 +27,19 @@ pub fn init_logging(settings: &Settings) -> Result<(), String> {
     logging::init(&config).map_err(|e| e.to_string())
 }
 
+/// How readiness checks the language model.
+enum LlmProbe {
+    /// The embedded engine: the model is loaded before the listener starts, so it is ready.
+    Embedded,
+    /// An LLM server: a TCP connect to it.
+    Server(String, u16),
+    /// A server URL that names no host and port (cannot happen after validation).
+    Unknown,
+}
+
 struct Probe {
     storage: Storage,
-    llm: Option<(String, u16)>,
+    llm: LlmProbe,
 }
 
 #[async_trait::async_trait]
@@ -40,8 +50,9 @@ impl ReadinessProbe for Probe {
             Err(e) => ComponentStatus::down(e.to_string()),
         };
         let llm = match &self.llm {
-            None => ComponentStatus::down("LLM_BASE_URL not set"),
-            Some((host, port)) => {
+            LlmProbe::Embedded => ComponentStatus::Up,
+            LlmProbe::Unknown => ComponentStatus::down("LLM_BASE_URL names no host and port"),
+            LlmProbe::Server(host, port) => {
                 let connect = tokio::net::TcpStream::connect((host.as_str(), *port));
                 match tokio::time::timeout(Duration::from_secs(2), connect).await {
                     Ok(Ok(_)) => ComponentStatus::Up,
@@ -58,7 +69,9 @@ impl ReadinessProbe for Probe {
     }
 }
 
-/// Starts `/metrics`, `/healthz` and `/readyz` on `METRICS_ADDR`, if set.
+/// Starts `/metrics`, `/healthz` and `/readyz` on `METRICS_ADDR`, if set. Call it after the
+/// engine is built: with the embedded engine the model is then loaded, and `/readyz` reports
+/// the LLM as up.
 ///
 /// # Errors
 /// If the recorder is already installed or the address cannot be bound.
@@ -70,15 +83,19 @@ pub async fn start_telemetry(
         return Ok(None);
     };
     let handle = install_recorder().map_err(|e| e.to_string())?;
-    let llm = settings
-        .llm
-        .base_url
-        .as_deref()
-        .and_then(|u| url::Url::parse(u).ok())
-        .and_then(|u| {
-            let host = u.host_str()?.to_owned();
-            Some((host, u.port_or_known_default()?))
-        });
+    let llm = match settings.llm.backend {
+        LlmBackend::Embedded => LlmProbe::Embedded,
+        LlmBackend::Http => settings
+            .llm
+            .base_url
+            .as_deref()
+            .and_then(|u| url::Url::parse(u).ok())
+            .and_then(|u| {
+                let host = u.host_str()?.to_owned();
+                Some(LlmProbe::Server(host, u.port_or_known_default()?))
+            })
+            .unwrap_or(LlmProbe::Unknown),
+    };
     let probe = Arc::new(Probe {
         storage: storage.clone(),
         llm,

@@ -433,6 +433,33 @@ pub async fn build(settings: &Settings) -> Result<App, BuildError> {
     assemble(settings, storage, llm, counter, stt)
 }
 
+/// Stands in for the language model where none may be loaded (`memory-worker --dry-run`):
+/// every call is rejected, and nothing on those paths makes one.
+struct NoModel;
+
+#[async_trait::async_trait]
+impl LlmClient for NoModel {
+    async fn complete(
+        &self,
+        _request: &butler_domain::ports::LlmRequest,
+    ) -> Result<butler_domain::ports::LlmReply, butler_domain::ports::LlmError> {
+        Err(butler_domain::ports::LlmError::Rejected {
+            detail: "no language model is loaded in this mode".to_owned(),
+        })
+    }
+}
+
+/// Opens storage and builds the use cases without a language model (nothing is loaded or
+/// downloaded, no server is contacted): for listing what a worker run would do.
+///
+/// # Errors
+/// [`BuildError::Storage`] if the storage cannot be opened.
+pub async fn build_without_model(settings: &Settings) -> Result<App, BuildError> {
+    let storage = open_storage(settings).await?;
+    let counter: Arc<dyn TokenCounter> = Arc::new(ConservativeEstimator::new());
+    assemble(settings, storage, Arc::new(NoModel), counter, None)
+}
+
 /// The use cases `profile_admin` drives: no LLM, speech or token counter needed.
 #[derive(Clone)]
 pub struct AdminUseCases {
@@ -442,7 +469,7 @@ pub struct AdminUseCases {
     pub show: ShowUserUseCase,
     /// `update`.
     pub update: UpdateProfileUseCase,
-    /// `reset` (the same use case as the bot's `/reset`).
+    /// `reset`.
     pub reset: ResetPersonalizationUseCase,
 }
 

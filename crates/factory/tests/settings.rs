@@ -3,7 +3,10 @@
 use std::collections::HashMap;
 use std::io::Write;
 
-use butler_factory::settings::{LogFormat, StorageSettings, TokenizerSettings};
+use butler_factory::settings::{
+    example_toml, Access, Kind, LogFormat, StorageSettings, TokenizerSettings, OTHER_VARIABLES,
+    VARIABLES,
+};
 use butler_factory::Settings;
 
 fn load(vars: &[(&str, &str)]) -> Result<Settings, butler_factory::SettingsError> {
@@ -27,7 +30,11 @@ fn with_no_configuration_the_butler_uses_embedded_sqlite_and_the_plan_defaults()
     assert_eq!(s.memory.keep_last, 20);
     assert_eq!(s.tokenizer, TokenizerSettings::Estimator);
     assert_eq!(s.log_format, LogFormat::Pretty);
-    assert!(s.telegram.allowed_user_ids.is_empty());
+    assert!(
+        s.telegram.access.is_none(),
+        "nobody is allowed until the operator says so"
+    );
+    assert_eq!(s.telegram.limits.per_minute, 20);
     assert!(s.llm.base_url.is_none());
 }
 
@@ -63,9 +70,15 @@ fn every_invalid_variable_is_reported_at_once_with_its_expected_form() {
     .unwrap_err();
     let text = err.to_string();
     for (name, expected) in [
-        ("LLM_MAX_CONCURRENCY", "an integer ≥ 1"),
+        (
+            "LLM_MAX_CONCURRENCY",
+            "an integer number of requests from 1 to 1024",
+        ),
         ("PERSONALIZATION_ENABLED", "true or false"),
-        ("ALLOWED_USER_IDS", "comma-separated integer user ids"),
+        (
+            "ALLOWED_USER_IDS",
+            "comma-separated Telegram user ids, or * for everyone",
+        ),
         ("LLM_BASE_URL", "an http(s) URL"),
         ("METRICS_ADDR", "host:port"),
         ("STORAGE", "sqlite or mongodb"),
@@ -134,7 +147,7 @@ fn environment_variables_override_the_toml_file() {
     let s = Settings::from_sources(Some(&file.0), |n| env.get(n).map(|v| (*v).to_owned())).unwrap();
     assert_eq!(s.llm.model, "from-env");
     assert_eq!(s.llm.max_concurrency, 2);
-    assert_eq!(s.telegram.allowed_user_ids, vec![1, 2]);
+    assert_eq!(s.telegram.access, Some(Access::Only(vec![1, 2])));
     assert!(!s.personalization_enabled);
 }
 
@@ -166,18 +179,245 @@ fn unknown_keys_and_broken_toml_are_reported() {
 }
 
 #[test]
-fn the_example_configuration_is_valid_and_documents_every_variable() {
+fn the_example_configuration_is_generated_from_the_table_and_loads_as_the_defaults() {
     let path =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/butler.example.toml");
-    let text = std::fs::read_to_string(&path).unwrap();
-    for v in butler_factory::settings::VARIABLES {
+    let committed = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        committed == example_toml(),
+        "config/butler.example.toml drifted from the settings table: regenerate it with \
+         `cargo run --bin butler-bot -- config --example > config/butler.example.toml`"
+    );
+    for v in VARIABLES {
         assert!(
-            text.contains(&v.name.to_ascii_lowercase()),
+            committed.contains(&v.key()),
             "{} is not documented in the example",
             v.name
         );
     }
-    Settings::from_sources(Some(&path), |_| None).unwrap();
+    let from_file = Settings::from_sources(Some(&path), |_| None).unwrap();
+    let defaults = load(&[]).unwrap();
+    assert_eq!(from_file.describe(), defaults.describe());
+}
+
+#[test]
+fn every_default_in_the_table_is_the_value_the_code_uses() {
+    let described = load(&[]).unwrap().describe();
+    // Used only with MongoDB: checked with a MongoDB URI below.
+    let mongo_only = ["MONGODB_DB", "MEMORY_TTL_DAYS"];
+    let on_mongo = load(&[("MONGODB_URI", "mongodb://db")]).unwrap().describe();
+    for v in VARIABLES.iter().filter(|v| !v.default.is_empty()) {
+        let described = if mongo_only.contains(&v.name) {
+            &on_mongo
+        } else {
+            &described
+        };
+        let (_, value) = described
+            .iter()
+            .find(|(name, _)| *name == v.name)
+            .unwrap_or_else(|| panic!("{} is missing from `butler-bot config`", v.name));
+        assert_eq!(value, v.default, "{}: table and code disagree", v.name);
+        // The default written out explicitly is accepted too.
+        load(&[(v.name, v.default)]).unwrap_or_else(|e| panic!("{}: {e}", v.name));
+    }
+    let names: Vec<&str> = described.iter().map(|(n, _)| *n).collect();
+    let table: Vec<&str> = VARIABLES.iter().map(|v| v.name).collect();
+    assert_eq!(
+        names, table,
+        "`butler-bot config` lists the table, in order"
+    );
+}
+
+#[test]
+fn numeric_settings_accept_their_range_and_reject_the_values_just_outside() {
+    for v in VARIABLES {
+        let Kind::Int { min, max, .. } = v.kind else {
+            continue;
+        };
+        for ok in [min, max] {
+            // A bound can still break a cross-check (budget vs window): it must then be that
+            // check that complains, never the range.
+            if let Err(e) = load(&[(v.name, &ok.to_string())]) {
+                assert!(
+                    !e.to_string().contains(&format!("{}: expected", v.name)),
+                    "{} rejected its own bound {ok}: {e}",
+                    v.name
+                );
+            }
+        }
+        let mut outside = vec![max.saturating_add(1).to_string()];
+        if min > 0 {
+            outside.push((min - 1).to_string());
+        }
+        for bad in outside {
+            let env = [(v.name, bad.as_str()), ("MONGODB_URI", "mongodb://db")];
+            let err = load(&env)
+                .err()
+                .unwrap_or_else(|| panic!("{} = {bad} was accepted", v.name));
+            assert!(
+                err.to_string()
+                    .contains(&format!("{}: expected {}", v.name, v.expected())),
+                "{} = {bad}: {err}",
+                v.name
+            );
+        }
+    }
+}
+
+/// Values an operator's typo, a template gone wrong or a fuzzer could put in a variable.
+fn extreme_values() -> Vec<String> {
+    vec![
+        String::new(),
+        " ".to_owned(),
+        "0".to_owned(),
+        "-1".to_owned(),
+        "1".to_owned(),
+        u32::MAX.to_string(),
+        u64::MAX.to_string(),
+        "18446744073709551616".to_owned(),
+        "1e400".to_owned(),
+        "NaN".to_owned(),
+        "inf".to_owned(),
+        "-0.0".to_owned(),
+        "abc".to_owned(),
+        "*".to_owned(),
+        ",,,".to_owned(),
+        "http://".to_owned(),
+        "mongodb://".to_owned(),
+        "\u{0}".to_owned(),
+        "ы".repeat(100_000),
+        "9".repeat(10_000),
+    ]
+}
+
+/// Loads with one variable set; returns the problems that do not name it (as their variable
+/// or in their message), or panics if loading panicked.
+fn problems_not_naming(name: &str, value: &str) -> Vec<String> {
+    let result = std::panic::catch_unwind(|| load(&[(name, value)]));
+    match result {
+        Ok(Ok(_)) => Vec::new(),
+        Ok(Err(e)) => e
+            .problems
+            .iter()
+            .filter(|p| p.variable != name && !p.message.contains(name))
+            .map(|p| format!("{}: {}", p.variable, p.message))
+            .collect(),
+        Err(_) => panic!(
+            "{name} = {:?} panicked",
+            value.chars().take(40).collect::<String>()
+        ),
+    }
+}
+
+#[test]
+fn extreme_values_of_every_variable_give_an_error_naming_it_or_are_accepted_never_a_panic() {
+    for v in VARIABLES {
+        for value in extreme_values() {
+            let problems = problems_not_naming(v.name, &value);
+            assert!(
+                problems.is_empty(),
+                "{} = {:?}: problems not naming it: {problems:?}",
+                v.name,
+                value.chars().take(40).collect::<String>()
+            );
+        }
+    }
+}
+
+#[test]
+fn an_error_never_echoes_more_than_a_short_excerpt_of_the_value() {
+    let err = load(&[("LLM_TIMEOUT_SECS", &"9".repeat(10_000))]).unwrap_err();
+    assert!(err.to_string().len() < 400, "{err}");
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+    #[test]
+    fn arbitrary_text_in_any_variable_is_accepted_or_named_never_a_panic(
+        index in 0..VARIABLES.len(),
+        value in "\\PC{0,40}|[0-9]{0,30}|-?[0-9]{1,25}(\\.[0-9]{0,5})?",
+    ) {
+        let v = &VARIABLES[index];
+        let problems = problems_not_naming(v.name, &value);
+        proptest::prop_assert!(
+            problems.is_empty(),
+            "{} = {:?}: problems not naming it: {:?}", v.name, value, problems
+        );
+    }
+}
+
+/// Every `UPPER_CASE_NAME` in the docs, config files and README that looks like an
+/// environment variable of ours.
+#[test]
+fn every_environment_variable_named_in_the_docs_exists_in_the_settings_table() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut files = vec![root.join("README.md")];
+    for dir in ["docs", "config"] {
+        collect_files(&root.join(dir), &mut files);
+    }
+    let known =
+        |name: &str| VARIABLES.iter().any(|v| v.name == name) || OTHER_VARIABLES.contains(&name);
+    // Prefixes of our variables; other upper-case words (SQL, HTTP verbs, metric units) are
+    // not settings.
+    let ours = [
+        "TELEGRAM_",
+        "ALLOWED_",
+        "RATE_",
+        "DAILY_",
+        "VOICE_",
+        "STORAGE",
+        "SQLITE_",
+        "MONGODB_",
+        "MEMORY_",
+        "LLM_",
+        "STT_",
+        "PERSONALIZATION_",
+        "PROMPT_",
+        "TOKENIZER",
+        "METRICS_",
+        "BUTLER_",
+        "PROFILE_ADMIN_",
+        "LOG_",
+        "RUST_LOG",
+    ];
+    let mut unknown = Vec::new();
+    for file in files {
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            continue;
+        };
+        for word in
+            text.split(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
+        {
+            let word = word.trim_matches('_');
+            if word.len() < 4 || !word.contains('_') && !["STORAGE", "TOKENIZER"].contains(&word) {
+                continue;
+            }
+            if ours.iter().any(|p| word.starts_with(p)) && !known(word) {
+                unknown.push(format!("{}: {word}", file.display()));
+            }
+        }
+    }
+    unknown.sort();
+    unknown.dedup();
+    assert!(
+        unknown.is_empty(),
+        "variables named in the docs but not in the settings table:\n{}",
+        unknown.join("\n")
+    );
+}
+
+fn collect_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            collect_files(&path, out);
+        } else {
+            out.push(path);
+        }
+    }
 }
 
 fn tempfile() -> (std::path::PathBuf, std::fs::File) {

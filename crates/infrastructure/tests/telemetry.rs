@@ -369,6 +369,8 @@ async fn every_label_combination_is_registered_and_no_other_exists() {
         m::record_reply(Source::Voice, RequestStatus::Degraded, Some(700));
         m::record_llm_request(CallOutcome::Error, Duration::from_secs(3));
         m::record_compression(CompressionStatus::Conflict);
+        m::record_telegram_refusal("quota");
+        m::record_telegram_refusal("an unknown reason");
     });
     let exposition = telemetry.scrape().await;
 
@@ -377,6 +379,7 @@ async fn every_label_combination_is_registered_and_no_other_exists() {
         ("source", BTreeSet::from(["text", "voice"])),
         ("outcome", BTreeSet::from(["ok", "error"])),
         ("version", BTreeSet::from([m::BUILD_VERSION])),
+        ("reason", BTreeSet::from(["rate", "quota"])),
     ]);
     let statuses_of: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::from([
         (

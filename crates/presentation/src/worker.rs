@@ -47,7 +47,10 @@ fn parse_parallelism(text: &str) -> Result<usize, String> {
     }
 }
 
-/// Parses `90s`, `10m`, `2h` or a plain number of seconds.
+/// The longest `--interval`: a week.
+const MAX_INTERVAL_SECS: u64 = 7 * 24 * 3600;
+
+/// Parses `90s`, `10m`, `2h` or a plain number of seconds, up to a week.
 ///
 /// # Errors
 /// A message with the expected form.
@@ -60,20 +63,23 @@ pub fn parse_interval(text: &str) -> Result<Duration, String> {
     let n: u64 = number
         .parse()
         .map_err(|_| format!("invalid interval {text:?}: expected e.g. 30s, 10m or 1h"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
+    let unit_secs: u64 = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
         _ => {
             return Err(format!(
                 "invalid interval {text:?}: expected e.g. 30s, 10m or 1h"
             ))
         }
     };
-    if secs == 0 {
-        return Err("interval must be at least 1s".to_owned());
+    match n.checked_mul(unit_secs) {
+        Some(0) => Err("interval must be at least 1s".to_owned()),
+        Some(secs) if secs <= MAX_INTERVAL_SECS => Ok(Duration::from_secs(secs)),
+        _ => Err(format!(
+            "invalid interval {text:?}: at most 7 days (168h); for rarer runs use --once from cron"
+        )),
     }
-    Ok(Duration::from_secs(secs))
 }
 
 /// Called after every run (metrics hook): the report, and whether the candidate query failed.
@@ -204,6 +210,14 @@ mod tests {
             .unwrap_err()
             .contains("expected e.g. 30s"));
         assert!(parse_interval("5d").is_err());
+        assert_eq!(parse_interval("168h"), Ok(Duration::from_secs(604_800)));
+        assert!(parse_interval("169h")
+            .unwrap_err()
+            .contains("at most 7 days"));
+        // Multiplying these used to overflow (a panic in debug builds).
+        assert!(parse_interval(&format!("{}h", u64::MAX / 60)).is_err());
+        assert!(parse_interval(&format!("{}m", u64::MAX)).is_err());
+        assert!(parse_interval(&"9".repeat(40)).is_err());
     }
 
     #[test]

@@ -6,12 +6,12 @@ mod support;
 use std::time::{Duration, Instant};
 
 use butler_application::prompt::templates::FALLBACK_REPLY;
-use butler_domain::ports::{LlmError, SttError};
-use butler_domain::{Role, Source};
-use butler_presentation::telegram::{BotConfig, BotDeps};
+use butler_domain::ports::{LlmError, SttError, UserProfileRepository};
+use butler_domain::{Role, Source, UserLimits};
+use butler_presentation::telegram::{Access, BotConfig, BotDeps, Limits};
 use butler_testkit::fakes::LlmStep;
 use butler_testkit::telegram::{Failure, Voice};
-use support::{test_config, BotHarness, FakeWorld, WAIT};
+use support::{test_config, wait_until, BotHarness, FakeWorld, WAIT};
 
 const ALICE: i64 = 1001;
 const BOB: i64 = 2002;
@@ -274,7 +274,7 @@ async fn a_model_failure_gets_the_fallback_reply_and_the_bot_answers_the_next_me
 async fn users_off_the_allow_list_are_refused_once_and_nothing_is_stored() {
     let world = FakeWorld::default();
     let config = BotConfig {
-        allowed_user_ids: vec![ALICE.into()],
+        access: Access::Only(vec![ALICE.into()]),
         ..test_config()
     };
     let bot = BotHarness::start_with(world.deps(), config).await;
@@ -297,6 +297,90 @@ async fn users_off_the_allow_list_are_refused_once_and_nothing_is_stored() {
         1,
         "only the allowed user reached the model"
     );
+    bot.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_user_over_the_rate_is_told_once_and_the_refused_messages_cost_nothing() {
+    let world = FakeWorld::default();
+    let config = BotConfig {
+        limits: Limits {
+            per_minute: 1,
+            burst: 2,
+            per_day: 0,
+        },
+        ..test_config()
+    };
+    let bot = BotHarness::start_with(world.deps(), config).await;
+
+    for i in 0..5 {
+        bot.telegram
+            .push_text(ALICE, ALICE, &format!("Сообщение {i}"));
+    }
+    bot.telegram.push_text(BOB, BOB, "А я только спросить");
+    bot.telegram.wait_for_messages(BOB, 1, WAIT).await.unwrap();
+    bot.telegram
+        .wait_for_messages(ALICE, 3, WAIT)
+        .await
+        .unwrap();
+    wait_until("three refusals", || world.observer.refusals().len() == 3).await;
+
+    let sent = bot.telegram.sent_messages(ALICE);
+    assert_eq!(sent.len(), 3, "two answers and one notice: {sent:?}");
+    assert!(sent[2].text.contains("перевести дух"), "{}", sent[2].text);
+    let stored: Vec<String> = world.events(ALICE).into_iter().map(|e| e.content).collect();
+    assert_eq!(stored.len(), 4, "only the two answered turns: {stored:?}");
+    assert!(!stored.iter().any(|c| c.contains("Сообщение 2")));
+    assert_eq!(
+        world.llm.requests().len(),
+        3,
+        "Alice's two answers and Bob's; the refused messages cost no model call"
+    );
+    assert_eq!(world.observer.refusals(), ["rate", "rate", "rate"]);
+    bot.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_daily_quota_and_a_users_exception_set_by_support_are_applied() {
+    let world = FakeWorld::default();
+    // Support lifted Bob's quota.
+    let bob = world.profiles.get_or_create(BOB.into()).await.unwrap();
+    let mut vip = bob.clone();
+    vip.limits = UserLimits {
+        per_day: Some(0),
+        ..UserLimits::default()
+    };
+    world.profiles.save(&vip).await.unwrap();
+    let config = BotConfig {
+        limits: Limits {
+            per_minute: 0,
+            burst: 1,
+            per_day: 2,
+        },
+        ..test_config()
+    };
+    let bot = BotHarness::start_with(world.deps(), config).await;
+    for i in 0..4 {
+        bot.telegram.push_text(ALICE, ALICE, &format!("Вопрос {i}"));
+        bot.telegram.push_text(BOB, BOB, &format!("Вопрос {i}"));
+    }
+    bot.telegram.wait_for_messages(BOB, 4, WAIT).await.unwrap();
+    bot.telegram
+        .wait_for_messages(ALICE, 3, WAIT)
+        .await
+        .unwrap();
+    wait_until("two refusals", || world.observer.refusals().len() == 2).await;
+
+    let alice = bot.telegram.sent_messages(ALICE);
+    assert_eq!(alice.len(), 3, "two answers, then one notice: {alice:?}");
+    assert!(
+        alice[2].text.contains("2 сообщений в сутки"),
+        "{}",
+        alice[2].text
+    );
+    assert_eq!(world.events(ALICE).len(), 4);
+    assert_eq!(world.events(BOB).len(), 8, "no quota for Bob");
+    assert_eq!(world.observer.refusals(), ["quota", "quota"]);
     bot.stop().await.unwrap();
 }
 

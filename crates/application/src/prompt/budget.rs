@@ -50,7 +50,7 @@ pub enum BudgetProblem {
     /// The prompt and the reply together do not fit the context window.
     #[error(
         "prompt budget ({total}) + reply max_tokens ({max_reply_tokens}) = {sum} exceeds the model window ({model_window}); \
-         lower PROMPT_TOTAL_TOKENS or LLM_MAX_TOKENS, or use a model with a larger window"
+         lower PROMPT_TOTAL_TOKENS or LLM_MAX_TOKENS, or raise LLM_CONTEXT_WINDOW for a model with a larger window"
     )]
     ExceedsWindow {
         /// Prompt budget.
@@ -70,7 +70,7 @@ pub enum BudgetProblem {
     },
     /// The parts cannot fit the whole even with empty memory.
     #[error(
-        "persona ({persona}) + summary ({summary}) + new message ({new_message}) budgets leave no room for memory in a {total}-token prompt"
+        "persona ({persona}, PROMPT_PERSONA_TOKENS) + summary ({summary}, PROMPT_SUMMARY_TOKENS) + new message ({new_message}, PROMPT_NEW_MESSAGE_TOKENS) budgets leave no room for memory in a {total}-token prompt (PROMPT_TOTAL_TOKENS)"
     )]
     PartsExceedTotal {
         /// Persona budget.

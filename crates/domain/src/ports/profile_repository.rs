@@ -91,7 +91,7 @@ pub trait UserProfileRepository: Send + Sync {
     async fn save(&self, profile: &UserProfile) -> Result<UserProfile, ProfileStoreError>;
 
     /// Replaces the user's profile with the default (summary and watermark cleared), creating it
-    /// if missing. The version still increases, so a compression that read the old profile
+    /// if missing; only the per-user limits support staff set are kept. The version still increases, so a compression that read the old profile
     /// cannot write its summary afterwards.
     async fn reset(&self, user_id: UserId) -> Result<UserProfile, ProfileStoreError>;
 

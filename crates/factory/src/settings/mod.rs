@@ -13,7 +13,9 @@ use std::time::Duration;
 use butler_application::prompt::PromptBudget;
 use secrecy::{ExposeSecret, SecretString};
 
-pub use variables::{help_text, variable, Variable, VARIABLES};
+pub use variables::{
+    example_toml, help_text, variable, Kind, Variable, OTHER_VARIABLES, VARIABLES,
+};
 
 /// Where the conversation memory lives.
 #[derive(Debug, Clone)]
@@ -67,12 +69,34 @@ pub struct TelegramSettings {
     pub token: Option<SecretString>,
     /// Bot API server.
     pub api_url: String,
-    /// Users answered; empty = everyone.
-    pub allowed_user_ids: Vec<i64>,
+    /// Who the bot answers; `None` = not configured (the bot refuses to start).
+    pub access: Option<Access>,
+    /// Per-user abuse limits.
+    pub limits: LimitSettings,
     /// Longest voice message transcribed.
     pub voice_max_seconds: u32,
     /// Largest voice file downloaded.
     pub voice_max_bytes: usize,
+}
+
+/// Who the Telegram bot answers (`ALLOWED_USER_IDS`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone who finds the bot (`*`).
+    Everyone,
+    /// Only these Telegram user ids.
+    Only(Vec<i64>),
+}
+
+/// Per-user limits of the Telegram bot (defaults; `profile_admin limits` sets exceptions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitSettings {
+    /// Average messages per minute (token bucket refill); 0 = no limit.
+    pub per_minute: u32,
+    /// Messages at once before the rate applies (bucket size).
+    pub burst: u32,
+    /// Messages per UTC day; 0 = no quota.
+    pub per_day: u32,
 }
 
 /// Which engine answers.
@@ -224,13 +248,14 @@ impl Raw {
     }
 
     fn expected(&mut self, name: &str) {
-        let v = variable(name).map_or("a valid value", |v| v.expected);
-        let shown = if variable(name).is_some_and(|v| v.secret) {
+        let expected =
+            variable(name).map_or_else(|| "a valid value".to_owned(), Variable::expected);
+        let shown = if variable(name).is_some_and(Variable::secret) {
             String::new()
         } else {
-            format!(" (got {:?})", self.get(name).unwrap_or_default())
+            format!(" (got {:?})", excerpt(self.get(name).unwrap_or_default()))
         };
-        self.problem(name, format!("expected {v}{shown}"));
+        self.problem(name, format!("expected {expected}{shown}"));
     }
 
     fn or_default<'a>(&'a self, name: &str) -> &'a str {
@@ -238,15 +263,89 @@ impl Raw {
             .unwrap_or_else(|| variable(name).map_or("", |v| v.default))
     }
 
-    fn parse<T: std::str::FromStr>(&mut self, name: &str, valid: impl Fn(&T) -> bool) -> Option<T> {
-        let text = self.or_default(name).to_owned();
-        match text.parse::<T>() {
-            Ok(v) if valid(&v) => Some(v),
+    /// An integer variable: the value, or the table's default when unset; `None` only when
+    /// unset with no default. Out of the table's range → a problem, and the default.
+    fn int<T: TryFrom<u64>>(&mut self, name: &str) -> Option<T> {
+        let Some(Variable {
+            kind: Kind::Int { min, max, .. },
+            default,
+            ..
+        }) = variable(name)
+        else {
+            self.problem(name, "not an integer setting (a bug)".to_owned());
+            return None;
+        };
+        let fallback = default
+            .parse::<u64>()
+            .ok()
+            .and_then(|d| T::try_from(d).ok());
+        let Some(text) = self.get(name) else {
+            return fallback;
+        };
+        match text.parse::<u64>() {
+            Ok(v) if (*min..=*max).contains(&v) => match T::try_from(v) {
+                Ok(v) => Some(v),
+                Err(_) => {
+                    self.expected(name);
+                    fallback
+                }
+            },
             _ => {
                 self.expected(name);
-                None
+                fallback
             }
         }
+    }
+
+    /// An integer variable that has a default in the table.
+    fn int_or<T: TryFrom<u64>>(&mut self, name: &str, last_resort: T) -> T {
+        self.int(name).unwrap_or(last_resort)
+    }
+
+    fn number(&mut self, name: &str) -> f64 {
+        let Some(Variable {
+            kind: Kind::Number { min, max },
+            default,
+            ..
+        }) = variable(name)
+        else {
+            self.problem(name, "not a number setting (a bug)".to_owned());
+            return 0.0;
+        };
+        let fallback = default.parse::<f64>().unwrap_or(*min);
+        let Some(text) = self.get(name) else {
+            return fallback;
+        };
+        match text.parse::<f64>() {
+            Ok(v) if v.is_finite() && (*min..=*max).contains(&v) => v,
+            _ => {
+                self.expected(name);
+                fallback
+            }
+        }
+    }
+
+    /// A choice variable, lower-cased: the value, the default, or `None` when unset with no
+    /// default. An unknown word → a problem, and the default.
+    fn choice(&mut self, name: &str) -> Option<&'static str> {
+        let Some(Variable {
+            kind: Kind::Choice(words),
+            default,
+            ..
+        }) = variable(name)
+        else {
+            self.problem(name, "not a choice setting (a bug)".to_owned());
+            return None;
+        };
+        let fallback = (!default.is_empty()).then_some(*default);
+        let Some(text) = self.get(name).map(str::to_ascii_lowercase) else {
+            return fallback;
+        };
+        if let Some(word) = words.iter().find(|w| **w == text) {
+            return Some(word);
+        }
+        self.expected(name);
+        fallback
     }
 
     fn url(&mut self, name: &str) -> Option<String> {
@@ -310,23 +409,28 @@ impl Settings {
 
     #[allow(clippy::too_many_lines)]
     fn parse(raw: &mut Raw) -> Option<Self> {
-        let allowed_user_ids = parse_ids(raw);
         let telegram = TelegramSettings {
             token: raw.secret("TELEGRAM_BOT_TOKEN"),
             api_url: raw
                 .url("TELEGRAM_API_URL")
-                .unwrap_or_else(|| "https://api.telegram.org".to_owned()),
-            allowed_user_ids,
-            voice_max_seconds: raw
-                .parse("VOICE_MAX_SECONDS", |v: &u32| *v > 0)
-                .unwrap_or(300),
-            voice_max_bytes: raw
-                .parse("VOICE_MAX_BYTES", |v: &usize| *v > 0 && *v <= 20_000_000)
-                .unwrap_or(20_000_000),
+                .unwrap_or_else(|| raw.or_default("TELEGRAM_API_URL").to_owned()),
+            access: parse_access(raw),
+            limits: LimitSettings {
+                per_minute: raw.int_or("RATE_LIMIT_PER_MINUTE", 0),
+                burst: raw.int_or("RATE_LIMIT_BURST", 1),
+                per_day: raw.int_or("DAILY_MESSAGE_QUOTA", 0),
+            },
+            voice_max_seconds: raw.int_or("VOICE_MAX_SECONDS", 1),
+            voice_max_bytes: raw.int_or("VOICE_MAX_BYTES", 1),
         };
         let storage = parse_storage(raw);
         let base_url = raw.url("LLM_BASE_URL");
         let backend = parse_backend(raw, base_url.is_some());
+        // One request already keeps every core busy in process; a server batches.
+        let max_concurrency = raw.int("LLM_MAX_CONCURRENCY").unwrap_or(match backend {
+            LlmBackend::Embedded => 1,
+            LlmBackend::Http => 4,
+        });
         let llm = LlmSettings {
             backend,
             gguf_path: raw.get("LLM_GGUF_PATH").map(PathBuf::from),
@@ -334,47 +438,23 @@ impl Settings {
             base_url,
             model: raw.or_default("LLM_MODEL").to_owned(),
             api_key: raw.secret("LLM_API_KEY"),
-            // One request already keeps every core busy in process; a server batches.
-            max_concurrency: if raw.get("LLM_MAX_CONCURRENCY").is_none() {
-                match backend {
-                    LlmBackend::Embedded => 1,
-                    LlmBackend::Http => 4,
-                }
-            } else {
-                raw.parse("LLM_MAX_CONCURRENCY", |v: &usize| *v >= 1)
-                    .unwrap_or(4)
-            },
-            timeout: Duration::from_secs(
-                raw.parse("LLM_TIMEOUT_SECS", |v: &u64| *v >= 1)
-                    .unwrap_or(60),
-            ),
-            temperature: raw
-                .parse("LLM_TEMPERATURE", |v: &f32| (0.0..=2.0).contains(v))
-                .unwrap_or(0.7),
+            max_concurrency,
+            timeout: Duration::from_secs(raw.int_or("LLM_TIMEOUT_SECS", 1)),
+            #[allow(clippy::cast_possible_truncation)] // within 0..=2 by the table
+            temperature: raw.number("LLM_TEMPERATURE") as f32,
         };
         let stt = SttSettings {
             base_url: raw.url("STT_BASE_URL"),
             model: raw.or_default("STT_MODEL").to_owned(),
             language: raw.get("STT_LANGUAGE").map(str::to_owned),
-            timeout: Duration::from_secs(
-                raw.parse("STT_TIMEOUT_SECS", |v: &u64| *v >= 1)
-                    .unwrap_or(60),
-            ),
+            timeout: Duration::from_secs(raw.int_or("STT_TIMEOUT_SECS", 1)),
         };
         let personalization_enabled = parse_bool(raw, "PERSONALIZATION_ENABLED").unwrap_or(true);
         let memory = MemorySettings {
-            recent_events: raw
-                .parse("MEMORY_RECENT_EVENTS", |v: &usize| *v >= 1)
-                .unwrap_or(20),
-            compress_threshold: raw
-                .parse("MEMORY_COMPRESS_THRESHOLD", |v: &u64| *v >= 1)
-                .unwrap_or(50),
-            keep_last: raw
-                .parse("MEMORY_KEEP_LAST", |v: &usize| *v >= 1)
-                .unwrap_or(20),
-            summary_tokens: raw
-                .parse("MEMORY_SUMMARY_TOKENS", |v: &usize| *v >= 1)
-                .unwrap_or(300),
+            recent_events: raw.int_or("MEMORY_RECENT_EVENTS", 1),
+            compress_threshold: raw.int_or("MEMORY_COMPRESS_THRESHOLD", 1),
+            keep_last: raw.int_or("MEMORY_KEEP_LAST", 1),
+            summary_tokens: raw.int_or("MEMORY_SUMMARY_TOKENS", 1),
         };
         if usize::try_from(memory.compress_threshold).is_ok_and(|t| t < memory.keep_last) {
             raw.problem(
@@ -384,27 +464,13 @@ impl Settings {
         }
         let defaults = PromptBudget::default();
         let budget = PromptBudget {
-            total: raw
-                .parse("PROMPT_TOTAL_TOKENS", |v: &usize| *v >= 1)
-                .unwrap_or(defaults.total),
-            persona: raw
-                .parse("PROMPT_PERSONA_TOKENS", |v: &usize| *v >= 1)
-                .unwrap_or(defaults.persona),
-            summary: raw
-                .parse("PROMPT_SUMMARY_TOKENS", |v: &usize| *v >= 1)
-                .unwrap_or(defaults.summary),
-            memory: raw
-                .parse("PROMPT_MEMORY_TOKENS", |v: &usize| *v >= 1)
-                .unwrap_or(defaults.memory),
-            new_message: raw
-                .parse("PROMPT_NEW_MESSAGE_TOKENS", |v: &usize| *v >= 1)
-                .unwrap_or(defaults.new_message),
-            model_window: raw
-                .parse("LLM_CONTEXT_WINDOW", |v: &usize| *v >= 1)
-                .unwrap_or(defaults.model_window),
-            max_reply_tokens: raw
-                .parse("LLM_MAX_TOKENS", |v: &usize| *v >= 1)
-                .unwrap_or(defaults.max_reply_tokens),
+            total: raw.int_or("PROMPT_TOTAL_TOKENS", 1),
+            persona: raw.int_or("PROMPT_PERSONA_TOKENS", 1),
+            summary: raw.int_or("PROMPT_SUMMARY_TOKENS", 1),
+            memory: raw.int_or("PROMPT_MEMORY_TOKENS", 1),
+            new_message: raw.int_or("PROMPT_NEW_MESSAGE_TOKENS", 1),
+            model_window: raw.int_or("LLM_CONTEXT_WINDOW", 1),
+            max_reply_tokens: raw.int_or("LLM_MAX_TOKENS", 1),
             ..defaults
         };
         if let Err(e) = budget.validate() {
@@ -423,18 +489,11 @@ impl Settings {
             .as_ref()
             .is_some_and(|k| k.expose_secret().chars().count() < 16)
         {
-            raw.problem(
-                "BUTLER_ADMIN_KEY",
-                "expected any string of ≥ 16 characters".to_owned(),
-            );
+            raw.expected("BUTLER_ADMIN_KEY");
         }
-        let log_format = match raw.or_default("LOG_FORMAT").to_ascii_lowercase().as_str() {
-            "pretty" => LogFormat::Pretty,
-            "json" => LogFormat::Json,
-            _ => {
-                raw.expected("LOG_FORMAT");
-                LogFormat::Pretty
-            }
+        let log_format = match raw.choice("LOG_FORMAT") {
+            Some("json") => LogFormat::Json,
+            _ => LogFormat::Pretty,
         };
         Some(Self {
             telegram,
@@ -488,16 +547,28 @@ impl Settings {
                 ("llama-tokenize", String::new(), url.clone())
             }
         };
-        let ids: Vec<String> = self
-            .telegram
-            .allowed_user_ids
-            .iter()
-            .map(ToString::to_string)
-            .collect();
+        let access = match &self.telegram.access {
+            None => String::new(),
+            Some(Access::Everyone) => "*".to_owned(),
+            Some(Access::Only(ids)) => ids
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+        };
         vec![
             ("TELEGRAM_BOT_TOKEN", masked(&self.telegram.token)),
             ("TELEGRAM_API_URL", self.telegram.api_url.clone()),
-            ("ALLOWED_USER_IDS", ids.join(",")),
+            ("ALLOWED_USER_IDS", access),
+            (
+                "RATE_LIMIT_PER_MINUTE",
+                self.telegram.limits.per_minute.to_string(),
+            ),
+            ("RATE_LIMIT_BURST", self.telegram.limits.burst.to_string()),
+            (
+                "DAILY_MESSAGE_QUOTA",
+                self.telegram.limits.per_day.to_string(),
+            ),
             (
                 "VOICE_MAX_SECONDS",
                 self.telegram.voice_max_seconds.to_string(),
@@ -585,6 +656,17 @@ impl Settings {
     }
 }
 
+/// A value as echoed in an error: at most 60 characters, so a megabyte of junk stays readable.
+fn excerpt(value: &str) -> String {
+    const SHOWN: usize = 60;
+    if value.chars().count() <= SHOWN {
+        value.to_owned()
+    } else {
+        let head: String = value.chars().take(SHOWN).collect();
+        format!("{head}…")
+    }
+}
+
 fn read_toml(path: &Path, raw: &mut Raw) {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
@@ -621,20 +703,24 @@ fn read_toml(path: &Path, raw: &mut Raw) {
     }
 }
 
-fn parse_ids(raw: &mut Raw) -> Vec<i64> {
-    let Some(text) = raw.get("ALLOWED_USER_IDS").map(str::to_owned) else {
-        return Vec::new();
-    };
+fn parse_access(raw: &mut Raw) -> Option<Access> {
+    let text = raw.get("ALLOWED_USER_IDS")?.to_owned();
+    if text == "*" {
+        return Some(Access::Everyone);
+    }
     let parsed: Result<Vec<i64>, _> = text
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(str::parse)
         .collect();
-    parsed.unwrap_or_else(|_| {
-        raw.expected("ALLOWED_USER_IDS");
-        Vec::new()
-    })
+    match parsed {
+        Ok(ids) if !ids.is_empty() => Some(Access::Only(ids)),
+        _ => {
+            raw.expected("ALLOWED_USER_IDS");
+            None
+        }
+    }
 }
 
 fn parse_bool(raw: &mut Raw, name: &str) -> Option<bool> {
@@ -650,15 +736,9 @@ fn parse_bool(raw: &mut Raw, name: &str) -> Option<bool> {
 
 fn parse_storage(raw: &mut Raw) -> StorageSettings {
     let uri = raw.secret("MONGODB_URI");
-    let choice = raw.get("STORAGE").map(str::to_ascii_lowercase);
-    let mongo = match choice.as_deref() {
+    let mongo = match raw.choice("STORAGE") {
         None => uri.is_some(),
-        Some("sqlite") => false,
-        Some("mongodb" | "mongo") => true,
-        Some(_) => {
-            raw.expected("STORAGE");
-            false
-        }
+        Some(choice) => choice == "mongodb",
     };
     if !mongo {
         return StorageSettings::Sqlite {
@@ -679,7 +759,7 @@ fn parse_storage(raw: &mut Raw) -> StorageSettings {
     {
         raw.expected("MONGODB_URI");
     }
-    let ttl: u32 = raw.parse("MEMORY_TTL_DAYS", |_: &u32| true).unwrap_or(90);
+    let ttl: u32 = raw.int_or("MEMORY_TTL_DAYS", 0);
     StorageSettings::Mongo {
         uri,
         database: raw.or_default("MONGODB_DB").to_owned(),
@@ -688,14 +768,10 @@ fn parse_storage(raw: &mut Raw) -> StorageSettings {
 }
 
 fn parse_backend(raw: &mut Raw, has_base_url: bool) -> LlmBackend {
-    match raw
-        .get("LLM_BACKEND")
-        .map(str::to_ascii_lowercase)
-        .as_deref()
-    {
+    match raw.choice("LLM_BACKEND") {
         None if has_base_url => LlmBackend::Http,
         None | Some("embedded") => LlmBackend::Embedded,
-        Some("http") => {
+        Some(_) => {
             if !has_base_url && raw.get("LLM_BASE_URL").is_none() {
                 raw.problem(
                     "LLM_BASE_URL",
@@ -705,16 +781,11 @@ fn parse_backend(raw: &mut Raw, has_base_url: bool) -> LlmBackend {
             }
             LlmBackend::Http
         }
-        Some(_) => {
-            raw.expected("LLM_BACKEND");
-            LlmBackend::Embedded
-        }
     }
 }
 
 fn parse_tokenizer(raw: &mut Raw) -> TokenizerSettings {
-    match raw.or_default("TOKENIZER").to_ascii_lowercase().as_str() {
-        "estimator" => TokenizerSettings::Estimator,
+    match raw.choice("TOKENIZER").unwrap_or("estimator") {
         "qwen-tiktoken" => match raw.get("TOKENIZER_PATH") {
             Some(p) => TokenizerSettings::QwenTiktoken {
                 path: PathBuf::from(p),
@@ -741,9 +812,6 @@ fn parse_tokenizer(raw: &mut Raw) -> TokenizerSettings {
                 TokenizerSettings::Estimator
             }
         },
-        _ => {
-            raw.expected("TOKENIZER");
-            TokenizerSettings::Estimator
-        }
+        _ => TokenizerSettings::Estimator,
     }
 }

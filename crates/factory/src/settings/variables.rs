@@ -1,46 +1,147 @@
-//! Every setting, once: its environment variable, the expected form, the default and what it
-//! does. `butler-bot --help`, the example TOML and the validation errors are all generated
-//! from this table, so they cannot drift apart.
+//! Every setting, once: its environment variable, its form and range, the default and what it
+//! does. Parsing (`Settings::load`), the validation errors, `butler-bot --help`,
+//! `butler-bot config` and the example file `config/butler.example.toml` all come from this
+//! table, and tests hold the docs to it, so none of them can drift apart.
+
+use std::fmt::Write as _;
+
+/// What values a variable takes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Kind {
+    /// Free-form text, described by the string (e.g. "a file path").
+    Text(&'static str),
+    /// A secret string: masked whenever printed, never echoed in errors.
+    Secret(&'static str),
+    /// A whole number of `unit` ("" for a plain count) from `min` to `max` inclusive.
+    Int {
+        /// What is counted ("seconds", "tokens", …; "" for none).
+        unit: &'static str,
+        /// Smallest accepted value.
+        min: u64,
+        /// Largest accepted value: large enough for any real use, small enough that nothing
+        /// derived from it (deadlines, sums of budgets) can overflow.
+        max: u64,
+    },
+    /// A decimal number from `min` to `max` inclusive.
+    Number {
+        /// Smallest accepted value.
+        min: f64,
+        /// Largest accepted value.
+        max: f64,
+    },
+    /// `true` or `false` (also 1/0, yes/no, on/off).
+    Bool,
+    /// One of these words (case-insensitive).
+    Choice(&'static [&'static str]),
+}
 
 /// One configurable variable.
 #[derive(Debug, Clone, Copy)]
 pub struct Variable {
     /// Environment variable name (the TOML key is the same name in lower case).
     pub name: &'static str,
-    /// The expected form, as shown in errors.
-    pub expected: &'static str,
-    /// The default, or "" for none.
+    /// The values it takes.
+    pub kind: Kind,
+    /// The default as written in the environment, or "" for none (the help says what unset
+    /// means).
     pub default: &'static str,
     /// What it does.
     pub help: &'static str,
-    /// Whether the value is a secret (masked whenever printed).
-    pub secret: bool,
 }
 
-const fn var(
+impl Variable {
+    /// Whether the value is a secret (masked whenever printed).
+    #[must_use]
+    pub const fn secret(&self) -> bool {
+        matches!(self.kind, Kind::Secret(_))
+    }
+
+    /// The expected form, as shown in errors and the example file.
+    #[must_use]
+    pub fn expected(&self) -> String {
+        match self.kind {
+            Kind::Text(form) | Kind::Secret(form) => form.to_owned(),
+            Kind::Int { unit, min, max } => {
+                let what = if unit.is_empty() {
+                    "an integer".to_owned()
+                } else {
+                    format!("an integer number of {unit}")
+                };
+                format!("{what} from {min} to {max}")
+            }
+            Kind::Number { min, max } => format!("a number from {min} to {max}"),
+            Kind::Bool => "true or false".to_owned(),
+            Kind::Choice(words) => match words {
+                [] => String::new(),
+                [one] => (*one).to_owned(),
+                [init @ .., last] => format!("{} or {last}", init.join(", ")),
+            },
+        }
+    }
+
+    /// The TOML key: the name in lower case.
+    #[must_use]
+    pub fn key(&self) -> String {
+        self.name.to_ascii_lowercase()
+    }
+}
+
+const fn text(
     name: &'static str,
-    expected: &'static str,
+    form: &'static str,
     default: &'static str,
     help: &'static str,
 ) -> Variable {
     Variable {
         name,
-        expected,
+        kind: Kind::Text(form),
         default,
         help,
-        secret: false,
     }
 }
 
-const fn secret(name: &'static str, expected: &'static str, help: &'static str) -> Variable {
+const fn secret(name: &'static str, form: &'static str, help: &'static str) -> Variable {
     Variable {
         name,
-        expected,
+        kind: Kind::Secret(form),
         default: "",
         help,
-        secret: true,
     }
 }
+
+const fn int(
+    name: &'static str,
+    unit: &'static str,
+    (min, max): (u64, u64),
+    default: &'static str,
+    help: &'static str,
+) -> Variable {
+    Variable {
+        name,
+        kind: Kind::Int { unit, min, max },
+        default,
+        help,
+    }
+}
+
+const fn choice(
+    name: &'static str,
+    words: &'static [&'static str],
+    default: &'static str,
+    help: &'static str,
+) -> Variable {
+    Variable {
+        name,
+        kind: Kind::Choice(words),
+        default,
+        help,
+    }
+}
+
+/// Token budgets and windows: up to a million tokens.
+const TOKENS: (u64, u64) = (1, 1_048_576);
+/// Deadlines: up to a day.
+const DEADLINE: (u64, u64) = (1, 86_400);
 
 /// All variables, grouped as in the example configuration.
 pub const VARIABLES: &[Variable] = &[
@@ -49,37 +150,60 @@ pub const VARIABLES: &[Variable] = &[
         "a bot token from @BotFather",
         "Telegram bot token (needed to run the bot; not for `chat`).",
     ),
-    var(
+    text(
         "TELEGRAM_API_URL",
         "an http(s) URL",
         "https://api.telegram.org",
         "Bot API server (set for a local Bot API server).",
     ),
-    var(
+    text(
         "ALLOWED_USER_IDS",
-        "comma-separated integer user ids",
+        "comma-separated Telegram user ids, or * for everyone",
         "",
-        "Only these users are answered; empty = everyone.",
+        "Who the bot answers. Required to run the bot: ids, or * to open it to anyone who finds it (logged as a warning). Not used by `chat`.",
     ),
-    var(
+    int(
+        "RATE_LIMIT_PER_MINUTE",
+        "messages",
+        (0, 10_000),
+        "20",
+        "Messages a user may send per minute on average (token bucket); 0 = no limit. Refused messages are not stored and cost no model call.",
+    ),
+    int(
+        "RATE_LIMIT_BURST",
+        "messages",
+        (1, 10_000),
+        "10",
+        "Messages a user may send at once before the per-minute rate applies.",
+    ),
+    int(
+        "DAILY_MESSAGE_QUOTA",
+        "messages",
+        (0, 1_000_000),
+        "500",
+        "Messages a user may send per UTC day; 0 = no quota. profile_admin limits sets per-user exceptions.",
+    ),
+    int(
         "VOICE_MAX_SECONDS",
-        "an integer number of seconds",
+        "seconds",
+        (1, 86_400),
         "300",
         "Longest voice message transcribed.",
     ),
-    var(
+    int(
         "VOICE_MAX_BYTES",
-        "an integer number of bytes (≤ 20000000)",
+        "bytes",
+        (1, 20_000_000),
         "20000000",
         "Largest voice file downloaded (Bot API limit: 20 MB).",
     ),
-    var(
+    choice(
         "STORAGE",
-        "sqlite or mongodb",
+        &["sqlite", "mongodb"],
         "",
-        "Storage backend; default: mongodb when MONGODB_URI is set, else sqlite.",
+        "Storage backend; unset: mongodb when MONGODB_URI is set, else sqlite.",
     ),
-    var(
+    text(
         "SQLITE_PATH",
         "a file path",
         "./data/butler.db",
@@ -90,43 +214,44 @@ pub const VARIABLES: &[Variable] = &[
         "a mongodb:// or mongodb+srv:// URI",
         "MongoDB connection string (may hold credentials).",
     ),
-    var(
+    text(
         "MONGODB_DB",
         "a database name",
         "butler",
         "MongoDB database name.",
     ),
-    var(
+    int(
         "MEMORY_TTL_DAYS",
-        "an integer number of days; 0 disables",
+        "days",
+        (0, 36_500),
         "90",
-        "MongoDB TTL on memory events.",
+        "MongoDB TTL on memory events; 0 disables it.",
     ),
-    var(
+    choice(
         "LLM_BACKEND",
-        "embedded or http",
+        &["embedded", "http"],
         "",
-        "LLM engine; default: http when LLM_BASE_URL is set, else embedded (in process).",
+        "LLM engine; unset: http when LLM_BASE_URL is set, else embedded (in process).",
     ),
-    var(
+    text(
         "LLM_GGUF_PATH",
         "a path to a .gguf file",
         "",
         "GGUF chat model for the embedded engine; unset = Qwen2.5-1.5B-Instruct Q4_K_M in LLM_MODELS_DIR, downloaded on first use.",
     ),
-    var(
+    text(
         "LLM_MODELS_DIR",
         "a directory",
         "./data/models",
         "Where `butler-bot models pull` and the first start put downloaded models.",
     ),
-    var(
+    text(
         "LLM_BASE_URL",
         "an http(s) URL ending in /v1",
         "",
         "OpenAI-compatible server (vLLM, llama.cpp, Ollama /v1, LM Studio).",
     ),
-    var(
+    text(
         "LLM_MODEL",
         "a model name",
         "qwen2.5-7b-instruct",
@@ -137,155 +262,178 @@ pub const VARIABLES: &[Variable] = &[
         "any string",
         "Bearer key for the LLM server, if it needs one.",
     ),
-    var(
+    int(
         "LLM_MAX_CONCURRENCY",
-        "an integer ≥ 1",
+        "requests",
+        (1, 1_024),
         "",
-        "In-flight LLM requests (replies and compression share it); default 4 for http, 1 for embedded.",
+        "In-flight LLM requests (replies and compression share it); unset: 4 for http, 1 for embedded.",
     ),
-    var(
+    int(
         "LLM_TIMEOUT_SECS",
-        "an integer number of seconds ≥ 1",
+        "seconds",
+        DEADLINE,
         "60",
         "Deadline of one LLM call, retries included.",
     ),
-    var(
-        "LLM_TEMPERATURE",
-        "a number from 0 to 2",
-        "0.7",
-        "Sampling temperature of replies.",
-    ),
-    var(
+    Variable {
+        name: "LLM_TEMPERATURE",
+        kind: Kind::Number { min: 0.0, max: 2.0 },
+        default: "0.7",
+        help: "Sampling temperature of replies.",
+    },
+    int(
         "LLM_MAX_TOKENS",
-        "an integer ≥ 1",
+        "tokens",
+        TOKENS,
         "512",
         "max_tokens of a reply.",
     ),
-    var(
+    int(
         "LLM_CONTEXT_WINDOW",
-        "an integer ≥ 1",
+        "tokens",
+        TOKENS,
         "4096",
         "The model's context window (prompt + reply must fit); the embedded engine uses the smaller of this and the model's own.",
     ),
-    var(
+    text(
         "STT_BASE_URL",
         "an http(s) URL ending in /v1",
         "",
         "OpenAI-compatible transcription server; unset = voice not supported.",
     ),
-    var(
+    text(
         "STT_MODEL",
         "a model name",
         "whisper-1",
         "Transcription model requested from the server.",
     ),
-    var(
+    text(
         "STT_LANGUAGE",
         "a language code such as ru or en",
         "",
-        "Language hint for transcription; empty = auto-detect.",
+        "Language hint for transcription; unset = auto-detect.",
     ),
-    var(
+    int(
         "STT_TIMEOUT_SECS",
-        "an integer number of seconds ≥ 1",
+        "seconds",
+        DEADLINE,
         "60",
         "Deadline of one transcription, retries included.",
     ),
-    var(
-        "PERSONALIZATION_ENABLED",
-        "true or false",
-        "true",
-        "false = stateless replies with no persona or memory.",
-    ),
-    var(
+    Variable {
+        name: "PERSONALIZATION_ENABLED",
+        kind: Kind::Bool,
+        default: "true",
+        help: "false = stateless replies with no persona or memory.",
+    },
+    int(
         "MEMORY_RECENT_EVENTS",
-        "an integer ≥ 1",
+        "events",
+        (1, 1_000),
         "20",
         "Recent events loaded into a prompt.",
     ),
-    var(
+    int(
         "MEMORY_COMPRESS_THRESHOLD",
-        "an integer ≥ 1",
+        "events",
+        (1, 100_000),
         "50",
-        "More events than this trigger compression.",
+        "More events than this trigger compression (at least MEMORY_KEEP_LAST).",
     ),
-    var(
+    int(
         "MEMORY_KEEP_LAST",
-        "an integer ≥ 1",
+        "events",
+        (1, 10_000),
         "20",
         "Events kept verbatim after compression.",
     ),
-    var(
+    int(
         "MEMORY_SUMMARY_TOKENS",
-        "an integer ≥ 1",
+        "tokens",
+        TOKENS,
         "300",
         "Longest memory summary, in tokens.",
     ),
-    var(
+    int(
         "PROMPT_TOTAL_TOKENS",
-        "an integer ≥ 1",
+        "tokens",
+        TOKENS,
         "2000",
         "Whole prompt budget, template overhead included.",
     ),
-    var(
+    int(
         "PROMPT_PERSONA_TOKENS",
-        "an integer ≥ 1",
+        "tokens",
+        TOKENS,
         "200",
         "Persona section budget.",
     ),
-    var(
+    int(
         "PROMPT_SUMMARY_TOKENS",
-        "an integer ≥ 1",
+        "tokens",
+        TOKENS,
         "300",
         "Summary budget inside the prompt.",
     ),
-    var(
+    int(
         "PROMPT_MEMORY_TOKENS",
-        "an integer ≥ 1",
+        "tokens",
+        TOKENS,
         "800",
         "Recent-turns budget.",
     ),
-    var(
+    int(
         "PROMPT_NEW_MESSAGE_TOKENS",
-        "an integer ≥ 1",
+        "tokens",
+        TOKENS,
         "200",
         "New-message budget (longer messages are cut with a marker).",
     ),
-    var(
+    choice(
         "TOKENIZER",
-        "estimator, qwen-tiktoken or llama-tokenize",
+        &["estimator", "qwen-tiktoken", "llama-tokenize"],
         "estimator",
         "How prompt tokens are counted with LLM_BACKEND=http (the embedded engine always counts with its model's vocabulary).",
     ),
-    var(
+    text(
         "TOKENIZER_PATH",
         "a path to qwen.tiktoken",
         "",
         "Vocabulary file for TOKENIZER=qwen-tiktoken.",
     ),
-    var(
+    text(
         "TOKENIZER_URL",
         "an http(s) URL of a llama.cpp server",
         "",
-        "Server whose /tokenize is used for TOKENIZER=llama-tokenize.",
+        "Server whose /tokenize is used for TOKENIZER=llama-tokenize; unset = LLM_BASE_URL without /v1.",
     ),
-    var(
+    text(
         "METRICS_ADDR",
         "host:port, e.g. 127.0.0.1:9464",
         "",
-        "Prometheus /metrics, /healthz, /readyz listener; empty = off.",
+        "Prometheus /metrics, /healthz, /readyz listener; unset = off.",
     ),
     secret(
         "BUTLER_ADMIN_KEY",
         "any string of ≥ 16 characters",
         "Key profile_admin callers must present in PROFILE_ADMIN_API_KEY.",
     ),
-    var(
+    choice(
         "LOG_FORMAT",
-        "pretty or json",
+        &["pretty", "json"],
         "pretty",
         "Log output format (filter with RUST_LOG).",
     ),
+];
+
+/// Environment variables the programs read that are not settings of this table: the log
+/// filter, the admin caller's key, and the test harness's own. The docs test accepts these.
+pub const OTHER_VARIABLES: &[&str] = &[
+    "RUST_LOG",
+    "PROFILE_ADMIN_API_KEY",
+    "BUTLER_TEST_MONGODB_URI",
+    "BUTLER_TEST_SERVICES_DIR",
 ];
 
 /// Looks a variable up by name.
@@ -305,7 +453,64 @@ pub fn help_text() -> String {
         } else {
             format!(" [default: {}]", v.default)
         };
-        out.push_str(&format!("  {:<28} {}{default}\n", v.name, v.help));
+        let _ = writeln!(out, "  {:<28} {}{default}", v.name, v.help);
     }
     out
+}
+
+/// The example configuration file (`config/butler.example.toml`, and `butler-bot config
+/// --example`): every variable with its help and expected form; a real `key = default` line
+/// where there is a default, a commented one where unset has a meaning of its own.
+#[must_use]
+pub fn example_toml() -> String {
+    let mut out = String::from(
+        "# Personalised Butler: example configuration, generated from the settings table by\n\
+         # `butler-bot config --example` (a test fails when this file drifts from it).\n\
+         # Pass it with `--config FILE`. Every key is the lower-case name of an environment\n\
+         # variable; environment variables override the file. The values below are the\n\
+         # defaults; commented keys are unset by default (the help says what that means).\n\
+         # Secrets (tokens, keys, URIs with passwords) are better kept in the environment.\n",
+    );
+    for v in VARIABLES {
+        out.push('\n');
+        for line in wrap(&format!("{} Expected: {}.", v.help, v.expected()), 92) {
+            let _ = writeln!(out, "# {line}");
+        }
+        if v.default.is_empty() {
+            let _ = writeln!(out, "# {} = \"\"", v.key());
+        } else {
+            let _ = writeln!(out, "{} = {}", v.key(), toml_value(v));
+        }
+    }
+    out
+}
+
+/// Words of `text` in lines of at most `width` characters (a longer word gets a line of its
+/// own).
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
+/// The default as a TOML value of the variable's kind.
+fn toml_value(v: &Variable) -> String {
+    match v.kind {
+        Kind::Int { .. } | Kind::Number { .. } | Kind::Bool => v.default.to_owned(),
+        Kind::Text(_) | Kind::Secret(_) | Kind::Choice(_) => {
+            toml::Value::String(v.default.to_owned()).to_string()
+        }
+    }
 }

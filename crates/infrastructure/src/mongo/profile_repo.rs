@@ -14,7 +14,7 @@ use mongodb::options::ReturnDocument;
 use mongodb::{Collection, Database};
 
 use butler_domain::ports::{ProfilePage, ProfileStoreError, UserProfileRepository};
-use butler_domain::{EventCursor, UserId, UserProfile};
+use butler_domain::{EventCursor, UserId, UserLimits, UserProfile};
 
 use super::{
     bounded, date_bson, get_int, get_str, get_strings, get_time, get_uuid, int_bson,
@@ -58,9 +58,46 @@ fn fields(p: &UserProfile) -> Document {
         "preferred_topics": p.preferred_topics.clone(),
         "memory_summary": p.memory_summary.as_deref().map_or(Bson::Null, Bson::from),
         "summary_watermark": watermark,
+        "limits": doc! {
+            "per_minute": optional_u32(p.limits.per_minute),
+            "burst": optional_u32(p.limits.burst),
+            "per_day": optional_u32(p.limits.per_day),
+        },
         "created_at": date_bson(p.created_at),
         "updated_at": date_bson(p.updated_at),
     }
+}
+
+fn optional_u32(value: Option<u32>) -> Bson {
+    value.map_or(Bson::Null, |v| Bson::Int64(i64::from(v)))
+}
+
+/// Per-user limits; profiles written before limits existed have no `limits` field.
+fn decode_limits(doc: &Document) -> Result<UserLimits, Fault> {
+    let limits = match doc.get("limits") {
+        None | Some(Bson::Null) => return Ok(UserLimits::default()),
+        Some(Bson::Document(limits)) => limits,
+        Some(_) => {
+            return Err(Fault::Corrupt(
+                "user_profiles.limits is not a document".into(),
+            ))
+        }
+    };
+    let field = |name: &str| -> Result<Option<u32>, Fault> {
+        match limits.get(name) {
+            None | Some(Bson::Null) => Ok(None),
+            Some(_) => u32::try_from(get_int(limits, name)?)
+                .map(Some)
+                .map_err(|_| {
+                    Fault::Corrupt(format!("user_profiles.limits.{name} is out of range"))
+                }),
+        }
+    };
+    Ok(UserLimits {
+        per_minute: field("per_minute")?,
+        burst: field("burst")?,
+        per_day: field("per_day")?,
+    })
 }
 
 fn document(p: &UserProfile, version: u64) -> Result<Document, Fault> {
@@ -105,6 +142,7 @@ fn decode(doc: &Document) -> Result<UserProfile, Fault> {
         preferred_topics: get_strings(doc, "preferred_topics")?,
         memory_summary,
         summary_watermark,
+        limits: decode_limits(doc)?,
         created_at: get_time(doc, "created_at")?,
         updated_at: get_time(doc, "updated_at")?,
         version: u64::try_from(version)
@@ -143,7 +181,10 @@ impl MongoProfileRepository {
 
     async fn reset_once(&self, user_id: UserId) -> Result<Option<UserProfile>, Fault> {
         let fresh = UserProfile::default_for(user_id);
-        let update = doc! { "$set": fields(&fresh), "$inc": { "version": 1_i64 } };
+        // Per-user limits set by support staff survive a reset of the personalisation.
+        let mut set = fields(&fresh);
+        set.remove("limits");
+        let update = doc! { "$set": set, "$inc": { "version": 1_i64 } };
         let call = self
             .collection
             .find_one_and_update(doc! { "user_id": user_id.get() }, update)

@@ -43,6 +43,12 @@ const MIGRATIONS: &[&str] = &[
     CREATE UNIQUE INDEX user_memory_event_id ON user_memory (event_id);
     CREATE INDEX user_memory_user_created ON user_memory (user_id, created_at, event_id);
     ",
+    // 2: per-user exceptions to the abuse limits (NULL = the operator's default).
+    r"
+    ALTER TABLE user_profiles ADD COLUMN limit_per_minute INTEGER;
+    ALTER TABLE user_profiles ADD COLUMN limit_burst INTEGER;
+    ALTER TABLE user_profiles ADD COLUMN limit_per_day INTEGER;
+    ",
 ];
 
 /// The schema version this binary creates and understands.

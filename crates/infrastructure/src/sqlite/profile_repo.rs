@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use rusqlite::{named_params, Connection, OptionalExtension, Row, TransactionBehavior};
 
 use butler_domain::ports::{ProfilePage, ProfileStoreError, UserProfileRepository};
-use butler_domain::{EventCursor, UserId, UserProfile};
+use butler_domain::{EventCursor, UserId, UserLimits, UserProfile};
 
 use super::{
     from_json, millis, sql_limit, time_from, to_json, uuid_bytes, uuid_from, Access, Fault, Pool,
@@ -16,7 +16,8 @@ use super::{
 const TABLE: &str = "user_profiles";
 
 const COLUMNS: &str = "user_id, language, persona, tone, preferred_topics, memory_summary, \
-     watermark_at, watermark_event_id, created_at, updated_at, version";
+     watermark_at, watermark_event_id, created_at, updated_at, version, limit_per_minute, \
+     limit_burst, limit_per_day";
 
 /// Profiles in the `user_profiles` table.
 #[derive(Debug, Clone)]
@@ -63,6 +64,7 @@ struct ProfileRow {
     created_at: i64,
     updated_at: i64,
     version: i64,
+    limits: [Option<u32>; 3],
 }
 
 impl ProfileRow {
@@ -80,11 +82,13 @@ impl ProfileRow {
             updated_at: millis(p.updated_at),
             version: i64::try_from(version)
                 .map_err(|_| Fault::Corrupt("version exceeds the SQLite integer range".into()))?,
+            limits: [p.limits.per_minute, p.limits.burst, p.limits.per_day],
         })
     }
 
     /// Inserts the row; on an existing user either does nothing (`replace = false`) or
-    /// overwrites it keeping nothing but bumping the stored version (`replace = true`).
+    /// overwrites it (a reset: `replace = true`), bumping the stored version and keeping only
+    /// the per-user limits support staff set.
     fn upsert_sql(replace: bool) -> String {
         let conflict = if replace {
             "DO UPDATE SET language = excluded.language, persona = excluded.persona, \
@@ -98,7 +102,8 @@ impl ProfileRow {
         format!(
             "INSERT INTO user_profiles ({COLUMNS}) VALUES (:user_id, :language, :persona, :tone, \
              :topics, :summary, :watermark_at, :watermark_event_id, :created_at, :updated_at, \
-             :version) ON CONFLICT (user_id) {conflict}"
+             :version, :limit_per_minute, :limit_burst, :limit_per_day) \
+             ON CONFLICT (user_id) {conflict}"
         )
     }
 
@@ -113,7 +118,9 @@ impl ProfileRow {
             "UPDATE user_profiles SET language = :language, persona = :persona, tone = :tone, \
              preferred_topics = :topics, memory_summary = :summary, \
              watermark_at = :watermark_at, watermark_event_id = :watermark_event_id, \
-             created_at = :created_at, updated_at = :updated_at, version = :version \
+             created_at = :created_at, updated_at = :updated_at, version = :version, \
+             limit_per_minute = :limit_per_minute, limit_burst = :limit_burst, \
+             limit_per_day = :limit_per_day \
              WHERE user_id = :user_id AND version = :version - 1",
         )
     }
@@ -132,6 +139,9 @@ impl ProfileRow {
             ":created_at": self.created_at,
             ":updated_at": self.updated_at,
             ":version": self.version,
+            ":limit_per_minute": self.limits[0],
+            ":limit_burst": self.limits[1],
+            ":limit_per_day": self.limits[2],
         })
     }
 }
@@ -173,6 +183,11 @@ fn decode(row: &Row<'_>) -> Result<UserProfile, Fault> {
         )?,
         memory_summary: row.get("memory_summary")?,
         summary_watermark,
+        limits: UserLimits {
+            per_minute: row.get("limit_per_minute")?,
+            burst: row.get("limit_burst")?,
+            per_day: row.get("limit_per_day")?,
+        },
         created_at: time_from("user_profiles.created_at", row.get("created_at")?)?,
         updated_at: time_from("user_profiles.updated_at", row.get("updated_at")?)?,
         version: u64::try_from(version)

@@ -33,6 +33,10 @@ pub const LLM_REQUEST_DURATION_SECONDS: &str = "llm_request_duration_seconds";
 pub const STT_REQUEST_DURATION_SECONDS: &str = "stt_request_duration_seconds";
 /// Failed `sendMessage` calls to the Telegram Bot API, each attempt counted (retried or not).
 pub const TELEGRAM_SEND_ERRORS_TOTAL: &str = "telegram_send_errors_total";
+/// Telegram messages refused by a per-user limit, by reason (`rate`, `quota`).
+pub const TELEGRAM_MESSAGES_REFUSED_TOTAL: &str = "telegram_messages_refused_total";
+/// The reasons of [`TELEGRAM_MESSAGES_REFUSED_TOTAL`].
+pub const REFUSAL_REASONS: &[&str] = &["rate", "quota"];
 /// Always 1; the `version` label carries the running build.
 pub const BUTLER_BUILD_INFO: &str = "butler_build_info";
 
@@ -138,6 +142,12 @@ pub const ALL_METRICS: &[MetricSpec] = &[
         kind: MetricKind::Counter,
         help: "Failed sendMessage calls to the Telegram Bot API (flood control, network, API errors, timeouts), each attempt counted.",
         labels: &[],
+    },
+    MetricSpec {
+        name: TELEGRAM_MESSAGES_REFUSED_TOTAL,
+        kind: MetricKind::Counter,
+        help: "Telegram messages refused by a per-user limit (rate|quota); not stored, no model call.",
+        labels: &["reason"],
     },
     MetricSpec {
         name: BUTLER_BUILD_INFO,
@@ -297,6 +307,9 @@ pub fn register_all() {
         let _ = histogram!(STT_REQUEST_DURATION_SECONDS, "outcome" => outcome.as_str());
     }
     counter!(TELEGRAM_SEND_ERRORS_TOTAL).increment(0);
+    for reason in REFUSAL_REASONS {
+        counter!(TELEGRAM_MESSAGES_REFUSED_TOTAL, "reason" => *reason).increment(0);
+    }
     gauge!(BUTLER_BUILD_INFO, "version" => BUILD_VERSION).set(1.0);
 }
 
@@ -357,4 +370,14 @@ pub fn record_worker_run(failed: bool) {
 /// A Telegram send failed.
 pub fn record_telegram_send_error() {
     counter!(TELEGRAM_SEND_ERRORS_TOTAL).increment(1);
+}
+
+/// A Telegram message was refused by a per-user limit (`rate` or `quota`).
+pub fn record_telegram_refusal(reason: &'static str) {
+    let reason = REFUSAL_REASONS
+        .iter()
+        .find(|r| **r == reason)
+        .copied()
+        .unwrap_or("rate");
+    counter!(TELEGRAM_MESSAGES_REFUSED_TOTAL, "reason" => reason).increment(1);
 }

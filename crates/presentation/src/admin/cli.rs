@@ -72,6 +72,22 @@ pub enum AdminCommand {
         #[arg(long, value_name = "A,B")]
         topics: Option<String>,
     },
+    /// Show a user's limits, or set exceptions to the operator's defaults (RATE_LIMIT_PER_MINUTE,
+    /// RATE_LIMIT_BURST, DAILY_MESSAGE_QUOTA). Each value is a number or `default`; 0 lifts
+    /// the per-minute rate or the daily quota for this user.
+    Limits {
+        /// The user.
+        user_id: UserId,
+        /// Messages per minute (0 = unlimited) or `default`.
+        #[arg(long, value_name = "N|default")]
+        per_minute: Option<LimitArg>,
+        /// Messages at once before the rate applies (≥ 1) or `default`.
+        #[arg(long, value_name = "N|default")]
+        burst: Option<LimitArg>,
+        /// Messages per UTC day (0 = unlimited) or `default`.
+        #[arg(long, value_name = "N|default")]
+        per_day: Option<LimitArg>,
+    },
     /// Everything stored about a user, as JSON.
     Export {
         /// The user.
@@ -79,4 +95,22 @@ pub enum AdminCommand {
     },
     /// Create storage indexes / apply migrations (idempotent).
     Migrate,
+}
+
+/// A per-user limit on the command line: a number, or `default` for the operator's default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitArg(pub Option<u32>);
+
+impl std::str::FromStr for LimitArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if s.eq_ignore_ascii_case("default") {
+            return Ok(Self(None));
+        }
+        s.parse::<u32>()
+            .map(|n| Self(Some(n)))
+            .map_err(|_| format!("expected a whole number or `default`, got {s:?}"))
+    }
 }

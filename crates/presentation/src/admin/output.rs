@@ -2,7 +2,7 @@
 //! plain-text tables (the default form). Event content is truncated in tables, never in exports.
 
 use butler_application::admin::{ProfileOverview, UserRecord};
-use butler_domain::{UserMemoryEvent, UserProfile};
+use butler_domain::{UserLimits, UserMemoryEvent, UserProfile};
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
 
@@ -23,6 +23,8 @@ pub struct ProfileView {
     pub memory_summary: Option<String>,
     /// Whether a summary exists.
     pub has_summary: bool,
+    /// Exceptions to the operator's abuse limits (`null` = the default).
+    pub limits: LimitsView,
     /// Events stored; absent after an update, which does not count them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub event_count: Option<u64>,
@@ -32,6 +34,45 @@ pub struct ProfileView {
     pub updated_at: String,
     /// Concurrency version.
     pub version: u64,
+}
+
+/// Per-user limits as shown to support staff: `null` = the operator's default.
+#[derive(Debug, Serialize)]
+pub struct LimitsView {
+    /// Messages per minute (0 = unlimited).
+    pub per_minute: Option<u32>,
+    /// Messages at once before the rate applies.
+    pub burst: Option<u32>,
+    /// Messages per UTC day (0 = unlimited).
+    pub per_day: Option<u32>,
+}
+
+/// The view of a user's limits.
+#[must_use]
+pub fn limits_view(limits: &UserLimits) -> LimitsView {
+    LimitsView {
+        per_minute: limits.per_minute,
+        burst: limits.burst,
+        per_day: limits.per_day,
+    }
+}
+
+/// `per-minute=… burst=… per-day=…`, with `default` for the operator's defaults.
+#[must_use]
+pub fn limits_text(limits: &UserLimits) -> String {
+    let shown = |v: Option<u32>| match v {
+        None => "default".to_owned(),
+        Some(0) => "unlimited".to_owned(),
+        Some(n) => n.to_string(),
+    };
+    format!(
+        "per-minute={} burst={} per-day={}",
+        shown(limits.per_minute),
+        limits
+            .burst
+            .map_or_else(|| "default".to_owned(), |b| b.to_string()),
+        shown(limits.per_day)
+    )
 }
 
 /// An event as shown to support staff.
@@ -85,6 +126,7 @@ fn view(profile: &UserProfile, event_count: Option<u64>) -> ProfileView {
         preferred_topics: profile.preferred_topics.clone(),
         memory_summary: profile.memory_summary.clone(),
         has_summary: profile.has_summary(),
+        limits: limits_view(&profile.limits),
         event_count,
         created_at: rfc3339(profile.created_at),
         updated_at: rfc3339(profile.updated_at),
@@ -192,12 +234,13 @@ pub fn show_text(record: &UserRecord) -> String {
     let v = record_view(record);
     let p = &v.profile;
     let mut out = format!(
-        "user_id:   {}\npersona:   {}\ntone:      {}\nlanguage:  {}\ntopics:    {}\nevents:    {}\nversion:   {}\ncreated:   {}\nupdated:   {}\nsummary:   {}\n",
+        "user_id:   {}\npersona:   {}\ntone:      {}\nlanguage:  {}\ntopics:    {}\nlimits:    {}\nevents:    {}\nversion:   {}\ncreated:   {}\nupdated:   {}\nsummary:   {}\n",
         p.user_id,
         p.persona,
         p.tone,
         p.language,
         if p.preferred_topics.is_empty() { "-".to_owned() } else { p.preferred_topics.join(", ") },
+        limits_text(&record.overview.profile.limits),
         record.overview.event_count,
         p.version,
         p.created_at,

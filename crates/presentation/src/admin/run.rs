@@ -132,6 +132,7 @@ pub async fn run(
                         .map(str::to_owned)
                         .collect()
                 }),
+                ..ProfileUpdate::default()
             };
             if update.is_empty() {
                 let _ = writeln!(err, "profile_admin: nothing to update: give --persona, --tone, --language or --topics");
@@ -151,6 +152,43 @@ pub async fn run(
                         profile.tone,
                         profile.language,
                         profile.preferred_topics
+                    );
+                    ExitCode::Ok
+                }
+                Err(e) => fail(err, &e),
+            }
+        }
+        AdminCommand::Limits {
+            user_id,
+            per_minute,
+            burst,
+            per_day,
+        } => {
+            let update = ProfileUpdate {
+                per_minute: per_minute.map(|a| a.0),
+                burst: burst.map(|a| a.0),
+                per_day: per_day.map(|a| a.0),
+                ..ProfileUpdate::default()
+            };
+            let profile = if update.is_empty() {
+                deps.show
+                    .execute(user_id, 0)
+                    .await
+                    .map(|record| record.overview.profile)
+            } else {
+                deps.update.execute(user_id, &update).await
+            };
+            match profile {
+                Ok(profile) if cli.json => {
+                    json(out, &output::limits_view(&profile.limits));
+                    ExitCode::Ok
+                }
+                Ok(profile) => {
+                    let _ = writeln!(
+                        out,
+                        "user {}: {}",
+                        profile.user_id,
+                        output::limits_text(&profile.limits)
                     );
                     ExitCode::Ok
                 }

@@ -6,6 +6,8 @@ use std::time::Duration;
 use butler_domain::UserId;
 use secrecy::SecretString;
 
+use super::limits::Limits;
+
 /// How to reach Telegram.
 #[derive(Debug, Clone)]
 pub struct BotSettings {
@@ -18,11 +20,22 @@ pub struct BotSettings {
     pub config: BotConfig,
 }
 
+/// Who the bot answers (`ALLOWED_USER_IDS`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone who finds the bot (`*`): start-up logs a warning.
+    Everyone,
+    /// Only these users; everyone else is told once, politely, and nothing is stored.
+    Only(Vec<UserId>),
+}
+
 /// Behaviour of the bot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BotConfig {
-    /// Users allowed to talk to the butler (`ALLOWED_USER_IDS`); empty = everyone.
-    pub allowed_user_ids: Vec<UserId>,
+    /// Users allowed to talk to the butler.
+    pub access: Access,
+    /// Default per-user limits (profiles may hold exceptions).
+    pub limits: Limits,
     /// Longer voice notes are refused without downloading them.
     pub max_voice_duration: Duration,
     /// Larger voice notes are refused without downloading them (the Bot API serves ≤ 20 MB).
@@ -51,7 +64,8 @@ pub struct BotConfig {
 impl Default for BotConfig {
     fn default() -> Self {
         Self {
-            allowed_user_ids: Vec::new(),
+            access: Access::Only(Vec::new()),
+            limits: Limits::default(),
             max_voice_duration: Duration::from_secs(300),
             max_voice_bytes: 20 * 1024 * 1024,
             typing_delay: Duration::from_millis(300),
@@ -71,7 +85,10 @@ impl BotConfig {
     /// Whether `user_id` may talk to the butler.
     #[must_use]
     pub fn allows(&self, user_id: UserId) -> bool {
-        self.allowed_user_ids.is_empty() || self.allowed_user_ids.contains(&user_id)
+        match &self.access {
+            Access::Everyone => true,
+            Access::Only(ids) => ids.contains(&user_id),
+        }
     }
 
     /// Every problem with the values, each naming the field (empty = valid).
@@ -102,15 +119,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_empty_allow_list_lets_everyone_in() {
+    fn only_listed_users_are_allowed_unless_the_bot_is_open_to_everyone() {
         let config = BotConfig::default();
-        assert!(config.allows(UserId::new(1)));
+        assert!(
+            !config.allows(UserId::new(1)),
+            "an empty list lets nobody in"
+        );
         let config = BotConfig {
-            allowed_user_ids: vec![UserId::new(2)],
+            access: Access::Only(vec![UserId::new(2)]),
             ..BotConfig::default()
         };
         assert!(!config.allows(UserId::new(1)));
         assert!(config.allows(UserId::new(2)));
+        let config = BotConfig {
+            access: Access::Everyone,
+            ..BotConfig::default()
+        };
+        assert!(config.allows(UserId::new(1)));
     }
 
     #[test]

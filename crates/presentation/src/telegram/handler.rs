@@ -5,13 +5,12 @@
 //! Logs: one span per update with `update_id`, `user_id` and `chat_id`; message and reply text
 //! only at `debug`.
 
-use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use butler_application::{PersonalizedReplyUseCase, ReplyInput};
-use butler_domain::ports::{AudioClip, SpeechToText};
-use butler_domain::{Source, UserId};
+use butler_domain::ports::{AudioClip, SpeechToText, UserProfileRepository};
+use butler_domain::{Source, UserId, UserLimits};
 use futures::StreamExt as _;
 use teloxide::net::Download as _;
 use teloxide::prelude::*;
@@ -19,13 +18,17 @@ use teloxide::types::{FileId, MessageKind, UpdateId, Voice};
 use tracing::Instrument as _;
 
 use super::config::BotConfig;
+use super::limits::{UserLimiter, Verdict};
 use super::outbox::{Outbox, TypingGuard};
+use super::recent::RecentKeys;
 use super::redact::Redactor;
 use super::texts;
 use super::TelegramObserver;
 
 /// How many answered messages are remembered to drop re-deliveries within one process.
 const REMEMBERED_MESSAGES: usize = 4096;
+/// How many refused (not allowed) users are remembered, so each is told only once.
+const REMEMBERED_REFUSALS: usize = 65_536;
 
 /// What a message is, as far as the butler cares.
 #[derive(Debug)]
@@ -73,8 +76,11 @@ pub(crate) struct Handler {
     bot: Bot,
     outbox: Outbox,
     redactor: Redactor,
-    refused: Mutex<HashSet<UserId>>,
-    answered: Mutex<RecentKeys>,
+    profiles: Arc<dyn UserProfileRepository>,
+    observer: Option<Arc<dyn TelegramObserver>>,
+    limiter: UserLimiter,
+    refused: Mutex<RecentKeys<UserId>>,
+    answered: Mutex<RecentKeys<(i64, i32)>>,
 }
 
 impl std::fmt::Debug for Handler {
@@ -95,23 +101,29 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Handler {
     pub(crate) fn new(
-        reply: Arc<PersonalizedReplyUseCase>,
-        stt: Option<Arc<dyn SpeechToText>>,
-        observer: Option<Arc<dyn TelegramObserver>>,
+        deps: super::BotDeps,
         config: BotConfig,
         bot: Bot,
         redactor: Redactor,
     ) -> Self {
-        let outbox = Outbox::new(bot.clone(), config.clone(), redactor.clone(), observer);
+        let outbox = Outbox::new(
+            bot.clone(),
+            config.clone(),
+            redactor.clone(),
+            deps.observer.clone(),
+        );
         Self {
-            reply,
-            stt,
+            reply: deps.reply,
+            stt: deps.stt,
+            limiter: UserLimiter::new(config.limits),
             config,
             bot,
             outbox,
             redactor,
-            refused: Mutex::new(HashSet::new()),
-            answered: Mutex::new(RecentKeys::default()),
+            profiles: deps.profiles,
+            observer: deps.observer,
+            refused: Mutex::new(RecentKeys::new(REMEMBERED_REFUSALS)),
+            answered: Mutex::new(RecentKeys::new(REMEMBERED_MESSAGES)),
         }
     }
 
@@ -146,6 +158,9 @@ impl Handler {
                 self.deliver(message, texts::NOT_ALLOWED, Instant::now())
                     .await;
             }
+            return;
+        }
+        if !self.admit(user_id, message).await {
             return;
         }
         let started = Instant::now();
@@ -184,6 +199,43 @@ impl Handler {
             }
             Incoming::Ignored => tracing::debug!("service message ignored"),
         }
+    }
+
+    /// Applies the rate limit and the daily quota (with the user's exceptions from the
+    /// profile). A refused message is answered once per streak and goes no further.
+    async fn admit(&self, user_id: UserId, message: &Message) -> bool {
+        if matches!(classify(message), Incoming::Ignored) {
+            return true;
+        }
+        let exceptions = match self.profiles.get(user_id).await {
+            Ok(profile) => profile.map(|p| p.limits).unwrap_or_default(),
+            Err(error) => {
+                tracing::warn!(%error, "profile unavailable; applying the default limits");
+                UserLimits::default()
+            }
+        };
+        let today = time::OffsetDateTime::now_utc().date();
+        let (reason, first, text) = match self.limiter.admit(user_id, &exceptions, today) {
+            Verdict::Allowed => return true,
+            Verdict::TooFast { retry_after, first } => {
+                ("rate", first, texts::too_fast(retry_after))
+            }
+            Verdict::QuotaExhausted { quota, first } => {
+                ("quota", first, texts::quota_exhausted(quota))
+            }
+        };
+        tracing::info!(
+            reason,
+            told = first,
+            "message refused by a limit; nothing stored"
+        );
+        if let Some(observer) = &self.observer {
+            observer.refused(reason);
+        }
+        if first {
+            self.deliver(message, &text, Instant::now()).await;
+        }
+        false
     }
 
     /// Runs the use case (bounded by the reply deadline) and sends its answer.
@@ -353,44 +405,4 @@ impl Handler {
 
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
-}
-
-/// The most recent message keys handled, oldest forgotten first.
-#[derive(Debug, Default)]
-struct RecentKeys {
-    order: VecDeque<(i64, i32)>,
-    set: HashSet<(i64, i32)>,
-}
-
-impl RecentKeys {
-    /// Records `key`; `false` if it was already there.
-    fn insert(&mut self, key: (i64, i32)) -> bool {
-        if !self.set.insert(key) {
-            return false;
-        }
-        self.order.push_back(key);
-        if self.order.len() > REMEMBERED_MESSAGES {
-            if let Some(old) = self.order.pop_front() {
-                self.set.remove(&old);
-            }
-        }
-        true
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn recent_keys_forget_the_oldest_beyond_their_capacity() {
-        let mut keys = RecentKeys::default();
-        assert!(keys.insert((1, 1)));
-        assert!(!keys.insert((1, 1)));
-        for i in 0..REMEMBERED_MESSAGES {
-            keys.insert((2, i32::try_from(i).unwrap()));
-        }
-        assert!(keys.insert((1, 1)), "the oldest key was forgotten");
-        assert!(keys.set.len() <= REMEMBERED_MESSAGES);
-    }
 }

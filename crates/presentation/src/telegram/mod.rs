@@ -20,7 +20,9 @@
 
 mod config;
 mod handler;
+mod limits;
 mod outbox;
+mod recent;
 mod redact;
 mod split;
 mod texts;
@@ -30,7 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use butler_application::PersonalizedReplyUseCase;
-use butler_domain::ports::SpeechToText;
+use butler_domain::ports::{SpeechToText, UserProfileRepository};
 use futures::future::BoxFuture;
 use secrecy::ExposeSecret as _;
 use teloxide::dispatching::Dispatcher;
@@ -40,7 +42,8 @@ use teloxide::update_listeners::Polling;
 use teloxide::RequestError;
 use tokio_util::sync::CancellationToken;
 
-pub use config::{BotConfig, BotSettings};
+pub use config::{Access, BotConfig, BotSettings};
+pub use limits::Limits;
 pub use split::{split_message, TELEGRAM_MESSAGE_LIMIT};
 
 use handler::Handler;
@@ -53,6 +56,8 @@ pub struct BotDeps {
     pub reply: Arc<PersonalizedReplyUseCase>,
     /// Transcribes voice notes; `None` = voice notes get a polite "please type" reply.
     pub stt: Option<Arc<dyn SpeechToText>>,
+    /// Profiles, read for per-user exceptions to the limits.
+    pub profiles: Arc<dyn UserProfileRepository>,
     /// Told about Telegram-side events worth counting; `None` = nobody listens.
     pub observer: Option<Arc<dyn TelegramObserver>>,
 }
@@ -63,6 +68,9 @@ pub trait TelegramObserver: Send + Sync {
     /// A `sendMessage` call failed: an API error, flood control (`429`), a network error or
     /// no answer in time — counted per call, whether or not the part is then sent again.
     fn send_failed(&self) {}
+
+    /// A message was refused by a limit: `reason` is `rate` or `quota`.
+    fn refused(&self, _reason: &'static str) {}
 }
 
 impl std::fmt::Debug for BotDeps {
@@ -171,14 +179,13 @@ pub async fn run_bot(
     tracing::info!(bot = me.username(), "connected to Telegram; long polling");
 
     let poll_timeout = config.poll_timeout;
-    let handler = Arc::new(Handler::new(
-        deps.reply,
-        deps.stt,
-        deps.observer,
-        config,
-        bot.clone(),
-        redactor.clone(),
-    ));
+    match &config.access {
+        Access::Everyone => tracing::warn!(
+            "ALLOWED_USER_IDS=*: the bot answers anyone who finds it; rate limits and the daily quota still apply"
+        ),
+        Access::Only(ids) => tracing::info!(users = ids.len(), "answering the allowed users only"),
+    }
+    let handler = Arc::new(Handler::new(deps, config, bot.clone(), redactor.clone()));
     let tree = Update::filter_message().endpoint(move |update: Update, message: Message| {
         let handler = handler.clone();
         async move {

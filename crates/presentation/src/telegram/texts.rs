@@ -27,6 +27,25 @@ pub const VOICE_FAILED: &str = "Прошу прощения, не удалось
 pub const TOO_SLOW: &str = "Прошу прощения, ответ готовится непозволительно долго. \
 Попробуйте, пожалуйста, ещё раз чуть позже.";
 
+/// To a user over the message rate (once per streak); nothing was stored.
+#[must_use]
+pub fn too_fast(retry_after: std::time::Duration) -> String {
+    let secs = retry_after.as_secs().max(1);
+    format!(
+        "Позвольте перевести дух: вы пишете быстрее, чем приличный дворецкий успевает \
+отвечать. Последнее сообщение я, увы, пропустил — повторите его через {secs} с, и я весь внимание."
+    )
+}
+
+/// To a user whose daily quota is used up (once per day); nothing was stored.
+#[must_use]
+pub fn quota_exhausted(quota: u32) -> String {
+    format!(
+        "Боюсь, на сегодня мы исчерпали отведённое мне время: {quota} сообщений в сутки. \
+С радостью продолжу завтра (после полуночи по UTC)."
+    )
+}
+
 /// A voice note longer than the limit (not downloaded).
 #[must_use]
 pub fn voice_too_long(max_secs: u64) -> String {

@@ -17,7 +17,7 @@ use butler_application::{
 use butler_domain::ports::SpeechToText;
 use butler_domain::{UserId, UserMemoryEvent};
 use butler_presentation::telegram::{
-    run_bot, BotConfig, BotDeps, BotError, BotSettings, TelegramObserver,
+    run_bot, Access, BotConfig, BotDeps, BotError, BotSettings, Limits, TelegramObserver,
 };
 use butler_testkit::fakes::{
     CharCounter, FakeLlm, FakeStt, InMemoryMemory, InMemoryProfiles, ManualClock,
@@ -57,6 +57,7 @@ impl CompressionScheduler for RecordingScheduler {
 #[derive(Debug, Default)]
 pub struct CountingObserver {
     send_failures: AtomicUsize,
+    refusals: Mutex<Vec<&'static str>>,
 }
 
 impl CountingObserver {
@@ -64,11 +65,20 @@ impl CountingObserver {
     pub fn send_failures(&self) -> usize {
         self.send_failures.load(Ordering::SeqCst)
     }
+
+    /// Reasons of the messages refused by a limit so far.
+    pub fn refusals(&self) -> Vec<&'static str> {
+        self.refusals.lock().unwrap().clone()
+    }
 }
 
 impl TelegramObserver for CountingObserver {
     fn send_failed(&self) {
         self.send_failures.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn refused(&self, reason: &'static str) {
+        self.refusals.lock().unwrap().push(reason);
     }
 }
 
@@ -101,6 +111,7 @@ impl FakeWorld {
         BotDeps {
             reply: Arc::new(reply),
             stt: Some(self.stt.clone() as Arc<dyn SpeechToText>),
+            profiles: self.profiles.clone(),
             observer: Some(self.observer.clone() as Arc<dyn TelegramObserver>),
         }
     }
@@ -111,9 +122,11 @@ impl FakeWorld {
     }
 }
 
-/// Fast timings for tests; everything else as in production.
+/// Fast timings, open to every test user, no rate limits; everything else as in production.
 pub fn test_config() -> BotConfig {
     BotConfig {
+        access: Access::Everyone,
+        limits: Limits::none(),
         // "typing…" at once, so tests see it however fast the fake model answers.
         typing_delay: Duration::ZERO,
         poll_timeout: Duration::from_secs(5),
@@ -180,5 +193,17 @@ impl BotHarness {
     pub async fn kill(self) {
         self.task.abort();
         let _ = self.task.await;
+    }
+}
+
+/// Polls `done` until it holds, or panics naming `what` after [`WAIT`].
+pub async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !done() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }

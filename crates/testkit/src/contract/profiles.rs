@@ -2,7 +2,7 @@
 
 use butler_domain::ports::{ProfilePage, ProfileStoreError};
 use butler_domain::profile::DEFAULT_PERSONA;
-use butler_domain::{EventCursor, Language, Tone, UserId, UserProfile};
+use butler_domain::{EventCursor, Language, Tone, UserId, UserLimits, UserProfile};
 use uuid::Uuid;
 
 use super::{at, Storage};
@@ -19,6 +19,11 @@ pub(super) fn customised(base: &UserProfile) -> UserProfile {
         created_at: at(1_234),
         event_id: Uuid::from_u128(0xfeed_beef_0000_0000_0000_0000_0000_0001),
     });
+    p.limits = UserLimits {
+        per_minute: Some(0),
+        burst: Some(3),
+        per_day: Some(1_000_000),
+    };
     p.updated_at = at(9_999);
     p
 }
@@ -138,8 +143,8 @@ pub async fn an_invalid_profile_is_rejected_and_nothing_is_written(s: Storage) {
     assert_eq!(s.profiles.get(user).await.unwrap(), Some(stored));
 }
 
-/// Reset brings back the default persona, drops summary and watermark, and bumps the version
-/// so a compression holding the old copy cannot write afterwards.
+/// Reset brings back the default persona, drops summary and watermark, keeps per-user limits,
+/// and bumps the version so a compression holding the old copy cannot write afterwards.
 pub async fn reset_restores_the_default_clears_the_summary_and_bumps_the_version(s: Storage) {
     let user = UserId::new(9);
     let created = s.profiles.get_or_create(user).await.unwrap();
@@ -154,6 +159,10 @@ pub async fn reset_restores_the_default_clears_the_summary_and_bumps_the_version
     assert!(reset.preferred_topics.is_empty());
     assert!(reset.memory_summary.is_none());
     assert!(reset.summary_watermark.is_none());
+    assert_eq!(
+        reset.limits, customised.limits,
+        "limits set by support survive a reset"
+    );
     assert_eq!(s.profiles.get(user).await.unwrap(), Some(reset.clone()));
 
     let mut late_compression = customised;

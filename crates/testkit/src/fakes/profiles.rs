@@ -84,9 +84,12 @@ impl UserProfileRepository for InMemoryProfiles {
     async fn reset(&self, user_id: UserId) -> Result<UserProfile, ProfileStoreError> {
         self.check("reset")?;
         let mut profiles = self.profiles.lock().expect("profiles mutex");
-        let version = profiles.get(&user_id).map_or(0, |p| p.version);
+        let stored = profiles.get(&user_id);
+        let version = stored.map_or(0, |p| p.version);
+        let limits = stored.map(|p| p.limits).unwrap_or_default();
         let mut fresh = UserProfile::default_for(user_id);
         fresh.version = version + 1;
+        fresh.limits = limits;
         profiles.insert(user_id, fresh.clone());
         Ok(fresh)
     }
