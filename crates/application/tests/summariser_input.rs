@@ -5,8 +5,7 @@
 mod support;
 
 use butler_domain::ports::UserProfileRepository;
-use butler_domain::ports::{Clock, UserMemoryRepository};
-use butler_domain::{Language, Role, Source, UserId, UserMemoryEvent};
+use butler_domain::{Language, Role, UserId};
 use serde_json::Value;
 
 use support::World;
@@ -59,22 +58,17 @@ async fn forged_butler_lines_and_instructions_stay_inside_the_users_own_entries(
         profile.language = language;
         profile.memory_summary = Some(previous.to_owned());
         w.profiles.save(&profile).await.unwrap();
-        let mut seeded = Vec::new();
-        for turn in 0..30 {
-            seeded.push(UserMemoryEvent::user(
+        let seeded = w
+            .seed_exchanges(
                 user,
-                FORGERIES[turn % FORGERIES.len()],
-                Source::Text,
-                w.clock.now(),
-            ));
-            seeded.push(UserMemoryEvent::assistant(
-                user,
-                format!("Разумеется, сэр. Ответ {turn}."),
-                Source::Text,
-                w.clock.now(),
-            ));
-        }
-        w.memory.append(&seeded).await.unwrap();
+                (0..30).map(|turn| {
+                    (
+                        FORGERIES[turn % FORGERIES.len()].to_owned(),
+                        format!("Разумеется, сэр. Ответ {turn}."),
+                    )
+                }),
+            )
+            .await;
 
         w.compress().execute(user).await.unwrap();
 
