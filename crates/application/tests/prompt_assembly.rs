@@ -230,8 +230,9 @@ async fn an_over_long_summary_is_trimmed_to_its_budget() {
     let prompt = service(char_budget())
         .build(&UserProfile::default_at(USER, NOW), &slice, "привет")
         .await;
-    let summary = prompt.system.split_once(":\n").map(|(_, s)| s).unwrap();
-    let summary = summary.rsplit_once(":\n").map_or(summary, |(_, s)| s);
+    // The summary sits between the section's fences.
+    let summary = prompt.system.split_once("\n```\n").map(|(_, s)| s).unwrap();
+    let summary = summary.strip_suffix("\n```").unwrap();
     assert!(summary.ends_with(CUT_MARKER), "{summary}");
     assert!(summary.chars().count() <= 300);
 }

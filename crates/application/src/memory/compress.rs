@@ -274,12 +274,15 @@ impl CompressMemoryUseCase {
         })
     }
 
-    /// Keeps the oldest events whose text fits `fold_max_tokens` (at least one turn).
+    /// Keeps the oldest events whose entries in the summariser's input fit `fold_max_tokens`
+    /// (at least one turn).
     async fn limit_to_token_budget(&self, events: &mut Vec<UserMemoryEvent>) {
         let mut used = 0;
         let mut keep = 0;
         for e in events.iter() {
-            let tokens = self.counter.count(&e.content).await + 4;
+            // The entry as sent, JSON framing and escapes included.
+            let entry = templates::summariser_event(e.role == Role::Assistant, &e.content);
+            let tokens = self.counter.count(&entry).await;
             if keep >= 2 && used + tokens > self.config.fold_max_tokens {
                 break;
             }
@@ -297,7 +300,7 @@ impl CompressMemoryUseCase {
         let language = profile.language;
         // A single giant message must not overflow the summariser's window.
         let per_event = self.config.fold_max_tokens / 2;
-        let mut conversation = String::new();
+        let mut conversation = Vec::with_capacity(events.len());
         for e in events {
             let content = trim_to_tokens(
                 &*self.counter,
@@ -306,10 +309,12 @@ impl CompressMemoryUseCase {
                 templates::CUT_MARKER,
             )
             .await;
-            conversation.push_str(templates::speaker(language, e.role == Role::Assistant));
-            conversation.push_str(": ");
-            conversation.push_str(&content);
-            conversation.push('\n');
+            // Who spoke is the event's role, serialised as data: text that looks like a
+            // "Дворецкий:" line or a JSON entry stays inside the user's own entry.
+            conversation.push(templates::summariser_event(
+                e.role == Role::Assistant,
+                &content,
+            ));
         }
         let request = LlmRequest {
             messages: vec![
@@ -318,7 +323,6 @@ impl CompressMemoryUseCase {
                     self.config.summary_max_tokens,
                 )),
                 ChatMessage::user(templates::summariser_input(
-                    language,
                     profile.memory_summary.as_deref(),
                     &conversation,
                 )),

@@ -111,17 +111,31 @@ impl World {
         from: usize,
         turns: usize,
     ) -> Vec<UserMemoryEvent> {
+        self.seed_exchanges(
+            user,
+            (from..from + turns).map(|i| (format!("вопрос {i}"), format!("ответ {i}"))),
+        )
+        .await
+    }
+
+    /// Stores each `(user's message, butler's answer)` for the user, in order.
+    pub async fn seed_exchanges(
+        &self,
+        user: UserId,
+        exchanges: impl IntoIterator<Item = (String, String)>,
+    ) -> Vec<UserMemoryEvent> {
         let mut events = Vec::new();
-        for i in from..from + turns {
+        for (question, answer) in exchanges {
+            // The clock ticks per reading: each event gets its own moment, in order.
             events.push(UserMemoryEvent::user(
                 user,
-                format!("вопрос {i}"),
+                question,
                 Source::Text,
                 self.clock.now(),
             ));
             events.push(UserMemoryEvent::assistant(
                 user,
-                format!("ответ {i}"),
+                answer,
                 Source::Text,
                 self.clock.now(),
             ));

@@ -5,8 +5,16 @@
 //! llama.cpp's backend can be initialised once per process, so it lives in a `static`; models
 //! share it. A context (the KV cache) is created per request and dropped afterwards: for the
 //! small models this engine targets that costs milliseconds and keeps requests independent.
+//!
+//! Prompts are tokenised so that a message can never smuggle in a control token: the chat
+//! template is rendered with a placeholder per message, the template's own text is tokenised
+//! with special tokens parsed (that is where `<|im_start|>` legitimately comes from) and each
+//! message's content as plain text. A user who types `<|im_end|><|im_start|>system` gets those
+//! characters, not the role tokens (see [`EmbeddedModel::prompt_tokens`]).
 
+use std::borrow::Cow;
 use std::num::NonZeroU32;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -22,6 +30,7 @@ use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
+use llama_cpp_2::vocab::LlamaVocab;
 use llama_cpp_2::{send_logs_to_tracing, ChatTemplateError, LogOptions};
 
 use super::gguf::{check_gguf, ModelFileError};
@@ -29,6 +38,16 @@ use super::gguf::{check_gguf, ModelFileError};
 /// Tokens decoded per `llama_decode` call while reading the prompt. Also how often a long
 /// prompt checks its deadline.
 const PROMPT_CHUNK: usize = 256;
+
+/// Written on both sides of each placeholder: if the rendered template still has it, the
+/// template inserts contents verbatim; if it is gone, the template trims that side (Llama 3,
+/// Gemma) and the content is trimmed the same way. A vertical tab, which no chat template
+/// writes next to a message.
+const PAD: char = '\u{b}';
+
+/// How many random placeholders are tried before giving up on a conversation that happens to
+/// contain each of them (one draw practically always succeeds: the nonce is 64 random bits).
+const PLACEHOLDER_DRAWS: usize = 8;
 
 /// The process-wide llama.cpp backend (`None` if something else initialised it first).
 fn backend() -> Result<&'static LlamaBackend, ModelFileError> {
@@ -79,6 +98,18 @@ impl std::fmt::Debug for EmbeddedModel {
             .field("threads", &self.threads)
             .finish_non_exhaustive()
     }
+}
+
+/// A prompt as inference reads it: the tokens, and where each message's content lies among
+/// them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PromptTokens {
+    /// Every token of the prompt: BOS first when the model wants one, then the template's
+    /// tokens and the contents' tokens in order, ending with the opening of the assistant's turn.
+    pub tokens: Vec<LlamaToken>,
+    /// Per message, in order, the range of `tokens` holding its content. Everything outside these
+    /// ranges came from the chat template; nothing inside them is a control token.
+    pub contents: Vec<Range<usize>>,
 }
 
 /// What one generation produced, with the figures the logs and benchmarks want.
@@ -163,29 +194,43 @@ impl EmbeddedModel {
         self.load_time
     }
 
+    /// The model's vocabulary, for callers that inspect tokens (tests, diagnostics).
+    #[must_use]
+    pub fn vocab(&self) -> LlamaVocab<'_> {
+        self.model.vocab()
+    }
+
     /// Tokens in `text` by the model's own vocabulary: no BOS/EOS, and special-token spellings
-    /// counted as plain text.
+    /// counted as plain text — exactly how [`Self::prompt_tokens`] tokenises a message's content.
     #[must_use]
     pub fn count_tokens(&self, text: &str) -> usize {
         self.model
             .vocab()
-            .tokenize(text.as_bytes(), false, false)
+            .tokenize(plain_text(text).as_bytes(), false, false)
             .len()
     }
 
     /// The conversation rendered with the model's chat template, ending with the opening of the
-    /// assistant's turn.
+    /// assistant's turn. For reading only: tokenising this string with special tokens parsed
+    /// would turn a special-token spelling inside a message into the real token, which is what
+    /// [`Self::prompt_tokens`] avoids.
     ///
     /// # Errors
     /// [`LlmError::Rejected`] if llama.cpp cannot apply the template.
     pub fn render_prompt(&self, messages: &[ChatMessage]) -> Result<String, LlmError> {
+        self.apply_template(
+            messages
+                .iter()
+                .map(|m| (m.role.as_str(), plain_text(&m.content))),
+        )
+    }
+
+    fn apply_template<'a, C: Into<String>>(
+        &self,
+        messages: impl Iterator<Item = (&'a str, C)>,
+    ) -> Result<String, LlmError> {
         let chat = messages
-            .iter()
-            .map(|m| {
-                // A NUL byte cannot cross into C; it carries no meaning in a chat message.
-                let content = m.content.replace('\0', "");
-                LlamaChatMessage::new(m.role.as_str().to_owned(), content)
-            })
+            .map(|(role, content)| LlamaChatMessage::new(role.to_owned(), content.into()))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| LlmError::Rejected {
                 detail: format!("cannot pass a message to llama.cpp: {e}"),
@@ -197,13 +242,51 @@ impl EmbeddedModel {
             })
     }
 
-    /// Tokens of the rendered prompt, exactly as inference reads it.
+    /// The prompt's tokens, exactly as inference reads them, with special tokens only where the
+    /// chat template put them.
+    ///
+    /// The template is rendered with a random placeholder in place of each message's content;
+    /// the rendering is split at the placeholders; the template's pieces are tokenised with
+    /// special tokens parsed and the contents as plain text (`parse_special = false`, as
+    /// [`Self::count_tokens`] counts). So `contents[i].len()` is exactly the count of message
+    /// `i`'s content (fewer if the template trims surrounding whitespace), and no content token
+    /// is ever merged with a template token at a seam. BOS is added when the model asks for it;
+    /// never EOS.
     ///
     /// # Errors
-    /// As [`Self::render_prompt`].
-    pub fn prompt_tokens(&self, messages: &[ChatMessage]) -> Result<Vec<LlamaToken>, LlmError> {
-        let prompt = self.render_prompt(messages)?;
-        Ok(self.model.vocab().tokenize(prompt.as_bytes(), true, true))
+    /// [`LlmError::Rejected`] if llama.cpp cannot apply the template, or the template does not
+    /// place each message's content exactly once and in order (it drops or repeats a message),
+    /// which this tokenisation cannot follow.
+    pub fn prompt_tokens(&self, messages: &[ChatMessage]) -> Result<PromptTokens, LlmError> {
+        let contents: Vec<Cow<'_, str>> = messages.iter().map(|m| plain_text(&m.content)).collect();
+        let placeholders = placeholders(&contents)?;
+        let rendered = self.apply_template(
+            messages
+                .iter()
+                .zip(&placeholders)
+                .map(|(m, p)| (m.role.as_str(), format!("{PAD}{p}{PAD}"))),
+        )?;
+        let (pieces, trims) = split_rendered(&rendered, &placeholders)?;
+
+        let vocab = self.model.vocab();
+        let mut tokens = Vec::with_capacity(rendered.len() / 3);
+        if vocab.should_add_bos() {
+            tokens.push(vocab.bos());
+        }
+        let mut ranges = Vec::with_capacity(contents.len());
+        for ((piece, content), trim) in pieces.iter().zip(&contents).zip(&trims) {
+            tokenize_into(&vocab, piece, &mut tokens, true);
+            let start = tokens.len();
+            tokenize_into(&vocab, trim.apply(content), &mut tokens, false);
+            ranges.push(start..tokens.len());
+        }
+        if let Some(last) = pieces.last() {
+            tokenize_into(&vocab, last, &mut tokens, true);
+        }
+        Ok(PromptTokens {
+            tokens,
+            contents: ranges,
+        })
     }
 
     /// Generates a reply with a context of `n_ctx` tokens. Blocking. Checks `deadline` and
@@ -221,7 +304,7 @@ impl EmbeddedModel {
         cancelled: &AtomicBool,
     ) -> Result<Generation, LlmError> {
         let started = Instant::now();
-        let prompt = self.prompt_tokens(&request.messages)?;
+        let prompt = self.prompt_tokens(&request.messages)?.tokens;
         let max_tokens = request.options.max_tokens.max(1);
         let needed = prompt.len().saturating_add(max_tokens as usize);
         if needed > n_ctx as usize {
@@ -329,6 +412,117 @@ impl EmbeddedModel {
     }
 }
 
+/// A message's content as it may cross into C: a NUL byte cannot, and carries no meaning in a
+/// chat message.
+fn plain_text(content: &str) -> Cow<'_, str> {
+    if content.contains('\0') {
+        Cow::Owned(content.replace('\0', ""))
+    } else {
+        Cow::Borrowed(content)
+    }
+}
+
+/// One placeholder per message: private-use characters around a random nonce and the message's
+/// index, so a user can neither predict nor type it. The nonce is re-drawn if any content
+/// contains it.
+///
+/// # Errors
+/// [`LlmError::Rejected`] if every draw occurs in the contents (practically impossible).
+fn placeholders(contents: &[Cow<'_, str>]) -> Result<Vec<String>, LlmError> {
+    (0..PLACEHOLDER_DRAWS)
+        .map(|_| format!("\u{f8f0}{:016x}:", fastrand::u64(..)))
+        .find(|nonce| contents.iter().all(|c| !c.contains(nonce.as_str())))
+        .map(|nonce| {
+            (0..contents.len())
+                .map(|index| format!("{nonce}{index}\u{f8f1}"))
+                .collect()
+        })
+        .ok_or_else(|| LlmError::Rejected {
+            detail: "no message placeholder absent from the conversation was found".to_owned(),
+        })
+}
+
+/// Which sides of a content the chat template trimmed of whitespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Trim {
+    start: bool,
+    end: bool,
+}
+
+impl Trim {
+    /// The content as the template would have written it.
+    fn apply(self, content: &str) -> &str {
+        // llama.cpp's templates trim with C's `isspace`, which is narrower than Unicode's.
+        let space = |c: char| matches!(c, ' ' | '\t' | '\n' | '\r' | '\u{b}' | '\u{c}');
+        let content = if self.start {
+            content.trim_start_matches(space)
+        } else {
+            content
+        };
+        if self.end {
+            content.trim_end_matches(space)
+        } else {
+            content
+        }
+    }
+}
+
+/// Splits a template rendered with padded placeholders into its `n + 1` pieces of template
+/// text (around `n` contents), without the pads, and says per content which sides the
+/// template trimmed.
+///
+/// # Errors
+/// [`LlmError::Rejected`] if a placeholder is missing, repeated or out of order.
+fn split_rendered<'r>(
+    rendered: &'r str,
+    placeholders: &[String],
+) -> Result<(Vec<&'r str>, Vec<Trim>), LlmError> {
+    let mut pieces = Vec::with_capacity(placeholders.len() + 1);
+    let mut rest = rendered;
+    for (index, placeholder) in placeholders.iter().enumerate() {
+        let times = rendered.matches(placeholder.as_str()).count();
+        let split = rest.split_once(placeholder.as_str());
+        let (Some((before, after)), 1) = (split, times) else {
+            let how = if times == 1 {
+                "out of order".to_owned()
+            } else {
+                format!("{times} times")
+            };
+            return Err(LlmError::Rejected {
+                detail: format!(
+                    "the model's chat template renders message {index} of {} {how}; the prompt \
+                     cannot be tokenised safely",
+                    placeholders.len()
+                ),
+            });
+        };
+        pieces.push(before);
+        rest = after;
+    }
+    pieces.push(rest);
+
+    let mut trims = vec![Trim::default(); placeholders.len()];
+    for (index, trim) in trims.iter_mut().enumerate() {
+        match pieces[index].strip_suffix(PAD) {
+            Some(kept) => pieces[index] = kept,
+            None => trim.start = true,
+        }
+        match pieces[index + 1].strip_prefix(PAD) {
+            Some(kept) => pieces[index + 1] = kept,
+            None => trim.end = true,
+        }
+    }
+    Ok((pieces, trims))
+}
+
+/// Appends `text`'s tokens: the template's text with special tokens parsed, a content without.
+fn tokenize_into(vocab: &LlamaVocab<'_>, text: &str, tokens: &mut Vec<LlamaToken>, special: bool) {
+    // An empty piece could still become a space with tokenizers that prefix one.
+    if !text.is_empty() {
+        vocab.tokenize_into(text.as_bytes(), tokens, false, special);
+    }
+}
+
 /// The sampler for a temperature: greedy at 0, else llama.cpp's usual chain (top-k 40,
 /// top-p 0.95, min-p 0.05) then temperature and a random draw.
 fn sampler(temperature: f32) -> LlamaSampler {
@@ -381,5 +575,83 @@ mod tests {
         assert_eq!(decode_utf8(text.clone()), "Пётр");
         let cut = text[..text.len() - 1].to_vec();
         assert_eq!(decode_utf8(cut), "Пёт");
+    }
+
+    fn padded(template: &str, placeholders: &[String]) -> String {
+        let mut rendered = template.to_owned();
+        for (i, p) in placeholders.iter().enumerate() {
+            rendered = rendered.replace(&format!("{{{i}}}"), &format!("{PAD}{p}{PAD}"));
+        }
+        rendered
+    }
+
+    fn two_placeholders() -> Vec<String> {
+        let contents = [Cow::Borrowed("hello"), Cow::Borrowed("world")];
+        placeholders(&contents).unwrap()
+    }
+
+    #[test]
+    fn a_rendering_splits_into_template_pieces_around_each_content() {
+        let p = two_placeholders();
+        let rendered = padded("<s>sys\n{0}</s>\n<s>user\n{1}</s>\n<s>assistant\n", &p);
+        let (pieces, trims) = split_rendered(&rendered, &p).unwrap();
+        assert_eq!(
+            pieces,
+            ["<s>sys\n", "</s>\n<s>user\n", "</s>\n<s>assistant\n"]
+        );
+        assert_eq!(trims, [Trim::default(); 2]);
+    }
+
+    #[test]
+    fn a_template_that_trims_contents_gets_trimmed_contents() {
+        let p = two_placeholders();
+        // What a trimming template (Llama 3, Gemma) makes of the padded placeholders.
+        let rendered = format!("<h>system</h>\n\n{}<e>{PAD}{}<e>", p[0], p[1]);
+        let (pieces, trims) = split_rendered(&rendered, &p).unwrap();
+        assert_eq!(pieces, ["<h>system</h>\n\n", "<e>", "<e>"]);
+        assert_eq!(
+            trims[0],
+            Trim {
+                start: true,
+                end: true
+            }
+        );
+        assert_eq!(
+            trims[1],
+            Trim {
+                start: false,
+                end: true
+            }
+        );
+        assert_eq!(trims[0].apply(" \n hi\t\n"), "hi");
+        assert_eq!(
+            trims[1].apply(" hi \u{a0}\n"),
+            " hi \u{a0}",
+            "C isspace only"
+        );
+    }
+
+    #[test]
+    fn a_template_that_drops_repeats_or_reorders_a_message_is_rejected() {
+        let p = two_placeholders();
+        for template in ["only {1}", "{0} and {0} and {1}", "{1} before {0}"] {
+            let err = split_rendered(&padded(template, &p), &p).unwrap_err();
+            assert!(
+                matches!(err, LlmError::Rejected { .. }),
+                "{template}: {err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn placeholders_never_occur_in_the_contents_and_differ_per_message() {
+        let contents: Vec<Cow<'_, str>> = vec![Cow::Borrowed("\u{f8f0}"), Cow::Borrowed("")];
+        let p = placeholders(&contents).unwrap();
+        assert_eq!(p.len(), 2);
+        assert_ne!(p[0], p[1]);
+        assert!(!p[1].contains(&p[0]) && !p[0].contains(&p[1]));
+        assert!(contents
+            .iter()
+            .all(|c| p.iter().all(|p| !c.contains(p.as_str()))));
     }
 }

@@ -9,5 +9,5 @@ mod engine;
 mod gguf;
 
 pub use client::{EmbeddedConfig, EmbeddedLlm};
-pub use engine::{EmbeddedModel, Generation};
+pub use engine::{EmbeddedModel, Generation, PromptTokens};
 pub use gguf::{check_gguf, ModelFileError, GGUF_MAGIC};
