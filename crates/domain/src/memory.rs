@@ -12,6 +12,14 @@ use uuid::Uuid;
 use crate::timestamp::truncate_to_millis;
 use crate::user::UserId;
 
+/// Longest stored event, in characters. A Telegram message holds at most 4,096; a transcript or
+/// a terminal line longer than this is cut (with [`CUT_MARK`]) before it is stored, so one
+/// message can never bloat memory, exports or the summariser's input.
+pub const MAX_EVENT_CHARS: usize = 16_384;
+
+/// Ends content cut to [`MAX_EVENT_CHARS`].
+pub const CUT_MARK: &str = " …[cut]";
+
 /// Who said it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Role {
@@ -149,8 +157,19 @@ pub struct UserMemoryEvent {
     pub tags: Vec<String>,
 }
 
+/// `content`, cut to [`MAX_EVENT_CHARS`] characters (marker included) when longer.
+fn bounded(content: String) -> String {
+    if content.len() <= MAX_EVENT_CHARS || content.chars().count() <= MAX_EVENT_CHARS {
+        return content;
+    }
+    let keep = MAX_EVENT_CHARS - CUT_MARK.chars().count();
+    let mut cut: String = content.chars().take(keep).collect();
+    cut.push_str(CUT_MARK);
+    cut
+}
+
 impl UserMemoryEvent {
-    /// A message from the user.
+    /// A message from the user (cut to [`MAX_EVENT_CHARS`] if longer).
     #[must_use]
     pub fn user(
         user_id: UserId,
@@ -161,7 +180,7 @@ impl UserMemoryEvent {
         Self::new(user_id, Role::User, content.into(), source, at)
     }
 
-    /// A reply from the butler.
+    /// A reply from the butler (cut to [`MAX_EVENT_CHARS`] if longer).
     #[must_use]
     pub fn assistant(
         user_id: UserId,
@@ -183,7 +202,7 @@ impl UserMemoryEvent {
             event_id: Uuid::new_v4(),
             user_id,
             role,
-            content,
+            content: bounded(content),
             source,
             created_at: truncate_to_millis(at),
             tags: Vec::new(),
@@ -268,6 +287,17 @@ mod tests {
     use time::macros::datetime;
 
     const AT: OffsetDateTime = datetime!(2026-11-25 12:00:00.123_456 UTC);
+
+    #[test]
+    fn content_longer_than_the_limit_is_cut_with_a_mark_and_shorter_content_is_kept() {
+        let at_limit = "я".repeat(MAX_EVENT_CHARS);
+        let e = UserMemoryEvent::user(UserId::new(1), at_limit.clone(), Source::Text, AT);
+        assert_eq!(e.content, at_limit);
+        let huge = "ы".repeat(MAX_EVENT_CHARS * 10);
+        let e = UserMemoryEvent::assistant(UserId::new(1), huge, Source::Text, AT);
+        assert_eq!(e.content.chars().count(), MAX_EVENT_CHARS);
+        assert!(e.content.ends_with(CUT_MARK));
+    }
 
     #[test]
     fn constructors_set_role_source_and_millisecond_time() {

@@ -132,7 +132,8 @@ async fn a_rate_limited_request_waits_the_retry_after_seconds_then_succeeds() {
     let gap = gaps(&llm)[0];
     eprintln!("429 Retry-After: 1 -> retried after {gap:?}, total {elapsed:?}");
     assert!(gap >= Duration::from_secs(1), "{gap:?}");
-    assert!(gap < Duration::from_millis(1500), "{gap:?}");
+    // Generous: only a wait far beyond Retry-After is a bug; the exact gap is printed above.
+    assert!(gap < Duration::from_secs(5), "{gap:?}");
 }
 
 #[tokio::test]
@@ -233,9 +234,10 @@ async fn an_unreachable_server_is_retried_then_reported_unavailable_quickly() {
         detail.contains(&format!("127.0.0.1:{port}/v1/chat/completions")),
         "{detail}"
     );
-    // Two pauses of 25–50 ms and 50–100 ms: well under a second, never a hang.
+    // Two pauses of 25–50 ms and 50–100 ms: never a hang (bounds generous for a loaded
+    // machine; the measured time is printed above).
     assert!(elapsed >= Duration::from_millis(75), "{elapsed:?}");
-    assert!(elapsed < Duration::from_secs(1), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
 }
 
 #[tokio::test]
@@ -259,22 +261,23 @@ async fn a_server_that_comes_up_late_is_reached_by_retrying() {
     assert_eq!(reply.text, butler_testkit::llm_server::DEFAULT_REPLY);
     assert_eq!(llm.request_count(), 1);
     assert!(elapsed >= Duration::from_millis(250), "{elapsed:?}");
-    assert!(elapsed < Duration::from_millis(500), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
 }
 
 #[tokio::test]
 async fn a_slow_server_is_cut_off_at_the_overall_deadline() {
     let llm = ScriptedLlm::start().await;
-    llm.push(Step::reply("too late").delayed(Duration::from_secs(5)));
+    llm.push(Step::reply("too late").delayed(Duration::from_secs(30)));
     let mut config = config(&llm.base_url());
     config.request_timeout = Duration::from_millis(300);
     let started = Instant::now();
     let err = client(config).complete(&request("hi")).await.unwrap_err();
     let elapsed = started.elapsed();
-    eprintln!("server delayed 5 s, deadline 300 ms: timed out after {elapsed:?}");
+    eprintln!("server delayed 30 s, deadline 300 ms: timed out after {elapsed:?}");
     assert!(matches!(err, LlmError::Timeout { after } if after == Duration::from_millis(300)));
     assert!(elapsed >= Duration::from_millis(300), "{elapsed:?}");
-    assert!(elapsed < Duration::from_millis(450), "{elapsed:?}");
+    // Far from the server's 30 s: the deadline cut it off (exact time printed above).
+    assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
 }
 
 #[tokio::test]
@@ -302,7 +305,8 @@ async fn retries_never_run_past_the_overall_deadline() {
         ),
         "{err:?}"
     );
-    assert!(elapsed < Duration::from_millis(600), "{elapsed:?}");
+    // 1000 retries of 100 ms would take 100 s: the deadline stopped them.
+    assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
     assert!(llm.request_count() >= 3);
 }
 
@@ -318,7 +322,8 @@ async fn a_retry_after_beyond_the_deadline_fails_at_once_instead_of_sleeping() {
         matches!(err, LlmError::Status { status: 429, .. }),
         "{err:?}"
     );
-    assert!(started.elapsed() < Duration::from_millis(500));
+    // Sleeping would take until the 2 s deadline.
+    assert!(started.elapsed() < Duration::from_millis(1500));
     assert_eq!(llm.request_count(), 1);
 }
 
@@ -391,7 +396,8 @@ async fn waiting_requests_are_served_in_arrival_order() {
     llm.set_default(Step::reply("ok").delayed(Duration::from_millis(40)));
     llm.push(Step::reply("first").delayed(Duration::from_millis(300)));
     let mut config = config(&llm.base_url());
-    config.concurrency = LlmConcurrency::new(NonZeroUsize::MIN);
+    let concurrency = LlmConcurrency::new(NonZeroUsize::MIN);
+    config.concurrency = concurrency.clone();
     let client = Arc::new(client(config));
     let mut calls = Vec::new();
     for i in 0..6 {
@@ -399,8 +405,10 @@ async fn waiting_requests_are_served_in_arrival_order() {
         calls.push(tokio::spawn(async move {
             client.complete(&request(&format!("q{i}"))).await
         }));
-        // Let each caller reach the queue before the next one arrives.
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        // Each caller has joined the queue (or reached the server) before the next arrives.
+        while concurrency.waiting() + llm.request_count() < i + 1 {
+            tokio::task::yield_now().await;
+        }
     }
     for call in calls {
         call.await.unwrap().unwrap();

@@ -138,5 +138,5 @@ async fn a_server_that_is_down_fails_quickly_with_a_typed_error() {
     let elapsed = started.elapsed();
     eprintln!("STT server down, 2 retries: {elapsed:?}: {err}");
     assert!(matches!(err, SttError::Unavailable { .. }), "{err:?}");
-    assert!(elapsed < Duration::from_secs(1), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
 }

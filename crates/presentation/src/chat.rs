@@ -3,6 +3,10 @@
 
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
 
+/// Longest line read, in bytes: the rest of a longer line is skipped (a pasted file must not
+/// fill memory); what is kept is still cut to the stored-event limit by the domain.
+pub const MAX_LINE_BYTES: usize = 64 * 1024;
+
 use butler_application::{PersonalizedReplyUseCase, ReplyInput, ReplyStatus};
 use butler_domain::{Source, UserId};
 
@@ -28,9 +32,9 @@ where
         .write_all(format!("{GREETING}\n> ").as_bytes())
         .await?;
     output.flush().await?;
-    let mut lines = input.lines();
+    let mut input = input;
     let mut answered = 0;
-    while let Some(line) = lines.next_line().await? {
+    while let Some(line) = read_line(&mut input, MAX_LINE_BYTES).await? {
         let text = line.trim();
         if matches!(text, "/exit" | "/quit") {
             break;
@@ -69,4 +73,57 @@ where
     output.write_all("\nДо встречи, сэр.\n".as_bytes()).await?;
     output.flush().await?;
     Ok(answered)
+}
+
+/// Reads one line of at most `max` bytes (without the newline); the rest of a longer line is
+/// read and dropped. Invalid UTF-8 is replaced, never an error. `None` at end of input.
+async fn read_line<R: AsyncBufRead + Unpin>(
+    input: &mut R,
+    max: usize,
+) -> std::io::Result<Option<String>> {
+    let mut line = Vec::new();
+    let mut seen_any = false;
+    loop {
+        let buffer = input.fill_buf().await?;
+        if buffer.is_empty() {
+            break;
+        }
+        seen_any = true;
+        let (chunk, done) = match buffer.iter().position(|b| *b == b'\n') {
+            Some(end) => (&buffer[..end], Some(end + 1)),
+            None => (buffer, None),
+        };
+        let room = max.saturating_sub(line.len());
+        line.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        let used = done.unwrap_or(buffer.len());
+        input.consume(used);
+        if done.is_some() {
+            break;
+        }
+    }
+    if !seen_any {
+        return Ok(None);
+    }
+    Ok(Some(String::from_utf8_lossy(&line).into_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn lines_are_bounded_and_invalid_utf8_is_replaced() {
+        let mut long = vec![b'a'; 100_000];
+        long.extend_from_slice(b"\nnext\n\xff\xfe\nlast");
+        let mut input = tokio::io::BufReader::with_capacity(1024, &long[..]);
+        let first = read_line(&mut input, 10).await.unwrap().unwrap();
+        assert_eq!(first, "aaaaaaaaaa");
+        assert_eq!(read_line(&mut input, 10).await.unwrap().unwrap(), "next");
+        assert_eq!(
+            read_line(&mut input, 10).await.unwrap().unwrap(),
+            "\u{fffd}\u{fffd}"
+        );
+        assert_eq!(read_line(&mut input, 10).await.unwrap().unwrap(), "last");
+        assert_eq!(read_line(&mut input, 10).await.unwrap(), None);
+    }
 }

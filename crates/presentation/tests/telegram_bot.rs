@@ -443,34 +443,22 @@ async fn two_interleaved_users_keep_separate_memories() {
 #[tokio::test]
 async fn a_slow_reply_for_one_user_does_not_block_another_user() {
     let world = FakeWorld::default();
+    // Alice's model call outlasts the whole test: Bob must be answered while it runs.
     world.llm.push(LlmStep::Delay(
-        Duration::from_secs(3),
+        Duration::from_secs(600),
         "Не спеша, сэр.".to_owned(),
     ));
     let bot = BotHarness::start(&world).await;
 
     bot.telegram.push_text(ALICE, ALICE, "Долгий вопрос");
     wait_for_llm_requests(&world, 1).await;
-    let started = Instant::now();
     bot.telegram.push_text(BOB, BOB, "Быстрый вопрос");
     bot.telegram.wait_for_messages(BOB, 1, WAIT).await.unwrap();
-
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "Bob waited {:?}",
-        started.elapsed()
-    );
     assert!(
         bot.telegram.sent_messages(ALICE).is_empty(),
-        "Alice's slow reply is still cooking"
+        "Bob was answered while Alice's reply was still being generated"
     );
-    let alice = bot
-        .telegram
-        .wait_for_messages(ALICE, 1, WAIT)
-        .await
-        .unwrap();
-    assert_eq!(alice[0].text, "Не спеша, сэр.");
-    bot.stop().await.unwrap();
+    bot.kill().await;
 }
 
 #[tokio::test]
@@ -538,8 +526,13 @@ async fn flood_control_is_waited_out_and_exactly_one_copy_is_delivered() {
         waited >= Duration::from_millis(950),
         "retried after {waited:?}"
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(bot.telegram.sent_messages(ALICE).len(), 1, "no duplicate");
+    // A probe: a duplicate of the first reply would be sent before the probe's answer.
+    bot.telegram.push_text(ALICE, ALICE, "Проверка");
+    bot.telegram
+        .wait_for_messages(ALICE, 2, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(bot.telegram.sent_messages(ALICE).len(), 2, "no duplicate");
     assert_eq!(
         world.observer.send_failures(),
         1,
@@ -709,11 +702,14 @@ async fn a_restarted_bot_does_not_answer_updates_already_answered() {
 
     let bot = BotHarness::start_on(telegram.clone(), world.deps(), test_config()).await;
     telegram.push_text(ALICE, ALICE, "После перезапуска");
-    let sent = telegram.wait_for_messages(ALICE, 2, WAIT).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    telegram.wait_for_messages(ALICE, 2, WAIT).await.unwrap();
+    // A probe: Alice's updates are handled in order, so a re-answered old update would have
+    // been sent before the probe's answer.
+    telegram.push_text(ALICE, ALICE, "Проверка");
+    let sent = telegram.wait_for_messages(ALICE, 3, WAIT).await.unwrap();
 
-    assert_eq!(telegram.sent_messages(ALICE).len(), 2, "{sent:?}");
-    assert_eq!(world.llm.requests().len(), 2);
+    assert_eq!(telegram.sent_messages(ALICE).len(), 3, "{sent:?}");
+    assert_eq!(world.llm.requests().len(), 3);
     bot.stop().await.unwrap();
 }
 
@@ -734,10 +730,12 @@ async fn a_crashed_bot_does_not_answer_again_after_restart() {
     let bot = BotHarness::start_on(telegram.clone(), world.deps(), test_config()).await;
     telegram.push_text(ALICE, ALICE, "После падения");
     telegram.wait_for_messages(ALICE, 2, WAIT).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A probe, answered after anything re-delivered before it (per-user order).
+    telegram.push_text(ALICE, ALICE, "Проверка");
+    telegram.wait_for_messages(ALICE, 3, WAIT).await.unwrap();
 
-    assert_eq!(telegram.sent_messages(ALICE).len(), 2);
-    assert_eq!(world.events(ALICE).len(), 4);
+    assert_eq!(telegram.sent_messages(ALICE).len(), 3);
+    assert_eq!(world.events(ALICE).len(), 6);
     bot.stop().await.unwrap();
 }
 
@@ -787,28 +785,6 @@ async fn group_messages_are_answered_in_the_group_quoting_the_question() {
     );
     assert!(bot.telegram.sent_messages(ALICE).is_empty());
     assert_eq!(world.events(ALICE).len(), 2, "memory belongs to the sender");
-    bot.stop().await.unwrap();
-}
-
-#[tokio::test]
-async fn per_message_latency_without_the_model_stays_small() {
-    let world = FakeWorld::default();
-    let bot = BotHarness::start(&world).await;
-    let mut latencies = Vec::new();
-    for i in 0..20 {
-        let started = Instant::now();
-        bot.telegram.push_text(ALICE, ALICE, &format!("вопрос {i}"));
-        bot.telegram
-            .wait_for_messages(ALICE, i + 1, WAIT)
-            .await
-            .unwrap();
-        latencies.push(started.elapsed());
-    }
-    latencies.sort();
-    let median = latencies[latencies.len() / 2];
-    let worst = latencies[latencies.len() - 1];
-    println!("per-message latency over 20 messages (fake LLM answers at once): median {median:?}, max {worst:?}");
-    assert!(median < Duration::from_secs(1), "median {median:?}");
     bot.stop().await.unwrap();
 }
 

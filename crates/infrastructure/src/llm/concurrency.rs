@@ -3,6 +3,7 @@
 //! [`LlmConcurrency`] into every client configuration that talks to the same engine.
 
 use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore, SemaphorePermit};
@@ -17,6 +18,23 @@ use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore, SemaphorePermit
 pub struct LlmConcurrency {
     semaphore: Arc<Semaphore>,
     limit: usize,
+    waiting: Arc<AtomicUsize>,
+}
+
+/// Counts one waiter while it lives (a waiter that gives up is uncounted too).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Self(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl LlmConcurrency {
@@ -26,6 +44,7 @@ impl LlmConcurrency {
         Self {
             semaphore: Arc::new(Semaphore::new(limit.get())),
             limit: limit.get(),
+            waiting: Arc::default(),
         }
     }
 
@@ -41,9 +60,17 @@ impl LlmConcurrency {
         self.semaphore.available_permits()
     }
 
+    /// Requests waiting for a slot right now (for metrics, and for tests that must know a
+    /// caller has joined the queue).
+    #[must_use]
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::SeqCst)
+    }
+
     /// Waits for a slot, in FIFO order. Fails only if the semaphore was closed, which this
     /// type never does.
     pub(crate) async fn acquire(&self) -> Result<SemaphorePermit<'_>, AcquireError> {
+        let _waiting = Waiting::new(&self.waiting);
         self.semaphore.acquire().await
     }
 
@@ -51,6 +78,7 @@ impl LlmConcurrency {
     /// embedded engine holds it until inference has really stopped, not just until the caller
     /// gave up).
     pub(crate) async fn acquire_owned(&self) -> Result<OwnedSemaphorePermit, AcquireError> {
+        let _waiting = Waiting::new(&self.waiting);
         Arc::clone(&self.semaphore).acquire_owned().await
     }
 }

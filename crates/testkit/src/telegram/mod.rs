@@ -169,6 +169,10 @@ impl State {
     }
 
     fn push_update(&self, build: impl FnOnce(&mut Inner, i64) -> Value) -> i64 {
+        self.push_update_of_kind("message", build)
+    }
+
+    fn push_update_of_kind(&self, kind: &str, build: impl FnOnce(&mut Inner, i64) -> Value) -> i64 {
         let id = {
             let mut inner = self.lock();
             let id = inner.next_update_id;
@@ -176,10 +180,9 @@ impl State {
             let message_id = inner.next_message_id;
             inner.next_message_id += 1;
             let message = build(&mut inner, message_id);
-            inner.updates.push_back((
-                id,
-                serde_json::json!({ "update_id": id, "message": message }),
-            ));
+            inner
+                .updates
+                .push_back((id, serde_json::json!({ "update_id": id, kind: message })));
             id
         };
         self.bump();
@@ -283,6 +286,27 @@ impl FakeTelegram {
                 objects::voice_content(&file_id, voice.duration_secs, &voice.mime_type, size);
             objects::incoming_message(message_id, user_id, user_id, content)
         })
+    }
+
+    /// Queues a message from `user_id` in `chat_id` with any content fields (`text`,
+    /// `caption`, `entities`, ...) — for messages the named helpers do not build.
+    pub fn push_message(&self, user_id: i64, chat_id: i64, content: Value) -> i64 {
+        self.state.push_update(|_, message_id| {
+            objects::incoming_message(message_id, user_id, chat_id, content)
+        })
+    }
+
+    /// Queues an update of any kind (`edited_message`, `channel_post`, a kind Telegram adds
+    /// tomorrow, ...): `{"update_id": …, kind: body}`, where `body` gets a fresh message id.
+    pub fn push_update_of_kind(&self, kind: &str, body: impl FnOnce(i64) -> Value) -> i64 {
+        self.state
+            .push_update_of_kind(kind, |_, message_id| body(message_id))
+    }
+
+    /// An incoming message object (for [`Self::push_update_of_kind`] bodies).
+    #[must_use]
+    pub fn message_object(message_id: i64, user_id: i64, chat_id: i64, content: Value) -> Value {
+        objects::incoming_message(message_id, user_id, chat_id, content)
     }
 
     /// Queues a sticker from `user_id` in their private chat.
