@@ -287,8 +287,9 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 /// The whole conversation against one backend.
 #[allow(clippy::too_many_lines)]
 async fn conversation(backend: Backend) {
-    let audio = voice_note("Please remind me to buy milk and bread tomorrow.")
-        .unwrap_or_else(|e| panic!("{e}"));
+    let audio = voice_note("milk_and_bread")
+        .unwrap_or_else(|e| panic!("{e}"))
+        .bytes;
     let whisper = WhisperServer::shared()
         .await
         .unwrap_or_else(|e| panic!("{e}"));

