@@ -43,6 +43,13 @@ bench:
     cargo build --release -p butler-bot -p butler-bench
     target/release/butler-bench --output docs/benchmarks.md
 
+# What a user waits for (release build): the embedded engine with prompt reuse on and off,
+# drafts on Telegram, the prompt layout, the default configuration; rewrites its block in
+# docs/benchmarks.md. Takes about 3 minutes on 2 cores.
+bench-streaming:
+    cargo build --release -p butler-bot -p butler-bench
+    target/release/butler-bench --streaming --output docs/benchmarks.md
+
 # The same benchmarks at reduced sizes (under 2 minutes): checks they run, not how fast.
 bench-quick:
     cargo build -p butler-bot -p butler-bench

@@ -19,4 +19,5 @@ pub mod prompt;
 pub mod report;
 pub mod rss;
 pub mod stats;
+pub mod streaming;
 pub mod timing;

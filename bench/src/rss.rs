@@ -88,6 +88,8 @@ pub fn measure(
         .env("TELEGRAM_BOT_TOKEN", fakes.telegram.token())
         .env("TELEGRAM_API_URL", fakes.telegram.api_url())
         .env("LLM_BASE_URL", fakes.llm.base_url())
+        // Open to the benchmark's users; one message each, so the limits never bite.
+        .env("ALLOWED_USER_IDS", "*")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log);

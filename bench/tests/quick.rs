@@ -63,3 +63,37 @@ fn quick_mode_measures_every_figure_on_both_backends() {
         }
     }
 }
+
+#[test]
+fn quick_streaming_mode_measures_reuse_drafts_layout_and_the_default_configuration() {
+    let output = Command::new(env!("CARGO_BIN_EXE_butler-bench"))
+        .args(["--streaming", "--quick"])
+        .arg("--bot-bin")
+        .arg(bot_binary())
+        .output()
+        .expect("butler-bench starts");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "butler-bench --streaming --quick failed ({}):\n{stderr}\n{stdout}",
+        output.status
+    );
+    for section in [
+        "Embedded engine, 6-turn Russian conversation",
+        "Drafts on Telegram",
+        "Prompt layout",
+        "The default configuration",
+    ] {
+        assert!(stdout.contains(section), "no {section:?} in:\n{stdout}");
+    }
+    // Six turns, reuse on and off, each with numbers.
+    let rows: Vec<&str> = stdout
+        .lines()
+        .filter(|l| {
+            l.strip_prefix("| ")
+                .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+        })
+        .collect();
+    assert_eq!(rows.len(), 6, "{rows:#?}");
+}

@@ -56,6 +56,8 @@ async fn a_compression_run_with_the_embedded_model_saves_a_summary_and_keeps_the
             context_tokens: 4096,
             request_timeout: Duration::from_secs(300),
             concurrency: LlmConcurrency::new(NonZeroUsize::MIN),
+            cache_slots: 2,
+            threads: butler_infrastructure::llm::embedded::default_threads(),
         },
     )
     .unwrap();

@@ -70,7 +70,9 @@ async fn main() -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
-    if let Err(e) = runtime::init_logging(&settings) {
+    // The terminal chat shares the terminal with the logs: warnings only, unless RUST_LOG.
+    let quiet = matches!(cli.command, Some(Command::Chat { .. }));
+    if let Err(e) = runtime::init_logging_with(&settings, quiet) {
         return fail(e);
     }
     match cli.command.unwrap_or(Command::Run) {

@@ -157,6 +157,8 @@ async fn the_terminal_chat_answers_with_the_embedded_model_and_remembers_the_tur
         .env("LLM_GGUF_PATH", &gguf)
         .env("LLM_MAX_TOKENS", "40")
         .env("SQLITE_PATH", &db)
+        // The chat logs warnings only unless asked: ask, to see which engine answered.
+        .env("RUST_LOG", "info")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -315,4 +317,73 @@ fn help_lists_every_environment_variable_and_config_masks_secrets() {
     let printed = String::from_utf8_lossy(&out.stdout);
     assert!(printed.contains("TELEGRAM_BOT_TOKEN=***"), "{printed}");
     assert!(!printed.contains("very-secret-token"));
+}
+
+/// A long reply is printed as it is generated, in several pieces, and the conversation on
+/// stdout holds no log line (logs go to stderr, warnings only in the chat).
+#[tokio::test]
+async fn the_terminal_chat_prints_a_long_reply_as_it_is_generated_without_log_lines() {
+    use butler_testkit::llm_server::Step;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const STORY: &str = "Позвольте доложить, сэр: утром прибыла почта, днём звонила \
+        ваша сестра Анна, к вечеру камин растоплен, а чай будет через пять минут.";
+    let llm = ScriptedLlm::start().await;
+    llm.push(Step::reply(STORY).streamed_every(std::time::Duration::from_millis(60)));
+    let db = temp_db("streaming");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_butler-bot"))
+        .args(["chat", "--user-id", "78"])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("LLM_BASE_URL", llm.base_url())
+        .env("SQLITE_PATH", &db)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all("Что нового?\n".as_bytes()).await.unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut seen = String::new();
+    let mut reads_during_reply = Vec::new();
+    let started = std::time::Instant::now();
+    while !seen.contains("пять минут.") {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "the reply never completed: {seen}"
+        );
+        let mut buffer = [0u8; 256];
+        let n = stdout.read(&mut buffer).await.unwrap();
+        assert!(n > 0, "stdout closed early: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buffer[..n]));
+        if seen.contains("Альфред:") {
+            reads_during_reply.push(std::time::Instant::now());
+        }
+    }
+    stdin.write_all(b"/exit\n").await.unwrap();
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).await.unwrap();
+    seen.push_str(&rest);
+    assert!(child.wait().await.unwrap().success());
+
+    assert!(seen.contains(&format!("Альфред: {STORY}")), "{seen}");
+    let spread = reads_during_reply
+        .last()
+        .zip(reads_during_reply.first())
+        .map(|(last, first)| last.duration_since(*first))
+        .unwrap_or_default();
+    assert!(
+        reads_during_reply.len() >= 3 && spread >= std::time::Duration::from_millis(300),
+        "the reply arrived in {} pieces over {spread:?}, not as it was generated",
+        reads_during_reply.len()
+    );
+    for line in seen.lines() {
+        assert!(
+            !(line.contains(" INFO ") || line.contains(" WARN ") || line.contains("\"level\"")),
+            "a log line on stdout: {line}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(db.parent().unwrap());
 }

@@ -22,6 +22,7 @@ pub mod tokens;
 pub use memory::{CompressConfig, CompressMemoryUseCase, CompressOutcome, CompressionScheduler};
 pub use prompt::{PersonalizationService, PromptBudget};
 pub use reply::{
-    PersonalizedReplyUseCase, ReplyConfig, ReplyInput, ReplyObserver, ReplyOutput, ReplyStatus,
+    PersonalizedReplyUseCase, ReplyConfig, ReplyInput, ReplyObserver, ReplyOutput, ReplySink,
+    ReplyStatus,
 };
 pub use reset::{ResetOutput, ResetPersonalizationUseCase};

@@ -13,11 +13,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use butler_domain::ports::{
-    Clock, LlmClient, LlmRequest, RequestOptions, UserMemoryRepository, UserProfileRepository,
+    Clock, LlmClient, LlmError, LlmReply, LlmRequest, RequestOptions, StreamEvent,
+    UserMemoryRepository, UserProfileRepository,
 };
 use butler_domain::{
     MemorySlice, PersonalizedPrompt, Source, UserId, UserMemoryEvent, UserProfile,
 };
+use futures::StreamExt as _;
 
 use crate::memory::CompressionScheduler;
 use crate::prompt::templates::FALLBACK_REPLY;
@@ -100,6 +102,16 @@ pub struct ReplyOutput {
     pub compression_scheduled: bool,
     /// Time spent waiting for the model.
     pub llm_time: std::time::Duration,
+    /// Time from asking the model to its first piece of text, when the reply was streamed.
+    pub first_token_time: Option<std::time::Duration>,
+}
+
+/// Receives a reply's text while the model generates it (a Telegram draft, the terminal).
+/// Called with each new piece, in order; the pieces add up to the final reply unless the model
+/// fails midway, in which case the output's reply is the fallback sentence instead.
+pub trait ReplySink: Send + Sync {
+    /// The next piece of the reply. Must be cheap and never block.
+    fn delta(&self, text: &str);
 }
 
 /// Told about every reply (metrics and the per-reply log line live behind it, in the factory).
@@ -168,17 +180,28 @@ impl PersonalizedReplyUseCase {
 
     /// Answers `input`. Never fails: failures become the fallback reply or a degraded status.
     pub async fn execute(&self, input: ReplyInput) -> ReplyOutput {
+        self.run(input, None).await
+    }
+
+    /// Answers `input`, handing the reply to `sink` piece by piece while it is generated.
+    /// Otherwise exactly [`Self::execute`]: the same memory rules (a model that fails after
+    /// some text was streamed gives the fallback reply, and nothing is stored).
+    pub async fn execute_streaming(&self, input: ReplyInput, sink: &dyn ReplySink) -> ReplyOutput {
+        self.run(input, Some(sink)).await
+    }
+
+    async fn run(&self, input: ReplyInput, sink: Option<&dyn ReplySink>) -> ReplyOutput {
         let started = Instant::now();
-        let output = self.answer(&input).await;
+        let output = self.answer(&input, sink).await;
         if let Some(observer) = &self.observer {
             observer.observe(&input, &output, started.elapsed());
         }
         output
     }
 
-    async fn answer(&self, input: &ReplyInput) -> ReplyOutput {
+    async fn answer(&self, input: &ReplyInput, sink: Option<&dyn ReplySink>) -> ReplyOutput {
         if !self.config.personalization_enabled {
-            return self.stateless(input).await;
+            return self.stateless(input, sink).await;
         }
         let mut degraded = false;
         let profile = match self.profiles.get_or_create(input.user_id).await {
@@ -200,9 +223,10 @@ impl PersonalizedReplyUseCase {
             .build(&profile, &memory, &input.text)
             .await;
 
-        let (reply, llm_time) = match self.ask(&prompt).await {
-            (Ok(text), t) => (text, t),
-            (Err(()), t) => return Self::fallback(&profile, &prompt, t),
+        let asked = self.ask(&prompt, sink).await;
+        let (llm_time, first_token_time) = (asked.elapsed, asked.first_token);
+        let Ok(reply) = asked.reply else {
+            return Self::fallback(&profile, &prompt, llm_time, first_token_time);
         };
 
         let mut compression_scheduled = false;
@@ -237,6 +261,7 @@ impl PersonalizedReplyUseCase {
             prompt_tokens: prompt.token_count,
             compression_scheduled,
             llm_time,
+            first_token_time,
         }
     }
 
@@ -264,12 +289,16 @@ impl PersonalizedReplyUseCase {
 
     async fn load_memory(&self, profile: &UserProfile, degraded: &mut bool) -> MemorySlice {
         let user_id = profile.user_id;
+        // A block more than the window: the window's start then moves in blocks (prompt caches).
         let (recent, count) = futures::join!(
-            self.memory
-                .recent(user_id, self.config.recent_limit, profile.summary_watermark),
+            self.memory.recent(
+                user_id,
+                self.config.recent_limit + crate::prompt::WINDOW_BLOCK - 1,
+                profile.summary_watermark
+            ),
             self.memory.count(user_id)
         );
-        let events = recent.unwrap_or_else(|error| {
+        let mut events = recent.unwrap_or_else(|error| {
             tracing::warn!(user_id = %user_id, %error, "recent memory unavailable; replying without it");
             *degraded = true;
             Vec::new()
@@ -279,6 +308,9 @@ impl PersonalizedReplyUseCase {
             *degraded = true;
             events.len() as u64
         });
+        let start =
+            crate::prompt::window_start(events.len(), total_events, self.config.recent_limit);
+        events.drain(..start);
         MemorySlice {
             events,
             summary: profile.memory_summary.clone(),
@@ -286,33 +318,66 @@ impl PersonalizedReplyUseCase {
         }
     }
 
-    async fn ask(&self, prompt: &PersonalizedPrompt) -> (Result<String, ()>, std::time::Duration) {
+    async fn ask(&self, prompt: &PersonalizedPrompt, sink: Option<&dyn ReplySink>) -> Asked {
         let request = LlmRequest {
             messages: prompt.to_messages(),
             options: self.config.options,
         };
         let started = Instant::now();
-        let result = self.llm.complete(&request).await;
-        let elapsed = started.elapsed();
-        match result {
-            Ok(reply) if !reply.text.trim().is_empty() => {
-                (Ok(reply.text.trim().to_owned()), elapsed)
+        let mut first_token = None;
+        let result = match sink {
+            None => self.llm.complete(&request).await,
+            Some(sink) => {
+                let mut on_delta = |text: &str| {
+                    first_token.get_or_insert_with(|| started.elapsed());
+                    sink.delta(text);
+                };
+                self.stream(&request, &mut on_delta).await
             }
+        };
+        let elapsed = started.elapsed();
+        let reply = match result {
+            Ok(reply) if !reply.text.trim().is_empty() => Ok(reply.text.trim().to_owned()),
             Ok(_) => {
                 tracing::warn!("language model returned an empty reply");
-                (Err(()), elapsed)
+                Err(())
             }
             Err(error) => {
                 tracing::warn!(%error, kind = error.kind(), "language model failed; sending the fallback reply");
-                (Err(()), elapsed)
+                Err(())
+            }
+        };
+        Asked {
+            reply,
+            elapsed,
+            first_token,
+        }
+    }
+
+    /// Streams a completion, handing each delta to `on_delta`; the final reply, or the error
+    /// that ended the stream.
+    async fn stream(
+        &self,
+        request: &LlmRequest,
+        on_delta: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<LlmReply, LlmError> {
+        let mut stream = self.llm.stream(request).await?;
+        while let Some(event) = stream.next().await {
+            match event? {
+                StreamEvent::Delta(text) => on_delta(&text),
+                StreamEvent::Done(reply) => return Ok(reply),
             }
         }
+        Err(LlmError::InvalidResponse {
+            detail: "the stream ended without a final reply".to_owned(),
+        })
     }
 
     fn fallback(
         profile: &UserProfile,
         prompt: &PersonalizedPrompt,
         llm_time: std::time::Duration,
+        first_token_time: Option<std::time::Duration>,
     ) -> ReplyOutput {
         ReplyOutput {
             reply: FALLBACK_REPLY.to_owned(),
@@ -323,13 +388,14 @@ impl PersonalizedReplyUseCase {
             prompt_tokens: prompt.token_count,
             compression_scheduled: false,
             llm_time,
+            first_token_time,
         }
     }
 
-    async fn stateless(&self, input: &ReplyInput) -> ReplyOutput {
+    async fn stateless(&self, input: &ReplyInput, sink: Option<&dyn ReplySink>) -> ReplyOutput {
         let prompt = self.personalization.build_stateless(&input.text).await;
-        let (result, llm_time) = self.ask(&prompt).await;
-        let (reply, status) = match result {
+        let asked = self.ask(&prompt, sink).await;
+        let (reply, status) = match asked.reply {
             Ok(text) => (text, ReplyStatus::Ok),
             Err(()) => (FALLBACK_REPLY.to_owned(), ReplyStatus::LlmError),
         };
@@ -341,7 +407,18 @@ impl PersonalizedReplyUseCase {
             memory_events_used: 0,
             prompt_tokens: prompt.token_count,
             compression_scheduled: false,
-            llm_time,
+            llm_time: asked.elapsed,
+            first_token_time: asked.first_token,
         }
     }
+}
+
+/// What asking the model gave.
+struct Asked {
+    /// The trimmed reply, or `Err` when the model failed (already logged).
+    reply: Result<String, ()>,
+    /// Time spent on the model.
+    elapsed: std::time::Duration,
+    /// Time to the first streamed piece, when streamed.
+    first_token: Option<std::time::Duration>,
 }

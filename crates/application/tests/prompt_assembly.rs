@@ -146,8 +146,9 @@ async fn when_everything_fits_all_recent_events_are_used() {
 }
 
 #[tokio::test]
-async fn over_budget_memory_drops_the_oldest_whole_turns_first() {
-    // 10 pairs of ~64-char messages = 20 × 68 = 1360 > 1200 memory budget.
+async fn over_budget_memory_drops_the_oldest_turns_a_whole_block_at_a_time() {
+    // 10 pairs of ~64-char messages = 20 × 68 = 1360 > 1200 memory budget. Old turns leave in
+    // blocks of WINDOW_BLOCK (12) events, so the next prompts keep the same start (caches).
     let slice = MemorySlice {
         events: numbered(10, 60),
         summary: None,
@@ -156,11 +157,15 @@ async fn over_budget_memory_drops_the_oldest_whole_turns_first() {
     let prompt = service(char_budget())
         .build(&UserProfile::default_at(USER, NOW), &slice, "и?")
         .await;
-    assert_eq!(prompt.turns.len(), 16, "two whole pairs dropped");
+    assert_eq!(
+        prompt.turns.len(),
+        20 - butler_application::prompt::WINDOW_BLOCK,
+        "one block of six pairs dropped"
+    );
     assert_eq!(prompt.turns[0].role, ChatRole::User);
     assert!(
-        prompt.turns[0].content.starts_with("q02"),
-        "oldest kept is pair 2"
+        prompt.turns[0].content.starts_with("q06"),
+        "oldest kept is pair 6"
     );
     assert!(prompt.turns.last().unwrap().content.starts_with("a09"));
     assert!(

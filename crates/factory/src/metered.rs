@@ -8,14 +8,22 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use butler_application::{ReplyInput, ReplyObserver, ReplyOutput, ReplyStatus};
 use butler_domain::ports::{
-    AudioClip, LlmClient, LlmError, LlmReply, LlmRequest, ProfilePage, ProfileStoreError,
-    SpeechToText, SttError, Transcript, UserProfileRepository,
+    AudioClip, LlmClient, LlmError, LlmReply, LlmRequest, LlmStream, ProfilePage,
+    ProfileStoreError, SpeechToText, StreamEvent, SttError, Transcript, UserProfileRepository,
 };
 use butler_domain::{UserId, UserProfile};
 use butler_infrastructure::telemetry::metrics::{self, CallOutcome, RequestStatus};
 
-/// Counts LLM calls and their latency.
+/// Counts LLM calls, their latency, the time to the first streamed text, and the prompt
+/// tokens the engine evaluated or reused.
 pub struct MeteredLlm(pub Arc<dyn LlmClient>);
+
+fn record_usage(reply: &LlmReply) {
+    if let Some(prompt) = reply.prompt_tokens {
+        let reused = reply.cached_prompt_tokens.unwrap_or(0).min(prompt);
+        metrics::record_llm_prompt_tokens(u64::from(prompt - reused), u64::from(reused));
+    }
+}
 
 #[async_trait]
 impl LlmClient for MeteredLlm {
@@ -23,7 +31,73 @@ impl LlmClient for MeteredLlm {
         let started = Instant::now();
         let result = self.0.complete(request).await;
         metrics::record_llm_request(CallOutcome::of(&result), started.elapsed());
+        if let Ok(reply) = &result {
+            record_usage(reply);
+        }
         result
+    }
+
+    async fn stream(&self, request: &LlmRequest) -> Result<LlmStream, LlmError> {
+        let started = Instant::now();
+        match self.0.stream(request).await {
+            Err(error) => {
+                metrics::record_llm_request(CallOutcome::Error, started.elapsed());
+                Err(error)
+            }
+            Ok(inner) => Ok(Box::pin(MeteredStream {
+                inner,
+                started,
+                first_seen: false,
+                ended: false,
+            })),
+        }
+    }
+}
+
+/// Records a stream's first text, its end and its usage as they pass.
+struct MeteredStream {
+    inner: LlmStream,
+    started: Instant,
+    first_seen: bool,
+    ended: bool,
+}
+
+impl futures::Stream for MeteredStream {
+    type Item = Result<StreamEvent, LlmError>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        let polled = self.inner.as_mut().poll_next(cx);
+        if let std::task::Poll::Ready(item) = &polled {
+            match item {
+                Some(Ok(StreamEvent::Delta(_))) if !self.first_seen => {
+                    self.first_seen = true;
+                    metrics::record_llm_first_token(self.started.elapsed());
+                }
+                Some(Ok(StreamEvent::Done(reply))) => {
+                    self.ended = true;
+                    metrics::record_llm_request(CallOutcome::Ok, self.started.elapsed());
+                    record_usage(reply);
+                }
+                Some(Err(_)) | None if !self.ended => {
+                    self.ended = true;
+                    metrics::record_llm_request(CallOutcome::Error, self.started.elapsed());
+                }
+                _ => {}
+            }
+        }
+        polled
+    }
+}
+
+impl Drop for MeteredStream {
+    /// A stream dropped before its end was abandoned (deadline, user gone): an error.
+    fn drop(&mut self) {
+        if !self.ended {
+            metrics::record_llm_request(CallOutcome::Error, self.started.elapsed());
+        }
     }
 }
 
@@ -120,5 +194,9 @@ impl butler_presentation::telegram::TelegramObserver for TelegramMetrics {
 
     fn refused(&self, reason: &'static str) {
         metrics::record_telegram_refusal(reason);
+    }
+
+    fn draft_sent(&self) {
+        metrics::record_telegram_draft();
     }
 }

@@ -19,7 +19,19 @@ use crate::wiring::Storage;
 /// # Errors
 /// A message naming the bad variable.
 pub fn init_logging(settings: &Settings) -> Result<(), String> {
+    init_logging_with(settings, false)
+}
+
+/// As [`init_logging`]; with `quiet`, warnings only unless `RUST_LOG` says otherwise (the
+/// terminal chat shares the terminal with its logs).
+///
+/// # Errors
+/// A message naming the bad variable.
+pub fn init_logging_with(settings: &Settings, quiet: bool) -> Result<(), String> {
     let mut config = LogConfig::from_env().map_err(|e| e.to_string())?;
+    if quiet && std::env::var_os(logging::LOG_FILTER_VAR).is_none_or(|v| v.is_empty()) {
+        logging::QUIET_FILTER.clone_into(&mut config.filter);
+    }
     config.format = match settings.log_format {
         settings::LogFormat::Json => LogFormat::Json,
         settings::LogFormat::Pretty => LogFormat::Pretty,

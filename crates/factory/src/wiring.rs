@@ -19,7 +19,9 @@ use butler_domain::ports::{
     UserProfileRepository,
 };
 use butler_infrastructure::clock::SystemClock;
-use butler_infrastructure::llm::embedded::{EmbeddedConfig, EmbeddedLlm, EmbeddedModel};
+use butler_infrastructure::llm::embedded::{
+    default_threads, EmbeddedConfig, EmbeddedLlm, EmbeddedModel,
+};
 use butler_infrastructure::llm::models::{default_model, ModelStore};
 use butler_infrastructure::llm::{LlmConcurrency, LlmHttpConfig, OpenAiChatClient};
 use butler_infrastructure::mongo::{mask_uri, MongoOptions, MongoStore};
@@ -223,6 +225,12 @@ pub async fn engine(settings: &Settings) -> Result<Engine, BuildError> {
                     context_tokens,
                     request_timeout: settings.llm.timeout,
                     concurrency: LlmConcurrency::new(limit),
+                    cache_slots: settings.llm.cache_slots,
+                    threads: settings
+                        .llm
+                        .threads
+                        .and_then(|t| i32::try_from(t).ok())
+                        .unwrap_or_else(default_threads),
                 },
             )
             .map_err(|e| BuildError::Model(e.to_string()))?;

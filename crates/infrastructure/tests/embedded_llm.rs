@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use butler_domain::ports::{LlmClient, LlmError, LlmRequest, RequestOptions, TokenCounter};
 use butler_domain::prompt::ChatMessage;
 use butler_infrastructure::llm::embedded::{
-    EmbeddedConfig, EmbeddedLlm, EmbeddedModel, ModelFileError, PromptTokens,
+    EmbeddedConfig, EmbeddedLlm, EmbeddedModel, ModelFileError, PromptTokens, Session,
+    SessionConfig,
 };
 use butler_infrastructure::llm::LlmConcurrency;
 use butler_infrastructure::tokens::ModelTokenCounter;
@@ -41,6 +42,8 @@ fn engine(model: Arc<EmbeddedModel>, context: u32, limit: usize, timeout: Durati
             context_tokens: context,
             request_timeout: timeout,
             concurrency: LlmConcurrency::new(NonZeroUsize::new(limit).unwrap()),
+            cache_slots: 2,
+            threads: butler_infrastructure::llm::embedded::default_threads(),
         },
     )
     .unwrap()
@@ -286,6 +289,8 @@ async fn a_context_larger_than_the_models_window_is_refused() {
             context_tokens: window + 1,
             request_timeout: Duration::from_secs(1),
             concurrency: LlmConcurrency::default(),
+            cache_slots: 2,
+            threads: butler_infrastructure::llm::embedded::default_threads(),
         },
     )
     .unwrap_err();
@@ -302,6 +307,8 @@ async fn two_concurrent_requests_are_served_one_after_the_other_in_arrival_order
                 context_tokens: 1024,
                 request_timeout: Duration::from_secs(120),
                 concurrency: concurrency.clone(),
+                cache_slots: 2,
+                threads: butler_infrastructure::llm::embedded::default_threads(),
             },
         )
         .unwrap(),
@@ -349,6 +356,8 @@ async fn a_deadline_returns_a_timeout_and_frees_the_slot_for_the_next_request() 
             context_tokens: 2048,
             request_timeout: Duration::from_millis(300),
             concurrency: concurrency.clone(),
+            cache_slots: 2,
+            threads: butler_infrastructure::llm::embedded::default_threads(),
         },
     )
     .unwrap();
@@ -424,22 +433,31 @@ async fn generation_reports_its_prompt_and_generation_speed() {
     };
     let generation = tokio::task::spawn_blocking(move || {
         let never = std::sync::atomic::AtomicBool::new(false);
-        model.generate(
+        let mut session = Session::new(
+            &model,
+            SessionConfig {
+                window: 2048,
+                slots: 1,
+                reuse: false,
+                threads: butler_infrastructure::llm::embedded::default_threads(),
+            },
+        )?;
+        session.generate(
             &request,
-            2048,
             Instant::now() + Duration::from_secs(120),
             &never,
+            &mut |_| true,
         )
     })
     .await
     .unwrap()
     .unwrap();
-    let prompt = generation.reply.prompt_tokens.unwrap();
-    let generated = generation.reply.completion_tokens.unwrap();
-    assert!(prompt > 80 && generated >= 1, "{prompt} / {generated}");
+    let prompt = generation.prompt_tokens as f64;
+    let generated = generation.generated_tokens as f64;
+    assert!(prompt > 80.0 && generated >= 1.0, "{prompt} / {generated}");
     assert!(generation.prompt_time > Duration::ZERO);
-    let prompt_rate = f64::from(prompt) / generation.prompt_time.as_secs_f64();
-    let generation_rate = f64::from(generated) / generation.generation_time.as_secs_f64();
+    let prompt_rate = prompt / generation.prompt_time.as_secs_f64();
+    let generation_rate = generated / generation.generation_time.as_secs_f64();
     eprintln!(
         "SmolLM2-135M Q4_1: load {} ms, prompt {prompt} tokens at {prompt_rate:.0} tok/s, \
          generation {generated} tokens at {generation_rate:.0} tok/s, peak RSS {:?} MB",

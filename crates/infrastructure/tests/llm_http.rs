@@ -458,3 +458,135 @@ fn an_invalid_base_url_is_refused_at_construction() {
     let err = OpenAiChatClient::new(LlmHttpConfig::new("localhost:8000", MODEL)).unwrap_err();
     assert!(err.to_string().contains("localhost:8000"), "{err}");
 }
+
+/// Every event of a stream: the deltas, and the final reply or the error that ended it.
+async fn drain(
+    mut stream: butler_domain::ports::LlmStream,
+) -> (
+    Vec<String>,
+    Result<butler_domain::ports::LlmReply, LlmError>,
+) {
+    use butler_domain::ports::StreamEvent;
+    use futures::StreamExt as _;
+    let mut deltas = Vec::new();
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(StreamEvent::Delta(text)) => deltas.push(text),
+            Ok(StreamEvent::Done(reply)) => return (deltas, Ok(reply)),
+            Err(error) => return (deltas, Err(error)),
+        }
+    }
+    (
+        deltas,
+        Err(LlmError::InvalidResponse {
+            detail: "the stream ended without Done".into(),
+        }),
+    )
+}
+
+const STREAMED: &str = "Добрый вечер, сэр. Чай заварен, камин растоплен.";
+
+#[tokio::test]
+async fn a_streamed_reply_arrives_in_pieces_that_add_up_to_the_final_text() {
+    let llm = ScriptedLlm::start().await;
+    llm.push(
+        Step::reply(format!("  {STREAMED}\n"))
+            .streamed_every(Duration::from_millis(20))
+            .with_usage(40, 9),
+    );
+    let started = Instant::now();
+    let stream = client(config(&llm.base_url()))
+        .stream(&request("Что нового?"))
+        .await
+        .unwrap();
+    let (deltas, reply) = drain(stream).await;
+    let reply = reply.unwrap();
+    eprintln!("{} deltas in {:?}", deltas.len(), started.elapsed());
+    assert!(deltas.len() > 3, "{deltas:?}");
+    assert_eq!(deltas.concat(), reply.text);
+    assert_eq!(reply.text, STREAMED, "no leading or trailing whitespace");
+    assert_eq!(reply.prompt_tokens, Some(40));
+    assert_eq!(reply.completion_tokens, Some(9));
+    let body = &llm.requests()[0].body;
+    assert_eq!(body["stream"], true);
+    assert_eq!(body["stream_options"]["include_usage"], true);
+}
+
+#[tokio::test]
+async fn a_stream_cut_midway_ends_with_an_error_after_the_text_so_far() {
+    let llm = ScriptedLlm::start().await;
+    llm.push(Step::reply(STREAMED).cut_after(3));
+    let stream = client(config(&llm.base_url()))
+        .stream(&request("Что нового?"))
+        .await
+        .unwrap();
+    let (deltas, end) = drain(stream).await;
+    assert!(!deltas.is_empty(), "the first pieces arrived");
+    assert!(STREAMED.starts_with(&deltas.concat()));
+    let err = end.unwrap_err();
+    assert!(matches!(err, LlmError::Unavailable { .. }), "{err:?}");
+    assert_eq!(
+        llm.request_count(),
+        1,
+        "nothing is retried once text has arrived"
+    );
+}
+
+#[tokio::test]
+async fn a_first_byte_later_than_the_deadline_is_a_timeout() {
+    let llm = ScriptedLlm::start().await;
+    llm.push(Step::reply(STREAMED).delayed(Duration::from_secs(30)));
+    let mut config = config(&llm.base_url());
+    config.request_timeout = Duration::from_millis(300);
+    let started = Instant::now();
+    let err = client(config)
+        .stream(&request("Что нового?"))
+        .await
+        .err()
+        .expect("no stream");
+    assert!(matches!(err, LlmError::Timeout { .. }), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[tokio::test]
+async fn a_stream_slower_than_the_deadline_stops_at_it() {
+    let llm = ScriptedLlm::start().await;
+    llm.push(Step::reply(STREAMED).streamed_every(Duration::from_secs(1)));
+    let mut config = config(&llm.base_url());
+    config.request_timeout = Duration::from_millis(1500);
+    let stream = client(config)
+        .stream(&request("Что нового?"))
+        .await
+        .unwrap();
+    let (deltas, end) = drain(stream).await;
+    assert!(deltas.len() <= 2, "{deltas:?}");
+    assert!(matches!(end, Err(LlmError::Timeout { .. })), "{end:?}");
+}
+
+#[tokio::test]
+async fn a_server_that_ignores_stream_is_streamed_as_one_piece() {
+    let llm = ScriptedLlm::start().await;
+    llm.ignore_stream();
+    llm.push_reply(STREAMED);
+    let stream = client(config(&llm.base_url()))
+        .stream(&request("Что нового?"))
+        .await
+        .unwrap();
+    let (deltas, reply) = drain(stream).await;
+    assert_eq!(deltas, [STREAMED]);
+    assert_eq!(reply.unwrap().text, STREAMED);
+}
+
+#[tokio::test]
+async fn a_stream_is_retried_before_its_first_piece_like_a_completion() {
+    let llm = ScriptedLlm::start().await;
+    llm.push(Step::server_error());
+    llm.push(Step::reply(STREAMED).streamed_every(Duration::from_millis(5)));
+    let stream = client(config(&llm.base_url()))
+        .stream(&request("Что нового?"))
+        .await
+        .unwrap();
+    let (_, reply) = drain(stream).await;
+    assert_eq!(reply.unwrap().text, STREAMED);
+    assert_eq!(llm.request_count(), 2);
+}

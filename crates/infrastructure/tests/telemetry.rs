@@ -380,6 +380,7 @@ async fn every_label_combination_is_registered_and_no_other_exists() {
         ("outcome", BTreeSet::from(["ok", "error"])),
         ("version", BTreeSet::from([m::BUILD_VERSION])),
         ("reason", BTreeSet::from(["rate", "quota"])),
+        ("kind", BTreeSet::from(["evaluated", "reused"])),
     ]);
     let statuses_of: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::from([
         (

@@ -1,5 +1,6 @@
 //! The terminal chat: talk to the butler without Telegram, through the same reply use case
-//! and storage as the bot — so a newcomer can try it with nothing but a model.
+//! and storage as the bot — so a newcomer can try it with nothing but a model. The reply is
+//! printed as the model writes it.
 
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -7,7 +8,7 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
 /// fill memory); what is kept is still cut to the stored-event limit by the domain.
 pub const MAX_LINE_BYTES: usize = 64 * 1024;
 
-use butler_application::{PersonalizedReplyUseCase, ReplyInput, ReplyStatus};
+use butler_application::{PersonalizedReplyUseCase, ReplyInput, ReplySink, ReplyStatus};
 use butler_domain::{Source, UserId};
 
 /// The greeting printed when the chat starts.
@@ -40,13 +41,14 @@ where
             break;
         }
         if !text.is_empty() {
-            let out = reply
-                .execute(ReplyInput {
-                    user_id,
-                    text: text.to_owned(),
-                    source: Source::Text,
-                })
-                .await;
+            output.write_all("\nАльфред: ".as_bytes()).await?;
+            output.flush().await?;
+            let input = ReplyInput {
+                user_id,
+                text: text.to_owned(),
+                source: Source::Text,
+            };
+            let (out, shown) = stream_reply(reply, input, output).await?;
             tracing::info!(
                 user_id = %user_id,
                 status = out.status.code(),
@@ -55,9 +57,13 @@ where
                 reply_len = out.reply.chars().count(),
                 "chat reply"
             );
-            output
-                .write_all(format!("\nАльфред: {}\n", out.reply).as_bytes())
-                .await?;
+            // The model failed after some text was shown: the fallback goes below it.
+            let rest = match out.reply.strip_prefix(shown.as_str()) {
+                Some(rest) => rest.to_owned(),
+                None if shown.is_empty() => out.reply.clone(),
+                None => format!("\n{}", out.reply),
+            };
+            output.write_all(format!("{rest}\n").as_bytes()).await?;
             if out.status == ReplyStatus::Degraded {
                 output
                     .write_all(
@@ -73,6 +79,44 @@ where
     output.write_all("\nДо встречи, сэр.\n".as_bytes()).await?;
     output.flush().await?;
     Ok(answered)
+}
+
+/// Sends each streamed piece of a reply to the printing loop.
+struct ChannelSink(tokio::sync::mpsc::UnboundedSender<String>);
+
+impl ReplySink for ChannelSink {
+    fn delta(&self, text: &str) {
+        let _ = self.0.send(text.to_owned());
+    }
+}
+
+/// Runs the reply, printing its pieces as they arrive; returns the output and what was shown.
+async fn stream_reply<W: AsyncWrite + Unpin>(
+    reply: &PersonalizedReplyUseCase,
+    input: ReplyInput,
+    output: &mut W,
+) -> std::io::Result<(butler_application::ReplyOutput, String)> {
+    let (sender, mut pieces) = tokio::sync::mpsc::unbounded_channel();
+    let sink = ChannelSink(sender);
+    let answer = reply.execute_streaming(input, &sink);
+    tokio::pin!(answer);
+    let mut shown = String::new();
+    let out = loop {
+        tokio::select! {
+            out = &mut answer => break out,
+            Some(piece) = pieces.recv() => {
+                output.write_all(piece.as_bytes()).await?;
+                output.flush().await?;
+                shown.push_str(&piece);
+            }
+        }
+    };
+    while let Ok(piece) = pieces.try_recv() {
+        output.write_all(piece.as_bytes()).await?;
+        shown.push_str(&piece);
+    }
+    output.flush().await?;
+    Ok((out, shown))
 }
 
 /// Reads one line of at most `max` bytes (without the newline); the rest of a longer line is

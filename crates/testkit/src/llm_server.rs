@@ -1,6 +1,8 @@
 //! [`ScriptedLlm`]: a real OpenAI-compatible chat server on 127.0.0.1 with scripted answers,
-//! for adapter tests (retries, deadlines, concurrency) and the bot's end-to-end tests. It
-//! speaks HTTP like vLLM or Ollama would, so the production client is exercised unchanged.
+//! for adapter tests (retries, deadlines, concurrency, streaming) and the bot's end-to-end
+//! tests. It speaks HTTP like vLLM or Ollama would, so the production client is exercised
+//! unchanged: a request with `"stream": true` gets server-sent events, one word per event
+//! (paced with [`Step::streamed_every`]), usage in the last chunk, then `data: [DONE]`.
 //!
 //! ```no_run
 //! # async fn demo() {
@@ -42,6 +44,10 @@ enum Answer {
     Completion {
         content: Option<String>,
         usage: Option<(u32, u32)>,
+        /// Pause before each streamed piece.
+        every: Duration,
+        /// Streamed pieces sent before the connection is cut (no finish, no `[DONE]`).
+        cut_after: Option<usize>,
     },
     Raw {
         status: u16,
@@ -58,6 +64,8 @@ impl Step {
         Self::answer(Answer::Completion {
             content: Some(text.into()),
             usage: None,
+            every: Duration::ZERO,
+            cut_after: None,
         })
     }
 
@@ -67,6 +75,8 @@ impl Step {
         Self::answer(Answer::Completion {
             content: Some(String::new()),
             usage: None,
+            every: Duration::ZERO,
+            cut_after: None,
         })
     }
 
@@ -76,6 +86,8 @@ impl Step {
         Self::answer(Answer::Completion {
             content: None,
             usage: None,
+            every: Duration::ZERO,
+            cut_after: None,
         })
     }
 
@@ -131,6 +143,24 @@ impl Step {
         self
     }
 
+    /// When streamed, waits `every` before each piece (a model generating at that pace).
+    #[must_use]
+    pub fn streamed_every(mut self, pause: Duration) -> Self {
+        if let Answer::Completion { every, .. } = &mut self.answer {
+            *every = pause;
+        }
+        self
+    }
+
+    /// When streamed, cuts the connection after `pieces` pieces: no finish, no `[DONE]`.
+    #[must_use]
+    pub fn cut_after(mut self, pieces: usize) -> Self {
+        if let Answer::Completion { cut_after, .. } = &mut self.answer {
+            *cut_after = Some(pieces);
+        }
+        self
+    }
+
     /// Adds a `Retry-After` header with any value (seconds or an HTTP date) to a raw answer.
     #[must_use]
     pub fn with_header_retry_after(mut self, value: impl Into<String>) -> Self {
@@ -149,7 +179,7 @@ impl Step {
 
     fn into_response(self, model: &str, id: usize) -> Response {
         match self.answer {
-            Answer::Completion { content, usage } => {
+            Answer::Completion { content, usage, .. } => {
                 let mut body = json!({
                     "id": format!("chatcmpl-scripted-{id}"),
                     "object": "chat.completion",
@@ -191,6 +221,80 @@ impl Step {
             }
         }
     }
+}
+
+/// The pieces a streamed completion sends: words with their following whitespace.
+fn pieces(text: &str) -> Vec<String> {
+    text.split_inclusive(char::is_whitespace)
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A completion as server-sent events, paced, possibly cut; `in_flight` lives as long as the
+/// body does.
+fn streamed(step: Step, model: &str, id: usize, in_flight: InFlightOwned) -> Response {
+    let Answer::Completion {
+        content,
+        usage,
+        every,
+        cut_after,
+    } = step.answer
+    else {
+        return step.into_response(model, id);
+    };
+    let chunk = |delta: Value, finish: Option<&str>| {
+        json!({
+            "id": format!("chatcmpl-scripted-{id}"),
+            "object": "chat.completion.chunk",
+            "created": 0,
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]
+        })
+    };
+    let mut events: Vec<(Duration, Result<String, ()>)> = vec![(
+        Duration::ZERO,
+        Ok(chunk(json!({"role": "assistant"}), None).to_string()),
+    )];
+    let pieces = content.as_deref().map(pieces).unwrap_or_default();
+    for (index, piece) in pieces.into_iter().enumerate() {
+        if cut_after == Some(index) {
+            events.push((every, Err(())));
+            break;
+        }
+        events.push((
+            every,
+            Ok(chunk(json!({"content": piece}), None).to_string()),
+        ));
+    }
+    if cut_after.is_none_or(|c| c >= events.len()) {
+        let mut last = chunk(json!({}), Some("stop"));
+        if let Some((prompt, completion)) = usage {
+            last["usage"] = json!({
+                "prompt_tokens": prompt,
+                "completion_tokens": completion,
+                "total_tokens": prompt + completion
+            });
+        }
+        events.push((Duration::ZERO, Ok(last.to_string())));
+        events.push((Duration::ZERO, Ok("[DONE]".to_owned())));
+    }
+    let stream = futures::stream::unfold(
+        (events.into_iter(), in_flight),
+        |(mut events, in_flight)| async move {
+            let (pause, event) = events.next()?;
+            tokio::time::sleep(pause).await;
+            let item = match event {
+                Ok(data) => Ok(Bytes::from(format!("data: {data}\n\n"))),
+                Err(()) => Err(std::io::Error::other("scripted cut")),
+            };
+            Some((item, (events, in_flight)))
+        },
+    );
+    (
+        [(header::CONTENT_TYPE, "text/event-stream")],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response()
 }
 
 /// One request as the server received it.
@@ -239,6 +343,8 @@ struct Shared {
     requests: Mutex<Vec<RecordedRequest>>,
     /// `false` = requests are counted but not kept (long benchmark runs).
     recording: AtomicBool,
+    /// Answer `"stream": true` with one JSON body, like a server that does not stream.
+    ignore_stream: AtomicBool,
     served: AtomicUsize,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
@@ -252,6 +358,23 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Counts a request as in flight until its handler ends — including when the client gives
 /// up and the handler future is dropped mid-delay.
 struct InFlight<'a>(&'a Shared);
+
+/// [`InFlight`] for a streamed body, which outlives the handler.
+struct InFlightOwned(Arc<Shared>);
+
+impl InFlightOwned {
+    fn enter(shared: &Arc<Shared>) -> Self {
+        let now = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        shared.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        Self(Arc::clone(shared))
+    }
+}
+
+impl Drop for InFlightOwned {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
 
 impl<'a> InFlight<'a> {
     fn enter(shared: &'a Shared) -> Self {
@@ -307,6 +430,7 @@ impl ScriptedLlm {
             default: Mutex::new(Step::reply(DEFAULT_REPLY)),
             requests: Mutex::new(Vec::new()),
             recording: AtomicBool::new(true),
+            ignore_stream: AtomicBool::new(false),
             served: AtomicUsize::new(0),
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
@@ -377,6 +501,11 @@ impl ScriptedLlm {
     #[must_use]
     pub fn served(&self) -> usize {
         self.shared.served.load(Ordering::SeqCst)
+    }
+
+    /// Answers streamed requests with one JSON body, like a server that ignores `stream`.
+    pub fn ignore_stream(&self) {
+        self.shared.ignore_stream.store(true, Ordering::SeqCst);
     }
 
     /// Every request received so far, in arrival order.
@@ -468,6 +597,10 @@ async fn chat_completions(
     });
     if !step.delay.is_zero() {
         tokio::time::sleep(step.delay).await;
+    }
+    let wants_stream = parsed["stream"].as_bool() == Some(true);
+    if wants_stream && !shared.ignore_stream.load(Ordering::SeqCst) {
+        return streamed(step, &model, id, InFlightOwned::enter(&shared));
     }
     step.into_response(&model, id)
 }

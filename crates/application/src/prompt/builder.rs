@@ -2,9 +2,15 @@
 //! messages that fit the token budget.
 //!
 //! Shape: one system message (persona section + summary section), the recent events as
-//! user/assistant turns, then the new message. When over budget: the oldest whole turns are
-//! dropped until only `min_recent_events` remain, then the remaining turns are trimmed
-//! (longest first); an over-long new message is cut with a marker, never dropped.
+//! user/assistant turns, then the new message. When over budget: the oldest turns are dropped
+//! until only `min_recent_events` remain, then the remaining turns are trimmed (longest first);
+//! an over-long new message is cut with a marker, never dropped.
+//!
+//! Laid out for prompt caches (the embedded engine's slots, llama.cpp server, vLLM, Ollama):
+//! the system part changes only with the profile or the summary, and old turns leave the
+//! prompt in blocks of [`WINDOW_BLOCK`] events, not one turn per message, so most turns' prompt
+//! is the previous prompt plus the previous reply and the new message — a pure append. The
+//! reply use case aligns the window the same way (see [`window_start`]).
 
 use std::sync::Arc;
 
@@ -14,6 +20,23 @@ use butler_domain::{
 };
 
 use super::budget::{BudgetError, PromptBudget};
+
+/// Old turns leave the prompt this many events (six turns) at a time. Even, so a window
+/// always starts with a user's message.
+pub const WINDOW_BLOCK: usize = 12;
+
+/// Where the window of recent events starts among `loaded` events (the newest of the user's
+/// `total` stored events): at least `limit` events are kept when there are that many, and
+/// the start moves only every [`WINDOW_BLOCK`] events, so it stays put for six turns at a time.
+#[must_use]
+pub fn window_start(loaded: usize, total: u64, limit: usize) -> usize {
+    let total = usize::try_from(total).unwrap_or(usize::MAX).max(loaded);
+    if loaded <= limit || total <= limit {
+        return 0;
+    }
+    let keep = limit + (total - limit) % WINDOW_BLOCK;
+    loaded.saturating_sub(keep)
+}
 use super::templates::{self, CUT_MARKER};
 use super::trim::trim_to_tokens;
 
@@ -123,7 +146,13 @@ impl PersonalizationService {
         let new_tokens = self.counter.count(&new_message).await;
         let fixed = system_tokens + new_tokens + 2 * b.per_message_overhead;
         let memory_allowance = b.memory.min(b.total.saturating_sub(fixed));
-        let (turns, turn_tokens) = self.fit_turns(&memory.events, memory_allowance).await;
+        // Where the first loaded event sits among all the user's stored events.
+        let first = usize::try_from(memory.total_events)
+            .unwrap_or(usize::MAX)
+            .saturating_sub(memory.events.len());
+        let (turns, turn_tokens) = self
+            .fit_turns(&memory.events, first, memory_allowance)
+            .await;
         self.assemble(system, turns, new_message, fixed + turn_tokens)
     }
 
@@ -171,6 +200,7 @@ impl PersonalizationService {
     async fn fit_turns(
         &self,
         events: &[UserMemoryEvent],
+        first: usize,
         allowance: usize,
     ) -> (Vec<ChatMessage>, usize) {
         let overhead = self.budget.per_message_overhead;
@@ -184,19 +214,26 @@ impl PersonalizationService {
             items.iter().map(|(_, _, t)| t + overhead).sum::<usize>()
         };
 
-        // 1. Drop the oldest whole turns while over budget and more than the minimum remain.
-        let mut start = 0;
-        while cost(&items[start..]) > allowance
-            && items.len() - start > self.budget.min_recent_events
-        {
-            let pair = items[start].0 == Role::User
-                && items.get(start + 1).is_some_and(|n| n.0 == Role::Assistant);
-            let step = if pair && items.len() - start - 2 >= self.budget.min_recent_events {
-                2
-            } else {
-                1
-            };
-            start += step;
+        // 1. Drop the oldest turns while over budget and more than the minimum remain. The
+        //    new start is moved on to the next block boundary (counted over all the user's
+        //    events, so it is the same boundary next turn): the prompt's start then stays put
+        //    while the conversation grows by a block. Only when a block would leave fewer than
+        //    the minimum are whole turns dropped one by one.
+        let min = self.budget.min_recent_events;
+        let mut needed = 0;
+        while cost(&items[needed..]) > allowance && items.len() - needed > min {
+            needed += 1;
+        }
+        let mut start = needed;
+        if needed > 0 {
+            // The coarsest grid whose next boundary always leaves the minimum, judged by how
+            // many events fit (which changes slowly): a block, half a block, or a whole turn.
+            let fits = items.len() - needed;
+            let grid = [WINDOW_BLOCK, WINDOW_BLOCK / 2, 2]
+                .into_iter()
+                .find(|grid| fits >= min + grid - 1)
+                .unwrap_or(1);
+            start = (first + needed).div_ceil(grid) * grid - first;
         }
         let mut items = items.split_off(start);
 
@@ -248,6 +285,23 @@ fn water_level(sizes: impl Iterator<Item = usize>, room: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_window_start_moves_in_blocks_and_keeps_at_least_the_limit() {
+        // Fewer than the limit: everything.
+        assert_eq!(window_start(10, 10, 20), 0);
+        // 31 loaded of 100–126 stored: the start moves only when the total crosses a block.
+        let kept: Vec<usize> = (100..=126)
+            .step_by(2)
+            .map(|total| 31 - window_start(31, total, 20))
+            .collect();
+        assert!(
+            kept.iter().all(|k| (20..20 + WINDOW_BLOCK).contains(k)),
+            "{kept:?}"
+        );
+        let moves = kept.windows(2).filter(|w| w[1] < w[0]).count();
+        assert_eq!(moves, 2, "two block moves over 14 turns: {kept:?}");
+    }
 
     #[test]
     fn water_level_caps_only_the_largest_items() {

@@ -7,4 +7,4 @@ pub mod templates;
 pub mod trim;
 
 pub use budget::{BudgetError, BudgetProblem, PromptBudget};
-pub use builder::PersonalizationService;
+pub use builder::{window_start, PersonalizationService, WINDOW_BLOCK};

@@ -1,6 +1,10 @@
-//! The language-model port: chat messages in, reply text out.
+//! The language-model port: chat messages in, reply text out — whole, or streamed as it is
+//! generated.
 
+use std::pin::Pin;
 use std::time::Duration;
+
+use futures_core::Stream;
 
 use async_trait::async_trait;
 use thiserror::Error;
@@ -43,6 +47,9 @@ pub struct LlmReply {
     pub prompt_tokens: Option<u32>,
     /// Generated tokens as reported by the engine, if it reports them.
     pub completion_tokens: Option<u32>,
+    /// Prompt tokens the engine did not evaluate because it had them cached from an earlier
+    /// request (a reused prefix), if it reports them.
+    pub cached_prompt_tokens: Option<u32>,
 }
 
 impl LlmReply {
@@ -53,6 +60,7 @@ impl LlmReply {
             text: text.into(),
             prompt_tokens: None,
             completion_tokens: None,
+            cached_prompt_tokens: None,
         }
     }
 }
@@ -108,6 +116,20 @@ impl LlmError {
     }
 }
 
+/// One event of a streamed completion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamEvent {
+    /// The next piece of the reply, never empty. The pieces, concatenated, are exactly the
+    /// text of the final [`StreamEvent::Done`] (no leading or trailing whitespace).
+    Delta(String),
+    /// The end: the whole reply with its usage. Nothing follows it.
+    Done(LlmReply),
+}
+
+/// A streamed completion: deltas, then one [`StreamEvent::Done`] — or an error, after which
+/// nothing follows. Dropping the stream stops the generation (and frees the engine).
+pub type LlmStream = Pin<Box<dyn Stream<Item = Result<StreamEvent, LlmError>> + Send>>;
+
 /// Generates chat completions.
 ///
 /// Contract: implementations bound every call by a deadline, limit concurrency themselves,
@@ -116,4 +138,40 @@ impl LlmError {
 pub trait LlmClient: Send + Sync {
     /// Completes the conversation.
     async fn complete(&self, request: &LlmRequest) -> Result<LlmReply, LlmError>;
+
+    /// Completes the conversation, yielding the text as it is generated. Errors before the
+    /// first delta (connection refused, a full queue past the deadline, …) are returned here,
+    /// after the same retries as [`Self::complete`]; errors after it end the stream.
+    ///
+    /// The default streams nothing early: it completes, then yields the whole text as one
+    /// delta. Engines that can stream override it.
+    async fn stream(&self, request: &LlmRequest) -> Result<LlmStream, LlmError> {
+        let reply = self.complete(request).await?;
+        Ok(Box::pin(WholeReply::new(reply)))
+    }
+}
+
+/// The default [`LlmClient::stream`]: the whole reply as one delta, then `Done`.
+struct WholeReply(std::collections::VecDeque<StreamEvent>);
+
+impl WholeReply {
+    fn new(reply: LlmReply) -> Self {
+        let mut events = std::collections::VecDeque::with_capacity(2);
+        if !reply.text.is_empty() {
+            events.push_back(StreamEvent::Delta(reply.text.clone()));
+        }
+        events.push_back(StreamEvent::Done(reply));
+        Self(events)
+    }
+}
+
+impl Stream for WholeReply {
+    type Item = Result<StreamEvent, LlmError>;
+
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        std::task::Poll::Ready(self.0.pop_front().map(Ok))
+    }
 }

@@ -11,7 +11,7 @@ mod speech;
 mod tokens;
 
 pub use clock::Clock;
-pub use llm::{LlmClient, LlmError, LlmReply, LlmRequest, RequestOptions};
+pub use llm::{LlmClient, LlmError, LlmReply, LlmRequest, LlmStream, RequestOptions, StreamEvent};
 pub use memory_repository::{MemoryStoreError, UserEventCount, UserMemoryRepository};
 pub use profile_repository::{ProfilePage, ProfileStoreError, UserProfileRepository};
 pub use speech::{AudioClip, SpeechToText, SttError, Transcript};

@@ -140,6 +140,10 @@ pub struct LlmSettings {
     pub timeout: Duration,
     /// Reply temperature.
     pub temperature: f32,
+    /// CPU threads of the embedded engine; `None` = every core.
+    pub threads: Option<u32>,
+    /// Conversations the embedded engine keeps cached (0 = no prompt reuse).
+    pub cache_slots: u32,
 }
 
 /// Speech-to-text.
@@ -442,6 +446,8 @@ impl Settings {
             timeout: Duration::from_secs(raw.int_or("LLM_TIMEOUT_SECS", 1)),
             #[allow(clippy::cast_possible_truncation)] // within 0..=2 by the table
             temperature: raw.number("LLM_TEMPERATURE") as f32,
+            threads: raw.int("LLM_THREADS"),
+            cache_slots: raw.int_or("LLM_CACHE_SLOTS", 0),
         };
         let stt = SttSettings {
             base_url: raw.url("STT_BASE_URL"),
@@ -589,6 +595,11 @@ impl Settings {
                     .unwrap_or_default(),
             ),
             ("LLM_MODELS_DIR", self.llm.models_dir.display().to_string()),
+            (
+                "LLM_THREADS",
+                self.llm.threads.map(|t| t.to_string()).unwrap_or_default(),
+            ),
+            ("LLM_CACHE_SLOTS", self.llm.cache_slots.to_string()),
             (
                 "LLM_BASE_URL",
                 self.llm.base_url.clone().unwrap_or_default(),

@@ -245,6 +245,20 @@ pub const VARIABLES: &[Variable] = &[
         "./data/models",
         "Where `butler-bot models pull` and the first start put downloaded models.",
     ),
+    int(
+        "LLM_THREADS",
+        "threads",
+        (1, 256),
+        "",
+        "CPU threads of the embedded engine; unset = every core.",
+    ),
+    int(
+        "LLM_CACHE_SLOTS",
+        "conversations",
+        (0, 64),
+        "4",
+        "Conversations whose prompt cache (KV state) the embedded engine keeps between turns, so a turn reads only what is new; each takes LLM_CONTEXT_WINDOW tokens of cache memory. 0 = read every prompt from scratch.",
+    ),
     text(
         "LLM_BASE_URL",
         "an http(s) URL ending in /v1",

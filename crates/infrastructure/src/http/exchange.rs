@@ -90,7 +90,7 @@ pub(crate) enum CallError {
 }
 
 enum Attempt {
-    Success(Bytes),
+    Success(Response),
     Retryable {
         error: CallError,
         retry_after: Option<Duration>,
@@ -138,6 +138,24 @@ impl HttpCaller {
     where
         F: Fn(&Client, &Endpoint) -> RequestBuilder,
     {
+        let response = self.call_response(deadline, build).await?;
+        match timeout_at(deadline, response.bytes()).await {
+            Err(_) => Err(CallError::Timeout),
+            Ok(Ok(body)) => Ok(body),
+            Ok(Err(e)) => Err(CallError::Unavailable(self.describe(&e))),
+        }
+    }
+
+    /// As [`Self::call`], but returns the successful response with its body unread (a stream
+    /// the caller reads within the same deadline). Retries happen only before a success status.
+    pub(crate) async fn call_response<F>(
+        &self,
+        deadline: Instant,
+        build: F,
+    ) -> Result<Response, CallError>
+    where
+        F: Fn(&Client, &Endpoint) -> RequestBuilder,
+    {
         let mut retry = 0;
         loop {
             let request = build(&self.client, &self.endpoint);
@@ -145,7 +163,7 @@ impl HttpCaller {
                 return Err(CallError::Timeout);
             };
             let (error, retry_after) = match outcome {
-                Attempt::Success(body) => return Ok(body),
+                Attempt::Success(response) => return Ok(response),
                 Attempt::Fatal(error) => return Err(error),
                 Attempt::Retryable { error, retry_after } => (error, retry_after),
             };
@@ -191,10 +209,7 @@ impl HttpCaller {
         };
         let status = response.status();
         if status.is_success() {
-            return match response.bytes().await {
-                Ok(body) => Attempt::Success(body),
-                Err(e) => Attempt::Fatal(CallError::Unavailable(self.describe(&e))),
-            };
+            return Attempt::Success(response);
         }
         let retry_after = response
             .headers()
@@ -215,7 +230,7 @@ impl HttpCaller {
 
     /// `POST host:port/path: cause: cause…` — the URL holds no secrets (the key travels in a
     /// header and credentials in URLs are refused), the chain names the real cause.
-    fn describe(&self, error: &reqwest::Error) -> String {
+    pub(crate) fn describe(&self, error: &reqwest::Error) -> String {
         let url = &self.endpoint.url;
         let mut text = format!(
             "{} POST {}:{}{}",

@@ -4,11 +4,12 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use butler_domain::ports::{LlmClient, LlmError, LlmReply, LlmRequest};
+use butler_domain::ports::{LlmClient, LlmError, LlmReply, LlmRequest, LlmStream, StreamEvent};
 use bytes::Bytes;
-use reqwest::header::CONTENT_TYPE;
+use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use tokio::time::{timeout_at, Instant};
 
+use super::sse::sse_stream;
 use super::wire::{parse_reply, ChatRequest};
 use super::{LlmConcurrency, LlmHttpConfig};
 use crate::http::{CallError, Endpoint, HttpCaller, HttpConfigError};
@@ -95,6 +96,63 @@ impl LlmClient for OpenAiChatClient {
             "chat completion finished"
         );
         reply
+    }
+
+    /// `stream: true`: the reply arrives as server-sent events. Connection errors, `429` and
+    /// `5xx` are retried before the first byte of the answer, as for [`Self::complete`]; once
+    /// text has arrived nothing is retried (the user may already be reading it). A server that
+    /// ignores `stream` and answers with one JSON body is streamed as one delta.
+    async fn stream(&self, request: &LlmRequest) -> Result<LlmStream, LlmError> {
+        let started = Instant::now();
+        let deadline = started + self.request_timeout;
+        let body = serde_json::to_vec(&ChatRequest::new(&self.model, request).streaming())
+            .map_err(|e| LlmError::Rejected {
+                detail: format!("cannot encode the request: {e}"),
+            })?;
+        let body = Bytes::from(body);
+        let permit = match timeout_at(deadline, self.concurrency.acquire_owned()).await {
+            Err(_) => return Err(self.timeout()),
+            Ok(Err(_closed)) => {
+                return Err(LlmError::Unavailable {
+                    detail: "the concurrency limiter was closed".to_owned(),
+                })
+            }
+            Ok(Ok(permit)) => permit,
+        };
+        let response = self
+            .caller
+            .call_response(deadline, |client, endpoint| {
+                endpoint
+                    .post(client)
+                    .header(CONTENT_TYPE, "application/json")
+                    .header(ACCEPT, "text/event-stream")
+                    .body(body.clone())
+            })
+            .await
+            .map_err(|e| self.map_error(e))?;
+        let is_event_stream = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        if is_event_stream {
+            return Ok(sse_stream(response, deadline, self.request_timeout, permit));
+        }
+        tracing::debug!(model = %self.model, "the server ignored stream: true; one delta");
+        let whole = match timeout_at(deadline, response.bytes()).await {
+            Err(_) => return Err(self.timeout()),
+            Ok(Err(e)) => {
+                return Err(LlmError::Unavailable {
+                    detail: self.caller.describe(&e),
+                })
+            }
+            Ok(Ok(body)) => parse_reply(&body)?,
+        };
+        drop(permit);
+        Ok(Box::pin(futures::stream::iter([
+            Ok(StreamEvent::Delta(whole.text.clone())),
+            Ok(StreamEvent::Done(whole)),
+        ])))
     }
 }
 

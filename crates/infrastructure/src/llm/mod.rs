@@ -6,8 +6,10 @@
 mod client;
 mod concurrency;
 mod config;
+mod deltas;
 pub mod embedded;
 pub mod models;
+mod sse;
 mod wire;
 
 pub use crate::http::{HttpConfigError, RetryPolicy};

@@ -12,6 +12,15 @@ pub(super) struct ChatRequest<'a> {
     messages: Vec<WireMessage<'a>>,
     temperature: f32,
     max_tokens: u32,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    stream: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream_options: Option<StreamOptions>,
+}
+
+#[derive(Debug, Serialize)]
+struct StreamOptions {
+    include_usage: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -34,7 +43,18 @@ impl<'a> ChatRequest<'a> {
                 .collect(),
             temperature: request.options.temperature,
             max_tokens: request.options.max_tokens,
+            stream: false,
+            stream_options: None,
         }
+    }
+
+    /// The same request, asking for server-sent events with usage in the last chunk.
+    pub(super) fn streaming(mut self) -> Self {
+        self.stream = true;
+        self.stream_options = Some(StreamOptions {
+            include_usage: true,
+        });
+        self
     }
 }
 
@@ -63,6 +83,68 @@ struct Usage {
     prompt_tokens: Option<u32>,
     #[serde(default)]
     completion_tokens: Option<u32>,
+    #[serde(default)]
+    prompt_tokens_details: Option<PromptTokensDetails>,
+}
+
+#[derive(Debug, Deserialize)]
+struct PromptTokensDetails {
+    #[serde(default)]
+    cached_tokens: Option<u32>,
+}
+
+impl Usage {
+    fn cached(&self) -> Option<u32> {
+        self.prompt_tokens_details
+            .as_ref()
+            .and_then(|d| d.cached_tokens)
+    }
+}
+
+/// One `data:` chunk of a streamed completion.
+#[derive(Debug, Deserialize)]
+struct ChatChunk {
+    #[serde(default)]
+    choices: Vec<ChunkChoice>,
+    #[serde(default)]
+    usage: Option<Usage>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ChunkChoice {
+    #[serde(default)]
+    delta: Option<Message>,
+    #[serde(default)]
+    finish_reason: Option<String>,
+}
+
+/// What one streamed chunk carries.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct Chunk {
+    /// Text of the first choice's delta (may be empty).
+    pub(super) text: String,
+    /// Whether the first choice says it is finished.
+    pub(super) finished: bool,
+    /// `(prompt, completion, cached prompt)` tokens, when the chunk reports usage.
+    pub(super) usage: Option<(Option<u32>, Option<u32>, Option<u32>)>,
+}
+
+/// Parses one `data:` payload of a streamed completion.
+pub(super) fn parse_chunk(data: &str) -> Result<Chunk, LlmError> {
+    let chunk: ChatChunk = serde_json::from_str(data).map_err(|e| LlmError::InvalidResponse {
+        detail: malformed_body("streamed chat completion", &e, data.len()),
+    })?;
+    let first = chunk.choices.into_iter().next();
+    Ok(Chunk {
+        finished: first.as_ref().is_some_and(|c| c.finish_reason.is_some()),
+        text: first
+            .and_then(|c| c.delta)
+            .and_then(|d| d.content)
+            .unwrap_or_default(),
+        usage: chunk
+            .usage
+            .map(|u| (u.prompt_tokens, u.completion_tokens, u.cached())),
+    })
 }
 
 /// The first choice's text, trimmed. Malformed JSON, no choices, and blank content are all
@@ -89,6 +171,7 @@ pub(super) fn parse_reply(body: &[u8]) -> Result<LlmReply, LlmError> {
         text,
         prompt_tokens: usage.as_ref().and_then(|u| u.prompt_tokens),
         completion_tokens: usage.as_ref().and_then(|u| u.completion_tokens),
+        cached_prompt_tokens: usage.as_ref().and_then(Usage::cached),
     })
 }
 
@@ -114,6 +197,24 @@ mod tests {
         assert_eq!(reply.completion_tokens, Some(3));
         let bare = parse_reply(br#"{"choices":[{"message":{"content":"ok"}}]}"#).unwrap();
         assert_eq!(bare.prompt_tokens, None);
+    }
+
+    #[test]
+    fn streamed_chunks_give_their_text_finish_and_usage() {
+        let chunk =
+            parse_chunk(r#"{"choices":[{"index":0,"delta":{"content":"Добрый"}}]}"#).unwrap();
+        assert_eq!(chunk.text, "Добрый");
+        assert!(!chunk.finished);
+        let last = parse_chunk(
+            r#"{"choices":[{"delta":{},"finish_reason":"stop"}],
+                "usage":{"prompt_tokens":10,"completion_tokens":2,"prompt_tokens_details":{"cached_tokens":8}}}"#,
+        )
+        .unwrap();
+        assert!(last.finished);
+        assert_eq!(last.usage, Some((Some(10), Some(2), Some(8))));
+        let usage_only = parse_chunk(r#"{"choices":[],"usage":{"prompt_tokens":1}}"#).unwrap();
+        assert_eq!(usage_only.text, "");
+        assert!(parse_chunk("{not json").is_err());
     }
 
     #[test]

@@ -19,6 +19,9 @@ pub const LOG_FILTER_VAR: &str = "RUST_LOG";
 /// The filter when `RUST_LOG` is unset. llama.cpp (the embedded engine, target `llama-cpp-2`)
 /// reports every tensor and metadata key at `info` while loading a model: warnings only.
 pub const DEFAULT_FILTER: &str = "info,llama-cpp-2=warn";
+/// The filter of interactive commands (the terminal chat) when `RUST_LOG` is unset: only
+/// warnings, so log lines do not interleave with the conversation on the terminal.
+pub const QUIET_FILTER: &str = "warn";
 
 /// Why logging could not be set up.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

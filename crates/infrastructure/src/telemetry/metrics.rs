@@ -29,6 +29,13 @@ pub const PERSONALIZED_MEMORY_WORKER_RUNS_TOTAL: &str = "personalized_memory_wor
 pub const PERSONALIZED_MEMORY_WORKER_ERRORS_TOTAL: &str = "personalized_memory_worker_errors_total";
 /// Latency of chat-completion calls, by `outcome` (histogram, seconds).
 pub const LLM_REQUEST_DURATION_SECONDS: &str = "llm_request_duration_seconds";
+/// Time from asking the model to its first piece of streamed text (histogram, seconds).
+pub const LLM_TIME_TO_FIRST_TOKEN_SECONDS: &str = "llm_time_to_first_token_seconds";
+/// Prompt tokens of completed LLM calls, by `kind`: `evaluated` (read by the engine) or
+/// `reused` (found in its cache from an earlier request).
+pub const LLM_PROMPT_TOKENS_TOTAL: &str = "llm_prompt_tokens_total";
+/// The kinds of [`LLM_PROMPT_TOKENS_TOTAL`].
+pub const PROMPT_TOKEN_KINDS: &[&str] = &["evaluated", "reused"];
 /// Latency of speech-to-text calls, by `outcome` (histogram, seconds).
 pub const STT_REQUEST_DURATION_SECONDS: &str = "stt_request_duration_seconds";
 /// Failed `sendMessage` calls to the Telegram Bot API, each attempt counted (retried or not).
@@ -37,6 +44,8 @@ pub const TELEGRAM_SEND_ERRORS_TOTAL: &str = "telegram_send_errors_total";
 pub const TELEGRAM_MESSAGES_REFUSED_TOTAL: &str = "telegram_messages_refused_total";
 /// The reasons of [`TELEGRAM_MESSAGES_REFUSED_TOTAL`].
 pub const REFUSAL_REASONS: &[&str] = &["rate", "quota"];
+/// Live drafts of replies shown in Telegram private chats (`sendMessageDraft` calls accepted).
+pub const TELEGRAM_DRAFTS_SENT_TOTAL: &str = "telegram_drafts_sent_total";
 /// Always 1; the `version` label carries the running build.
 pub const BUTLER_BUILD_INFO: &str = "butler_build_info";
 
@@ -132,6 +141,18 @@ pub const ALL_METRICS: &[MetricSpec] = &[
         labels: &["outcome"],
     },
     MetricSpec {
+        name: LLM_TIME_TO_FIRST_TOKEN_SECONDS,
+        kind: MetricKind::Histogram,
+        help: "Time from asking the language model to its first piece of streamed text, in seconds.",
+        labels: &[],
+    },
+    MetricSpec {
+        name: LLM_PROMPT_TOKENS_TOTAL,
+        kind: MetricKind::Counter,
+        help: "Prompt tokens of completed LLM calls, by kind (evaluated|reused from the engine's cache).",
+        labels: &["kind"],
+    },
+    MetricSpec {
         name: STT_REQUEST_DURATION_SECONDS,
         kind: MetricKind::Histogram,
         help: "Latency of speech-to-text transcriptions in seconds, by outcome (ok|error).",
@@ -141,6 +162,12 @@ pub const ALL_METRICS: &[MetricSpec] = &[
         name: TELEGRAM_SEND_ERRORS_TOTAL,
         kind: MetricKind::Counter,
         help: "Failed sendMessage calls to the Telegram Bot API (flood control, network, API errors, timeouts), each attempt counted.",
+        labels: &[],
+    },
+    MetricSpec {
+        name: TELEGRAM_DRAFTS_SENT_TOTAL,
+        kind: MetricKind::Counter,
+        help: "Live reply drafts shown in Telegram private chats (sendMessageDraft accepted).",
         labels: &[],
     },
     MetricSpec {
@@ -167,6 +194,12 @@ pub const PROMPT_TOKEN_BUCKETS: &[f64] = &[
 /// 20 s is a boundary because the `LlmLatencyHigh` alert fires on a p95 above it.
 pub const LLM_DURATION_BUCKETS: &[f64] = &[
     0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0,
+];
+
+/// Buckets of [`LLM_TIME_TO_FIRST_TOKEN_SECONDS`]: a streamed reply should start within a
+/// second; a long prompt on a small CPU takes several.
+pub const FIRST_TOKEN_BUCKETS: &[f64] = &[
+    0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0,
 ];
 
 /// Buckets of [`STT_REQUEST_DURATION_SECONDS`]: voice notes are short, transcription is quicker.
@@ -307,6 +340,11 @@ pub fn register_all() {
         let _ = histogram!(STT_REQUEST_DURATION_SECONDS, "outcome" => outcome.as_str());
     }
     counter!(TELEGRAM_SEND_ERRORS_TOTAL).increment(0);
+    counter!(TELEGRAM_DRAFTS_SENT_TOTAL).increment(0);
+    let _ = histogram!(LLM_TIME_TO_FIRST_TOKEN_SECONDS);
+    for kind in PROMPT_TOKEN_KINDS {
+        counter!(LLM_PROMPT_TOKENS_TOTAL, "kind" => *kind).increment(0);
+    }
     for reason in REFUSAL_REASONS {
         counter!(TELEGRAM_MESSAGES_REFUSED_TOTAL, "reason" => *reason).increment(0);
     }
@@ -346,6 +384,22 @@ pub fn record_reply(source: Source, status: RequestStatus, prompt_tokens: Option
 pub fn record_llm_request(outcome: CallOutcome, elapsed: Duration) {
     histogram!(LLM_REQUEST_DURATION_SECONDS, "outcome" => outcome.as_str())
         .record(elapsed.as_secs_f64());
+}
+
+/// A streamed LLM call produced its first text after `elapsed`.
+pub fn record_llm_first_token(elapsed: Duration) {
+    histogram!(LLM_TIME_TO_FIRST_TOKEN_SECONDS).record(elapsed.as_secs_f64());
+}
+
+/// A completed LLM call read `evaluated` prompt tokens and found `reused` in its cache.
+pub fn record_llm_prompt_tokens(evaluated: u64, reused: u64) {
+    counter!(LLM_PROMPT_TOKENS_TOTAL, "kind" => "evaluated").increment(evaluated);
+    counter!(LLM_PROMPT_TOKENS_TOTAL, "kind" => "reused").increment(reused);
+}
+
+/// A reply draft was shown in Telegram.
+pub fn record_telegram_draft() {
+    counter!(TELEGRAM_DRAFTS_SENT_TOTAL).increment(1);
 }
 
 /// A speech-to-text call finished after `elapsed`.

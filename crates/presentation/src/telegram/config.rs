@@ -6,6 +6,7 @@ use std::time::Duration;
 use butler_domain::UserId;
 use secrecy::SecretString;
 
+use super::drafts::DraftPacing;
 use super::limits::Limits;
 
 /// How to reach Telegram.
@@ -59,6 +60,8 @@ pub struct BotConfig {
     pub max_retry_after: Duration,
     /// How many characters of a transcript open the reply to a voice note (0 = no quote).
     pub voice_quote_chars: usize,
+    /// Live drafts of replies in private chats; a zero interval turns them off.
+    pub drafts: DraftPacing,
 }
 
 impl Default for BotConfig {
@@ -77,6 +80,7 @@ impl Default for BotConfig {
             max_send_attempts: 5,
             max_retry_after: Duration::from_secs(120),
             voice_quote_chars: 80,
+            drafts: DraftPacing::default(),
         }
     }
 }

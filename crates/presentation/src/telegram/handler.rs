@@ -18,6 +18,7 @@ use teloxide::types::{FileId, MessageKind, UpdateId, Voice};
 use tracing::Instrument as _;
 
 use super::config::BotConfig;
+use super::drafts::Drafts;
 use super::limits::{UserLimiter, Verdict};
 use super::outbox::{Outbox, TypingGuard};
 use super::recent::RecentKeys;
@@ -78,6 +79,7 @@ pub(crate) struct Handler {
     redactor: Redactor,
     profiles: Arc<dyn UserProfileRepository>,
     observer: Option<Arc<dyn TelegramObserver>>,
+    drafts: Arc<Drafts>,
     limiter: UserLimiter,
     refused: Mutex<RecentKeys<UserId>>,
     answered: Mutex<RecentKeys<(i64, i32)>>,
@@ -112,9 +114,17 @@ impl Handler {
             redactor.clone(),
             deps.observer.clone(),
         );
+        let drafts = Arc::new(Drafts::new(
+            bot.clone(),
+            config.drafts,
+            config.request_timeout,
+            redactor.clone(),
+            deps.observer.clone(),
+        ));
         Self {
             reply: deps.reply,
             stt: deps.stt,
+            drafts,
             limiter: UserLimiter::new(config.limits),
             config,
             bot,
@@ -247,8 +257,30 @@ impl Handler {
         typing: TypingGuard,
         started: Instant,
     ) {
-        let outcome =
-            tokio::time::timeout(self.config.reply_timeout, self.reply.execute(input)).await;
+        // Private chats see the reply growing as a live draft; groups get "typing…" and the
+        // finished message.
+        let outcome = if message.chat.is_private() && self.drafts.enabled() {
+            let quote_chars = self.config.voice_quote_chars;
+            let decorate: Box<dyn Fn(&str) -> String + Send + Sync> = match heard {
+                Some(heard) if quote_chars > 0 => {
+                    let heard = heard.to_owned();
+                    Box::new(move |text| texts::voice_reply(&heard, text, quote_chars))
+                }
+                _ => Box::new(str::to_owned),
+            };
+            let writer = self
+                .drafts
+                .start(message.chat.id, i64::from(message.id.0), decorate);
+            let outcome = tokio::time::timeout(
+                self.config.reply_timeout,
+                self.reply.execute_streaming(input, &writer),
+            )
+            .await;
+            writer.finish().await;
+            outcome
+        } else {
+            tokio::time::timeout(self.config.reply_timeout, self.reply.execute(input)).await
+        };
         typing.stop().await;
         let text = match outcome {
             Ok(output) => {

@@ -19,6 +19,7 @@
 //! - **the token never appears in logs or errors**: error texts pass through a redactor.
 
 mod config;
+mod drafts;
 mod handler;
 mod limits;
 mod outbox;
@@ -43,6 +44,7 @@ use teloxide::RequestError;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{Access, BotConfig, BotSettings};
+pub use drafts::DraftPacing;
 pub use limits::Limits;
 pub use split::{split_message, TELEGRAM_MESSAGE_LIMIT};
 
@@ -71,6 +73,9 @@ pub trait TelegramObserver: Send + Sync {
 
     /// A message was refused by a limit: `reason` is `rate` or `quota`.
     fn refused(&self, _reason: &'static str) {}
+
+    /// A live draft of a reply was shown.
+    fn draft_sent(&self) {}
 }
 
 impl std::fmt::Debug for BotDeps {

@@ -5,7 +5,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use butler_domain::ports::{LlmClient, LlmError, LlmReply, LlmRequest};
+use butler_domain::ports::{LlmClient, LlmError, LlmReply, LlmRequest, LlmStream, StreamEvent};
+use futures::StreamExt as _;
 use tokio::sync::Semaphore;
 
 /// One scripted answer.
@@ -19,6 +20,34 @@ pub enum LlmStep {
     Delay(Duration, String),
     /// Panic (a bug in an adapter): for tests of what survives one.
     Panic,
+    /// Streamed: each piece after `every`, then the reply (their concatenation). Called
+    /// without streaming, answers the whole text after all the pauses.
+    Streamed {
+        /// The pieces, in order.
+        pieces: Vec<String>,
+        /// Pause before each piece.
+        every: Duration,
+    },
+    /// Streamed, then fails: the pieces, then `error` instead of the end.
+    StreamFails {
+        /// The pieces sent before the failure.
+        pieces: Vec<String>,
+        /// Pause before each piece.
+        every: Duration,
+        /// What ends the stream.
+        error: LlmError,
+    },
+}
+
+impl LlmStep {
+    /// A streamed reply of `text`, one word (with its following space) every `every`.
+    #[must_use]
+    pub fn streamed(text: &str, every: Duration) -> Self {
+        Self::Streamed {
+            pieces: text.split_inclusive(' ').map(str::to_owned).collect(),
+            every,
+        }
+    }
 }
 
 /// Answers from a script; when the script is empty, echoes a fixed reply.
@@ -73,9 +102,9 @@ impl FakeLlm {
     }
 }
 
-#[async_trait]
-impl LlmClient for FakeLlm {
-    async fn complete(&self, request: &LlmRequest) -> Result<LlmReply, LlmError> {
+impl FakeLlm {
+    /// Records the request, waits at the gate, and takes the next step.
+    async fn next_step(&self, request: &LlmRequest) -> Result<LlmStep, LlmError> {
         self.requests
             .lock()
             .expect("llm mutex")
@@ -88,17 +117,85 @@ impl LlmClient for FakeLlm {
             permit.forget();
         }
         let step = self.script.lock().expect("llm mutex").pop_front();
-        match step {
-            Some(LlmStep::Reply(text)) => Ok(LlmReply::text(text)),
-            Some(LlmStep::Fail(error)) => Err(error),
-            Some(LlmStep::Delay(delay, text)) => {
+        Ok(step.unwrap_or_else(|| {
+            LlmStep::Reply(self.default_reply.lock().expect("llm mutex").clone())
+        }))
+    }
+}
+
+#[async_trait]
+impl LlmClient for FakeLlm {
+    async fn complete(&self, request: &LlmRequest) -> Result<LlmReply, LlmError> {
+        match self.next_step(request).await? {
+            LlmStep::Reply(text) => Ok(LlmReply::text(text)),
+            LlmStep::Fail(error) => Err(error),
+            LlmStep::Delay(delay, text) => {
                 tokio::time::sleep(delay).await;
                 Ok(LlmReply::text(text))
             }
-            Some(LlmStep::Panic) => panic!("scripted panic in the fake language model"),
-            None => Ok(LlmReply::text(
-                self.default_reply.lock().expect("llm mutex").clone(),
-            )),
+            LlmStep::Panic => panic!("scripted panic in the fake language model"),
+            LlmStep::Streamed { pieces, every } => {
+                tokio::time::sleep(every * u32::try_from(pieces.len()).unwrap_or(u32::MAX)).await;
+                Ok(LlmReply::text(pieces.concat().trim()))
+            }
+            LlmStep::StreamFails { error, .. } => Err(error),
         }
+    }
+
+    async fn stream(&self, request: &LlmRequest) -> Result<LlmStream, LlmError> {
+        let (pieces, every, end) = match self.next_step(request).await? {
+            LlmStep::Streamed { pieces, every } => {
+                let text = pieces.concat().trim().to_owned();
+                (pieces, every, Ok(StreamEvent::Done(LlmReply::text(text))))
+            }
+            LlmStep::StreamFails {
+                pieces,
+                every,
+                error,
+            } => (pieces, every, Err(error)),
+            LlmStep::Fail(error) => return Err(error),
+            LlmStep::Panic => panic!("scripted panic in the fake language model"),
+            LlmStep::Reply(text) => (
+                vec![text.clone()],
+                Duration::ZERO,
+                Ok(StreamEvent::Done(LlmReply::text(text))),
+            ),
+            LlmStep::Delay(delay, text) => (
+                vec![text.clone()],
+                delay,
+                Ok(StreamEvent::Done(LlmReply::text(text))),
+            ),
+        };
+        // Pieces as the port promises them: no leading or trailing whitespace overall.
+        let mut deltas = Vec::new();
+        let mut emitted = String::new();
+        let mut held = String::new();
+        for piece in pieces {
+            let mut text = std::mem::take(&mut held) + &piece;
+            if emitted.is_empty() {
+                text = text.trim_start().to_owned();
+            }
+            let body = text.trim_end().len();
+            held = text[body..].to_owned();
+            text.truncate(body);
+            emitted.push_str(&text);
+            deltas.push(text);
+        }
+        let events = deltas.into_iter().map(|d| (every, d)).collect::<Vec<_>>();
+        let stream = futures::stream::unfold(
+            (events.into_iter(), Some(end)),
+            |(mut events, end)| async move {
+                if let Some((pause, delta)) = events.next() {
+                    tokio::time::sleep(pause).await;
+                    if delta.is_empty() {
+                        return Some((None, (events, end)));
+                    }
+                    return Some((Some(Ok(StreamEvent::Delta(delta))), (events, end)));
+                }
+                end.map(|e| (Some(e), (events, None)))
+            },
+        )
+        .filter_map(|item| async move { item });
+        Ok(Box::pin(stream))
     }
 }

@@ -54,6 +54,19 @@ impl ApiCall {
     }
 }
 
+/// A reply draft (`sendMessageDraft`) the server accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Draft {
+    /// The private chat.
+    pub chat_id: i64,
+    /// The draft's id (the same id updates the same draft).
+    pub draft_id: i64,
+    /// The text shown.
+    pub text: String,
+    /// When it arrived.
+    pub at: Instant,
+}
+
 /// A message the bot sent that the server accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SentMessage {
@@ -139,6 +152,9 @@ struct Inner {
     confirmed_offset: i64,
     calls: Vec<ApiCall>,
     sent: Vec<SentMessage>,
+    drafts: Vec<Draft>,
+    /// `false`: `sendMessageDraft` is unknown, as on servers older than Bot API 9.3.
+    drafts_supported: bool,
     files: HashMap<String, StoredFile>,
     downloads: Vec<String>,
     failures: HashMap<String, VecDeque<Failure>>,
@@ -234,6 +250,7 @@ impl FakeTelegram {
             inner: Mutex::new(Inner {
                 next_update_id: 1,
                 next_message_id: 1,
+                drafts_supported: true,
                 ..Inner::default()
             }),
             version,
@@ -342,6 +359,23 @@ impl FakeTelegram {
             let content = objects::document_content(&file_id, file_name);
             objects::incoming_message(message_id, user_id, user_id, content)
         })
+    }
+
+    /// Drafts shown in `chat_id`, in arrival order.
+    #[must_use]
+    pub fn drafts(&self, chat_id: i64) -> Vec<Draft> {
+        self.state
+            .lock()
+            .drafts
+            .iter()
+            .filter(|d| d.chat_id == chat_id)
+            .cloned()
+            .collect()
+    }
+
+    /// From now on `sendMessageDraft` answers 404, as on a Bot API server older than 9.3.
+    pub fn reject_drafts(&self) {
+        self.state.lock().drafts_supported = false;
     }
 
     /// Every message delivered from now on is also sent to the returned channel, stamped

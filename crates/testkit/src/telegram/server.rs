@@ -13,7 +13,7 @@ use axum::routing::{any, get};
 use axum::{Form, Router};
 use serde_json::{json, Map, Value};
 
-use super::{as_i64, objects, ApiCall, Delivered, Failure, SentMessage, State};
+use super::{as_i64, objects, ApiCall, Delivered, Draft, Failure, SentMessage, State};
 
 /// The longest long poll the server holds open, whatever the client asks.
 const MAX_POLL: Duration = Duration::from_secs(50);
@@ -181,6 +181,7 @@ async fn execute(state: &State, method: &str, params: &Value) -> Response {
         }
         "getMyCommands" => telegram_ok(json!([])),
         "sendMessage" => send_message(state, params),
+        "sendMessageDraft" => send_message_draft(state, params),
         "editMessageText" => edit_message_text(state, params),
         "getFile" => get_file(state, params),
         _ => telegram_error(404, "Not Found: method not found", None),
@@ -223,6 +224,42 @@ fn send_message(state: &State, params: &Value) -> Response {
         });
     }
     telegram_ok(objects::outgoing_message(message_id, chat_id, text))
+}
+
+/// `sendMessageDraft` (Bot API 9.3+): a live preview in a private chat, recorded with the
+/// moment it arrived. A server set up as an older one answers 404 like for any unknown method.
+fn send_message_draft(state: &State, params: &Value) -> Response {
+    if !state.lock().drafts_supported {
+        return telegram_error(404, "Not Found: method not found", None);
+    }
+    let Some(chat_id) = params.get("chat_id").and_then(as_i64) else {
+        return telegram_error(400, "Bad Request: chat_id is empty", None);
+    };
+    if chat_id <= 0 {
+        return telegram_error(
+            400,
+            "Bad Request: drafts can be sent only to private chats",
+            None,
+        );
+    }
+    let draft_id = params.get("draft_id").and_then(as_i64).unwrap_or(0);
+    if draft_id == 0 {
+        return telegram_error(400, "Bad Request: draft_id must be non-zero", None);
+    }
+    let text = params
+        .get("text")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if text.encode_utf16().count() > 4096 {
+        return telegram_error(400, "Bad Request: text is too long", None);
+    }
+    state.lock().drafts.push(Draft {
+        chat_id,
+        draft_id,
+        text: text.to_owned(),
+        at: Instant::now(),
+    });
+    telegram_ok(json!(true))
 }
 
 fn edit_message_text(state: &State, params: &Value) -> Response {

@@ -1,0 +1,221 @@
+//! Streaming to Telegram: private chats see the reply grow as paced `sendMessageDraft`
+//! previews, then get one real message; groups get no drafts; a server without the method
+//! turns drafts off once; failures of the model or of Telegram midway never lose the reply's
+//! rules (fallback, nothing stored) or the final message.
+
+mod support;
+
+use std::time::Duration;
+
+use butler_application::prompt::templates::FALLBACK_REPLY;
+use butler_domain::ports::LlmError;
+use butler_presentation::telegram::{BotConfig, DraftPacing};
+use butler_testkit::fakes::LlmStep;
+use butler_testkit::telegram::Failure;
+use support::{test_config, BotHarness, FakeWorld, WAIT};
+
+const ALICE: i64 = 1001;
+const GROUP: i64 = -4242;
+
+const PACING: DraftPacing = DraftPacing {
+    interval: Duration::from_millis(200),
+    min_chars: 4,
+    first_after: Duration::from_millis(100),
+};
+
+fn config() -> BotConfig {
+    BotConfig {
+        drafts: PACING,
+        ..test_config()
+    }
+}
+
+const LONG_REPLY: &str = "Добрый вечер, сэр. Позвольте доложить: чай заварен, камин растоплен, \
+     газеты разложены по порядку важности, а ваш зонт высушен и ждёт у двери.";
+
+#[tokio::test]
+async fn a_private_reply_grows_as_paced_drafts_then_arrives_as_one_message() {
+    let world = FakeWorld::default();
+    world
+        .llm
+        .push(LlmStep::streamed(LONG_REPLY, Duration::from_millis(60)));
+    let bot = BotHarness::start_with(world.deps(), config()).await;
+
+    bot.telegram.push_text(ALICE, ALICE, "Что нового?");
+    let sent = bot
+        .telegram
+        .wait_for_messages(ALICE, 1, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].text, LONG_REPLY);
+
+    let drafts = bot.telegram.drafts(ALICE);
+    assert!(
+        drafts.len() >= 3,
+        "the reply grew in several drafts: {drafts:?}"
+    );
+    for pair in drafts.windows(2) {
+        let gap = pair[1].at.duration_since(pair[0].at);
+        assert!(gap >= PACING.interval, "drafts {gap:?} apart");
+        assert!(
+            pair[1].text.len() > pair[0].text.len(),
+            "each draft shows more"
+        );
+    }
+    for draft in &drafts {
+        assert!(LONG_REPLY.starts_with(&draft.text), "{:?}", draft.text);
+        assert_eq!(draft.draft_id, drafts[0].draft_id, "one draft, updated");
+        assert!(draft.text.chars().count() >= PACING.min_chars);
+    }
+    let final_at = bot
+        .telegram
+        .calls_to("sendMessage")
+        .last()
+        .map(|c| c.at)
+        .unwrap();
+    assert!(
+        drafts.iter().all(|d| d.at < final_at),
+        "the real message comes last"
+    );
+    assert_eq!(world.events(ALICE).len(), 2);
+    assert_eq!(world.events(ALICE)[1].content, LONG_REPLY);
+    bot.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_reply_ready_at_once_is_sent_without_a_draft() {
+    let world = FakeWorld::default();
+    world.llm.push_reply("Сию минуту, сэр.");
+    let bot = BotHarness::start_with(world.deps(), config()).await;
+    bot.telegram.push_text(ALICE, ALICE, "Чаю?");
+    bot.telegram
+        .wait_for_messages(ALICE, 1, WAIT)
+        .await
+        .unwrap();
+    assert!(bot.telegram.drafts(ALICE).is_empty());
+    bot.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn group_chats_get_no_drafts_only_the_final_message() {
+    let world = FakeWorld::default();
+    world
+        .llm
+        .push(LlmStep::streamed(LONG_REPLY, Duration::from_millis(40)));
+    let bot = BotHarness::start_with(world.deps(), config()).await;
+    bot.telegram.push_text(ALICE, GROUP, "Что нового?");
+    let sent = bot
+        .telegram
+        .wait_for_messages(GROUP, 1, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(sent[0].text, LONG_REPLY);
+    assert!(bot.telegram.calls_to("sendMessageDraft").is_empty());
+    bot.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_server_without_drafts_turns_them_off_once_and_replies_keep_coming() {
+    let world = FakeWorld::default();
+    for _ in 0..2 {
+        world
+            .llm
+            .push(LlmStep::streamed(LONG_REPLY, Duration::from_millis(40)));
+    }
+    let bot = BotHarness::start_with(world.deps(), config()).await;
+    bot.telegram.reject_drafts();
+    bot.telegram.push_text(ALICE, ALICE, "Раз");
+    bot.telegram.push_text(ALICE, ALICE, "Два");
+    let sent = bot
+        .telegram
+        .wait_for_messages(ALICE, 2, WAIT)
+        .await
+        .unwrap();
+    assert!(sent.iter().all(|m| m.text == LONG_REPLY));
+    assert_eq!(
+        bot.telegram.calls_to("sendMessageDraft").len(),
+        1,
+        "tried once, then off for the process"
+    );
+    bot.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_model_failing_mid_stream_gives_the_fallback_and_stores_nothing() {
+    let world = FakeWorld::default();
+    world.llm.push(LlmStep::StreamFails {
+        pieces: LONG_REPLY.split_inclusive(' ').map(str::to_owned).collect(),
+        every: Duration::from_millis(40),
+        error: LlmError::Unavailable {
+            detail: "the stream broke".to_owned(),
+        },
+    });
+    let bot = BotHarness::start_with(world.deps(), config()).await;
+    bot.telegram.push_text(ALICE, ALICE, "Что нового?");
+    let sent = bot
+        .telegram
+        .wait_for_messages(ALICE, 1, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(sent[0].text, FALLBACK_REPLY);
+    assert!(
+        !bot.telegram.drafts(ALICE).is_empty(),
+        "text was shown before the failure"
+    );
+    assert!(
+        world.events(ALICE).is_empty(),
+        "no question without its answer"
+    );
+    bot.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_rejected_draft_is_skipped_and_the_next_ones_still_go_out() {
+    let world = FakeWorld::default();
+    world
+        .llm
+        .push(LlmStep::streamed(LONG_REPLY, Duration::from_millis(40)));
+    let bot = BotHarness::start_with(world.deps(), config()).await;
+    bot.telegram
+        .fail_next("sendMessageDraft", 1, Failure::Status(400));
+    bot.telegram.push_text(ALICE, ALICE, "Что нового?");
+    let sent = bot
+        .telegram
+        .wait_for_messages(ALICE, 1, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(sent[0].text, LONG_REPLY);
+    let calls = bot.telegram.calls_to("sendMessageDraft");
+    assert!(
+        calls.len() >= 2 && !bot.telegram.drafts(ALICE).is_empty(),
+        "one bad draft does not turn drafts off: {calls:?}"
+    );
+    bot.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn telegram_failing_while_drafting_never_delays_the_final_message() {
+    let world = FakeWorld::default();
+    world
+        .llm
+        .push(LlmStep::streamed(LONG_REPLY, Duration::from_millis(40)));
+    let bot = BotHarness::start_with(world.deps(), config()).await;
+    // teloxide waits 10 s after a 5xx before it returns: the draft is abandoned, not awaited.
+    bot.telegram
+        .fail_next("sendMessageDraft", 100, Failure::Status(500));
+    let pushed = std::time::Instant::now();
+    bot.telegram.push_text(ALICE, ALICE, "Что нового?");
+    let sent = bot
+        .telegram
+        .wait_for_messages(ALICE, 1, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(sent[0].text, LONG_REPLY);
+    assert!(
+        pushed.elapsed() < Duration::from_secs(8),
+        "the reply (under a second of streaming) waited for a draft: {:?}",
+        pushed.elapsed()
+    );
+    bot.stop().await.unwrap();
+}
