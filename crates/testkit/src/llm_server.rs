@@ -282,7 +282,10 @@ fn streamed(step: Step, model: &str, id: usize, in_flight: InFlightOwned) -> Res
         (events.into_iter(), in_flight),
         |(mut events, in_flight)| async move {
             let (pause, event) = events.next()?;
-            tokio::time::sleep(pause).await;
+            // A zero pause must not wait for the timer's next tick (about a millisecond).
+            if !pause.is_zero() {
+                tokio::time::sleep(pause).await;
+            }
             let item = match event {
                 Ok(data) => Ok(Bytes::from(format!("data: {data}\n\n"))),
                 Err(()) => Err(std::io::Error::other("scripted cut")),
@@ -439,6 +442,11 @@ impl ScriptedLlm {
             .route("/v1/chat/completions", post(chat_completions))
             .fallback(not_found)
             .with_state(Arc::clone(&shared));
+        // Streamed answers are many small writes: without TCP_NODELAY, Nagle's algorithm and
+        // the client's delayed ACK hold each one back for about 40 ms.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let server = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 eprintln!("scripted LLM server stopped: {e}");

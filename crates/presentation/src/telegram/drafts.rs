@@ -53,8 +53,9 @@ pub struct DraftPacing {
     pub interval: Duration,
     /// No draft before the reply has this many characters (a word worth showing).
     pub min_chars: usize,
-    /// No draft this soon after the message arrived: a reply that is ready by then is just
-    /// sent, without a preview flashing before it.
+    /// No draft this soon after the reply's first text: a reply that is complete by then is
+    /// just sent, without a preview flashing before it (a fast model, or one that does not
+    /// stream).
     pub first_after: Duration,
 }
 
@@ -125,13 +126,16 @@ impl Drafts {
         decorate: Box<dyn Fn(&str) -> String + Send + Sync>,
     ) {
         let mut shown = String::new();
-        // The first draft waits `first_after`; each next one `interval` after the last.
-        let mut not_before = Instant::now() + self.pacing.first_after;
+        // The first draft waits `first_after` from the first text; each next one `interval`
+        // after the last.
+        let mut next_draft: Option<Instant> = None;
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
                 changed = updates.changed() => if changed.is_err() { return },
             }
+            let not_before =
+                *next_draft.get_or_insert_with(|| Instant::now() + self.pacing.first_after);
             tokio::select! {
                 () = stop.cancelled() => return,
                 () = tokio::time::sleep_until(not_before) => {}
@@ -153,7 +157,7 @@ impl Drafts {
                 return;
             }
             shown = draft;
-            not_before = Instant::now() + self.pacing.interval;
+            next_draft = Some(Instant::now() + self.pacing.interval);
         }
     }
 

@@ -186,7 +186,9 @@ impl LlmClient for FakeLlm {
             (events.into_iter(), Some(end)),
             |(mut events, end)| async move {
                 if let Some((pause, delta)) = events.next() {
-                    tokio::time::sleep(pause).await;
+                    if !pause.is_zero() {
+                        tokio::time::sleep(pause).await;
+                    }
                     if delta.is_empty() {
                         return Some((None, (events, end)));
                     }
