@@ -21,21 +21,27 @@ fn bot_binary() -> PathBuf {
     bot
 }
 
-#[test]
-fn quick_mode_measures_every_figure_on_both_backends() {
+/// Runs `butler-bench` with `args`; its stdout, or a panic with everything it said.
+fn bench(args: &[&str]) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_butler-bench"))
-        .arg("--quick")
+        .args(args)
         .arg("--bot-bin")
         .arg(bot_binary())
         .output()
         .expect("butler-bench starts");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),
-        "butler-bench --quick failed ({}):\n{stderr}\n{stdout}",
-        output.status
+        "butler-bench {args:?} failed ({}):\n{}\n{stdout}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
     );
+    stdout
+}
+
+#[test]
+fn quick_mode_measures_every_figure_on_both_backends() {
+    let stdout = bench(&["--quick"]);
     assert!(
         stdout.contains("| Figure | SQLite | MongoDB-wire | Target |"),
         "no table for both backends:\n{stdout}"
@@ -66,19 +72,7 @@ fn quick_mode_measures_every_figure_on_both_backends() {
 
 #[test]
 fn quick_streaming_mode_measures_reuse_drafts_layout_and_the_default_configuration() {
-    let output = Command::new(env!("CARGO_BIN_EXE_butler-bench"))
-        .args(["--streaming", "--quick"])
-        .arg("--bot-bin")
-        .arg(bot_binary())
-        .output()
-        .expect("butler-bench starts");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "butler-bench --streaming --quick failed ({}):\n{stderr}\n{stdout}",
-        output.status
-    );
+    let stdout = bench(&["--streaming", "--quick"]);
     for section in [
         "Embedded engine, 6-turn Russian conversation",
         "Drafts on Telegram",

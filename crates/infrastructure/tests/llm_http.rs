@@ -515,7 +515,11 @@ async fn a_streamed_reply_arrives_in_pieces_that_add_up_to_the_final_text() {
 #[tokio::test]
 async fn a_stream_cut_midway_ends_with_an_error_after_the_text_so_far() {
     let llm = ScriptedLlm::start().await;
-    llm.push(Step::reply(STREAMED).cut_after(3));
+    llm.push(
+        Step::reply(STREAMED)
+            .streamed_every(Duration::from_millis(20))
+            .cut_after(3),
+    );
     let stream = client(config(&llm.base_url()))
         .stream(&request("Что нового?"))
         .await

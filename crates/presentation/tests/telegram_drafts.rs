@@ -30,23 +30,28 @@ fn config() -> BotConfig {
     }
 }
 
+/// A bot whose model streams [`LONG_REPLY`], a word every `every`.
+async fn streaming_bot(every: Duration) -> (FakeWorld, BotHarness) {
+    let world = FakeWorld::default();
+    world.llm.push(LlmStep::streamed(LONG_REPLY, every));
+    let bot = BotHarness::start_with(world.deps(), config()).await;
+    (world, bot)
+}
+
+/// Sends a message to `chat` and waits for the one reply.
+async fn ask(bot: &BotHarness, chat: i64) -> Vec<butler_testkit::telegram::SentMessage> {
+    bot.telegram.push_text(ALICE, chat, "Что нового?");
+    bot.telegram.wait_for_messages(chat, 1, WAIT).await.unwrap()
+}
+
 const LONG_REPLY: &str = "Добрый вечер, сэр. Позвольте доложить: чай заварен, камин растоплен, \
      газеты разложены по порядку важности, а ваш зонт высушен и ждёт у двери.";
 
 #[tokio::test]
 async fn a_private_reply_grows_as_paced_drafts_then_arrives_as_one_message() {
-    let world = FakeWorld::default();
-    world
-        .llm
-        .push(LlmStep::streamed(LONG_REPLY, Duration::from_millis(60)));
-    let bot = BotHarness::start_with(world.deps(), config()).await;
+    let (world, bot) = streaming_bot(Duration::from_millis(60)).await;
 
-    bot.telegram.push_text(ALICE, ALICE, "Что нового?");
-    let sent = bot
-        .telegram
-        .wait_for_messages(ALICE, 1, WAIT)
-        .await
-        .unwrap();
+    let sent = ask(&bot, ALICE).await;
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].text, LONG_REPLY);
 
@@ -99,17 +104,8 @@ async fn a_reply_ready_at_once_is_sent_without_a_draft() {
 
 #[tokio::test]
 async fn group_chats_get_no_drafts_only_the_final_message() {
-    let world = FakeWorld::default();
-    world
-        .llm
-        .push(LlmStep::streamed(LONG_REPLY, Duration::from_millis(40)));
-    let bot = BotHarness::start_with(world.deps(), config()).await;
-    bot.telegram.push_text(ALICE, GROUP, "Что нового?");
-    let sent = bot
-        .telegram
-        .wait_for_messages(GROUP, 1, WAIT)
-        .await
-        .unwrap();
+    let (_, bot) = streaming_bot(Duration::from_millis(40)).await;
+    let sent = ask(&bot, GROUP).await;
     assert_eq!(sent[0].text, LONG_REPLY);
     assert!(bot.telegram.calls_to("sendMessageDraft").is_empty());
     bot.stop().await.unwrap();
@@ -152,12 +148,7 @@ async fn a_model_failing_mid_stream_gives_the_fallback_and_stores_nothing() {
         },
     });
     let bot = BotHarness::start_with(world.deps(), config()).await;
-    bot.telegram.push_text(ALICE, ALICE, "Что нового?");
-    let sent = bot
-        .telegram
-        .wait_for_messages(ALICE, 1, WAIT)
-        .await
-        .unwrap();
+    let sent = ask(&bot, ALICE).await;
     assert_eq!(sent[0].text, FALLBACK_REPLY);
     assert!(
         !bot.telegram.drafts(ALICE).is_empty(),
@@ -172,19 +163,10 @@ async fn a_model_failing_mid_stream_gives_the_fallback_and_stores_nothing() {
 
 #[tokio::test]
 async fn a_rejected_draft_is_skipped_and_the_next_ones_still_go_out() {
-    let world = FakeWorld::default();
-    world
-        .llm
-        .push(LlmStep::streamed(LONG_REPLY, Duration::from_millis(40)));
-    let bot = BotHarness::start_with(world.deps(), config()).await;
+    let (_, bot) = streaming_bot(Duration::from_millis(40)).await;
     bot.telegram
         .fail_next("sendMessageDraft", 1, Failure::Status(400));
-    bot.telegram.push_text(ALICE, ALICE, "Что нового?");
-    let sent = bot
-        .telegram
-        .wait_for_messages(ALICE, 1, WAIT)
-        .await
-        .unwrap();
+    let sent = ask(&bot, ALICE).await;
     assert_eq!(sent[0].text, LONG_REPLY);
     let calls = bot.telegram.calls_to("sendMessageDraft");
     assert!(
@@ -196,21 +178,12 @@ async fn a_rejected_draft_is_skipped_and_the_next_ones_still_go_out() {
 
 #[tokio::test]
 async fn telegram_failing_while_drafting_never_delays_the_final_message() {
-    let world = FakeWorld::default();
-    world
-        .llm
-        .push(LlmStep::streamed(LONG_REPLY, Duration::from_millis(40)));
-    let bot = BotHarness::start_with(world.deps(), config()).await;
+    let (_, bot) = streaming_bot(Duration::from_millis(40)).await;
     // teloxide waits 10 s after a 5xx before it returns: the draft is abandoned, not awaited.
     bot.telegram
         .fail_next("sendMessageDraft", 100, Failure::Status(500));
     let pushed = std::time::Instant::now();
-    bot.telegram.push_text(ALICE, ALICE, "Что нового?");
-    let sent = bot
-        .telegram
-        .wait_for_messages(ALICE, 1, WAIT)
-        .await
-        .unwrap();
+    let sent = ask(&bot, ALICE).await;
     assert_eq!(sent[0].text, LONG_REPLY);
     assert!(
         pushed.elapsed() < Duration::from_secs(8),

@@ -56,23 +56,11 @@ impl LlmClient for OpenAiChatClient {
     async fn complete(&self, request: &LlmRequest) -> Result<LlmReply, LlmError> {
         let started = Instant::now();
         let deadline = started + self.request_timeout;
-        let body = serde_json::to_vec(&ChatRequest::new(&self.model, request)).map_err(|e| {
-            LlmError::Rejected {
-                detail: format!("cannot encode the request: {e}"),
-            }
-        })?;
-        let body = Bytes::from(body);
-
-        // Queueing for a slot counts against the deadline: a user waits for the whole thing.
-        let permit = match timeout_at(deadline, self.concurrency.acquire()).await {
-            Err(_) => return Err(self.timeout()),
-            Ok(Err(_closed)) => {
-                return Err(LlmError::Unavailable {
-                    detail: "the concurrency limiter was closed".to_owned(),
-                })
-            }
-            Ok(Ok(permit)) => permit,
-        };
+        let body = encode(&ChatRequest::new(&self.model, request))?;
+        let permit = self
+            .concurrency
+            .slot_by(deadline, self.request_timeout)
+            .await?;
         let queued = started.elapsed();
         let result = self
             .caller
@@ -103,22 +91,12 @@ impl LlmClient for OpenAiChatClient {
     /// text has arrived nothing is retried (the user may already be reading it). A server that
     /// ignores `stream` and answers with one JSON body is streamed as one delta.
     async fn stream(&self, request: &LlmRequest) -> Result<LlmStream, LlmError> {
-        let started = Instant::now();
-        let deadline = started + self.request_timeout;
-        let body = serde_json::to_vec(&ChatRequest::new(&self.model, request).streaming())
-            .map_err(|e| LlmError::Rejected {
-                detail: format!("cannot encode the request: {e}"),
-            })?;
-        let body = Bytes::from(body);
-        let permit = match timeout_at(deadline, self.concurrency.acquire_owned()).await {
-            Err(_) => return Err(self.timeout()),
-            Ok(Err(_closed)) => {
-                return Err(LlmError::Unavailable {
-                    detail: "the concurrency limiter was closed".to_owned(),
-                })
-            }
-            Ok(Ok(permit)) => permit,
-        };
+        let deadline = Instant::now() + self.request_timeout;
+        let body = encode(&ChatRequest::new(&self.model, request).streaming())?;
+        let permit = self
+            .concurrency
+            .slot_by(deadline, self.request_timeout)
+            .await?;
         let response = self
             .caller
             .call_response(deadline, |client, endpoint| {
@@ -154,6 +132,15 @@ impl LlmClient for OpenAiChatClient {
             Ok(StreamEvent::Done(whole)),
         ])))
     }
+}
+
+/// The request body as JSON.
+fn encode(request: &ChatRequest<'_>) -> Result<Bytes, LlmError> {
+    serde_json::to_vec(request)
+        .map(Bytes::from)
+        .map_err(|e| LlmError::Rejected {
+            detail: format!("cannot encode the request: {e}"),
+        })
 }
 
 impl OpenAiChatClient {

@@ -6,7 +6,8 @@ use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore, SemaphorePermit};
+use butler_domain::ports::LlmError;
+use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore};
 
 /// A shared, FIFO-fair cap on concurrent requests. Clones share one limit.
 ///
@@ -67,14 +68,27 @@ impl LlmConcurrency {
         self.waiting.load(Ordering::SeqCst)
     }
 
-    /// Waits for a slot, in FIFO order. Fails only if the semaphore was closed, which this
-    /// type never does.
-    pub(crate) async fn acquire(&self) -> Result<SemaphorePermit<'_>, AcquireError> {
-        let _waiting = Waiting::new(&self.waiting);
-        self.semaphore.acquire().await
+    /// A slot, waiting at most until `deadline` (queueing counts against a call's deadline: a
+    /// user waits for the whole thing). The slot is owned, so it can travel with the work (a
+    /// stream, or the embedded engine's job) until that has really stopped.
+    ///
+    /// # Errors
+    /// [`LlmError::Timeout`] (reporting `timeout`) when the deadline passes first.
+    pub(crate) async fn slot_by(
+        &self,
+        deadline: tokio::time::Instant,
+        timeout: std::time::Duration,
+    ) -> Result<OwnedSemaphorePermit, LlmError> {
+        match tokio::time::timeout_at(deadline, self.acquire_owned()).await {
+            Err(_) => Err(LlmError::Timeout { after: timeout }),
+            Ok(Err(_closed)) => Err(LlmError::Unavailable {
+                detail: "the concurrency limiter was closed".to_owned(),
+            }),
+            Ok(Ok(permit)) => Ok(permit),
+        }
     }
 
-    /// As [`Self::acquire`], for a slot that must travel with work onto another thread (the
+    /// Waits for a slot, in FIFO order, for work that may move onto another thread (the
     /// embedded engine holds it until inference has really stopped, not just until the caller
     /// gave up).
     pub(crate) async fn acquire_owned(&self) -> Result<OwnedSemaphorePermit, AcquireError> {

@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use butler_domain::ports::{LlmClient, LlmError, LlmReply, LlmRequest, LlmStream, StreamEvent};
 use futures::StreamExt as _;
 use tokio::sync::OwnedSemaphorePermit;
-use tokio::time::{timeout_at, Instant};
+use tokio::time::Instant;
 
 use super::session::{Session, SessionConfig};
 use super::EmbeddedModel;
@@ -133,12 +133,6 @@ impl EmbeddedLlm {
     #[must_use]
     pub fn model(&self) -> &Arc<EmbeddedModel> {
         &self.model
-    }
-
-    fn timeout(&self) -> LlmError {
-        LlmError::Timeout {
-            after: self.config.request_timeout,
-        }
     }
 }
 
@@ -260,16 +254,11 @@ impl LlmClient for EmbeddedLlm {
 
     async fn stream(&self, request: &LlmRequest) -> Result<LlmStream, LlmError> {
         let deadline = Instant::now() + self.config.request_timeout;
-        // Queueing counts against the deadline: a user waits for the whole thing.
-        let permit = match timeout_at(deadline, self.config.concurrency.acquire_owned()).await {
-            Err(_) => return Err(self.timeout()),
-            Ok(Err(_closed)) => {
-                return Err(LlmError::Unavailable {
-                    detail: "the concurrency limiter was closed".to_owned(),
-                })
-            }
-            Ok(Ok(permit)) => permit,
-        };
+        let permit = self
+            .config
+            .concurrency
+            .slot_by(deadline, self.config.request_timeout)
+            .await?;
         let (events, receiver) = tokio::sync::mpsc::unbounded_channel();
         let cancelled = Arc::new(AtomicBool::new(false));
         self.jobs
