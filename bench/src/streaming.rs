@@ -230,6 +230,7 @@ pub fn layout_shares(
         let storage = wiring::Storage {
             profiles: Arc::new(butler_testkit::fakes::InMemoryProfiles::default()),
             memory: Arc::new(butler_testkit::fakes::InMemoryMemory::default()),
+            facts: Arc::new(butler_testkit::fakes::InMemoryFacts::default()),
             backend: "memory",
             location: String::new(),
         };

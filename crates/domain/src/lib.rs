@@ -1,9 +1,9 @@
 //! # butler-domain
 //!
 //! The vocabulary of Personalised Butler, a self-hosted Telegram assistant with the persona of
-//! an Alfred-style butler: user profiles, memory events, prompts, and the ports (async traits)
-//! through which the application reaches storage, language models, speech-to-text, token
-//! counters and the clock.
+//! an Alfred-style butler: user profiles, memory events, remembered facts, prompts, and the
+//! ports (async traits) through which the application reaches storage, language models,
+//! speech-to-text, token counters and the clock.
 //!
 //! This crate does no I/O and depends on no runtime: adapters live in `butler-infrastructure`,
 //! use cases in `butler-application`. It is meant to be reused; every public item is documented.
@@ -42,6 +42,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 #![warn(missing_docs)]
 
+pub mod fact;
 pub mod memory;
 pub mod ports;
 pub mod profile;
@@ -49,6 +50,7 @@ pub mod prompt;
 pub mod timestamp;
 pub mod user;
 
+pub use fact::{FactError, FactKey, FactKind, FactMatch, MemoryFact};
 pub use memory::{EventCursor, MemorySlice, Role, Source, UserMemoryEvent};
 pub use profile::{Language, ProfileUpdate, ProfileValidationError, Tone, UserLimits, UserProfile};
 pub use prompt::{ChatMessage, ChatRole, PersonalizedPrompt};

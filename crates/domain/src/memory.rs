@@ -73,11 +73,12 @@ impl fmt::Display for Source {
     }
 }
 
-/// A stored code that is not a known [`Role`] or [`Source`] (corrupt or foreign data).
+/// A stored code that is not a known [`Role`], [`Source`] or
+/// [`FactKind`](crate::fact::FactKind) (corrupt or foreign data).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error("unknown {kind} {value:?}")]
 pub struct UnknownCode {
-    /// Which enumeration was being parsed (`role` or `source`).
+    /// Which enumeration was being parsed (`role`, `source` or `fact kind`).
     pub kind: &'static str,
     /// The rejected value.
     pub value: String,

@@ -15,8 +15,8 @@ use butler_application::{
     ReplyConfig, ResetPersonalizationUseCase,
 };
 use butler_domain::ports::{
-    Clock, LlmClient, RequestOptions, SpeechToText, TokenCounter, UserMemoryRepository,
-    UserProfileRepository,
+    Clock, FactRepository, LlmClient, RequestOptions, SpeechToText, TokenCounter,
+    UserMemoryRepository, UserProfileRepository,
 };
 use butler_infrastructure::clock::SystemClock;
 use butler_infrastructure::llm::embedded::{
@@ -66,6 +66,8 @@ pub struct Storage {
     pub profiles: Arc<dyn UserProfileRepository>,
     /// Memory events.
     pub memory: Arc<dyn UserMemoryRepository>,
+    /// Long-term facts (not used by any use case yet).
+    pub facts: Arc<dyn FactRepository>,
     /// `sqlite` or `mongodb`, for logs.
     pub backend: &'static str,
     /// Where, for logs (credentials masked).
@@ -88,6 +90,7 @@ pub async fn open_storage(settings: &Settings) -> Result<Storage, BuildError> {
             Ok(Storage {
                 profiles: Arc::new(store.profiles()),
                 memory: Arc::new(store.memory()),
+                facts: Arc::new(store.facts()),
                 backend: "sqlite",
                 location: path.display().to_string(),
             })
@@ -108,6 +111,7 @@ pub async fn open_storage(settings: &Settings) -> Result<Storage, BuildError> {
             Ok(Storage {
                 profiles: Arc::new(store.profiles()),
                 memory: Arc::new(store.memory()),
+                facts: Arc::new(store.facts()),
                 backend: "mongodb",
                 location: format!("{}/{database}", mask_uri(uri.expose_secret())),
             })

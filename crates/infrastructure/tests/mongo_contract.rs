@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use butler_infrastructure::mongo::{
-    ensure_indexes, MongoConnectError, MongoOptions, MongoStore, MEMORY_COLLECTION,
-    MEMORY_TTL_INDEX, PROFILES_COLLECTION,
+    ensure_indexes, MongoConnectError, MongoOptions, MongoStore, FACTS_COLLECTION,
+    FACTS_TTL_INDEX, MEMORY_COLLECTION, MEMORY_TTL_INDEX, PROFILES_COLLECTION,
 };
 use butler_testkit::contract::Storage;
 use butler_testkit::services::mongo::{shared_mongo, unique_database_name};
@@ -25,7 +25,12 @@ async fn connect(prefix: &str, options: MongoOptions) -> MongoStore {
 
 async fn mongo() -> Storage {
     let store = connect("contract", MongoOptions::default()).await;
-    Storage::new(Arc::new(store.profiles()), Arc::new(store.memory())).keeping(store)
+    Storage::new(
+        Arc::new(store.profiles()),
+        Arc::new(store.memory()),
+        Arc::new(store.facts()),
+    )
+    .keeping(store)
 }
 
 butler_testkit::storage_contract_suite!(mongo());
@@ -64,7 +69,11 @@ mod schema {
     }
 
     fn ttl_secs(list: &[IndexModel]) -> Option<u64> {
-        find(list, MEMORY_TTL_INDEX)
+        ttl_of(list, MEMORY_TTL_INDEX)
+    }
+
+    fn ttl_of(list: &[IndexModel], name: &str) -> Option<u64> {
+        find(list, name)
             .and_then(|m| m.options.as_ref())
             .and_then(|o| o.expire_after)
             .map(|d| d.as_secs())
@@ -87,6 +96,96 @@ mod schema {
         let ttl = find(&memory, MEMORY_TTL_INDEX).expect("ttl index");
         assert_eq!(ttl.keys, doc! { "created_at": 1 });
         assert_eq!(ttl_secs(&memory), Some(90 * 24 * 3600));
+    }
+
+    #[tokio::test]
+    async fn connecting_creates_the_fact_indexes_with_one_current_fact_per_key_and_a_ttl() {
+        let store = connect("fact_indexes", MongoOptions::default()).await;
+        let facts = indexes(&store, FACTS_COLLECTION).await;
+        let by_id = find(&facts, "user_facts_fact_id").expect("fact_id index");
+        assert_eq!(by_id.keys, doc! { "fact_id": 1 });
+        assert_eq!(by_id.options.as_ref().unwrap().unique, Some(true));
+        let by_key = find(&facts, "user_facts_user_key").expect("user/key index");
+        assert_eq!(by_key.keys, doc! { "user_id": 1, "key": 1 });
+        let options = by_key.options.as_ref().unwrap();
+        assert_eq!(options.unique, Some(true));
+        assert_eq!(
+            options.partial_filter_expression,
+            Some(doc! { "current": true })
+        );
+        let recent = find(&facts, "user_facts_user_created").expect("user/created index");
+        assert_eq!(recent.keys, doc! { "user_id": 1, "created_at": -1 });
+        let terms = find(&facts, "user_facts_user_terms").expect("search index");
+        assert_eq!(terms.keys, doc! { "user_id": 1, "terms": 1 });
+        let ttl = find(&facts, FACTS_TTL_INDEX).expect("ttl index");
+        assert_eq!(ttl.keys, doc! { "created_at": 1 });
+        assert_eq!(ttl_of(&facts, FACTS_TTL_INDEX), Some(90 * 24 * 3600));
+
+        ensure_indexes(store.database(), Some(Duration::from_secs(3600)))
+            .await
+            .unwrap();
+        let facts = indexes(&store, FACTS_COLLECTION).await;
+        assert_eq!(ttl_of(&facts, FACTS_TTL_INDEX), Some(3600));
+        ensure_indexes(store.database(), None).await.unwrap();
+        let facts = indexes(&store, FACTS_COLLECTION).await;
+        assert!(find(&facts, FACTS_TTL_INDEX).is_none(), "{facts:?}");
+        assert!(find(&facts, "user_facts_user_key").is_some());
+    }
+
+    #[tokio::test]
+    async fn the_server_refuses_a_second_current_fact_of_one_key() {
+        let store = connect("fact_unique", MongoOptions::default()).await;
+        let collection = store.database().collection::<Document>(FACTS_COLLECTION);
+        let current = |id: i32| doc! { "fact_id": id, "user_id": 1_i64, "key": "home_city", "current": true };
+        collection.insert_one(current(1)).await.unwrap();
+        let second = collection.insert_one(current(2)).await;
+        assert!(second.is_err(), "a second current fact was accepted");
+        let mut history = current(3);
+        history.insert("current", false);
+        collection.insert_one(history.clone()).await.unwrap();
+        history.insert("fact_id", 4);
+        collection.insert_one(history).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn facts_store_uuids_as_binary_dates_as_bson_dates_and_their_search_terms() {
+        use butler_domain::ports::FactRepository;
+        use butler_domain::{FactKind, MemoryFact};
+        let store = connect("fact_bson", MongoOptions::default()).await;
+        let source = uuid::Uuid::new_v4();
+        let fact = MemoryFact::new(
+            UserId::new(77),
+            "home_city",
+            FactKind::Place,
+            "Мы живём в Твери",
+            vec![source],
+            time::OffsetDateTime::now_utc(),
+        )
+        .unwrap();
+        store.facts().save(std::slice::from_ref(&fact)).await.unwrap();
+        let raw = store
+            .database()
+            .collection::<Document>(FACTS_COLLECTION)
+            .find_one(doc! {})
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(matches!(raw.get("fact_id"), Some(Bson::Binary(b)) if b.subtype == BinarySubtype::Uuid));
+        assert!(matches!(raw.get("created_at"), Some(Bson::DateTime(_))));
+        assert_eq!(raw.get_str("kind").unwrap(), "place");
+        assert!(raw.get_bool("current").unwrap());
+        assert!(matches!(raw.get("superseded_by"), Some(Bson::Null)));
+        let terms: Vec<&str> = raw
+            .get_array("terms")
+            .unwrap()
+            .iter()
+            .filter_map(Bson::as_str)
+            .collect();
+        assert_eq!(terms, ["жив", "твер", "home", "city"]);
+        match raw.get_array("source_events").unwrap().as_slice() {
+            [Bson::Binary(b)] => assert_eq!(b.bytes, source.as_bytes()),
+            other => panic!("source_events stored as {other:?}"),
+        }
     }
 
     #[tokio::test]

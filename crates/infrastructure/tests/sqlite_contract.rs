@@ -11,7 +11,12 @@ async fn sqlite() -> Storage {
     let store = SqliteStore::open(SqliteOptions::at(dir.path().join("butler.db")))
         .await
         .expect("open a fresh SQLite database");
-    Storage::new(Arc::new(store.profiles()), Arc::new(store.memory())).keeping(dir)
+    Storage::new(
+        Arc::new(store.profiles()),
+        Arc::new(store.memory()),
+        Arc::new(store.facts()),
+    )
+    .keeping(dir)
 }
 
 butler_testkit::storage_contract_suite!(sqlite());
@@ -62,11 +67,217 @@ mod schema {
                 ("user_memory_user_created".to_owned(), false),
             ]
         );
+        assert_eq!(
+            indexes(&conn, "user_facts"),
+            vec![
+                ("user_facts_created".to_owned(), false),
+                ("user_facts_fact_id".to_owned(), true),
+                ("user_facts_user_created".to_owned(), false),
+                ("user_facts_user_key".to_owned(), true),
+            ]
+        );
+        assert_eq!(columns_of(&conn, "user_facts_fact_id"), ["fact_id"]);
+        assert_eq!(columns_of(&conn, "user_facts_user_key"), ["user_id", "key"]);
+        assert_eq!(
+            columns_of(&conn, "user_facts_user_created"),
+            ["user_id", "created_at", "fact_id"]
+        );
+        assert_eq!(columns_of(&conn, "user_facts_created"), ["created_at"]);
         assert_eq!(columns_of(&conn, "user_profiles_user_id"), ["user_id"]);
         assert_eq!(columns_of(&conn, "user_memory_event_id"), ["event_id"]);
         assert_eq!(
             columns_of(&conn, "user_memory_user_created"),
             ["user_id", "created_at", "event_id"]
+        );
+    }
+
+    #[test]
+    fn the_bundled_sqlite_has_fts5_with_the_unicode61_and_trigram_tokenizers() {
+        let conn = Connection::open_in_memory().unwrap();
+        let fts5: bool = conn
+            .query_row("SELECT sqlite_compileoption_used('ENABLE_FTS5')", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert!(fts5);
+        conn.execute_batch(
+            "CREATE VIRTUAL TABLE a USING fts5(body, tokenize = 'unicode61 remove_diacritics 0');
+             CREATE VIRTUAL TABLE b USING fts5(body, tokenize = 'trigram');",
+        )
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_full_text_index_follows_inserts_supersedes_and_deletes() {
+        use butler_domain::ports::FactRepository;
+        use butler_domain::{FactKind, MemoryFact, UserId};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("butler.db");
+        let store = SqliteStore::open(SqliteOptions::at(&path)).await.unwrap();
+        let user = UserId::new(1);
+        let at = time::OffsetDateTime::now_utc();
+        let fact = |text: &str, ms| {
+            MemoryFact::new(
+                user,
+                "home_city",
+                FactKind::Place,
+                text,
+                vec![],
+                at + time::Duration::milliseconds(ms),
+            )
+            .unwrap()
+        };
+        let (kazan, tver) = (fact("Живём в Казани", 0), fact("Живём в Твери", 1));
+        store.facts().save(&[kazan, tver.clone()]).await.unwrap();
+        let conn = Connection::open(&path).unwrap();
+        let indexed = |conn: &Connection| -> i64 {
+            conn.query_row("SELECT COUNT(*) FROM user_facts_fts", [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(indexed(&conn), 2, "superseded facts stay indexed, for history");
+        // FTS5's own consistency check against the content table.
+        conn.execute(
+            "INSERT INTO user_facts_fts (user_facts_fts) VALUES ('integrity-check')",
+            [],
+        )
+        .unwrap();
+        store.facts().delete(user, tver.id).await.unwrap();
+        store.facts().delete_all(user).await.unwrap();
+        conn.execute(
+            "INSERT INTO user_facts_fts (user_facts_fts) VALUES ('integrity-check')",
+            [],
+        )
+        .unwrap();
+        let matches: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM user_facts_fts WHERE user_facts_fts MATCH 'твер'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(matches, 0);
+    }
+
+    /// One search strategy: how facts and queries become FTS5 text and queries.
+    struct Strategy {
+        name: &'static str,
+        tokenizer: &'static str,
+        document: fn(&butler_domain::MemoryFact) -> String,
+        query: fn(&str) -> Vec<String>,
+    }
+
+    /// The raw words of a query, lower case, at least `min` characters (trigram cannot match
+    /// fewer than three).
+    fn words(query: &str, min: usize) -> Vec<String> {
+        query
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| w.chars().count() >= min)
+            .map(str::to_lowercase)
+            .collect()
+    }
+
+    /// (pairs found, distractor queries that found something) for one strategy.
+    fn measure(conn: &Connection, strategy: &Strategy, facts: &[butler_domain::MemoryFact]) -> (usize, usize) {
+        use butler_testkit::contract::{DISTRACTOR_QUERIES, INFLECTION_PAIRS};
+        conn.execute_batch(&format!(
+            "DROP TABLE IF EXISTS m; CREATE VIRTUAL TABLE m USING fts5(body, tokenize = '{}');",
+            strategy.tokenizer
+        ))
+        .unwrap();
+        for (rowid, fact) in (1_i64..).zip(facts) {
+            conn.execute(
+                "INSERT INTO m (rowid, body) VALUES (?1, ?2)",
+                rusqlite::params![rowid, (strategy.document)(fact)],
+            )
+            .unwrap();
+        }
+        let found = |query: &str| -> Vec<i64> {
+            let terms = (strategy.query)(query);
+            if terms.is_empty() {
+                return Vec::new();
+            }
+            let expression = terms
+                .iter()
+                .map(|t| format!("\"{t}\""))
+                .collect::<Vec<_>>()
+                .join(" OR ");
+            let mut stmt = conn
+                .prepare("SELECT rowid FROM m WHERE m MATCH ?1 ORDER BY bm25(m)")
+                .unwrap();
+            stmt.query_map([expression], |r| r.get(0))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        let pairs = (1_i64..)
+            .zip(INFLECTION_PAIRS)
+            .filter(|(rowid, (_, _, _, query))| found(query).contains(rowid))
+            .count();
+        let distracted = DISTRACTOR_QUERIES
+            .iter()
+            .filter(|query| !found(query).is_empty())
+            .count();
+        (pairs, distracted)
+    }
+
+    /// The measurement quoted in `butler_domain::fact::terms`: the sixteen fact/question pairs
+    /// of the contract suite, under three ways of using FTS5. A pair counts when its question
+    /// finds its fact among the sixteen; a distractor question counts when it finds anything.
+    #[test]
+    fn fts5_search_strategies_on_russian_inflections() {
+        use butler_domain::fact::terms::query_terms;
+        use butler_testkit::contract::{DISTRACTOR_QUERIES, INFLECTION_PAIRS};
+        let facts: Vec<_> = INFLECTION_PAIRS
+            .iter()
+            .map(|(key, kind, text, _)| {
+                butler_domain::MemoryFact::new(
+                    butler_domain::UserId::new(1),
+                    key,
+                    *kind,
+                    text,
+                    vec![],
+                    time::OffsetDateTime::now_utc(),
+                )
+                .unwrap()
+            })
+            .collect();
+        let strategies = [
+            Strategy {
+                name: "unicode61 on the raw text",
+                tokenizer: "unicode61",
+                document: |f| f.text.clone(),
+                query: |q| words(q, 1),
+            },
+            Strategy {
+                name: "trigram on the raw text",
+                tokenizer: "trigram",
+                document: |f| f.text.clone(),
+                query: |q| words(q, 3),
+            },
+            Strategy {
+                name: "unicode61 on the domain's terms",
+                tokenizer: "unicode61 remove_diacritics 0",
+                document: |f| f.search_terms().join(" "),
+                query: query_terms,
+            },
+        ];
+        let conn = Connection::open_in_memory().unwrap();
+        let measured: Vec<(usize, usize)> = strategies
+            .iter()
+            .map(|s| measure(&conn, s, &facts))
+            .collect();
+        for (s, (pairs, distracted)) in strategies.iter().zip(&measured) {
+            println!(
+                "{:<32} pairs {pairs:>2} / {}, distractors {distracted} / {}",
+                s.name,
+                INFLECTION_PAIRS.len(),
+                DISTRACTOR_QUERIES.len()
+            );
+        }
+        assert_eq!(
+            measured,
+            [(5, 0), (9, 1), (16, 0)],
+            "the figures changed: update the table in butler_domain::fact::terms and docs/memory.md"
         );
     }
 

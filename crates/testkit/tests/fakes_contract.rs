@@ -4,12 +4,13 @@
 use std::sync::Arc;
 
 use butler_testkit::contract::Storage;
-use butler_testkit::fakes::{InMemoryMemory, InMemoryProfiles};
+use butler_testkit::fakes::{InMemoryFacts, InMemoryMemory, InMemoryProfiles};
 
 async fn fakes() -> Storage {
     Storage::new(
         Arc::new(InMemoryProfiles::default()),
         Arc::new(InMemoryMemory::default()),
+        Arc::new(InMemoryFacts::default()),
     )
 }
 

@@ -4,6 +4,7 @@
 //! (ordering, what "not found" means, which errors are worth retrying).
 
 mod clock;
+mod fact_repository;
 mod llm;
 mod memory_repository;
 mod profile_repository;
@@ -11,6 +12,7 @@ mod speech;
 mod tokens;
 
 pub use clock::Clock;
+pub use fact_repository::{FactRepository, FactStoreError, SavedFacts};
 pub use llm::{LlmClient, LlmError, LlmReply, LlmRequest, LlmStream, RequestOptions, StreamEvent};
 pub use memory_repository::{MemoryStoreError, UserEventCount, UserMemoryRepository};
 pub use profile_repository::{ProfilePage, ProfileStoreError, UserProfileRepository};

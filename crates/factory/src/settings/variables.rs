@@ -225,7 +225,7 @@ pub const VARIABLES: &[Variable] = &[
         "days",
         (0, 36_500),
         "90",
-        "MongoDB TTL on memory events; 0 disables it.",
+        "MongoDB TTL on memory events and facts; 0 disables it.",
     ),
     choice(
         "LLM_BACKEND",

@@ -1,10 +1,11 @@
-//! Index creation for both collections, idempotent so it can run at every start-up and from a
+//! Index creation for every collection, idempotent so it can run at every start-up and from a
 //! `migrate` subcommand.
 //!
-//! `createIndexes` with an identical specification is a no-op on the server. The one index
-//! whose options change with configuration — the TTL on `user_memory.created_at` — is compared
-//! with what exists and dropped and rebuilt when the configured TTL differs (or dropped when
-//! expiry is disabled), because MongoDB refuses to redefine an index's options in place.
+//! `createIndexes` with an identical specification is a no-op on the server. The indexes whose
+//! options change with configuration — the TTLs on `user_memory.created_at` and
+//! `user_facts.created_at`, both set by the memory TTL — are compared with what exists and
+//! dropped and rebuilt when the configured TTL differs (or dropped when expiry is disabled),
+//! because MongoDB refuses to redefine an index's options in place.
 
 use std::time::Duration;
 
@@ -22,6 +23,10 @@ pub const PROFILES_COLLECTION: &str = "user_profiles";
 pub const MEMORY_COLLECTION: &str = "user_memory";
 /// Name of the TTL index on `user_memory.created_at`.
 pub const MEMORY_TTL_INDEX: &str = "user_memory_ttl";
+/// Long-term facts, one document per fact.
+pub const FACTS_COLLECTION: &str = "user_facts";
+/// Name of the TTL index on `user_facts.created_at`: facts expire like events.
+pub const FACTS_TTL_INDEX: &str = "user_facts_ttl";
 
 /// An index could not be listed, created or dropped.
 #[derive(Debug, Error)]
@@ -40,7 +45,13 @@ pub struct IndexError {
 /// - `user_profiles`: unique `{user_id: 1}` (`user_profiles_user_id`);
 /// - `user_memory`: `{user_id: 1, created_at: -1}` (`user_memory_user_created`), unique
 ///   `{event_id: 1}` (`user_memory_event_id`, makes appends idempotent), and the TTL index
-///   `{created_at: 1}` (`user_memory_ttl`) when `memory_ttl` is `Some`.
+///   `{created_at: 1}` (`user_memory_ttl`) when `memory_ttl` is `Some`;
+/// - `user_facts`: unique `{fact_id: 1}` (`user_facts_fact_id`, idempotent saves), unique
+///   `{user_id: 1, key: 1}` over current facts only (`user_facts_user_key`, partial on
+///   `current: true`: one current fact per key), `{user_id: 1, created_at: -1}`
+///   (`user_facts_user_created`), multikey `{user_id: 1, terms: 1}` (`user_facts_user_terms`,
+///   search), and the TTL index `{created_at: 1}` (`user_facts_ttl`) with the same
+///   `memory_ttl`.
 ///
 /// # Errors
 /// [`IndexError`] naming the collection and index.
@@ -74,7 +85,51 @@ pub async fn ensure_indexes(
         IndexOptions::builder().unique(true).build(),
     )
     .await?;
-    ensure_ttl(&memory, memory_ttl).await
+    ensure_ttl(&memory, MEMORY_COLLECTION, MEMORY_TTL_INDEX, memory_ttl).await?;
+    ensure_fact_indexes(database, memory_ttl).await
+}
+
+async fn ensure_fact_indexes(
+    database: &Database,
+    memory_ttl: Option<Duration>,
+) -> Result<(), IndexError> {
+    let facts = database.collection::<Document>(FACTS_COLLECTION);
+    create(
+        &facts,
+        FACTS_COLLECTION,
+        "user_facts_fact_id",
+        doc! { "fact_id": 1 },
+        IndexOptions::builder().unique(true).build(),
+    )
+    .await?;
+    create(
+        &facts,
+        FACTS_COLLECTION,
+        "user_facts_user_key",
+        doc! { "user_id": 1, "key": 1 },
+        IndexOptions::builder()
+            .unique(true)
+            .partial_filter_expression(doc! { "current": true })
+            .build(),
+    )
+    .await?;
+    create(
+        &facts,
+        FACTS_COLLECTION,
+        "user_facts_user_created",
+        doc! { "user_id": 1, "created_at": -1 },
+        IndexOptions::default(),
+    )
+    .await?;
+    create(
+        &facts,
+        FACTS_COLLECTION,
+        "user_facts_user_terms",
+        doc! { "user_id": 1, "terms": 1 },
+        IndexOptions::default(),
+    )
+    .await?;
+    ensure_ttl(&facts, FACTS_COLLECTION, FACTS_TTL_INDEX, memory_ttl).await
 }
 
 async fn create(
@@ -97,16 +152,20 @@ async fn create(
         })
 }
 
+/// Makes the TTL index `index` on `created_at` of `collection` expire after `ttl`, or removes
+/// it for `None`.
 async fn ensure_ttl(
-    memory: &Collection<Document>,
-    memory_ttl: Option<Duration>,
+    collection: &Collection<Document>,
+    collection_name: &'static str,
+    index: &'static str,
+    ttl: Option<Duration>,
 ) -> Result<(), IndexError> {
     let failed = |e: &mongodb::error::Error| IndexError {
-        collection: MEMORY_COLLECTION,
-        index: MEMORY_TTL_INDEX,
+        collection: collection_name,
+        index,
         detail: describe(e),
     };
-    let existing: Vec<IndexModel> = memory
+    let existing: Vec<IndexModel> = collection
         .list_indexes()
         .await
         .map_err(|e| failed(&e))?
@@ -116,26 +175,26 @@ async fn ensure_ttl(
     let current = existing
         .iter()
         .filter_map(|m| m.options.as_ref())
-        .find(|o| o.name.as_deref() == Some(MEMORY_TTL_INDEX))
+        .find(|o| o.name.as_deref() == Some(index))
         .map(|o| o.expire_after);
-    let wanted_secs = memory_ttl.map(|d| d.as_secs());
+    let wanted_secs = ttl.map(|d| d.as_secs());
     match current {
         Some(expire) if expire.map(|d| d.as_secs()) == wanted_secs => return Ok(()),
         Some(_) => {
-            memory
-                .drop_index(MEMORY_TTL_INDEX)
+            collection
+                .drop_index(index)
                 .await
                 .map_err(|e| failed(&e))?;
         }
         None => {}
     }
-    let Some(ttl) = memory_ttl else {
+    let Some(ttl) = ttl else {
         return Ok(());
     };
     create(
-        memory,
-        MEMORY_COLLECTION,
-        MEMORY_TTL_INDEX,
+        collection,
+        collection_name,
+        index,
         doc! { "created_at": 1 },
         IndexOptions::builder().expire_after(ttl).build(),
     )

@@ -1,5 +1,5 @@
-//! MongoDB storage through the official driver: collections `user_profiles` and
-//! `user_memory` in one database.
+//! MongoDB storage through the official driver: collections `user_profiles`, `user_memory`
+//! and `user_facts` in one database.
 //!
 //! Representation: user ids are `Int64`, event ids BSON binary subtype 4 (UUID), times BSON
 //! dates (milliseconds, which is why the domain truncates every time to whole milliseconds).
@@ -8,6 +8,7 @@
 //! Every call is bounded: server selection by [`MongoOptions::server_selection_timeout`], each
 //! operation by [`MongoOptions::operation_timeout`].
 
+mod fact_repo;
 mod indexes;
 mod memory_repo;
 mod profile_repo;
@@ -27,8 +28,10 @@ use uuid::Uuid;
 
 use butler_domain::timestamp::{from_unix_millis, to_unix_millis};
 
+pub use fact_repo::{MongoFactRepository, MAX_SEARCH_CANDIDATES};
 pub use indexes::{
-    ensure_indexes, IndexError, MEMORY_COLLECTION, MEMORY_TTL_INDEX, PROFILES_COLLECTION,
+    ensure_indexes, IndexError, FACTS_COLLECTION, FACTS_TTL_INDEX, MEMORY_COLLECTION,
+    MEMORY_TTL_INDEX, PROFILES_COLLECTION,
 };
 pub use memory_repo::MongoMemoryRepository;
 pub use profile_repo::MongoProfileRepository;
@@ -45,8 +48,8 @@ pub const DEFAULT_DATABASE: &str = "butler";
 pub struct MongoOptions {
     /// Database name; `None` takes the one in the URI, else [`DEFAULT_DATABASE`].
     pub database: Option<String>,
-    /// Age after which memory events expire (TTL index on `created_at`); `None` disables
-    /// expiry and removes an existing TTL index.
+    /// Age after which memory events and facts expire (TTL indexes on `created_at`); `None`
+    /// disables expiry and removes existing TTL indexes.
     pub memory_ttl: Option<Duration>,
     /// How long to wait for a usable server before an operation fails (also bounds start-up).
     pub server_selection_timeout: Duration,
@@ -102,7 +105,7 @@ pub enum MongoConnectError {
     },
 }
 
-/// An open MongoDB database: hands out the two repositories, which share the client.
+/// An open MongoDB database: hands out the repositories, which share the client.
 #[derive(Debug, Clone)]
 pub struct MongoStore {
     database: Database,
@@ -170,6 +173,12 @@ impl MongoStore {
     #[must_use]
     pub fn memory(&self) -> MongoMemoryRepository {
         MongoMemoryRepository::new(&self.database, self.options.operation_timeout)
+    }
+
+    /// The fact repository over this database.
+    #[must_use]
+    pub fn facts(&self) -> MongoFactRepository {
+        MongoFactRepository::new(&self.database, self.options.operation_timeout)
     }
 
     /// The database (for administration and tests).

@@ -49,6 +49,45 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE user_profiles ADD COLUMN limit_burst INTEGER;
     ALTER TABLE user_profiles ADD COLUMN limit_per_day INTEGER;
     ",
+    // 3: long-term facts, with the indexes the MongoDB adapter also has, and a full-text index
+    // over their search terms (external content: the terms are stored once, in user_facts).
+    r"
+    CREATE TABLE user_facts (
+        id            INTEGER PRIMARY KEY,        -- rowid, the full-text index's key
+        fact_id       BLOB    NOT NULL,           -- 16-byte UUID
+        user_id       INTEGER NOT NULL,
+        key           TEXT    NOT NULL,
+        kind          TEXT    NOT NULL,
+        text          TEXT    NOT NULL,
+        terms         TEXT    NOT NULL,           -- search terms, space-separated
+        created_at    INTEGER NOT NULL,           -- Unix ms
+        source_events TEXT    NOT NULL,           -- JSON array of UUID strings
+        superseded_by BLOB                        -- 16-byte UUID; NULL while current
+    ) STRICT;
+    CREATE UNIQUE INDEX user_facts_fact_id ON user_facts (fact_id);
+    -- At most one current fact per user and key, whatever races.
+    CREATE UNIQUE INDEX user_facts_user_key ON user_facts (user_id, key)
+        WHERE superseded_by IS NULL;
+    CREATE INDEX user_facts_user_created ON user_facts (user_id, created_at, fact_id);
+    CREATE INDEX user_facts_created ON user_facts (created_at);
+
+    CREATE VIRTUAL TABLE user_facts_fts USING fts5(
+        terms, content = 'user_facts', content_rowid = 'id',
+        tokenize = 'unicode61 remove_diacritics 0'
+    );
+    CREATE TRIGGER user_facts_fts_insert AFTER INSERT ON user_facts BEGIN
+        INSERT INTO user_facts_fts (rowid, terms) VALUES (new.id, new.terms);
+    END;
+    CREATE TRIGGER user_facts_fts_delete AFTER DELETE ON user_facts BEGIN
+        INSERT INTO user_facts_fts (user_facts_fts, rowid, terms)
+            VALUES ('delete', old.id, old.terms);
+    END;
+    CREATE TRIGGER user_facts_fts_update AFTER UPDATE OF terms ON user_facts BEGIN
+        INSERT INTO user_facts_fts (user_facts_fts, rowid, terms)
+            VALUES ('delete', old.id, old.terms);
+        INSERT INTO user_facts_fts (rowid, terms) VALUES (new.id, new.terms);
+    END;
+    ",
 ];
 
 /// The schema version this binary creates and understands.

@@ -1,4 +1,5 @@
-//! SQLite storage (the embedded default): one database file holding profiles and memory events.
+//! SQLite storage (the embedded default): one database file holding profiles, memory events
+//! and facts.
 //!
 //! Why a small pool plus `spawn_blocking` rather than a dedicated thread or `r2d2`: SQLite
 //! calls block, so each runs on tokio's blocking pool and never on a runtime worker. Waiting
@@ -26,6 +27,7 @@
 //! order of [`uuid::Uuid`], so `(created_at, event_id)` row-value comparisons in SQL agree with
 //! [`butler_domain::EventCursor`]. Lists (topics, tags) are JSON arrays in TEXT columns.
 
+mod fact_repo;
 mod memory_repo;
 mod migrations;
 mod profile_repo;
@@ -43,6 +45,7 @@ use uuid::Uuid;
 
 use butler_domain::timestamp::{from_unix_millis, to_unix_millis};
 
+pub use fact_repo::SqliteFactRepository;
 pub use memory_repo::SqliteMemoryRepository;
 pub use migrations::SCHEMA_VERSION;
 pub use profile_repo::SqliteProfileRepository;
@@ -141,7 +144,7 @@ pub enum SqliteOpenError {
     },
 }
 
-/// An open SQLite database: hands out the two repositories, which share its connections.
+/// An open SQLite database: hands out the repositories, which share its connections.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: Arc<Pool>,
@@ -177,6 +180,12 @@ impl SqliteStore {
     #[must_use]
     pub fn memory(&self) -> SqliteMemoryRepository {
         SqliteMemoryRepository::new(Arc::clone(&self.pool))
+    }
+
+    /// The fact repository over this database.
+    #[must_use]
+    pub fn facts(&self) -> SqliteFactRepository {
+        SqliteFactRepository::new(Arc::clone(&self.pool))
     }
 
     /// The database file.

@@ -1,5 +1,5 @@
-//! The storage contract suite: every promise of `UserProfileRepository` and
-//! `UserMemoryRepository`, written once as generic async functions over the ports and run
+//! The storage contract suite: every promise of `UserProfileRepository`,
+//! `UserMemoryRepository` and `FactRepository`, written once as generic async functions over the ports and run
 //! against every backend (SQLite, MongoDB, the in-memory fakes) by
 //! [`storage_contract_suite!`](crate::storage_contract_suite).
 //!
@@ -9,6 +9,7 @@
 // These functions are test bodies: a panic on an unexpected error *is* the failure report.
 #![allow(clippy::unwrap_used)]
 
+mod facts;
 mod memory;
 mod profiles;
 mod races;
@@ -16,20 +17,23 @@ mod races;
 use std::any::Any;
 use std::sync::Arc;
 
-use butler_domain::ports::{UserMemoryRepository, UserProfileRepository};
+use butler_domain::ports::{FactRepository, UserMemoryRepository, UserProfileRepository};
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
 
+pub use facts::*;
 pub use memory::*;
 pub use profiles::*;
 pub use races::*;
 
-/// The two repositories of one backend, over an empty database that lives as long as this.
+/// The repositories of one backend, over an empty database that lives as long as this.
 pub struct Storage {
     /// The profile store under test.
     pub profiles: Arc<dyn UserProfileRepository>,
     /// The memory store under test.
     pub memory: Arc<dyn UserMemoryRepository>,
+    /// The fact store under test.
+    pub facts: Arc<dyn FactRepository>,
     keep_alive: Vec<Box<dyn Any + Send + Sync>>,
 }
 
@@ -38,10 +42,12 @@ impl Storage {
     pub fn new(
         profiles: Arc<dyn UserProfileRepository>,
         memory: Arc<dyn UserMemoryRepository>,
+        facts: Arc<dyn FactRepository>,
     ) -> Self {
         Self {
             profiles,
             memory,
+            facts,
             keep_alive: Vec::new(),
         }
     }
@@ -80,12 +86,13 @@ fn at(ms: i64) -> OffsetDateTime {
 /// use std::sync::Arc;
 ///
 /// use butler_testkit::contract::Storage;
-/// use butler_testkit::fakes::{InMemoryMemory, InMemoryProfiles};
+/// use butler_testkit::fakes::{InMemoryFacts, InMemoryMemory, InMemoryProfiles};
 ///
 /// async fn fakes() -> Storage {
 ///     Storage::new(
 ///         Arc::new(InMemoryProfiles::default()),
 ///         Arc::new(InMemoryMemory::default()),
+///         Arc::new(InMemoryFacts::default()),
 ///     )
 /// }
 ///
@@ -123,6 +130,20 @@ macro_rules! storage_contract_suite {
             concurrent_saves_of_one_version_let_exactly_one_win,
             deletes_racing_appends_of_newer_events_never_lose_the_newer_events,
             racing_compressions_of_one_user_keep_every_event_or_its_summary,
+            saved_facts_read_back_with_every_field_intact,
+            saving_nothing_and_zero_limits_return_nothing,
+            a_newer_fact_supersedes_the_current_fact_of_its_key_and_the_old_one_is_kept,
+            a_fact_older_than_the_current_one_is_stored_already_superseded,
+            a_fact_saved_as_history_supersedes_nothing,
+            saving_the_same_facts_again_changes_nothing,
+            an_invalid_fact_fails_the_batch_and_nothing_is_written,
+            search_finds_facts_by_inflected_russian_words,
+            search_matches_english_inflections_and_ignores_question_words,
+            search_ranks_the_best_match_first_and_never_returns_superseded_facts,
+            delete_removes_one_fact_of_its_user_and_brings_back_nothing,
+            delete_all_removes_every_fact_of_one_user_only,
+            facts_older_than_the_cutoff_expire_for_every_user,
+            concurrent_saves_of_one_key_leave_exactly_one_current_fact,
         );
     };
     (@cases $factory:expr; $($case:ident),+ $(,)?) => {

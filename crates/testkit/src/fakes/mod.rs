@@ -3,6 +3,7 @@
 //! them too), so a use case that passes here behaves the same on a real backend.
 
 mod clock;
+mod facts;
 mod faulty;
 mod llm;
 mod memory;
@@ -11,6 +12,7 @@ mod speech;
 mod tokens;
 
 pub use clock::ManualClock;
+pub use facts::InMemoryFacts;
 pub use faulty::FaultyMemory;
 pub use llm::{FakeLlm, LlmStep};
 pub use memory::InMemoryMemory;
