@@ -11,12 +11,12 @@
 //!
 //! | strategy | pairs found | distractors found |
 //! |---|---|---|
-//! | FTS5 `unicode61` on the raw text (whole words) | 5 / 16 | 0 / 4 |
-//! | FTS5 `trigram` on the raw text (substrings) | 9 / 16 | 1 / 4 |
+//! | FTS5 `unicode61` on the raw text (whole words) | 8 / 16 | 0 / 4 |
+//! | FTS5 `trigram` on the raw text (substrings) | 9 / 16 | 0 / 4 |
 //! | FTS5 `unicode61` on these terms | 16 / 16 | 0 / 4 |
 //!
 //! Trigrams miss every pair whose stem changes its last letters («Тверь» is not a substring
-//! of «Твери»), and a query of question words matches anything containing them. Stems
+//! of «Твери»), and whole words miss every inflected form. Stems
 //! need no new index type anywhere, and MongoDB's own Russian text index uses the same
 //! Snowball algorithm, so a deployment can move to it without changing what matches.
 //!
@@ -229,8 +229,8 @@ mod tests {
 
     #[test]
     fn english_plurals_and_verb_forms_share_a_stem() {
-        assert_eq!(stems(&["move", "moved", "moving", "moves"]), ["mov"; 4]);
-        assert_eq!(stems(&["city", "cities"]), ["city"; 2]);
+        assert_eq!(stems(&["move", "moved", "moving", "moves"]), ["move"; 4]);
+        assert_eq!(stems(&["city", "cities"]), ["citi"; 2]);
         assert_eq!(stems(&["concert", "concerts"]), ["concert"; 2]);
         assert_eq!(stem("address"), "address");
         assert_eq!(stem("cat"), "cat");
@@ -240,7 +240,7 @@ mod tests {
     fn terms_drop_stop_words_single_letters_and_repeats_and_keep_numbers() {
         assert_eq!(terms("Когда концерт? Концерт в 19:00!"), ["концерт", "19", "00"]);
         assert_eq!(terms("Ёлка у мамы"), ["елк", "мам"]);
-        assert_eq!(terms("what is my sister's name"), ["sister", "nam"]);
+        assert_eq!(terms("what is my sister's name"), ["sister", "name"]);
         assert!(terms("как? что? где?").is_empty());
         assert_eq!(terms("7 x"), ["7"]);
     }

@@ -232,7 +232,7 @@ pub async fn a_fact_older_than_the_current_one_is_stored_already_superseded(s: S
             superseded: 1
         }
     );
-    assert_eq!(s.facts.current(user, 10).await.unwrap(), [tver.clone()]);
+    assert_eq!(s.facts.current(user, 10).await.unwrap(), std::slice::from_ref(&tver));
     assert_eq!(
         s.facts.all(user).await.unwrap(),
         [superseded(&kazan, &tver), tver]
@@ -242,7 +242,7 @@ pub async fn a_fact_older_than_the_current_one_is_stored_already_superseded(s: S
     let old = fact(other, "tea", "Любит зелёный чай", 0);
     let new = fact(other, "tea", "Любит улун", 1);
     s.facts.save(&[new.clone(), old.clone()]).await.unwrap();
-    assert_eq!(s.facts.current(other, 10).await.unwrap(), [new.clone()]);
+    assert_eq!(s.facts.current(other, 10).await.unwrap(), std::slice::from_ref(&new));
     assert_eq!(
         s.facts.all(other).await.unwrap(),
         [superseded(&old, &new), new]
@@ -266,7 +266,7 @@ pub async fn a_fact_saved_as_history_supersedes_nothing(s: Storage) {
             superseded: 0
         }
     );
-    assert_eq!(s.facts.current(user, 10).await.unwrap(), [current.clone()]);
+    assert_eq!(s.facts.current(user, 10).await.unwrap(), std::slice::from_ref(&current));
     assert_eq!(s.facts.all(user).await.unwrap(), [current, history]);
 }
 
@@ -411,7 +411,7 @@ pub async fn delete_removes_one_fact_of_its_user_and_brings_back_nothing(s: Stor
     assert!(!s.facts.delete(user, Uuid::new_v4()).await.unwrap());
     assert!(s.facts.delete(user, tver.id).await.unwrap());
     assert!(!s.facts.delete(user, tver.id).await.unwrap());
-    assert_eq!(s.facts.current(user, 10).await.unwrap(), [sister.clone()]);
+    assert_eq!(s.facts.current(user, 10).await.unwrap(), std::slice::from_ref(&sister));
     assert_eq!(
         s.facts.all(user).await.unwrap(),
         [superseded(&kazan, &tver), sister]
@@ -438,7 +438,7 @@ pub async fn delete_all_removes_every_fact_of_one_user_only(s: Storage) {
     assert_eq!(s.facts.delete_all(user).await.unwrap(), 0);
     assert!(s.facts.all(user).await.unwrap().is_empty());
     assert!(s.facts.search(user, "сестра", 10).await.unwrap().is_empty());
-    assert_eq!(s.facts.all(other).await.unwrap(), [theirs.clone()]);
+    assert_eq!(s.facts.all(other).await.unwrap(), std::slice::from_ref(&theirs));
     assert_eq!(
         s.facts.search(other, "сестра", 10).await.unwrap()[0].fact,
         theirs
