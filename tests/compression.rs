@@ -12,7 +12,9 @@ use std::sync::Arc;
 use butler_application::{
     CompressConfig, CompressMemoryUseCase, CompressOutcome, ResetPersonalizationUseCase,
 };
-use butler_domain::ports::{Clock, TokenCounter, UserMemoryRepository, UserProfileRepository};
+use butler_domain::ports::{
+    Clock, FactRepository, TokenCounter, UserMemoryRepository, UserProfileRepository,
+};
 use butler_domain::{EventCursor, Role, Source, UserId, UserMemoryEvent};
 use butler_testkit::fakes::{CharCounter, FakeLlm, FaultyMemory, ManualClock};
 
@@ -23,6 +25,8 @@ pub struct Backend {
     pub profiles: Arc<dyn UserProfileRepository>,
     /// Memory store.
     pub memory: Arc<dyn UserMemoryRepository>,
+    /// Fact store.
+    pub facts: Arc<dyn FactRepository>,
 }
 
 impl Backend {
@@ -32,6 +36,7 @@ impl Backend {
         Self {
             profiles: Arc::new(butler_testkit::fakes::InMemoryProfiles::default()),
             memory: Arc::new(butler_testkit::fakes::InMemoryMemory::default()),
+            facts: Arc::new(butler_testkit::fakes::InMemoryFacts::default()),
         }
     }
 }
@@ -371,8 +376,11 @@ pub async fn a_reset_racing_a_compression_leaves_no_summary(backend: Backend) {
     while llm_seen.requests().is_empty() {
         tokio::task::yield_now().await;
     }
-    let reset =
-        ResetPersonalizationUseCase::new(ctx.backend.profiles.clone(), ctx.backend.memory.clone());
+    let reset = ResetPersonalizationUseCase::new(
+        ctx.backend.profiles.clone(),
+        ctx.backend.memory.clone(),
+        ctx.backend.facts.clone(),
+    );
     let out = reset.execute(user).await.unwrap();
     assert_eq!(out.events_deleted, 60);
     gate.add_permits(10);

@@ -36,6 +36,7 @@ pub fn full_memory(user: UserId) -> (UserProfile, MemorySlice) {
         events: data::history(user, 20),
         summary: profile.memory_summary.clone(),
         total_events: 20,
+        ..MemorySlice::default()
     };
     (profile, slice)
 }
@@ -69,6 +70,7 @@ pub async fn read_and_build(
         events: recent.expect("recent events read"),
         summary: profile.memory_summary.clone(),
         total_events: count.expect("event count read"),
+        ..MemorySlice::default()
     };
     service.build(&profile, &slice, message).await
 }

@@ -20,6 +20,7 @@ async fn opened(store: TestStorage) -> Opened {
     let backend = Backend {
         profiles: storage.profiles,
         memory: storage.memory,
+        facts: storage.facts,
     };
     (backend, store)
 }

@@ -46,6 +46,7 @@ async fn main() -> ExitCode {
         show: admin.show,
         update: admin.update,
         reset: admin.reset,
+        facts: admin.facts,
         migrate: Arc::new(move || {
             let settings = migrate_settings.clone();
             Box::pin(async move { wiring::migrate(&settings).await.map_err(|e| e.to_string()) })

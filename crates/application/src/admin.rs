@@ -1,4 +1,5 @@
-//! Support-staff operations behind `profile_admin`: list, show, update and export a user.
+//! Support-staff operations behind `profile_admin`: list, show, update and export a user, and
+//! list or forget their remembered facts.
 //! Reset is [`ResetPersonalizationUseCase`](crate::reset::ResetPersonalizationUseCase).
 //! Updates go through domain validation and the profile's compare-and-set, retried on a
 //! concurrent change, so an admin edit never overwrites a summary a compression just wrote.
@@ -6,10 +7,12 @@
 use std::sync::Arc;
 
 use butler_domain::ports::{
-    Clock, MemoryStoreError, ProfilePage, ProfileStoreError, UserMemoryRepository,
-    UserProfileRepository,
+    Clock, FactRepository, FactStoreError, MemoryStoreError, ProfilePage, ProfileStoreError,
+    UserMemoryRepository, UserProfileRepository,
 };
-use butler_domain::{ProfileUpdate, ProfileValidationError, UserId, UserMemoryEvent, UserProfile};
+use butler_domain::{
+    MemoryFact, ProfileUpdate, ProfileValidationError, UserId, UserMemoryEvent, UserProfile,
+};
 use thiserror::Error;
 
 /// Why an admin operation failed; each variant maps to one exit code of `profile_admin`.
@@ -20,6 +23,14 @@ pub enum AdminError {
     NotFound {
         /// Who was asked for.
         user_id: UserId,
+    },
+    /// The user has no fact with this id.
+    #[error("user {user_id} has no fact {fact_id}")]
+    FactNotFound {
+        /// Whose fact.
+        user_id: UserId,
+        /// The id asked for.
+        fact_id: uuid::Uuid,
     },
     /// The requested change is invalid.
     #[error("{0}")]
@@ -45,6 +56,12 @@ impl From<MemoryStoreError> for AdminError {
     }
 }
 
+impl From<FactStoreError> for AdminError {
+    fn from(e: FactStoreError) -> Self {
+        Self::Storage(e.to_string())
+    }
+}
+
 /// A profile with its memory statistics.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProfileOverview {
@@ -61,6 +78,8 @@ pub struct UserRecord {
     pub overview: ProfileOverview,
     /// Events, oldest first (all of them for export, the most recent for show).
     pub events: Vec<UserMemoryEvent>,
+    /// Every remembered fact, current and superseded, oldest first.
+    pub facts: Vec<MemoryFact>,
 }
 
 /// Lists profiles page by page.
@@ -103,6 +122,7 @@ impl ListProfilesUseCase {
 pub struct ShowUserUseCase {
     profiles: Arc<dyn UserProfileRepository>,
     memory: Arc<dyn UserMemoryRepository>,
+    facts: Arc<dyn FactRepository>,
 }
 
 impl ShowUserUseCase {
@@ -111,8 +131,13 @@ impl ShowUserUseCase {
     pub fn new(
         profiles: Arc<dyn UserProfileRepository>,
         memory: Arc<dyn UserMemoryRepository>,
+        facts: Arc<dyn FactRepository>,
     ) -> Self {
-        Self { profiles, memory }
+        Self {
+            profiles,
+            memory,
+            facts,
+        }
     }
 
     /// The user's profile, event count and their newest `events` events (`usize::MAX` = all,
@@ -128,13 +153,71 @@ impl ShowUserUseCase {
             .ok_or(AdminError::NotFound { user_id })?;
         let event_count = self.memory.count(user_id).await?;
         let events = self.memory.recent(user_id, events, None).await?;
+        let facts = self.facts.all(user_id).await?;
         Ok(UserRecord {
             overview: ProfileOverview {
                 profile,
                 event_count,
             },
             events,
+            facts,
         })
+    }
+}
+
+/// Lists and forgets a user's remembered facts.
+#[derive(Clone)]
+pub struct FactsUseCase {
+    profiles: Arc<dyn UserProfileRepository>,
+    facts: Arc<dyn FactRepository>,
+}
+
+impl FactsUseCase {
+    /// Wires the use case.
+    #[must_use]
+    pub fn new(profiles: Arc<dyn UserProfileRepository>, facts: Arc<dyn FactRepository>) -> Self {
+        Self { profiles, facts }
+    }
+
+    /// The user's facts, oldest first: only the current ones, or with `history` the superseded
+    /// ones too.
+    ///
+    /// # Errors
+    /// [`AdminError::NotFound`] for an unknown user; [`AdminError::Storage`] on failure.
+    pub async fn list(
+        &self,
+        user_id: UserId,
+        history: bool,
+    ) -> Result<Vec<MemoryFact>, AdminError> {
+        self.known(user_id).await?;
+        let mut facts = self.facts.all(user_id).await?;
+        if !history {
+            facts.retain(MemoryFact::is_current);
+        }
+        Ok(facts)
+    }
+
+    /// Deletes one fact of the user.
+    ///
+    /// # Errors
+    /// [`AdminError::NotFound`] for an unknown user, [`AdminError::FactNotFound`] when the user
+    /// has no such fact; [`AdminError::Storage`] on failure.
+    pub async fn forget(&self, user_id: UserId, fact_id: uuid::Uuid) -> Result<(), AdminError> {
+        self.known(user_id).await?;
+        if self.facts.delete(user_id, fact_id).await? {
+            tracing::info!(user_id = %user_id, %fact_id, "fact forgotten");
+            Ok(())
+        } else {
+            Err(AdminError::FactNotFound { user_id, fact_id })
+        }
+    }
+
+    async fn known(&self, user_id: UserId) -> Result<(), AdminError> {
+        self.profiles
+            .get(user_id)
+            .await?
+            .map(|_| ())
+            .ok_or(AdminError::NotFound { user_id })
     }
 }
 

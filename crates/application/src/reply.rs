@@ -13,17 +13,23 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use butler_domain::ports::{
-    Clock, LlmClient, LlmError, LlmReply, LlmRequest, RequestOptions, StreamEvent,
+    Clock, FactRepository, LlmClient, LlmError, LlmReply, LlmRequest, RequestOptions, StreamEvent,
     UserMemoryRepository, UserProfileRepository,
 };
 use butler_domain::{
-    MemorySlice, PersonalizedPrompt, Source, UserId, UserMemoryEvent, UserProfile,
+    MemoryFact, MemorySlice, PersonalizedPrompt, Source, UserId, UserMemoryEvent, UserProfile,
 };
 use futures::StreamExt as _;
 
 use crate::memory::CompressionScheduler;
 use crate::prompt::templates::FALLBACK_REPLY;
 use crate::prompt::PersonalizationService;
+
+/// Most current facts read per reply to pick the core ones from.
+const MAX_FACTS_LOADED: usize = 50;
+
+/// Most facts a search for the message returns.
+const MAX_RELEVANT_FACTS: usize = 8;
 
 /// Tunables of the reply path.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -96,6 +102,8 @@ pub struct ReplyOutput {
     pub persona: String,
     /// Recent events that made it into the prompt.
     pub memory_events_used: usize,
+    /// Remembered facts that made it into the prompt.
+    pub facts_used: usize,
     /// Tokens of the prompt.
     pub prompt_tokens: usize,
     /// Whether a compression was scheduled.
@@ -131,6 +139,7 @@ pub struct PersonalizedReplyUseCase {
     scheduler: Arc<dyn CompressionScheduler>,
     config: ReplyConfig,
     observer: Option<Arc<dyn ReplyObserver>>,
+    facts: Option<Arc<dyn FactRepository>>,
 }
 
 impl std::fmt::Debug for PersonalizedReplyUseCase {
@@ -162,7 +171,16 @@ impl PersonalizedReplyUseCase {
             scheduler,
             config,
             observer: None,
+            facts: None,
         }
+    }
+
+    /// Puts the user's remembered facts into prompts (builder style): the core ones always,
+    /// and those that [`FactRepository::search`] finds for the message.
+    #[must_use]
+    pub fn with_facts(mut self, facts: Arc<dyn FactRepository>) -> Self {
+        self.facts = Some(facts);
+        self
     }
 
     /// Reports every reply to `observer` (builder style).
@@ -213,7 +231,18 @@ impl PersonalizedReplyUseCase {
             }
         };
         let memory = match &profile {
-            Some(p) => self.load_memory(p, &mut degraded).await,
+            Some(p) => {
+                let (mut memory, facts) =
+                    futures::join!(self.load_memory(p, &mut degraded), self.load_facts(input));
+                match facts {
+                    Ok((core, relevant)) => {
+                        memory.core_facts = core;
+                        memory.relevant_facts = relevant;
+                    }
+                    Err(()) => degraded = true,
+                }
+                memory
+            }
             None => MemorySlice::default(),
         };
         let profile =
@@ -258,6 +287,7 @@ impl PersonalizedReplyUseCase {
             used_persona: true,
             persona: profile.persona.clone(),
             memory_events_used: prompt.turns.len(),
+            facts_used: prompt.facts_used,
             prompt_tokens: prompt.token_count,
             compression_scheduled,
             llm_time,
@@ -315,7 +345,40 @@ impl PersonalizedReplyUseCase {
             events,
             summary: profile.memory_summary.clone(),
             total_events,
+            ..MemorySlice::default()
         }
+    }
+
+    /// The user's core facts (by key) and the other facts found for the message (best first);
+    /// `Err` (already logged) when the fact store failed: the reply goes on without facts.
+    async fn load_facts(
+        &self,
+        input: &ReplyInput,
+    ) -> Result<(Vec<MemoryFact>, Vec<MemoryFact>), ()> {
+        let Some(store) = &self.facts else {
+            return Ok((Vec::new(), Vec::new()));
+        };
+        let user_id = input.user_id;
+        let (current, found) = futures::join!(
+            store.current(user_id, MAX_FACTS_LOADED),
+            store.search(user_id, &input.text, MAX_RELEVANT_FACTS)
+        );
+        let (current, found) = match (current, found) {
+            (Ok(current), Ok(found)) => (current, found),
+            (Err(error), _) | (_, Err(error)) => {
+                tracing::warn!(user_id = %user_id, %error, "facts unavailable; replying without them");
+                return Err(());
+            }
+        };
+        let mut core: Vec<MemoryFact> = current.into_iter().filter(MemoryFact::is_core).collect();
+        // A stable order, so the system message stays the same from turn to turn.
+        core.sort_by(|a, b| a.key.cmp(&b.key));
+        let relevant = found
+            .into_iter()
+            .map(|m| m.fact)
+            .filter(|f| !f.is_core())
+            .collect();
+        Ok((core, relevant))
     }
 
     async fn ask(&self, prompt: &PersonalizedPrompt, sink: Option<&dyn ReplySink>) -> Asked {
@@ -385,6 +448,7 @@ impl PersonalizedReplyUseCase {
             used_persona: true,
             persona: profile.persona.clone(),
             memory_events_used: prompt.turns.len(),
+            facts_used: prompt.facts_used,
             prompt_tokens: prompt.token_count,
             compression_scheduled: false,
             llm_time,
@@ -405,6 +469,7 @@ impl PersonalizedReplyUseCase {
             used_persona: false,
             persona: String::new(),
             memory_events_used: 0,
+            facts_used: 0,
             prompt_tokens: prompt.token_count,
             compression_scheduled: false,
             llm_time: asked.elapsed,

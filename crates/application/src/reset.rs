@@ -1,14 +1,16 @@
-//! `ResetPersonalizationUseCase`: the user's profile back to the default and every memory
-//! event deleted.
+//! `ResetPersonalizationUseCase`: the user's profile back to the default, every memory event
+//! and every remembered fact deleted.
 //!
 //! Order matters: events are deleted first, then the profile is reset (which bumps its
-//! version). A compression racing the reset either loses its compare-and-set, or saved before
-//! the reset and is overwritten by it — either way no summary of forgotten events survives.
+//! version), then the facts. A compression racing the reset either loses its compare-and-set
+//! (and deletes the facts it saved), or saved before the reset and is overwritten by it, its
+//! facts deleted after — either way no summary or fact of forgotten events survives.
 
 use std::sync::Arc;
 
 use butler_domain::ports::{
-    MemoryStoreError, ProfileStoreError, UserMemoryRepository, UserProfileRepository,
+    FactRepository, FactStoreError, MemoryStoreError, ProfileStoreError, UserMemoryRepository,
+    UserProfileRepository,
 };
 use butler_domain::{UserId, UserProfile};
 use thiserror::Error;
@@ -20,6 +22,8 @@ pub struct ResetOutput {
     pub profile: UserProfile,
     /// Memory events deleted.
     pub events_deleted: u64,
+    /// Remembered facts deleted.
+    pub facts_deleted: u64,
 }
 
 /// Why a reset failed (it is safe to run again).
@@ -31,6 +35,9 @@ pub enum ResetError {
     /// Resetting the profile failed; events were already deleted.
     #[error("reset: {0}")]
     Profile(#[from] ProfileStoreError),
+    /// Deleting facts failed; events and profile were already reset.
+    #[error("reset: {0}")]
+    Facts(#[from] FactStoreError),
 }
 
 /// Forgets everything about a user.
@@ -38,6 +45,7 @@ pub enum ResetError {
 pub struct ResetPersonalizationUseCase {
     profiles: Arc<dyn UserProfileRepository>,
     memory: Arc<dyn UserMemoryRepository>,
+    facts: Arc<dyn FactRepository>,
 }
 
 impl std::fmt::Debug for ResetPersonalizationUseCase {
@@ -53,8 +61,13 @@ impl ResetPersonalizationUseCase {
     pub fn new(
         profiles: Arc<dyn UserProfileRepository>,
         memory: Arc<dyn UserMemoryRepository>,
+        facts: Arc<dyn FactRepository>,
     ) -> Self {
-        Self { profiles, memory }
+        Self {
+            profiles,
+            memory,
+            facts,
+        }
     }
 
     /// Resets the user.
@@ -64,10 +77,12 @@ impl ResetPersonalizationUseCase {
     pub async fn execute(&self, user_id: UserId) -> Result<ResetOutput, ResetError> {
         let events_deleted = self.memory.delete_all(user_id).await?;
         let profile = self.profiles.reset(user_id).await?;
-        tracing::info!(user_id = %user_id, events_deleted, "personalisation reset");
+        let facts_deleted = self.facts.delete_all(user_id).await?;
+        tracing::info!(user_id = %user_id, events_deleted, facts_deleted, "personalisation reset");
         Ok(ResetOutput {
             profile,
             events_deleted,
+            facts_deleted,
         })
     }
 }

@@ -42,7 +42,7 @@ async fn show_returns_recent_events_and_unknown_users_are_not_found() {
     let user = UserId::new(9);
     w.profiles.get_or_create(user).await.unwrap();
     w.seed_turns(user, 0, 5).await;
-    let show = ShowUserUseCase::new(w.profiles.clone(), w.memory.clone());
+    let show = ShowUserUseCase::new(w.profiles.clone(), w.memory.clone(), w.facts.clone());
     let record = show.execute(user, 4).await.unwrap();
     assert_eq!(record.overview.event_count, 10);
     assert_eq!(record.events.len(), 4);

@@ -87,6 +87,7 @@ async fn summary_goes_into_the_system_message_and_events_become_turns() {
         ]),
         summary: Some("Пётр, 34 года, обещал позвонить маме в субботу.".into()),
         total_events: 24,
+        ..MemorySlice::default()
     };
     let prompt = service(char_budget())
         .build(
@@ -137,6 +138,7 @@ async fn when_everything_fits_all_recent_events_are_used() {
         events: numbered(10, 5),
         summary: None,
         total_events: 20,
+        ..MemorySlice::default()
     };
     let prompt = service(char_budget())
         .build(&UserProfile::default_at(USER, NOW), &slice, "ну что?")
@@ -153,6 +155,7 @@ async fn over_budget_memory_drops_the_oldest_turns_a_whole_block_at_a_time() {
         events: numbered(10, 60),
         summary: None,
         total_events: 20,
+        ..MemorySlice::default()
     };
     let prompt = service(char_budget())
         .build(&UserProfile::default_at(USER, NOW), &slice, "и?")
@@ -189,6 +192,7 @@ async fn when_the_last_five_events_still_do_not_fit_they_are_trimmed_not_dropped
         events: numbered(4, 600),
         summary: None,
         total_events: 8,
+        ..MemorySlice::default()
     };
     let prompt = service(char_budget())
         .build(&UserProfile::default_at(USER, NOW), &slice, "итак")
@@ -231,6 +235,7 @@ async fn an_over_long_summary_is_trimmed_to_its_budget() {
         events: vec![],
         summary: Some("факт. ".repeat(200)),
         total_events: 0,
+        ..MemorySlice::default()
     };
     let prompt = service(char_budget())
         .build(&UserProfile::default_at(USER, NOW), &slice, "привет")
@@ -308,7 +313,7 @@ proptest! {
             if i % 2 == 0 { UserMemoryEvent::user(USER, text, Source::Text, at) } else { UserMemoryEvent::assistant(USER, text, Source::Text, at) }
         }).collect();
         let n = evs.len();
-        let slice = MemorySlice { events: evs, summary: (summary_len > 0).then(|| "с".repeat(summary_len)), total_events: n as u64 };
+        let slice = MemorySlice { events: evs, summary: (summary_len > 0).then(|| "с".repeat(summary_len)), total_events: n as u64, ..MemorySlice::default() };
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
         let prompt = rt.block_on(svc.build(&UserProfile::default_at(USER, NOW), &slice, &"н".repeat(new_len)));
         prop_assert!(prompt.token_count <= total, "{} > {}", prompt.token_count, total);

@@ -275,7 +275,11 @@ impl MemoryFact {
             user_id,
             key: FactKey::new(key)?,
             kind,
-            text: text.as_ref().split_whitespace().collect::<Vec<_>>().join(" "),
+            text: text
+                .as_ref()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" "),
             created_at: truncate_to_millis(at),
             source_events: sources,
             superseded_by: None,
@@ -320,6 +324,15 @@ impl MemoryFact {
     #[must_use]
     pub fn is_current(&self) -> bool {
         self.superseded_by.is_none()
+    }
+
+    /// Whether this is a *core* fact, shown in every prompt: one about a person (the closest
+    /// people, by name), or a name (`name`, `user_name`, `dog_name`, …).
+    #[must_use]
+    pub fn is_core(&self) -> bool {
+        self.kind == FactKind::Person
+            || self.key.as_str() == "name"
+            || self.key.as_str().ends_with("_name")
     }
 
     /// Whether this fact is newer than `other`: later `created_at`, ties broken by id. Of
@@ -373,7 +386,10 @@ mod tests {
         assert_eq!(FactKey::new("Ёлка Маши").unwrap().as_str(), "елка_маши");
         assert_eq!(FactKey::new("--"), Err(FactError::EmptyKey));
         assert_eq!(FactKey::exact("home_city").unwrap().as_str(), "home_city");
-        assert_eq!(FactKey::exact("Home City"), Err(FactError::KeyNotNormalised));
+        assert_eq!(
+            FactKey::exact("Home City"),
+            Err(FactError::KeyNotNormalised)
+        );
         let long = "k".repeat(MAX_KEY_CHARS + 1);
         assert!(matches!(
             FactKey::new(&long),
@@ -465,6 +481,6 @@ mod tests {
             AT,
         )
         .unwrap();
-        assert_eq!(f.search_terms(), ["концерт", "суббот", "concert", "dat"]);
+        assert_eq!(f.search_terms(), ["концерт", "суббот", "concert", "date"]);
     }
 }

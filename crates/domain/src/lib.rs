@@ -35,6 +35,7 @@
 //!     ],
 //!     summary: Some("Пётр играет на виолончели.".into()),
 //!     total_events: 2,
+//!     ..MemorySlice::default()
 //! };
 //! assert!(slice.to_prompt_context().contains("User: Меня зовут Пётр."));
 //! # Ok::<(), Box<dyn std::error::Error>>(())

@@ -228,7 +228,8 @@ impl UserMemoryEvent {
 }
 
 /// The memory a prompt is built from: the recent events (oldest first), the rolling summary
-/// of everything older, and how many events the user has in storage.
+/// of everything older, how many events the user has in storage, and the remembered facts
+/// chosen for this message.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct MemorySlice {
     /// Recent events, oldest first.
@@ -237,6 +238,11 @@ pub struct MemorySlice {
     pub summary: Option<String>,
     /// Events stored for the user in total (may exceed `events.len()`).
     pub total_events: u64,
+    /// The user's core facts ([`MemoryFact::is_core`](crate::fact::MemoryFact::is_core)),
+    /// in a stable order (by key): they go in every prompt.
+    pub core_facts: Vec<crate::fact::MemoryFact>,
+    /// Facts found for the new message, best match first (core facts left out).
+    pub relevant_facts: Vec<crate::fact::MemoryFact>,
 }
 
 impl MemorySlice {
@@ -355,6 +361,7 @@ mod tests {
             ],
             summary: Some("Играет на виолончели.".into()),
             total_events: 30,
+            ..MemorySlice::default()
         };
         assert_eq!(
             slice.to_prompt_context(),

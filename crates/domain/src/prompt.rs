@@ -76,8 +76,11 @@ pub struct PersonalizedPrompt {
     pub system: String,
     /// Recent conversation as alternating user/assistant turns, oldest first.
     pub turns: Vec<ChatMessage>,
-    /// The user's new message (possibly cut to its budget, with a marker).
+    /// The user's new message (possibly cut to its budget, with a marker), after a fenced
+    /// note of the remembered facts that bear on it when there are any.
     pub new_message: String,
+    /// Remembered facts in the prompt (core and relevant).
+    pub facts_used: usize,
     /// The whole prompt rendered as text, for logs at debug level and for inspection.
     pub full_prompt: String,
     /// Tokens the prompt uses, including per-message template overhead, as counted by the
@@ -119,6 +122,7 @@ mod tests {
     #[test]
     fn messages_are_system_then_turns_then_the_new_message() {
         let prompt = PersonalizedPrompt {
+            facts_used: 0,
             system: "Ты — дворецкий.".into(),
             turns: vec![
                 ChatMessage::user("Привет"),

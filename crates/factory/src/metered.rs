@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use butler_application::{ReplyInput, ReplyObserver, ReplyOutput, ReplyStatus};
 use butler_domain::ports::{
-    AudioClip, LlmClient, LlmError, LlmReply, LlmRequest, LlmStream, ProfilePage,
-    ProfileStoreError, SpeechToText, StreamEvent, SttError, Transcript, UserProfileRepository,
+    AudioClip, FactRepository, FactStoreError, LlmClient, LlmError, LlmReply, LlmRequest,
+    LlmStream, ProfilePage, ProfileStoreError, SavedFacts, SpeechToText, StreamEvent, SttError,
+    Transcript, UserProfileRepository,
 };
-use butler_domain::{UserId, UserProfile};
+use butler_domain::{FactMatch, MemoryFact, UserId, UserProfile};
 use butler_infrastructure::telemetry::metrics::{self, CallOutcome, RequestStatus};
 
 /// Counts LLM calls, their latency, the time to the first streamed text, and the prompt
@@ -151,6 +152,52 @@ impl UserProfileRepository for MeteredProfiles {
     }
 }
 
+/// Counts the facts compressions store and the old facts they supersede.
+#[derive(Clone)]
+pub struct MeteredFacts(pub Arc<dyn FactRepository>);
+
+#[async_trait]
+impl FactRepository for MeteredFacts {
+    async fn save(&self, facts: &[MemoryFact]) -> Result<SavedFacts, FactStoreError> {
+        let saved = self.0.save(facts).await?;
+        metrics::record_facts_saved(saved.inserted, saved.superseded);
+        Ok(saved)
+    }
+
+    async fn current(
+        &self,
+        user_id: UserId,
+        limit: usize,
+    ) -> Result<Vec<MemoryFact>, FactStoreError> {
+        self.0.current(user_id, limit).await
+    }
+
+    async fn search(
+        &self,
+        user_id: UserId,
+        query: &str,
+        limit: usize,
+    ) -> Result<Vec<FactMatch>, FactStoreError> {
+        self.0.search(user_id, query, limit).await
+    }
+
+    async fn all(&self, user_id: UserId) -> Result<Vec<MemoryFact>, FactStoreError> {
+        self.0.all(user_id).await
+    }
+
+    async fn delete(&self, user_id: UserId, fact_id: uuid::Uuid) -> Result<bool, FactStoreError> {
+        self.0.delete(user_id, fact_id).await
+    }
+
+    async fn delete_all(&self, user_id: UserId) -> Result<u64, FactStoreError> {
+        self.0.delete_all(user_id).await
+    }
+
+    async fn delete_older_than(&self, cutoff: time::OffsetDateTime) -> Result<u64, FactStoreError> {
+        self.0.delete_older_than(cutoff).await
+    }
+}
+
 /// Records every reply: the request counter, the prompt-token histogram, stored memory
 /// events, and one info line per reply (no message text, no secrets).
 #[derive(Debug, Default)]
@@ -164,6 +211,9 @@ impl ReplyObserver for ReplyMetrics {
             ReplyStatus::LlmError => RequestStatus::Error,
         };
         metrics::record_reply(input.source, status, Some(output.prompt_tokens));
+        if output.used_persona {
+            metrics::record_prompt_facts(output.facts_used);
+        }
         if output.status == ReplyStatus::Ok && output.used_persona {
             metrics::record_memory_event(butler_domain::Role::User);
             metrics::record_memory_event(butler_domain::Role::Assistant);
@@ -173,6 +223,7 @@ impl ReplyObserver for ReplyMetrics {
             source = input.source.code(),
             persona = %output.persona,
             memory_events_used = output.memory_events_used,
+            facts_used = output.facts_used,
             prompt_tokens = output.prompt_tokens,
             reply_len = output.reply.chars().count(),
             latency_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),

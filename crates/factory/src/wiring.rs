@@ -7,8 +7,10 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
-use butler_application::admin::{ListProfilesUseCase, ShowUserUseCase, UpdateProfileUseCase};
-use butler_application::memory::MemoryWorkerUseCase;
+use butler_application::admin::{
+    FactsUseCase, ListProfilesUseCase, ShowUserUseCase, UpdateProfileUseCase,
+};
+use butler_application::memory::{ExtractionFailure, MemoryWorkerUseCase};
 use butler_application::tokens::ConservativeEstimator;
 use butler_application::{
     CompressConfig, CompressMemoryUseCase, PersonalizationService, PersonalizedReplyUseCase,
@@ -31,7 +33,7 @@ use butler_infrastructure::tokens::{LlamaTokenizeCounter, ModelTokenCounter, Qwe
 use secrecy::ExposeSecret;
 
 use crate::compression_tasks::BackgroundCompressor;
-use crate::metered::{MeteredLlm, MeteredProfiles, MeteredStt, ReplyMetrics};
+use crate::metered::{MeteredFacts, MeteredLlm, MeteredProfiles, MeteredStt, ReplyMetrics};
 use crate::settings::{LlmBackend, Settings, StorageSettings, TokenizerSettings};
 
 /// Why the application could not be built. Messages name the setting and never a secret.
@@ -66,7 +68,7 @@ pub struct Storage {
     pub profiles: Arc<dyn UserProfileRepository>,
     /// Memory events.
     pub memory: Arc<dyn UserMemoryRepository>,
-    /// Long-term facts (not used by any use case yet).
+    /// Long-term facts.
     pub facts: Arc<dyn FactRepository>,
     /// `sqlite` or `mongodb`, for logs.
     pub backend: &'static str,
@@ -368,7 +370,8 @@ pub fn assemble(
                 message: e.to_string(),
             }
         })?;
-    let compress = CompressMemoryUseCase::new(
+    let facts: Arc<dyn FactRepository> = Arc::new(MeteredFacts(storage.facts.clone()));
+    let mut compress = CompressMemoryUseCase::new(
         profiles.clone(),
         storage.memory.clone(),
         llm.clone(),
@@ -381,35 +384,52 @@ pub fn assemble(
             ..CompressConfig::default()
         },
     );
+    if settings.memory.facts_enabled {
+        compress = compress
+            .with_facts(facts.clone())
+            .on_extraction_failure(Arc::new(|failure: ExtractionFailure| {
+                crate::metrics::record_fact_extraction_failure(failure.code());
+            }));
+    }
     let compressor = Arc::new(BackgroundCompressor::new(
         compress.clone(),
         Some(Arc::new(crate::metrics::record_compression)),
     ));
-    let reply = Arc::new(
-        PersonalizedReplyUseCase::new(
-            profiles.clone(),
-            storage.memory.clone(),
-            llm,
-            clock.clone(),
-            personalization,
-            compressor.clone(),
-            ReplyConfig {
-                recent_limit: settings.memory.recent_events,
-                compress_threshold: settings.memory.compress_threshold,
-                options: RequestOptions {
-                    temperature: settings.llm.temperature,
-                    max_tokens: u32::try_from(settings.budget.max_reply_tokens).unwrap_or(u32::MAX),
-                },
-                personalization_enabled: settings.personalization_enabled,
+    let mut reply = PersonalizedReplyUseCase::new(
+        profiles.clone(),
+        storage.memory.clone(),
+        llm,
+        clock.clone(),
+        personalization,
+        compressor.clone(),
+        ReplyConfig {
+            recent_limit: settings.memory.recent_events,
+            compress_threshold: settings.memory.compress_threshold,
+            options: RequestOptions {
+                temperature: settings.llm.temperature,
+                max_tokens: u32::try_from(settings.budget.max_reply_tokens).unwrap_or(u32::MAX),
             },
-        )
-        .with_observer(Arc::new(ReplyMetrics)),
-    );
+            personalization_enabled: settings.personalization_enabled,
+        },
+    )
+    .with_observer(Arc::new(ReplyMetrics));
+    if settings.memory.facts_enabled {
+        reply = reply.with_facts(facts);
+    }
+    let reply = Arc::new(reply);
     Ok(App {
-        reset: ResetPersonalizationUseCase::new(storage.profiles.clone(), storage.memory.clone()),
+        reset: ResetPersonalizationUseCase::new(
+            storage.profiles.clone(),
+            storage.memory.clone(),
+            storage.facts.clone(),
+        ),
         worker: MemoryWorkerUseCase::new(storage.memory.clone(), compress.clone()),
         list: ListProfilesUseCase::new(storage.profiles.clone(), storage.memory.clone()),
-        show: ShowUserUseCase::new(storage.profiles.clone(), storage.memory.clone()),
+        show: ShowUserUseCase::new(
+            storage.profiles.clone(),
+            storage.memory.clone(),
+            storage.facts.clone(),
+        ),
         update: UpdateProfileUseCase::new(storage.profiles.clone(), clock),
         compress,
         compressor,
@@ -483,6 +503,8 @@ pub struct AdminUseCases {
     pub update: UpdateProfileUseCase,
     /// `reset`.
     pub reset: ResetPersonalizationUseCase,
+    /// `facts`.
+    pub facts: FactsUseCase,
 }
 
 /// Builds the admin use cases over already-opened storage.
@@ -491,8 +513,17 @@ pub fn admin_use_cases(storage: &Storage) -> AdminUseCases {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock::default());
     AdminUseCases {
         list: ListProfilesUseCase::new(storage.profiles.clone(), storage.memory.clone()),
-        show: ShowUserUseCase::new(storage.profiles.clone(), storage.memory.clone()),
+        show: ShowUserUseCase::new(
+            storage.profiles.clone(),
+            storage.memory.clone(),
+            storage.facts.clone(),
+        ),
         update: UpdateProfileUseCase::new(storage.profiles.clone(), clock),
-        reset: ResetPersonalizationUseCase::new(storage.profiles.clone(), storage.memory.clone()),
+        reset: ResetPersonalizationUseCase::new(
+            storage.profiles.clone(),
+            storage.memory.clone(),
+            storage.facts.clone(),
+        ),
+        facts: FactsUseCase::new(storage.profiles.clone(), storage.facts.clone()),
     }
 }

@@ -134,7 +134,11 @@ mod schema {
             conn.query_row("SELECT COUNT(*) FROM user_facts_fts", [], |r| r.get(0))
                 .unwrap()
         };
-        assert_eq!(indexed(&conn), 2, "superseded facts stay indexed, for history");
+        assert_eq!(
+            indexed(&conn),
+            2,
+            "superseded facts stay indexed, for history"
+        );
         // FTS5's own consistency check against the content table.
         conn.execute(
             "INSERT INTO user_facts_fts (user_facts_fts) VALUES ('integrity-check')",
@@ -177,7 +181,11 @@ mod schema {
     }
 
     /// (pairs found, distractor queries that found something) for one strategy.
-    fn measure(conn: &Connection, strategy: &Strategy, facts: &[butler_domain::MemoryFact]) -> (usize, usize) {
+    fn measure(
+        conn: &Connection,
+        strategy: &Strategy,
+        facts: &[butler_domain::MemoryFact],
+    ) -> (usize, usize) {
         use butler_testkit::contract::{DISTRACTOR_QUERIES, INFLECTION_PAIRS};
         conn.execute_batch(&format!(
             "DROP TABLE IF EXISTS m; CREATE VIRTUAL TABLE m USING fts5(body, tokenize = '{}');",

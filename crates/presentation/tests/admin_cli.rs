@@ -3,23 +3,27 @@
 
 use std::sync::Arc;
 
-use butler_application::admin::{ListProfilesUseCase, ShowUserUseCase, UpdateProfileUseCase};
+use butler_application::admin::{
+    FactsUseCase, ListProfilesUseCase, ShowUserUseCase, UpdateProfileUseCase,
+};
 use butler_application::ResetPersonalizationUseCase;
-use butler_domain::ports::{Clock, UserMemoryRepository, UserProfileRepository};
-use butler_domain::{Source, UserId, UserMemoryEvent};
+use butler_domain::ports::{Clock, FactRepository, UserMemoryRepository, UserProfileRepository};
+use butler_domain::{FactKind, MemoryFact, Source, UserId, UserMemoryEvent};
 use butler_presentation::admin::{run, AdminCli, AdminDeps, ExitCode};
-use butler_testkit::fakes::{InMemoryMemory, InMemoryProfiles, ManualClock};
+use butler_testkit::fakes::{InMemoryFacts, InMemoryMemory, InMemoryProfiles, ManualClock};
 use clap::Parser;
 
 struct Fixture {
     profiles: Arc<InMemoryProfiles>,
     memory: Arc<InMemoryMemory>,
+    facts: Arc<InMemoryFacts>,
     deps: AdminDeps,
 }
 
 async fn fixture() -> Fixture {
     let profiles = Arc::new(InMemoryProfiles::default());
     let memory = Arc::new(InMemoryMemory::default());
+    let facts = Arc::new(InMemoryFacts::default());
     let clock = Arc::new(ManualClock::default());
     for id in [101, 102] {
         profiles.get_or_create(UserId::new(id)).await.unwrap();
@@ -37,14 +41,16 @@ async fn fixture() -> Fixture {
     memory.append(&events).await.unwrap();
     let deps = AdminDeps {
         list: ListProfilesUseCase::new(profiles.clone(), memory.clone()),
-        show: ShowUserUseCase::new(profiles.clone(), memory.clone()),
+        show: ShowUserUseCase::new(profiles.clone(), memory.clone(), facts.clone()),
         update: UpdateProfileUseCase::new(profiles.clone(), clock),
-        reset: ResetPersonalizationUseCase::new(profiles.clone(), memory.clone()),
+        reset: ResetPersonalizationUseCase::new(profiles.clone(), memory.clone(), facts.clone()),
+        facts: FactsUseCase::new(profiles.clone(), facts.clone()),
         migrate: Arc::new(|| Box::pin(async { Ok("indexes ok".to_owned()) })),
     };
     Fixture {
         profiles,
         memory,
+        facts,
         deps,
     }
 }
@@ -191,4 +197,103 @@ async fn update_as_json_does_not_claim_an_event_count() {
     let json: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(json["language"], "en");
     assert!(json.get("event_count").is_none(), "{out}");
+}
+
+/// Two facts of user 101, the first superseded by a newer one of its key.
+async fn seed_facts(f: &Fixture) -> (MemoryFact, MemoryFact, MemoryFact) {
+    let user = UserId::new(101);
+    let at = time::macros::datetime!(2026-11-29 10:00 UTC);
+    let fact = |key: &str, text: &str, ms: i64| {
+        MemoryFact::new(
+            user,
+            key,
+            FactKind::Place,
+            text,
+            vec![],
+            at + time::Duration::milliseconds(ms),
+        )
+        .unwrap()
+    };
+    let (kazan, tver, dog) = (
+        fact("home_city", "Живёт в Казани", 0),
+        fact("home_city", "Переехал в Тверь", 1),
+        fact("dog_name", "Собаку зовут Бим", 2),
+    );
+    f.facts
+        .save(&[kazan.clone(), tver.clone(), dog.clone()])
+        .await
+        .unwrap();
+    (kazan, tver, dog)
+}
+
+#[tokio::test]
+async fn facts_lists_current_facts_history_on_request_and_export_has_them_all() {
+    let f = fixture().await;
+    let (kazan, tver, dog) = seed_facts(&f).await;
+    let (code, out, _) = exec(&f, &["facts", "101"], None).await;
+    assert_eq!(code, ExitCode::Ok);
+    assert!(out.starts_with("FACT_ID"), "{out}");
+    assert!(
+        out.contains(&tver.id.to_string()) && out.contains("Собаку зовут Бим"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("Казани"),
+        "superseded facts only with --history: {out}"
+    );
+    let (_, out, _) = exec(&f, &["facts", "101", "--history", "--json"], None).await;
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 3);
+    assert_eq!(json[0]["superseded_by"], tver.id.to_string());
+    let (_, out, _) = exec(&f, &["show", "101"], None).await;
+    assert!(
+        out.contains("facts (2):") && out.contains("Переехал в Тверь"),
+        "{out}"
+    );
+    let (_, out, _) = exec(&f, &["export", "101"], None).await;
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let ids: Vec<&str> = json["facts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["fact_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            kazan.id.to_string(),
+            tver.id.to_string(),
+            dog.id.to_string()
+        ]
+    );
+    let (code, _, err) = exec(&f, &["facts", "999"], None).await;
+    assert_eq!(code, ExitCode::NotFound);
+    assert!(err.contains("no profile stored for user 999"), "{err}");
+}
+
+#[tokio::test]
+async fn facts_forget_deletes_one_fact_and_reset_deletes_them_all() {
+    let f = fixture().await;
+    let (_, tver, dog) = seed_facts(&f).await;
+    let id = dog.id.to_string();
+    let (code, out, _) = exec(&f, &["facts", "forget", "101", &id], None).await;
+    assert_eq!(code, ExitCode::Ok, "{out}");
+    assert!(out.contains("forgot fact"), "{out}");
+    let current = f.facts.current(UserId::new(101), 10).await.unwrap();
+    assert_eq!(current, std::slice::from_ref(&tver));
+    let (code, _, err) = exec(&f, &["facts", "forget", "101", &id], None).await;
+    assert_eq!(code, ExitCode::NotFound, "a second forget finds nothing");
+    assert!(err.contains("has no fact"), "{err}");
+    let (code, _, err) = exec(&f, &["facts", "forget", "102", &tver.id.to_string()], None).await;
+    assert_eq!(
+        code,
+        ExitCode::NotFound,
+        "another user's fact is not theirs to forget: {err}"
+    );
+    let bad = AdminCli::try_parse_from(["profile_admin", "facts", "forget", "101", "not-a-uuid"]);
+    assert!(bad.is_err(), "a malformed id is a usage error");
+    let (code, out, _) = exec(&f, &["reset", "101", "--yes"], None).await;
+    assert_eq!(code, ExitCode::Ok);
+    assert!(out.contains("2 events and 2 facts deleted"), "{out}");
+    assert!(f.facts.all(UserId::new(101)).await.unwrap().is_empty());
 }

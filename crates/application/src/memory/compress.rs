@@ -19,16 +19,27 @@
 //! - the previous summary is input to the next one, so it is never lost;
 //! - two compressions of one user at once produce one summary and lose no event;
 //! - events appended during a compression are newer than the watermark and survive.
+//!
+//! Facts ([`with_facts`](CompressMemoryUseCase::with_facts)): after summarising a batch, one
+//! more model call extracts the lasting facts it states ([`super::facts`]), and they are saved
+//! *before* the summary's compare-and-set, so no event is deleted before the facts it gave are
+//! stored. An extraction that fails (the model errs, or answers with no usable JSON) never
+//! blocks the summary: the failure is counted and that batch's facts are left to the summary,
+//! which folds the same turns. A fact store that fails stops the pass before anything is
+//! deleted, like a failing event store. If the compare-and-set is then lost, the pass deletes
+//! the facts it saved: the winner extracts those turns itself, and a reset that won must not
+//! leave facts of the events it forgot.
 
 use std::sync::Arc;
 
 use butler_domain::ports::{
-    Clock, LlmClient, LlmError, LlmRequest, MemoryStoreError, ProfileStoreError, RequestOptions,
-    TokenCounter, UserMemoryRepository, UserProfileRepository,
+    Clock, FactRepository, FactStoreError, LlmClient, LlmError, LlmRequest, MemoryStoreError,
+    ProfileStoreError, RequestOptions, TokenCounter, UserMemoryRepository, UserProfileRepository,
 };
 use butler_domain::{ChatMessage, EventCursor, Role, UserId, UserMemoryEvent, UserProfile};
 use thiserror::Error;
 
+use super::facts::{self, ExtractionFailure};
 use crate::prompt::templates;
 use crate::prompt::trim::trim_to_tokens;
 
@@ -84,6 +95,8 @@ pub enum CompressOutcome {
         deleted: u64,
         /// Summariser calls made.
         passes: usize,
+        /// Facts stored by this run (extraction on).
+        facts: usize,
         /// Events left in storage.
         remaining: u64,
     },
@@ -119,7 +132,13 @@ pub enum CompressError {
     /// The summariser failed.
     #[error("compression: {0}")]
     Llm(#[from] LlmError),
+    /// The fact store failed; nothing of the pass was deleted.
+    #[error("compression: {0}")]
+    Facts(#[from] FactStoreError),
 }
+
+/// Told when a fact extraction fails (the metric lives behind it, in the factory).
+pub type ExtractionFailureHook = Arc<dyn Fn(ExtractionFailure) + Send + Sync>;
 
 /// Folds older events into the profile's rolling summary.
 #[derive(Clone)]
@@ -130,19 +149,26 @@ pub struct CompressMemoryUseCase {
     counter: Arc<dyn TokenCounter>,
     clock: Arc<dyn Clock>,
     config: CompressConfig,
+    facts: Option<Arc<dyn FactRepository>>,
+    on_extraction_failure: Option<ExtractionFailureHook>,
 }
 
 impl std::fmt::Debug for CompressMemoryUseCase {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CompressMemoryUseCase")
             .field("config", &self.config)
+            .field("facts", &self.facts.is_some())
             .finish_non_exhaustive()
     }
 }
 
 enum Pass {
     Done,
-    Folded { folded: usize, deleted: u64 },
+    Folded {
+        folded: usize,
+        deleted: u64,
+        facts: usize,
+    },
     Conflict,
 }
 
@@ -164,7 +190,24 @@ impl CompressMemoryUseCase {
             counter,
             clock,
             config,
+            facts: None,
+            on_extraction_failure: None,
         }
+    }
+
+    /// Also extracts facts from each folded batch into `facts` (builder style); without it, a
+    /// compression keeps only the summary.
+    #[must_use]
+    pub fn with_facts(mut self, facts: Arc<dyn FactRepository>) -> Self {
+        self.facts = Some(facts);
+        self
+    }
+
+    /// Reports every failed extraction to `hook` (builder style).
+    #[must_use]
+    pub fn on_extraction_failure(mut self, hook: ExtractionFailureHook) -> Self {
+        self.on_extraction_failure = Some(hook);
+        self
     }
 
     /// The configuration in force.
@@ -185,7 +228,7 @@ impl CompressMemoryUseCase {
         let Some(boundary) = self.boundary(user_id).await? else {
             return Ok(CompressOutcome::NothingToDo { events });
         };
-        let (mut folded, mut deleted, mut passes) = (0, 0, 0);
+        let (mut folded, mut deleted, mut passes, mut facts) = (0, 0, 0, 0);
         while passes < self.config.max_passes {
             match self.pass(user_id, boundary).await? {
                 Pass::Done => break,
@@ -196,9 +239,11 @@ impl CompressMemoryUseCase {
                 Pass::Folded {
                     folded: f,
                     deleted: d,
+                    facts: n,
                 } => {
                     folded += f;
                     deleted += d;
+                    facts += n;
                     passes += 1;
                 }
             }
@@ -207,11 +252,12 @@ impl CompressMemoryUseCase {
             return Ok(CompressOutcome::NothingToDo { events });
         }
         let remaining = self.memory.count(user_id).await?;
-        tracing::info!(user_id = %user_id, folded, deleted, passes, remaining, "memory compressed");
+        tracing::info!(user_id = %user_id, folded, deleted, passes, facts, remaining, "memory compressed");
         Ok(CompressOutcome::Compressed {
             folded,
             deleted,
             passes,
+            facts,
             remaining,
         })
     }
@@ -258,20 +304,107 @@ impl CompressMemoryUseCase {
         let watermark = last.cursor();
 
         let summary = self.summarise(&profile, &to_fold).await?;
+        // Stored before the summary: no event is deleted before the facts it gave are saved.
+        let saved = self.extract_and_save(&profile, &to_fold).await?;
         let mut next = profile.clone();
         next.memory_summary = Some(summary);
         next.summary_watermark = Some(watermark);
         next.updated_at = butler_domain::timestamp::truncate_to_millis(self.clock.now());
         match self.profiles.save(&next).await {
             Ok(_) => {}
-            Err(ProfileStoreError::VersionConflict { .. }) => return Ok(Pass::Conflict),
-            Err(e) => return Err(e.into()),
+            Err(ProfileStoreError::VersionConflict { .. }) => {
+                // The winner (another compression) extracts these turns itself; a reset must
+                // not find facts of the events it forgot. So this pass's facts go.
+                self.forget(user_id, &saved).await;
+                return Ok(Pass::Conflict);
+            }
+            Err(e) => {
+                self.forget(user_id, &saved).await;
+                return Err(e.into());
+            }
         }
         deleted += self.memory.delete_up_to(user_id, watermark).await?;
         Ok(Pass::Folded {
             folded: to_fold.len(),
             deleted,
+            facts: saved.len(),
         })
+    }
+
+    /// Deletes the facts a pass saved before it lost its compare-and-set (best effort).
+    async fn forget(&self, user_id: UserId, saved: &[uuid::Uuid]) {
+        let Some(store) = &self.facts else {
+            return;
+        };
+        for id in saved {
+            if let Err(error) = store.delete(user_id, *id).await {
+                tracing::warn!(user_id = %user_id, %error, "a fact of a lost compression pass was not deleted");
+            }
+        }
+    }
+
+    /// Extracts the batch's facts and stores them; returns the ids stored. A failed or
+    /// unusable extraction is reported and gives none; a failing store is an error.
+    async fn extract_and_save(
+        &self,
+        profile: &UserProfile,
+        events: &[UserMemoryEvent],
+    ) -> Result<Vec<uuid::Uuid>, CompressError> {
+        let Some(store) = &self.facts else {
+            return Ok(Vec::new());
+        };
+        let user_id = profile.user_id;
+        let known = store
+            .current(user_id, facts::MAX_KNOWN_FACTS)
+            .await
+            .inspect_err(|_| self.report(ExtractionFailure::Storage))?;
+        let conversation = self.conversation(events).await;
+        let request = LlmRequest {
+            messages: vec![
+                ChatMessage::system(templates::extractor_system(profile.language)),
+                ChatMessage::user(facts::extractor_input(&known, &conversation)),
+            ],
+            options: self.config.options,
+        };
+        let output = match self.llm.complete(&request).await {
+            Ok(reply) => reply.text,
+            Err(error) => {
+                tracing::warn!(user_id = %user_id, %error, "fact extraction failed; the summary keeps these turns");
+                self.report(ExtractionFailure::Llm);
+                return Ok(Vec::new());
+            }
+        };
+        let now = butler_domain::timestamp::truncate_to_millis(self.clock.now());
+        let parsed = match facts::parse_facts(&output, user_id, events, now) {
+            Ok(parsed) => parsed,
+            Err(failure) => {
+                tracing::warn!(user_id = %user_id, chars = output.chars().count(), "fact extraction gave no usable JSON; the summary keeps these turns");
+                self.report(failure);
+                return Ok(Vec::new());
+            }
+        };
+        if parsed.rejected > 0 {
+            tracing::info!(user_id = %user_id, rejected = parsed.rejected, "fact extraction: unusable items skipped");
+        }
+        let new: Vec<_> = parsed
+            .facts
+            .into_iter()
+            .filter(|f| !facts::repeats_known(f, &known))
+            .collect();
+        if new.is_empty() {
+            return Ok(Vec::new());
+        }
+        store
+            .save(&new)
+            .await
+            .inspect_err(|_| self.report(ExtractionFailure::Storage))?;
+        Ok(new.iter().map(|f| f.id).collect())
+    }
+
+    fn report(&self, failure: ExtractionFailure) {
+        if let Some(hook) = &self.on_extraction_failure {
+            hook(failure);
+        }
     }
 
     /// Keeps the oldest events whose entries in the summariser's input fit `fold_max_tokens`
@@ -292,13 +425,9 @@ impl CompressMemoryUseCase {
         events.truncate(keep);
     }
 
-    async fn summarise(
-        &self,
-        profile: &UserProfile,
-        events: &[UserMemoryEvent],
-    ) -> Result<String, CompressError> {
-        let language = profile.language;
-        // A single giant message must not overflow the summariser's window.
+    /// The events as the summariser's and the extractor's JSON entries.
+    async fn conversation(&self, events: &[UserMemoryEvent]) -> Vec<String> {
+        // A single giant message must not overflow the model's window.
         let per_event = self.config.fold_max_tokens / 2;
         let mut conversation = Vec::with_capacity(events.len());
         for e in events {
@@ -316,6 +445,16 @@ impl CompressMemoryUseCase {
                 &content,
             ));
         }
+        conversation
+    }
+
+    async fn summarise(
+        &self,
+        profile: &UserProfile,
+        events: &[UserMemoryEvent],
+    ) -> Result<String, CompressError> {
+        let language = profile.language;
+        let conversation = self.conversation(events).await;
         let request = LlmRequest {
             messages: vec![
                 ChatMessage::system(templates::summariser_system(

@@ -2,9 +2,13 @@
 //! and the scheduling port through which replies ask for compression without waiting for it.
 
 pub mod compress;
+pub mod facts;
 pub mod schedule;
 pub mod worker;
 
-pub use compress::{CompressConfig, CompressError, CompressMemoryUseCase, CompressOutcome};
+pub use compress::{
+    CompressConfig, CompressError, CompressMemoryUseCase, CompressOutcome, ExtractionFailureHook,
+};
+pub use facts::ExtractionFailure;
 pub use schedule::CompressionScheduler;
 pub use worker::{MemoryWorkerUseCase, UserResult, WorkerReport, WorkerRun};

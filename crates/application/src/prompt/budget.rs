@@ -14,8 +14,11 @@ pub struct PromptBudget {
     pub persona: usize,
     /// The memory summary.
     pub summary: usize,
-    /// The recent conversation turns.
+    /// The recent conversation turns and the remembered facts together.
     pub memory: usize,
+    /// Of `memory`, the most the remembered facts may use (core facts in the system message,
+    /// facts relevant to the message beside it); `0` leaves facts out of prompts.
+    pub facts: usize,
     /// The user's new message.
     pub new_message: usize,
     /// Events always kept when turns are dropped (then their text is trimmed instead).
@@ -35,6 +38,7 @@ impl Default for PromptBudget {
             persona: 200,
             summary: 300,
             memory: 800,
+            facts: 200,
             new_message: 200,
             min_recent_events: 5,
             per_message_overhead: 5,
@@ -67,6 +71,16 @@ pub enum BudgetProblem {
     Zero {
         /// Which setting.
         name: &'static str,
+    },
+    /// The facts' share is larger than the memory section it is part of.
+    #[error(
+        "facts ({facts}, PROMPT_FACTS_TOKENS) must not exceed the memory section it is part of ({memory}, PROMPT_MEMORY_TOKENS)"
+    )]
+    FactsExceedMemory {
+        /// Facts budget.
+        facts: usize,
+        /// Memory budget.
+        memory: usize,
     },
     /// The parts cannot fit the whole even with empty memory.
     #[error(
@@ -112,6 +126,12 @@ impl PromptBudget {
                 problems.push(BudgetProblem::Zero { name });
             }
         }
+        if self.facts > self.memory {
+            problems.push(BudgetProblem::FactsExceedMemory {
+                facts: self.facts,
+                memory: self.memory,
+            });
+        }
         let sum = self.total.saturating_add(self.max_reply_tokens);
         if sum > self.model_window {
             problems.push(BudgetProblem::ExceedsWindow {
@@ -151,7 +171,30 @@ mod tests {
             (2000, 200, 300, 800, 200)
         );
         assert_eq!((b.model_window, b.max_reply_tokens), (4096, 512));
+        assert_eq!(b.facts, 200);
         assert_eq!(b.validate(), Ok(()));
+    }
+
+    #[test]
+    fn facts_larger_than_the_memory_section_are_rejected_and_zero_facts_is_fine() {
+        let b = PromptBudget {
+            facts: 900,
+            ..PromptBudget::default()
+        };
+        let err = b.validate().unwrap_err();
+        assert_eq!(
+            err.problems,
+            [BudgetProblem::FactsExceedMemory {
+                facts: 900,
+                memory: 800
+            }]
+        );
+        assert!(err.to_string().contains("PROMPT_FACTS_TOKENS"));
+        let none = PromptBudget {
+            facts: 0,
+            ..PromptBudget::default()
+        };
+        assert_eq!(none.validate(), Ok(()));
     }
 
     #[test]

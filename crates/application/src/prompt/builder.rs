@@ -123,6 +123,11 @@ impl PersonalizationService {
     }
 
     /// Builds the prompt for `new_message` from the profile and memory.
+    ///
+    /// Remembered facts share the memory budget, at most [`PromptBudget::facts`] of it: the
+    /// core facts (at most half of that) join the system message, which they leave unchanged
+    /// from turn to turn; the facts relevant to the message fill the rest, in a fenced note
+    /// before the new message, so they never disturb the cached start of the prompt.
     pub async fn build(
         &self,
         profile: &UserProfile,
@@ -141,11 +146,40 @@ impl PersonalizationService {
             system.push_str("\n\n");
             system.push_str(&templates::summary_section(profile.language, &summary));
         }
-        let new_message = self.cut_new_message(new_message).await;
+        let (mut facts_used, mut facts_count) = (0, 0);
+        let core = self
+            .fit_facts(&memory.core_facts, b.facts / 2, |facts| {
+                templates::core_facts_section(profile.language, facts)
+            })
+            .await;
+        if let Some((section, tokens, count)) = core {
+            system.push_str("\n\n");
+            system.push_str(&section);
+            facts_used += tokens;
+            facts_count += count;
+        }
+        let mut new_message = self.cut_new_message(new_message).await;
+        let bare_tokens = self.counter.count(&new_message).await;
+        let message = new_message.clone();
+        let relevant = self
+            .fit_facts(
+                &memory.relevant_facts,
+                b.facts.saturating_sub(facts_used) + bare_tokens,
+                |facts| templates::relevant_facts_note(profile.language, facts, &message),
+            )
+            .await;
+        if let Some((note, tokens, count)) = relevant {
+            new_message = note;
+            facts_used += tokens.saturating_sub(bare_tokens);
+            facts_count += count;
+        }
         let system_tokens = self.counter.count(&system).await;
         let new_tokens = self.counter.count(&new_message).await;
         let fixed = system_tokens + new_tokens + 2 * b.per_message_overhead;
-        let memory_allowance = b.memory.min(b.total.saturating_sub(fixed));
+        let memory_allowance = b
+            .memory
+            .saturating_sub(facts_used)
+            .min(b.total.saturating_sub(fixed));
         // Where the first loaded event sits among all the user's stored events.
         let first = usize::try_from(memory.total_events)
             .unwrap_or(usize::MAX)
@@ -153,7 +187,31 @@ impl PersonalizationService {
         let (turns, turn_tokens) = self
             .fit_turns(&memory.events, first, memory_allowance)
             .await;
-        self.assemble(system, turns, new_message, fixed + turn_tokens)
+        let mut prompt = self.assemble(system, turns, new_message, fixed + turn_tokens);
+        prompt.facts_used = facts_count;
+        prompt
+    }
+
+    /// The longest prefix of `facts` whose rendering (by `render`) fits `limit` tokens: the
+    /// rendering, its tokens and how many facts it holds; `None` when not even one fits.
+    async fn fit_facts(
+        &self,
+        facts: &[butler_domain::MemoryFact],
+        limit: usize,
+        render: impl Fn(&[&str]) -> String,
+    ) -> Option<(String, usize, usize)> {
+        let mut best = None;
+        let mut texts: Vec<&str> = Vec::with_capacity(facts.len());
+        for fact in facts {
+            texts.push(&fact.text);
+            let rendered = render(&texts);
+            let tokens = self.counter.count(&rendered).await;
+            if tokens > limit {
+                break;
+            }
+            best = Some((rendered, tokens, texts.len()));
+        }
+        best
     }
 
     /// A prompt with no persona and no memory (`PERSONALIZATION_ENABLED=false`).
@@ -185,6 +243,7 @@ impl PersonalizationService {
         token_count: usize,
     ) -> PersonalizedPrompt {
         let mut prompt = PersonalizedPrompt {
+            facts_used: 0,
             system,
             turns,
             new_message,

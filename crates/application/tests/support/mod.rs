@@ -11,7 +11,9 @@ use butler_application::{
 use butler_domain::ports::Clock;
 use butler_domain::ports::{TokenCounter, UserMemoryRepository};
 use butler_domain::{Source, UserId, UserMemoryEvent};
-use butler_testkit::fakes::{CharCounter, FakeLlm, InMemoryMemory, InMemoryProfiles, ManualClock};
+use butler_testkit::fakes::{
+    CharCounter, FakeLlm, InMemoryFacts, InMemoryMemory, InMemoryProfiles, ManualClock,
+};
 
 /// A budget sized for the one-token-per-character counter.
 pub fn char_budget() -> PromptBudget {
@@ -20,6 +22,7 @@ pub fn char_budget() -> PromptBudget {
         persona: 600,
         summary: 300,
         memory: 1200,
+        facts: 300,
         new_message: 300,
         min_recent_events: 5,
         per_message_overhead: 4,
@@ -41,6 +44,7 @@ impl CompressionScheduler for RecordingScheduler {
 pub struct World {
     pub profiles: Arc<InMemoryProfiles>,
     pub memory: Arc<InMemoryMemory>,
+    pub facts: Arc<InMemoryFacts>,
     pub llm: Arc<FakeLlm>,
     pub clock: Arc<ManualClock>,
     pub counter: Arc<dyn TokenCounter>,
@@ -52,6 +56,7 @@ impl Default for World {
         Self {
             profiles: Arc::default(),
             memory: Arc::default(),
+            facts: Arc::default(),
             llm: Arc::default(),
             clock: Arc::default(),
             counter: Arc::new(CharCounter),
@@ -101,7 +106,11 @@ impl World {
     }
 
     pub fn reset(&self) -> ResetPersonalizationUseCase {
-        ResetPersonalizationUseCase::new(self.profiles.clone(), self.memory.clone())
+        ResetPersonalizationUseCase::new(
+            self.profiles.clone(),
+            self.memory.clone(),
+            self.facts.clone(),
+        )
     }
 
     /// Stores `turns` question/answer pairs for the user, numbered from `from`.

@@ -170,6 +170,8 @@ pub struct MemorySettings {
     pub keep_last: usize,
     /// Summary length in tokens.
     pub summary_tokens: usize,
+    /// Extract facts during compression and retrieve them into prompts.
+    pub facts_enabled: bool,
 }
 
 /// Everything the binaries are configured with.
@@ -461,6 +463,7 @@ impl Settings {
             compress_threshold: raw.int_or("MEMORY_COMPRESS_THRESHOLD", 1),
             keep_last: raw.int_or("MEMORY_KEEP_LAST", 1),
             summary_tokens: raw.int_or("MEMORY_SUMMARY_TOKENS", 1),
+            facts_enabled: parse_bool(raw, "MEMORY_FACTS_ENABLED").unwrap_or(true),
         };
         if usize::try_from(memory.compress_threshold).is_ok_and(|t| t < memory.keep_last) {
             raw.problem(
@@ -474,6 +477,7 @@ impl Settings {
             persona: raw.int_or("PROMPT_PERSONA_TOKENS", 1),
             summary: raw.int_or("PROMPT_SUMMARY_TOKENS", 1),
             memory: raw.int_or("PROMPT_MEMORY_TOKENS", 1),
+            facts: raw.int_or("PROMPT_FACTS_TOKENS", 0),
             new_message: raw.int_or("PROMPT_NEW_MESSAGE_TOKENS", 1),
             model_window: raw.int_or("LLM_CONTEXT_WINDOW", 1),
             max_reply_tokens: raw.int_or("LLM_MAX_TOKENS", 1),
@@ -638,10 +642,15 @@ impl Settings {
                 "MEMORY_SUMMARY_TOKENS",
                 self.memory.summary_tokens.to_string(),
             ),
+            (
+                "MEMORY_FACTS_ENABLED",
+                self.memory.facts_enabled.to_string(),
+            ),
             ("PROMPT_TOTAL_TOKENS", self.budget.total.to_string()),
             ("PROMPT_PERSONA_TOKENS", self.budget.persona.to_string()),
             ("PROMPT_SUMMARY_TOKENS", self.budget.summary.to_string()),
             ("PROMPT_MEMORY_TOKENS", self.budget.memory.to_string()),
+            ("PROMPT_FACTS_TOKENS", self.budget.facts.to_string()),
             (
                 "PROMPT_NEW_MESSAGE_TOKENS",
                 self.budget.new_message.to_string(),

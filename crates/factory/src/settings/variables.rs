@@ -369,6 +369,12 @@ pub const VARIABLES: &[Variable] = &[
         "300",
         "Longest memory summary, in tokens.",
     ),
+    Variable {
+        name: "MEMORY_FACTS_ENABLED",
+        kind: Kind::Bool,
+        default: "true",
+        help: "Extract facts during compression and put the relevant ones in prompts (docs/memory.md).",
+    },
     int(
         "PROMPT_TOTAL_TOKENS",
         "tokens",
@@ -395,7 +401,14 @@ pub const VARIABLES: &[Variable] = &[
         "tokens",
         TOKENS,
         "800",
-        "Recent-turns budget.",
+        "Memory budget: recent turns and remembered facts together.",
+    ),
+    int(
+        "PROMPT_FACTS_TOKENS",
+        "tokens",
+        (0, 1_048_576),
+        "200",
+        "Of PROMPT_MEMORY_TOKENS, the most remembered facts may use; 0 leaves facts out of prompts.",
     ),
     int(
         "PROMPT_NEW_MESSAGE_TOKENS",

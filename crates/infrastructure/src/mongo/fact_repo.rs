@@ -87,17 +87,16 @@ fn document(fact: &MemoryFact) -> Document {
 
 fn decode(doc: &Document) -> Result<MemoryFact, Fault> {
     let corrupt = |what: &str| Fault::Corrupt(format!("user_facts.{what}"));
-    let sources = doc
-        .get_array("source_events")
-        .map_err(|_| corrupt("source_events is missing or not an array"))?
-        .iter()
-        .map(|b| match b {
-            Bson::Binary(b) => {
-                Uuid::from_slice(&b.bytes).map_err(|_| corrupt("source_events holds a non-UUID"))
-            }
-            _ => Err(corrupt("source_events holds a non-binary")),
-        })
-        .collect::<Result<_, _>>()?;
+    let sources =
+        doc.get_array("source_events")
+            .map_err(|_| corrupt("source_events is missing or not an array"))?
+            .iter()
+            .map(|b| match b {
+                Bson::Binary(b) => Uuid::from_slice(&b.bytes)
+                    .map_err(|_| corrupt("source_events holds a non-UUID")),
+                _ => Err(corrupt("source_events holds a non-binary")),
+            })
+            .collect::<Result<_, _>>()?;
     let superseded_by = match doc.get("superseded_by") {
         None | Some(Bson::Null) => None,
         Some(_) => Some(get_uuid(doc, "superseded_by")?),
@@ -258,7 +257,10 @@ impl MongoFactRepository {
                 }
                 None => {}
             }
-            match self.update(pending(fact.id), doc! { "current": true }).await? {
+            match self
+                .update(pending(fact.id), doc! { "current": true })
+                .await?
+            {
                 // NoMatch: a racing save of this very fact settled it.
                 Update::Matched | Update::NoMatch => return Ok(()),
                 // Another fact of the key became current in between: compare with it.

@@ -181,10 +181,7 @@ async fn ensure_ttl(
     match current {
         Some(expire) if expire.map(|d| d.as_secs()) == wanted_secs => return Ok(()),
         Some(_) => {
-            collection
-                .drop_index(index)
-                .await
-                .map_err(|e| failed(&e))?;
+            collection.drop_index(index).await.map_err(|e| failed(&e))?;
         }
         None => {}
     }

@@ -32,8 +32,7 @@ use super::{
 
 const TABLE: &str = "user_facts";
 
-const COLUMNS: &str =
-    "fact_id, user_id, key, kind, text, created_at, source_events, superseded_by";
+const COLUMNS: &str = "fact_id, user_id, key, kind, text, created_at, source_events, superseded_by";
 
 /// Facts in the `user_facts` table.
 #[derive(Debug, Clone)]

@@ -46,6 +46,16 @@ pub const TELEGRAM_MESSAGES_REFUSED_TOTAL: &str = "telegram_messages_refused_tot
 pub const REFUSAL_REASONS: &[&str] = &["rate", "quota"];
 /// Live drafts of replies shown in Telegram private chats (`sendMessageDraft` calls accepted).
 pub const TELEGRAM_DRAFTS_SENT_TOTAL: &str = "telegram_drafts_sent_total";
+/// Facts stored by compressions' extraction (new facts, updates included).
+pub const MEMORY_FACTS_EXTRACTED_TOTAL: &str = "memory_facts_extracted_total";
+/// Stored facts replaced by a newer fact of the same key.
+pub const MEMORY_FACTS_SUPERSEDED_TOTAL: &str = "memory_facts_superseded_total";
+/// Fact extractions that gave no facts, by `reason` (`llm`, `malformed`, `storage`).
+pub const MEMORY_FACT_EXTRACTION_FAILURES_TOTAL: &str = "memory_fact_extraction_failures_total";
+/// The reasons of [`MEMORY_FACT_EXTRACTION_FAILURES_TOTAL`].
+pub const EXTRACTION_FAILURE_REASONS: &[&str] = &["llm", "malformed", "storage"];
+/// Remembered facts put into each reply's prompt (histogram).
+pub const PERSONALIZED_PROMPT_FACTS: &str = "personalized_prompt_facts";
 /// Always 1; the `version` label carries the running build.
 pub const BUTLER_BUILD_INFO: &str = "butler_build_info";
 
@@ -79,6 +89,30 @@ pub struct MetricSpec {
 
 /// Every metric the butler exports.
 pub const ALL_METRICS: &[MetricSpec] = &[
+    MetricSpec {
+        name: MEMORY_FACTS_EXTRACTED_TOTAL,
+        kind: MetricKind::Counter,
+        help: "Facts stored by compression's fact extraction.",
+        labels: &[],
+    },
+    MetricSpec {
+        name: MEMORY_FACTS_SUPERSEDED_TOTAL,
+        kind: MetricKind::Counter,
+        help: "Stored facts replaced by a newer fact of the same key.",
+        labels: &[],
+    },
+    MetricSpec {
+        name: MEMORY_FACT_EXTRACTION_FAILURES_TOTAL,
+        kind: MetricKind::Counter,
+        help: "Fact extractions that gave no facts, by reason (llm|malformed|storage).",
+        labels: &["reason"],
+    },
+    MetricSpec {
+        name: PERSONALIZED_PROMPT_FACTS,
+        kind: MetricKind::Histogram,
+        help: "Remembered facts put into each reply's prompt.",
+        labels: &[],
+    },
     MetricSpec {
         name: USER_PROFILE_READS_TOTAL,
         kind: MetricKind::Counter,
@@ -348,7 +382,34 @@ pub fn register_all() {
     for reason in REFUSAL_REASONS {
         counter!(TELEGRAM_MESSAGES_REFUSED_TOTAL, "reason" => *reason).increment(0);
     }
+    counter!(MEMORY_FACTS_EXTRACTED_TOTAL).increment(0);
+    counter!(MEMORY_FACTS_SUPERSEDED_TOTAL).increment(0);
+    for reason in EXTRACTION_FAILURE_REASONS {
+        counter!(MEMORY_FACT_EXTRACTION_FAILURES_TOTAL, "reason" => *reason).increment(0);
+    }
+    let _ = histogram!(PERSONALIZED_PROMPT_FACTS);
     gauge!(BUTLER_BUILD_INFO, "version" => BUILD_VERSION).set(1.0);
+}
+
+/// Facts were saved: `inserted` new ones, `superseded` old ones replaced.
+pub fn record_facts_saved(inserted: u64, superseded: u64) {
+    counter!(MEMORY_FACTS_EXTRACTED_TOTAL).increment(inserted);
+    counter!(MEMORY_FACTS_SUPERSEDED_TOTAL).increment(superseded);
+}
+
+/// A fact extraction gave no facts (`llm`, `malformed` or `storage`).
+pub fn record_fact_extraction_failure(reason: &'static str) {
+    let reason = EXTRACTION_FAILURE_REASONS
+        .iter()
+        .find(|r| **r == reason)
+        .copied()
+        .unwrap_or("malformed");
+    counter!(MEMORY_FACT_EXTRACTION_FAILURES_TOTAL, "reason" => reason).increment(1);
+}
+
+/// A reply's prompt held `facts` remembered facts.
+pub fn record_prompt_facts(facts: usize) {
+    histogram!(PERSONALIZED_PROMPT_FACTS).record(facts as f64);
 }
 
 /// A profile was read from storage.

@@ -88,6 +88,20 @@ pub enum AdminCommand {
         #[arg(long, value_name = "N|default")]
         per_day: Option<LimitArg>,
     },
+    /// List a user's remembered facts (`facts USER_ID`), or forget one
+    /// (`facts forget USER_ID FACT_ID`).
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+    Facts {
+        /// The user whose facts to list.
+        #[arg(required = true)]
+        user_id: Option<UserId>,
+        /// Also list facts replaced by newer ones.
+        #[arg(long)]
+        history: bool,
+        /// `forget USER_ID FACT_ID`.
+        #[command(subcommand)]
+        action: Option<FactsAction>,
+    },
     /// Everything stored about a user, as JSON.
     Export {
         /// The user.
@@ -95,6 +109,18 @@ pub enum AdminCommand {
     },
     /// Create storage indexes / apply migrations (idempotent).
     Migrate,
+}
+
+/// `profile_admin facts` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum FactsAction {
+    /// Delete one fact (ids are in `profile_admin facts USER_ID`).
+    Forget {
+        /// The user.
+        user_id: UserId,
+        /// The fact's id (a UUID).
+        fact_id: uuid::Uuid,
+    },
 }
 
 /// A per-user limit on the command line: a number, or `default` for the operator's default.

@@ -2,7 +2,7 @@
 //! plain-text tables (the default form). Event content is truncated in tables, never in exports.
 
 use butler_application::admin::{ProfileOverview, UserRecord};
-use butler_domain::{UserLimits, UserMemoryEvent, UserProfile};
+use butler_domain::{MemoryFact, UserLimits, UserMemoryEvent, UserProfile};
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
 
@@ -92,6 +92,25 @@ pub struct EventView {
     pub tags: Vec<String>,
 }
 
+/// A remembered fact as shown to support staff.
+#[derive(Debug, Serialize)]
+pub struct FactView {
+    /// Fact id (what `profile_admin facts forget` takes).
+    pub fact_id: String,
+    /// Subject key.
+    pub key: String,
+    /// `person`, `date`, `place`, `preference`, `promise` or `other`.
+    pub kind: &'static str,
+    /// The statement.
+    pub text: String,
+    /// When it was learnt (RFC 3339).
+    pub created_at: String,
+    /// The events it came from.
+    pub source_events: Vec<String>,
+    /// The fact that replaced it; `null` while current.
+    pub superseded_by: Option<String>,
+}
+
 /// A user's full record.
 #[derive(Debug, Serialize)]
 pub struct RecordView {
@@ -99,6 +118,8 @@ pub struct RecordView {
     pub profile: ProfileView,
     /// Events, oldest first.
     pub events: Vec<EventView>,
+    /// Remembered facts, current and superseded, oldest first.
+    pub facts: Vec<FactView>,
 }
 
 fn rfc3339(t: time::OffsetDateTime) -> String {
@@ -147,12 +168,46 @@ pub fn event_view(e: &UserMemoryEvent) -> EventView {
     }
 }
 
+/// The view of a fact.
+#[must_use]
+pub fn fact_view(f: &MemoryFact) -> FactView {
+    FactView {
+        fact_id: f.id.to_string(),
+        key: f.key.as_str().to_owned(),
+        kind: f.kind.code(),
+        text: f.text.clone(),
+        created_at: rfc3339(f.created_at),
+        source_events: f.source_events.iter().map(ToString::to_string).collect(),
+        superseded_by: f.superseded_by.map(|id| id.to_string()),
+    }
+}
+
+/// The `facts` table: id, learnt, kind, key, text (and `superseded` for history).
+#[must_use]
+pub fn facts_table(facts: &[MemoryFact]) -> String {
+    let rows: Vec<Vec<String>> = facts
+        .iter()
+        .map(|f| {
+            let v = fact_view(f);
+            vec![
+                v.fact_id,
+                v.created_at,
+                v.kind.to_owned(),
+                v.key,
+                if f.is_current() { "" } else { "superseded " }.to_owned() + &truncate(&v.text, 80),
+            ]
+        })
+        .collect();
+    table(&["FACT_ID", "LEARNT_AT", "KIND", "KEY", "TEXT"], &rows)
+}
+
 /// The view of a full record.
 #[must_use]
 pub fn record_view(record: &UserRecord) -> RecordView {
     RecordView {
         profile: profile_view(&record.overview.profile, record.overview.event_count),
         events: record.events.iter().map(event_view).collect(),
+        facts: record.facts.iter().map(fact_view).collect(),
     }
 }
 
@@ -262,6 +317,16 @@ pub fn show_text(record: &UserRecord) -> String {
             })
             .collect();
         out.push_str(&table(&["CREATED_AT", "ROLE", "SOURCE", "CONTENT"], &rows));
+    }
+    let current: Vec<MemoryFact> = record
+        .facts
+        .iter()
+        .filter(|f| f.is_current())
+        .cloned()
+        .collect();
+    if !current.is_empty() {
+        out.push_str(&format!("\nfacts ({}):\n", current.len()));
+        out.push_str(&facts_table(&current));
     }
     out
 }

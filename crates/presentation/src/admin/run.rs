@@ -6,14 +6,14 @@ use std::io::Write;
 use std::sync::Arc;
 
 use butler_application::admin::{
-    AdminError, ListProfilesUseCase, ShowUserUseCase, UpdateProfileUseCase,
+    AdminError, FactsUseCase, ListProfilesUseCase, ShowUserUseCase, UpdateProfileUseCase,
 };
 use butler_application::ResetPersonalizationUseCase;
 use butler_domain::ports::ProfilePage;
 use butler_domain::ProfileUpdate;
 use futures::future::BoxFuture;
 
-use super::cli::{AdminCli, AdminCommand};
+use super::cli::{AdminCli, AdminCommand, FactsAction};
 use super::output;
 
 /// Process exit codes of `profile_admin`.
@@ -45,6 +45,8 @@ pub struct AdminDeps {
     pub update: UpdateProfileUseCase,
     /// `reset`.
     pub reset: ResetPersonalizationUseCase,
+    /// `facts`.
+    pub facts: FactsUseCase,
     /// `migrate`.
     pub migrate: Migrate,
 }
@@ -52,7 +54,7 @@ pub struct AdminDeps {
 fn fail(err: &mut dyn Write, e: &AdminError) -> ExitCode {
     let _ = writeln!(err, "profile_admin: {e}");
     match e {
-        AdminError::NotFound { .. } => ExitCode::NotFound,
+        AdminError::NotFound { .. } | AdminError::FactNotFound { .. } => ExitCode::NotFound,
         AdminError::Invalid(_) => ExitCode::Usage,
         AdminError::Storage(_) => ExitCode::Storage,
     }
@@ -107,6 +109,46 @@ pub async fn run(
             }
             Err(e) => fail(err, &e),
         },
+        AdminCommand::Facts {
+            action: Some(FactsAction::Forget { user_id, fact_id }),
+            ..
+        } => match deps.facts.forget(user_id, fact_id).await {
+            Ok(()) if cli.json => {
+                json(
+                    out,
+                    &serde_json::json!({"user_id": user_id.get(), "forgotten": fact_id.to_string()}),
+                );
+                ExitCode::Ok
+            }
+            Ok(()) => {
+                let _ = writeln!(out, "forgot fact {fact_id} of user {user_id}");
+                ExitCode::Ok
+            }
+            Err(e) => fail(err, &e),
+        },
+        AdminCommand::Facts {
+            user_id: Some(user_id),
+            history,
+            action: None,
+        } => match deps.facts.list(user_id, history).await {
+            Ok(facts) if cli.json => {
+                let views: Vec<_> = facts.iter().map(output::fact_view).collect();
+                json(out, &views);
+                ExitCode::Ok
+            }
+            Ok(facts) => {
+                let _ = write!(out, "{}", output::facts_table(&facts));
+                ExitCode::Ok
+            }
+            Err(e) => fail(err, &e),
+        },
+        AdminCommand::Facts { user_id: None, .. } => {
+            let _ = writeln!(
+                err,
+                "profile_admin: facts needs a USER_ID, or `forget USER_ID FACT_ID`"
+            );
+            ExitCode::Usage
+        }
         AdminCommand::Export { user_id } => match deps.show.execute(user_id, usize::MAX).await {
             Ok(record) => {
                 json(out, &output::record_view(&record));
@@ -218,15 +260,16 @@ pub async fn run(
                 Ok(done) if cli.json => {
                     json(
                         out,
-                        &serde_json::json!({"user_id": user_id.get(), "events_deleted": done.events_deleted}),
+                        &serde_json::json!({"user_id": user_id.get(), "events_deleted": done.events_deleted, "facts_deleted": done.facts_deleted}),
                     );
                     ExitCode::Ok
                 }
                 Ok(done) => {
                     let _ = writeln!(
                         out,
-                        "reset user {user_id}: {} events deleted, profile restored to default",
-                        done.events_deleted
+                        "reset user {user_id}: {} events and {} facts deleted, profile restored to default",
+                        done.events_deleted,
+                        done.facts_deleted
                     );
                     ExitCode::Ok
                 }

@@ -35,6 +35,7 @@ pub fn char_budget() -> PromptBudget {
         persona: 600,
         summary: 300,
         memory: 1200,
+        facts: 0,
         new_message: 300,
         min_recent_events: 5,
         per_message_overhead: 4,

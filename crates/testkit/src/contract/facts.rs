@@ -178,7 +178,12 @@ pub async fn saving_nothing_and_zero_limits_return_nothing(s: Storage) {
         .unwrap();
     assert!(s.facts.current(user, 0).await.unwrap().is_empty());
     assert!(s.facts.search(user, "сестра", 0).await.unwrap().is_empty());
-    assert!(s.facts.current(UserId::new(404), 10).await.unwrap().is_empty());
+    assert!(s
+        .facts
+        .current(UserId::new(404), 10)
+        .await
+        .unwrap()
+        .is_empty());
     assert!(s.facts.all(UserId::new(404)).await.unwrap().is_empty());
 }
 
@@ -232,7 +237,10 @@ pub async fn a_fact_older_than_the_current_one_is_stored_already_superseded(s: S
             superseded: 1
         }
     );
-    assert_eq!(s.facts.current(user, 10).await.unwrap(), std::slice::from_ref(&tver));
+    assert_eq!(
+        s.facts.current(user, 10).await.unwrap(),
+        std::slice::from_ref(&tver)
+    );
     assert_eq!(
         s.facts.all(user).await.unwrap(),
         [superseded(&kazan, &tver), tver]
@@ -242,7 +250,10 @@ pub async fn a_fact_older_than_the_current_one_is_stored_already_superseded(s: S
     let old = fact(other, "tea", "Любит зелёный чай", 0);
     let new = fact(other, "tea", "Любит улун", 1);
     s.facts.save(&[new.clone(), old.clone()]).await.unwrap();
-    assert_eq!(s.facts.current(other, 10).await.unwrap(), std::slice::from_ref(&new));
+    assert_eq!(
+        s.facts.current(other, 10).await.unwrap(),
+        std::slice::from_ref(&new)
+    );
     assert_eq!(
         s.facts.all(other).await.unwrap(),
         [superseded(&old, &new), new]
@@ -266,7 +277,10 @@ pub async fn a_fact_saved_as_history_supersedes_nothing(s: Storage) {
             superseded: 0
         }
     );
-    assert_eq!(s.facts.current(user, 10).await.unwrap(), std::slice::from_ref(&current));
+    assert_eq!(
+        s.facts.current(user, 10).await.unwrap(),
+        std::slice::from_ref(&current)
+    );
     assert_eq!(s.facts.all(user).await.unwrap(), [current, history]);
 }
 
@@ -296,7 +310,10 @@ pub async fn saving_the_same_facts_again_changes_nothing(s: Storage) {
         assert_eq!(s.facts.save(&batch).await.unwrap(), SavedFacts::default());
         assert_eq!(s.facts.all(user).await.unwrap(), expected);
     }
-    assert_eq!(ids(&s.facts.current(user, 10).await.unwrap()), [tver.id, sister.id]);
+    assert_eq!(
+        ids(&s.facts.current(user, 10).await.unwrap()),
+        [tver.id, sister.id]
+    );
 }
 
 /// One invalid fact fails the whole batch, and nothing of it is written.
@@ -330,7 +347,10 @@ pub async fn search_finds_facts_by_inflected_russian_words(s: Storage) {
     s.facts.save(&facts).await.unwrap();
     for ((_, _, text, query), fact) in INFLECTION_PAIRS.iter().zip(&facts) {
         let found = s.facts.search(user, query, 5).await.unwrap();
-        assert!(!found.is_empty(), "{query:?} found nothing, expected {text:?}");
+        assert!(
+            !found.is_empty(),
+            "{query:?} found nothing, expected {text:?}"
+        );
         assert_eq!(
             found[0].fact, *fact,
             "{query:?} found {:?} first",
@@ -353,10 +373,18 @@ pub async fn search_matches_english_inflections_and_ignores_question_words(s: St
     let user = UserId::new(11);
     let sister = fact(user, "sister", "My sister is called Anna", 0);
     let moved = fact(user, "home_city", "We moved to Tver in May", 1);
-    s.facts.save(&[sister.clone(), moved.clone()]).await.unwrap();
+    s.facts
+        .save(&[sister.clone(), moved.clone()])
+        .await
+        .unwrap();
     let first = |found: Vec<butler_domain::FactMatch>| found.first().map(|m| m.fact.id);
     assert_eq!(
-        first(s.facts.search(user, "what is my sister's name?", 5).await.unwrap()),
+        first(
+            s.facts
+                .search(user, "what is my sister's name?", 5)
+                .await
+                .unwrap()
+        ),
         Some(sister.id)
     );
     assert_eq!(
@@ -377,23 +405,40 @@ pub async fn search_ranks_the_best_match_first_and_never_returns_superseded_fact
     let user = UserId::new(12);
     let kazan = fact(user, "home_city", "Живём в Казани", 0);
     let tver = fact(user, "home_city", "Живём в Твери", 10);
-    let sister = fact(user, "sister", "Сестра Анна живёт в Казани и любит Казань", 20);
+    let sister = fact(
+        user,
+        "sister",
+        "Сестра Анна живёт в Казани и любит Казань",
+        20,
+    );
     let dog = fact(user, "dog", "Собака Рекс любит сестру", 30);
     let elsewhere = fact(UserId::new(13), "home_city", "Живём в Казани", 40);
     s.facts
-        .save(&[kazan.clone(), tver.clone(), sister.clone(), dog.clone(), elsewhere])
+        .save(&[
+            kazan.clone(),
+            tver.clone(),
+            sister.clone(),
+            dog.clone(),
+            elsewhere,
+        ])
         .await
         .unwrap();
 
     let found = s.facts.search(user, "Казань", 10).await.unwrap();
-    assert_eq!(ids(&found.iter().map(|m| m.fact.clone()).collect::<Vec<_>>()), [sister.id]);
+    assert_eq!(
+        ids(&found.iter().map(|m| m.fact.clone()).collect::<Vec<_>>()),
+        [sister.id]
+    );
     let found = s.facts.search(user, "сестра Анна", 10).await.unwrap();
     let order: Vec<Uuid> = found.iter().map(|m| m.fact.id).collect();
     assert_eq!(order, [sister.id, dog.id]);
     assert!(found[0].score > found[1].score, "{found:?}");
     let found = s.facts.search(user, "живём", 1).await.unwrap();
     assert_eq!(found.len(), 1);
-    assert!([tver.id, sister.id].contains(&found[0].fact.id), "{found:?}");
+    assert!(
+        [tver.id, sister.id].contains(&found[0].fact.id),
+        "{found:?}"
+    );
 }
 
 /// `delete` removes one fact of its user; a deleted current fact brings nothing back.
@@ -411,7 +456,10 @@ pub async fn delete_removes_one_fact_of_its_user_and_brings_back_nothing(s: Stor
     assert!(!s.facts.delete(user, Uuid::new_v4()).await.unwrap());
     assert!(s.facts.delete(user, tver.id).await.unwrap());
     assert!(!s.facts.delete(user, tver.id).await.unwrap());
-    assert_eq!(s.facts.current(user, 10).await.unwrap(), std::slice::from_ref(&sister));
+    assert_eq!(
+        s.facts.current(user, 10).await.unwrap(),
+        std::slice::from_ref(&sister)
+    );
     assert_eq!(
         s.facts.all(user).await.unwrap(),
         [superseded(&kazan, &tver), sister]
@@ -438,7 +486,10 @@ pub async fn delete_all_removes_every_fact_of_one_user_only(s: Storage) {
     assert_eq!(s.facts.delete_all(user).await.unwrap(), 0);
     assert!(s.facts.all(user).await.unwrap().is_empty());
     assert!(s.facts.search(user, "сестра", 10).await.unwrap().is_empty());
-    assert_eq!(s.facts.all(other).await.unwrap(), std::slice::from_ref(&theirs));
+    assert_eq!(
+        s.facts.all(other).await.unwrap(),
+        std::slice::from_ref(&theirs)
+    );
     assert_eq!(
         s.facts.search(other, "сестра", 10).await.unwrap()[0].fact,
         theirs
@@ -456,13 +507,7 @@ pub async fn facts_older_than_the_cutoff_expire_for_every_user(s: Storage) {
     let at_cutoff = fact(user, "sister", "Сестру зовут Анна", 20);
     let newer = fact(other, "dog", "Собаку зовут Рекс", 30);
     s.facts
-        .save(&[
-            kazan,
-            tver,
-            old_sister,
-            at_cutoff.clone(),
-            newer.clone(),
-        ])
+        .save(&[kazan, tver, old_sister, at_cutoff.clone(), newer.clone()])
         .await
         .unwrap();
     assert_eq!(s.facts.delete_older_than(at(20)).await.unwrap(), 3);
@@ -508,7 +553,10 @@ pub async fn concurrent_saves_of_one_key_leave_exactly_one_current_fact(s: Stora
             let by = f.superseded_by.expect("all but the newest are superseded");
             assert!(known.contains(&by), "round {round}: dangling supersede");
             let replacement = all.iter().find(|g| g.id == by).unwrap();
-            assert!(replacement.is_newer_than(f), "round {round}: replaced by an older fact");
+            assert!(
+                replacement.is_newer_than(f),
+                "round {round}: replaced by an older fact"
+            );
         }
         let found = s.facts.search(user, "город", 10).await.unwrap();
         assert_eq!(found.len(), 1, "round {round}");
