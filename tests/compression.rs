@@ -392,6 +392,70 @@ pub async fn a_reset_racing_a_compression_leaves_no_summary(backend: Backend) {
     assert!(ctx.stored(user).await.is_empty());
 }
 
+/// With facts on: the facts of the folded turns are stored and current, and a reset that wins
+/// against a compression in flight leaves neither a summary nor a fact of the forgotten turns.
+pub async fn facts_are_stored_by_a_compression_and_a_racing_reset_leaves_none(backend: Backend) {
+    let ctx = Ctx::new(backend);
+    let extracted = r#"[{"key":"sister_name","kind":"person","text":"Сестру зовут Анна"},
+        {"key":"home_city","kind":"place","text":"Живёт в Твери"}]"#;
+    // A whole compression: summary, then the facts.
+    let user = UserId::new(108);
+    ctx.seed(user, 0, 30).await;
+    let llm = Arc::new(FakeLlm::default());
+    llm.push_reply("Сводка.");
+    llm.push_reply(extracted);
+    let outcome = ctx
+        .compress(llm.clone())
+        .with_facts(ctx.backend.facts.clone())
+        .execute(user)
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, CompressOutcome::Compressed { facts: 2, .. }),
+        "{outcome:?}"
+    );
+    let found = ctx
+        .backend
+        .facts
+        .search(user, "Как зовут мою сестру?", 5)
+        .await
+        .unwrap();
+    assert_eq!(found[0].fact.text, "Сестру зовут Анна");
+    assert_eq!(ctx.stored(user).await.len(), 20);
+
+    // A reset while the extraction is in flight.
+    let user = UserId::new(109);
+    ctx.seed(user, 0, 30).await;
+    let llm = Arc::new(FakeLlm::default());
+    let gate = llm.gate();
+    llm.push_reply("Сводка.");
+    llm.push_reply(extracted);
+    let compress = ctx
+        .compress(llm.clone())
+        .with_facts(ctx.backend.facts.clone());
+    let task = tokio::spawn(async move { compress.execute(user).await });
+    gate.add_permits(1);
+    while llm.requests().len() < 2 {
+        tokio::task::yield_now().await;
+    }
+    let reset = ResetPersonalizationUseCase::new(
+        ctx.backend.profiles.clone(),
+        ctx.backend.memory.clone(),
+        ctx.backend.facts.clone(),
+    );
+    reset.execute(user).await.unwrap();
+    gate.add_permits(1);
+    let outcome = task.await.unwrap().unwrap();
+    assert_eq!(outcome.status(), "conflict");
+    assert!(ctx.backend.facts.all(user).await.unwrap().is_empty());
+    assert!(ctx.stored(user).await.is_empty());
+    // The first user's facts were not touched.
+    assert_eq!(
+        ctx.backend.facts.all(UserId::new(108)).await.unwrap().len(),
+        2
+    );
+}
+
 /// A large backlog is folded in bounded passes, oldest first, keeping the newest 20.
 pub async fn a_large_backlog_is_folded_in_bounded_passes(backend: Backend, turns: usize) {
     let ctx = Ctx::new(backend);

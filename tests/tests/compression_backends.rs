@@ -93,6 +93,13 @@ macro_rules! compression_invariants {
             }
 
             #[tokio::test]
+            async fn facts_are_stored_by_a_compression_and_a_racing_reset_leaves_none() {
+                let (b, _guard) = backend().await;
+                compression::facts_are_stored_by_a_compression_and_a_racing_reset_leaves_none(b)
+                    .await;
+            }
+
+            #[tokio::test]
             async fn a_reset_racing_a_compression_leaves_no_summary() {
                 let (b, _guard) = backend().await;
                 compression::a_reset_racing_a_compression_leaves_no_summary(b).await;

@@ -46,6 +46,14 @@ async fn events_appended_during_a_compression_survive_it() {
 }
 
 #[tokio::test]
+async fn facts_are_stored_by_a_compression_and_a_racing_reset_leaves_none() {
+    compression::facts_are_stored_by_a_compression_and_a_racing_reset_leaves_none(
+        Backend::in_memory(),
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn a_reset_racing_a_compression_leaves_no_summary() {
     compression::a_reset_racing_a_compression_leaves_no_summary(Backend::in_memory()).await;
 }

@@ -371,6 +371,7 @@ async fn every_label_combination_is_registered_and_no_other_exists() {
         m::record_compression(CompressionStatus::Conflict);
         m::record_telegram_refusal("quota");
         m::record_telegram_refusal("an unknown reason");
+        m::record_fact_extraction_failure("an unknown reason");
     });
     let exposition = telemetry.scrape().await;
 
@@ -379,8 +380,17 @@ async fn every_label_combination_is_registered_and_no_other_exists() {
         ("source", BTreeSet::from(["text", "voice"])),
         ("outcome", BTreeSet::from(["ok", "error"])),
         ("version", BTreeSet::from([m::BUILD_VERSION])),
-        ("reason", BTreeSet::from(["rate", "quota"])),
         ("kind", BTreeSet::from(["evaluated", "reused"])),
+    ]);
+    let reasons_of: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::from([
+        (
+            m::TELEGRAM_MESSAGES_REFUSED_TOTAL,
+            BTreeSet::from(["rate", "quota"]),
+        ),
+        (
+            m::MEMORY_FACT_EXTRACTION_FAILURES_TOTAL,
+            BTreeSet::from(["llm", "malformed", "storage"]),
+        ),
     ]);
     let statuses_of: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::from([
         (
@@ -411,6 +421,7 @@ async fn every_label_combination_is_registered_and_no_other_exists() {
                 let ok = match key.as_str() {
                     "le" => true,
                     "status" => statuses_of[spec.name].contains(value.as_str()),
+                    "reason" => reasons_of[spec.name].contains(value.as_str()),
                     other => allowed[other].contains(value.as_str()),
                 };
                 assert!(
@@ -433,6 +444,7 @@ async fn every_label_combination_is_registered_and_no_other_exists() {
     assert_eq!(series(m::PERSONALIZED_REQUESTS_TOTAL), 6, "source × status");
     assert_eq!(series(m::PERSONALIZED_MEMORY_COMPRESSIONS_TOTAL), 4);
     assert_eq!(series(m::USER_MEMORY_EVENTS_TOTAL), 2);
+    assert_eq!(series(m::MEMORY_FACT_EXTRACTION_FAILURES_TOTAL), 3);
     assert_eq!(
         exposition
             .family(m::LLM_REQUEST_DURATION_SECONDS)
@@ -470,6 +482,9 @@ async fn the_recording_helpers_move_exactly_the_series_they_name() {
         m::record_worker_run(false);
         m::record_worker_run(true);
         m::record_telegram_send_error();
+        m::record_facts_saved(3, 1);
+        m::record_fact_extraction_failure("malformed");
+        m::record_prompt_facts(3);
     });
     let exposition = telemetry.scrape().await;
 
@@ -499,6 +514,20 @@ async fn the_recording_helpers_move_exactly_the_series_they_name() {
             &[("source", "voice"), ("status", "degraded")],
             0.0,
         ),
+        (m::MEMORY_FACTS_EXTRACTED_TOTAL, &[], 3.0),
+        (m::MEMORY_FACTS_SUPERSEDED_TOTAL, &[], 1.0),
+        (
+            m::MEMORY_FACT_EXTRACTION_FAILURES_TOTAL,
+            &[("reason", "malformed")],
+            1.0,
+        ),
+        (
+            m::MEMORY_FACT_EXTRACTION_FAILURES_TOTAL,
+            &[("reason", "llm")],
+            0.0,
+        ),
+        ("personalized_prompt_facts_bucket", &[("le", "2")], 0.0),
+        ("personalized_prompt_facts_bucket", &[("le", "4")], 1.0),
         // A reply without a prompt records no token observation.
         ("personalized_prompt_tokens_count", &[], 2.0),
         ("personalized_prompt_tokens_sum", &[], 1500.0),

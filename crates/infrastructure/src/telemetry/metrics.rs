@@ -220,6 +220,10 @@ pub const ALL_METRICS: &[MetricSpec] = &[
 
 /// Buckets of [`PERSONALIZED_PROMPT_TOKENS`]: fine-grained up to the 2000-token prompt budget,
 /// with one bucket above it so an over-budget prompt is visible rather than lost in `+Inf`.
+/// Buckets of [`PERSONALIZED_PROMPT_FACTS`]: a handful of core facts plus up to 8 found.
+pub const PROMPT_FACTS_BUCKETS: &[f64] = &[0.0, 1.0, 2.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0];
+
+/// Buckets of [`PERSONALIZED_PROMPT_TOKENS`].
 pub const PROMPT_TOKEN_BUCKETS: &[f64] = &[
     50.0, 100.0, 200.0, 400.0, 600.0, 800.0, 1000.0, 1200.0, 1400.0, 1600.0, 1800.0, 2000.0, 2500.0,
 ];
