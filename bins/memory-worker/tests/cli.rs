@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
+use butler_domain::ports::FactRepository;
 use butler_domain::{Source, UserId, UserMemoryEvent};
 use butler_factory::settings::Settings;
 use butler_factory::wiring::{self, Storage};
@@ -57,7 +58,9 @@ async fn seed_user(s: &Storage, user: i64, turns: usize) {
     s.memory.append(&events).await.unwrap();
 }
 
-/// The worker command with a clean environment: storage, the scripted LLM, JSON logs.
+/// The worker command with a clean environment: storage, the scripted LLM, JSON logs. Fact
+/// extraction is off (these tests count and script summariser calls; one more call per batch
+/// would take every other scripted reply): `once_also_extracts_facts` turns it on.
 fn worker(
     backend: &TestStorage,
     llm: &ScriptedLlm,
@@ -69,6 +72,7 @@ fn worker(
         .env("LLM_BASE_URL", llm.base_url())
         .env("LOG_FORMAT", "json")
         .env("RUST_LOG", "info")
+        .env("MEMORY_FACTS_ENABLED", "false")
         .envs(extra.iter().copied())
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
@@ -266,6 +270,35 @@ async fn once_compresses_within_max_users_and_the_llm_limit_in_sqlite() {
 #[tokio::test]
 async fn once_compresses_within_max_users_and_the_llm_limit_in_mongodb() {
     once_compresses_within_max_users_and_the_llm_limit(mongo().await).await;
+}
+
+#[tokio::test]
+async fn once_also_extracts_facts_and_stores_them_before_deleting_the_turns() {
+    let backend = sqlite();
+    let stores = open(&backend).await;
+    seed_user(&stores, 1, 30).await;
+    let llm = ScriptedLlm::start().await;
+    llm.push(Step::reply("Любит шахматы."));
+    llm.push(Step::reply(
+        r#"[{"key":"hobby","kind":"preference","text":"Любит шахматы"}]"#,
+    ));
+    let out = worker(&backend, &llm, &[("MEMORY_FACTS_ENABLED", "true")])
+        .args(["--once"])
+        .output()
+        .await
+        .unwrap();
+    assert_exit(&out, 0);
+    assert_eq!(llm.request_count(), 2, "the summary, then the facts");
+    assert_eq!(count(&stores, 1).await, 20);
+    let facts = stores.facts.current(UserId::new(1), 10).await.unwrap();
+    assert_eq!(facts.len(), 1, "{facts:?}");
+    assert_eq!(facts[0].text, "Любит шахматы");
+    let found = stores
+        .facts
+        .search(UserId::new(1), "Во что я люблю играть? В шахматы?", 5)
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1);
 }
 
 #[tokio::test]
