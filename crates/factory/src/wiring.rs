@@ -178,9 +178,8 @@ pub fn llm_client(settings: &Settings) -> Result<Arc<dyn LlmClient>, BuildError>
     if settings.llm.base_urls.is_empty() {
         return Err(BuildError::NoLlm);
     }
-    let servers = settings.llm.base_urls.len();
     let per_server = NonZeroUsize::new(settings.llm.max_concurrency).unwrap_or(NonZeroUsize::MIN);
-    let total = per_server.saturating_mul(NonZeroUsize::new(servers).unwrap_or(NonZeroUsize::MIN));
+    let total = NonZeroUsize::new(settings.llm.total_concurrency()).unwrap_or(per_server);
     let config = LlmHttpConfig {
         api_key: settings.llm.api_key.clone(),
         request_timeout: settings.llm.timeout,

@@ -147,6 +147,20 @@ pub struct LlmSettings {
     pub cache_slots: u32,
 }
 
+impl LlmSettings {
+    /// Requests the engine takes at once: `max_concurrency` per server of an http pool, or
+    /// `max_concurrency` for the embedded engine.
+    #[must_use]
+    pub fn total_concurrency(&self) -> usize {
+        match self.backend {
+            LlmBackend::Embedded => self.max_concurrency,
+            LlmBackend::Http => self
+                .max_concurrency
+                .saturating_mul(self.base_urls.len().max(1)),
+        }
+    }
+}
+
 /// Speech-to-text.
 #[derive(Debug, Clone)]
 pub struct SttSettings {
