@@ -8,19 +8,8 @@ use std::collections::HashMap;
 use butler_domain::ports::{LlmRequest, RequestOptions};
 use butler_domain::prompt::ChatMessage;
 use butler_factory::{runtime, wiring, Settings};
+use butler_testkit::http::get;
 use butler_testkit::llm_server::ScriptedLlm;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-async fn get(addr: std::net::SocketAddr, path: &str) -> String {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(format!("GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    response
-}
 
 fn line_of<'a>(metrics: &'a str, series: &str) -> &'a str {
     metrics
