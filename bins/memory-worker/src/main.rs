@@ -20,9 +20,10 @@ async fn main() -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
-    // By default as many compressions at once as the LLM client lets through; more would
-    // only queue on its limit.
-    cli.parallelism.get_or_insert(settings.llm.max_concurrency);
+    // By default as many compressions at once as the LLM client lets through (every server
+    // of a pool); more would only queue on its limit.
+    cli.parallelism
+        .get_or_insert(settings.llm.total_concurrency());
     if let Err(e) = runtime::init_logging(&settings) {
         return fail(e);
     }

@@ -72,7 +72,7 @@ pub fn list(settings: &Settings) -> Result<Vec<String>, DownloadError> {
         settings.llm.backend.as_str(),
         match settings.llm.backend {
             crate::settings::LlmBackend::Embedded => in_use.display().to_string(),
-            crate::settings::LlmBackend::Http => settings.llm.base_url.clone().unwrap_or_default(),
+            crate::settings::LlmBackend::Http => settings.llm.base_urls.join(","),
         }
     ));
     Ok(lines)

@@ -43,10 +43,20 @@ pub fn init_logging_with(settings: &Settings, quiet: bool) -> Result<(), String>
 enum LlmProbe {
     /// The embedded engine: the model is loaded before the listener starts, so it is ready.
     Embedded,
-    /// An LLM server: a TCP connect to it.
-    Server(String, u16),
+    /// The LLM servers: a TCP connect to each; ready while one of them accepts.
+    Servers(Vec<(String, u16)>),
     /// A server URL that names no host and port (cannot happen after validation).
     Unknown,
+}
+
+/// Whether `host:port` accepts a TCP connection within two seconds; why not if it does not.
+async fn connect(host: &str, port: u16) -> ComponentStatus {
+    let connect = tokio::net::TcpStream::connect((host, port));
+    match tokio::time::timeout(Duration::from_secs(2), connect).await {
+        Ok(Ok(_)) => ComponentStatus::Up,
+        Ok(Err(e)) => ComponentStatus::down(format!("cannot connect to {host}:{port}: {e}")),
+        Err(_) => ComponentStatus::down(format!("no answer from {host}:{port} within 2s")),
+    }
 }
 
 struct Probe {
@@ -64,16 +74,19 @@ impl ReadinessProbe for Probe {
         let llm = match &self.llm {
             LlmProbe::Embedded => ComponentStatus::Up,
             LlmProbe::Unknown => ComponentStatus::down("LLM_BASE_URL names no host and port"),
-            LlmProbe::Server(host, port) => {
-                let connect = tokio::net::TcpStream::connect((host.as_str(), *port));
-                match tokio::time::timeout(Duration::from_secs(2), connect).await {
-                    Ok(Ok(_)) => ComponentStatus::Up,
-                    Ok(Err(e)) => {
-                        ComponentStatus::down(format!("cannot connect to {host}:{port}: {e}"))
-                    }
-                    Err(_) => {
-                        ComponentStatus::down(format!("no answer from {host}:{port} within 2s"))
-                    }
+            LlmProbe::Servers(servers) => {
+                let checks = servers.iter().map(|(host, port)| connect(host, *port));
+                let statuses = futures::future::join_all(checks).await;
+                let up = statuses.iter().any(|s| matches!(s, ComponentStatus::Up));
+                match statuses.into_iter().next() {
+                    // One server: its own status, as it always was.
+                    Some(only) if servers.len() == 1 => only,
+                    _ if up => ComponentStatus::Up,
+                    Some(ComponentStatus::Down { reason }) => ComponentStatus::down(format!(
+                        "none of the {} LLM servers accepts connections; server 0: {reason}",
+                        servers.len()
+                    )),
+                    _ => ComponentStatus::down("no LLM server is configured"),
                 }
             }
         };
@@ -95,18 +108,24 @@ pub async fn start_telemetry(
         return Ok(None);
     };
     let handle = install_recorder().map_err(|e| e.to_string())?;
+    if settings.llm.backend == LlmBackend::Http {
+        butler_infrastructure::telemetry::metrics::register_llm_servers(
+            settings.llm.base_urls.len(),
+        );
+    }
     let llm = match settings.llm.backend {
         LlmBackend::Embedded => LlmProbe::Embedded,
         LlmBackend::Http => settings
             .llm
-            .base_url
-            .as_deref()
-            .and_then(|u| url::Url::parse(u).ok())
-            .and_then(|u| {
-                let host = u.host_str()?.to_owned();
-                Some(LlmProbe::Server(host, u.port_or_known_default()?))
+            .base_urls
+            .iter()
+            .map(|u| {
+                let u = url::Url::parse(u).ok()?;
+                Some((u.host_str()?.to_owned(), u.port_or_known_default()?))
             })
-            .unwrap_or(LlmProbe::Unknown),
+            .collect::<Option<Vec<_>>>()
+            .filter(|servers| !servers.is_empty())
+            .map_or(LlmProbe::Unknown, LlmProbe::Servers),
     };
     let probe = Arc::new(Probe {
         storage: storage.clone(),

@@ -167,18 +167,25 @@ pub async fn token_counter(settings: &Settings) -> Result<Arc<dyn TokenCounter>,
     }
 }
 
-/// The HTTP language model client (one concurrency limit shared by replies and compression).
+/// The HTTP language model client: one server, or a pool of the servers `LLM_BASE_URL`
+/// lists. Replies and compression (the bot's background compressions and the memory worker,
+/// which builds the same client) share it, and so share its limits: `LLM_MAX_CONCURRENCY`
+/// requests per server, admitted in arrival order.
 ///
 /// # Errors
 /// [`BuildError::NoLlm`] without `LLM_BASE_URL`; [`BuildError::Invalid`] for a bad URL.
 pub fn llm_client(settings: &Settings) -> Result<Arc<dyn LlmClient>, BuildError> {
-    let base_url = settings.llm.base_url.clone().ok_or(BuildError::NoLlm)?;
-    let limit = NonZeroUsize::new(settings.llm.max_concurrency).unwrap_or(NonZeroUsize::MIN);
+    if settings.llm.base_urls.is_empty() {
+        return Err(BuildError::NoLlm);
+    }
+    let per_server = NonZeroUsize::new(settings.llm.max_concurrency).unwrap_or(NonZeroUsize::MIN);
+    let total = NonZeroUsize::new(settings.llm.total_concurrency()).unwrap_or(per_server);
     let config = LlmHttpConfig {
         api_key: settings.llm.api_key.clone(),
         request_timeout: settings.llm.timeout,
-        concurrency: LlmConcurrency::new(limit),
-        ..LlmHttpConfig::new(base_url, settings.llm.model.clone())
+        concurrency: LlmConcurrency::new(total),
+        server_limit: Some(per_server),
+        ..LlmHttpConfig::new(settings.llm.base_urls.join(","), settings.llm.model.clone())
     };
     OpenAiChatClient::new(config)
         .map(|c| Arc::new(c) as Arc<dyn LlmClient>)
@@ -213,7 +220,7 @@ pub async fn engine(settings: &Settings) -> Result<Engine, BuildError> {
             llm: llm_client(settings)?,
             counter: token_counter(settings).await?,
             backend: "http",
-            location: settings.llm.base_url.clone().unwrap_or_default(),
+            location: settings.llm.base_urls.join(","),
         }),
         LlmBackend::Embedded => {
             let path = model_path(settings).await?;

@@ -4,18 +4,7 @@
 use std::collections::HashMap;
 
 use butler_factory::{runtime, wiring, Settings};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-async fn get(addr: std::net::SocketAddr, path: &str) -> String {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(format!("GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    response
-}
+use butler_testkit::http::get;
 
 #[tokio::test]
 async fn readiness_reports_the_embedded_engine_as_up() {

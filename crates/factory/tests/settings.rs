@@ -35,7 +35,7 @@ fn with_no_configuration_the_butler_uses_embedded_sqlite_and_the_plan_defaults()
         "nobody is allowed until the operator says so"
     );
     assert_eq!(s.telegram.limits.per_minute, 20);
-    assert!(s.llm.base_url.is_none());
+    assert!(s.llm.base_urls.is_empty());
 }
 
 #[test]
@@ -481,4 +481,61 @@ fn the_http_backend_needs_a_server_url_and_unknown_backends_are_named() {
             .contains("LLM_BACKEND: expected embedded or http"),
         "{err}"
     );
+}
+
+#[test]
+fn several_llm_servers_are_read_from_a_comma_separated_base_url() {
+    use butler_factory::settings::LlmBackend;
+    let s = load(&[
+        (
+            "LLM_BASE_URL",
+            "http://gpu-a:8000/v1, http://gpu-b:8000/v1/ ,https://gpu-c/v1",
+        ),
+        ("LLM_MAX_CONCURRENCY", "3"),
+    ])
+    .unwrap();
+    assert_eq!(s.llm.backend, LlmBackend::Http);
+    assert_eq!(
+        s.llm.base_urls,
+        [
+            "http://gpu-a:8000/v1",
+            "http://gpu-b:8000/v1",
+            "https://gpu-c/v1"
+        ]
+    );
+    assert_eq!(s.llm.max_concurrency, 3, "per server");
+    assert!(s.describe().contains(&(
+        "LLM_BASE_URL",
+        "http://gpu-a:8000/v1,http://gpu-b:8000/v1,https://gpu-c/v1".to_owned()
+    )));
+}
+
+#[test]
+fn one_bad_url_in_the_llm_server_list_is_named_with_the_expected_form() {
+    for (value, shown) in [
+        (
+            "http://gpu-a:8000/v1,gpu-b:8000",
+            "entry 2 of the list is \"gpu-b:8000\"",
+        ),
+        (
+            "http://gpu-a:8000/v1,,http://gpu-c/v1",
+            "entry 2 of the list is \"\"",
+        ),
+        (
+            "ftp://user:hunter2@gpu-a/v1,http://gpu-b/v1",
+            "entry 1 of the list is \"***@gpu-a/v1\"",
+        ),
+    ] {
+        let err = load(&[("LLM_BASE_URL", value)]).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains(
+                "LLM_BASE_URL: expected an http(s) URL ending in /v1, or several separated by commas"
+            ),
+            "{text}"
+        );
+        assert!(text.contains(shown), "{value}: {text}");
+        assert!(!text.contains("hunter2"), "{text}");
+        assert_eq!(err.problems.len(), 1, "{text}");
+    }
 }

@@ -7,6 +7,7 @@
 
 pub mod contract;
 pub mod fakes;
+pub mod http;
 pub mod llm_server;
 pub mod services;
 pub mod storage;

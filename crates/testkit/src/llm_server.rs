@@ -3,6 +3,9 @@
 //! tests. It speaks HTTP like vLLM or Ollama would, so the production client is exercised
 //! unchanged: a request with `"stream": true` gets server-sent events, one word per event
 //! (paced with [`Step::streamed_every`]), usage in the last chunk, then `data: [DONE]`.
+//! `GET /v1/models` answers like a real server, for health probes (counted, not recorded).
+//! Dropping the server closes its open connections too, like a crashed process: requests in
+//! flight fail and keep-alive connections do not outlive it.
 //!
 //! ```no_run
 //! # async fn demo() {
@@ -27,7 +30,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::Router;
 use serde_json::{json, Value};
 use tokio::task::JoinHandle;
@@ -364,6 +367,8 @@ struct Shared {
     served: AtomicUsize,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
+    /// `GET /v1/models` requests answered.
+    model_lists: AtomicUsize,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -450,21 +455,14 @@ impl ScriptedLlm {
             served: AtomicUsize::new(0),
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
+            model_lists: AtomicUsize::new(0),
         });
         let app = Router::new()
             .route("/v1/chat/completions", post(chat_completions))
+            .route("/v1/models", get(models))
             .fallback(not_found)
             .with_state(Arc::clone(&shared));
-        // Streamed answers are many small writes: without TCP_NODELAY, Nagle's algorithm and
-        // the client's delayed ACK hold each one back for about 40 ms.
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let server = tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                eprintln!("scripted LLM server stopped: {e}");
-            }
-        });
+        let server = tokio::spawn(serve(listener, app));
         Self {
             addr,
             shared,
@@ -553,6 +551,12 @@ impl ScriptedLlm {
         self.shared.max_in_flight.load(Ordering::SeqCst)
     }
 
+    /// `GET /v1/models` requests answered (health probes).
+    #[must_use]
+    pub fn model_lists(&self) -> usize {
+        self.shared.model_lists.load(Ordering::SeqCst)
+    }
+
     /// Waits until at least `count` requests arrived, polling every 5 ms.
     ///
     /// # Panics
@@ -568,6 +572,40 @@ impl ScriptedLlm {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
+}
+
+/// Accepts connections and serves each in a task of one set, so aborting this future (when
+/// the server is dropped) closes every connection with it.
+async fn serve(listener: tokio::net::TcpListener, app: Router) {
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let tcp = match listener.accept().await {
+            Ok((tcp, _)) => tcp,
+            Err(e) => {
+                eprintln!("scripted LLM server: accept failed: {e}");
+                continue;
+            }
+        };
+        // Streamed answers are many small writes: without TCP_NODELAY, Nagle's algorithm and
+        // the client's delayed ACK hold each one back for about 40 ms.
+        let _ = tcp.set_nodelay(true);
+        while connections.try_join_next().is_some() {}
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        connections.spawn(async move {
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
+                .await;
+        });
+    }
+}
+
+async fn models(State(shared): State<Arc<Shared>>) -> Response {
+    shared.model_lists.fetch_add(1, Ordering::SeqCst);
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        json!({"object": "list", "data": [{"id": "scripted", "object": "model"}]}).to_string(),
+    )
+        .into_response()
 }
 
 impl Drop for ScriptedLlm {

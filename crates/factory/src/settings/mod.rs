@@ -128,13 +128,14 @@ pub struct LlmSettings {
     pub gguf_path: Option<PathBuf>,
     /// Where downloaded models live.
     pub models_dir: PathBuf,
-    /// OpenAI-compatible base URL (`…/v1`).
-    pub base_url: Option<String>,
+    /// OpenAI-compatible base URLs (`…/v1`), in the order given; empty = none. Several form
+    /// a pool (least outstanding requests, failover).
+    pub base_urls: Vec<String>,
     /// Model name.
     pub model: String,
     /// Bearer key.
     pub api_key: Option<SecretString>,
-    /// In-flight requests.
+    /// In-flight requests per server.
     pub max_concurrency: usize,
     /// Deadline of one call.
     pub timeout: Duration,
@@ -144,6 +145,20 @@ pub struct LlmSettings {
     pub threads: Option<u32>,
     /// Conversations the embedded engine keeps cached (0 = no prompt reuse).
     pub cache_slots: u32,
+}
+
+impl LlmSettings {
+    /// Requests the engine takes at once: `max_concurrency` per server of an http pool, or
+    /// `max_concurrency` for the embedded engine.
+    #[must_use]
+    pub fn total_concurrency(&self) -> usize {
+        match self.backend {
+            LlmBackend::Embedded => self.max_concurrency,
+            LlmBackend::Http => self
+                .max_concurrency
+                .saturating_mul(self.base_urls.len().max(1)),
+        }
+    }
 }
 
 /// Speech-to-text.
@@ -367,6 +382,42 @@ impl Raw {
         }
     }
 
+    /// A comma-separated list of http(s) URLs, each without its trailing slash; unset = empty.
+    /// A list with one bad entry is a problem naming that entry (never credentials).
+    fn url_list(&mut self, name: &str) -> Vec<String> {
+        let Some(value) = self.get(name).map(str::to_owned) else {
+            return Vec::new();
+        };
+        if !value.contains(',') {
+            return self.url(name).into_iter().collect();
+        }
+        let mut urls = Vec::new();
+        for (index, entry) in value.split(',').map(str::trim).enumerate() {
+            match url::Url::parse(entry) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+                    urls.push(entry.trim_end_matches('/').to_owned());
+                }
+                _ => {
+                    let expected = variable(name).map_or_else(String::new, Variable::expected);
+                    let shown = match entry.rfind('@') {
+                        Some(at) => format!("***@{}", &entry[at + 1..]),
+                        None => entry.to_owned(),
+                    };
+                    self.problem(
+                        name,
+                        format!(
+                            "expected {expected} (entry {} of the list is {:?})",
+                            index + 1,
+                            excerpt(&shown)
+                        ),
+                    );
+                    return Vec::new();
+                }
+            }
+        }
+        urls
+    }
+
     fn secret(&self, name: &str) -> Option<SecretString> {
         self.get(name).map(|v| SecretString::from(v.to_owned()))
     }
@@ -430,8 +481,8 @@ impl Settings {
             voice_max_bytes: raw.int_or("VOICE_MAX_BYTES", 1),
         };
         let storage = parse_storage(raw);
-        let base_url = raw.url("LLM_BASE_URL");
-        let backend = parse_backend(raw, base_url.is_some());
+        let base_urls = raw.url_list("LLM_BASE_URL");
+        let backend = parse_backend(raw, !base_urls.is_empty());
         // One request already keeps every core busy in process; a server batches.
         let max_concurrency = raw.int("LLM_MAX_CONCURRENCY").unwrap_or(match backend {
             LlmBackend::Embedded => 1,
@@ -441,7 +492,7 @@ impl Settings {
             backend,
             gguf_path: raw.get("LLM_GGUF_PATH").map(PathBuf::from),
             models_dir: PathBuf::from(raw.or_default("LLM_MODELS_DIR")),
-            base_url,
+            base_urls,
             model: raw.or_default("LLM_MODEL").to_owned(),
             api_key: raw.secret("LLM_API_KEY"),
             max_concurrency,
@@ -604,10 +655,7 @@ impl Settings {
                 self.llm.threads.map(|t| t.to_string()).unwrap_or_default(),
             ),
             ("LLM_CACHE_SLOTS", self.llm.cache_slots.to_string()),
-            (
-                "LLM_BASE_URL",
-                self.llm.base_url.clone().unwrap_or_default(),
-            ),
+            ("LLM_BASE_URL", self.llm.base_urls.join(",")),
             ("LLM_MODEL", self.llm.model.clone()),
             ("LLM_API_KEY", masked(&self.llm.api_key)),
             ("LLM_MAX_CONCURRENCY", self.llm.max_concurrency.to_string()),
@@ -821,7 +869,13 @@ fn parse_tokenizer(raw: &mut Raw) -> TokenizerSettings {
         },
         "llama-tokenize" => match raw.url("TOKENIZER_URL").or_else(|| {
             raw.get("LLM_BASE_URL")
-                .map(|u| u.trim_end_matches("/v1").to_owned())
+                .and_then(|list| list.split(',').next())
+                .map(|u| {
+                    u.trim()
+                        .trim_end_matches('/')
+                        .trim_end_matches("/v1")
+                        .to_owned()
+                })
         }) {
             Some(url) => TokenizerSettings::LlamaTokenize { url },
             None => {

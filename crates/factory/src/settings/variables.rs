@@ -261,9 +261,9 @@ pub const VARIABLES: &[Variable] = &[
     ),
     text(
         "LLM_BASE_URL",
-        "an http(s) URL ending in /v1",
+        "an http(s) URL ending in /v1, or several separated by commas",
         "",
-        "OpenAI-compatible server (vLLM, llama.cpp, Ollama /v1, LM Studio).",
+        "OpenAI-compatible server (vLLM, llama.cpp, Ollama /v1, LM Studio); several servers of the same model spread the load and stand in for each other (docs/llm.md, Several servers).",
     ),
     text(
         "LLM_MODEL",
@@ -281,7 +281,7 @@ pub const VARIABLES: &[Variable] = &[
         "requests",
         (1, 1_024),
         "",
-        "In-flight LLM requests (replies and compression share it); unset: 4 for http, 1 for embedded.",
+        "In-flight LLM requests per server (replies and compression share it); unset: 4 for http, 1 for embedded.",
     ),
     int(
         "LLM_TIMEOUT_SECS",

@@ -2,6 +2,7 @@
 //! parse a successful body; everything between — connect errors, status classification,
 //! `Retry-After`, backoff, the deadline — happens here once.
 
+use std::future::Future;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -47,7 +48,7 @@ impl Endpoint {
         api_key: Option<SecretString>,
     ) -> Result<Self, HttpConfigError> {
         let invalid = |reason: &str| HttpConfigError::InvalidBaseUrl {
-            url: base_url.to_owned(),
+            url: without_credentials(base_url),
             reason: reason.to_owned(),
         };
         let joined = format!("{}/{path}", base_url.trim_end_matches('/'));
@@ -68,13 +69,32 @@ impl Endpoint {
         &self.url
     }
 
+    /// `GET` the endpoint, with the bearer key when one is configured.
+    pub(crate) fn get(&self, client: &Client) -> RequestBuilder {
+        self.authorised(client.get(self.url.clone()))
+    }
+
     /// `POST` to the endpoint, with the bearer key when one is configured.
     pub(crate) fn post(&self, client: &Client) -> RequestBuilder {
-        let request = client.post(self.url.clone());
+        self.authorised(client.post(self.url.clone()))
+    }
+
+    fn authorised(&self, request: RequestBuilder) -> RequestBuilder {
         match &self.api_key {
             Some(key) => request.bearer_auth(key.expose_secret()),
             None => request,
         }
+    }
+}
+
+/// `base_url` with any `user:password@` replaced by `***@`, so an error about a URL that
+/// carries credentials does not repeat them.
+fn without_credentials(base_url: &str) -> String {
+    match (base_url.find("://"), base_url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            format!("{}***@{}", &base_url[..scheme_end + 3], &base_url[at + 1..])
+        }
+        _ => base_url.to_owned(),
     }
 }
 
@@ -89,12 +109,21 @@ pub(crate) enum CallError {
     Status { status: u16, body_excerpt: String },
 }
 
-enum Attempt {
-    Success(Response),
+/// How one attempt ended, and what the retry loop does next.
+pub(crate) enum Attempt<T> {
+    /// Done: the loop returns it.
+    Success(T),
+    /// A transient failure: retried after `retry_after` (or the policy's backoff) while
+    /// retries and the deadline allow.
     Retryable {
         error: CallError,
         retry_after: Option<Duration>,
     },
+    /// The server failed and another one is ready: the next attempt goes there at once and
+    /// does not count as a retry. Whoever returns this must take the failed server out of the
+    /// choice, so failovers end when the servers do.
+    Failover(CallError),
+    /// A failure retrying cannot fix.
     Fatal(CallError),
 }
 
@@ -156,42 +185,40 @@ impl HttpCaller {
     where
         F: Fn(&Client, &Endpoint) -> RequestBuilder,
     {
-        let mut retry = 0;
-        loop {
-            let request = build(&self.client, &self.endpoint);
-            let Ok(outcome) = timeout_at(deadline, self.attempt(request)).await else {
-                return Err(CallError::Timeout);
-            };
-            let (error, retry_after) = match outcome {
-                Attempt::Success(response) => return Ok(response),
-                Attempt::Fatal(error) => return Err(error),
-                Attempt::Retryable { error, retry_after } => (error, retry_after),
-            };
-            if retry >= self.policy.max_retries {
-                return Err(error);
-            }
-            let pause = retry_after.unwrap_or_else(|| self.policy.backoff(retry));
-            if Instant::now() + pause >= deadline {
-                tracing::warn!(
-                    what = self.what,
-                    pause_ms = pause.as_millis(),
-                    "giving up: the next retry would start after the deadline"
-                );
-                return Err(error);
-            }
-            retry += 1;
-            tracing::warn!(
-                what = self.what,
-                retry,
-                pause_ms = pause.as_millis(),
-                error = ?error,
-                "retrying after a transient failure"
-            );
-            sleep(pause).await;
+        with_retries(self.what, self.policy, deadline, || {
+            self.attempt(build(&self.client, &self.endpoint))
+        })
+        .await
+    }
+
+    /// The retry policy calls through this caller follow.
+    pub(crate) const fn policy(&self) -> RetryPolicy {
+        self.policy
+    }
+
+    /// The HTTP client (connection pool) of this caller, to build requests for
+    /// [`Self::attempt`].
+    pub(crate) const fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// `GET` `endpoint` once, within `timeout`: the status the server answered with. For
+    /// health probes: no retries, the body is not read.
+    pub(crate) async fn status_of(
+        &self,
+        endpoint: &Endpoint,
+        timeout: Duration,
+    ) -> Result<StatusCode, CallError> {
+        match tokio::time::timeout(timeout, endpoint.get(&self.client).send()).await {
+            Err(_) => Err(CallError::Timeout),
+            Ok(Err(e)) => Err(CallError::Unavailable(self.describe(&e))),
+            Ok(Ok(response)) => Ok(response.status()),
         }
     }
 
-    async fn attempt(&self, request: RequestBuilder) -> Attempt {
+    /// Sends `request` once and classifies the outcome: success, a failure worth retrying
+    /// (connection errors, `429`, `5xx`), or a failure that is final.
+    pub(crate) async fn attempt(&self, request: RequestBuilder) -> Attempt<Response> {
         let response = match request.send().await {
             Ok(response) => response,
             Err(e) => {
@@ -259,6 +286,57 @@ impl HttpCaller {
     }
 }
 
+/// The retry loop every call runs: `attempt` (one per try, which may go to a different
+/// server each time) until it succeeds, fails for good, runs out of retries, or `deadline`
+/// passes. A pause that would end after the deadline is not taken; the last error is returned.
+pub(crate) async fn with_retries<T, F, Fut>(
+    what: &'static str,
+    policy: RetryPolicy,
+    deadline: Instant,
+    mut attempt: F,
+) -> Result<T, CallError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Attempt<T>>,
+{
+    let mut retry = 0;
+    loop {
+        let Ok(outcome) = timeout_at(deadline, attempt()).await else {
+            return Err(CallError::Timeout);
+        };
+        let (error, retry_after) = match outcome {
+            Attempt::Success(done) => return Ok(done),
+            Attempt::Fatal(error) => return Err(error),
+            Attempt::Failover(error) => {
+                tracing::warn!(what, error = ?error, "trying another server after a failure");
+                continue;
+            }
+            Attempt::Retryable { error, retry_after } => (error, retry_after),
+        };
+        if retry >= policy.max_retries {
+            return Err(error);
+        }
+        let pause = retry_after.unwrap_or_else(|| policy.backoff(retry));
+        if Instant::now() + pause >= deadline {
+            tracing::warn!(
+                what,
+                pause_ms = pause.as_millis(),
+                "giving up: the next retry would start after the deadline"
+            );
+            return Err(error);
+        }
+        retry += 1;
+        tracing::warn!(
+            what,
+            retry,
+            pause_ms = pause.as_millis(),
+            error = ?error,
+            "retrying after a transient failure"
+        );
+        sleep(pause).await;
+    }
+}
+
 /// Up to `limit` bytes of the body; a broken body yields what arrived.
 async fn read_prefix(mut response: Response, limit: usize) -> Vec<u8> {
     let mut body = Vec::new();
@@ -285,6 +363,17 @@ mod tests {
                 "http://127.0.0.1:8000/v1/chat/completions"
             );
         }
+    }
+
+    #[test]
+    fn a_refused_base_url_with_credentials_is_quoted_without_them() {
+        let err = Endpoint::new("http://user:hunter2@host/v1", "x", None).unwrap_err();
+        let shown = err.to_string();
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("user"),
+            "{shown}"
+        );
+        assert!(shown.contains("http://***@host/v1"), "{shown}");
     }
 
     #[test]

@@ -10,4 +10,4 @@ pub use exchange::HttpConfigError;
 pub use retry::RetryPolicy;
 
 pub(crate) use excerpt::malformed_body;
-pub(crate) use exchange::{CallError, Endpoint, HttpCaller};
+pub(crate) use exchange::{with_retries, Attempt, CallError, Endpoint, HttpCaller};

@@ -1,5 +1,6 @@
-//! [`OpenAiChatClient`]: `LlmClient` over `POST {base}/chat/completions`, with the shared
-//! retry rules, one overall deadline per call and the shared in-flight limit.
+//! [`OpenAiChatClient`]: `LlmClient` over `POST {base}/chat/completions` on one server or a
+//! pool of them, with the shared retry rules, one overall deadline per call and the shared
+//! in-flight limit.
 
 use std::time::Duration;
 
@@ -9,15 +10,20 @@ use bytes::Bytes;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use tokio::time::{timeout_at, Instant};
 
+use super::pool::ServerPool;
 use super::sse::sse_stream;
 use super::wire::{parse_reply, ChatRequest};
 use super::{LlmConcurrency, LlmHttpConfig};
 use crate::http::{CallError, Endpoint, HttpCaller, HttpConfigError};
 
-/// Chat completions from an OpenAI-compatible server.
+/// What calls are, in logs and errors.
+const WHAT: &str = "chat completion";
+
+/// Chat completions from an OpenAI-compatible server, or from the least loaded healthy one of
+/// several (`base_url` lists them separated by commas).
 #[derive(Debug, Clone)]
 pub struct OpenAiChatClient {
-    caller: HttpCaller,
+    pool: ServerPool,
     model: String,
     request_timeout: Duration,
     concurrency: LlmConcurrency,
@@ -27,27 +33,43 @@ impl OpenAiChatClient {
     /// Builds the client; no request is sent until the first completion.
     ///
     /// # Errors
-    /// If the base URL is not an absolute `http(s)` URL, or TLS cannot be initialised.
+    /// If a base URL is not an absolute `http(s)` URL (the error names that one), the list has
+    /// an empty entry, or TLS cannot be initialised.
     pub fn new(config: LlmHttpConfig) -> Result<Self, HttpConfigError> {
-        let endpoint = Endpoint::new(&config.base_url, "chat/completions", config.api_key)?;
-        let caller = HttpCaller::new(
-            "chat completion",
-            endpoint,
-            config.connect_timeout,
-            config.retry,
-        )?;
+        let mut servers = Vec::new();
+        for base_url in config.base_url.split(',').map(str::trim) {
+            if base_url.is_empty() {
+                return Err(HttpConfigError::InvalidBaseUrl {
+                    url: config.base_url.clone(),
+                    reason: "an entry of the comma-separated list is empty".to_owned(),
+                });
+            }
+            let endpoint = Endpoint::new(base_url, "chat/completions", config.api_key.clone())?;
+            let models = Endpoint::new(base_url, "models", config.api_key.clone())?;
+            let caller = HttpCaller::new(WHAT, endpoint, config.connect_timeout, config.retry)?;
+            servers.push((caller, models));
+        }
+        let server_limit = config
+            .server_limit
+            .map_or(config.concurrency.limit(), std::num::NonZeroUsize::get);
         Ok(Self {
-            caller,
+            pool: ServerPool::new(servers, server_limit, config.server_backoff),
             model: config.model,
             request_timeout: config.request_timeout,
             concurrency: config.concurrency,
         })
     }
 
-    /// The URL completions are posted to.
+    /// The URL completions are posted to (the first server's, in a pool).
     #[must_use]
     pub fn url(&self) -> &str {
-        self.caller.endpoint().url().as_str()
+        self.pool.caller(0).endpoint().url().as_str()
+    }
+
+    /// How many servers completions are spread over.
+    #[must_use]
+    pub fn servers(&self) -> usize {
+        self.pool.len()
     }
 }
 
@@ -62,15 +84,25 @@ impl LlmClient for OpenAiChatClient {
             .slot_by(deadline, self.request_timeout)
             .await?;
         let queued = started.elapsed();
-        let result = self
-            .caller
-            .call(deadline, |client, endpoint| {
+        let result = match self
+            .pool
+            .send(WHAT, deadline, |client, endpoint| {
                 endpoint
                     .post(client)
                     .header(CONTENT_TYPE, "application/json")
                     .body(body.clone())
             })
-            .await;
+            .await
+        {
+            Err(e) => Err(e),
+            Ok((response, lease)) => match timeout_at(deadline, response.bytes()).await {
+                Err(_) => Err(CallError::Timeout),
+                Ok(Ok(body)) => Ok(body),
+                Ok(Err(e)) => Err(CallError::Unavailable(
+                    self.pool.caller(lease.index()).describe(&e),
+                )),
+            },
+        };
         drop(permit);
 
         let reply = result
@@ -97,9 +129,9 @@ impl LlmClient for OpenAiChatClient {
             .concurrency
             .slot_by(deadline, self.request_timeout)
             .await?;
-        let response = self
-            .caller
-            .call_response(deadline, |client, endpoint| {
+        let (response, lease) = self
+            .pool
+            .send(WHAT, deadline, |client, endpoint| {
                 endpoint
                     .post(client)
                     .header(CONTENT_TYPE, "application/json")
@@ -114,19 +146,24 @@ impl LlmClient for OpenAiChatClient {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("text/event-stream"));
         if is_event_stream {
-            return Ok(sse_stream(response, deadline, self.request_timeout, permit));
+            return Ok(sse_stream(
+                response,
+                deadline,
+                self.request_timeout,
+                Box::new((permit, lease)),
+            ));
         }
         tracing::debug!(model = %self.model, "the server ignored stream: true; one delta");
         let whole = match timeout_at(deadline, response.bytes()).await {
             Err(_) => return Err(self.timeout()),
             Ok(Err(e)) => {
                 return Err(LlmError::Unavailable {
-                    detail: self.caller.describe(&e),
+                    detail: self.pool.caller(lease.index()).describe(&e),
                 })
             }
             Ok(Ok(body)) => parse_reply(&body)?,
         };
-        drop(permit);
+        drop((permit, lease));
         Ok(Box::pin(futures::stream::iter([
             Ok(StreamEvent::Delta(whole.text.clone())),
             Ok(StreamEvent::Done(whole)),

@@ -1,7 +1,8 @@
 //! The [`LlmClient`](butler_domain::ports::LlmClient) adapters: the OpenAI-compatible
 //! chat-completions client — vLLM, llama.cpp server, Ollama (`/v1`), LM Studio, LocalAI,
 //! anything that serves `POST {base}/chat/completions` — and the [`embedded`] engine that runs
-//! a GGUF model in process; [`models`] fetches and lists GGUF files. See `docs/llm.md`.
+//! a GGUF model in process; [`models`] fetches and lists GGUF files. The HTTP client spreads
+//! its requests over one or several servers (a pool with failover). See `docs/llm.md`.
 
 mod client;
 mod concurrency;
@@ -9,6 +10,7 @@ mod config;
 mod deltas;
 pub mod embedded;
 pub mod models;
+mod pool;
 mod sse;
 mod wire;
 
@@ -16,3 +18,4 @@ pub use crate::http::{HttpConfigError, RetryPolicy};
 pub use client::OpenAiChatClient;
 pub use concurrency::LlmConcurrency;
 pub use config::LlmHttpConfig;
+pub use pool::ServerBackoff;

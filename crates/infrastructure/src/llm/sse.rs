@@ -1,14 +1,13 @@
 //! Server-sent events of a streamed chat completion (`stream: true`): [`SseBuffer`] splits the
 //! body into `data:` payloads however the network cut it, and [`sse_stream`] turns a response
 //! into the port's [`LlmStream`] — deltas, then `Done` with the usage — inside the call's
-//! deadline, holding the concurrency slot until the stream ends or is dropped.
+//! deadline, holding the concurrency slots until the stream ends or is dropped.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
 use butler_domain::ports::{LlmError, LlmReply, LlmStream, StreamEvent};
 use reqwest::Response;
-use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{timeout_at, Instant};
 
 use super::deltas::DeltaAssembler;
@@ -64,7 +63,7 @@ struct State {
     ended: bool,
     deadline: Instant,
     timeout: Duration,
-    _permit: OwnedSemaphorePermit,
+    _slots: Box<dyn Send + Sync>,
 }
 
 impl State {
@@ -143,13 +142,13 @@ impl State {
     }
 }
 
-/// The events of a `text/event-stream` response, read within `deadline`; `permit` is held
-/// until the stream ends or is dropped.
+/// The events of a `text/event-stream` response, read within `deadline`; `slots` (the
+/// concurrency permit and the server's lease) are held until the stream ends or is dropped.
 pub(super) fn sse_stream(
     response: Response,
     deadline: Instant,
     timeout: Duration,
-    permit: OwnedSemaphorePermit,
+    slots: Box<dyn Send + Sync>,
 ) -> LlmStream {
     let state = State {
         response,
@@ -161,7 +160,7 @@ pub(super) fn sse_stream(
         ended: false,
         deadline,
         timeout,
-        _permit: permit,
+        _slots: slots,
     };
     Box::pin(futures::stream::unfold(state, |mut state| async move {
         state.advance().await;

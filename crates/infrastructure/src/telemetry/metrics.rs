@@ -36,6 +36,12 @@ pub const LLM_TIME_TO_FIRST_TOKEN_SECONDS: &str = "llm_time_to_first_token_secon
 pub const LLM_PROMPT_TOKENS_TOTAL: &str = "llm_prompt_tokens_total";
 /// The kinds of [`LLM_PROMPT_TOKENS_TOTAL`].
 pub const PROMPT_TOKEN_KINDS: &[&str] = &["evaluated", "reused"];
+/// Requests an LLM server is working on right now, by `server` (its index in `LLM_BASE_URL`).
+pub const LLM_SERVER_OUTSTANDING_REQUESTS: &str = "llm_server_outstanding_requests";
+/// 1 while an LLM server takes requests, 0 while it is out of the pool, by `server`.
+pub const LLM_SERVER_HEALTHY: &str = "llm_server_healthy";
+/// Failed attempts on an LLM server (connection errors, `5xx`), by `server`.
+pub const LLM_SERVER_FAILURES_TOTAL: &str = "llm_server_failures_total";
 /// Latency of speech-to-text calls, by `outcome` (histogram, seconds).
 pub const STT_REQUEST_DURATION_SECONDS: &str = "stt_request_duration_seconds";
 /// Failed `sendMessage` calls to the Telegram Bot API, each attempt counted (retried or not).
@@ -185,6 +191,24 @@ pub const ALL_METRICS: &[MetricSpec] = &[
         kind: MetricKind::Counter,
         help: "Prompt tokens of completed LLM calls, by kind (evaluated|reused from the engine's cache).",
         labels: &["kind"],
+    },
+    MetricSpec {
+        name: LLM_SERVER_OUTSTANDING_REQUESTS,
+        kind: MetricKind::Gauge,
+        help: "Requests an LLM server is working on, by server (its index in LLM_BASE_URL).",
+        labels: &["server"],
+    },
+    MetricSpec {
+        name: LLM_SERVER_HEALTHY,
+        kind: MetricKind::Gauge,
+        help: "1 while an LLM server takes requests, 0 while it is out of the pool after a failure, by server.",
+        labels: &["server"],
+    },
+    MetricSpec {
+        name: LLM_SERVER_FAILURES_TOTAL,
+        kind: MetricKind::Counter,
+        help: "Failed attempts and probes on an LLM server (connection errors, 5xx), by server.",
+        labels: &["server"],
     },
     MetricSpec {
         name: STT_REQUEST_DURATION_SECONDS,
@@ -392,7 +416,37 @@ pub fn register_all() {
         counter!(MEMORY_FACT_EXTRACTION_FAILURES_TOTAL, "reason" => *reason).increment(0);
     }
     let _ = histogram!(PERSONALIZED_PROMPT_FACTS);
+    register_llm_servers(1);
     gauge!(BUTLER_BUILD_INFO, "version" => BUILD_VERSION).set(1.0);
+}
+
+/// Touches the per-server LLM series of servers `0..count` (idle, healthy, no failures). The
+/// server count is known only from the settings, so [`register_all`] registers server 0 (there
+/// is always one; with the embedded engine its series stay at these values) and the factory
+/// calls this for the rest.
+pub fn register_llm_servers(count: usize) {
+    for index in 0..count {
+        let server = index.to_string();
+        gauge!(LLM_SERVER_OUTSTANDING_REQUESTS, "server" => server.clone()).set(0.0);
+        gauge!(LLM_SERVER_HEALTHY, "server" => server.clone()).set(1.0);
+        counter!(LLM_SERVER_FAILURES_TOTAL, "server" => server).increment(0);
+    }
+}
+
+/// Server `server` (its index) is working on `outstanding` requests.
+#[allow(clippy::cast_precision_loss)] // a request count is far below 2^52
+pub fn set_llm_server_outstanding(server: &str, outstanding: usize) {
+    gauge!(LLM_SERVER_OUTSTANDING_REQUESTS, "server" => server.to_owned()).set(outstanding as f64);
+}
+
+/// Server `server` came back (`true`) or was taken out of the pool (`false`).
+pub fn set_llm_server_healthy(server: &str, healthy: bool) {
+    gauge!(LLM_SERVER_HEALTHY, "server" => server.to_owned()).set(if healthy { 1.0 } else { 0.0 });
+}
+
+/// An attempt or a probe on server `server` failed.
+pub fn record_llm_server_failure(server: &str) {
+    counter!(LLM_SERVER_FAILURES_TOTAL, "server" => server.to_owned()).increment(1);
 }
 
 /// Facts were saved: `inserted` new ones, `superseded` old ones replaced.
