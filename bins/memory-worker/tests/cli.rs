@@ -7,7 +7,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use butler_domain::ports::FactRepository;
 use butler_domain::{Source, UserId, UserMemoryEvent};
 use butler_factory::settings::Settings;
 use butler_factory::wiring::{self, Storage};
