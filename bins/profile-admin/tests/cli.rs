@@ -282,7 +282,7 @@ async fn every_command_works(backend: TestStorage) {
     let out = admin(&backend, &["reset", "101", "--yes"]).await;
     assert_exit(&out, 0);
     assert!(
-        stdout(&out).contains("6 events deleted"),
+        stdout(&out).contains("6 events and 0 facts deleted"),
         "{}",
         stdout(&out)
     );
@@ -549,7 +549,7 @@ async fn reset_on_a_terminal_asks_first() {
     let out = admin_on_a_terminal(&backend, "reset 101", "y\n").await;
     assert_exit(&out, 0);
     assert!(
-        stdout(&out).contains("6 events deleted"),
+        stdout(&out).contains("6 events and 0 facts deleted"),
         "{}",
         stdout(&out)
     );

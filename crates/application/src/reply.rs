@@ -349,7 +349,7 @@ impl PersonalizedReplyUseCase {
         }
     }
 
-    /// The user's core facts (by key) and the other facts found for the message (best first);
+    /// The user's core facts (by key) and the facts found for the message (best first);
     /// `Err` (already logged) when the fact store failed: the reply goes on without facts.
     async fn load_facts(
         &self,
@@ -373,11 +373,9 @@ impl PersonalizedReplyUseCase {
         let mut core: Vec<MemoryFact> = current.into_iter().filter(MemoryFact::is_core).collect();
         // A stable order, so the system message stays the same from turn to turn.
         core.sort_by(|a, b| a.key.cmp(&b.key));
-        let relevant = found
-            .into_iter()
-            .map(|m| m.fact)
-            .filter(|f| !f.is_core())
-            .collect();
+        // Core facts stay among the found ones: those the system message has no room for are
+        // shown beside the message when it asks about them (the builder drops the shown ones).
+        let relevant = found.into_iter().map(|m| m.fact).collect();
         Ok((core, relevant))
     }
 

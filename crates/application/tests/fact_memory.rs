@@ -519,3 +519,72 @@ async fn facts_share_the_memory_budget_and_never_push_the_prompt_over_it() {
         assert!(prompt.new_message.ends_with(message));
     }
 }
+
+#[tokio::test]
+async fn a_core_fact_the_system_message_has_no_room_for_is_shown_when_asked_about() {
+    let w = World::default();
+    let at = OffsetDateTime::now_utc();
+    let ms = |n| at + time::Duration::milliseconds(n);
+    let facts = Arc::new(InMemoryFacts::default());
+    facts
+        .save(&[
+            fact(
+                "a_brother_name",
+                FactKind::Person,
+                "Брата зовут Олег, он живёт в Казани и чинит часы",
+                ms(0),
+            ),
+            fact(
+                "b_sister_name",
+                FactKind::Person,
+                "Сестру зовут Анна, она учит детей играть на скрипке",
+                ms(1),
+            ),
+            fact(
+                "c_nephew_name",
+                FactKind::Person,
+                "Племянника зовут Миша, ему семь лет, любит динозавров",
+                ms(2),
+            ),
+        ])
+        .await
+        .unwrap();
+    // Room for one core fact in the system message (characters are tokens here), and for one
+    // fact in the note.
+    let budget = PromptBudget {
+        facts: 300,
+        ..support::char_budget()
+    };
+    let reply = butler_application::PersonalizedReplyUseCase::new(
+        w.profiles.clone(),
+        w.memory.clone(),
+        w.llm.clone(),
+        w.clock.clone(),
+        butler_application::PersonalizationService::new(w.counter.clone(), budget).unwrap(),
+        w.scheduler.clone(),
+        butler_application::ReplyConfig::default(),
+    )
+    .with_facts(facts);
+    let out = reply
+        .execute(ReplyInput {
+            user_id: USER,
+            text: "Как зовут племянника?".into(),
+            source: Source::Text,
+        })
+        .await;
+    assert_eq!(out.facts_used, 2, "{out:?}");
+    let request = &w.llm.requests()[0];
+    let system = &request.messages[0].content;
+    assert!(system.contains("Брата зовут Олег"), "{system}");
+    assert!(!system.contains("Анна"), "{system}");
+    assert!(
+        !system.contains("Миша"),
+        "no room for the third in the system message"
+    );
+    let last = &request.messages.last().unwrap().content;
+    assert!(last.contains("Племянника зовут Миша"), "{last}");
+    assert!(
+        !last.contains("Олег"),
+        "a fact already shown is not repeated: {last}"
+    );
+}

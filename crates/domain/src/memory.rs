@@ -241,7 +241,8 @@ pub struct MemorySlice {
     /// The user's core facts ([`MemoryFact::is_core`](crate::fact::MemoryFact::is_core)),
     /// in a stable order (by key): they go in every prompt.
     pub core_facts: Vec<crate::fact::MemoryFact>,
-    /// Facts found for the new message, best match first (core facts left out).
+    /// Facts found for the new message, best match first (core facts the system message
+    /// already shows are left out by the prompt builder).
     pub relevant_facts: Vec<crate::fact::MemoryFact>,
 }
 

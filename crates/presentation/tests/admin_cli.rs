@@ -163,7 +163,7 @@ async fn reset_asks_for_confirmation_and_refuses_without_a_terminal() {
     );
     let (code, out, _) = exec(&f, &["reset", "101"], Some(true)).await;
     assert_eq!(code, ExitCode::Ok);
-    assert!(out.contains("2 events deleted"));
+    assert!(out.contains("2 events and 0 facts deleted"), "{out}");
     assert!(f.memory.all(UserId::new(101)).is_empty());
     let (code, _, _) = exec(&f, &["reset", "102", "--yes"], None).await;
     assert_eq!(code, ExitCode::Ok);

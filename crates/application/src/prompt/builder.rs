@@ -152,18 +152,26 @@ impl PersonalizationService {
                 templates::core_facts_section(profile.language, facts)
             })
             .await;
+        let mut shown: Vec<uuid::Uuid> = Vec::new();
         if let Some((section, tokens, count)) = core {
             system.push_str("\n\n");
             system.push_str(&section);
             facts_used += tokens;
             facts_count += count;
+            shown.extend(memory.core_facts[..count].iter().map(|f| f.id));
         }
+        let relevant_facts: Vec<butler_domain::MemoryFact> = memory
+            .relevant_facts
+            .iter()
+            .filter(|f| !shown.contains(&f.id))
+            .cloned()
+            .collect();
         let mut new_message = self.cut_new_message(new_message).await;
         let bare_tokens = self.counter.count(&new_message).await;
         let message = new_message.clone();
         let relevant = self
             .fit_facts(
-                &memory.relevant_facts,
+                &relevant_facts,
                 b.facts.saturating_sub(facts_used) + bare_tokens,
                 |facts| templates::relevant_facts_note(profile.language, facts, &message),
             )

@@ -154,12 +154,12 @@ fn engine_thread(model: &EmbeddedModel, config: SessionConfig, queue: &mpsc::Rec
             }
         }
         if let Some(session) = session.as_mut() {
-            serve(session, &job);
+            serve(session, job);
         }
     }
 }
 
-fn serve(session: &mut Session<'_>, job: &Job) {
+fn serve(session: &mut Session<'_>, job: Job) {
     let mut text = DeltaAssembler::default();
     let result = session.generate(
         &job.request,
@@ -195,7 +195,13 @@ fn serve(session: &mut Session<'_>, job: &Job) {
             cached_prompt_tokens: u32::try_from(stats.reused_tokens).ok(),
         }))
     });
-    let _ = job.events.send(event);
+    // Inference has stopped: the slot is free before the caller hears the end, so a caller
+    // that got its answer finds the slot released.
+    let Job {
+        events, _permit, ..
+    } = job;
+    drop(_permit);
+    let _ = events.send(event);
 }
 
 /// Tells the engine to stop when the caller drops the stream.
