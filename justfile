@@ -50,6 +50,13 @@ bench-streaming:
     cargo build --release -p butler-bot -p butler-bench
     target/release/butler-bench --streaming --output docs/benchmarks.md
 
+# Long-term memory (release build): synthetic users through the real reply and compression,
+# summary-only against summary + facts, with the oracle model, then a real one (LLM_BASE_URL or
+# LLM_GGUF_PATH if set, else the SmolLM2 test model); rewrites its block in docs/benchmarks.md.
+bench-memory:
+    cargo build --release -p butler-bot -p butler-bench
+    target/release/butler-bench --memory --output docs/benchmarks.md
+
 # The same benchmarks at reduced sizes (under 2 minutes): checks they run, not how fast.
 bench-quick:
     cargo build -p butler-bot -p butler-bench

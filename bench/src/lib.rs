@@ -5,6 +5,9 @@
 //! MongoDB-wire server → scripted zero-latency LLM over HTTP → `sendMessage`), prompt
 //! assembly, the bot's resident memory, and memory compression.
 //!
+//! `--memory` measures long-term memory instead: what the butler still knows after 150
+//! messages and several compressions, summary-only against summary + facts ([`memory`]).
+//!
 //! `cargo run --release -p butler-bench` (or `just bench`) prints the table of
 //! `docs/benchmarks.md`; `--quick` runs reduced sizes to catch breakage in CI. The criterion
 //! benches (`cargo bench -p butler-bench`) cover prompt assembly in detail.
@@ -15,6 +18,7 @@ pub mod compress;
 pub mod cpu;
 pub mod data;
 pub mod e2e;
+pub mod memory;
 pub mod prompt;
 pub mod report;
 pub mod rss;

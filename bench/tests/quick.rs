@@ -91,3 +91,46 @@ fn quick_streaming_mode_measures_reuse_drafts_layout_and_the_default_configurati
         .collect();
     assert_eq!(rows.len(), 6, "{rows:#?}");
 }
+
+#[test]
+fn quick_memory_mode_shows_facts_keep_what_the_summary_alone_forgets() {
+    let stdout = bench(&["--memory", "--quick"]);
+    let cells = |figure: &str| -> Vec<f64> {
+        let row = stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("| {figure}")))
+            .unwrap_or_else(|| panic!("no row {figure:?} in:\n{stdout}"));
+        // "| figure | 63.8% (51/80) | 91.2% (73/80) |": the two percentages.
+        row.split('|')
+            .skip(2)
+            .filter_map(|cell| cell.trim().split('%').next()?.parse().ok())
+            .collect()
+    };
+    let retention = cells("Retention: current values still in memory");
+    let retrieval = cells("Retrieval: questions whose prompt holds the expected value");
+    assert_eq!(
+        retention.len(),
+        2,
+        "summary-only and facts columns:\n{stdout}"
+    );
+    assert_eq!(
+        retrieval.len(),
+        2,
+        "summary-only and facts columns:\n{stdout}"
+    );
+    let (plain, facts) = (retrieval[0], retrieval[1]);
+    // The oracle extracts every fact: all of them survive with facts on.
+    assert!(retention[1] >= 99.0, "retention with facts {retention:?}");
+    // 95% is the goal; 90% is what the pipeline gives today (core facts beyond their budget
+    // are not shown even when the search finds them, and an update not yet compressed can fall
+    // outside the recent window): see docs/benchmarks.md. A drop below it is a regression.
+    assert!(facts >= 90.0, "retrieval with facts {facts}%:\n{stdout}");
+    assert!(
+        plain < facts - 20.0,
+        "summary-only {plain}% vs facts {facts}%"
+    );
+    assert!(
+        stdout.contains("Summariser calls (compressions) per user | 9–9"),
+        "{stdout}"
+    );
+}

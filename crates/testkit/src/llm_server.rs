@@ -32,8 +32,12 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use butler_domain::ports::{LlmRequest, RequestOptions};
+use butler_domain::ChatMessage;
 use serde_json::{json, Value};
 use tokio::task::JoinHandle;
+
+use crate::oracle::OracleLlm;
 
 /// What the server does with one request: wait `delay`, then answer.
 #[derive(Debug, Clone, PartialEq)]
@@ -369,6 +373,8 @@ struct Shared {
     max_in_flight: AtomicUsize,
     /// `GET /v1/models` requests answered.
     model_lists: AtomicUsize,
+    /// Answers what no route or queued step answers, instead of the default step.
+    oracle: Mutex<Option<Arc<OracleLlm>>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -456,6 +462,7 @@ impl ScriptedLlm {
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
             model_lists: AtomicUsize::new(0),
+            oracle: Mutex::new(None),
         });
         let app = Router::new()
             .route("/v1/chat/completions", post(chat_completions))
@@ -468,6 +475,13 @@ impl ScriptedLlm {
             shared,
             server,
         }
+    }
+
+    /// Lets `oracle` answer every request no route or queued step answers (instead of the
+    /// default step): a real `butler-bot` process then gets the oracle's extractions,
+    /// summaries and answers over HTTP.
+    pub fn answer_with_oracle(&self, oracle: OracleLlm) {
+        *lock(&self.shared.oracle) = Some(Arc::new(oracle));
     }
 
     /// The API root to configure clients with: `http://127.0.0.1:<port>/v1`.
@@ -649,11 +663,13 @@ async fn chat_completions(
     };
     let parsed = serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null);
     let model = parsed["model"].as_str().unwrap_or_default().to_owned();
-    let step = routed(&shared, &parsed).unwrap_or_else(|| {
-        lock(&shared.script)
-            .pop_front()
-            .unwrap_or_else(|| lock(&shared.default).clone())
-    });
+    let queued = routed(&shared, &parsed).or_else(|| lock(&shared.script).pop_front());
+    let oracle = lock(&shared.oracle).clone();
+    let step = match (queued, oracle) {
+        (Some(step), _) => step,
+        (None, Some(oracle)) => Step::reply(oracle.answer(&chat_request(&parsed)).await),
+        (None, None) => lock(&shared.default).clone(),
+    };
     if !step.delay.is_zero() {
         tokio::time::sleep(step.delay).await;
     }
@@ -662,6 +678,27 @@ async fn chat_completions(
         return streamed(step, &model, id, InFlightOwned::enter(&shared));
     }
     step.into_response(&model, id)
+}
+
+/// The chat messages of an OpenAI request body, as the oracle reads them.
+fn chat_request(body: &Value) -> LlmRequest {
+    let messages = body["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| {
+            let content = m["content"].as_str()?;
+            Some(match m["role"].as_str()? {
+                "system" => ChatMessage::system(content),
+                "assistant" => ChatMessage::assistant(content),
+                _ => ChatMessage::user(content),
+            })
+        })
+        .collect();
+    LlmRequest {
+        messages,
+        options: RequestOptions::default(),
+    }
 }
 
 /// The step of the first route whose needle occurs in a message of `body`.

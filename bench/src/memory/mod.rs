@@ -1,0 +1,413 @@
+//! Long-term memory (`butler-bench --memory`): does the butler still know, after 150 messages
+//! and several compressions, what a user told it at the start?
+//!
+//! Each synthetic user ([`data`]) talks to the real reply use case on a fresh SQLite store,
+//! with the real compression triggered inline after replies (default threshold 50, keep 20),
+//! once with the summary alone and once with the summary plus the fact store. Then:
+//!
+//! - **retention**: for every planted fact, is its current value still somewhere in the user's
+//!   memory (summary, remaining events, current facts)? And in the fact store: does a current
+//!   fact carry the new value, and does one still carry an outdated value?
+//! - **retrieval**: every question is asked through the reply use case; the prompt it builds
+//!   is captured, and the question counts if the expected value is in it. The model's answer
+//!   is taken too, and the use case is then told the model failed, so the question and its
+//!   answer are not stored and the memory under test stays as the conversation left it;
+//! - **answer accuracy**: the expected value in the answer (meaningful with a real model; the
+//!   oracle answers from what its prompt shows, so its accuracy follows retrieval);
+//! - **compressions**: summariser and extractor calls per user.
+//!
+//! The model is the testkit's [`OracleLlm`] (a perfect extractor, a bounded summariser) or a
+//! real one (the embedded engine or an OpenAI-compatible server, configured like the bot).
+//! `BUTLER_BENCH_DEBUG=1` prints the prompt of every question whose prompt missed its value.
+
+pub mod data;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use async_trait::async_trait;
+use butler_application::ReplyInput;
+use butler_domain::ports::{LlmClient, LlmError, LlmReply, LlmRequest, TokenCounter};
+use butler_domain::{Source, UserId};
+use butler_factory::settings::Settings;
+use butler_factory::wiring;
+use butler_testkit::oracle::OracleLlm;
+
+use crate::e2e::Runtimes;
+use data::{contains_value, Dataset};
+
+/// Which model plays the butler.
+#[derive(Debug, Clone)]
+pub enum Model {
+    /// The testkit's oracle.
+    Oracle,
+    /// A real model configured by these settings (`LLM_*` variables, as for the bot).
+    Real(HashMap<String, String>),
+}
+
+/// A share of cases.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Share {
+    /// Cases that hold.
+    pub hits: usize,
+    /// All cases.
+    pub total: usize,
+}
+
+impl Share {
+    fn count(&mut self, hit: bool) {
+        self.total += 1;
+        self.hits += usize::from(hit);
+    }
+
+    /// The share in percent (0 when there are no cases).
+    #[must_use]
+    pub fn percent(self) -> f64 {
+        if self.total == 0 {
+            0.0
+        } else {
+            100.0 * self.hits as f64 / self.total as f64
+        }
+    }
+}
+
+impl std::fmt::Display for Share {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:.1}% ({}/{})", self.percent(), self.hits, self.total)
+    }
+}
+
+/// What one configuration gave over the data set.
+#[derive(Debug, Clone, Default)]
+pub struct Figures {
+    /// Current values still somewhere in memory (summary, events, current facts).
+    pub retained: Share,
+    /// Current values carried by a current fact of the fact store.
+    pub in_fact_store: Share,
+    /// Updated facts whose outdated value is still carried by a current fact.
+    pub stale_current: Share,
+    /// Questions whose prompt held the expected value.
+    pub retrieved: Share,
+    /// Questions whose prompt held an outdated value of the fact.
+    pub outdated_in_prompt: Share,
+    /// Questions whose prompt held a distractor's value.
+    pub distractor_in_prompt: Share,
+    /// Answers that gave the expected value.
+    pub answered: Share,
+    /// Answers that gave an outdated or a distractor's value and not the expected one.
+    pub misled: Share,
+    /// Summariser calls per user.
+    pub summaries_per_user: Vec<usize>,
+    /// Extractor calls per user.
+    pub extractions_per_user: Vec<usize>,
+    /// Replies whose status was not `ok` during the conversations.
+    pub failed_replies: usize,
+    /// Wall time of the configuration.
+    pub elapsed: Duration,
+}
+
+/// The question's captured prompt and the model's answer to it.
+type Captured = (LlmRequest, Result<String, String>);
+
+/// Counts summariser and extractor calls and, while a question is asked, captures the prompt
+/// and the answer, then reports a failure so the reply use case stores nothing.
+struct Probe {
+    inner: Arc<dyn LlmClient>,
+    asking: AtomicBool,
+    captured: Mutex<Option<Captured>>,
+    summaries: AtomicUsize,
+    extractions: AtomicUsize,
+}
+
+#[async_trait]
+impl LlmClient for Probe {
+    async fn complete(&self, request: &LlmRequest) -> Result<LlmReply, LlmError> {
+        let last = request.messages.last().map_or("", |m| m.content.as_str());
+        if last.starts_with("{\"previous_summary\"") {
+            self.summaries.fetch_add(1, Ordering::Relaxed);
+        } else if last.starts_with("{\"known_facts\"") {
+            self.extractions.fetch_add(1, Ordering::Relaxed);
+        }
+        if !self.asking.load(Ordering::Relaxed) {
+            return self.inner.complete(request).await;
+        }
+        let answer = self
+            .inner
+            .complete(request)
+            .await
+            .map(|r| r.text)
+            .map_err(|e| e.to_string());
+        if let Ok(mut slot) = self.captured.lock() {
+            *slot = Some((request.clone(), answer));
+        }
+        Err(LlmError::Rejected {
+            detail: "benchmark question: answered, not stored".to_owned(),
+        })
+    }
+}
+
+/// Runs the whole data set through one configuration (`facts` on or off) with `model`.
+///
+/// # Errors
+/// If the store or the model cannot be opened, or a question's prompt was not captured.
+#[allow(clippy::too_many_lines)]
+pub fn run(rt: &Runtimes, data: &Dataset, model: &Model, facts: bool) -> anyhow::Result<Figures> {
+    let started = Instant::now();
+    let dir = tempfile::tempdir().context("a directory for the SQLite store")?;
+    let mut overrides: HashMap<String, String> = match model {
+        Model::Oracle => HashMap::new(),
+        Model::Real(settings) => settings.clone(),
+    };
+    overrides.insert(
+        "SQLITE_PATH".to_owned(),
+        dir.path().join("butler.db").display().to_string(),
+    );
+    overrides.insert("MEMORY_FACTS_ENABLED".to_owned(), facts.to_string());
+    let settings = Settings::from_sources(None, |name| overrides.get(name).cloned())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    rt.bot.block_on(async {
+        let (llm, counter): (Arc<dyn LlmClient>, Arc<dyn TokenCounter>) = match model {
+            Model::Oracle => {
+                let counter = wiring::token_counter(&settings)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                let oracle = OracleLlm::new(Arc::new(data.knowledge()), Arc::clone(&counter));
+                (Arc::new(oracle), counter)
+            }
+            Model::Real(_) => {
+                let engine = wiring::engine(&settings)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                (engine.llm, engine.counter)
+            }
+        };
+        let probe = Arc::new(Probe {
+            inner: llm,
+            asking: AtomicBool::new(false),
+            captured: Mutex::new(None),
+            summaries: AtomicUsize::new(0),
+            extractions: AtomicUsize::new(0),
+        });
+        let storage = wiring::open_storage(&settings)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let app = wiring::assemble(&settings, storage.clone(), probe.clone(), counter, None)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut figures = Figures::default();
+        for user in &data.users {
+            let user_id = UserId::new(user.id);
+            let (summaries, extractions) = (
+                probe.summaries.load(Ordering::Relaxed),
+                probe.extractions.load(Ordering::Relaxed),
+            );
+            set_language(&app, user_id, user.language).await?;
+            for message in &user.messages {
+                let out = app
+                    .reply
+                    .execute(ReplyInput {
+                        user_id,
+                        text: message.text.clone(),
+                        source: Source::Text,
+                    })
+                    .await;
+                if out.status != butler_application::ReplyStatus::Ok {
+                    figures.failed_replies += 1;
+                }
+                // Inline compression, finished before the next message: a deterministic run.
+                app.compressor.drain().await;
+            }
+            figures
+                .summaries_per_user
+                .push(probe.summaries.load(Ordering::Relaxed) - summaries);
+            figures
+                .extractions_per_user
+                .push(probe.extractions.load(Ordering::Relaxed) - extractions);
+
+            // Retention: what the memory holds now.
+            let profile = storage
+                .profiles
+                .get_or_create(user_id)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let events = storage
+                .memory
+                .recent(user_id, 10_000, profile.summary_watermark)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let current = storage
+                .facts
+                .current(user_id, 10_000)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let mut memory = profile.memory_summary.clone().unwrap_or_default();
+            for text in events
+                .iter()
+                .map(|e| &e.content)
+                .chain(current.iter().map(|f| &f.text))
+            {
+                memory.push('\n');
+                memory.push_str(text);
+            }
+            for fact in &user.facts {
+                figures.retained.count(contains_value(&memory, &fact.value));
+                if facts {
+                    let carried =
+                        |value: &str| current.iter().any(|f| contains_value(&f.text, value));
+                    figures.in_fact_store.count(carried(&fact.value));
+                    if let Some(previous) = &fact.previous {
+                        figures.stale_current.count(carried(previous));
+                    }
+                }
+            }
+
+            // Retrieval and answers.
+            probe.asking.store(true, Ordering::Relaxed);
+            for question in &user.questions {
+                app.reply
+                    .execute(ReplyInput {
+                        user_id,
+                        text: question.text.clone(),
+                        source: Source::Text,
+                    })
+                    .await;
+                let (request, answer) = probe
+                    .captured
+                    .lock()
+                    .ok()
+                    .and_then(|mut c| c.take())
+                    .with_context(|| format!("no prompt captured for {:?}", question.text))?;
+                let prompt: String = request
+                    .messages
+                    .iter()
+                    .map(|m| m.content.as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                let retrieved = contains_value(&prompt, &question.expected);
+                if !retrieved && std::env::var_os("BUTLER_BENCH_DEBUG").is_some() {
+                    eprintln!(
+                        "MISS facts={facts} {:?} expected {:?}\n{prompt}\n-----",
+                        question.text, question.expected
+                    );
+                }
+                figures.retrieved.count(retrieved);
+                if let Some(outdated) = &question.outdated {
+                    figures
+                        .outdated_in_prompt
+                        .count(contains_value(&prompt, outdated));
+                }
+                if let Some(distractor) = &question.distractor {
+                    figures
+                        .distractor_in_prompt
+                        .count(contains_value(&prompt, distractor));
+                }
+                let answer = answer.unwrap_or_default();
+                let right = contains_value(&answer, &question.expected);
+                figures.answered.count(right);
+                let wrong = [&question.outdated, &question.distractor]
+                    .into_iter()
+                    .flatten()
+                    .any(|v| contains_value(&answer, v));
+                figures.misled.count(wrong && !right);
+            }
+            probe.asking.store(false, Ordering::Relaxed);
+        }
+        app.compressor.drain().await;
+        figures.elapsed = started.elapsed();
+        Ok(figures)
+    })
+}
+
+/// Gives the user's profile their language (the summariser writes in it).
+async fn set_language(
+    app: &wiring::App,
+    user_id: UserId,
+    language: butler_domain::Language,
+) -> anyhow::Result<()> {
+    let profiles = &app.storage.profiles;
+    let mut profile = profiles
+        .get_or_create(user_id)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if profile.language != language {
+        profile.language = language;
+        profiles
+            .save(&profile)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    Ok(())
+}
+
+/// `min–max (mean)` of per-user counts.
+#[must_use]
+pub fn spread(counts: &[usize]) -> String {
+    let min = counts.iter().min().copied().unwrap_or(0);
+    let max = counts.iter().max().copied().unwrap_or(0);
+    let mean = counts.iter().sum::<usize>() as f64 / counts.len().max(1) as f64;
+    format!("{min}–{max} (mean {mean:.1})")
+}
+
+/// The markdown table of summary-only against summary + facts.
+#[must_use]
+pub fn table(summary_only: &Figures, with_facts: &Figures) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::from("| Figure | summary only | summary + facts |\n|---|---|---|\n");
+    let mut row = |name: &str, f: &dyn Fn(&Figures) -> String| {
+        let _ = writeln!(out, "| {name} | {} | {} |", f(summary_only), f(with_facts));
+    };
+    row(
+        "Retention: current values still in memory (summary, events, facts)",
+        &|f| f.retained.to_string(),
+    );
+    row("… carried by a current fact of the fact store", &|f| {
+        if f.in_fact_store.total == 0 {
+            "—".into()
+        } else {
+            f.in_fact_store.to_string()
+        }
+    });
+    row(
+        "… updated facts whose outdated value is still a current fact",
+        &|f| {
+            if f.in_fact_store.total == 0 {
+                "—".into()
+            } else {
+                f.stale_current.to_string()
+            }
+        },
+    );
+    row(
+        "Retrieval: questions whose prompt holds the expected value",
+        &|f| f.retrieved.to_string(),
+    );
+    row(
+        "… prompts that also hold an outdated value (updated facts)",
+        &|f| f.outdated_in_prompt.to_string(),
+    );
+    row("… prompts that also hold a distractor's value", &|f| {
+        f.distractor_in_prompt.to_string()
+    });
+    row("Answers with the expected value", &|f| {
+        f.answered.to_string()
+    });
+    row(
+        "Answers with an outdated or distractor's value instead",
+        &|f| f.misled.to_string(),
+    );
+    row("Summariser calls (compressions) per user", &|f| {
+        spread(&f.summaries_per_user)
+    });
+    row("Extractor calls per user", &|f| {
+        spread(&f.extractions_per_user)
+    });
+    row("Replies that failed during the conversations", &|f| {
+        f.failed_replies.to_string()
+    });
+    row("Wall time", &|f| {
+        format!("{:.1} s", f.elapsed.as_secs_f64())
+    });
+    out
+}
