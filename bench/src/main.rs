@@ -711,12 +711,14 @@ fn memory_run(cli: &Cli) -> anyhow::Result<String> {
     out.push_str(&memory::table(&oracle_plain, &oracle_facts));
     if !cli.quick {
         let (settings, label) = memory_model()?;
+        // One user: on 2 cores the test model spends about half a minute on each compression
+        // (a summary and an extraction of up to 450 tokens each) and a second on each reply.
         let reduced = data::Sizes {
-            users: 2,
-            messages_per_user: 70,
-            facts_per_user: 12,
+            users: 1,
+            messages_per_user: 60,
+            facts_per_user: 10,
             updates_per_user: 2,
-            distractors_per_user: 3,
+            distractors_per_user: 2,
         };
         let small = data::generate(&reduced, MEMORY_SEED);
         let model = Model::Real(settings);
