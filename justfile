@@ -55,7 +55,7 @@ bench-streaming:
 # LLM_GGUF_PATH if set, else the SmolLM2 test model); rewrites its block in docs/benchmarks.md.
 bench-memory:
     cargo build --release -p butler-bot -p butler-bench
-    target/release/butler-bench --memory --output docs/benchmarks.md
+    target/release/butler-bench memory --output docs/benchmarks.md
 
 # The same benchmarks at reduced sizes (under 2 minutes): checks they run, not how fast.
 bench-quick:

@@ -59,6 +59,19 @@ struct Cli {
     /// `--quick`). Its own block in the output file.
     #[arg(long, conflicts_with = "streaming")]
     memory: bool,
+    /// The same choice as a word: `butler-bench memory` is `--memory`, `butler-bench
+    /// streaming` is `--streaming`.
+    #[arg(value_enum, conflicts_with_all = ["streaming", "memory"])]
+    suite: Option<Suite>,
+}
+
+/// A benchmark suite named as a word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Suite {
+    /// What a user waits for (`--streaming`).
+    Streaming,
+    /// Long-term memory (`--memory`).
+    Memory,
 }
 
 /// Sizes of one run.
@@ -789,7 +802,12 @@ fn run(cli: &Cli) -> anyhow::Result<String> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    match cli.suite {
+        Some(Suite::Streaming) => cli.streaming = true,
+        Some(Suite::Memory) => cli.memory = true,
+        None => {}
+    }
     let (result, markers) = if cli.streaming {
         (streaming_run(&cli), (STREAMING_BEGIN, STREAMING_END))
     } else if cli.memory {
