@@ -683,10 +683,13 @@ fn memory_run(cli: &Cli) -> anyhow::Result<String> {
     };
     let dataset = data::generate(&sizes, MEMORY_SEED);
     let describe = |sizes: &data::Sizes, dataset: &data::Dataset| {
+        let users = match sizes.users {
+            1 => "1 user (Russian)".to_owned(),
+            n => format!("{n} users (Russian and English)"),
+        };
         format!(
-            "{} users (Russian and English), {} messages each: {} facts, {} later updated, {} \
+            "{users}, {} messages each: {} facts, {} later updated, {} \
              distractors, the rest small talk; {} questions",
-            sizes.users,
             sizes.messages_per_user,
             sizes.facts_per_user,
             sizes.updates_per_user,
