@@ -55,14 +55,7 @@ impl SqliteFactRepository {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, Fault> + Send + 'static,
     {
-        self.pool.run(access, f).await.map_err(|fault| match fault {
-            Fault::Corrupt(detail) => FactStoreError::Corrupt { detail },
-            other => {
-                let detail = other.detail(TABLE);
-                tracing::warn!(operation, table = TABLE, %detail, "fact storage failed");
-                FactStoreError::Unavailable { operation, detail }
-            }
-        })
+        self.pool.run_for(TABLE, operation, access, f).await
     }
 }
 

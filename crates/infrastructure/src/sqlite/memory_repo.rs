@@ -39,14 +39,7 @@ impl SqliteMemoryRepository {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, Fault> + Send + 'static,
     {
-        self.pool.run(access, f).await.map_err(|fault| match fault {
-            Fault::Corrupt(detail) => MemoryStoreError::Corrupt { detail },
-            other => {
-                let detail = other.detail(TABLE);
-                tracing::warn!(operation, table = TABLE, %detail, "memory storage failed");
-                MemoryStoreError::Unavailable { operation, detail }
-            }
-        })
+        self.pool.run_for(TABLE, operation, access, f).await
     }
 }
 

@@ -215,6 +215,44 @@ struct Pool {
     written: AtomicBool,
 }
 
+/// A port's storage error, as [`Pool::run_for`] builds it from a [`Fault`].
+trait PortError {
+    /// What the log line calls the storage (`profile`, `memory`, `fact`).
+    const STORAGE: &'static str;
+    fn corrupt(detail: String) -> Self;
+    fn unavailable(operation: &'static str, detail: String) -> Self;
+}
+
+impl PortError for butler_domain::ports::ProfileStoreError {
+    const STORAGE: &'static str = "profile";
+    fn corrupt(detail: String) -> Self {
+        Self::Corrupt { detail }
+    }
+    fn unavailable(operation: &'static str, detail: String) -> Self {
+        Self::Unavailable { operation, detail }
+    }
+}
+
+impl PortError for butler_domain::ports::MemoryStoreError {
+    const STORAGE: &'static str = "memory";
+    fn corrupt(detail: String) -> Self {
+        Self::Corrupt { detail }
+    }
+    fn unavailable(operation: &'static str, detail: String) -> Self {
+        Self::Unavailable { operation, detail }
+    }
+}
+
+impl PortError for butler_domain::ports::FactStoreError {
+    const STORAGE: &'static str = "fact";
+    fn corrupt(detail: String) -> Self {
+        Self::Corrupt { detail }
+    }
+    fn unavailable(operation: &'static str, detail: String) -> Self {
+        Self::Unavailable { operation, detail }
+    }
+}
+
 /// What went wrong inside a blocking database call, before it becomes a port error.
 #[derive(Debug)]
 enum Fault {
@@ -314,6 +352,30 @@ impl Pool {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(conn);
+    }
+
+    /// [`Pool::run`] for a repository of `table`: a corrupt value becomes the port's `Corrupt`
+    /// error, anything else is logged (without values) and becomes its `Unavailable` error.
+    async fn run_for<E, T, F>(
+        self: &Arc<Self>,
+        table: &'static str,
+        operation: &'static str,
+        access: Access,
+        f: F,
+    ) -> Result<T, E>
+    where
+        E: PortError,
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, Fault> + Send + 'static,
+    {
+        self.run(access, f).await.map_err(|fault| match fault {
+            Fault::Corrupt(detail) => E::corrupt(detail),
+            other => {
+                let detail = other.detail(table);
+                tracing::warn!(operation, table, %detail, "{} storage failed", E::STORAGE);
+                E::unavailable(operation, detail)
+            }
+        })
     }
 
     /// Runs `f` with a connection on the blocking pool; a write first waits for the writes of

@@ -40,14 +40,7 @@ impl SqliteProfileRepository {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, Fault> + Send + 'static,
     {
-        self.pool.run(access, f).await.map_err(|fault| match fault {
-            Fault::Corrupt(detail) => ProfileStoreError::Corrupt { detail },
-            other => {
-                let detail = other.detail(TABLE);
-                tracing::warn!(operation, table = TABLE, %detail, "profile storage failed");
-                ProfileStoreError::Unavailable { operation, detail }
-            }
-        })
+        self.pool.run_for(TABLE, operation, access, f).await
     }
 }
 
