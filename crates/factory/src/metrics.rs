@@ -25,11 +25,6 @@ pub fn record_compression(result: &Result<CompressOutcome, CompressError>) {
     }
 }
 
-/// Records a fact extraction that gave no facts.
-pub fn record_fact_extraction_failure(reason: &'static str) {
-    metrics::record_fact_extraction_failure(reason);
-}
-
 /// Records one worker run and the compressions in it.
 pub fn record_worker_run(report: &WorkerReport, query_failed: bool) {
     for user in &report.users {

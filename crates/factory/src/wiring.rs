@@ -395,7 +395,9 @@ pub fn assemble(
         compress = compress
             .with_facts(facts.clone())
             .on_extraction_failure(Arc::new(|failure: ExtractionFailure| {
-                crate::metrics::record_fact_extraction_failure(failure.code());
+                butler_infrastructure::telemetry::metrics::record_fact_extraction_failure(
+                    failure.code(),
+                );
             }));
     }
     let compressor = Arc::new(BackgroundCompressor::new(

@@ -457,17 +457,23 @@ pub fn record_facts_saved(inserted: u64, superseded: u64) {
 
 /// A fact extraction gave no facts (`llm`, `malformed` or `storage`).
 pub fn record_fact_extraction_failure(reason: &'static str) {
-    let reason = EXTRACTION_FAILURE_REASONS
-        .iter()
-        .find(|r| **r == reason)
-        .copied()
-        .unwrap_or("malformed");
+    let reason = bounded(EXTRACTION_FAILURE_REASONS, reason, "malformed");
     counter!(MEMORY_FACT_EXTRACTION_FAILURES_TOTAL, "reason" => reason).increment(1);
 }
 
 /// A reply's prompt held `facts` remembered facts.
 pub fn record_prompt_facts(facts: usize) {
     histogram!(PERSONALIZED_PROMPT_FACTS).record(facts as f64);
+}
+
+/// `value` if it is one of the `known` label values, else `fallback`: a label never takes a
+/// value outside its registered set.
+fn bounded(known: &[&'static str], value: &str, fallback: &'static str) -> &'static str {
+    known
+        .iter()
+        .find(|k| **k == value)
+        .copied()
+        .unwrap_or(fallback)
 }
 
 /// A profile was read from storage.
@@ -547,10 +553,6 @@ pub fn record_telegram_send_error() {
 
 /// A Telegram message was refused by a per-user limit (`rate` or `quota`).
 pub fn record_telegram_refusal(reason: &'static str) {
-    let reason = REFUSAL_REASONS
-        .iter()
-        .find(|r| **r == reason)
-        .copied()
-        .unwrap_or("rate");
+    let reason = bounded(REFUSAL_REASONS, reason, "rate");
     counter!(TELEGRAM_MESSAGES_REFUSED_TOTAL, "reason" => reason).increment(1);
 }
