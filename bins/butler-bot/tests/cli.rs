@@ -1,6 +1,7 @@
 //! The `butler-bot` binary end to end: the terminal chat against a scripted OpenAI-compatible
 //! server and against the embedded engine with a real model (SmolLM2), both over the embedded
-//! SQLite store; `models list`; configuration errors, and `--help`.
+//! SQLite store; `models list`; configuration errors, and `--help`; and a fact recalled 150
+//! messages and several compressions after it was told (the oracle model over HTTP).
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -8,7 +9,9 @@ use std::process::{Command, Stdio};
 use butler_domain::ports::UserMemoryRepository;
 use butler_domain::UserId;
 use butler_infrastructure::sqlite::{SqliteOptions, SqliteStore};
+use butler_testkit::fakes::CharCounter;
 use butler_testkit::llm_server::ScriptedLlm;
+use butler_testkit::oracle::{Knowledge, OracleFact, OracleLlm};
 
 /// The binary with none of the caller's settings: an operator's shell often exports
 /// `LLM_BASE_URL`, `SQLITE_PATH` or `MONGODB_URI`, and the tests must not pick them up.
@@ -386,4 +389,90 @@ async fn the_terminal_chat_prints_a_long_reply_as_it_is_generated_without_log_li
         );
     }
     let _ = std::fs::remove_dir_all(db.parent().unwrap());
+}
+
+// Long-term memory through the real chat process: the oracle model answers over HTTP
+// (extractions, summaries, replies), and a fact told at the start of a 150-message
+// conversation is still recalled after several compressions folded its message away.
+
+const FACT: &str = "Кстати, мой любимый напиток — морс.";
+const QUESTION: &str = "Какой мой любимый напиток?";
+const SMALL_TALK: [&str; 5] = [
+    "Какое серое утро.",
+    "Что посоветуете на тихий вечер?",
+    "Устал от совещаний.",
+    "Как думаете, будет дождь?",
+    "Наконец-то разобрал письменный стол.",
+];
+
+fn oracle_server_knowledge() -> Knowledge {
+    let mut knowledge = Knowledge::default();
+    knowledge.statement(
+        FACT,
+        OracleFact {
+            key: "favourite_drink".to_owned(),
+            kind: "preference".to_owned(),
+            text: "Любимый напиток: морс".to_owned(),
+            value: "морс".to_owned(),
+        },
+    );
+    knowledge.question(QUESTION, "favourite_drink");
+    knowledge
+}
+
+#[tokio::test]
+async fn the_chat_recalls_a_fact_told_150_messages_and_several_compressions_earlier() {
+    let llm = ScriptedLlm::start().await;
+    // Characters as tokens: never fewer than the bot's estimator counts, so the oracle's
+    // summaries always fit the budget and the test does not depend on the summary's cut.
+    llm.answer_with_oracle(OracleLlm::new(
+        std::sync::Arc::new(oracle_server_knowledge()),
+        std::sync::Arc::new(CharCounter),
+    ));
+    let mut input = format!("{FACT}\n");
+    for i in 0..150 {
+        input.push_str(SMALL_TALK[i % SMALL_TALK.len()]);
+        input.push('\n');
+    }
+    input.push_str(QUESTION);
+    input.push('\n');
+
+    let out = chat(&llm, &temp_db("long-memory"), &input).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let last_input = |r: &butler_testkit::llm_server::RecordedRequest| {
+        r.body["messages"]
+            .as_array()
+            .and_then(|m| m.last())
+            .and_then(|m| m["content"].as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let requests = llm.requests();
+    let summaries = requests
+        .iter()
+        .filter(|r| last_input(r).starts_with("{\"previous_summary\""))
+        .count();
+    assert!(summaries >= 3, "{summaries} compressions");
+    let question = requests
+        .iter()
+        .rev()
+        .find(|r| last_input(r).ends_with(QUESTION))
+        .expect("the question reached the model");
+    // The fact's own message was folded away long ago: the prompt has it from memory only.
+    let prompt = question.body["messages"].to_string();
+    assert!(
+        !prompt.contains(FACT),
+        "the statement is still a recent turn"
+    );
+    assert!(prompt.contains("Любимый напиток: морс"), "{prompt}");
+    assert!(
+        stdout.contains("Насколько я помню, сэр: морс."),
+        "no recall in:\n{stdout}"
+    );
 }
