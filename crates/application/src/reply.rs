@@ -355,7 +355,12 @@ impl PersonalizedReplyUseCase {
         &self,
         input: &ReplyInput,
     ) -> Result<(Vec<MemoryFact>, Vec<MemoryFact>), ()> {
-        let Some(store) = &self.facts else {
+        // No store, or no room for facts in the prompt: nothing to read.
+        let Some(store) = self
+            .facts
+            .as_ref()
+            .filter(|_| self.personalization.budget().facts > 0)
+        else {
             return Ok((Vec::new(), Vec::new()));
         };
         let user_id = input.user_id;

@@ -588,3 +588,34 @@ async fn a_core_fact_the_system_message_has_no_room_for_is_shown_when_asked_abou
         "a fact already shown is not repeated: {last}"
     );
 }
+
+#[tokio::test]
+async fn with_no_room_for_facts_a_reply_does_not_read_the_fact_store() {
+    let w = World::default();
+    let facts = Arc::new(InMemoryFacts::default());
+    seed_reply_facts(&facts).await;
+    // A store that would fail: a read would degrade the reply.
+    facts.outage.set(true);
+    let budget = PromptBudget {
+        facts: 0,
+        ..support::char_budget()
+    };
+    let reply = butler_application::PersonalizedReplyUseCase::new(
+        w.profiles.clone(),
+        w.memory.clone(),
+        w.llm.clone(),
+        w.clock.clone(),
+        butler_application::PersonalizationService::new(w.counter.clone(), budget).unwrap(),
+        w.scheduler.clone(),
+        butler_application::ReplyConfig::default(),
+    )
+    .with_facts(facts);
+    let out = reply
+        .execute(ReplyInput {
+            user_id: USER,
+            text: "Когда концерт?".into(),
+            source: Source::Text,
+        })
+        .await;
+    assert_eq!((out.status, out.facts_used), (ReplyStatus::Ok, 0));
+}
