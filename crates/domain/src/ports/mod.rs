@@ -10,6 +10,7 @@ mod memory_repository;
 mod profile_repository;
 mod speech;
 mod tokens;
+mod update_inbox;
 
 pub use clock::Clock;
 pub use fact_repository::{FactRepository, FactStoreError, SavedFacts};
@@ -18,3 +19,4 @@ pub use memory_repository::{MemoryStoreError, UserEventCount, UserMemoryReposito
 pub use profile_repository::{ProfilePage, ProfileStoreError, UserProfileRepository};
 pub use speech::{AudioClip, SpeechToText, SttError, Transcript};
 pub use tokens::TokenCounter;
+pub use update_inbox::{Claimed, InboxError, InboxUpdate, Lease, Stored, UpdateInbox};
