@@ -145,6 +145,7 @@ pub fn embedded_conversation(
                         user_id: UserId::new(1),
                         text: MESSAGES[i % MESSAGES.len()].to_owned(),
                         source: Source::Text,
+                        origin: None,
                     },
                     &Discard,
                 )
@@ -249,6 +250,7 @@ pub fn layout_shares(
                     user_id: UserId::new(5),
                     text: MESSAGES[i % MESSAGES.len()].to_owned(),
                     source: Source::Text,
+                    origin: None,
                 })
                 .await;
         }

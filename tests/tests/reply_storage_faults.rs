@@ -61,6 +61,7 @@ async fn a_failing_database_write_still_gets_the_user_an_answer_and_loses_or_dup
         user_id: user,
         text: text.to_owned(),
         source: Source::Text,
+        origin: None,
     };
 
     llm.push_reply("Первый ответ, сэр.");

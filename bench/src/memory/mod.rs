@@ -211,6 +211,7 @@ pub fn run(rt: &Runtimes, data: &Dataset, model: &Model, facts: bool) -> anyhow:
                         user_id,
                         text: message.text.clone(),
                         source: Source::Text,
+                        origin: None,
                     })
                     .await;
                 if out.status != butler_application::ReplyStatus::Ok {
@@ -271,6 +272,7 @@ pub fn run(rt: &Runtimes, data: &Dataset, model: &Model, facts: bool) -> anyhow:
                         user_id,
                         text: question.text.clone(),
                         source: Source::Text,
+                        origin: None,
                     })
                     .await;
                 let (request, answer) = probe

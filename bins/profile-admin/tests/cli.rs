@@ -497,6 +497,7 @@ async fn an_update_made_with_the_cli_shapes_the_next_reply() {
             user_id: UserId::new(103),
             text: "Добрый день".into(),
             source: Source::Text,
+            origin: None,
         })
         .await;
     assert_eq!(reply.persona, "Jeeves");

@@ -17,7 +17,7 @@ use butler_domain::ports::{
     UserMemoryRepository, UserProfileRepository,
 };
 use butler_domain::{
-    MemoryFact, MemorySlice, PersonalizedPrompt, Source, UserId, UserMemoryEvent, UserProfile,
+    MemoryFact, MemorySlice, PersonalizedPrompt, Role, Source, UserId, UserMemoryEvent, UserProfile,
 };
 use futures::StreamExt as _;
 
@@ -64,6 +64,11 @@ pub struct ReplyInput {
     pub text: String,
     /// How it arrived.
     pub source: Source,
+    /// Where the message came from, unique per message (e.g. `telegram-update:42`), when it
+    /// may be delivered more than once: stored as a tag on both events of the turn, and a
+    /// message whose origin the memory already holds is not answered again — its stored
+    /// reply is returned ([`ReplyStatus::Repeated`]), with no model call and nothing stored.
+    pub origin: Option<String>,
 }
 
 /// How the reply went, for metrics and logs.
@@ -75,6 +80,9 @@ pub enum ReplyStatus {
     Degraded,
     /// Model failed: the fallback reply was returned and nothing stored.
     LlmError,
+    /// The memory already held this message's turn (same [`ReplyInput::origin`]): its stored
+    /// reply was returned, nothing asked and nothing stored.
+    Repeated,
 }
 
 impl ReplyStatus {
@@ -85,6 +93,7 @@ impl ReplyStatus {
             Self::Ok => "ok",
             Self::Degraded => "degraded",
             Self::LlmError => "error",
+            Self::Repeated => "repeated",
         }
     }
 }
@@ -247,6 +256,9 @@ impl PersonalizedReplyUseCase {
         };
         let profile =
             profile.unwrap_or_else(|| UserProfile::default_at(input.user_id, self.clock.now()));
+        if let Some(output) = Self::repeated(input, &profile, &memory) {
+            return output;
+        }
         let prompt = self
             .personalization
             .build(&profile, &memory, &input.text)
@@ -260,10 +272,15 @@ impl PersonalizedReplyUseCase {
 
         let mut compression_scheduled = false;
         let (user_at, assistant_at) = self.stamps(&profile, &memory);
-        let events = [
+        let mut events = [
             UserMemoryEvent::user(input.user_id, input.text.clone(), input.source, user_at),
             UserMemoryEvent::assistant(input.user_id, reply.clone(), input.source, assistant_at),
         ];
+        if let Some(origin) = &input.origin {
+            for event in &mut events {
+                event.tags.push(origin.clone());
+            }
+        }
         match self.memory.append(&events).await {
             Ok(()) => {
                 let stored = memory.total_events + 2;
@@ -293,6 +310,36 @@ impl PersonalizedReplyUseCase {
             llm_time,
             first_token_time,
         }
+    }
+
+    /// The stored answer when the memory already holds the turn of `input`'s origin: a
+    /// redelivered message (a crash between storing the turn and marking the update done).
+    /// The turn is the newest of the user's memory, as nothing of theirs is answered after it
+    /// before it is done, so the loaded window holds it.
+    fn repeated(
+        input: &ReplyInput,
+        profile: &UserProfile,
+        memory: &MemorySlice,
+    ) -> Option<ReplyOutput> {
+        let origin = input.origin.as_deref()?;
+        let answer = memory
+            .events
+            .iter()
+            .rev()
+            .find(|e| e.role == Role::Assistant && e.tags.iter().any(|t| t == origin))?;
+        tracing::info!(user_id = %input.user_id, origin, "turn already in memory; repeating its reply");
+        Some(ReplyOutput {
+            reply: answer.content.clone(),
+            status: ReplyStatus::Repeated,
+            used_persona: true,
+            persona: profile.persona.clone(),
+            memory_events_used: 0,
+            facts_used: 0,
+            prompt_tokens: 0,
+            compression_scheduled: false,
+            llm_time: std::time::Duration::ZERO,
+            first_token_time: None,
+        })
     }
 
     /// Times for the new user and assistant events: now, but strictly after everything the

@@ -89,6 +89,7 @@ async fn an_admin_update_is_validated_and_shows_in_the_next_reply() {
             user_id: user,
             text: "Добрый день".into(),
             source: Source::Text,
+            origin: None,
         })
         .await;
     assert_eq!(out.persona, "Jeeves");

@@ -379,6 +379,7 @@ async fn a_reply_carries_core_facts_in_the_system_message_and_relevant_ones_besi
             user_id: USER,
             text: "Напомни, когда концерт?".into(),
             source: Source::Text,
+            origin: None,
         })
         .await;
     assert_eq!(out.status, ReplyStatus::Ok);
@@ -413,6 +414,7 @@ async fn a_reply_carries_core_facts_in_the_system_message_and_relevant_ones_besi
             user_id: USER,
             text: "Добрый вечер!".into(),
             source: Source::Text,
+            origin: None,
         })
         .await;
     assert_eq!(out.facts_used, 2);
@@ -441,6 +443,7 @@ async fn a_failing_fact_store_degrades_the_reply_but_the_user_is_answered() {
             user_id: USER,
             text: "Когда концерт?".into(),
             source: Source::Text,
+            origin: None,
         })
         .await;
     assert_eq!(
@@ -570,6 +573,7 @@ async fn a_core_fact_the_system_message_has_no_room_for_is_shown_when_asked_abou
             user_id: USER,
             text: "Как зовут племянника?".into(),
             source: Source::Text,
+            origin: None,
         })
         .await;
     assert_eq!(out.facts_used, 2, "{out:?}");
@@ -615,6 +619,7 @@ async fn with_no_room_for_facts_a_reply_does_not_read_the_fact_store() {
             user_id: USER,
             text: "Когда концерт?".into(),
             source: Source::Text,
+            origin: None,
         })
         .await;
     assert_eq!((out.status, out.facts_used), (ReplyStatus::Ok, 0));

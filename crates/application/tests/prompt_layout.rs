@@ -64,6 +64,7 @@ async fn over_sixty_messages_most_prompts_start_with_the_whole_previous_prompt()
                 user_id: user,
                 text,
                 source: Source::Text,
+                origin: None,
             })
             .await;
     }

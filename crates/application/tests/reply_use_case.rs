@@ -22,6 +22,7 @@ fn text(t: &str) -> ReplyInput {
         user_id: USER,
         text: t.to_owned(),
         source: Source::Text,
+        origin: None,
     }
 }
 
@@ -290,4 +291,38 @@ async fn a_burst_within_one_millisecond_is_stored_in_conversation_order() {
         .flat_map(|i| [format!("вопрос {i}"), format!("ответ {i}")])
         .collect();
     assert_eq!(stored, expected, "events sort in the order they happened");
+}
+
+#[tokio::test]
+async fn a_redelivered_message_repeats_its_stored_reply_without_asking_or_storing_again() {
+    let w = World::default();
+    w.llm.push_reply("Зонт у двери, сэр.");
+    w.llm.push_reply("Второй ответ, которого быть не должно.");
+    let input = ReplyInput {
+        origin: Some("telegram-update:42".to_owned()),
+        ..text("Нужен ли зонт?")
+    };
+    let first = w.reply().execute(input.clone()).await;
+    let again = w.reply().execute(input).await;
+
+    assert_eq!(first.status, ReplyStatus::Ok);
+    assert_eq!(again.status, ReplyStatus::Repeated);
+    assert_eq!(again.reply, "Зонт у двери, сэр.");
+    assert_eq!(w.llm.requests().len(), 1, "the model is asked once");
+    let stored = w.memory.all(USER);
+    assert_eq!(stored.len(), 2, "the turn is stored once");
+    assert!(stored
+        .iter()
+        .all(|e| e.tags == ["telegram-update:42".to_owned()]));
+
+    // Another origin is a new message, answered normally.
+    let other = w
+        .reply()
+        .execute(ReplyInput {
+            origin: Some("telegram-update:43".to_owned()),
+            ..text("Нужен ли зонт?")
+        })
+        .await;
+    assert_eq!(other.status, ReplyStatus::Ok);
+    assert_eq!(w.memory.all(USER).len(), 4);
 }

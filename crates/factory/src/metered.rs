@@ -209,6 +209,7 @@ impl ReplyObserver for ReplyMetrics {
             ReplyStatus::Ok => RequestStatus::Ok,
             ReplyStatus::Degraded => RequestStatus::Degraded,
             ReplyStatus::LlmError => RequestStatus::Error,
+            ReplyStatus::Repeated => RequestStatus::Repeated,
         };
         metrics::record_reply(input.source, status, Some(output.prompt_tokens));
         if output.used_persona {

@@ -182,6 +182,7 @@ async fn a_burst_faster_than_the_summariser_costs_one_call_per_threshold_crossin
             user_id: user,
             text: format!("сообщение {i}"),
             source: Source::Text,
+            origin: None,
         };
         reply.execute(input).await;
         held += 2;

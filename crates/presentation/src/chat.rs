@@ -47,6 +47,7 @@ where
                 user_id,
                 text: text.to_owned(),
                 source: Source::Text,
+                origin: None,
             };
             let (out, shown) = stream_reply(reply, input, output).await?;
             tracing::info!(

@@ -147,7 +147,7 @@ pub const ALL_METRICS: &[MetricSpec] = &[
         name: PERSONALIZED_REQUESTS_TOTAL,
         kind: MetricKind::Counter,
         help:
-            "Personalised replies handled, by source (text|voice) and status (ok|degraded|error).",
+            "Personalised replies handled, by source (text|voice) and status (ok|degraded|error|repeated).",
         labels: &["source", "status"],
     },
     MetricSpec {
@@ -277,11 +277,14 @@ pub enum RequestStatus {
     Degraded,
     /// Model failed; the fallback reply was sent.
     Error,
+    /// A redelivered update whose turn the memory already held: the stored reply was sent
+    /// again, without asking the model.
+    Repeated,
 }
 
 impl RequestStatus {
     /// Every value, for registration at start-up.
-    pub const ALL: [Self; 3] = [Self::Ok, Self::Degraded, Self::Error];
+    pub const ALL: [Self; 4] = [Self::Ok, Self::Degraded, Self::Error, Self::Repeated];
 
     /// The label value.
     #[must_use]
@@ -290,6 +293,7 @@ impl RequestStatus {
             Self::Ok => "ok",
             Self::Degraded => "degraded",
             Self::Error => "error",
+            Self::Repeated => "repeated",
         }
     }
 }
