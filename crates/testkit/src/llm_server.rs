@@ -33,7 +33,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use butler_domain::ports::{LlmRequest, RequestOptions};
-use butler_domain::ChatMessage;
+use butler_domain::{ChatMessage, ChatRole};
 use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 
@@ -375,6 +375,9 @@ struct Shared {
     model_lists: AtomicUsize,
     /// Answers what no route or queued step answers, instead of the default step.
     oracle: Mutex<Option<Arc<OracleLlm>>>,
+    /// Answers what no route or queued step answers with `prefix` + the last user message,
+    /// after `delay` (tests that match each reply to its message).
+    echo: Mutex<Option<(String, Duration)>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -463,6 +466,7 @@ impl ScriptedLlm {
             max_in_flight: AtomicUsize::new(0),
             model_lists: AtomicUsize::new(0),
             oracle: Mutex::new(None),
+            echo: Mutex::new(None),
         });
         let app = Router::new()
             .route("/v1/chat/completions", post(chat_completions))
@@ -475,6 +479,12 @@ impl ScriptedLlm {
             shared,
             server,
         }
+    }
+
+    /// Answers every request no route or queued step answers with `prefix` followed by the
+    /// request's last user message, after `delay`: each reply names the message it answers.
+    pub fn echo(&self, prefix: &str, delay: Duration) {
+        *lock(&self.shared.echo) = Some((prefix.to_owned(), delay));
     }
 
     /// Lets `oracle` answer every request no route or queued step answers (instead of the
@@ -665,10 +675,21 @@ async fn chat_completions(
     let model = parsed["model"].as_str().unwrap_or_default().to_owned();
     let queued = routed(&shared, &parsed).or_else(|| lock(&shared.script).pop_front());
     let oracle = lock(&shared.oracle).clone();
-    let step = match (queued, oracle) {
-        (Some(step), _) => step,
-        (None, Some(oracle)) => Step::reply(oracle.answer(&chat_request(&parsed)).await),
-        (None, None) => lock(&shared.default).clone(),
+    let echo = lock(&shared.echo).clone();
+    let step = match (queued, oracle, echo) {
+        (Some(step), _, _) => step,
+        (None, Some(oracle), _) => Step::reply(oracle.answer(&chat_request(&parsed)).await),
+        (None, None, Some((prefix, delay))) => {
+            let last = chat_request(&parsed)
+                .messages
+                .iter()
+                .rev()
+                .find(|m| m.role == ChatRole::User)
+                .map(|m| m.content.clone())
+                .unwrap_or_default();
+            Step::reply(format!("{prefix}{last}")).delayed(delay)
+        }
+        (None, None, None) => lock(&shared.default).clone(),
     };
     if !step.delay.is_zero() {
         tokio::time::sleep(step.delay).await;
