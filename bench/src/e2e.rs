@@ -19,7 +19,7 @@ use butler_domain::UserId;
 use butler_factory::metered::ReplyMetrics;
 use butler_factory::wiring::{self, App};
 use butler_presentation::telegram::{
-    run_bot, Access, BotConfig, BotDeps, BotError, BotSettings, Limits,
+    run_bot, Access, BotConfig, BotDeps, BotError, BotSettings, Delivery, Limits,
 };
 use butler_testkit::llm_server::ScriptedLlm;
 use butler_testkit::telegram::FakeTelegram;
@@ -270,15 +270,20 @@ impl InProcessBot {
             let mut app = wiring::assemble(&settings, storage, llm, counter, None)
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             app.reply = Arc::new((*app.reply).clone().with_observer(replies.clone()));
+            let inbox = wiring::open_inbox(&settings)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             let deps = BotDeps {
                 reply: app.reply.clone(),
                 stt: None,
                 profiles: app.storage.profiles.clone(),
+                inbox,
                 observer: Some(Arc::new(butler_factory::metered::TelegramMetrics)),
             };
             let bot_settings = BotSettings {
                 token: fakes.telegram.token().to_owned().into(),
                 api_url: Some(fakes.telegram.api_url()),
+                delivery: Delivery::Polling,
                 // Open to the benchmark's users, with no limits: the load is the point.
                 config: BotConfig {
                     access: Access::Everyone,

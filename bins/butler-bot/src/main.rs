@@ -10,7 +10,8 @@ use butler_domain::UserId;
 use butler_factory::settings::{example_toml, help_text, Access, Settings};
 use butler_factory::{models, runtime, wiring};
 use butler_presentation::telegram::{
-    run_bot, Access as BotAccess, BotConfig, BotDeps, BotSettings, Limits,
+    run_bot, webhook, Access as BotAccess, BotConfig, BotDeps, BotSettings, Delivery, InboxConfig,
+    Limits, WebhookConfig,
 };
 use clap::{Parser, Subcommand};
 
@@ -138,7 +139,13 @@ async fn run(settings: &Settings) -> ExitCode {
         Ok(app) => app,
         Err(e) => return fail(e),
     };
-    let telemetry = match runtime::start_telemetry(settings, &app.storage).await {
+    let inbox = match wiring::open_inbox(settings).await {
+        Ok(inbox) => inbox,
+        Err(e) => return fail(e),
+    };
+    let telemetry = match runtime::start_telemetry(settings, &app.storage, Some(Arc::clone(&inbox)))
+        .await
+    {
         Ok(t) => t,
         Err(e) => return fail(format!("METRICS_ADDR: {e}")),
     };
@@ -158,7 +165,26 @@ async fn run(settings: &Settings) -> ExitCode {
             settings.telegram.voice_max_seconds,
         )),
         max_voice_bytes: settings.telegram.voice_max_bytes as u64,
+        inbox: InboxConfig {
+            lease: settings.telegram.inbox_lease,
+            workers: settings.telegram.workers,
+            retention: settings.telegram.inbox_retention,
+            ..InboxConfig::default()
+        },
+        shutdown_grace: settings.telegram.shutdown_grace,
         ..BotConfig::default()
+    };
+    let delivery = match &settings.telegram.webhook {
+        None => Delivery::Polling,
+        Some(hook) => Delivery::Webhook(WebhookConfig {
+            url: hook.url.clone(),
+            listen: hook.listen,
+            secret: hook
+                .secret
+                .clone()
+                .unwrap_or_else(|| webhook::derived_secret(&token)),
+            max_connections: 40,
+        }),
     };
     let api_url = (settings.telegram.api_url != "https://api.telegram.org")
         .then(|| settings.telegram.api_url.clone());
@@ -166,12 +192,14 @@ async fn run(settings: &Settings) -> ExitCode {
         reply: Arc::clone(&app.reply),
         stt: app.stt.clone(),
         profiles: Arc::clone(&app.storage.profiles),
+        inbox,
         observer: Some(Arc::new(butler_factory::metered::TelegramMetrics)),
     };
     let result = run_bot(
         BotSettings {
             token,
             api_url,
+            delivery,
             config,
         },
         deps,

@@ -38,7 +38,7 @@ async fn main() -> ExitCode {
         Err(e) => return fail(e),
     };
     let telemetry = if cli.interval.is_some() {
-        match runtime::start_telemetry(&settings, &app.storage).await {
+        match runtime::start_telemetry(&settings, &app.storage, None).await {
             Ok(t) => t,
             Err(e) => return fail(format!("METRICS_ADDR: {e}")),
         }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use butler_domain::ports::ProfilePage;
+use butler_domain::ports::{ProfilePage, UpdateInbox};
 use butler_infrastructure::telemetry::exporter::{
     install_recorder, ComponentStatus, Readiness, ReadinessProbe, TelemetryServer,
 };
@@ -62,6 +62,7 @@ async fn connect(host: &str, port: u16) -> ComponentStatus {
 struct Probe {
     storage: Storage,
     llm: LlmProbe,
+    inbox: Option<Arc<dyn UpdateInbox>>,
 }
 
 #[async_trait::async_trait]
@@ -90,19 +91,28 @@ impl ReadinessProbe for Probe {
                 }
             }
         };
-        Readiness { storage, llm }
+        let inbox_backlog = match &self.inbox {
+            Some(inbox) => inbox.backlog().await.ok(),
+            None => None,
+        };
+        Readiness {
+            storage,
+            llm,
+            inbox_backlog,
+        }
     }
 }
 
 /// Starts `/metrics`, `/healthz` and `/readyz` on `METRICS_ADDR`, if set. Call it after the
 /// engine is built: with the embedded engine the model is then loaded, and `/readyz` reports
-/// the LLM as up.
+/// the LLM as up. With the bot's `inbox`, `/readyz` reports its backlog too.
 ///
 /// # Errors
 /// If the recorder is already installed or the address cannot be bound.
 pub async fn start_telemetry(
     settings: &Settings,
     storage: &Storage,
+    inbox: Option<Arc<dyn UpdateInbox>>,
 ) -> Result<Option<TelemetryServer>, String> {
     let Some(addr) = settings.metrics_addr else {
         return Ok(None);
@@ -130,6 +140,7 @@ pub async fn start_telemetry(
     let probe = Arc::new(Probe {
         storage: storage.clone(),
         llm,
+        inbox,
     });
     let server = TelemetryServer::start(addr, handle, probe)
         .await

@@ -39,7 +39,7 @@ async fn a_pool_with_one_server_down_is_ready_answers_and_reports_each_server_by
     let settings = Settings::from_sources(None, |name| env.get(name).cloned()).unwrap();
     let storage = wiring::open_storage(&settings).await.unwrap();
     let llm = wiring::llm_client(&settings).unwrap();
-    let server = runtime::start_telemetry(&settings, &storage)
+    let server = runtime::start_telemetry(&settings, &storage, None)
         .await
         .unwrap()
         .expect("METRICS_ADDR is set");

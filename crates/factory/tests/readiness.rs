@@ -18,7 +18,7 @@ async fn readiness_reports_the_embedded_engine_as_up() {
     .into();
     let settings = Settings::from_sources(None, |name| env.get(name).cloned()).unwrap();
     let storage = wiring::open_storage(&settings).await.unwrap();
-    let server = runtime::start_telemetry(&settings, &storage)
+    let server = runtime::start_telemetry(&settings, &storage, None)
         .await
         .unwrap()
         .expect("METRICS_ADDR is set");

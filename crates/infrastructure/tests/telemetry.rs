@@ -70,6 +70,7 @@ fn healthy() -> Readiness {
     Readiness {
         storage: ComponentStatus::Up,
         llm: ComponentStatus::Up,
+        inbox_backlog: None,
     }
 }
 
@@ -659,6 +660,7 @@ async fn readyz_is_ready_when_storage_is_reachable_and_reports_an_unreachable_ll
         Readiness {
             storage: ComponentStatus::Up,
             llm: ComponentStatus::down("llm.local: connection refused"),
+            inbox_backlog: Some(7),
         }
     });
     let telemetry = TestTelemetry::spawn_with_probe(probe).await;
@@ -670,6 +672,7 @@ async fn readyz_is_ready_when_storage_is_reachable_and_reports_an_unreachable_ll
     assert_eq!(json["storage"]["status"], "up");
     assert_eq!(json["llm"]["status"], "down");
     assert_eq!(json["llm"]["reason"], "llm.local: connection refused");
+    assert_eq!(json["inbox"]["backlog"], 7, "the bot's inbox backlog is reported");
 }
 
 #[tokio::test]
@@ -678,6 +681,7 @@ async fn readyz_is_unavailable_when_storage_is_unreachable() {
         Readiness {
             storage: ComponentStatus::down("sqlite: database is locked"),
             llm: ComponentStatus::Up,
+            inbox_backlog: None,
         }
     });
     let telemetry = TestTelemetry::spawn_with_probe(probe).await;

@@ -5,7 +5,7 @@ mod support;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use butler_presentation::telegram::{run_bot, BotError, BotSettings};
+use butler_presentation::telegram::{run_bot, BotError, BotSettings, Delivery};
 use butler_testkit::telegram::{Failure, FakeTelegram};
 use support::{test_config, FakeWorld, WAIT};
 use tokio_util::sync::CancellationToken;
@@ -61,6 +61,7 @@ async fn an_unreachable_telegram_fails_start_up_without_the_token_in_the_error_o
     let settings = BotSettings {
         token: TOKEN.to_owned().into(),
         api_url: Some(format!("http://127.0.0.1:{}/", free_port())),
+        delivery: Delivery::Polling,
         config: test_config(),
     };
     let result = run_bot(
@@ -85,6 +86,7 @@ async fn a_token_telegram_rejects_fails_start_up_without_the_token_in_the_error(
             .to_owned()
             .into(),
         api_url: Some(telegram.api_url()),
+        delivery: Delivery::Polling,
         config: test_config(),
     };
     let error = run_bot(
@@ -107,6 +109,7 @@ async fn failing_telegram_calls_are_logged_without_the_token_even_at_trace_level
     let settings = BotSettings {
         token: TOKEN.to_owned().into(),
         api_url: Some(telegram.api_url()),
+        delivery: Delivery::Polling,
         config: test_config(),
     };
     let shutdown = CancellationToken::new();

@@ -77,6 +77,27 @@ pub struct TelegramSettings {
     pub voice_max_seconds: u32,
     /// Largest voice file downloaded.
     pub voice_max_bytes: usize,
+    /// Webhook mode, when `TELEGRAM_WEBHOOK_URL` is set; long polling otherwise.
+    pub webhook: Option<WebhookSettings>,
+    /// Users answered at once.
+    pub workers: usize,
+    /// Lease on a user's pending updates.
+    pub inbox_lease: Duration,
+    /// How long answered updates are remembered.
+    pub inbox_retention: Duration,
+    /// Time given to replies in flight at shutdown.
+    pub shutdown_grace: Duration,
+}
+
+/// Webhook mode (`TELEGRAM_WEBHOOK_*`).
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    /// The public URL Telegram posts to.
+    pub url: url::Url,
+    /// Where the bot listens.
+    pub listen: SocketAddr,
+    /// The configured secret; `None` = derived from the bot token.
+    pub secret: Option<SecretString>,
 }
 
 /// Who the Telegram bot answers (`ALLOWED_USER_IDS`).
@@ -479,6 +500,13 @@ impl Settings {
             },
             voice_max_seconds: raw.int_or("VOICE_MAX_SECONDS", 1),
             voice_max_bytes: raw.int_or("VOICE_MAX_BYTES", 1),
+            webhook: parse_webhook(raw),
+            workers: raw.int_or("TELEGRAM_WORKERS", 1),
+            inbox_lease: Duration::from_secs(raw.int_or("INBOX_LEASE_SECS", 15)),
+            inbox_retention: Duration::from_secs(
+                raw.int_or::<u64>("INBOX_RETENTION_HOURS", 48) * 3600,
+            ),
+            shutdown_grace: Duration::from_secs(raw.int_or("SHUTDOWN_GRACE_SECS", 20)),
         };
         let storage = parse_storage(raw);
         let base_urls = raw.url_list("LLM_BASE_URL");
@@ -635,6 +663,44 @@ impl Settings {
                 self.telegram.voice_max_seconds.to_string(),
             ),
             ("VOICE_MAX_BYTES", self.telegram.voice_max_bytes.to_string()),
+            (
+                "TELEGRAM_WEBHOOK_URL",
+                self.telegram
+                    .webhook
+                    .as_ref()
+                    .map(|w| w.url.to_string())
+                    .unwrap_or_default(),
+            ),
+            (
+                "TELEGRAM_WEBHOOK_LISTEN",
+                self.telegram.webhook.as_ref().map_or_else(
+                    || raw_default("TELEGRAM_WEBHOOK_LISTEN").to_owned(),
+                    |w| w.listen.to_string(),
+                ),
+            ),
+            (
+                "TELEGRAM_WEBHOOK_SECRET",
+                masked(
+                    &self
+                        .telegram
+                        .webhook
+                        .as_ref()
+                        .and_then(|w| w.secret.clone()),
+                ),
+            ),
+            ("TELEGRAM_WORKERS", self.telegram.workers.to_string()),
+            (
+                "INBOX_LEASE_SECS",
+                self.telegram.inbox_lease.as_secs().to_string(),
+            ),
+            (
+                "INBOX_RETENTION_HOURS",
+                (self.telegram.inbox_retention.as_secs() / 3600).to_string(),
+            ),
+            (
+                "SHUTDOWN_GRACE_SECS",
+                self.telegram.shutdown_grace.as_secs().to_string(),
+            ),
             ("STORAGE", backend.to_owned()),
             ("SQLITE_PATH", sqlite),
             ("MONGODB_URI", mongo),
@@ -769,6 +835,51 @@ fn read_toml(path: &Path, raw: &mut Raw) {
         };
         raw.values.insert(name, text);
     }
+}
+
+/// The table's default of `name` ("" when it has none).
+fn raw_default(name: &str) -> &'static str {
+    variable(name).map_or("", |v| v.default)
+}
+
+/// Webhook mode when `TELEGRAM_WEBHOOK_URL` is set: an https URL (http only for a loopback
+/// host, as tests and local proxies use), a listen address, and a secret Telegram accepts.
+fn parse_webhook(raw: &mut Raw) -> Option<WebhookSettings> {
+    let listen = raw
+        .or_default("TELEGRAM_WEBHOOK_LISTEN")
+        .parse::<SocketAddr>()
+        .map_err(|_| raw.expected("TELEGRAM_WEBHOOK_LISTEN"))
+        .ok();
+    let secret = raw.secret("TELEGRAM_WEBHOOK_SECRET");
+    if secret.as_ref().is_some_and(|s| {
+        let s = s.expose_secret();
+        s.len() > 256
+            || !s
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    }) {
+        raw.expected("TELEGRAM_WEBHOOK_SECRET");
+    }
+    let text = raw.get("TELEGRAM_WEBHOOK_URL")?.to_owned();
+    let url = match url::Url::parse(&text) {
+        Ok(u)
+            if u.scheme() == "https"
+                || (u.scheme() == "http"
+                    && u.host_str()
+                        .is_some_and(|h| h == "localhost" || h.starts_with("127.") || h == "[::1]")) =>
+        {
+            u
+        }
+        _ => {
+            raw.expected("TELEGRAM_WEBHOOK_URL");
+            return None;
+        }
+    };
+    Some(WebhookSettings {
+        url,
+        listen: listen?,
+        secret,
+    })
 }
 
 fn parse_access(raw: &mut Raw) -> Option<Access> {

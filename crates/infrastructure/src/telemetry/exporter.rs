@@ -116,6 +116,10 @@ pub struct Readiness {
     pub storage: ComponentStatus,
     /// The language model endpoint.
     pub llm: ComponentStatus,
+    /// Telegram updates received and not yet answered (the bot's inbox), when this process
+    /// has one and it could be counted: a backlog that keeps growing means the replicas do
+    /// not keep up.
+    pub inbox_backlog: Option<u64>,
 }
 
 impl Readiness {
@@ -306,13 +310,17 @@ async fn readyz_endpoint(State(state): State<AppState>) -> impl IntoResponse {
         .unwrap_or_else(|_| Readiness {
             storage: ComponentStatus::down("readiness probe timed out"),
             llm: ComponentStatus::down("readiness probe timed out"),
+            inbox_backlog: None,
         });
     let ready = readiness.is_ready();
-    let body = serde_json::json!({
+    let mut body = serde_json::json!({
         "status": if ready { "ready" } else { "not_ready" },
         "storage": readiness.storage.to_json(),
         "llm": readiness.llm.to_json(),
     });
+    if let Some(backlog) = readiness.inbox_backlog {
+        body["inbox"] = serde_json::json!({ "backlog": backlog });
+    }
     let code = if ready {
         StatusCode::OK
     } else {

@@ -1,6 +1,7 @@
 //! The bot's settings: what the factory fills in from `Settings`, with defaults that suit a
 //! self-hosted bot talking to the real Telegram.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use butler_domain::UserId;
@@ -17,8 +18,67 @@ pub struct BotSettings {
     /// A Bot API server other than `https://api.telegram.org` (`TELEGRAM_API_URL`): a local
     /// Bot API server, or the fake one in tests.
     pub api_url: Option<String>,
+    /// How updates arrive.
+    pub delivery: Delivery,
     /// Behaviour.
     pub config: BotConfig,
+}
+
+/// How updates arrive from Telegram.
+#[derive(Debug, Clone, Default)]
+pub enum Delivery {
+    /// `getUpdates` long polling (the default): no public address needed. Start-up removes a
+    /// webhook left by an earlier webhook-mode run (`deleteWebhook`, keeping pending updates).
+    #[default]
+    Polling,
+    /// Telegram POSTs updates to a public HTTPS URL (`TELEGRAM_WEBHOOK_URL`); the bot listens
+    /// behind a reverse proxy or load balancer. Any number of processes may serve one bot.
+    Webhook(WebhookConfig),
+}
+
+/// Webhook mode's settings.
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    /// The public URL Telegram posts to (`https://…`); its path is the path served.
+    pub url: url::Url,
+    /// Where the bot listens (`TELEGRAM_WEBHOOK_LISTEN`).
+    pub listen: SocketAddr,
+    /// Telegram sends it in `X-Telegram-Bot-Api-Secret-Token` with every update; requests
+    /// without it are refused. Every replica of one bot must use the same one.
+    pub secret: SecretString,
+    /// At most this many webhook requests at once from Telegram (`max_connections`, 1–100).
+    pub max_connections: u8,
+}
+
+/// How received updates are kept until answered (the durable inbox).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InboxConfig {
+    /// How long a claim on a user's updates lasts unless renewed (it is renewed every third
+    /// of it while the answer is being written): after a crash, that user's pending updates
+    /// are taken over within this time.
+    pub lease: Duration,
+    /// How many users are answered at once by this process.
+    pub workers: usize,
+    /// How often the inbox is checked for work nobody announced (updates another replica
+    /// received, leases that expired).
+    pub poll_interval: Duration,
+    /// Answered updates are remembered this long, so Telegram's redeliveries are dropped.
+    pub retention: Duration,
+    /// An update whose answering was interrupted this many times (a crash each time, say) is
+    /// given up, logged at `error`, instead of being tried forever.
+    pub max_attempts: u32,
+}
+
+impl Default for InboxConfig {
+    fn default() -> Self {
+        Self {
+            lease: Duration::from_secs(15),
+            workers: 256,
+            poll_interval: Duration::from_secs(1),
+            retention: Duration::from_secs(2 * 24 * 3600),
+            max_attempts: 5,
+        }
+    }
 }
 
 /// Who the bot answers (`ALLOWED_USER_IDS`).
@@ -62,6 +122,11 @@ pub struct BotConfig {
     pub voice_quote_chars: usize,
     /// Live drafts of replies in private chats; a zero interval turns them off.
     pub drafts: DraftPacing,
+    /// The durable inbox of received updates.
+    pub inbox: InboxConfig,
+    /// On shutdown (SIGTERM), how long replies in flight may take to finish; those still
+    /// running then are stopped and their updates released for the next process.
+    pub shutdown_grace: Duration,
 }
 
 impl Default for BotConfig {
@@ -81,6 +146,8 @@ impl Default for BotConfig {
             max_retry_after: Duration::from_secs(120),
             voice_quote_chars: 80,
             drafts: DraftPacing::default(),
+            inbox: InboxConfig::default(),
+            shutdown_grace: Duration::from_secs(20),
         }
     }
 }
@@ -105,11 +172,20 @@ impl BotConfig {
             ("voice_download_timeout", self.voice_download_timeout),
             ("poll_timeout", self.poll_timeout),
             ("request_timeout", self.request_timeout),
+            ("inbox.lease", self.inbox.lease),
+            ("inbox.poll_interval", self.inbox.poll_interval),
+            ("inbox.retention", self.inbox.retention),
         ];
         for (name, value) in positive {
             if value.is_zero() {
                 problems.push(format!("{name} must be greater than zero"));
             }
+        }
+        if self.inbox.workers == 0 {
+            problems.push("inbox.workers must be at least 1".to_owned());
+        }
+        if self.inbox.max_attempts == 0 {
+            problems.push("inbox.max_attempts must be at least 1".to_owned());
         }
         if self.max_send_attempts == 0 {
             problems.push("max_send_attempts must be at least 1".to_owned());

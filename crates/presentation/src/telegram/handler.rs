@@ -151,12 +151,13 @@ impl Handler {
             user_id = raw_user,
             chat_id = message.chat.id.0,
         );
-        self.handle_from(UserId::new(raw_user), &message)
+        let origin = format!("telegram-update:{}", update_id.0);
+        self.handle_from(UserId::new(raw_user), &message, origin)
             .instrument(span)
             .await;
     }
 
-    async fn handle_from(&self, user_id: UserId, message: &Message) {
+    async fn handle_from(&self, user_id: UserId, message: &Message, origin: String) {
         if !lock(&self.answered).insert((message.chat.id.0, message.id.0)) {
             tracing::info!("message already handled; ignoring the re-delivery");
             return;
@@ -191,6 +192,7 @@ impl Handler {
                     user_id,
                     text: text.to_owned(),
                     source: Source::Text,
+                    origin: Some(origin),
                 };
                 self.answer(message, input, None, typing, started).await;
             }
@@ -201,7 +203,8 @@ impl Handler {
                     bytes = voice.file.size,
                     "voice note received"
                 );
-                self.answer_voice(user_id, message, voice, started).await;
+                self.answer_voice(user_id, message, voice, origin, started)
+                    .await;
             }
             Incoming::Unsupported => {
                 tracing::info!(kind = "unsupported", "content the butler does not read");
@@ -317,6 +320,7 @@ impl Handler {
         user_id: UserId,
         message: &Message,
         voice: &Voice,
+        origin: String,
         started: Instant,
     ) {
         let Some(stt) = self.stt.clone() else {
@@ -393,6 +397,7 @@ impl Handler {
             user_id,
             text: heard.trim().to_owned(),
             source: Source::Voice,
+            origin: Some(origin),
         };
         self.answer(message, input, Some(&heard), typing, started)
             .await;

@@ -1,55 +1,63 @@
-//! The Telegram front end: long polling with teloxide, one reply per message through
-//! [`PersonalizedReplyUseCase`], plain-text replies split to Telegram's limit.
+//! The Telegram front end: updates arrive by long polling or webhook, are stored in a durable
+//! inbox before Telegram is told they arrived, and are answered from the inbox, one reply per
+//! message through [`PersonalizedReplyUseCase`], plain-text replies split to Telegram's limit.
 //!
 //! The factory calls [`run_bot`] with [`BotSettings`], [`BotDeps`] and a cancellation token;
 //! everything else here is private.
 //!
-//! Guarantees (tested end to end against the fake Bot API in `butler-testkit`):
-//! - **per-user order**: updates are distributed to workers by sender (falling back to the
-//!   chat), so one user's messages are answered one at a time, in order, while other users are
-//!   served in parallel — a slow model for one user never blocks another;
-//! - **no duplicate answers after a restart**: polling acknowledges each batch with the next
-//!   `getUpdates` offset as soon as it is received, and a graceful shutdown finishes every
-//!   update already taken and sends a final `getUpdates` confirming them, so a restarted bot
-//!   never sees them again. Within one process, re-delivered messages are dropped by
-//!   `(chat, message id)`. The trade-off of acknowledging on receipt: a *crash* (not a
-//!   shutdown) loses the few updates received but not yet answered, rather than answering
-//!   some twice;
+//! Guarantees (tested end to end against the fake Bot API in `butler-testkit`, with real
+//! processes killed mid-load):
+//! - **nothing lost**: an update is acknowledged (the next `getUpdates` offset, or the
+//!   webhook's `200`) only once it is in the inbox ([`receive`]); a crash leaves it pending,
+//!   and it is answered after the restart, or by another replica once its lease expires;
+//! - **per-user order**: a user's updates are answered one at a time, in order, across tasks
+//!   and processes ([`workers`]), while other users are served in parallel — a slow model for
+//!   one user never blocks another;
+//! - **none answered twice**: redeliveries are dropped by `update_id`; an update claimed again
+//!   after a crash finds its turn in memory and re-sends the stored reply without asking the
+//!   model. The one window left: a crash after Telegram accepted the reply and before the
+//!   update was marked done sends that reply again;
 //! - **no resent replies**: see [`outbox`] — only sends that surely failed are retried;
-//! - **the token never appears in logs or errors**: error texts pass through a redactor.
+//! - **the token never appears in logs or errors**: error texts pass through a redactor;
+//! - **webhook requests are authenticated**: see [`webhook`].
 
 mod config;
 mod drafts;
 mod handler;
 mod limits;
 mod outbox;
+mod polling;
+mod receive;
 mod recent;
 mod redact;
 mod split;
 mod texts;
+pub mod webhook;
+mod workers;
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
 use butler_application::PersonalizedReplyUseCase;
-use butler_domain::ports::{SpeechToText, UserProfileRepository};
-use futures::future::BoxFuture;
+use butler_domain::ports::{SpeechToText, UpdateInbox, UserProfileRepository};
 use secrecy::ExposeSecret as _;
-use teloxide::dispatching::Dispatcher;
-use teloxide::error_handlers::ErrorHandler;
+use teloxide::payloads::SetWebhookSetters as _;
 use teloxide::prelude::*;
-use teloxide::update_listeners::Polling;
+use teloxide::types::AllowedUpdate;
 use teloxide::RequestError;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-pub use config::{Access, BotConfig, BotSettings};
+pub use config::{Access, BotConfig, BotSettings, Delivery, InboxConfig, WebhookConfig};
 pub use drafts::DraftPacing;
 pub use limits::Limits;
 pub use split::{split_message, TELEGRAM_MESSAGE_LIMIT};
 
 use handler::Handler;
+use receive::Receiver;
 use redact::Redactor;
+use webhook::WebhookServer;
+use workers::Workers;
 
 /// What the bot needs from the rest of the application.
 #[derive(Clone)]
@@ -60,6 +68,8 @@ pub struct BotDeps {
     pub stt: Option<Arc<dyn SpeechToText>>,
     /// Profiles, read for per-user exceptions to the limits.
     pub profiles: Arc<dyn UserProfileRepository>,
+    /// Received updates until they are answered.
+    pub inbox: Arc<dyn UpdateInbox>,
     /// Told about Telegram-side events worth counting; `None` = nobody listens.
     pub observer: Option<Arc<dyn TelegramObserver>>,
 }
@@ -111,6 +121,14 @@ pub enum BotError {
         /// What failed.
         detail: String,
     },
+    /// The webhook listener could not bind `TELEGRAM_WEBHOOK_LISTEN`.
+    #[error("cannot listen for webhooks on {addr} (TELEGRAM_WEBHOOK_LISTEN): {detail}")]
+    WebhookListen {
+        /// The address.
+        addr: String,
+        /// What the OS said.
+        detail: String,
+    },
     /// Telegram rejected the token or could not be reached at start-up (`getMe`).
     #[error("Telegram getMe failed at start-up: {detail}")]
     Startup {
@@ -119,21 +137,20 @@ pub enum BotError {
     },
 }
 
-/// Updates queued per sender before the dispatcher waits (teloxide's default is 64). The
-/// dispatcher blocks *everyone* while one sender's queue is full, so it is generous: a user
-/// flooding a slow model must not stall the others.
-const WORKER_QUEUE: usize = 1024;
-
 /// Slack between the long-poll timeout and the HTTP client's own deadline.
 const POLL_SLACK: Duration = Duration::from_secs(10);
 
-/// Runs the bot until `shutdown` is cancelled, then lets in-flight replies finish and
-/// confirms the updates already taken, and returns.
+/// How often answered updates older than the retention are removed from the inbox.
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Runs the bot until `shutdown` is cancelled, then stops receiving, lets replies in flight
+/// finish within the grace period (releasing the rest), and returns.
 ///
 /// # Errors
-/// When the settings are invalid or Telegram cannot be reached or rejects the token at
-/// start-up. Once running, nothing stops the bot but `shutdown`: Telegram outages are
-/// retried with backoff, model/STT/storage failures become polite replies.
+/// When the settings are invalid, the webhook address cannot be bound, or Telegram cannot be
+/// reached or rejects the token at start-up. Once running, nothing stops the bot but
+/// `shutdown`: Telegram and inbox outages are retried with backoff, model/STT/storage
+/// failures become polite replies.
 pub async fn run_bot(
     settings: BotSettings,
     deps: BotDeps,
@@ -142,6 +159,7 @@ pub async fn run_bot(
     let BotSettings {
         token,
         api_url,
+        delivery,
         config,
     } = settings;
     let problems = config.problems();
@@ -151,7 +169,7 @@ pub async fn run_bot(
     let token = token.expose_secret();
     let redactor = Redactor::new(token);
     let client = teloxide::net::default_reqwest_settings()
-        .timeout(config.poll_timeout + POLL_SLACK)
+        .timeout(config.request_timeout.max(config.poll_timeout + POLL_SLACK))
         .build()
         .map_err(|e| BotError::HttpClient {
             detail: redactor.clean(e),
@@ -181,85 +199,111 @@ pub async fn run_bot(
             })
         }
     };
-    tracing::info!(bot = me.username(), "connected to Telegram; long polling");
-
-    let poll_timeout = config.poll_timeout;
     match &config.access {
         Access::Everyone => tracing::warn!(
             "ALLOWED_USER_IDS=*: the bot answers anyone who finds it; rate limits and the daily quota still apply"
         ),
         Access::Only(ids) => tracing::info!(users = ids.len(), "answering the allowed users only"),
     }
-    let handler = Arc::new(Handler::new(deps, config, bot.clone(), redactor.clone()));
-    let tree = Update::filter_message().endpoint(move |update: Update, message: Message| {
-        let handler = handler.clone();
-        async move {
-            handler.handle(update.id, message).await;
-            Ok::<(), Infallible>(())
-        }
-    });
-    let mut dispatcher = Dispatcher::builder(bot.clone(), tree)
-        .distribution_function(sender_key)
-        .worker_queue_size(WORKER_QUEUE)
-        // Edited messages, callbacks, ... are not for the butler; never log their content.
-        .default_handler(|_| async {})
-        .build();
-    let listener = Polling::builder(bot.clone())
-        .timeout(poll_timeout)
-        .delete_webhook()
-        .await
-        .build();
 
-    let stop = dispatcher.shutdown_token();
-    let bridge = tokio::spawn(async move {
-        shutdown.cancelled().await;
-        tracing::info!("shutting down: finishing replies in flight");
-        // The dispatcher refuses to stop before it has started; try until it has.
-        loop {
-            match stop.shutdown() {
-                Ok(done) => {
-                    done.await;
-                    break;
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-            }
+    let wake = Arc::new(Notify::new());
+    let inbox = Arc::clone(&deps.inbox);
+    let receiver = Receiver::new(Arc::clone(&inbox), Arc::clone(&wake));
+    // Receiving stops first at shutdown; answering winds down after it.
+    let stop_receiving = shutdown.child_token();
+    let receiving = match delivery {
+        Delivery::Polling => {
+            call_at_start(&config, &redactor, "deleteWebhook", bot.delete_webhook().send())
+                .await?;
+            tracing::info!(bot = me.username(), "connected to Telegram; long polling");
+            tokio::spawn(polling::poll(
+                bot.clone(),
+                receiver,
+                config.poll_timeout,
+                redactor.clone(),
+                stop_receiving.clone(),
+            ))
         }
-    });
-    let result = dispatcher
-        .try_dispatch_with_listener(
-            listener,
-            Arc::new(ListenerErrors {
-                redactor: redactor.clone(),
-            }),
-        )
-        .await;
-    bridge.abort();
-    result.map_err(|error| BotError::Startup {
-        detail: redactor.clean(error),
-    })?;
+        Delivery::Webhook(webhook) => {
+            let server =
+                WebhookServer::bind(webhook.listen, webhook.url.path(), &webhook.secret, receiver)
+                    .await
+                    .map_err(|e| BotError::WebhookListen {
+                        addr: webhook.listen.to_string(),
+                        detail: e.to_string(),
+                    })?;
+            let set = bot
+                .set_webhook(webhook.url.clone())
+                .secret_token(webhook.secret.expose_secret())
+                .allowed_updates([AllowedUpdate::Message])
+                .max_connections(webhook.max_connections)
+                .send();
+            call_at_start(&config, &redactor, "setWebhook", set).await?;
+            tracing::info!(
+                bot = me.username(),
+                listen = ?server.local_addr(),
+                path = webhook.url.path(),
+                "connected to Telegram; receiving updates by webhook"
+            );
+            tokio::spawn(server.serve(stop_receiving.clone()))
+        }
+    };
+    let purging = tokio::spawn(purge(
+        Arc::clone(&inbox),
+        config.inbox.retention,
+        stop_receiving.clone(),
+    ));
+
+    let workers = Workers {
+        inbox,
+        handler: Arc::new(Handler::new(deps, config.clone(), bot, redactor)),
+        wake,
+        config: config.inbox,
+        grace: config.shutdown_grace,
+    };
+    let answering = tokio::spawn(workers.run(shutdown.clone()));
+    shutdown.cancelled().await;
+    tracing::info!("shutting down: no new updates taken");
+    stop_receiving.cancel();
+    let _ = receiving.await;
+    purging.abort();
+    let _ = answering.await;
     tracing::info!("bot stopped");
     Ok(())
 }
 
-/// Distributes updates by sender, so one user's messages are handled in order (even across
-/// chats — they share one memory) and different users in parallel.
-fn sender_key(update: &Update) -> Option<i64> {
-    update
-        .from()
-        .and_then(|user| i64::try_from(user.id.0).ok())
-        .or_else(|| update.chat().map(|chat| chat.id.0))
-}
-
-/// Logs polling errors without the token; polling itself backs off and retries.
-struct ListenerErrors {
-    redactor: Redactor,
-}
-
-impl ErrorHandler<RequestError> for ListenerErrors {
-    fn handle_error(self: Arc<Self>, error: RequestError) -> BoxFuture<'static, ()> {
-        let error = self.redactor.clean(error);
-        Box::pin(async move {
-            tracing::warn!(%error, "getUpdates failed; polling will retry");
-        })
+/// A start-up call to Telegram, bounded by the request deadline; its failure stops the start.
+async fn call_at_start<T>(
+    config: &BotConfig,
+    redactor: &Redactor,
+    method: &str,
+    call: impl std::future::Future<Output = Result<T, RequestError>>,
+) -> Result<T, BotError> {
+    match tokio::time::timeout(config.request_timeout, call).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(BotError::Startup {
+            detail: format!("{method}: {}", redactor.clean(error)),
+        }),
+        Err(_) => Err(BotError::Startup {
+            detail: format!("{method}: no answer within {:?}", config.request_timeout),
+        }),
     }
 }
+
+/// Removes answered updates older than `retention` from the inbox, hourly.
+async fn purge(inbox: Arc<dyn UpdateInbox>, retention: Duration, stop: CancellationToken) {
+    let retention = time::Duration::try_from(retention).unwrap_or(time::Duration::days(2));
+    loop {
+        let before = time::OffsetDateTime::now_utc() - retention;
+        match inbox.delete_done_before(before).await {
+            Ok(0) => {}
+            Ok(removed) => tracing::debug!(removed, "answered updates removed from the inbox"),
+            Err(error) => tracing::warn!(%error, "inbox clean-up failed; retrying later"),
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(PURGE_EVERY) => {}
+        }
+    }
+}
+

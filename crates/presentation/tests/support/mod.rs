@@ -17,10 +17,11 @@ use butler_application::{
 use butler_domain::ports::SpeechToText;
 use butler_domain::{UserId, UserMemoryEvent};
 use butler_presentation::telegram::{
-    run_bot, Access, BotConfig, BotDeps, BotError, BotSettings, Limits, TelegramObserver,
+    run_bot, Access, BotConfig, BotDeps, BotError, BotSettings, Delivery, Limits,
+    TelegramObserver,
 };
 use butler_testkit::fakes::{
-    CharCounter, FakeLlm, FakeStt, InMemoryMemory, InMemoryProfiles, ManualClock,
+    CharCounter, FakeLlm, FakeStt, InMemoryInbox, InMemoryMemory, InMemoryProfiles, ManualClock,
 };
 use butler_testkit::telegram::FakeTelegram;
 use tokio_util::sync::CancellationToken;
@@ -93,6 +94,7 @@ pub struct FakeWorld {
     pub clock: Arc<ManualClock>,
     pub scheduler: Arc<RecordingScheduler>,
     pub observer: Arc<CountingObserver>,
+    pub inbox: Arc<InMemoryInbox>,
 }
 
 impl FakeWorld {
@@ -113,6 +115,7 @@ impl FakeWorld {
             reply: Arc::new(reply),
             stt: Some(self.stt.clone() as Arc<dyn SpeechToText>),
             profiles: self.profiles.clone(),
+            inbox: self.inbox.clone(),
             observer: Some(self.observer.clone() as Arc<dyn TelegramObserver>),
         }
     }
@@ -160,6 +163,7 @@ impl BotHarness {
         let settings = BotSettings {
             token: telegram.token().to_owned().into(),
             api_url: Some(telegram.api_url()),
+            delivery: Delivery::Polling,
             config,
         };
         let shutdown = CancellationToken::new();

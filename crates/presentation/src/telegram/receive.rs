@@ -1,0 +1,103 @@
+//! Receiving updates: long polling or the webhook hands each update here, and it is stored in
+//! the inbox *before* it is acknowledged to Telegram (the next `getUpdates` offset, or the
+//! webhook's `200`). Whatever happens to the process afterwards, the update is answered.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use butler_domain::ports::{InboxError, InboxUpdate, Stored, UpdateInbox};
+use teloxide::types::{Update, UpdateKind};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// Whose updates are answered one at a time, in order: the sender (even across chats — they
+/// share one memory), or the chat when there is no sender.
+pub(crate) fn sender_key(update: &Update) -> Option<i64> {
+    update
+        .from()
+        .and_then(|user| i64::try_from(user.id.0).ok())
+        .or_else(|| update.chat().map(|chat| chat.id.0))
+}
+
+/// The inbox entry for `update` (its JSON as received is `payload`), or `None` for updates
+/// the butler does not answer (edits, callbacks, … — only messages are), which are
+/// acknowledged without storing.
+pub(crate) fn entry(update: &Update, payload: String) -> Option<InboxUpdate> {
+    if !matches!(update.kind, UpdateKind::Message(_)) {
+        return None;
+    }
+    Some(InboxUpdate {
+        update_id: i64::from(update.id.0),
+        key: sender_key(update)?,
+        payload,
+        received_at: butler_domain::timestamp::truncate_to_millis(
+            time::OffsetDateTime::now_utc(),
+        ),
+    })
+}
+
+/// Stores received updates and wakes the workers.
+#[derive(Clone)]
+pub(crate) struct Receiver {
+    inbox: Arc<dyn UpdateInbox>,
+    wake: Arc<Notify>,
+}
+
+impl std::fmt::Debug for Receiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Receiver")
+    }
+}
+
+/// Pauses between attempts to store when the inbox is down (polling only: a webhook request
+/// is refused instead, and Telegram retries it).
+const STORE_BACKOFF: [Duration; 4] = [
+    Duration::from_millis(100),
+    Duration::from_millis(500),
+    Duration::from_secs(2),
+    Duration::from_secs(5),
+];
+
+impl Receiver {
+    pub(crate) fn new(inbox: Arc<dyn UpdateInbox>, wake: Arc<Notify>) -> Self {
+        Self { inbox, wake }
+    }
+
+    /// Stores one update once; a redelivered one is dropped. Wakes a worker when it is new.
+    pub(crate) async fn store(&self, entry: &InboxUpdate) -> Result<Stored, InboxError> {
+        let stored = self.inbox.store(entry).await?;
+        match stored {
+            Stored::New => self.wake.notify_one(),
+            Stored::Duplicate => tracing::info!(
+                update_id = entry.update_id,
+                "update already in the inbox; redelivery dropped"
+            ),
+        }
+        Ok(stored)
+    }
+
+    /// Stores one update, retrying with back-off while the inbox is down. `false` when
+    /// `shutdown` came first: the update is then not acknowledged, and Telegram delivers it
+    /// again to the next process.
+    pub(crate) async fn store_patiently(
+        &self,
+        entry: &InboxUpdate,
+        shutdown: &CancellationToken,
+    ) -> bool {
+        let mut attempt = 0;
+        loop {
+            match self.store(entry).await {
+                Ok(_) => return true,
+                Err(error) => {
+                    let pause = STORE_BACKOFF[attempt.min(STORE_BACKOFF.len() - 1)];
+                    attempt += 1;
+                    tracing::warn!(%error, update_id = entry.update_id, retry_in_ms = pause.as_millis(), "update not stored; not acknowledging it yet");
+                    tokio::select! {
+                        () = shutdown.cancelled() => return false,
+                        () = tokio::time::sleep(pause) => {}
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! Answering what the inbox holds: one loop claims updates (the oldest pending one among users
+//! nobody is answering, under a lease on that user), and each claim is answered in a task of
+//! its own, at most [`InboxConfig::workers`] at once. While the answer is written the lease is
+//! renewed; when it is sent the update is marked done and the user released.
+//!
+//! - **Per-user order**: a user's next update is claimable only once the previous one is done,
+//!   in this process or any other on the same inbox.
+//! - **Crashes**: a claim dies with its process; its lease expires and the update is claimed
+//!   again (by a replica at once, by the restarted process otherwise), `attempts` one higher.
+//!   The reply path is idempotent per update (the memory tags each turn with its update), so a
+//!   turn already stored is re-sent, not re-generated. The only duplicate a user can see comes
+//!   from a crash after Telegram accepted the reply and before the update was marked done.
+//! - **Shutdown**: no new claims; answers in progress get [`BotConfig::shutdown_grace`] to
+//!   finish; those still running are stopped and their users released at once, so the next
+//!   process (or another replica) answers them without waiting for a lease to expire.
+//!
+//! [`BotConfig::shutdown_grace`]: super::BotConfig::shutdown_grace
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use butler_domain::ports::{Claimed, Lease, UpdateInbox};
+use teloxide::types::{Update, UpdateKind};
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::config::InboxConfig;
+use super::handler::Handler;
+
+/// Pause after the inbox failed to answer a claim.
+const CLAIM_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Claims and answers updates.
+pub(crate) struct Workers {
+    pub(crate) inbox: Arc<dyn UpdateInbox>,
+    pub(crate) handler: Arc<Handler>,
+    pub(crate) wake: Arc<Notify>,
+    pub(crate) config: InboxConfig,
+    pub(crate) grace: Duration,
+}
+
+fn now() -> time::OffsetDateTime {
+    time::OffsetDateTime::now_utc()
+}
+
+fn lease_for(config: &InboxConfig) -> time::Duration {
+    time::Duration::try_from(config.lease).unwrap_or(time::Duration::seconds(30))
+}
+
+/// How one claim ended.
+enum Outcome {
+    /// Answered (or given up on): mark done.
+    Done,
+    /// The lease was lost (renewal failed for longer than the lease): someone else may be
+    /// answering it now; leave it alone.
+    Lost,
+    /// Stopped at shutdown: release the user.
+    Stopped,
+}
+
+impl Workers {
+    /// Runs until `shutdown`, then winds down as the module docs say.
+    pub(crate) async fn run(self, shutdown: CancellationToken) {
+        let slots = Arc::new(Semaphore::new(self.config.workers));
+        let stop_answers = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+        let this = Arc::new(self);
+        loop {
+            // Reap finished tasks so the set does not grow.
+            while tasks.try_join_next().is_some() {}
+            let permit = tokio::select! {
+                () = shutdown.cancelled() => break,
+                permit = Arc::clone(&slots).acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                },
+            };
+            match this.inbox.claim(now(), lease_for(&this.config)).await {
+                Ok(Some(claimed)) => {
+                    let this = Arc::clone(&this);
+                    let stop = stop_answers.clone();
+                    tasks.spawn(async move {
+                        this.answer(claimed, stop).await;
+                        drop(permit);
+                    });
+                }
+                Ok(None) => {
+                    drop(permit);
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = this.wake.notified() => {}
+                        () = tokio::time::sleep(this.config.poll_interval) => {}
+                    }
+                }
+                Err(error) => {
+                    drop(permit);
+                    tracing::warn!(%error, "inbox claim failed; retrying");
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = tokio::time::sleep(CLAIM_BACKOFF) => {}
+                    }
+                }
+            }
+        }
+        let running = tasks.len();
+        if running > 0 {
+            tracing::info!(
+                running,
+                grace_ms = this.grace.as_millis(),
+                "shutting down: finishing replies in flight"
+            );
+        }
+        let finished = tokio::time::timeout(this.grace, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if finished.is_err() {
+            tracing::warn!(
+                running = tasks.len(),
+                "grace period over: stopping replies in flight and releasing their updates"
+            );
+            stop_answers.cancel();
+            while tasks.join_next().await.is_some() {}
+        }
+    }
+
+    /// Answers one claimed update, renewing its lease meanwhile, then settles it.
+    async fn answer(&self, claimed: Claimed, stop: CancellationToken) {
+        let Claimed {
+            update,
+            lease,
+            attempts,
+        } = claimed;
+        let update_id = update.update_id;
+        let outcome = if attempts > self.config.max_attempts {
+            tracing::error!(
+                update_id,
+                attempts,
+                "update interrupted too many times; given up"
+            );
+            Outcome::Done
+        } else {
+            if attempts > 1 {
+                tracing::info!(
+                    update_id,
+                    attempts,
+                    "answering an update an earlier claim did not finish"
+                );
+            }
+            match serde_json::from_str::<Update>(&update.payload) {
+                Ok(Update {
+                    id,
+                    kind: UpdateKind::Message(message),
+                }) => {
+                    let work = self.handler.handle(id, message);
+                    tokio::select! {
+                        () = work => Outcome::Done,
+                        () = self.keep(lease) => Outcome::Lost,
+                        () = stop.cancelled() => Outcome::Stopped,
+                    }
+                }
+                Ok(_) => Outcome::Done,
+                Err(error) => {
+                    tracing::error!(%error, update_id, "stored update unreadable; dropped");
+                    Outcome::Done
+                }
+            }
+        };
+        let settled = match outcome {
+            Outcome::Done => self.inbox.complete(update_id, &lease, now()).await,
+            Outcome::Stopped => self.inbox.release(&lease).await,
+            Outcome::Lost => {
+                tracing::warn!(
+                    update_id,
+                    "lease lost while answering; leaving the update to its new holder"
+                );
+                Ok(())
+            }
+        };
+        if let Err(error) = settled {
+            // The lease then expires and the update is claimed again; the memory's tag keeps
+            // the model from being asked twice.
+            tracing::warn!(%error, update_id, "could not settle the update in the inbox");
+        }
+        // The user is free: their next update, if any, can be claimed now.
+        self.wake.notify_one();
+    }
+
+    /// Renews `lease` every third of its length; returns only when it is lost.
+    async fn keep(&self, mut lease: Lease) {
+        let every = self.config.lease / 3;
+        loop {
+            tokio::time::sleep(every).await;
+            match self
+                .inbox
+                .renew(&lease, now(), lease_for(&self.config))
+                .await
+            {
+                Ok(Some(renewed)) => lease = renewed,
+                Ok(None) => return,
+                Err(error) => {
+                    tracing::warn!(%error, "lease renewal failed; retrying");
+                    if now() >= lease.until {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
