@@ -10,11 +10,21 @@
 //!   after the call took effect).
 //!
 //! Every call is recorded with its parsed parameters (JSON, form or multipart bodies alike).
+//!
+//! Updates reach the bot either way Telegram offers:
+//! - by long polling (`getUpdates`), the default;
+//! - by webhook, once the bot calls `setWebhook`: a background task POSTs each pending update
+//!   (the JSON object `getUpdates` would have returned, with `X-Telegram-Bot-Api-Secret-Token`
+//!   when a secret was set) with up to `max_connections` requests in flight, oldest first; an
+//!   update is confirmed only by a 2xx answer, anything else (a refused connection, a 5xx, a
+//!   timeout) is retried after a short delay. `getUpdates` then answers 409, as Telegram does.
+//!   [`FakeTelegram::set_webhook_targets`] stands in for a load balancer: every attempt goes to
+//!   the next target in turn, so several bot replicas can share one webhook.
 
 mod objects;
 mod server;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -130,6 +140,55 @@ impl Voice {
     }
 }
 
+/// The webhook the bot registered with `setWebhook`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookConfig {
+    /// Where updates go (unless [`FakeTelegram::set_webhook_targets`] routes them).
+    pub url: String,
+    /// Sent back as `X-Telegram-Bot-Api-Secret-Token` with every delivery, if set.
+    pub secret_token: Option<String>,
+    /// Update kinds the bot asked for; empty = every kind.
+    pub allowed_updates: Vec<String>,
+    /// Most deliveries in flight at once (1–100, 40 by default, as in Telegram).
+    pub max_connections: usize,
+}
+
+/// What one webhook delivery attempt got back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    /// The target answered with this HTTP status (only 2xx confirms the update).
+    Status(u16),
+    /// No HTTP answer: the connection was refused or broke, or the request timed out.
+    ConnectionError(String),
+}
+
+impl DeliveryOutcome {
+    /// Whether the attempt confirmed the update (a 2xx answer).
+    #[must_use]
+    pub fn is_success(&self) -> bool {
+        matches!(self, Self::Status(code) if (200..300).contains(code))
+    }
+}
+
+/// One webhook delivery attempt (see [`FakeTelegram::webhook_deliveries`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookDelivery {
+    /// The update POSTed.
+    pub update_id: i64,
+    /// The URL it was POSTed to.
+    pub target: String,
+    /// What came back.
+    pub outcome: DeliveryOutcome,
+    /// When the attempt finished.
+    pub at: Instant,
+}
+
+/// How long the fake waits before retrying a failed webhook delivery (Telegram waits longer;
+/// tests do not).
+pub const DEFAULT_WEBHOOK_RETRY_DELAY: Duration = Duration::from_millis(100);
+/// How long a webhook delivery may take before it counts as failed.
+pub const DEFAULT_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Why waiting for calls or messages gave up.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -158,7 +217,20 @@ struct Inner {
     files: HashMap<String, StoredFile>,
     downloads: Vec<String>,
     failures: HashMap<String, VecDeque<Failure>>,
-    webhook_url: String,
+    /// Set by `setWebhook`, cleared by `deleteWebhook`: while set, updates are POSTed.
+    webhook: Option<WebhookConfig>,
+    /// Load-balancer stand-in: when non-empty, deliveries go round robin to these URLs.
+    webhook_targets: Vec<String>,
+    next_target: usize,
+    /// Updates being POSTed right now.
+    in_flight: HashSet<i64>,
+    /// Updates whose last delivery failed, with the moment they may be retried.
+    retry_at: HashMap<i64, tokio::time::Instant>,
+    webhook_retry_delay: Duration,
+    webhook_timeout: Duration,
+    deliveries: Vec<WebhookDelivery>,
+    /// Unix time and text of the latest failed delivery (`getWebhookInfo` reports them).
+    last_webhook_error: Option<(i64, String)>,
     /// Told about every delivered message (benchmarks follow replies without scanning `sent`).
     delivered: Option<tokio::sync::mpsc::UnboundedSender<Delivered>>,
 }
@@ -222,11 +294,14 @@ pub struct FakeTelegram {
     state: Arc<State>,
     addr: SocketAddr,
     server: tokio::task::JoinHandle<()>,
+    /// POSTs updates while a webhook is set; aborting it aborts the requests in flight.
+    delivery: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for FakeTelegram {
     fn drop(&mut self) {
         self.server.abort();
+        self.delivery.abort();
     }
 }
 
@@ -251,6 +326,8 @@ impl FakeTelegram {
                 next_update_id: 1,
                 next_message_id: 1,
                 drafts_supported: true,
+                webhook_retry_delay: DEFAULT_WEBHOOK_RETRY_DELAY,
+                webhook_timeout: DEFAULT_WEBHOOK_TIMEOUT,
                 ..Inner::default()
             }),
             version,
@@ -267,10 +344,17 @@ impl FakeTelegram {
                 tracing::warn!(%error, "fake Telegram server stopped");
             }
         });
+        // Loopback targets only: a proxy from the environment must not see test traffic.
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("an HTTP client for webhook deliveries");
+        let delivery = tokio::spawn(server::deliver_webhooks(state.clone(), client));
         Self {
             state,
             addr,
             server,
+            delivery,
         }
     }
 
@@ -436,10 +520,77 @@ impl FakeTelegram {
         self.state.lock().downloads.clone()
     }
 
-    /// Updates not yet confirmed by an offset.
+    /// Updates not yet confirmed (by a `getUpdates` offset or a 2xx webhook answer).
     #[must_use]
     pub fn unconfirmed_updates(&self) -> usize {
         self.state.lock().updates.len()
+    }
+
+    /// Updates not yet confirmed, by an offset or a 2xx webhook answer — the same count as
+    /// [`Self::unconfirmed_updates`], named as `getWebhookInfo` names it.
+    #[must_use]
+    pub fn pending_updates(&self) -> usize {
+        self.unconfirmed_updates()
+    }
+
+    /// The webhook the bot set, if any.
+    #[must_use]
+    pub fn webhook(&self) -> Option<WebhookConfig> {
+        self.state.lock().webhook.clone()
+    }
+
+    /// Stands in for a load balancer in front of several bot replicas: while a webhook is
+    /// set, each delivery attempt goes to the next of `targets` in turn (the URL the bot
+    /// registered is then only recorded), and a failed attempt is retried at the next target
+    /// in the rotation. An empty list routes to the registered URL again.
+    pub fn set_webhook_targets(&self, targets: Vec<String>) {
+        {
+            let mut inner = self.state.lock();
+            inner.webhook_targets = targets;
+            inner.next_target = 0;
+        }
+        self.state.bump();
+    }
+
+    /// How long a failed webhook delivery waits before it is retried
+    /// ([`DEFAULT_WEBHOOK_RETRY_DELAY`] unless set).
+    pub fn set_webhook_retry_delay(&self, delay: Duration) {
+        self.state.lock().webhook_retry_delay = delay;
+        self.state.bump();
+    }
+
+    /// How long a webhook delivery may take before it counts as failed and is retried
+    /// ([`DEFAULT_WEBHOOK_TIMEOUT`] unless set).
+    pub fn set_webhook_timeout(&self, timeout: Duration) {
+        self.state.lock().webhook_timeout = timeout;
+    }
+
+    /// Every webhook delivery attempt so far, in the order they finished.
+    #[must_use]
+    pub fn webhook_deliveries(&self) -> Vec<WebhookDelivery> {
+        self.state.lock().deliveries.clone()
+    }
+
+    /// Waits until at least `n` webhook delivery attempts have finished; returns them all.
+    ///
+    /// # Errors
+    /// When `timeout` passes first.
+    pub async fn wait_for_deliveries(
+        &self,
+        n: usize,
+        timeout: Duration,
+    ) -> Result<Vec<WebhookDelivery>, WaitError> {
+        self.wait_until(timeout, || {
+            let deliveries = self.webhook_deliveries();
+            (deliveries.len() >= n).then_some(deliveries)
+        })
+        .await
+        .map_err(|()| {
+            WaitError(format!(
+                "expected {n} webhook deliveries within {timeout:?}, got {:?}",
+                self.webhook_deliveries()
+            ))
+        })
     }
 
     /// The highest `offset` a `getUpdates` call confirmed (0 if none).
@@ -494,7 +645,8 @@ impl FakeTelegram {
         })
     }
 
-    /// Waits until the bot has confirmed every update queued so far (it polled past them).
+    /// Waits until the bot has confirmed every update queued so far (it polled past them, or
+    /// its webhook answered 2xx to each).
     ///
     /// # Errors
     /// When `timeout` passes first.
@@ -536,5 +688,434 @@ pub(crate) fn as_i64(value: &Value) -> Option<i64> {
         Value::Number(n) => n.as_i64(),
         Value::String(s) => s.trim().parse().ok(),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod webhook_tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::http::{HeaderMap, StatusCode};
+    use serde_json::json;
+
+    use super::*;
+
+    const WAIT: Duration = Duration::from_secs(10);
+
+    /// One request a [`Replica`] received.
+    #[derive(Debug, Clone)]
+    struct Hit {
+        secret: Option<String>,
+        content_type: Option<String>,
+        body: Value,
+    }
+
+    #[derive(Default)]
+    struct ReplicaState {
+        hits: Mutex<Vec<Hit>>,
+        /// Answer 500 to this many requests first.
+        failures_left: AtomicUsize,
+        /// How long each answer takes.
+        delay: Mutex<Duration>,
+        in_flight: AtomicUsize,
+        max_in_flight: AtomicUsize,
+    }
+
+    /// A bot replica stand-in: a webhook endpoint on loopback that records what it gets.
+    struct Replica {
+        url: String,
+        state: Arc<ReplicaState>,
+        server: tokio::task::JoinHandle<()>,
+    }
+
+    impl Drop for Replica {
+        fn drop(&mut self) {
+            self.server.abort();
+        }
+    }
+
+    async fn receive(
+        axum::extract::State(state): axum::extract::State<Arc<ReplicaState>>,
+        headers: HeaderMap,
+        body: String,
+    ) -> StatusCode {
+        let now = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        state.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        let delay = *state.delay.lock().expect("delay lock");
+        tokio::time::sleep(delay).await;
+        state.in_flight.fetch_sub(1, Ordering::SeqCst);
+        let failing = state
+            .failures_left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if failing {
+            return StatusCode::INTERNAL_SERVER_ERROR;
+        }
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        state.hits.lock().expect("hits lock").push(Hit {
+            secret: header("x-telegram-bot-api-secret-token"),
+            content_type: header("content-type"),
+            body: serde_json::from_str(&body).expect("a webhook body is JSON"),
+        });
+        StatusCode::OK
+    }
+
+    impl Replica {
+        async fn start() -> Self {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind a replica port");
+            Self::serve(listener)
+        }
+
+        fn serve(listener: tokio::net::TcpListener) -> Self {
+            let addr = listener.local_addr().expect("replica address");
+            let state = Arc::new(ReplicaState::default());
+            let app = axum::Router::new()
+                .route("/hook", axum::routing::post(receive))
+                .with_state(state.clone());
+            let server = tokio::spawn(async move {
+                axum::serve(listener, app).await.expect("replica serves");
+            });
+            Self {
+                url: format!("http://{addr}/hook"),
+                state,
+                server,
+            }
+        }
+
+        fn hits(&self) -> Vec<Hit> {
+            self.state.hits.lock().expect("hits lock").clone()
+        }
+
+        fn update_ids(&self) -> Vec<i64> {
+            self.hits()
+                .iter()
+                .filter_map(|h| h.body["update_id"].as_i64())
+                .collect()
+        }
+    }
+
+    /// A URL nothing listens on (connections are refused), and its address to serve it later.
+    async fn dead_url() -> (String, SocketAddr) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a port to free");
+        let addr = listener.local_addr().expect("address");
+        drop(listener);
+        (format!("http://{addr}/hook"), addr)
+    }
+
+    /// Calls the fake's Bot API with a JSON body, as a bot would.
+    async fn call(fake: &FakeTelegram, method: &str, params: Value) -> (u16, Value) {
+        let response = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("client")
+            .post(format!("{}bot{}/{method}", fake.api_url(), fake.token()))
+            .header("content-type", "application/json")
+            .body(params.to_string())
+            .send()
+            .await
+            .expect("the fake answers");
+        let status = response.status().as_u16();
+        let body = response.bytes().await.expect("a whole answer");
+        (
+            status,
+            serde_json::from_slice(&body).expect("a JSON answer"),
+        )
+    }
+
+    async fn set_webhook(fake: &FakeTelegram, params: Value) {
+        let (status, body) = call(fake, "setWebhook", params).await;
+        assert_eq!((status, &body["result"]), (200, &json!(true)), "{body}");
+    }
+
+    #[tokio::test]
+    async fn a_webhook_gets_each_update_as_get_updates_would_with_the_secret() {
+        let fake = FakeTelegram::start().await;
+        let replica = Replica::start().await;
+        fake.push_text(1, 1, "hello");
+        fake.push_text(2, -5, "/start now");
+        let (_, polled) = call(&fake, "getUpdates", json!({})).await;
+
+        set_webhook(
+            &fake,
+            json!({ "url": replica.url, "secret_token": "s3cret_-X" }),
+        )
+        .await;
+        fake.wait_until_all_confirmed(WAIT)
+            .await
+            .expect("delivered");
+
+        let hits = replica.hits();
+        let mut bodies: Vec<Value> = hits.iter().map(|h| h.body.clone()).collect();
+        bodies.sort_by_key(|b| b["update_id"].as_i64());
+        assert_eq!(Value::Array(bodies), polled["result"]);
+        for hit in &hits {
+            assert_eq!(hit.secret.as_deref(), Some("s3cret_-X"));
+            assert_eq!(hit.content_type.as_deref(), Some("application/json"));
+        }
+        assert!(fake
+            .webhook_deliveries()
+            .iter()
+            .all(|d| d.outcome == DeliveryOutcome::Status(200) && d.target == replica.url));
+        assert_eq!(fake.pending_updates(), 0);
+        let (_, info) = call(&fake, "getWebhookInfo", json!({})).await;
+        assert_eq!(info["result"]["url"], json!(replica.url));
+        assert_eq!(info["result"]["pending_update_count"], json!(0));
+        assert_eq!(info["result"]["max_connections"], json!(40));
+    }
+
+    #[tokio::test]
+    async fn no_secret_header_without_a_secret_and_invalid_secrets_are_refused() {
+        let fake = FakeTelegram::start().await;
+        let replica = Replica::start().await;
+        let (status, _) = call(
+            &fake,
+            "setWebhook",
+            json!({ "url": replica.url, "secret_token": "no spaces" }),
+        )
+        .await;
+        assert_eq!(status, 400);
+        assert!(fake.webhook().is_none());
+
+        set_webhook(&fake, json!({ "url": replica.url })).await;
+        fake.push_text(1, 1, "hi");
+        fake.wait_until_all_confirmed(WAIT)
+            .await
+            .expect("delivered");
+        assert_eq!(replica.hits()[0].secret, None);
+    }
+
+    #[tokio::test]
+    async fn an_update_answered_500_is_retried_until_a_2xx() {
+        let fake = FakeTelegram::start().await;
+        fake.set_webhook_retry_delay(Duration::from_millis(20));
+        let replica = Replica::start().await;
+        replica.state.failures_left.store(2, Ordering::SeqCst);
+        set_webhook(&fake, json!({ "url": replica.url })).await;
+        let id = fake.push_text(1, 1, "retry me");
+
+        fake.wait_until_all_confirmed(WAIT)
+            .await
+            .expect("delivered");
+        let outcomes: Vec<_> = fake
+            .webhook_deliveries()
+            .into_iter()
+            .map(|d| (d.update_id, d.outcome))
+            .collect();
+        assert_eq!(
+            outcomes,
+            vec![
+                (id, DeliveryOutcome::Status(500)),
+                (id, DeliveryOutcome::Status(500)),
+                (id, DeliveryOutcome::Status(200)),
+            ]
+        );
+        assert_eq!(replica.update_ids(), vec![id]);
+        let (_, info) = call(&fake, "getWebhookInfo", json!({})).await;
+        assert_eq!(
+            info["result"]["last_error_message"],
+            json!("Wrong response from the webhook: 500 Internal Server Error")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_retried_until_the_replica_is_up() {
+        let fake = FakeTelegram::start().await;
+        fake.set_webhook_retry_delay(Duration::from_millis(20));
+        let (url, addr) = dead_url().await;
+        set_webhook(&fake, json!({ "url": url })).await;
+        let id = fake.push_text(1, 1, "are you there?");
+
+        let failed = fake.wait_for_deliveries(2, WAIT).await.expect("attempts");
+        assert!(failed
+            .iter()
+            .all(|d| matches!(d.outcome, DeliveryOutcome::ConnectionError(_))));
+        assert_eq!(fake.pending_updates(), 1, "unconfirmed until a 2xx");
+
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .expect("rebind the freed port");
+        let replica = Replica::serve(listener);
+        fake.wait_until_all_confirmed(WAIT)
+            .await
+            .expect("delivered");
+        assert_eq!(replica.update_ids(), vec![id]);
+    }
+
+    #[tokio::test]
+    async fn deliveries_go_round_robin_over_the_targets() {
+        let fake = FakeTelegram::start().await;
+        let (a, b) = (Replica::start().await, Replica::start().await);
+        fake.set_webhook_targets(vec![a.url.clone(), b.url.clone()]);
+        set_webhook(&fake, json!({ "url": "https://bot.example.com/telegram" })).await;
+        for i in 0..6 {
+            fake.push_text(1, 1, &format!("message {i}"));
+        }
+
+        fake.wait_until_all_confirmed(WAIT)
+            .await
+            .expect("delivered");
+        assert_eq!((a.hits().len(), b.hits().len()), (3, 3));
+        assert_eq!(
+            fake.webhook().map(|w| w.url),
+            Some("https://bot.example.com/telegram".to_owned())
+        );
+    }
+
+    #[tokio::test]
+    async fn with_one_target_dead_every_update_reaches_the_other() {
+        let fake = FakeTelegram::start().await;
+        fake.set_webhook_retry_delay(Duration::from_millis(20));
+        let (dead, _) = dead_url().await;
+        let live = Replica::start().await;
+        fake.set_webhook_targets(vec![dead.clone(), live.url.clone()]);
+        set_webhook(&fake, json!({ "url": "https://bot.example.com/telegram" })).await;
+        let ids: Vec<i64> = (0..5)
+            .map(|i| fake.push_text(1, 1, &i.to_string()))
+            .collect();
+
+        fake.wait_until_all_confirmed(WAIT)
+            .await
+            .expect("delivered");
+        let mut delivered = live.update_ids();
+        delivered.sort_unstable();
+        assert_eq!(delivered, ids);
+        let deliveries = fake.webhook_deliveries();
+        assert!(deliveries
+            .iter()
+            .filter(|d| d.target == dead)
+            .all(|d| matches!(d.outcome, DeliveryOutcome::ConnectionError(_))));
+        assert!(deliveries.iter().any(|d| d.target == dead));
+    }
+
+    #[tokio::test]
+    async fn at_most_max_connections_deliveries_are_in_flight() {
+        let fake = FakeTelegram::start().await;
+        let replica = Replica::start().await;
+        *replica.state.delay.lock().expect("delay lock") = Duration::from_millis(50);
+        set_webhook(&fake, json!({ "url": replica.url, "max_connections": 2 })).await;
+        for i in 0..8 {
+            fake.push_text(1, 1, &i.to_string());
+        }
+
+        fake.wait_until_all_confirmed(WAIT)
+            .await
+            .expect("delivered");
+        assert_eq!(replica.hits().len(), 8);
+        assert_eq!(replica.state.max_in_flight.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn only_allowed_update_kinds_are_delivered() {
+        let fake = FakeTelegram::start().await;
+        let replica = Replica::start().await;
+        set_webhook(
+            &fake,
+            json!({ "url": replica.url, "allowed_updates": ["message"] }),
+        )
+        .await;
+        fake.push_update_of_kind("edited_message", |id| {
+            FakeTelegram::message_object(id, 1, 1, json!({ "text": "edited" }))
+        });
+        let id = fake.push_text(1, 1, "new");
+
+        fake.wait_until_all_confirmed(WAIT)
+            .await
+            .expect("delivered");
+        assert_eq!(replica.update_ids(), vec![id]);
+        let (_, info) = call(&fake, "getWebhookInfo", json!({})).await;
+        assert_eq!(info["result"]["allowed_updates"], json!(["message"]));
+    }
+
+    #[tokio::test]
+    async fn get_updates_conflicts_while_a_webhook_is_set_and_delete_webhook_returns_to_polling() {
+        let fake = FakeTelegram::start().await;
+        let (dead, _) = dead_url().await;
+        let id = fake.push_text(1, 1, "waiting");
+        // A long poll already waiting gets the conflict as soon as the webhook is set.
+        let waiting = async {
+            call(
+                &fake,
+                "getUpdates",
+                json!({ "offset": id + 1, "timeout": 5 }),
+            )
+            .await
+        };
+        let (waiting, ()) = tokio::join!(waiting, async {
+            fake.wait_for_calls("getUpdates", 1, WAIT)
+                .await
+                .expect("a poll");
+            set_webhook(&fake, json!({ "url": dead })).await;
+        });
+        let conflict = json!({ "ok": false, "error_code": 409, "description":
+            "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first" });
+        assert_eq!(waiting, (409, conflict.clone()));
+        assert_eq!(
+            fake.pending_updates(),
+            0,
+            "that poll's offset confirmed the update"
+        );
+
+        let id = fake.push_text(1, 1, "undeliverable");
+        assert_eq!(call(&fake, "getUpdates", json!({})).await, (409, conflict));
+
+        let (status, _) = call(&fake, "deleteWebhook", json!({})).await;
+        assert_eq!(status, 200);
+        assert!(fake.webhook().is_none());
+        let (status, polled) = call(&fake, "getUpdates", json!({})).await;
+        assert_eq!(status, 200);
+        assert_eq!(polled["result"][0]["update_id"], json!(id));
+        let (_, info) = call(&fake, "getWebhookInfo", json!({})).await;
+        assert_eq!(info["result"]["url"], json!(""));
+        assert_eq!(info["result"]["pending_update_count"], json!(1));
+    }
+
+    #[tokio::test]
+    async fn delete_webhook_can_drop_pending_updates() {
+        let fake = FakeTelegram::start().await;
+        let (dead, _) = dead_url().await;
+        set_webhook(&fake, json!({ "url": dead })).await;
+        fake.push_text(1, 1, "lost");
+        fake.push_text(1, 1, "lost too");
+        assert_eq!(fake.pending_updates(), 2);
+
+        let (status, _) = call(
+            &fake,
+            "deleteWebhook",
+            json!({ "drop_pending_updates": true }),
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(fake.pending_updates(), 0);
+        let (_, polled) = call(&fake, "getUpdates", json!({})).await;
+        assert_eq!(polled["result"], json!([]));
+    }
+
+    #[tokio::test]
+    async fn replies_are_recorded_in_webhook_mode_too() {
+        let fake = FakeTelegram::start().await;
+        let replica = Replica::start().await;
+        set_webhook(&fake, json!({ "url": replica.url })).await;
+        fake.push_text(7, 7, "hi");
+        fake.wait_until_all_confirmed(WAIT)
+            .await
+            .expect("delivered");
+        let (status, _) = call(
+            &fake,
+            "sendMessage",
+            json!({ "chat_id": 7, "text": "hello" }),
+        )
+        .await;
+        assert_eq!(status, 200);
+        let sent = fake.wait_for_messages(7, 1, WAIT).await.expect("a reply");
+        assert_eq!(sent[0].text, "hello");
     }
 }

@@ -3,6 +3,8 @@
 
 use serde_json::{json, Value};
 
+use super::WebhookConfig;
+
 /// The fake bot's own user id (the part of the token before the colon in real tokens).
 pub const BOT_USER_ID: i64 = 7_000_000_001;
 
@@ -166,13 +168,30 @@ pub(crate) fn file(file_id: &str, path: &str, size: u64) -> Value {
     })
 }
 
-/// `getWebhookInfo` with no webhook set (an empty URL, as Telegram answers).
-pub(crate) fn webhook_info(url: &str, pending: usize) -> Value {
-    json!({
-        "url": url,
+/// `getWebhookInfo`: an empty URL when no webhook is set (as Telegram answers), otherwise the
+/// webhook's settings and the latest delivery error (unix time, message), if any.
+pub(crate) fn webhook_info(
+    webhook: Option<&WebhookConfig>,
+    pending: usize,
+    last_error: Option<&(i64, String)>,
+) -> Value {
+    let mut info = json!({
+        "url": webhook.map_or("", |w| w.url.as_str()),
         "has_custom_certificate": false,
         "pending_update_count": pending,
-    })
+    });
+    if let Some(webhook) = webhook {
+        info["ip_address"] = json!("127.0.0.1");
+        info["max_connections"] = json!(webhook.max_connections);
+        if !webhook.allowed_updates.is_empty() {
+            info["allowed_updates"] = json!(webhook.allowed_updates);
+        }
+    }
+    if let Some((date, message)) = last_error {
+        info["last_error_date"] = json!(date);
+        info["last_error_message"] = json!(message);
+    }
+    info
 }
 
 fn merge(target: &mut Value, extra: Value) {

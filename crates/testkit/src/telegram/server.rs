@@ -1,7 +1,7 @@
 //! The HTTP side of the fake Bot API: routes, body parsing (JSON, form, multipart, query),
-//! the long poll, and injected failures.
+//! the long poll, injected failures, and webhook delivery.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,12 +13,22 @@ use axum::routing::{any, get};
 use axum::{Form, Router};
 use serde_json::{json, Map, Value};
 
-use super::{as_i64, objects, ApiCall, Delivered, Draft, Failure, SentMessage, State};
+use super::{
+    as_i64, objects, ApiCall, Delivered, DeliveryOutcome, Draft, Failure, Inner, SentMessage,
+    State, WebhookConfig, WebhookDelivery,
+};
 
 /// The longest long poll the server holds open, whatever the client asks.
 const MAX_POLL: Duration = Duration::from_secs(50);
 /// Bodies larger than this are refused (the bot sends only small requests).
 const MAX_BODY: usize = 1 << 20;
+/// Telegram's default for `setWebhook`'s `max_connections`.
+const DEFAULT_MAX_CONNECTIONS: usize = 40;
+/// The header Telegram sends the webhook's `secret_token` in.
+pub(crate) const SECRET_HEADER: &str = "X-Telegram-Bot-Api-Secret-Token";
+/// Telegram's answer to `getUpdates` while a webhook is set.
+pub(crate) const WEBHOOK_CONFLICT: &str = "Conflict: can't use getUpdates method while webhook \
+                                           is active; use deleteWebhook to delete the webhook first";
 
 type Shared = Arc<State>;
 
@@ -160,20 +170,14 @@ async fn execute(state: &State, method: &str, params: &Value) -> Response {
         "getWebhookInfo" => {
             let inner = state.lock();
             telegram_ok(objects::webhook_info(
-                &inner.webhook_url,
+                inner.webhook.as_ref(),
                 inner.updates.len(),
+                inner.last_webhook_error.as_ref(),
             ))
         }
-        "setWebhook" => {
-            let url = params
-                .get("url")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            url.clone_into(&mut state.lock().webhook_url);
-            telegram_ok(json!(true))
-        }
+        "setWebhook" => set_webhook(state, params),
         "deleteWebhook" => {
-            state.lock().webhook_url.clear();
+            delete_webhook(&mut state.lock(), params);
             telegram_ok(json!(true))
         }
         "sendChatAction" | "setMyCommands" | "deleteMyCommands" | "close" | "logOut" => {
@@ -298,8 +302,280 @@ fn get_file(state: &State, params: &Value) -> Response {
     }
 }
 
+/// `drop_pending_updates` as a flag, whatever the encoding.
+fn drop_pending(params: &Value) -> bool {
+    match params.get("drop_pending_updates") {
+        Some(Value::Bool(flag)) => *flag,
+        Some(Value::String(flag)) => flag == "true",
+        _ => false,
+    }
+}
+
+/// Forgets every pending update (`drop_pending_updates`); deliveries in flight finish but
+/// confirm nothing.
+fn drop_pending_updates(inner: &mut Inner) {
+    inner.updates.clear();
+    inner.retry_at.clear();
+}
+
+/// `deleteWebhook` (or `setWebhook` with an empty URL): back to `getUpdates`.
+fn delete_webhook(inner: &mut Inner, params: &Value) {
+    inner.webhook = None;
+    inner.last_webhook_error = None;
+    if drop_pending(params) {
+        drop_pending_updates(inner);
+    }
+}
+
+/// A secret Telegram accepts: 1–256 characters out of `A-Z`, `a-z`, `0-9`, `_` and `-`.
+fn valid_secret(secret: &str) -> bool {
+    (1..=256).contains(&secret.len())
+        && secret
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// `setWebhook`: from now on updates are POSTed to `url` (plain `http` is accepted, unlike
+/// Telegram, since test replicas listen on loopback). `allowed_updates` left out keeps the
+/// previous list, as in Telegram.
+fn set_webhook(state: &State, params: &Value) -> Response {
+    let url = params
+        .get("url")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if url.is_empty() {
+        delete_webhook(&mut state.lock(), params);
+        return telegram_ok(json!(true));
+    }
+    if !(url.starts_with("https://") || url.starts_with("http://")) {
+        return telegram_error(400, "Bad Request: bad webhook: invalid URL", None);
+    }
+    let secret_token = match params.get("secret_token").and_then(Value::as_str) {
+        None | Some("") => None,
+        Some(secret) if valid_secret(secret) => Some(secret.to_owned()),
+        Some(_) => {
+            return telegram_error(
+                400,
+                "Bad Request: bad webhook: secret token contains unallowed characters",
+                None,
+            )
+        }
+    };
+    let max_connections = params
+        .get("max_connections")
+        .and_then(as_i64)
+        .map_or(DEFAULT_MAX_CONNECTIONS, |n| {
+            usize::try_from(n.clamp(1, 100)).unwrap_or(DEFAULT_MAX_CONNECTIONS)
+        });
+    let allowed_updates = params
+        .get("allowed_updates")
+        .and_then(Value::as_array)
+        .map(|kinds| {
+            kinds
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        });
+    let mut inner = state.lock();
+    let allowed_updates = allowed_updates
+        .or_else(|| inner.webhook.as_ref().map(|w| w.allowed_updates.clone()))
+        .unwrap_or_default();
+    inner.webhook = Some(WebhookConfig {
+        url: url.to_owned(),
+        secret_token,
+        allowed_updates,
+        max_connections,
+    });
+    inner.last_webhook_error = None;
+    if drop_pending(params) {
+        drop_pending_updates(&mut inner);
+    }
+    telegram_ok(json!(true))
+}
+
+/// One delivery attempt to make: an update and where it goes.
+struct Post {
+    update_id: i64,
+    target: String,
+    body: String,
+    secret_token: Option<String>,
+    timeout: Duration,
+}
+
+/// The kind of an update: its one field besides `update_id`.
+fn update_kind(update: &Value) -> Option<&str> {
+    update
+        .as_object()?
+        .keys()
+        .find(|key| *key != "update_id")
+        .map(String::as_str)
+}
+
+/// The deliveries to start now, oldest update first, while fewer than `max_connections` are
+/// in flight; and when the earliest update waiting out a retry delay becomes due.
+fn due_posts(
+    inner: &mut Inner,
+    now: tokio::time::Instant,
+) -> (Vec<Post>, Option<tokio::time::Instant>) {
+    let Some(hook) = inner.webhook.clone() else {
+        return (Vec::new(), None);
+    };
+    if !hook.allowed_updates.is_empty() {
+        // Telegram never sends kinds the bot did not ask for.
+        inner.updates.retain(|(_, update)| {
+            update_kind(update).is_none_or(|kind| hook.allowed_updates.iter().any(|a| a == kind))
+        });
+    }
+    if !inner.retry_at.is_empty() {
+        // Forget retry times of updates confirmed or dropped since.
+        let pending: HashSet<i64> = inner.updates.iter().map(|(id, _)| *id).collect();
+        inner.retry_at.retain(|id, _| pending.contains(id));
+    }
+    let Inner {
+        updates,
+        in_flight,
+        retry_at,
+        webhook_targets,
+        next_target,
+        webhook_timeout,
+        ..
+    } = inner;
+    let mut due = Vec::new();
+    let mut wake: Option<tokio::time::Instant> = None;
+    for (update_id, update) in updates.iter() {
+        if in_flight.len() >= hook.max_connections {
+            break;
+        }
+        if in_flight.contains(update_id) {
+            continue;
+        }
+        if let Some(&at) = retry_at.get(update_id) {
+            if at > now {
+                wake = Some(wake.map_or(at, |w| w.min(at)));
+                continue;
+            }
+        }
+        let target = if webhook_targets.is_empty() {
+            hook.url.clone()
+        } else {
+            let target = webhook_targets[*next_target % webhook_targets.len()].clone();
+            *next_target = next_target.wrapping_add(1);
+            target
+        };
+        in_flight.insert(*update_id);
+        due.push(Post {
+            update_id: *update_id,
+            target,
+            body: update.to_string(),
+            secret_token: hook.secret_token.clone(),
+            timeout: *webhook_timeout,
+        });
+    }
+    (due, wake)
+}
+
+/// The background task behind webhook mode: starts due deliveries whenever the state changes
+/// (an update is pushed, a webhook set, a delivery finished) or a retry delay runs out. It
+/// runs as long as the server; aborting it aborts the requests in flight with it.
+pub(crate) async fn deliver_webhooks(state: Shared, client: reqwest::Client) {
+    let mut version = state.version.subscribe();
+    let mut posts = tokio::task::JoinSet::new();
+    loop {
+        version.borrow_and_update();
+        let (due, wake) = due_posts(&mut state.lock(), tokio::time::Instant::now());
+        for post in due {
+            posts.spawn(post_update(state.clone(), client.clone(), post));
+        }
+        let retry = async {
+            match wake {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            changed = version.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            () = retry => {}
+            Some(_) = posts.join_next(), if !posts.is_empty() => {}
+        }
+    }
+}
+
+/// POSTs one update and records the outcome: a 2xx confirms it, anything else schedules a
+/// retry.
+async fn post_update(state: Shared, client: reqwest::Client, post: Post) {
+    let mut request = client
+        .post(&post.target)
+        .header(header::CONTENT_TYPE, "application/json")
+        .timeout(post.timeout)
+        .body(post.body);
+    if let Some(secret) = &post.secret_token {
+        request = request.header(SECRET_HEADER, secret);
+    }
+    let outcome = match request.send().await {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            // Read the answer to its end so the connection can be reused; its content and
+            // whether it arrives whole do not matter once the status is known.
+            let _ = response.bytes().await;
+            DeliveryOutcome::Status(status)
+        }
+        Err(error) => DeliveryOutcome::ConnectionError(error_chain(&error)),
+    };
+    {
+        let mut inner = state.lock();
+        inner.in_flight.remove(&post.update_id);
+        if outcome.is_success() {
+            inner.updates.retain(|(id, _)| *id != post.update_id);
+            inner.retry_at.remove(&post.update_id);
+        } else {
+            let retry_at = tokio::time::Instant::now() + inner.webhook_retry_delay;
+            inner.retry_at.insert(post.update_id, retry_at);
+            inner.last_webhook_error = Some((objects::unix_now(), describe_failure(&outcome)));
+        }
+        inner.deliveries.push(WebhookDelivery {
+            update_id: post.update_id,
+            target: post.target,
+            outcome,
+            at: Instant::now(),
+        });
+    }
+    state.bump();
+}
+
+/// `last_error_message` as Telegram words it.
+fn describe_failure(outcome: &DeliveryOutcome) -> String {
+    match outcome {
+        DeliveryOutcome::Status(code) => {
+            let reason = StatusCode::from_u16(*code)
+                .ok()
+                .and_then(|s| s.canonical_reason())
+                .unwrap_or_default();
+            format!("Wrong response from the webhook: {code} {reason}")
+        }
+        DeliveryOutcome::ConnectionError(error) => error.clone(),
+    }
+}
+
+/// An error with its causes (`reqwest` hides "Connection refused" in its source chain).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// `getUpdates`: confirm everything below `offset`, then answer with what is pending or wait
-/// up to `timeout` seconds for something to arrive.
+/// up to `timeout` seconds for something to arrive. While a webhook is set it answers 409, as
+/// Telegram does (a long poll already waiting gets the 409 when the webhook is set).
 async fn get_updates(state: &State, params: &Value) -> Response {
     let offset = params.get("offset").and_then(as_i64).unwrap_or(0);
     let limit = params
@@ -316,7 +592,9 @@ async fn get_updates(state: &State, params: &Value) -> Response {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         version.borrow_and_update();
-        let batch = take_batch(state, offset, limit);
+        let Some(batch) = poll(state, offset, limit) else {
+            return telegram_error(409, WEBHOOK_CONFLICT, None);
+        };
         if !batch.is_empty() {
             return telegram_ok(Value::Array(batch));
         }
@@ -324,13 +602,24 @@ async fn get_updates(state: &State, params: &Value) -> Response {
             .await
             .is_err()
         {
-            return telegram_ok(Value::Array(take_batch(state, offset, limit)));
+            return match poll(state, offset, limit) {
+                Some(batch) => telegram_ok(Value::Array(batch)),
+                None => telegram_error(409, WEBHOOK_CONFLICT, None),
+            };
         }
     }
 }
 
-fn take_batch(state: &State, offset: i64, limit: i64) -> Vec<Value> {
+/// One look at the queue for `getUpdates`; `None` while a webhook is set.
+fn poll(state: &State, offset: i64, limit: i64) -> Option<Vec<Value>> {
     let mut inner = state.lock();
+    if inner.webhook.is_some() {
+        return None;
+    }
+    Some(take_batch(&mut inner, offset, limit))
+}
+
+fn take_batch(inner: &mut Inner, offset: i64, limit: i64) -> Vec<Value> {
     let limit = usize::try_from(limit).unwrap_or(100);
     if offset > 0 {
         // Telegram forgets every update below a positive offset, for good.
@@ -481,20 +770,24 @@ mod tests {
     fn a_positive_offset_confirms_every_earlier_update_for_good() {
         let state = state_with_updates(5);
         assert_eq!(
-            take_batch(&state, 0, 100).len(),
+            take_batch(&mut state.lock(), 0, 100).len(),
             5,
             "offset 0 confirms nothing"
         );
-        assert_eq!(take_batch(&state, 4, 100).len(), 2);
-        assert_eq!(take_batch(&state, 0, 100).len(), 2, "updates 1-3 are gone");
+        assert_eq!(take_batch(&mut state.lock(), 4, 100).len(), 2);
+        assert_eq!(
+            take_batch(&mut state.lock(), 0, 100).len(),
+            2,
+            "updates 1-3 are gone"
+        );
         assert_eq!(state.lock().confirmed_offset, 4);
     }
 
     #[test]
     fn limit_caps_the_batch_and_a_negative_offset_keeps_the_newest() {
         let state = state_with_updates(5);
-        assert_eq!(take_batch(&state, 0, 2).len(), 2);
-        let newest = take_batch(&state, -1, 100);
+        assert_eq!(take_batch(&mut state.lock(), 0, 2).len(), 2);
+        let newest = take_batch(&mut state.lock(), -1, 100);
         assert_eq!(newest, vec![json!({ "update_id": 5 })]);
     }
 
