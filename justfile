@@ -57,6 +57,12 @@ bench-memory:
     cargo build --release -p butler-bot -p butler-bench
     target/release/butler-bench memory --output docs/benchmarks.md
 
+# Receiving updates: long polling against webhook mode, the inbox's cost per message, and the
+# wait of a killed replica's users (two butler-bot processes on MongoDB-wire).
+bench-delivery:
+    cargo build --release -p butler-bot -p butler-bench
+    target/release/butler-bench delivery --output docs/benchmarks.md
+
 # The same benchmarks at reduced sizes (under 2 minutes): checks they run, not how fast.
 bench-quick:
     cargo build -p butler-bot -p butler-bench

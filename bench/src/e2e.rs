@@ -19,11 +19,12 @@ use butler_domain::UserId;
 use butler_factory::metered::ReplyMetrics;
 use butler_factory::wiring::{self, App};
 use butler_presentation::telegram::{
-    run_bot, Access, BotConfig, BotDeps, BotError, BotSettings, Delivery, Limits,
+    run_bot, Access, BotConfig, BotDeps, BotError, BotSettings, Delivery, Limits, WebhookConfig,
 };
 use butler_testkit::llm_server::ScriptedLlm;
 use butler_testkit::telegram::FakeTelegram;
 use futures::stream::{self, StreamExt as _, TryStreamExt as _};
+use secrecy::SecretString;
 use tokio::runtime::Runtime;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -32,7 +33,7 @@ use crate::backend::{open_timed, StoreEnv};
 use crate::cpu::threads_cpu;
 use crate::data;
 use crate::stats::Durations;
-use crate::timing::CallTimer;
+use crate::timing::{CallTimer, TimedInbox};
 
 /// Thread-name prefix of the bot's runtime.
 pub const BOT_THREADS: &str = "bot";
@@ -180,6 +181,10 @@ pub struct LoadResult {
     pub bot_cpu: Duration,
     /// CPU time of the whole benchmark process within the window.
     pub process_cpu: Duration,
+    /// Time in inbox calls and their number, over the whole run (warm-up included).
+    pub inbox: (Duration, u64),
+    /// Messages answered over the whole run (warm-up included): what `inbox` divides by.
+    pub answered: u64,
 }
 
 impl LoadResult {
@@ -229,11 +234,30 @@ impl LoadResult {
         self.bot_cpu / u32::try_from(self.samples.len().max(1)).unwrap_or(u32::MAX)
     }
 
+    /// Inbox calls per answered message, and the storage time they took per message.
+    #[must_use]
+    pub fn inbox_per_message(&self) -> (f64, Duration) {
+        let answered = self.answered.max(1);
+        (
+            self.inbox.1 as f64 / answered as f64,
+            self.inbox.0 / u32::try_from(answered).unwrap_or(u32::MAX),
+        )
+    }
+
     /// Whole-process CPU time (bot + fakes + users) per answered message.
     #[must_use]
     pub fn process_cpu_per_message(&self) -> Duration {
         self.process_cpu / u32::try_from(self.samples.len().max(1)).unwrap_or(u32::MAX)
     }
+}
+
+/// How the benchmarked bot receives updates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Receiving {
+    /// `getUpdates` long polling (the default).
+    Polling,
+    /// The fake Bot API POSTs each update to the bot's webhook listener.
+    Webhook,
 }
 
 /// The bot, running in this process against the fakes.
@@ -242,8 +266,10 @@ pub struct InProcessBot {
     pub fakes: Fakes,
     /// The wired application (its storage is timed).
     pub app: App,
-    /// Storage call times.
+    /// Storage call times (profiles and memory).
     pub db: Arc<CallTimer>,
+    /// Inbox call times (store, claim, renew, complete).
+    pub inbox: Arc<CallTimer>,
     replies: Arc<ReplyLog>,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<Result<(), BotError>>,
@@ -256,9 +282,34 @@ impl InProcessBot {
     /// # Errors
     /// If wiring fails or the bot does not start polling.
     pub fn start(rt: &Runtimes, store: &StoreEnv) -> anyhow::Result<Self> {
+        Self::start_receiving(rt, store, Receiving::Polling)
+    }
+
+    /// As [`Self::start`], receiving updates as `receiving` says.
+    ///
+    /// # Errors
+    /// If wiring fails or the bot does not start receiving.
+    pub fn start_receiving(
+        rt: &Runtimes,
+        store: &StoreEnv,
+        receiving: Receiving,
+    ) -> anyhow::Result<Self> {
         let fakes = rt.harness.block_on(Fakes::start());
         let settings = store.settings(&[("LLM_BASE_URL", fakes.llm.base_url())])?;
         let db = CallTimer::new();
+        let inbox_timer = CallTimer::new();
+        let delivery = match receiving {
+            Receiving::Polling => Delivery::Polling,
+            Receiving::Webhook => {
+                let listen = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+                Delivery::Webhook(WebhookConfig {
+                    url: url::Url::parse(&format!("http://{listen}/telegram/webhook"))?,
+                    listen,
+                    secret: SecretString::from("bench-webhook-secret"),
+                    max_connections: 100,
+                })
+            }
+        };
         let replies = Arc::new(ReplyLog::default());
         let shutdown = CancellationToken::new();
         let (app, task) = rt.bot.block_on(async {
@@ -270,9 +321,15 @@ impl InProcessBot {
             let mut app = wiring::assemble(&settings, storage, llm, counter, None)
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             app.reply = Arc::new((*app.reply).clone().with_observer(replies.clone()));
-            let inbox = wiring::open_inbox(&settings)
+            let inbox = app
+                .storage
+                .inbox_for_bot()
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let inbox = Arc::new(TimedInbox {
+                inner: inbox,
+                timer: inbox_timer.clone(),
+            });
             let deps = BotDeps {
                 reply: app.reply.clone(),
                 stt: None,
@@ -283,7 +340,7 @@ impl InProcessBot {
             let bot_settings = BotSettings {
                 token: fakes.telegram.token().to_owned().into(),
                 api_url: Some(fakes.telegram.api_url()),
-                delivery: Delivery::Polling,
+                delivery,
                 // Open to the benchmark's users, with no limits: the load is the point.
                 config: BotConfig {
                     access: Access::Everyone,
@@ -294,17 +351,22 @@ impl InProcessBot {
             let task = tokio::spawn(run_bot(bot_settings, deps, shutdown.clone()));
             anyhow::Ok((app, task))
         })?;
+        let ready_call = match receiving {
+            Receiving::Polling => "getUpdates",
+            Receiving::Webhook => "setWebhook",
+        };
         rt.harness
             .block_on(
                 fakes
                     .telegram
-                    .wait_for_calls("getUpdates", 1, Duration::from_secs(30)),
+                    .wait_for_calls(ready_call, 1, Duration::from_secs(30)),
             )
-            .context("the bot did not start polling the fake Bot API")?;
+            .context("the bot did not start receiving from the fake Bot API")?;
         Ok(Self {
             fakes,
             app,
             db,
+            inbox: inbox_timer,
             replies,
             shutdown,
             task,
@@ -332,6 +394,7 @@ impl InProcessBot {
                 .try_collect::<()>(),
         )?;
         self.db.reset();
+        self.inbox.reset();
         Ok(users)
     }
 
@@ -394,12 +457,20 @@ impl InProcessBot {
             );
         }
         let (bot_cpu, process_cpu) = cpu.await.context("CPU sampler")?;
+        let answered = u64::try_from(self.replies_sent()).unwrap_or(u64::MAX);
         Ok(LoadResult {
             samples,
             window: load.duration,
             bot_cpu,
             process_cpu,
+            inbox: self.inbox.total(),
+            answered,
         })
+    }
+
+    /// Replies the fake Bot API accepted so far.
+    fn replies_sent(&self) -> usize {
+        self.fakes.telegram.all_sent_messages().len()
     }
 
     /// Graceful shutdown.

@@ -17,6 +17,7 @@ pub mod backend;
 pub mod compress;
 pub mod cpu;
 pub mod data;
+pub mod delivery;
 pub mod e2e;
 pub mod memory;
 pub mod prompt;

@@ -232,6 +232,8 @@ pub fn layout_shares(
             profiles: Arc::new(butler_testkit::fakes::InMemoryProfiles::default()),
             memory: Arc::new(butler_testkit::fakes::InMemoryMemory::default()),
             facts: Arc::new(butler_testkit::fakes::InMemoryFacts::default()),
+            inbox: Arc::new(butler_testkit::fakes::InMemoryInbox::default()),
+            sqlite_inbox: None,
             backend: "memory",
             location: String::new(),
         };

@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use butler_domain::ports::{
-    LlmClient, LlmError, LlmReply, LlmRequest, MemoryStoreError, ProfilePage, ProfileStoreError,
-    UserEventCount, UserMemoryRepository, UserProfileRepository,
+    Claimed, InboxError, InboxUpdate, Lease, LlmClient, LlmError, LlmReply, LlmRequest,
+    MemoryStoreError, ProfilePage, ProfileStoreError, Stored, UpdateInbox, UserEventCount,
+    UserMemoryRepository, UserProfileRepository,
 };
 use butler_domain::{EventCursor, UserId, UserMemoryEvent, UserProfile};
 
@@ -217,6 +218,70 @@ pub struct TimedLlm {
 impl LlmClient for TimedLlm {
     async fn complete(&self, request: &LlmRequest) -> Result<LlmReply, LlmError> {
         self.timer.time(None, self.inner.complete(request)).await
+    }
+}
+
+/// An update inbox whose calls are timed (attributed to the update's user where the call names
+/// one), so the inbox's share of a message's cost shows on its own.
+pub struct TimedInbox {
+    /// The real inbox.
+    pub inner: Arc<dyn UpdateInbox>,
+    /// Where the times go.
+    pub timer: Arc<CallTimer>,
+}
+
+#[async_trait]
+impl UpdateInbox for TimedInbox {
+    async fn store(&self, update: &InboxUpdate) -> Result<Stored, InboxError> {
+        let user = Some(UserId::new(update.key));
+        self.timer.time(user, self.inner.store(update)).await
+    }
+
+    async fn claim(
+        &self,
+        now: time::OffsetDateTime,
+        lease_for: time::Duration,
+    ) -> Result<Option<Claimed>, InboxError> {
+        self.timer.time(None, self.inner.claim(now, lease_for)).await
+    }
+
+    async fn renew(
+        &self,
+        lease: &Lease,
+        now: time::OffsetDateTime,
+        lease_for: time::Duration,
+    ) -> Result<Option<Lease>, InboxError> {
+        let user = Some(UserId::new(lease.key));
+        self.timer
+            .time(user, self.inner.renew(lease, now, lease_for))
+            .await
+    }
+
+    async fn complete(
+        &self,
+        update_id: i64,
+        lease: &Lease,
+        now: time::OffsetDateTime,
+    ) -> Result<(), InboxError> {
+        let user = Some(UserId::new(lease.key));
+        self.timer
+            .time(user, self.inner.complete(update_id, lease, now))
+            .await
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<(), InboxError> {
+        let user = Some(UserId::new(lease.key));
+        self.timer.time(user, self.inner.release(lease)).await
+    }
+
+    async fn backlog(&self) -> Result<u64, InboxError> {
+        self.timer.time(None, self.inner.backlog()).await
+    }
+
+    async fn delete_done_before(&self, before: time::OffsetDateTime) -> Result<u64, InboxError> {
+        self.timer
+            .time(None, self.inner.delete_done_before(before))
+            .await
     }
 }
 

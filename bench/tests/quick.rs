@@ -132,3 +132,37 @@ fn quick_memory_mode_shows_facts_keep_what_the_summary_alone_forgets() {
         "{stdout}"
     );
 }
+
+#[test]
+fn quick_delivery_mode_compares_polling_and_webhook_and_times_a_replicas_recovery() {
+    let stdout = bench(&["delivery", "--quick"]);
+    for figure in [
+        "Throughput, polling / webhook",
+        "Latency p99, polling / webhook",
+        "Inbox calls per message, polling / webhook",
+    ] {
+        let row = stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("| {figure}")))
+            .unwrap_or_else(|| panic!("no row {figure:?} in:\n{stdout}"));
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        assert_eq!(cells.len(), 6, "row {row:?}");
+        for value in &cells[2..4] {
+            let numbers = value.split(" / ").filter(|v| v.chars().any(|c| c.is_ascii_digit()));
+            assert_eq!(numbers.count(), 2, "{figure}: polling and webhook in {row:?}");
+        }
+    }
+    // Store, claim and complete at least, for every message.
+    let calls = stdout
+        .lines()
+        .find(|l| l.starts_with("| Inbox calls per message"))
+        .and_then(|l| l.split('|').nth(2))
+        .and_then(|c| c.split(" / ").next())
+        .and_then(|c| c.trim().parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no inbox calls on SQLite:\n{stdout}"));
+    assert!(calls >= 3.0, "{calls} inbox calls per message:\n{stdout}");
+    assert!(
+        stdout.contains("**A replica killed**"),
+        "no recovery figure:\n{stdout}"
+    );
+}

@@ -139,7 +139,7 @@ async fn run(settings: &Settings) -> ExitCode {
         Ok(app) => app,
         Err(e) => return fail(e),
     };
-    let inbox = match wiring::open_inbox(settings).await {
+    let inbox = match app.storage.inbox_for_bot().await {
         Ok(inbox) => inbox,
         Err(e) => return fail(e),
     };

@@ -18,7 +18,7 @@ use butler_application::{
 };
 use butler_domain::ports::{
     Clock, FactRepository, LlmClient, RequestOptions, SpeechToText, TokenCounter,
-    UserMemoryRepository, UserProfileRepository,
+    UpdateInbox, UserMemoryRepository, UserProfileRepository,
 };
 use butler_infrastructure::clock::SystemClock;
 use butler_infrastructure::llm::embedded::{
@@ -27,7 +27,7 @@ use butler_infrastructure::llm::embedded::{
 use butler_infrastructure::llm::models::{default_model, ModelStore};
 use butler_infrastructure::llm::{LlmConcurrency, LlmHttpConfig, OpenAiChatClient};
 use butler_infrastructure::mongo::{mask_uri, MongoOptions, MongoStore};
-use butler_infrastructure::sqlite::{SqliteOptions, SqliteStore};
+use butler_infrastructure::sqlite::{SqliteInbox, SqliteOptions, SqliteStore};
 use butler_infrastructure::stt::{OpenAiTranscriptionClient, SttHttpConfig};
 use butler_infrastructure::tokens::{LlamaTokenizeCounter, ModelTokenCounter, QwenTiktokenCounter};
 use secrecy::ExposeSecret;
@@ -70,10 +70,39 @@ pub struct Storage {
     pub memory: Arc<dyn UserMemoryRepository>,
     /// Long-term facts.
     pub facts: Arc<dyn FactRepository>,
+    /// The Telegram bot's update inbox; a starting bot takes it with [`Storage::inbox_for_bot`].
+    pub inbox: Arc<dyn UpdateInbox>,
+    /// The same inbox on SQLite, whose file serves one bot process: a starting bot voids the
+    /// leases of the run before.
+    pub sqlite_inbox: Option<SqliteInbox>,
     /// `sqlite` or `mongodb`, for logs.
     pub backend: &'static str,
     /// Where, for logs (credentials masked).
     pub location: String,
+}
+
+impl Storage {
+    /// The inbox, ready for a starting bot. On SQLite (one bot process per file) the leases
+    /// of the run before are voided, so the updates a crash interrupted are answered at once
+    /// instead of after their leases expire; on MongoDB, other replicas' leases are left alone.
+    ///
+    /// # Errors
+    /// [`BuildError::Storage`] when the database cannot be written.
+    pub async fn inbox_for_bot(&self) -> Result<Arc<dyn UpdateInbox>, BuildError> {
+        if let Some(inbox) = &self.sqlite_inbox {
+            let voided = inbox
+                .void_leases()
+                .await
+                .map_err(|e| BuildError::Storage(e.to_string()))?;
+            if voided > 0 {
+                tracing::info!(
+                    voided,
+                    "leases of the previous run voided: its unfinished updates are answered now"
+                );
+            }
+        }
+        Ok(Arc::clone(&self.inbox))
+    }
 }
 
 /// Opens the configured storage, applying migrations / creating indexes.
@@ -93,6 +122,8 @@ pub async fn open_storage(settings: &Settings) -> Result<Storage, BuildError> {
                 profiles: Arc::new(store.profiles()),
                 memory: Arc::new(store.memory()),
                 facts: Arc::new(store.facts()),
+                inbox: Arc::new(store.inbox()),
+                sqlite_inbox: Some(store.inbox()),
                 backend: "sqlite",
                 location: path.display().to_string(),
             })
@@ -114,6 +145,8 @@ pub async fn open_storage(settings: &Settings) -> Result<Storage, BuildError> {
                 profiles: Arc::new(store.profiles()),
                 memory: Arc::new(store.memory()),
                 facts: Arc::new(store.facts()),
+                inbox: Arc::new(store.inbox()),
+                sqlite_inbox: None,
                 backend: "mongodb",
                 location: format!("{}/{database}", mask_uri(uri.expose_secret())),
             })
