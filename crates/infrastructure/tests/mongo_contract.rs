@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use butler_infrastructure::mongo::{
-    ensure_indexes, MongoConnectError, MongoOptions, MongoStore, FACTS_COLLECTION, FACTS_TTL_INDEX,
-    MEMORY_COLLECTION, MEMORY_TTL_INDEX, PROFILES_COLLECTION,
+    ensure_indexes, MongoConnectError, MongoOptions, MongoStore, DEFAULT_INBOX_RETENTION,
+    FACTS_COLLECTION, FACTS_TTL_INDEX, MEMORY_COLLECTION, MEMORY_TTL_INDEX, PROFILES_COLLECTION,
 };
 use butler_testkit::contract::Storage;
 use butler_testkit::services::mongo::{shared_mongo, unique_database_name};
@@ -121,12 +121,18 @@ mod schema {
         assert_eq!(ttl.keys, doc! { "created_at": 1 });
         assert_eq!(ttl_of(&facts, FACTS_TTL_INDEX), Some(90 * 24 * 3600));
 
-        ensure_indexes(store.database(), Some(Duration::from_secs(3600)))
-            .await
-            .unwrap();
+        ensure_indexes(
+            store.database(),
+            Some(Duration::from_secs(3600)),
+            DEFAULT_INBOX_RETENTION,
+        )
+        .await
+        .unwrap();
         let facts = indexes(&store, FACTS_COLLECTION).await;
         assert_eq!(ttl_of(&facts, FACTS_TTL_INDEX), Some(3600));
-        ensure_indexes(store.database(), None).await.unwrap();
+        ensure_indexes(store.database(), None, DEFAULT_INBOX_RETENTION)
+            .await
+            .unwrap();
         let facts = indexes(&store, FACTS_COLLECTION).await;
         assert!(find(&facts, FACTS_TTL_INDEX).is_none(), "{facts:?}");
         assert!(find(&facts, "user_facts_user_key").is_some());
@@ -200,12 +206,16 @@ mod schema {
         let store = connect("ttl", MongoOptions::default()).await;
         let db = store.database();
         let before = indexes(&store, MEMORY_COLLECTION).await;
-        ensure_indexes(db, MongoOptions::default().memory_ttl)
-            .await
-            .unwrap();
+        ensure_indexes(
+            db,
+            MongoOptions::default().memory_ttl,
+            DEFAULT_INBOX_RETENTION,
+        )
+        .await
+        .unwrap();
         assert_eq!(indexes(&store, MEMORY_COLLECTION).await.len(), before.len());
 
-        ensure_indexes(db, Some(Duration::from_secs(3600)))
+        ensure_indexes(db, Some(Duration::from_secs(3600)), DEFAULT_INBOX_RETENTION)
             .await
             .unwrap();
         assert_eq!(
@@ -213,13 +223,17 @@ mod schema {
             Some(3600)
         );
 
-        ensure_indexes(db, None).await.unwrap();
+        ensure_indexes(db, None, DEFAULT_INBOX_RETENTION)
+            .await
+            .unwrap();
         let without = indexes(&store, MEMORY_COLLECTION).await;
         assert!(find(&without, MEMORY_TTL_INDEX).is_none(), "{without:?}");
         assert!(find(&without, "user_memory_event_id").is_some());
 
-        ensure_indexes(db, None).await.unwrap();
-        ensure_indexes(db, Some(Duration::from_secs(7200)))
+        ensure_indexes(db, None, DEFAULT_INBOX_RETENTION)
+            .await
+            .unwrap();
+        ensure_indexes(db, Some(Duration::from_secs(7200)), DEFAULT_INBOX_RETENTION)
             .await
             .unwrap();
         assert_eq!(
