@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use butler_infrastructure::mongo::{
-    ensure_indexes, MongoConnectError, MongoOptions, MongoStore, FACTS_COLLECTION, FACTS_TTL_INDEX,
+    ensure_indexes, MongoConnectError, MongoOptions, MongoStore, DEFAULT_INBOX_RETENTION,
+    FACTS_COLLECTION, FACTS_TTL_INDEX, INBOX_COLLECTION, INBOX_LEASES_COLLECTION, INBOX_TTL_INDEX,
     MEMORY_COLLECTION, MEMORY_TTL_INDEX, PROFILES_COLLECTION,
 };
 use butler_testkit::contract::Storage;
@@ -29,6 +30,7 @@ async fn mongo() -> Storage {
         Arc::new(store.profiles()),
         Arc::new(store.memory()),
         Arc::new(store.facts()),
+        Arc::new(store.inbox()),
     )
     .keeping(store)
 }
@@ -121,12 +123,18 @@ mod schema {
         assert_eq!(ttl.keys, doc! { "created_at": 1 });
         assert_eq!(ttl_of(&facts, FACTS_TTL_INDEX), Some(90 * 24 * 3600));
 
-        ensure_indexes(store.database(), Some(Duration::from_secs(3600)))
-            .await
-            .unwrap();
+        ensure_indexes(
+            store.database(),
+            Some(Duration::from_secs(3600)),
+            DEFAULT_INBOX_RETENTION,
+        )
+        .await
+        .unwrap();
         let facts = indexes(&store, FACTS_COLLECTION).await;
         assert_eq!(ttl_of(&facts, FACTS_TTL_INDEX), Some(3600));
-        ensure_indexes(store.database(), None).await.unwrap();
+        ensure_indexes(store.database(), None, DEFAULT_INBOX_RETENTION)
+            .await
+            .unwrap();
         let facts = indexes(&store, FACTS_COLLECTION).await;
         assert!(find(&facts, FACTS_TTL_INDEX).is_none(), "{facts:?}");
         assert!(find(&facts, "user_facts_user_key").is_some());
@@ -200,12 +208,16 @@ mod schema {
         let store = connect("ttl", MongoOptions::default()).await;
         let db = store.database();
         let before = indexes(&store, MEMORY_COLLECTION).await;
-        ensure_indexes(db, MongoOptions::default().memory_ttl)
-            .await
-            .unwrap();
+        ensure_indexes(
+            db,
+            MongoOptions::default().memory_ttl,
+            DEFAULT_INBOX_RETENTION,
+        )
+        .await
+        .unwrap();
         assert_eq!(indexes(&store, MEMORY_COLLECTION).await.len(), before.len());
 
-        ensure_indexes(db, Some(Duration::from_secs(3600)))
+        ensure_indexes(db, Some(Duration::from_secs(3600)), DEFAULT_INBOX_RETENTION)
             .await
             .unwrap();
         assert_eq!(
@@ -213,13 +225,17 @@ mod schema {
             Some(3600)
         );
 
-        ensure_indexes(db, None).await.unwrap();
+        ensure_indexes(db, None, DEFAULT_INBOX_RETENTION)
+            .await
+            .unwrap();
         let without = indexes(&store, MEMORY_COLLECTION).await;
         assert!(find(&without, MEMORY_TTL_INDEX).is_none(), "{without:?}");
         assert!(find(&without, "user_memory_event_id").is_some());
 
-        ensure_indexes(db, None).await.unwrap();
-        ensure_indexes(db, Some(Duration::from_secs(7200)))
+        ensure_indexes(db, None, DEFAULT_INBOX_RETENTION)
+            .await
+            .unwrap();
+        ensure_indexes(db, Some(Duration::from_secs(7200)), DEFAULT_INBOX_RETENTION)
             .await
             .unwrap();
         assert_eq!(
@@ -310,5 +326,166 @@ mod schema {
             "{err:?}"
         );
         assert!(!format!("{err} {err:?}").contains("hunter2"), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn connecting_creates_the_inbox_indexes_and_its_ttl_follows_the_retention() {
+        let store = connect("inbox_indexes", MongoOptions::default()).await;
+        let updates = indexes(&store, INBOX_COLLECTION).await;
+        let pending = find(&updates, "inbox_updates_pending").expect("pending index");
+        assert_eq!(pending.keys, doc! { "done_at": 1, "key": 1, "_id": 1 });
+        let ttl = find(&updates, INBOX_TTL_INDEX).expect("ttl index");
+        assert_eq!(ttl.keys, doc! { "done_at": 1 });
+        assert_eq!(ttl_of(&updates, INBOX_TTL_INDEX), Some(2 * 24 * 3600));
+
+        ensure_indexes(store.database(), None, Duration::from_secs(600))
+            .await
+            .unwrap();
+        let updates = indexes(&store, INBOX_COLLECTION).await;
+        assert_eq!(ttl_of(&updates, INBOX_TTL_INDEX), Some(600));
+        assert!(find(&updates, "inbox_updates_pending").is_some());
+    }
+
+    #[tokio::test]
+    async fn inbox_documents_are_keyed_by_update_id_with_bson_dates_and_done_at_only_once_done() {
+        use butler_domain::ports::{InboxUpdate, UpdateInbox};
+        let store = connect("inbox_bson", MongoOptions::default()).await;
+        let inbox = store.inbox();
+        let now = time::macros::datetime!(2026-11-25 12:00:00.517 UTC);
+        let update = |id| InboxUpdate {
+            update_id: id,
+            key: 77,
+            payload: "{}".to_owned(),
+            received_at: now,
+        };
+        inbox.store(&update(1)).await.unwrap();
+        inbox.store(&update(2)).await.unwrap();
+        let claimed = inbox
+            .claim(now, time::Duration::seconds(30))
+            .await
+            .unwrap()
+            .unwrap();
+        let leases = store
+            .database()
+            .collection::<Document>(INBOX_LEASES_COLLECTION);
+        let lease = leases.find_one(doc! {}).await.unwrap().unwrap();
+        assert_eq!(lease.get_i64("_id").unwrap(), 77);
+        assert!(
+            matches!(lease.get("token"), Some(Bson::Binary(b)) if b.subtype == BinarySubtype::Uuid)
+        );
+        assert!(matches!(lease.get("until"), Some(Bson::DateTime(_))));
+        inbox.complete(1, &claimed.lease, now).await.unwrap();
+        assert_eq!(leases.count_documents(doc! {}).await.unwrap(), 0);
+
+        let updates = store.database().collection::<Document>(INBOX_COLLECTION);
+        let done = updates
+            .find_one(doc! { "_id": 1_i64 })
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(matches!(done.get("_id"), Some(Bson::Int64(1))));
+        assert!(matches!(done.get("received_at"), Some(Bson::DateTime(_))));
+        assert!(matches!(done.get("done_at"), Some(Bson::DateTime(_))));
+        let pending = updates
+            .find_one(doc! { "_id": 2_i64 })
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(pending.get("done_at").is_none(), "{pending:?}");
+        assert!(matches!(pending.get("attempts"), Some(Bson::Int64(0))));
+    }
+}
+
+/// The inbox as two bot processes see it: two clients with their own connection pools, each
+/// call going to the next of them in turn.
+mod two_clients {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use async_trait::async_trait;
+    use butler_domain::ports::{Claimed, InboxError, InboxUpdate, Lease, Stored, UpdateInbox};
+    use butler_infrastructure::mongo::MongoInbox;
+    use time::OffsetDateTime;
+
+    use super::*;
+
+    struct RoundRobin {
+        next: AtomicUsize,
+        inboxes: [MongoInbox; 2],
+    }
+
+    impl RoundRobin {
+        fn pick(&self) -> &MongoInbox {
+            &self.inboxes[self.next.fetch_add(1, Ordering::Relaxed) % 2]
+        }
+    }
+
+    #[async_trait]
+    impl UpdateInbox for RoundRobin {
+        async fn store(&self, update: &InboxUpdate) -> Result<Stored, InboxError> {
+            self.pick().store(update).await
+        }
+        async fn claim(
+            &self,
+            now: OffsetDateTime,
+            lease_for: time::Duration,
+        ) -> Result<Option<Claimed>, InboxError> {
+            self.pick().claim(now, lease_for).await
+        }
+        async fn renew(
+            &self,
+            lease: &Lease,
+            now: OffsetDateTime,
+            lease_for: time::Duration,
+        ) -> Result<Option<Lease>, InboxError> {
+            self.pick().renew(lease, now, lease_for).await
+        }
+        async fn complete(
+            &self,
+            update_id: i64,
+            lease: &Lease,
+            now: OffsetDateTime,
+        ) -> Result<(), InboxError> {
+            self.pick().complete(update_id, lease, now).await
+        }
+        async fn release(&self, lease: &Lease) -> Result<(), InboxError> {
+            self.pick().release(lease).await
+        }
+        async fn backlog(&self) -> Result<u64, InboxError> {
+            self.pick().backlog().await
+        }
+        async fn delete_done_before(&self, before: OffsetDateTime) -> Result<u64, InboxError> {
+            self.pick().delete_done_before(before).await
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn claimers_on_two_clients_answer_every_update_once_and_each_key_in_order() {
+        let first = connect("inbox_two_clients", MongoOptions::default()).await;
+        let server = shared_mongo().await.unwrap();
+        let second = MongoStore::connect(
+            server.uri(),
+            MongoOptions {
+                database: Some(first.database().name().to_owned()),
+                ..MongoOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+        let inbox = RoundRobin {
+            next: AtomicUsize::new(0),
+            inboxes: [first.inbox(), second.inbox()],
+        };
+        let storage = Storage::new(
+            Arc::new(first.profiles()),
+            Arc::new(first.memory()),
+            Arc::new(first.facts()),
+            Arc::new(inbox),
+        )
+        .keeping(first)
+        .keeping(second);
+        butler_testkit::contract::concurrent_claimers_answer_every_update_once_and_each_key_in_order(
+            storage,
+        )
+        .await;
     }
 }

@@ -9,7 +9,8 @@
 use std::time::Duration;
 
 use butler_domain::ports::{
-    MemoryStoreError, ProfileStoreError, UserMemoryRepository, UserProfileRepository,
+    InboxError, InboxUpdate, MemoryStoreError, ProfileStoreError, Stored, UpdateInbox,
+    UserMemoryRepository, UserProfileRepository,
 };
 use butler_domain::{Source, UserId, UserMemoryEvent};
 use butler_infrastructure::mongo::{MongoOptions, MongoStore};
@@ -226,4 +227,59 @@ async fn failing_deletes_remove_nothing_until_the_fault_is_lifted() {
     assert_eq!(memory.count(user).await.unwrap(), 10);
     assert_eq!(memory.delete_up_to(user, all[4].cursor()).await.unwrap(), 5);
     assert_eq!(memory.recent(user, 100, None).await.unwrap(), all[5..]);
+}
+
+fn assert_inbox_unavailable(result: Result<impl std::fmt::Debug, InboxError>, op: &str) {
+    match result {
+        Err(e @ InboxError::Unavailable { operation, .. }) => {
+            assert_eq!(operation, op);
+            assert!(e.is_retryable());
+            assert!(e.to_string().contains("inbox_"), "{e}");
+        }
+        other => panic!("{op}: expected Unavailable, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn inbox_faults_are_unavailable_and_nothing_is_lost_or_claimed_twice() {
+    let f = Faulty::new().await;
+    let inbox = f.store.inbox();
+    let now = time::macros::datetime!(2026-11-25 12:00 UTC);
+    let lease = time::Duration::seconds(30);
+    let update = |id: i64| InboxUpdate {
+        update_id: id,
+        key: 42,
+        payload: format!(r#"{{"update_id":{id}}}"#),
+        received_at: now,
+    };
+    assert_eq!(inbox.store(&update(1)).await.unwrap(), Stored::New);
+
+    f.fail(&["insert"], FailWith::ErrorCode(91)).await;
+    assert_inbox_unavailable(inbox.store(&update(2)).await, "store");
+    f.heal().await;
+    f.fail(&["find", "aggregate"], FailWith::CloseConnection)
+        .await;
+    assert_inbox_unavailable(inbox.claim(now, lease).await, "claim");
+    f.heal().await;
+
+    let second = update(2);
+    assert_eq!(retry(|| inbox.store(&second)).await, Stored::New);
+    let claimed = retry(|| inbox.claim(now, lease))
+        .await
+        .expect("update 1 is pending");
+    assert_eq!((claimed.update.update_id, claimed.attempts), (1, 1));
+
+    f.fail(&["update", "delete"], FailWith::ErrorCode(89)).await;
+    assert_inbox_unavailable(inbox.complete(1, &claimed.lease, now).await, "complete");
+    assert_inbox_unavailable(inbox.renew(&claimed.lease, now, lease).await, "renew");
+    f.heal().await;
+
+    assert_eq!(inbox.backlog().await.unwrap(), 2);
+    assert!(
+        inbox.claim(now, lease).await.unwrap().is_none(),
+        "key 42 is held"
+    );
+    inbox.complete(1, &claimed.lease, now).await.unwrap();
+    let next = inbox.claim(now, lease).await.unwrap().expect("update 2");
+    assert_eq!((next.update.update_id, next.attempts), (2, 1));
 }

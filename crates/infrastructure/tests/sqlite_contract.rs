@@ -15,6 +15,7 @@ async fn sqlite() -> Storage {
         Arc::new(store.profiles()),
         Arc::new(store.memory()),
         Arc::new(store.facts()),
+        Arc::new(store.inbox()),
     )
     .keeping(dir)
 }
@@ -428,5 +429,85 @@ mod schema {
             .await
             .unwrap_err();
         assert!(err.to_string().contains("file"), "{err}");
+    }
+
+    fn plan(conn: &Connection, sql: &str) -> String {
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let rows: Vec<String> = stmt
+            .query_map([], |row| row.get("detail"))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        rows.join("\n")
+    }
+
+    #[tokio::test]
+    async fn the_inbox_reads_pending_updates_through_partial_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("butler.db");
+        SqliteStore::open(SqliteOptions::at(&path)).await.unwrap();
+        let conn = Connection::open(&path).unwrap();
+        assert_eq!(
+            indexes(&conn, "inbox_updates"),
+            vec![
+                ("inbox_updates_done".to_owned(), false),
+                ("inbox_updates_pending".to_owned(), false),
+            ]
+        );
+        assert_eq!(columns_of(&conn, "inbox_updates_pending"), ["update_id"]);
+        // The claim's query, as in sqlite/inbox.rs: done rows kept for retention are never
+        // scanned.
+        let claim = plan(
+            &conn,
+            "SELECT u.update_id FROM inbox_updates u WHERE u.done_at IS NULL \
+             AND NOT EXISTS (SELECT 1 FROM inbox_leases l WHERE l.key = u.key AND l.until > 0) \
+             ORDER BY u.update_id LIMIT 1",
+        );
+        let lines: Vec<&str> = claim.lines().collect();
+        assert!(
+            lines.contains(&"SCAN u USING INDEX inbox_updates_pending"),
+            "{claim}"
+        );
+        assert!(
+            lines.contains(&"SEARCH l USING INTEGER PRIMARY KEY (rowid=?)"),
+            "{claim}"
+        );
+    }
+
+    #[tokio::test]
+    async fn voiding_leases_at_start_up_lets_a_crashed_runs_update_be_claimed_at_once() {
+        use butler_domain::ports::{InboxUpdate, Stored, UpdateInbox};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("butler.db");
+        let now = time::macros::datetime!(2026-11-25 12:00 UTC);
+        let lease = time::Duration::seconds(30);
+        let update = InboxUpdate {
+            update_id: 1,
+            key: 42,
+            payload: "{}".to_owned(),
+            received_at: now,
+        };
+        {
+            let crashed = SqliteStore::open(SqliteOptions::at(&path)).await.unwrap();
+            let inbox = crashed.inbox();
+            assert_eq!(inbox.store(&update).await.unwrap(), Stored::New);
+            inbox.claim(now, lease).await.unwrap().expect("claimed");
+        }
+        let restarted = SqliteStore::open(SqliteOptions::at(&path)).await.unwrap();
+        let inbox = restarted.inbox();
+        assert!(
+            inbox.claim(now, lease).await.unwrap().is_none(),
+            "the lease is still in the file"
+        );
+        assert_eq!(inbox.void_leases().await.unwrap(), 1);
+        let again = inbox
+            .claim(now, lease)
+            .await
+            .unwrap()
+            .expect("claimed again");
+        assert_eq!(again.update, update);
+        assert_eq!(again.attempts, 2);
+        assert_eq!(inbox.void_leases().await.unwrap(), 1);
+        assert_eq!(inbox.void_leases().await.unwrap(), 0);
     }
 }

@@ -4,13 +4,14 @@
 use std::sync::Arc;
 
 use butler_testkit::contract::Storage;
-use butler_testkit::fakes::{InMemoryFacts, InMemoryMemory, InMemoryProfiles};
+use butler_testkit::fakes::{InMemoryFacts, InMemoryInbox, InMemoryMemory, InMemoryProfiles};
 
 async fn fakes() -> Storage {
     Storage::new(
         Arc::new(InMemoryProfiles::default()),
         Arc::new(InMemoryMemory::default()),
         Arc::new(InMemoryFacts::default()),
+        Arc::new(InMemoryInbox::default()),
     )
 }
 

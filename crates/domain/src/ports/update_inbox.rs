@@ -4,8 +4,10 @@
 
 use async_trait::async_trait;
 use thiserror::Error;
-use time::{Duration, OffsetDateTime};
+use time::{Duration, OffsetDateTime, PrimitiveDateTime};
 use uuid::Uuid;
+
+use crate::timestamp::truncate_to_millis;
 
 /// Why an inbox operation failed.
 #[derive(Debug, Error)]
@@ -58,6 +60,23 @@ pub struct Lease {
     pub token: Uuid,
     /// When the lease expires unless renewed.
     pub until: OffsetDateTime,
+}
+
+impl Lease {
+    /// When a lease taken or renewed at `now` for `lease_for` expires, in whole milliseconds
+    /// (as every backend stores it), saturating at the ends of the representable range. A
+    /// lease is held while `until > now`: at `until` it has expired.
+    #[must_use]
+    pub fn expiry(now: OffsetDateTime, lease_for: Duration) -> OffsetDateTime {
+        let until = now.checked_add(lease_for).unwrap_or_else(|| {
+            if lease_for.is_negative() {
+                PrimitiveDateTime::MIN.assume_utc()
+            } else {
+                PrimitiveDateTime::MAX.assume_utc()
+            }
+        });
+        truncate_to_millis(until)
+    }
 }
 
 /// An update claimed for answering.
@@ -146,4 +165,30 @@ pub trait UpdateInbox: Send + Sync {
 
     /// Removes the updates done before `before`; returns how many.
     async fn delete_done_before(&self, before: OffsetDateTime) -> Result<u64, InboxError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn a_lease_expires_in_whole_milliseconds_and_never_overflows() {
+        let now = datetime!(2026-11-25 12:00:00.517_999 UTC);
+        assert_eq!(
+            Lease::expiry(now, Duration::seconds(30)),
+            datetime!(2026-11-25 12:00:30.517 UTC)
+        );
+        assert_eq!(
+            Lease::expiry(now, Duration::MAX),
+            PrimitiveDateTime::MAX
+                .assume_utc()
+                .replace_nanosecond(999_000_000)
+                .unwrap()
+        );
+        assert_eq!(
+            Lease::expiry(now, Duration::MIN),
+            PrimitiveDateTime::MIN.assume_utc()
+        );
+    }
 }

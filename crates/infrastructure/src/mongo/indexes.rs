@@ -3,9 +3,10 @@
 //!
 //! `createIndexes` with an identical specification is a no-op on the server. The indexes whose
 //! options change with configuration — the TTLs on `user_memory.created_at` and
-//! `user_facts.created_at`, both set by the memory TTL — are compared with what exists and
-//! dropped and rebuilt when the configured TTL differs (or dropped when expiry is disabled),
-//! because MongoDB refuses to redefine an index's options in place.
+//! `user_facts.created_at`, both set by the memory TTL, and on `inbox_updates.done_at`, set by
+//! the inbox retention — are compared with what exists and dropped and rebuilt when the
+//! configured TTL differs (or dropped when expiry is disabled), because MongoDB refuses to
+//! redefine an index's options in place.
 
 use std::time::Duration;
 
@@ -27,6 +28,13 @@ pub const MEMORY_TTL_INDEX: &str = "user_memory_ttl";
 pub const FACTS_COLLECTION: &str = "user_facts";
 /// Name of the TTL index on `user_facts.created_at`: facts expire like events.
 pub const FACTS_TTL_INDEX: &str = "user_facts_ttl";
+/// The update inbox, one document per received update (`_id` = the update id).
+pub const INBOX_COLLECTION: &str = "inbox_updates";
+/// Name of the TTL index on `inbox_updates.done_at`: done updates expire after the retention;
+/// pending ones have no `done_at` and never expire.
+pub const INBOX_TTL_INDEX: &str = "inbox_updates_ttl";
+/// The inbox's leases, one document per held key (`_id` = the key).
+pub const INBOX_LEASES_COLLECTION: &str = "inbox_leases";
 
 /// An index could not be listed, created or dropped.
 #[derive(Debug, Error)]
@@ -51,13 +59,17 @@ pub struct IndexError {
 ///   `current: true`: one current fact per key), `{user_id: 1, created_at: -1}`
 ///   (`user_facts_user_created`), multikey `{user_id: 1, terms: 1}` (`user_facts_user_terms`,
 ///   search), and the TTL index `{created_at: 1}` (`user_facts_ttl`) with the same
-///   `memory_ttl`.
+///   `memory_ttl`;
+/// - `inbox_updates`: `{done_at: 1, key: 1, _id: 1}` (`inbox_updates_pending`: pending
+///   updates by key, oldest first), and the TTL index `{done_at: 1}` (`inbox_updates_ttl`)
+///   expiring done updates after `inbox_retention`. `inbox_leases` needs only its `_id`.
 ///
 /// # Errors
 /// [`IndexError`] naming the collection and index.
 pub async fn ensure_indexes(
     database: &Database,
     memory_ttl: Option<Duration>,
+    inbox_retention: Duration,
 ) -> Result<(), IndexError> {
     let profiles = database.collection::<Document>(PROFILES_COLLECTION);
     let memory = database.collection::<Document>(MEMORY_COLLECTION);
@@ -85,8 +97,36 @@ pub async fn ensure_indexes(
         IndexOptions::builder().unique(true).build(),
     )
     .await?;
-    ensure_ttl(&memory, MEMORY_COLLECTION, MEMORY_TTL_INDEX, memory_ttl).await?;
-    ensure_fact_indexes(database, memory_ttl).await
+    ensure_ttl(
+        &memory,
+        MEMORY_COLLECTION,
+        MEMORY_TTL_INDEX,
+        "created_at",
+        memory_ttl,
+    )
+    .await?;
+    ensure_fact_indexes(database, memory_ttl).await?;
+    ensure_inbox_indexes(database, inbox_retention).await
+}
+
+async fn ensure_inbox_indexes(database: &Database, retention: Duration) -> Result<(), IndexError> {
+    let updates = database.collection::<Document>(INBOX_COLLECTION);
+    create(
+        &updates,
+        INBOX_COLLECTION,
+        "inbox_updates_pending",
+        doc! { "done_at": 1, "key": 1, "_id": 1 },
+        IndexOptions::default(),
+    )
+    .await?;
+    ensure_ttl(
+        &updates,
+        INBOX_COLLECTION,
+        INBOX_TTL_INDEX,
+        "done_at",
+        Some(retention),
+    )
+    .await
 }
 
 async fn ensure_fact_indexes(
@@ -129,7 +169,14 @@ async fn ensure_fact_indexes(
         IndexOptions::default(),
     )
     .await?;
-    ensure_ttl(&facts, FACTS_COLLECTION, FACTS_TTL_INDEX, memory_ttl).await
+    ensure_ttl(
+        &facts,
+        FACTS_COLLECTION,
+        FACTS_TTL_INDEX,
+        "created_at",
+        memory_ttl,
+    )
+    .await
 }
 
 async fn create(
@@ -152,12 +199,13 @@ async fn create(
         })
 }
 
-/// Makes the TTL index `index` on `created_at` of `collection` expire after `ttl`, or removes
-/// it for `None`.
+/// Makes the TTL index `index` on `field` of `collection` expire after `ttl`, or removes it
+/// for `None`.
 async fn ensure_ttl(
     collection: &Collection<Document>,
     collection_name: &'static str,
     index: &'static str,
+    field: &str,
     ttl: Option<Duration>,
 ) -> Result<(), IndexError> {
     let failed = |e: &mongodb::error::Error| IndexError {
@@ -192,7 +240,7 @@ async fn ensure_ttl(
         collection,
         collection_name,
         index,
-        doc! { "created_at": 1 },
+        doc! { field: 1 },
         IndexOptions::builder().expire_after(ttl).build(),
     )
     .await

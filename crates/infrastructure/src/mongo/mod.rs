@@ -1,5 +1,5 @@
-//! MongoDB storage through the official driver: collections `user_profiles`, `user_memory`
-//! and `user_facts` in one database.
+//! MongoDB storage through the official driver: collections `user_profiles`, `user_memory`,
+//! `user_facts` and the update inbox's `inbox_updates` and `inbox_leases` in one database.
 //!
 //! Representation: user ids are `Int64`, event ids BSON binary subtype 4 (UUID), times BSON
 //! dates (milliseconds, which is why the domain truncates every time to whole milliseconds).
@@ -9,6 +9,7 @@
 //! operation by [`MongoOptions::operation_timeout`].
 
 mod fact_repo;
+mod inbox;
 mod indexes;
 mod memory_repo;
 mod profile_repo;
@@ -29,9 +30,11 @@ use uuid::Uuid;
 use butler_domain::timestamp::{from_unix_millis, to_unix_millis};
 
 pub use fact_repo::{MongoFactRepository, MAX_SEARCH_CANDIDATES};
+pub use inbox::{MongoInbox, MAX_CLAIM_CANDIDATES};
 pub use indexes::{
-    ensure_indexes, IndexError, FACTS_COLLECTION, FACTS_TTL_INDEX, MEMORY_COLLECTION,
-    MEMORY_TTL_INDEX, PROFILES_COLLECTION,
+    ensure_indexes, IndexError, FACTS_COLLECTION, FACTS_TTL_INDEX, INBOX_COLLECTION,
+    INBOX_LEASES_COLLECTION, INBOX_TTL_INDEX, MEMORY_COLLECTION, MEMORY_TTL_INDEX,
+    PROFILES_COLLECTION,
 };
 pub use memory_repo::MongoMemoryRepository;
 pub use profile_repo::MongoProfileRepository;
@@ -39,6 +42,9 @@ pub use uri::{mask_uri, scrub};
 
 /// How long events live before MongoDB's TTL monitor removes them, unless configured.
 pub const DEFAULT_MEMORY_TTL: Duration = Duration::from_secs(90 * 24 * 60 * 60);
+
+/// How long done updates stay in the inbox, recognising late redeliveries, unless configured.
+pub const DEFAULT_INBOX_RETENTION: Duration = Duration::from_secs(2 * 24 * 60 * 60);
 
 /// The database used when neither the options nor the URI name one.
 pub const DEFAULT_DATABASE: &str = "butler";
@@ -51,6 +57,9 @@ pub struct MongoOptions {
     /// Age after which memory events and facts expire (TTL indexes on `created_at`); `None`
     /// disables expiry and removes existing TTL indexes.
     pub memory_ttl: Option<Duration>,
+    /// How long done updates stay in the inbox before MongoDB's TTL monitor removes them (TTL
+    /// index on `inbox_updates.done_at`); a redelivery within it is recognised as a duplicate.
+    pub inbox_retention: Duration,
     /// How long to wait for a usable server before an operation fails (also bounds start-up).
     pub server_selection_timeout: Duration,
     /// TCP connect time-out per connection attempt.
@@ -66,6 +75,7 @@ impl Default for MongoOptions {
         Self {
             database: None,
             memory_ttl: Some(DEFAULT_MEMORY_TTL),
+            inbox_retention: DEFAULT_INBOX_RETENTION,
             server_selection_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
             operation_timeout: Duration::from_secs(15),
@@ -153,7 +163,7 @@ impl MongoStore {
             Ok(Err(e)) => return Err(unreachable(describe(&e))),
             Err(_) => return Err(unreachable("no answer to ping".to_owned())),
         }
-        ensure_indexes(&database, options.memory_ttl)
+        ensure_indexes(&database, options.memory_ttl, options.inbox_retention)
             .await
             .map_err(|source| MongoConnectError::Indexes {
                 uri: masked.clone(),
@@ -179,6 +189,12 @@ impl MongoStore {
     #[must_use]
     pub fn facts(&self) -> MongoFactRepository {
         MongoFactRepository::new(&self.database, self.options.operation_timeout)
+    }
+
+    /// The update inbox over this database; any number of processes may claim from it.
+    #[must_use]
+    pub fn inbox(&self) -> MongoInbox {
+        MongoInbox::new(&self.database, self.options.operation_timeout)
     }
 
     /// The database (for administration and tests).

@@ -88,6 +88,31 @@ const MIGRATIONS: &[&str] = &[
         INSERT INTO user_facts_fts (rowid, terms) VALUES (new.id, new.terms);
     END;
     ",
+    // 4: the update inbox: received updates until answered (and, done, until retention ends),
+    // and the per-key leases of their claimers.
+    r"
+    CREATE TABLE inbox_updates (
+        update_id   INTEGER PRIMARY KEY,      -- Telegram's update_id
+        key         INTEGER NOT NULL,         -- sender (or chat) id: answered in order
+        payload     TEXT    NOT NULL,         -- the update's JSON
+        received_at INTEGER NOT NULL,         -- Unix ms
+        done_at     INTEGER,                  -- Unix ms; NULL while pending
+        attempts    INTEGER NOT NULL DEFAULT 0
+    ) STRICT;
+    -- Pending updates oldest first: a claim reads only pending rows, however many done ones
+    -- retention keeps.
+    CREATE INDEX inbox_updates_pending ON inbox_updates (update_id)
+        WHERE done_at IS NULL;
+    -- Retention: done updates by age.
+    CREATE INDEX inbox_updates_done ON inbox_updates (done_at)
+        WHERE done_at IS NOT NULL;
+
+    CREATE TABLE inbox_leases (
+        key   INTEGER PRIMARY KEY,
+        token BLOB    NOT NULL,               -- 16-byte UUID, unique per claim
+        until INTEGER NOT NULL                -- Unix ms
+    ) STRICT;
+    ",
 ];
 
 /// The schema version this binary creates and understands.

@@ -1,5 +1,5 @@
-//! SQLite storage (the embedded default): one database file holding profiles, memory events
-//! and facts.
+//! SQLite storage (the embedded default): one database file holding profiles, memory events,
+//! facts and the update inbox.
 //!
 //! Why a small pool plus `spawn_blocking` rather than a dedicated thread or `r2d2`: SQLite
 //! calls block, so each runs on tokio's blocking pool and never on a runtime worker. Waiting
@@ -28,6 +28,7 @@
 //! [`butler_domain::EventCursor`]. Lists (topics, tags) are JSON arrays in TEXT columns.
 
 mod fact_repo;
+mod inbox;
 mod memory_repo;
 mod migrations;
 mod profile_repo;
@@ -46,6 +47,7 @@ use uuid::Uuid;
 use butler_domain::timestamp::{from_unix_millis, to_unix_millis};
 
 pub use fact_repo::SqliteFactRepository;
+pub use inbox::SqliteInbox;
 pub use memory_repo::SqliteMemoryRepository;
 pub use migrations::SCHEMA_VERSION;
 pub use profile_repo::SqliteProfileRepository;
@@ -188,6 +190,13 @@ impl SqliteStore {
         SqliteFactRepository::new(Arc::clone(&self.pool))
     }
 
+    /// The update inbox in this database. The bot calls [`SqliteInbox::void_leases`] once
+    /// when it starts.
+    #[must_use]
+    pub fn inbox(&self) -> SqliteInbox {
+        SqliteInbox::new(Arc::clone(&self.pool))
+    }
+
     /// The database file.
     #[must_use]
     pub fn path(&self) -> &Path {
@@ -217,7 +226,7 @@ struct Pool {
 
 /// A port's storage error, as [`Pool::run_for`] builds it from a [`Fault`].
 trait PortError {
-    /// What the log line calls the storage (`profile`, `memory`, `fact`).
+    /// What the log line calls the storage (`profile`, `memory`, `fact`, `inbox`).
     const STORAGE: &'static str;
     fn corrupt(detail: String) -> Self;
     fn unavailable(operation: &'static str, detail: String) -> Self;
@@ -245,6 +254,16 @@ impl PortError for butler_domain::ports::MemoryStoreError {
 
 impl PortError for butler_domain::ports::FactStoreError {
     const STORAGE: &'static str = "fact";
+    fn corrupt(detail: String) -> Self {
+        Self::Corrupt { detail }
+    }
+    fn unavailable(operation: &'static str, detail: String) -> Self {
+        Self::Unavailable { operation, detail }
+    }
+}
+
+impl PortError for butler_domain::ports::InboxError {
+    const STORAGE: &'static str = "inbox";
     fn corrupt(detail: String) -> Self {
         Self::Corrupt { detail }
     }

@@ -1,6 +1,7 @@
 //! The storage contract suite: every promise of `UserProfileRepository`,
-//! `UserMemoryRepository` and `FactRepository`, written once as generic async functions over the ports and run
-//! against every backend (SQLite, MongoDB, the in-memory fakes) by
+//! `UserMemoryRepository`, `FactRepository` and `UpdateInbox`, written once as generic async
+//! functions over the ports and run against every backend (SQLite, MongoDB, the in-memory
+//! fakes) by
 //! [`storage_contract_suite!`](crate::storage_contract_suite).
 //!
 //! Each case receives a fresh, empty [`Storage`] and panics on a broken promise; races run
@@ -10,6 +11,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod facts;
+mod inbox;
 mod memory;
 mod profiles;
 mod races;
@@ -17,11 +19,14 @@ mod races;
 use std::any::Any;
 use std::sync::Arc;
 
-use butler_domain::ports::{FactRepository, UserMemoryRepository, UserProfileRepository};
+use butler_domain::ports::{
+    FactRepository, UpdateInbox, UserMemoryRepository, UserProfileRepository,
+};
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
 
 pub use facts::*;
+pub use inbox::*;
 pub use memory::*;
 pub use profiles::*;
 pub use races::*;
@@ -34,6 +39,8 @@ pub struct Storage {
     pub memory: Arc<dyn UserMemoryRepository>,
     /// The fact store under test.
     pub facts: Arc<dyn FactRepository>,
+    /// The update inbox under test.
+    pub inbox: Arc<dyn UpdateInbox>,
     keep_alive: Vec<Box<dyn Any + Send + Sync>>,
 }
 
@@ -43,11 +50,13 @@ impl Storage {
         profiles: Arc<dyn UserProfileRepository>,
         memory: Arc<dyn UserMemoryRepository>,
         facts: Arc<dyn FactRepository>,
+        inbox: Arc<dyn UpdateInbox>,
     ) -> Self {
         Self {
             profiles,
             memory,
             facts,
+            inbox,
             keep_alive: Vec::new(),
         }
     }
@@ -86,13 +95,14 @@ fn at(ms: i64) -> OffsetDateTime {
 /// use std::sync::Arc;
 ///
 /// use butler_testkit::contract::Storage;
-/// use butler_testkit::fakes::{InMemoryFacts, InMemoryMemory, InMemoryProfiles};
+/// use butler_testkit::fakes::{InMemoryFacts, InMemoryInbox, InMemoryMemory, InMemoryProfiles};
 ///
 /// async fn fakes() -> Storage {
 ///     Storage::new(
 ///         Arc::new(InMemoryProfiles::default()),
 ///         Arc::new(InMemoryMemory::default()),
 ///         Arc::new(InMemoryFacts::default()),
+///         Arc::new(InMemoryInbox::default()),
 ///     )
 /// }
 ///
@@ -144,6 +154,17 @@ macro_rules! storage_contract_suite {
             delete_all_removes_every_fact_of_one_user_only,
             facts_older_than_the_cutoff_expire_for_every_user,
             concurrent_saves_of_one_key_leave_exactly_one_current_fact,
+            storing_an_update_again_is_a_duplicate_whether_pending_or_done,
+            claims_take_the_oldest_pending_update_across_keys,
+            a_key_is_answered_one_update_at_a_time_in_update_id_order,
+            completing_gives_the_key_back_and_its_next_update_becomes_claimable,
+            a_released_update_stays_pending_and_comes_back_with_one_more_attempt,
+            an_expired_lease_is_taken_over_and_the_old_holder_can_no_longer_touch_the_key,
+            renewing_a_lease_extends_it,
+            backlog_counts_only_pending_updates,
+            delete_done_before_removes_only_old_done_updates_and_a_removed_id_is_new_again,
+            payload_and_received_at_round_trip_exactly,
+            concurrent_claimers_answer_every_update_once_and_each_key_in_order,
         );
     };
     (@cases $factory:expr; $($case:ident),+ $(,)?) => {

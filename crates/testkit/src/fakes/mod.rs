@@ -5,6 +5,7 @@
 mod clock;
 mod facts;
 mod faulty;
+mod inbox;
 mod llm;
 mod memory;
 mod profiles;
@@ -14,6 +15,7 @@ mod tokens;
 pub use clock::ManualClock;
 pub use facts::InMemoryFacts;
 pub use faulty::FaultyMemory;
+pub use inbox::InMemoryInbox;
 pub use llm::{FakeLlm, LlmStep};
 pub use memory::InMemoryMemory;
 pub use profiles::InMemoryProfiles;

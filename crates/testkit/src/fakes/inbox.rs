@@ -1,0 +1,187 @@
+//! An in-memory update inbox: updates by id and leases by key under one lock, with the real
+//! backends' semantics (times in whole milliseconds, a lease held while `until > now`), so
+//! tests of the update loop see what SQLite and MongoDB do.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use butler_domain::ports::{Claimed, InboxError, InboxUpdate, Lease, Stored, UpdateInbox};
+use butler_domain::timestamp::truncate_to_millis;
+use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
+
+use super::Outage;
+
+#[derive(Debug)]
+struct Entry {
+    update: InboxUpdate,
+    done_at: Option<OffsetDateTime>,
+    attempts: u32,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// By update id, so iteration is oldest first.
+    updates: BTreeMap<i64, Entry>,
+    /// By key: the token and expiry of the lease on it.
+    leases: HashMap<i64, (Uuid, OffsetDateTime)>,
+}
+
+impl State {
+    fn holds(&self, lease: &Lease) -> bool {
+        self.leases
+            .get(&lease.key)
+            .is_some_and(|(token, _)| *token == lease.token)
+    }
+
+    fn release(&mut self, lease: &Lease) {
+        if self.holds(lease) {
+            self.leases.remove(&lease.key);
+        }
+    }
+}
+
+/// Updates and leases in maps.
+#[derive(Debug, Default)]
+pub struct InMemoryInbox {
+    state: Mutex<State>,
+    /// While down, every operation fails with `Unavailable`.
+    pub outage: Outage,
+}
+
+impl InMemoryInbox {
+    fn check(&self, operation: &'static str) -> Result<MutexGuard<'_, State>, InboxError> {
+        if self.outage.is_down() {
+            return Err(InboxError::Unavailable {
+                operation,
+                detail: "fake outage".to_owned(),
+            });
+        }
+        Ok(self.state.lock().expect("inbox mutex"))
+    }
+}
+
+#[async_trait]
+impl UpdateInbox for InMemoryInbox {
+    async fn store(&self, update: &InboxUpdate) -> Result<Stored, InboxError> {
+        let mut state = self.check("store")?;
+        if state.updates.contains_key(&update.update_id) {
+            return Ok(Stored::Duplicate);
+        }
+        let update = InboxUpdate {
+            received_at: truncate_to_millis(update.received_at),
+            ..update.clone()
+        };
+        state.updates.insert(
+            update.update_id,
+            Entry {
+                update,
+                done_at: None,
+                attempts: 0,
+            },
+        );
+        Ok(Stored::New)
+    }
+
+    async fn claim(
+        &self,
+        now: OffsetDateTime,
+        lease_for: Duration,
+    ) -> Result<Option<Claimed>, InboxError> {
+        let mut state = self.check("claim")?;
+        let now = truncate_to_millis(now);
+        let held = |state: &State, key: i64| {
+            state
+                .leases
+                .get(&key)
+                .is_some_and(|(_, until)| *until > now)
+        };
+        // Oldest first: the first pending update of an unleased key is also that key's oldest
+        // pending one.
+        let found = state
+            .updates
+            .values()
+            .find(|e| e.done_at.is_none() && !held(&state, e.update.key))
+            .map(|e| e.update.update_id);
+        let Some(update_id) = found else {
+            return Ok(None);
+        };
+        let entry = state
+            .updates
+            .get_mut(&update_id)
+            .expect("the update just found");
+        entry.attempts += 1;
+        let (update, attempts) = (entry.update.clone(), entry.attempts);
+        let lease = Lease {
+            key: update.key,
+            token: Uuid::new_v4(),
+            until: Lease::expiry(now, lease_for),
+        };
+        state.leases.insert(lease.key, (lease.token, lease.until));
+        Ok(Some(Claimed {
+            update,
+            lease,
+            attempts,
+        }))
+    }
+
+    async fn renew(
+        &self,
+        lease: &Lease,
+        now: OffsetDateTime,
+        lease_for: Duration,
+    ) -> Result<Option<Lease>, InboxError> {
+        let mut state = self.check("renew")?;
+        if !state.holds(lease) {
+            return Ok(None);
+        }
+        let renewed = Lease {
+            until: Lease::expiry(now, lease_for),
+            ..*lease
+        };
+        state
+            .leases
+            .insert(renewed.key, (renewed.token, renewed.until));
+        Ok(Some(renewed))
+    }
+
+    async fn complete(
+        &self,
+        update_id: i64,
+        lease: &Lease,
+        now: OffsetDateTime,
+    ) -> Result<(), InboxError> {
+        let mut state = self.check("complete")?;
+        if let Some(entry) = state.updates.get_mut(&update_id) {
+            entry.done_at.get_or_insert(truncate_to_millis(now));
+        }
+        state.release(lease);
+        Ok(())
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<(), InboxError> {
+        self.check("release")?.release(lease);
+        Ok(())
+    }
+
+    async fn backlog(&self) -> Result<u64, InboxError> {
+        let state = self.check("backlog")?;
+        let pending = state
+            .updates
+            .values()
+            .filter(|e| e.done_at.is_none())
+            .count();
+        Ok(u64::try_from(pending).unwrap_or(u64::MAX))
+    }
+
+    async fn delete_done_before(&self, before: OffsetDateTime) -> Result<u64, InboxError> {
+        let mut state = self.check("delete_done_before")?;
+        let before = truncate_to_millis(before);
+        let count = state.updates.len();
+        state
+            .updates
+            .retain(|_, e| e.done_at.is_none_or(|done| done >= before));
+        Ok(u64::try_from(count - state.updates.len()).unwrap_or(u64::MAX))
+    }
+}
