@@ -103,11 +103,13 @@ pub fn measure_recovery(
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
-        replicas.push(Replica(command.spawn().with_context(|| {
-            format!("starting {}", bot_bin.display())
-        })?));
+        replicas.push(Replica(
+            command
+                .spawn()
+                .with_context(|| format!("starting {}", bot_bin.display()))?,
+        ));
     }
-    let telegram = fakes.telegram.clone();
+    let telegram = fakes.telegram;
     rt.harness.block_on(async move {
         telegram
             .wait_for_calls("setWebhook", 2, Duration::from_secs(60))

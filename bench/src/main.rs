@@ -827,10 +827,7 @@ fn delivery_run(cli: &Cli) -> anyhow::Result<String> {
     let rows = vec![
         row(
             "Concurrent users (closed loops)",
-            columns
-                .iter()
-                .map(|(b, _)| users(*b).to_string())
-                .collect(),
+            columns.iter().map(|(b, _)| users(*b).to_string()).collect(),
         ),
         row(
             "Throughput, polling / webhook",
@@ -888,14 +885,8 @@ fn delivery_run(cli: &Cli) -> anyhow::Result<String> {
     let store = rt
         .bot
         .block_on(StoreEnv::fresh(Backend::Mongo, "bench_recovery"))?;
-    let recovery = delivery::measure_recovery(
-        &rt,
-        &bot_bin,
-        &store,
-        recovery_users,
-        lease,
-        before_kill,
-    )?;
+    let recovery =
+        delivery::measure_recovery(&rt, &bot_bin, &store, recovery_users, lease, before_kill)?;
     progress(format!("recovery: {recovery:?}"));
     let _ = writeln!(
         out,

@@ -242,7 +242,9 @@ impl UpdateInbox for TimedInbox {
         now: time::OffsetDateTime,
         lease_for: time::Duration,
     ) -> Result<Option<Claimed>, InboxError> {
-        self.timer.time(None, self.inner.claim(now, lease_for)).await
+        self.timer
+            .time(None, self.inner.claim(now, lease_for))
+            .await
     }
 
     async fn renew(

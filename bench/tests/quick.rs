@@ -148,8 +148,14 @@ fn quick_delivery_mode_compares_polling_and_webhook_and_times_a_replicas_recover
         let cells: Vec<&str> = row.split('|').map(str::trim).collect();
         assert_eq!(cells.len(), 6, "row {row:?}");
         for value in &cells[2..4] {
-            let numbers = value.split(" / ").filter(|v| v.chars().any(|c| c.is_ascii_digit()));
-            assert_eq!(numbers.count(), 2, "{figure}: polling and webhook in {row:?}");
+            let numbers = value
+                .split(" / ")
+                .filter(|v| v.chars().any(|c| c.is_ascii_digit()));
+            assert_eq!(
+                numbers.count(),
+                2,
+                "{figure}: polling and webhook in {row:?}"
+            );
         }
     }
     // Store, claim and complete at least, for every message.

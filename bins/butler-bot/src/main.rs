@@ -143,12 +143,11 @@ async fn run(settings: &Settings) -> ExitCode {
         Ok(inbox) => inbox,
         Err(e) => return fail(e),
     };
-    let telemetry = match runtime::start_telemetry(settings, &app.storage, Some(Arc::clone(&inbox)))
-        .await
-    {
-        Ok(t) => t,
-        Err(e) => return fail(format!("METRICS_ADDR: {e}")),
-    };
+    let telemetry =
+        match runtime::start_telemetry(settings, &app.storage, Some(Arc::clone(&inbox))).await {
+            Ok(t) => t,
+            Err(e) => return fail(format!("METRICS_ADDR: {e}")),
+        };
     let shutdown = runtime::shutdown_signal();
     let limits = settings.telegram.limits;
     let config = BotConfig {

@@ -17,8 +17,8 @@ use butler_application::{
     ReplyConfig, ResetPersonalizationUseCase,
 };
 use butler_domain::ports::{
-    Clock, FactRepository, LlmClient, RequestOptions, SpeechToText, TokenCounter,
-    UpdateInbox, UserMemoryRepository, UserProfileRepository,
+    Clock, FactRepository, LlmClient, RequestOptions, SpeechToText, TokenCounter, UpdateInbox,
+    UserMemoryRepository, UserProfileRepository,
 };
 use butler_infrastructure::clock::SystemClock;
 use butler_infrastructure::llm::embedded::{
@@ -136,6 +136,7 @@ pub async fn open_storage(settings: &Settings) -> Result<Storage, BuildError> {
             let options = MongoOptions {
                 database: Some(database.clone()),
                 memory_ttl: ttl_days.map(|d| Duration::from_secs(u64::from(d) * 86_400)),
+                inbox_retention: settings.telegram.inbox_retention,
                 ..MongoOptions::default()
             };
             let store = MongoStore::connect(uri.expose_secret(), options)

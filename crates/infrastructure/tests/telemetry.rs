@@ -672,7 +672,10 @@ async fn readyz_is_ready_when_storage_is_reachable_and_reports_an_unreachable_ll
     assert_eq!(json["storage"]["status"], "up");
     assert_eq!(json["llm"]["status"], "down");
     assert_eq!(json["llm"]["reason"], "llm.local: connection refused");
-    assert_eq!(json["inbox"]["backlog"], 7, "the bot's inbox backlog is reported");
+    assert_eq!(
+        json["inbox"]["backlog"], 7,
+        "the bot's inbox backlog is reported"
+    );
 }
 
 #[tokio::test]

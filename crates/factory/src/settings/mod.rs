@@ -865,8 +865,9 @@ fn parse_webhook(raw: &mut Raw) -> Option<WebhookSettings> {
         Ok(u)
             if u.scheme() == "https"
                 || (u.scheme() == "http"
-                    && u.host_str()
-                        .is_some_and(|h| h == "localhost" || h.starts_with("127.") || h == "[::1]")) =>
+                    && u.host_str().is_some_and(|h| {
+                        h == "localhost" || h.starts_with("127.") || h == "[::1]"
+                    })) =>
         {
             u
         }

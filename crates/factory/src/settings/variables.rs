@@ -183,6 +183,20 @@ pub const VARIABLES: &[Variable] = &[
         "500",
         "Messages a user may send per UTC day; 0 = no quota. profile_admin limits sets per-user exceptions.",
     ),
+    int(
+        "VOICE_MAX_SECONDS",
+        "seconds",
+        (1, 86_400),
+        "300",
+        "Longest voice message transcribed.",
+    ),
+    int(
+        "VOICE_MAX_BYTES",
+        "bytes",
+        (1, 20_000_000),
+        "20000000",
+        "Largest voice file downloaded (Bot API limit: 20 MB).",
+    ),
     text(
         "TELEGRAM_WEBHOOK_URL",
         "an https URL Telegram can reach",
@@ -227,20 +241,6 @@ pub const VARIABLES: &[Variable] = &[
         (0, 3_600),
         "20",
         "On SIGTERM, how long replies in flight may take to finish; the rest are released for the next process. Keep it below the supervisor's stop timeout.",
-    ),
-    int(
-        "VOICE_MAX_SECONDS",
-        "seconds",
-        (1, 86_400),
-        "300",
-        "Longest voice message transcribed.",
-    ),
-    int(
-        "VOICE_MAX_BYTES",
-        "bytes",
-        (1, 20_000_000),
-        "20000000",
-        "Largest voice file downloaded (Bot API limit: 20 MB).",
     ),
     choice(
         "STORAGE",

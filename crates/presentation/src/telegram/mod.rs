@@ -213,8 +213,13 @@ pub async fn run_bot(
     let stop_receiving = shutdown.child_token();
     let receiving = match delivery {
         Delivery::Polling => {
-            call_at_start(&config, &redactor, "deleteWebhook", bot.delete_webhook().send())
-                .await?;
+            call_at_start(
+                &config,
+                &redactor,
+                "deleteWebhook",
+                bot.delete_webhook().send(),
+            )
+            .await?;
             tracing::info!(bot = me.username(), "connected to Telegram; long polling");
             tokio::spawn(polling::poll(
                 bot.clone(),
@@ -225,13 +230,17 @@ pub async fn run_bot(
             ))
         }
         Delivery::Webhook(webhook) => {
-            let server =
-                WebhookServer::bind(webhook.listen, webhook.url.path(), &webhook.secret, receiver)
-                    .await
-                    .map_err(|e| BotError::WebhookListen {
-                        addr: webhook.listen.to_string(),
-                        detail: e.to_string(),
-                    })?;
+            let server = WebhookServer::bind(
+                webhook.listen,
+                webhook.url.path(),
+                &webhook.secret,
+                receiver,
+            )
+            .await
+            .map_err(|e| BotError::WebhookListen {
+                addr: webhook.listen.to_string(),
+                detail: e.to_string(),
+            })?;
             let set = bot
                 .set_webhook(webhook.url.clone())
                 .secret_token(webhook.secret.expose_secret())
@@ -306,4 +315,3 @@ async fn purge(inbox: Arc<dyn UpdateInbox>, retention: Duration, stop: Cancellat
         }
     }
 }
-

@@ -30,9 +30,7 @@ pub(crate) fn entry(update: &Update, payload: String) -> Option<InboxUpdate> {
         update_id: i64::from(update.id.0),
         key: sender_key(update)?,
         payload,
-        received_at: butler_domain::timestamp::truncate_to_millis(
-            time::OffsetDateTime::now_utc(),
-        ),
+        received_at: butler_domain::timestamp::truncate_to_millis(time::OffsetDateTime::now_utc()),
     })
 }
 

@@ -79,7 +79,10 @@ async fn receive(State(hook): State<Arc<Hook>>, headers: HeaderMap, body: Bytes)
         return StatusCode::BAD_REQUEST;
     };
     let Some(entry) = entry(&update, payload) else {
-        tracing::debug!(update_id = update.id.0, "update kind not answered; acknowledged");
+        tracing::debug!(
+            update_id = update.id.0,
+            "update kind not answered; acknowledged"
+        );
         return StatusCode::OK;
     };
     match hook.receiver.store(&entry).await {

@@ -17,8 +17,7 @@ use butler_application::{
 use butler_domain::ports::SpeechToText;
 use butler_domain::{UserId, UserMemoryEvent};
 use butler_presentation::telegram::{
-    run_bot, Access, BotConfig, BotDeps, BotError, BotSettings, Delivery, Limits,
-    TelegramObserver,
+    run_bot, Access, BotConfig, BotDeps, BotError, BotSettings, Delivery, Limits, TelegramObserver,
 };
 use butler_testkit::fakes::{
     CharCounter, FakeLlm, FakeStt, InMemoryInbox, InMemoryMemory, InMemoryProfiles, ManualClock,
