@@ -679,3 +679,73 @@ async fn two_replicas_on_mongodb_serve_one_webhook_and_the_survivor_takes_over_a
             .count()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_two_llm_servers_one_killed_mid_load_costs_no_reply_and_it_rejoins_when_back() {
+    const USERS: i64 = 10;
+    const PER_USER: usize = 12;
+    let delay = Duration::from_millis(30);
+    let first = ScriptedLlm::start().await;
+    let second = ScriptedLlm::start().await;
+    first.echo(REPLY_PREFIX, delay);
+    second.echo(REPLY_PREFIX, delay);
+    let first_port = first.addr().port();
+    let urls = format!("{},{}", first.base_url(), second.base_url());
+    let telegram = Arc::new(FakeTelegram::start().await);
+    let store = TestStorage::sqlite().unwrap_or_else(|e| panic!("{e}"));
+    let env = bot_env(&telegram, &second, &store, &[("LLM_BASE_URL", &urls)]);
+    let bot = BotProcess::spawn("two-llms", &env);
+    wait_for_polling(&telegram, &bot, 1).await;
+
+    // Phase 1: the first server dies a quarter of the way through the load.
+    let users: Vec<i64> = (1..=USERS).map(|u| 9000 + u).collect();
+    let first = Arc::new(std::sync::Mutex::new(Some(first)));
+    let during = {
+        let telegram = Arc::clone(&telegram);
+        let first = Arc::clone(&first);
+        move || async move {
+            let quarter = USERS as usize * PER_USER / 4;
+            while telegram.all_sent_messages().len() < quarter {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            // Dropping the server closes its listener and every open connection.
+            drop(first.lock().unwrap().take());
+        }
+    };
+    converse(&telegram, &users, PER_USER, during, || bot.log_text()).await;
+    let fallbacks: Vec<String> = telegram
+        .all_sent_messages()
+        .into_iter()
+        .map(|m| m.text)
+        .filter(|t| !t.starts_with(REPLY_PREFIX))
+        .collect();
+    assert!(
+        fallbacks.is_empty(),
+        "no fallback reply while the other server was up: {fallbacks:?}"
+    );
+    assert!(
+        duplicates_after_checking_order(&telegram, &users, PER_USER).is_empty(),
+        "nothing answered twice"
+    );
+
+    // Phase 2: the first server comes back on its port; after its back-off and a probe it
+    // gets requests again.
+    let back = ScriptedLlm::start_on_port(first_port).await;
+    back.echo(REPLY_PREFIX, delay);
+    let started = Instant::now();
+    let mut user = 9100;
+    while back.served() == 0 {
+        assert!(
+            started.elapsed() < WAIT,
+            "the server that came back got no request\n{}",
+            bot.log_text()
+        );
+        user += 1;
+        converse(&telegram, &[user], 2, || async {}, || bot.log_text()).await;
+    }
+    eprintln!(
+        "the restarted server rejoined after {:?} and served {} request(s)",
+        started.elapsed(),
+        back.served()
+    );
+}

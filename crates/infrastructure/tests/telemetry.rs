@@ -398,7 +398,7 @@ async fn every_label_combination_is_registered_and_no_other_exists() {
     let statuses_of: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::from([
         (
             m::PERSONALIZED_REQUESTS_TOTAL,
-            BTreeSet::from(["ok", "degraded", "error"]),
+            BTreeSet::from(["ok", "degraded", "error", "repeated"]),
         ),
         (
             m::PERSONALIZED_MEMORY_COMPRESSIONS_TOTAL,
@@ -444,7 +444,7 @@ async fn every_label_combination_is_registered_and_no_other_exists() {
             .filter(|s| s.name == name)
             .count()
     };
-    assert_eq!(series(m::PERSONALIZED_REQUESTS_TOTAL), 6, "source × status");
+    assert_eq!(series(m::PERSONALIZED_REQUESTS_TOTAL), 8, "source × status");
     assert_eq!(series(m::PERSONALIZED_MEMORY_COMPRESSIONS_TOTAL), 4);
     assert_eq!(series(m::USER_MEMORY_EVENTS_TOTAL), 2);
     assert_eq!(series(m::MEMORY_FACT_EXTRACTION_FAILURES_TOTAL), 3);
