@@ -510,4 +510,44 @@ mod schema {
         assert_eq!(inbox.void_leases().await.unwrap(), 1);
         assert_eq!(inbox.void_leases().await.unwrap(), 0);
     }
+
+    #[tokio::test]
+    async fn an_answered_update_keeps_its_id_but_not_the_message_text() {
+        use butler_domain::ports::{InboxUpdate, Stored, UpdateInbox};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("butler.db");
+        let now = time::macros::datetime!(2026-11-25 12:00 UTC);
+        let store = SqliteStore::open(SqliteOptions::at(&path)).await.unwrap();
+        let inbox = store.inbox();
+        let update = InboxUpdate {
+            update_id: 7,
+            key: 42,
+            payload: r#"{"message":{"text":"мой пароль от почты"}}"#.to_owned(),
+            received_at: now,
+        };
+        inbox.store(&update).await.unwrap();
+        let claimed = inbox
+            .claim(now, time::Duration::seconds(30))
+            .await
+            .unwrap()
+            .expect("claimed");
+        inbox.complete(7, &claimed.lease, now).await.unwrap();
+        drop(store);
+        let raw = rusqlite::Connection::open(&path).unwrap();
+        let (payload, done): (String, Option<i64>) = raw
+            .query_row(
+                "SELECT payload, done_at FROM inbox_updates WHERE update_id = 7",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(payload, "", "the text is gone once answered");
+        assert!(done.is_some());
+        // The id still recognises Telegram's redelivery.
+        let store = SqliteStore::open(SqliteOptions::at(&path)).await.unwrap();
+        assert_eq!(
+            store.inbox().store(&update).await.unwrap(),
+            Stored::Duplicate
+        );
+    }
 }

@@ -148,7 +148,8 @@ pub trait UpdateInbox: Send + Sync {
     ) -> Result<Option<Lease>, InboxError>;
 
     /// Marks the update done at `now` (whoever holds its key now) and gives the key back if
-    /// `lease` still holds it.
+    /// `lease` still holds it. A done update keeps no payload: the message text is not kept
+    /// once answered, only the id that recognises a redelivery.
     async fn complete(
         &self,
         update_id: i64,

@@ -295,7 +295,11 @@ impl UpdateInbox for MongoInbox {
             INBOX_COLLECTION,
             self.timeout,
             self.updates
-                .update_one(filter, doc! { "$set": { "done_at": date_bson(now) } }),
+                // The message text is not kept once answered: the id alone deduplicates.
+                .update_one(
+                    filter,
+                    doc! { "$set": { "done_at": date_bson(now), "payload": "" } },
+                ),
         )
         .await
         .map_err(op)?;

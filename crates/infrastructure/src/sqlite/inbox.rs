@@ -207,7 +207,8 @@ impl UpdateInbox for SqliteInbox {
         self.run("complete", Access::Write, move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.prepare_cached(
-                "UPDATE inbox_updates SET done_at = ?1 WHERE update_id = ?2 AND done_at IS NULL",
+                "UPDATE inbox_updates SET done_at = ?1, payload = '' \
+                 WHERE update_id = ?2 AND done_at IS NULL",
             )?
             .execute(params![now, update_id])?;
             release_lease(&tx, &lease)?;

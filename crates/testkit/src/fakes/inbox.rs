@@ -154,7 +154,10 @@ impl UpdateInbox for InMemoryInbox {
     ) -> Result<(), InboxError> {
         let mut state = self.check("complete")?;
         if let Some(entry) = state.updates.get_mut(&update_id) {
-            entry.done_at.get_or_insert(truncate_to_millis(now));
+            if entry.done_at.is_none() {
+                entry.done_at = Some(truncate_to_millis(now));
+                entry.update.payload.clear();
+            }
         }
         state.release(lease);
         Ok(())
