@@ -3,14 +3,14 @@
 //! users wait when one of two replicas is killed.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use butler_factory::settings::VARIABLES;
 
 use crate::backend::StoreEnv;
 use crate::e2e::{Fakes, InProcessBot, Load, LoadResult, Receiving, Runtimes};
+use crate::rss::bot_command;
 
 /// Runs `load` on a fresh store and bot receiving as `receiving`.
 ///
@@ -81,16 +81,8 @@ pub fn measure_recovery(
     let mut replicas = Vec::new();
     for (index, port) in ports.iter().enumerate() {
         let log = std::fs::File::create(logs.path().join(format!("replica{index}.log")))?;
-        let mut command = Command::new(bot_bin);
-        for v in VARIABLES {
-            command.env_remove(v.name);
-        }
+        let mut command = bot_command(bot_bin, store, &fakes);
         command
-            .env_remove("RUST_LOG")
-            .envs(store.storage.env())
-            .env("TELEGRAM_BOT_TOKEN", fakes.telegram.token())
-            .env("TELEGRAM_API_URL", fakes.telegram.api_url())
-            .env("LLM_BASE_URL", fakes.llm.base_url())
             .env("ALLOWED_USER_IDS", "*")
             .env("RATE_LIMIT_PER_MINUTE", "0")
             .env("DAILY_MESSAGE_QUOTA", "0")

@@ -512,9 +512,7 @@ fn streaming_run(cli: &Cli) -> anyhow::Result<String> {
     use std::fmt::Write as _;
     let started = Instant::now();
     let bot_bin = rss::find_bot_binary(cli.bot_bin.as_deref())?;
-    let logs = logging::subscriber(&LogConfig::default(), std::io::sink)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    tracing::subscriber::set_global_default(logs).context("installing the log subscriber")?;
+    silence_logs()?;
     let rt = Runtimes::new().context("starting the runtimes")?;
     let gguf = butler_testkit::services::smollm2_gguf_path().map_err(|e| anyhow::anyhow!("{e}"))?;
     let (turns, from, messages, iterations) = if cli.quick {
@@ -528,16 +526,7 @@ fn streaming_run(cli: &Cli) -> anyhow::Result<String> {
     let off = streaming::embedded_conversation(&rt, &gguf, 0, turns)?;
     progress("embedded conversation without prompt reuse: done");
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "Machine: {}. {}; took {{TOOK}} s.\n",
-        report::machine(),
-        if cli.quick {
-            "quick mode (reduced sizes)"
-        } else {
-            "full run"
-        }
-    );
+    out.push_str(&run_header(cli.quick));
     let _ = writeln!(
         out,
         "**Embedded engine, {turns}-turn Russian conversation** (SmolLM2-135M Q4_1, release build, \
@@ -679,9 +668,7 @@ fn memory_run(cli: &Cli) -> anyhow::Result<String> {
     use butler_bench::memory::{self, data, Model};
     use std::fmt::Write as _;
     let started = Instant::now();
-    let logs = logging::subscriber(&LogConfig::default(), std::io::sink)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    tracing::subscriber::set_global_default(logs).context("installing the log subscriber")?;
+    silence_logs()?;
     let rt = Runtimes::new().context("starting the runtimes")?;
     let sizes = if cli.quick {
         data::Sizes {
@@ -776,9 +763,7 @@ fn delivery_run(cli: &Cli) -> anyhow::Result<String> {
     use std::fmt::Write as _;
     let started = Instant::now();
     let bot_bin = rss::find_bot_binary(cli.bot_bin.as_deref())?;
-    let logs = logging::subscriber(&LogConfig::default(), std::io::sink)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    tracing::subscriber::set_global_default(logs).context("installing the log subscriber")?;
+    silence_logs()?;
     let rt = Runtimes::new().context("starting the runtimes")?;
     let (duration, warmup) = if cli.quick {
         (Duration::from_secs(1), Duration::from_millis(300))
@@ -856,16 +841,7 @@ fn delivery_run(cli: &Cli) -> anyhow::Result<String> {
     ];
     let labels: Vec<&str> = columns.iter().map(|(b, _)| label(*b)).collect();
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "Machine: {}. {}; took {{TOOK}} s.\n",
-        report::machine(),
-        if cli.quick {
-            "quick mode (reduced sizes)"
-        } else {
-            "full run"
-        }
-    );
+    out.push_str(&run_header(cli.quick));
     let _ = writeln!(
         out,
         "**Long polling against webhook mode** (one process, the real bot and teloxide, the \
@@ -906,6 +882,27 @@ fn delivery_run(cli: &Cli) -> anyhow::Result<String> {
     Ok(out.replace("{TOOK}", &format!("{:.0}", started.elapsed().as_secs_f64())))
 }
 
+/// Production logs every reply at `info`: format them as it would, into a sink.
+fn silence_logs() -> anyhow::Result<()> {
+    let logs = logging::subscriber(&LogConfig::default(), std::io::sink)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    tracing::subscriber::set_global_default(logs).context("installing the log subscriber")
+}
+
+/// The first line of a suite's block: the machine, the mode, and a `{TOOK}` placeholder for
+/// the run's duration.
+fn run_header(quick: bool) -> String {
+    format!(
+        "Machine: {}. {}; took {{TOOK}} s.\n\n",
+        report::machine(),
+        if quick {
+            "quick mode (reduced sizes)"
+        } else {
+            "full run"
+        }
+    )
+}
+
 /// The seed of the memory benchmark's data set (the same data every run).
 const MEMORY_SEED: u64 = 14;
 
@@ -913,10 +910,7 @@ fn run(cli: &Cli) -> anyhow::Result<String> {
     let started = Instant::now();
     let sizes = if cli.quick { Sizes::QUICK } else { Sizes::FULL };
     let bot_bin = rss::find_bot_binary(cli.bot_bin.as_deref())?;
-    // Production logs every reply at `info`; format them as it would, into a sink.
-    let logs = logging::subscriber(&LogConfig::default(), std::io::sink)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    tracing::subscriber::set_global_default(logs).context("installing the log subscriber")?;
+    silence_logs()?;
     let rt = Runtimes::new().context("starting the runtimes")?;
     let backends: Vec<Backend> = Backend::ALL
         .into_iter()

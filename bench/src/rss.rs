@@ -54,6 +54,22 @@ pub fn find_bot_binary(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// `butler-bot run` as production starts it — settings from the environment only, none
+/// inherited from the caller's — on `store`, the fake Bot API and the scripted LLM.
+pub fn bot_command(bot_bin: &Path, store: &StoreEnv, fakes: &Fakes) -> Command {
+    let mut command = Command::new(bot_bin);
+    for v in VARIABLES {
+        command.env_remove(v.name);
+    }
+    command
+        .env_remove("RUST_LOG")
+        .envs(store.storage.env())
+        .env("TELEGRAM_BOT_TOKEN", fakes.telegram.token())
+        .env("TELEGRAM_API_URL", fakes.telegram.api_url())
+        .env("LLM_BASE_URL", fakes.llm.base_url());
+    command
+}
+
 struct Killed(Child);
 
 impl Drop for Killed {
@@ -78,16 +94,8 @@ pub fn measure(
     let logs = tempfile::tempdir().context("temporary directory for the bot's log")?;
     let log_path = logs.path().join("butler-bot.log");
     let log = std::fs::File::create(&log_path).context("the bot's log file")?;
-    let mut command = Command::new(bot_bin);
-    for v in VARIABLES {
-        command.env_remove(v.name);
-    }
+    let mut command = bot_command(bot_bin, store, &fakes);
     command
-        .env_remove("RUST_LOG")
-        .envs(store.storage.env())
-        .env("TELEGRAM_BOT_TOKEN", fakes.telegram.token())
-        .env("TELEGRAM_API_URL", fakes.telegram.api_url())
-        .env("LLM_BASE_URL", fakes.llm.base_url())
         // Open to the benchmark's users; one message each, so the limits never bite.
         .env("ALLOWED_USER_IDS", "*")
         .stdin(Stdio::null())

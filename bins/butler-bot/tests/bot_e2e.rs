@@ -173,25 +173,12 @@ impl RunningBot {
 
     /// SIGTERM, then the exit status and everything the bot logged.
     async fn stop(mut self) -> (ExitStatus, String) {
-        let pid = self.child.id().to_string();
-        let sent = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("run kill");
-        assert!(sent.success(), "SIGTERM delivered");
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().expect("poll the bot process") {
-                return (status, self.log_text());
-            }
-            if started.elapsed() > Duration::from_secs(30) {
-                let _ = self.child.kill();
-                panic!(
-                    "the bot did not stop within 30 s of SIGTERM\n{}",
-                    self.log_text()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        match butler_testkit::services::sigterm(&mut self.child, Duration::from_secs(30)).await {
+            Some(status) => (status, self.log_text()),
+            None => panic!(
+                "the bot did not stop within 30 s of SIGTERM\n{}",
+                self.log_text()
+            ),
         }
     }
 }

@@ -79,25 +79,12 @@ impl BotProcess {
 
     /// SIGTERM; the exit status once the process is gone (panics after `within`).
     async fn terminate(&mut self, within: Duration) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        let sent = Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("run kill");
-        assert!(sent.success(), "SIGTERM delivered");
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().expect("poll the bot process") {
-                return status;
-            }
-            if started.elapsed() > within {
-                let _ = self.child.kill();
-                panic!(
-                    "the bot did not stop within {within:?} of SIGTERM\n{}",
-                    self.log_text()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        match butler_testkit::services::sigterm(&mut self.child, within).await {
+            Some(status) => status,
+            None => panic!(
+                "the bot did not stop within {within:?} of SIGTERM\n{}",
+                self.log_text()
+            ),
         }
     }
 }

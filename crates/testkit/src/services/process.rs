@@ -134,3 +134,28 @@ impl Drop for ServiceProcess {
         let _ = self.watchdog.wait();
     }
 }
+
+/// Sends SIGTERM to `child` (a process under test, e.g. `butler-bot`) and waits for it to exit:
+/// its exit status, or `None` when it was still running after `within` (it is then killed).
+///
+/// # Panics
+/// When `kill` cannot be run or the child cannot be polled.
+pub async fn sigterm(child: &mut Child, within: Duration) -> Option<std::process::ExitStatus> {
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(sent.success(), "SIGTERM delivered");
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("poll the child process") {
+            return Some(status);
+        }
+        if started.elapsed() > within {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
