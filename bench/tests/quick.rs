@@ -39,6 +39,18 @@ fn bench(args: &[&str]) -> String {
     stdout
 }
 
+/// The SQLite and MongoDB-wire cells of the table row that starts with `figure`.
+fn backend_cells<'a>(stdout: &'a str, figure: &str) -> [&'a str; 2] {
+    let row = stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("| {figure}")))
+        .unwrap_or_else(|| panic!("no row {figure:?} in:\n{stdout}"));
+    let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+    // "| figure | sqlite | mongo | target |" splits into 6 cells, the outer two empty.
+    assert_eq!(cells.len(), 6, "row {row:?}");
+    [cells[2], cells[3]]
+}
+
 #[test]
 fn quick_mode_measures_every_figure_on_both_backends() {
     let stdout = bench(&["--quick"]);
@@ -54,17 +66,10 @@ fn quick_mode_measures_every_figure_on_both_backends() {
         "Resident memory of butler-bot, idle",
         "Memory worker run over",
     ] {
-        let row = stdout
-            .lines()
-            .find(|l| l.starts_with(&format!("| {figure}")))
-            .unwrap_or_else(|| panic!("no row {figure:?} in:\n{stdout}"));
-        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
-        // "| figure | sqlite | mongo | target |" splits into 6 cells, the outer two empty.
-        assert_eq!(cells.len(), 6, "row {row:?}");
-        for value in &cells[2..4] {
+        for value in backend_cells(&stdout, figure) {
             assert!(
                 value.chars().any(|c| c.is_ascii_digit()),
-                "{figure}: a cell without a number in {row:?}"
+                "{figure}: a cell without a number in {value:?}"
             );
         }
     }
@@ -141,29 +146,22 @@ fn quick_delivery_mode_compares_polling_and_webhook_and_times_a_replicas_recover
         "Latency p99, polling / webhook",
         "Inbox calls per message, polling / webhook",
     ] {
-        let row = stdout
-            .lines()
-            .find(|l| l.starts_with(&format!("| {figure}")))
-            .unwrap_or_else(|| panic!("no row {figure:?} in:\n{stdout}"));
-        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
-        assert_eq!(cells.len(), 6, "row {row:?}");
-        for value in &cells[2..4] {
+        for value in backend_cells(&stdout, figure) {
             let numbers = value
                 .split(" / ")
                 .filter(|v| v.chars().any(|c| c.is_ascii_digit()));
             assert_eq!(
                 numbers.count(),
                 2,
-                "{figure}: polling and webhook in {row:?}"
+                "{figure}: polling and webhook in {value:?}"
             );
         }
     }
     // Store, claim and complete at least, for every message.
-    let calls = stdout
-        .lines()
-        .find(|l| l.starts_with("| Inbox calls per message"))
-        .and_then(|l| l.split('|').nth(2))
-        .and_then(|c| c.split(" / ").next())
+    let [sqlite, _] = backend_cells(&stdout, "Inbox calls per message");
+    let calls = sqlite
+        .split(" / ")
+        .next()
         .and_then(|c| c.trim().parse::<f64>().ok())
         .unwrap_or_else(|| panic!("no inbox calls on SQLite:\n{stdout}"));
     assert!(calls >= 3.0, "{calls} inbox calls per message:\n{stdout}");

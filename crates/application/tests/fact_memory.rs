@@ -558,16 +558,9 @@ async fn a_core_fact_the_system_message_has_no_room_for_is_shown_when_asked_abou
         facts: 300,
         ..support::char_budget()
     };
-    let reply = butler_application::PersonalizedReplyUseCase::new(
-        w.profiles.clone(),
-        w.memory.clone(),
-        w.llm.clone(),
-        w.clock.clone(),
-        butler_application::PersonalizationService::new(w.counter.clone(), budget).unwrap(),
-        w.scheduler.clone(),
-        butler_application::ReplyConfig::default(),
-    )
-    .with_facts(facts);
+    let reply = w
+        .reply_within(butler_application::ReplyConfig::default(), budget)
+        .with_facts(facts);
     let out = reply
         .execute(ReplyInput {
             user_id: USER,
@@ -604,16 +597,9 @@ async fn with_no_room_for_facts_a_reply_does_not_read_the_fact_store() {
         facts: 0,
         ..support::char_budget()
     };
-    let reply = butler_application::PersonalizedReplyUseCase::new(
-        w.profiles.clone(),
-        w.memory.clone(),
-        w.llm.clone(),
-        w.clock.clone(),
-        butler_application::PersonalizationService::new(w.counter.clone(), budget).unwrap(),
-        w.scheduler.clone(),
-        butler_application::ReplyConfig::default(),
-    )
-    .with_facts(facts);
+    let reply = w
+        .reply_within(butler_application::ReplyConfig::default(), budget)
+        .with_facts(facts);
     let out = reply
         .execute(ReplyInput {
             user_id: USER,

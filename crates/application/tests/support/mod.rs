@@ -75,12 +75,21 @@ impl World {
     }
 
     pub fn reply_with(&self, config: ReplyConfig) -> PersonalizedReplyUseCase {
+        self.reply_within(config, char_budget())
+    }
+
+    /// The reply use case with `config`, building prompts within `budget`.
+    pub fn reply_within(
+        &self,
+        config: ReplyConfig,
+        budget: PromptBudget,
+    ) -> PersonalizedReplyUseCase {
         PersonalizedReplyUseCase::new(
             self.profiles.clone(),
             self.memory.clone(),
             self.llm.clone(),
             self.clock.clone(),
-            self.personalization(),
+            PersonalizationService::new(self.counter.clone(), budget).unwrap(),
             self.scheduler.clone(),
             config,
         )
