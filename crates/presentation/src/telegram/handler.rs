@@ -26,8 +26,6 @@ use super::redact::Redactor;
 use super::texts;
 use super::TelegramObserver;
 
-/// How many answered messages are remembered to drop re-deliveries within one process.
-const REMEMBERED_MESSAGES: usize = 4096;
 /// How many refused (not allowed) users are remembered, so each is told only once.
 const REMEMBERED_REFUSALS: usize = 65_536;
 
@@ -82,7 +80,6 @@ pub(crate) struct Handler {
     drafts: Arc<Drafts>,
     limiter: UserLimiter,
     refused: Mutex<RecentKeys<UserId>>,
-    answered: Mutex<RecentKeys<(i64, i32)>>,
 }
 
 impl std::fmt::Debug for Handler {
@@ -133,7 +130,6 @@ impl Handler {
             profiles: deps.profiles,
             observer: deps.observer,
             refused: Mutex::new(RecentKeys::new(REMEMBERED_REFUSALS)),
-            answered: Mutex::new(RecentKeys::new(REMEMBERED_MESSAGES)),
         }
     }
 
@@ -158,10 +154,6 @@ impl Handler {
     }
 
     async fn handle_from(&self, user_id: UserId, message: &Message, origin: String) {
-        if !lock(&self.answered).insert((message.chat.id.0, message.id.0)) {
-            tracing::info!("message already handled; ignoring the re-delivery");
-            return;
-        }
         if !self.config.allows(user_id) {
             let first_time = lock(&self.refused).insert(user_id);
             tracing::info!(first_time, "user is not on the allow-list; nothing stored");
