@@ -97,6 +97,8 @@ struct Sizes {
     stored_events: usize,
     read_iterations: usize,
     rss_users: usize,
+    /// How long the bot process is left alone before its resident memory is read.
+    rss_settle: Duration,
     compress_sample: usize,
     worker_users: usize,
 }
@@ -113,6 +115,7 @@ impl Sizes {
         stored_events: 10_000,
         read_iterations: 1_000,
         rss_users: 10_000,
+        rss_settle: Duration::from_secs(2),
         compress_sample: 50,
         worker_users: 1_000,
     };
@@ -140,11 +143,13 @@ impl Sizes {
         paced_users: 100,
         pace: Duration::from_secs(1),
         paced_duration: Duration::from_secs(2),
-        concurrency: [1, 100, 1000],
+        // Above TELEGRAM_WORKERS (256) on SQLite, so the workers' cap is in the path.
+        concurrency: [1, 50, 500],
         build_iterations: 200,
         stored_events: 2_000,
         read_iterations: 50,
         rss_users: 500,
+        rss_settle: Duration::from_millis(200),
         compress_sample: 5,
         worker_users: 50,
     };
@@ -233,7 +238,7 @@ fn measure_backend(
     ));
 
     let store = rt.bot.block_on(StoreEnv::fresh(backend, "bench_rss"))?;
-    let rss = rss::measure(rt, bot_bin, &store, sizes.rss_users)?;
+    let rss = rss::measure(rt, bot_bin, &store, sizes.rss_users, sizes.rss_settle)?;
     drop(store);
     progress(format!(
         "{label}: RSS idle {}, after {} users {} (peak {})",
@@ -515,22 +520,22 @@ fn streaming_run(cli: &Cli) -> anyhow::Result<String> {
     silence_logs()?;
     let rt = Runtimes::new().context("starting the runtimes")?;
     let gguf = butler_testkit::services::smollm2_gguf_path().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let (turns, from, messages, iterations) = if cli.quick {
-        (6, 2, 5, 50)
+    let (turns, from, max_tokens, messages, iterations) = if cli.quick {
+        (4, 2, 16, 5, 50)
     } else {
-        (30, 10, 30, 2_000)
+        (30, 10, 48, 30, 2_000)
     };
 
-    let on = streaming::embedded_conversation(&rt, &gguf, 4, turns)?;
+    let on = streaming::embedded_conversation(&rt, &gguf, 4, turns, max_tokens)?;
     progress("embedded conversation with prompt reuse: done");
-    let off = streaming::embedded_conversation(&rt, &gguf, 0, turns)?;
+    let off = streaming::embedded_conversation(&rt, &gguf, 0, turns, max_tokens)?;
     progress("embedded conversation without prompt reuse: done");
     let mut out = String::new();
     out.push_str(&run_header(cli.quick));
     let _ = writeln!(
         out,
         "**Embedded engine, {turns}-turn Russian conversation** (SmolLM2-135M Q4_1, release build, \
-         `LLM_MAX_TOKENS=48`, greedy; the real reply use case on SQLite; \
+         `LLM_MAX_TOKENS={max_tokens}`, greedy; the real reply use case on SQLite; \
          `LLM_CACHE_SLOTS=4` against `0`, one after the other in this run):\n"
     );
     out.push_str("| turn | prompt tokens | evaluated, reuse on / off | first token, on / off | whole reply, on / off |\n|---|---|---|---|---|\n");

@@ -80,7 +80,9 @@ impl Drop for Killed {
     }
 }
 
-/// Starts `butler-bot` on `store` and measures it.
+/// Starts `butler-bot` on `store` and measures it: resident memory once it polls and has been
+/// left alone for `settle`, then after one message from each of `users` users (and half of
+/// `settle` more).
 ///
 /// # Errors
 /// If the binary does not start, polls nothing, or a reply does not arrive.
@@ -89,6 +91,7 @@ pub fn measure(
     bot_bin: &Path,
     store: &StoreEnv,
     users: usize,
+    settle: Duration,
 ) -> anyhow::Result<RssResult> {
     let fakes = rt.harness.block_on(Fakes::start());
     let logs = tempfile::tempdir().context("temporary directory for the bot's log")?;
@@ -119,7 +122,7 @@ pub fn measure(
                 .wait_for_calls("getUpdates", 1, Duration::from_secs(60)),
         )
         .with_context(|| format!("butler-bot did not start polling; its log:\n{}", log_tail()))?;
-    std::thread::sleep(Duration::from_secs(2));
+    std::thread::sleep(settle);
     let (idle, _) = rss(pid).context("reading the bot's /proc status")?;
 
     let ids: Vec<i64> = (1..=i64::try_from(users).unwrap_or(i64::MAX))
@@ -149,7 +152,7 @@ pub fn measure(
     })?;
     let elapsed = started.elapsed();
     let cpu = process_cpu(pid).saturating_sub(cpu_before);
-    std::thread::sleep(Duration::from_secs(1));
+    std::thread::sleep(settle / 2);
     let (after, peak) = rss(pid).context("reading the bot's /proc status")?;
     drop(child);
     Ok(RssResult {

@@ -95,7 +95,7 @@ const MESSAGES: &[&str] = &[
 ];
 
 /// Runs `turns` turns through the reply use case with the embedded engine on a fresh SQLite
-/// store; `slots` cached conversations (0 = no prompt reuse).
+/// store; `slots` cached conversations (0 = no prompt reuse), replies of at most `max_tokens`.
 ///
 /// # Errors
 /// If the model or the store cannot be opened, or a turn fails.
@@ -104,6 +104,7 @@ pub fn embedded_conversation(
     gguf: &Path,
     slots: u32,
     turns: usize,
+    max_tokens: u32,
 ) -> anyhow::Result<Vec<Turn>> {
     let dir = tempfile::tempdir().context("a directory for the SQLite store")?;
     let env: HashMap<&str, String> = [
@@ -114,7 +115,7 @@ pub fn embedded_conversation(
         ),
         ("LLM_CACHE_SLOTS", slots.to_string()),
         // Short replies keep the run to a minute; the prompt grows the same way.
-        ("LLM_MAX_TOKENS", "48".to_owned()),
+        ("LLM_MAX_TOKENS", max_tokens.to_string()),
         ("LLM_TEMPERATURE", "0".to_owned()),
         ("LLM_TIMEOUT_SECS", "600".to_owned()),
     ]

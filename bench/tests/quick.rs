@@ -60,7 +60,7 @@ fn quick_mode_measures_every_figure_on_both_backends() {
     );
     for figure in [
         "Overhead per message, 1 user",
-        "Throughput, 1000 concurrent user(s)",
+        "Throughput, 500 concurrent user(s)",
         "Prompt assembly, 20 events + summary",
         "Prompt assembly with 2,000 stored events",
         "Resident memory of butler-bot, idle",
@@ -79,14 +79,14 @@ fn quick_mode_measures_every_figure_on_both_backends() {
 fn quick_streaming_mode_measures_reuse_drafts_layout_and_the_default_configuration() {
     let stdout = bench(&["--streaming", "--quick"]);
     for section in [
-        "Embedded engine, 6-turn Russian conversation",
+        "Embedded engine, 4-turn Russian conversation",
         "Drafts on Telegram",
         "Prompt layout",
         "The default configuration",
     ] {
         assert!(stdout.contains(section), "no {section:?} in:\n{stdout}");
     }
-    // Six turns, reuse on and off, each with numbers.
+    // Four turns (quick mode), reuse on and off, each with numbers.
     let rows: Vec<&str> = stdout
         .lines()
         .filter(|l| {
@@ -94,7 +94,7 @@ fn quick_streaming_mode_measures_reuse_drafts_layout_and_the_default_configurati
                 .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
         })
         .collect();
-    assert_eq!(rows.len(), 6, "{rows:#?}");
+    assert_eq!(rows.len(), 4, "{rows:#?}");
 }
 
 #[test]
