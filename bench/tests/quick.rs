@@ -39,12 +39,17 @@ fn bench(args: &[&str]) -> String {
     stdout
 }
 
-/// The SQLite and MongoDB-wire cells of the table row that starts with `figure`.
-fn backend_cells<'a>(stdout: &'a str, figure: &str) -> [&'a str; 2] {
-    let row = stdout
+/// The table row of `stdout` that starts with `figure`.
+fn row<'a>(stdout: &'a str, figure: &str) -> &'a str {
+    stdout
         .lines()
         .find(|l| l.starts_with(&format!("| {figure}")))
-        .unwrap_or_else(|| panic!("no row {figure:?} in:\n{stdout}"));
+        .unwrap_or_else(|| panic!("no row {figure:?} in:\n{stdout}"))
+}
+
+/// The SQLite and MongoDB-wire cells of the table row that starts with `figure`.
+fn backend_cells<'a>(stdout: &'a str, figure: &str) -> [&'a str; 2] {
+    let row = row(stdout, figure);
     let cells: Vec<&str> = row.split('|').map(str::trim).collect();
     // "| figure | sqlite | mongo | target |" splits into 6 cells, the outer two empty.
     assert_eq!(cells.len(), 6, "row {row:?}");
@@ -101,12 +106,9 @@ fn quick_streaming_mode_measures_reuse_drafts_layout_and_the_default_configurati
 fn quick_memory_mode_shows_facts_keep_what_the_summary_alone_forgets() {
     let stdout = bench(&["memory", "--quick"]);
     let cells = |figure: &str| -> Vec<f64> {
-        let row = stdout
-            .lines()
-            .find(|l| l.starts_with(&format!("| {figure}")))
-            .unwrap_or_else(|| panic!("no row {figure:?} in:\n{stdout}"));
         // "| figure | 63.8% (51/80) | 91.2% (73/80) |": the two percentages.
-        row.split('|')
+        row(&stdout, figure)
+            .split('|')
             .skip(2)
             .filter_map(|cell| cell.trim().split('%').next()?.parse().ok())
             .collect()
