@@ -303,7 +303,7 @@ proptest! {
         lens in proptest::collection::vec(0usize..900, 0..20),
         new_len in 0usize..1200,
         summary_len in 0usize..900,
-        total in 1400usize..3500,
+        total in 1600usize..3500,
     ) {
         let budget = PromptBudget { total, max_reply_tokens: 4096 - total, ..char_budget() };
         let svc = service(budget);
@@ -320,5 +320,37 @@ proptest! {
         prop_assert_eq!(prompt.token_count, recount(&prompt, 4));
         prop_assert!(!prompt.new_message.is_empty() || new_len == 0);
         prop_assert!(prompt.turns.len() >= n.min(5) || prompt.token_count + 40 > total);
+    }
+
+    #[test]
+    fn a_budget_that_validates_never_yields_a_prompt_over_it_facts_included(
+        total in 1400usize..3500,
+        facts in 0usize..1200,
+        facts_each in 10usize..300,
+        core in 0usize..30,
+        relevant in 0usize..30,
+        turns in 0usize..20,
+    ) {
+        let budget = PromptBudget { total, facts, max_reply_tokens: 4096 - total, ..char_budget() };
+        prop_assume!(budget.validate().is_ok());
+        let svc = service(budget);
+        let fact = |i: usize, kind| butler_domain::MemoryFact::new(
+            USER, &format!("k{i}"), kind, &"ф".repeat(facts_each), Vec::new(), NOW,
+        ).unwrap();
+        let evs: Vec<UserMemoryEvent> = (0..turns).map(|i| {
+            let at = NOW + time::Duration::seconds(i as i64);
+            let text = format!("{i} {}", "ю".repeat(200));
+            if i % 2 == 0 { UserMemoryEvent::user(USER, text, Source::Text, at) } else { UserMemoryEvent::assistant(USER, text, Source::Text, at) }
+        }).collect();
+        let slice = MemorySlice {
+            events: evs,
+            summary: Some("с".repeat(900)),
+            total_events: turns as u64,
+            core_facts: (0..core).map(|i| fact(i, butler_domain::FactKind::Person)).collect(),
+            relevant_facts: (0..relevant).map(|i| fact(100 + i, butler_domain::FactKind::Other)).collect(),
+        };
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let prompt = rt.block_on(svc.build(&UserProfile::default_at(USER, NOW), &slice, &"н".repeat(1200)));
+        prop_assert!(prompt.token_count <= total, "{} > {} (facts {})", prompt.token_count, total, facts);
     }
 }

@@ -82,15 +82,17 @@ pub enum BudgetProblem {
         /// Memory budget.
         memory: usize,
     },
-    /// The parts cannot fit the whole even with empty memory.
+    /// The parts cannot fit the whole even with no recent turns.
     #[error(
-        "persona ({persona}, PROMPT_PERSONA_TOKENS) + summary ({summary}, PROMPT_SUMMARY_TOKENS) + new message ({new_message}, PROMPT_NEW_MESSAGE_TOKENS) budgets leave no room for memory in a {total}-token prompt (PROMPT_TOTAL_TOKENS)"
+        "persona ({persona}, PROMPT_PERSONA_TOKENS) + summary ({summary}, PROMPT_SUMMARY_TOKENS) + facts ({facts}, PROMPT_FACTS_TOKENS) + new message ({new_message}, PROMPT_NEW_MESSAGE_TOKENS) budgets leave no room for recent turns in a {total}-token prompt (PROMPT_TOTAL_TOKENS)"
     )]
     PartsExceedTotal {
         /// Persona budget.
         persona: usize,
         /// Summary budget.
         summary: usize,
+        /// Facts budget (core facts in the system message, relevant ones beside the message).
+        facts: usize,
         /// New-message budget.
         new_message: usize,
         /// Whole budget.
@@ -141,12 +143,20 @@ impl PromptBudget {
                 model_window: self.model_window,
             });
         }
-        // System + new message overheads, plus at least one memory message.
-        let fixed = self.persona + self.summary + self.new_message + 3 * self.per_message_overhead;
+        // Everything a prompt holds besides its recent turns — the facts too: the core facts
+        // sit in the system message and the relevant ones beside the new message, outside the
+        // turns' share — plus the overheads of system, new message and at least one turn.
+        let fixed = self
+            .persona
+            .saturating_add(self.summary)
+            .saturating_add(self.facts)
+            .saturating_add(self.new_message)
+            .saturating_add(3 * self.per_message_overhead);
         if fixed >= self.total {
             problems.push(BudgetProblem::PartsExceedTotal {
                 persona: self.persona,
                 summary: self.summary,
+                facts: self.facts,
                 new_message: self.new_message,
                 total: self.total,
             });
@@ -212,6 +222,31 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("LLM_MAX_TOKENS"), "{text}");
+    }
+
+    #[test]
+    fn facts_that_would_push_the_prompt_over_its_total_are_rejected_naming_the_setting() {
+        // Each part fits on its own, and facts fit the memory section, but persona, summary,
+        // facts and the new message together leave no room in a 1,000-token prompt.
+        let b = PromptBudget {
+            total: 1000,
+            facts: 400,
+            ..PromptBudget::default()
+        };
+        let err = b.validate().unwrap_err();
+        assert_eq!(
+            err.problems,
+            [BudgetProblem::PartsExceedTotal {
+                persona: 200,
+                summary: 300,
+                facts: 400,
+                new_message: 200,
+                total: 1000
+            }]
+        );
+        assert!(err.to_string().contains("PROMPT_FACTS_TOKENS"), "{err}");
+        let without_facts = PromptBudget { facts: 0, ..b };
+        assert_eq!(without_facts.validate(), Ok(()));
     }
 
     #[test]
