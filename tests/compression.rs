@@ -1,22 +1,26 @@
 //! The compression invariants (DESIGN §4), as backend-generic checks:
 //! no event is removed unless a persisted summary covers it; the previous summary is never
-//! lost; two compressions of one user at once produce one summary and lose nothing; events
-//! appended during a compression survive; a crash between "summary saved" and "events deleted"
-//! leaves memory consistent; a reset racing a compression leaves no summary behind.
+//! lost; two compressions of one conversation never run at once, and if they overlap anyway
+//! (a lost lease) they produce one summary and lose no event and no fact; events appended
+//! during a compression survive; a crash between "summary saved" and "events deleted" leaves
+//! memory consistent; a reset waits for the reply in flight, stops a compression in flight and
+//! leaves no summary or fact behind.
 #![allow(clippy::missing_panics_doc, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use butler_application::reset::ResetError;
 use butler_application::{
     CompressConfig, CompressMemoryUseCase, CompressOutcome, ResetPersonalizationUseCase,
 };
 use butler_domain::ports::{
-    Clock, FactRepository, TokenCounter, UserMemoryRepository, UserProfileRepository,
+    Clock, ConversationLeases, FactRepository, LeaseScope, TokenCounter, UserMemoryRepository,
+    UserProfileRepository,
 };
 use butler_domain::{EventCursor, Role, Source, UserId, UserMemoryEvent};
-use butler_testkit::fakes::{CharCounter, FakeLlm, FaultyMemory, ManualClock};
+use butler_testkit::fakes::{CharCounter, FakeLlm, FaultyMemory, InMemoryInbox, ManualClock};
 
 /// The storage under test.
 #[derive(Clone)]
@@ -27,6 +31,8 @@ pub struct Backend {
     pub memory: Arc<dyn UserMemoryRepository>,
     /// Fact store.
     pub facts: Arc<dyn FactRepository>,
+    /// Conversation leases of the same store.
+    pub leases: Arc<dyn ConversationLeases>,
 }
 
 impl Backend {
@@ -37,6 +43,7 @@ impl Backend {
             profiles: Arc::new(butler_testkit::fakes::InMemoryProfiles::default()),
             memory: Arc::new(butler_testkit::fakes::InMemoryMemory::default()),
             facts: Arc::new(butler_testkit::fakes::InMemoryFacts::default()),
+            leases: Arc::new(InMemoryInbox::default()),
         }
     }
 }
@@ -67,13 +74,36 @@ impl Ctx {
         llm: Arc<FakeLlm>,
         config: CompressConfig,
     ) -> CompressMemoryUseCase {
+        self.compress_with(memory, llm, self.backend.leases.clone(), config)
+    }
+
+    /// A compression whose leases are `leases` (a separate store stands for a lease that
+    /// expired under a stalled process: the compare-and-set is then the only guard).
+    fn compress_with(
+        &self,
+        memory: Arc<dyn UserMemoryRepository>,
+        llm: Arc<FakeLlm>,
+        leases: Arc<dyn ConversationLeases>,
+        config: CompressConfig,
+    ) -> CompressMemoryUseCase {
         CompressMemoryUseCase::new(
             self.backend.profiles.clone(),
             memory,
             llm,
             self.counter.clone(),
             self.clock.clone(),
+            leases,
             config,
+        )
+    }
+
+    fn reset(&self) -> ResetPersonalizationUseCase {
+        ResetPersonalizationUseCase::new(
+            self.backend.profiles.clone(),
+            self.backend.memory.clone(),
+            self.backend.facts.clone(),
+            self.backend.leases.clone(),
+            self.clock.clone(),
         )
     }
 
@@ -284,10 +314,15 @@ pub async fn a_crash_between_summary_and_delete_is_repaired_by_the_next_run(back
     ctx.assert_consistent(user, &seeded).await;
 }
 
-/// Two compressions of one user, both waiting in the model, then released (in either order):
-/// exactly one summary is written (the version moves once), the other backs off or finds
-/// nothing to do, and nothing is lost — asserted whatever the interleaving.
-pub async fn two_concurrent_compressions_write_one_summary_and_lose_nothing(
+/// The fact each compression of the overlap test extracts: the same key, its own wording.
+fn dog_fact(name: &str) -> String {
+    format!(r#"[{{"key":"dog_name","kind":"other","text":"Собаку зовут {name}"}}]"#)
+}
+
+/// A second compression of a conversation while one runs — in this process or another, on
+/// the same storage — does nothing and asks the model nothing; the first completes, facts and
+/// all.
+pub async fn two_compressions_of_one_conversation_never_run_at_once(
     backend: Backend,
     rounds: usize,
 ) {
@@ -295,41 +330,115 @@ pub async fn two_concurrent_compressions_write_one_summary_and_lose_nothing(
     for round in 0..rounds {
         let user = UserId::new(1_000 + i64::try_from(round).unwrap());
         let seeded = ctx.seed(user, 0, 30).await;
+        let (a, b) = (summariser("A"), summariser("B"));
+        a.push_reply("A");
+        a.push_reply(&dog_fact("Бим"));
+        let gate = a.gate();
+        let ca = ctx
+            .compress(a.clone())
+            .with_facts(ctx.backend.facts.clone());
+        let cb = ctx
+            .compress(b.clone())
+            .with_facts(ctx.backend.facts.clone());
+        let running = tokio::spawn(async move { ca.execute(user).await });
+        while a.requests().is_empty() {
+            tokio::task::yield_now().await;
+        }
+        let second = cb.execute(user).await.unwrap();
+        assert_eq!(second, CompressOutcome::Busy, "round {round}");
+        assert!(b.requests().is_empty(), "the second run asked the model");
+        gate.add_permits(2);
+        let first = running.await.unwrap().unwrap();
+        assert!(
+            matches!(first, CompressOutcome::Compressed { facts: 1, .. }),
+            "{first:?}"
+        );
+        let facts = ctx.backend.facts.current(user, 10).await.unwrap();
+        assert_eq!(facts.len(), 1);
+        assert_eq!(facts[0].text, "Собаку зовут Бим");
+        ctx.assert_consistent(user, &seeded).await;
+        // The lease is given back: the next run may start.
+        ctx.seed(user, 30, 25).await;
+        let next = ctx.compress(summariser("C")).execute(user).await.unwrap();
+        assert_eq!(next.status(), "ok", "{next:?}");
+    }
+}
+
+/// Two compressions that overlap all the same (each holds a lease the other never saw — as
+/// when a lease expired under a stalled process), both extracting the same key: the first to
+/// finish wins the compare-and-set, the other's fact arrives later and supersedes the
+/// winner's, then it loses. One summary is written, no event is lost, and the key keeps a
+/// current fact — whichever order they finish in.
+pub async fn two_overlapping_compressions_write_one_summary_and_lose_no_event_or_fact(
+    backend: Backend,
+    rounds: usize,
+) {
+    let ctx = Ctx::new(backend);
+    for round in 0..rounds {
+        let user = UserId::new(3_000 + i64::try_from(round).unwrap());
+        let seeded = ctx.seed(user, 0, 30).await;
         let created = ctx.backend.profiles.get_or_create(user).await.unwrap();
         let (a, b) = (summariser("A"), summariser("B"));
+        a.push_reply("A");
+        a.push_reply(&dog_fact("Бим"));
+        b.push_reply("B");
+        b.push_reply(&dog_fact("Рекс"));
         let (gate_a, gate_b) = (a.gate(), b.gate());
-        let (ca, cb) = (ctx.compress(a.clone()), ctx.compress(b.clone()));
+        let memory = ctx.backend.memory.clone();
+        let ca = ctx
+            .compress_with(
+                memory.clone(),
+                a.clone(),
+                Arc::new(InMemoryInbox::default()),
+                CompressConfig::default(),
+            )
+            .with_facts(ctx.backend.facts.clone());
+        let cb = ctx
+            .compress_with(
+                memory,
+                b.clone(),
+                Arc::new(InMemoryInbox::default()),
+                CompressConfig::default(),
+            )
+            .with_facts(ctx.backend.facts.clone());
         let ta = tokio::spawn(async move { ca.execute(user).await });
         let tb = tokio::spawn(async move { cb.execute(user).await });
         // Both have read the same profile version once each is waiting in its model.
         while a.requests().is_empty() || b.requests().is_empty() {
             tokio::task::yield_now().await;
         }
-        let (first, second) = if round % 2 == 0 {
-            (gate_a, gate_b)
-        } else {
-            (gate_b, gate_a)
-        };
-        first.add_permits(10);
-        second.add_permits(10);
-        let (ra, rb) = (ta.await.unwrap().unwrap(), tb.await.unwrap().unwrap());
-        let mut statuses = [ra.status(), rb.status()];
-        statuses.sort_unstable();
-        assert_eq!(
-            statuses,
-            ["conflict", "ok"],
-            "one compression wins, the other backs off: {ra:?} {rb:?}"
-        );
+        let ((winner, winner_gate, winner_task), (loser, loser_gate, loser_task)) =
+            if round % 2 == 0 {
+                (("A", gate_a, ta), ("B", gate_b, tb))
+            } else {
+                (("B", gate_b, tb), ("A", gate_a, ta))
+            };
+        // The winner finishes first; the loser's fact is stamped later, so it supersedes the
+        // winner's before the loser finds its compare-and-set lost.
+        winner_gate.add_permits(2);
+        let won = winner_task.await.unwrap().unwrap();
+        assert_eq!(won.status(), "ok", "{winner}: {won:?}");
+        ctx.clock.advance(time::Duration::seconds(1));
+        loser_gate.add_permits(2);
+        let lost = loser_task.await.unwrap().unwrap();
+        assert_eq!(lost.status(), "conflict", "{loser}: {lost:?}");
+
         let profile = ctx.backend.profiles.get(user).await.unwrap().unwrap();
         assert_eq!(
             profile.version,
             created.version + 1,
             "exactly one summary written"
         );
-        let winner = if ra.status() == "ok" { "A" } else { "B" };
         assert_eq!(profile.memory_summary.as_deref(), Some(winner));
         ctx.assert_consistent(user, &seeded).await;
         assert_eq!(ctx.stored(user).await.len(), 20);
+        let current = ctx.backend.facts.current(user, 10).await.unwrap();
+        assert_eq!(
+            current.len(),
+            1,
+            "the key keeps exactly one current fact: {current:?}"
+        );
+        assert_eq!(current[0].key.as_str(), "dog_name");
     }
 }
 
@@ -363,6 +472,47 @@ pub async fn events_appended_during_a_compression_survive_it(backend: Backend, r
     }
 }
 
+/// A reset while a reply is being written waits for it: `Busy`, nothing touched; once the
+/// reply's lease is given back, the reset goes through.
+pub async fn a_reset_waits_for_the_reply_in_flight(backend: Backend) {
+    let ctx = Ctx::new(backend);
+    let user = UserId::new(110);
+    ctx.seed(user, 0, 3).await;
+    let reply = ctx
+        .backend
+        .leases
+        .acquire(
+            user.get(),
+            LeaseScope::Replies,
+            ctx.clock.now(),
+            time::Duration::seconds(30),
+        )
+        .await
+        .unwrap()
+        .expect("the reply's lease");
+    let refused = ctx.reset().execute(user).await;
+    assert!(matches!(refused, Err(ResetError::Busy)), "{refused:?}");
+    assert_eq!(ctx.stored(user).await.len(), 6, "nothing touched");
+    ctx.backend.leases.release(&reply).await.unwrap();
+    let out = ctx.reset().execute(user).await.unwrap();
+    assert_eq!(out.events_deleted, 6);
+    // The reset gave both leases back.
+    for scope in LeaseScope::ALL {
+        assert!(ctx
+            .backend
+            .leases
+            .acquire(
+                user.get(),
+                scope,
+                ctx.clock.now(),
+                time::Duration::seconds(30)
+            )
+            .await
+            .unwrap()
+            .is_some());
+    }
+}
+
 /// A reset while a compression is in flight: the compression's summary never survives.
 pub async fn a_reset_racing_a_compression_leaves_no_summary(backend: Backend) {
     let ctx = Ctx::new(backend);
@@ -376,12 +526,7 @@ pub async fn a_reset_racing_a_compression_leaves_no_summary(backend: Backend) {
     while llm_seen.requests().is_empty() {
         tokio::task::yield_now().await;
     }
-    let reset = ResetPersonalizationUseCase::new(
-        ctx.backend.profiles.clone(),
-        ctx.backend.memory.clone(),
-        ctx.backend.facts.clone(),
-    );
-    let out = reset.execute(user).await.unwrap();
+    let out = ctx.reset().execute(user).await.unwrap();
     assert_eq!(out.events_deleted, 60);
     gate.add_permits(10);
     let outcome = task.await.unwrap().unwrap();
@@ -438,12 +583,7 @@ pub async fn facts_are_stored_by_a_compression_and_a_racing_reset_leaves_none(ba
     while llm.requests().len() < 2 {
         tokio::task::yield_now().await;
     }
-    let reset = ResetPersonalizationUseCase::new(
-        ctx.backend.profiles.clone(),
-        ctx.backend.memory.clone(),
-        ctx.backend.facts.clone(),
-    );
-    reset.execute(user).await.unwrap();
+    ctx.reset().execute(user).await.unwrap();
     gate.add_permits(1);
     let outcome = task.await.unwrap().unwrap();
     assert_eq!(outcome.status(), "conflict");

@@ -229,12 +229,14 @@ pub fn layout_shares(
     let settings = Settings::from_sources(None, |_| None).map_err(|e| anyhow::anyhow!("{e}"))?;
     let llm = Arc::new(butler_testkit::fakes::FakeLlm::default());
     rt.bot.block_on(async {
+        let inbox = Arc::new(butler_testkit::fakes::InMemoryInbox::default());
         let storage = wiring::Storage {
             profiles: Arc::new(butler_testkit::fakes::InMemoryProfiles::default()),
             memory: Arc::new(butler_testkit::fakes::InMemoryMemory::default()),
             facts: Arc::new(butler_testkit::fakes::InMemoryFacts::default()),
-            inbox: Arc::new(butler_testkit::fakes::InMemoryInbox::default()),
-            sqlite_inbox: None,
+            inbox: inbox.clone(),
+            leases: inbox,
+            sqlite: None,
             backend: "memory",
             location: String::new(),
         };

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use butler_domain::ports::{
-    Claimed, InboxError, InboxUpdate, Lease, LlmClient, LlmError, LlmReply, LlmRequest,
-    MemoryStoreError, ProfilePage, ProfileStoreError, Stored, UpdateInbox, UserEventCount,
-    UserMemoryRepository, UserProfileRepository,
+    Claimed, ConversationLeases, InboxError, InboxUpdate, Lease, LeaseError, LeaseScope, LlmClient,
+    LlmError, LlmReply, LlmRequest, MemoryStoreError, ProfilePage, ProfileStoreError, Stored,
+    UpdateInbox, UserEventCount, UserMemoryRepository, UserProfileRepository,
 };
 use butler_domain::{EventCursor, UserId, UserMemoryEvent, UserProfile};
 
@@ -231,9 +231,61 @@ pub struct TimedInbox {
 }
 
 #[async_trait]
+impl ConversationLeases for TimedInbox {
+    async fn acquire(
+        &self,
+        conversation: i64,
+        scope: LeaseScope,
+        now: time::OffsetDateTime,
+        lease_for: time::Duration,
+    ) -> Result<Option<Lease>, LeaseError> {
+        let user = Some(UserId::new(conversation));
+        self.timer
+            .time(
+                user,
+                self.inner.acquire(conversation, scope, now, lease_for),
+            )
+            .await
+    }
+
+    async fn take_over(
+        &self,
+        conversation: i64,
+        scope: LeaseScope,
+        now: time::OffsetDateTime,
+        lease_for: time::Duration,
+    ) -> Result<Lease, LeaseError> {
+        let user = Some(UserId::new(conversation));
+        self.timer
+            .time(
+                user,
+                self.inner.take_over(conversation, scope, now, lease_for),
+            )
+            .await
+    }
+
+    async fn renew(
+        &self,
+        lease: &Lease,
+        now: time::OffsetDateTime,
+        lease_for: time::Duration,
+    ) -> Result<Option<Lease>, LeaseError> {
+        let user = Some(UserId::new(lease.conversation));
+        self.timer
+            .time(user, self.inner.renew(lease, now, lease_for))
+            .await
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<(), LeaseError> {
+        let user = Some(UserId::new(lease.conversation));
+        self.timer.time(user, self.inner.release(lease)).await
+    }
+}
+
+#[async_trait]
 impl UpdateInbox for TimedInbox {
     async fn store(&self, update: &InboxUpdate) -> Result<Stored, InboxError> {
-        let user = Some(UserId::new(update.key));
+        let user = Some(UserId::new(update.conversation));
         self.timer.time(user, self.inner.store(update)).await
     }
 
@@ -247,33 +299,16 @@ impl UpdateInbox for TimedInbox {
             .await
     }
 
-    async fn renew(
-        &self,
-        lease: &Lease,
-        now: time::OffsetDateTime,
-        lease_for: time::Duration,
-    ) -> Result<Option<Lease>, InboxError> {
-        let user = Some(UserId::new(lease.key));
-        self.timer
-            .time(user, self.inner.renew(lease, now, lease_for))
-            .await
-    }
-
     async fn complete(
         &self,
         update_id: i64,
         lease: &Lease,
         now: time::OffsetDateTime,
     ) -> Result<(), InboxError> {
-        let user = Some(UserId::new(lease.key));
+        let user = Some(UserId::new(lease.conversation));
         self.timer
             .time(user, self.inner.complete(update_id, lease, now))
             .await
-    }
-
-    async fn release(&self, lease: &Lease) -> Result<(), InboxError> {
-        let user = Some(UserId::new(lease.key));
-        self.timer.time(user, self.inner.release(lease)).await
     }
 
     async fn backlog(&self) -> Result<u64, InboxError> {

@@ -21,6 +21,7 @@ async fn opened(store: TestStorage) -> Opened {
         profiles: storage.profiles,
         memory: storage.memory,
         facts: storage.facts,
+        leases: storage.leases,
     };
     (backend, store)
 }
@@ -80,10 +81,22 @@ macro_rules! compression_invariants {
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn two_concurrent_compressions_write_one_summary_and_lose_nothing() {
+            async fn two_compressions_of_one_conversation_never_run_at_once() {
                 let (b, _guard) = backend().await;
-                compression::two_concurrent_compressions_write_one_summary_and_lose_nothing(b, 20)
+                compression::two_compressions_of_one_conversation_never_run_at_once(b, 5).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn two_overlapping_compressions_write_one_summary_and_lose_no_event_or_fact() {
+                let (b, _guard) = backend().await;
+                compression::two_overlapping_compressions_write_one_summary_and_lose_no_event_or_fact(b, 6)
                     .await;
+            }
+
+            #[tokio::test]
+            async fn a_reset_waits_for_the_reply_in_flight() {
+                let (b, _guard) = backend().await;
+                compression::a_reset_waits_for_the_reply_in_flight(b).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -32,12 +32,23 @@ async fn a_crash_between_summary_and_delete_is_repaired_by_the_next_run() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_concurrent_compressions_write_one_summary_and_lose_nothing() {
-    compression::two_concurrent_compressions_write_one_summary_and_lose_nothing(
+async fn two_compressions_of_one_conversation_never_run_at_once() {
+    compression::two_compressions_of_one_conversation_never_run_at_once(Backend::in_memory(), 20)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_overlapping_compressions_write_one_summary_and_lose_no_event_or_fact() {
+    compression::two_overlapping_compressions_write_one_summary_and_lose_no_event_or_fact(
         Backend::in_memory(),
-        50,
+        20,
     )
     .await;
+}
+
+#[tokio::test]
+async fn a_reset_waits_for_the_reply_in_flight() {
+    compression::a_reset_waits_for_the_reply_in_flight(Backend::in_memory()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -109,6 +109,7 @@ async fn a_compression_run_with_the_embedded_model_saves_a_summary_and_keeps_the
         Arc::new(Timed(llm)),
         Arc::new(ModelTokenCounter::new(model)),
         clock,
+        Arc::new(butler_testkit::fakes::InMemoryInbox::default()),
         // A short summary keeps the test quick on a busy CPU; the mechanism is the same.
         CompressConfig {
             summary_max_tokens: 80,

@@ -101,8 +101,14 @@ async fn main() -> ExitCode {
             };
             let stdin = tokio::io::BufReader::new(tokio::io::stdin());
             let mut stdout = tokio::io::stdout();
-            let result =
-                butler_presentation::chat::run_chat(&app.reply, user_id, stdin, &mut stdout).await;
+            let result = butler_presentation::chat::run_chat(
+                &app.reply,
+                app.storage.leases.as_ref(),
+                user_id,
+                stdin,
+                &mut stdout,
+            )
+            .await;
             app.compressor.drain().await;
             result.map_or_else(fail, |_| ExitCode::SUCCESS)
         }

@@ -51,6 +51,7 @@ async fn main() -> ExitCode {
             let settings = migrate_settings.clone();
             Box::pin(async move { wiring::migrate(&settings).await.map_err(|e| e.to_string()) })
         }),
+        reset_wait: admin::RESET_WAIT,
     };
     let mut confirm = |question: &str| {
         if !std::io::stdin().is_terminal() {

@@ -30,7 +30,7 @@ use thiserror::Error;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::memory::UnknownCode;
+use crate::code::UnknownCode;
 use crate::timestamp::truncate_to_millis;
 use crate::user::UserId;
 

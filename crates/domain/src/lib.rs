@@ -43,6 +43,7 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 #![warn(missing_docs)]
 
+mod code;
 pub mod fact;
 pub mod memory;
 pub mod ports;

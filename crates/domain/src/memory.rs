@@ -5,10 +5,10 @@ use std::cmp::Ordering;
 use std::fmt;
 use std::str::FromStr;
 
-use thiserror::Error;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+pub use crate::code::UnknownCode;
 use crate::timestamp::truncate_to_millis;
 use crate::user::UserId;
 
@@ -71,17 +71,6 @@ impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.code())
     }
-}
-
-/// A stored code that is not a known [`Role`], [`Source`] or
-/// [`FactKind`](crate::fact::FactKind) (corrupt or foreign data).
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error("unknown {kind} {value:?}")]
-pub struct UnknownCode {
-    /// Which enumeration was being parsed (`role`, `source` or `fact kind`).
-    pub kind: &'static str,
-    /// The rejected value.
-    pub value: String,
 }
 
 impl FromStr for Role {

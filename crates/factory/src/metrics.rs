@@ -12,6 +12,7 @@ pub fn compression_status(result: &Result<CompressOutcome, CompressError>) -> Co
         Ok(CompressOutcome::Compressed { .. }) => CompressionStatus::Ok,
         Ok(CompressOutcome::BackedOff { .. }) => CompressionStatus::Conflict,
         Ok(CompressOutcome::NothingToDo { .. }) => CompressionStatus::Skipped,
+        Ok(CompressOutcome::Busy) => CompressionStatus::Busy,
         Err(_) => CompressionStatus::Error,
     }
 }

@@ -17,8 +17,8 @@ use butler_application::{
     ReplyConfig, ResetPersonalizationUseCase,
 };
 use butler_domain::ports::{
-    Clock, FactRepository, LlmClient, RequestOptions, SpeechToText, TokenCounter, UpdateInbox,
-    UserMemoryRepository, UserProfileRepository,
+    Clock, ConversationLeases, FactRepository, LlmClient, RequestOptions, SpeechToText,
+    TokenCounter, UpdateInbox, UserMemoryRepository, UserProfileRepository,
 };
 use butler_infrastructure::clock::SystemClock;
 use butler_infrastructure::llm::embedded::{
@@ -27,7 +27,7 @@ use butler_infrastructure::llm::embedded::{
 use butler_infrastructure::llm::models::{default_model, ModelStore};
 use butler_infrastructure::llm::{LlmConcurrency, LlmHttpConfig, OpenAiChatClient};
 use butler_infrastructure::mongo::{mask_uri, MongoOptions, MongoStore};
-use butler_infrastructure::sqlite::{SqliteInbox, SqliteOptions, SqliteStore};
+use butler_infrastructure::sqlite::{SqliteOptions, SqliteStore};
 use butler_infrastructure::stt::{OpenAiTranscriptionClient, SttHttpConfig};
 use butler_infrastructure::tokens::{LlamaTokenizeCounter, ModelTokenCounter, QwenTiktokenCounter};
 use secrecy::ExposeSecret;
@@ -72,9 +72,11 @@ pub struct Storage {
     pub facts: Arc<dyn FactRepository>,
     /// The Telegram bot's update inbox; a starting bot takes it with [`Storage::inbox_for_bot`].
     pub inbox: Arc<dyn UpdateInbox>,
-    /// The same inbox on SQLite, whose file serves one bot process: a starting bot voids the
-    /// leases of the run before.
-    pub sqlite_inbox: Option<SqliteInbox>,
+    /// The conversation leases every writer of a conversation's memory takes (the inbox's
+    /// claims are among them).
+    pub leases: Arc<dyn ConversationLeases>,
+    /// The SQLite store, whose file serves one bot process (see [`Storage::inbox_for_bot`]).
+    pub sqlite: Option<SqliteStore>,
     /// `sqlite` or `mongodb`, for logs.
     pub backend: &'static str,
     /// Where, for logs (credentials masked).
@@ -82,16 +84,18 @@ pub struct Storage {
 }
 
 impl Storage {
-    /// The inbox, ready for a starting bot. On SQLite (one bot process per file) the leases
-    /// of the run before are voided, so the updates a crash interrupted are answered at once
-    /// instead of after their leases expire; on MongoDB, other replicas' leases are left alone.
+    /// The inbox, ready for a starting bot. On SQLite the bot takes ownership of the file:
+    /// a second live bot on it is refused (naming the file), and the leases of the bot before
+    /// are voided, so the updates a crash interrupted are answered at once instead of after
+    /// their leases expire; on MongoDB, other replicas' leases are left alone.
     ///
     /// # Errors
-    /// [`BuildError::Storage`] when the database cannot be written.
+    /// [`BuildError::Storage`] when another bot owns the SQLite file or the database cannot
+    /// be written.
     pub async fn inbox_for_bot(&self) -> Result<Arc<dyn UpdateInbox>, BuildError> {
-        if let Some(inbox) = &self.sqlite_inbox {
-            let voided = inbox
-                .void_leases()
+        if let Some(store) = &self.sqlite {
+            let voided = store
+                .take_ownership()
                 .await
                 .map_err(|e| BuildError::Storage(e.to_string()))?;
             if voided > 0 {
@@ -118,12 +122,14 @@ pub async fn open_storage(settings: &Settings) -> Result<Storage, BuildError> {
             })
             .await
             .map_err(|e| BuildError::Storage(e.to_string()))?;
+            let inbox = Arc::new(store.inbox());
             Ok(Storage {
                 profiles: Arc::new(store.profiles()),
                 memory: Arc::new(store.memory()),
                 facts: Arc::new(store.facts()),
-                inbox: Arc::new(store.inbox()),
-                sqlite_inbox: Some(store.inbox()),
+                leases: inbox.clone(),
+                inbox,
+                sqlite: Some(store),
                 backend: "sqlite",
                 location: path.display().to_string(),
             })
@@ -142,12 +148,14 @@ pub async fn open_storage(settings: &Settings) -> Result<Storage, BuildError> {
             let store = MongoStore::connect(uri.expose_secret(), options)
                 .await
                 .map_err(|e| BuildError::Storage(e.to_string()))?;
+            let inbox = Arc::new(store.inbox());
             Ok(Storage {
                 profiles: Arc::new(store.profiles()),
                 memory: Arc::new(store.memory()),
                 facts: Arc::new(store.facts()),
-                inbox: Arc::new(store.inbox()),
-                sqlite_inbox: None,
+                leases: inbox.clone(),
+                inbox,
+                sqlite: None,
                 backend: "mongodb",
                 location: format!("{}/{database}", mask_uri(uri.expose_secret())),
             })
@@ -418,10 +426,12 @@ pub fn assemble(
         llm.clone(),
         counter,
         clock.clone(),
+        storage.leases.clone(),
         CompressConfig {
             threshold: settings.memory.compress_threshold,
             keep_last: settings.memory.keep_last,
             summary_max_tokens: settings.memory.summary_tokens,
+            lease: compression_lease(settings),
             ..CompressConfig::default()
         },
     );
@@ -461,11 +471,7 @@ pub fn assemble(
     }
     let reply = Arc::new(reply);
     Ok(App {
-        reset: ResetPersonalizationUseCase::new(
-            storage.profiles.clone(),
-            storage.memory.clone(),
-            storage.facts.clone(),
-        ),
+        reset: reset_use_case(&storage, clock.clone()),
         worker: MemoryWorkerUseCase::new(storage.memory.clone(), compress.clone()),
         list: ListProfilesUseCase::new(storage.profiles.clone(), storage.memory.clone()),
         show: ShowUserUseCase::new(
@@ -480,6 +486,25 @@ pub fn assemble(
         stt,
         storage,
     })
+}
+
+/// How long a compression's lease lasts between renewals: its slowest step is one model call
+/// (`LLM_TIMEOUT_SECS`, plus the wait for the model behind replies), so twice that and a
+/// minute more; a process that dies mid-compression holds its conversation's compressions
+/// back at most that long (replies never wait for it).
+fn compression_lease(settings: &Settings) -> time::Duration {
+    let llm = time::Duration::try_from(settings.llm.timeout).unwrap_or(time::Duration::MINUTE);
+    llm.saturating_mul(2).saturating_add(time::Duration::MINUTE)
+}
+
+fn reset_use_case(storage: &Storage, clock: Arc<dyn Clock>) -> ResetPersonalizationUseCase {
+    ResetPersonalizationUseCase::new(
+        storage.profiles.clone(),
+        storage.memory.clone(),
+        storage.facts.clone(),
+        storage.leases.clone(),
+        clock,
+    )
 }
 
 /// Opens storage and builds every use case from the settings.
@@ -561,12 +586,8 @@ pub fn admin_use_cases(storage: &Storage) -> AdminUseCases {
             storage.memory.clone(),
             storage.facts.clone(),
         ),
-        update: UpdateProfileUseCase::new(storage.profiles.clone(), clock),
-        reset: ResetPersonalizationUseCase::new(
-            storage.profiles.clone(),
-            storage.memory.clone(),
-            storage.facts.clone(),
-        ),
+        update: UpdateProfileUseCase::new(storage.profiles.clone(), clock.clone()),
+        reset: reset_use_case(storage, clock),
         facts: FactsUseCase::new(storage.profiles.clone(), storage.facts.clone()),
     }
 }

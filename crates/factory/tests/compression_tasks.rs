@@ -34,6 +34,7 @@ impl Setup {
             llm.clone(),
             Arc::new(CharCounter),
             clock.clone(),
+            Arc::new(butler_testkit::fakes::InMemoryInbox::default()),
             CompressConfig::default(),
         );
         let observed = Arc::new(AtomicUsize::new(0));

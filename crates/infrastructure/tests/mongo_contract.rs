@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use butler_infrastructure::mongo::{
     ensure_indexes, MongoConnectError, MongoOptions, MongoStore, DEFAULT_INBOX_RETENTION,
-    FACTS_COLLECTION, FACTS_TTL_INDEX, INBOX_COLLECTION, INBOX_LEASES_COLLECTION, INBOX_TTL_INDEX,
+    FACTS_COLLECTION, FACTS_TTL_INDEX, INBOX_COLLECTION, INBOX_TTL_INDEX, LEASES_COLLECTION,
     MEMORY_COLLECTION, MEMORY_TTL_INDEX, PROFILES_COLLECTION,
 };
 use butler_testkit::contract::Storage;
@@ -354,7 +354,7 @@ mod schema {
         let now = time::macros::datetime!(2026-11-25 12:00:00.517 UTC);
         let update = |id| InboxUpdate {
             update_id: id,
-            key: 77,
+            conversation: 77,
             payload: "{}".to_owned(),
             received_at: now,
         };
@@ -365,11 +365,14 @@ mod schema {
             .await
             .unwrap()
             .unwrap();
-        let leases = store
-            .database()
-            .collection::<Document>(INBOX_LEASES_COLLECTION);
+        let leases = store.database().collection::<Document>(LEASES_COLLECTION);
         let lease = leases.find_one(doc! {}).await.unwrap().unwrap();
-        assert_eq!(lease.get_i64("_id").unwrap(), 77);
+        assert_eq!(lease.get_str("_id").unwrap(), "reply:77");
+        assert_eq!(lease.get_i64("conversation").unwrap(), 77);
+        assert_eq!(lease.get_str("scope").unwrap(), "reply");
+        assert!(
+            matches!(lease.get("holder"), Some(Bson::Binary(b)) if b.subtype == BinarySubtype::Uuid)
+        );
         assert!(
             matches!(lease.get("token"), Some(Bson::Binary(b)) if b.subtype == BinarySubtype::Uuid)
         );
@@ -402,7 +405,10 @@ mod two_clients {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use async_trait::async_trait;
-    use butler_domain::ports::{Claimed, InboxError, InboxUpdate, Lease, Stored, UpdateInbox};
+    use butler_domain::ports::{
+        Claimed, ConversationLeases, InboxError, InboxUpdate, Lease, LeaseError, LeaseScope,
+        Stored, UpdateInbox,
+    };
     use butler_infrastructure::mongo::MongoInbox;
     use time::OffsetDateTime;
 
@@ -420,6 +426,43 @@ mod two_clients {
     }
 
     #[async_trait]
+    impl ConversationLeases for RoundRobin {
+        async fn acquire(
+            &self,
+            conversation: i64,
+            scope: LeaseScope,
+            now: OffsetDateTime,
+            lease_for: time::Duration,
+        ) -> Result<Option<Lease>, LeaseError> {
+            self.pick()
+                .acquire(conversation, scope, now, lease_for)
+                .await
+        }
+        async fn take_over(
+            &self,
+            conversation: i64,
+            scope: LeaseScope,
+            now: OffsetDateTime,
+            lease_for: time::Duration,
+        ) -> Result<Lease, LeaseError> {
+            self.pick()
+                .take_over(conversation, scope, now, lease_for)
+                .await
+        }
+        async fn renew(
+            &self,
+            lease: &Lease,
+            now: OffsetDateTime,
+            lease_for: time::Duration,
+        ) -> Result<Option<Lease>, LeaseError> {
+            self.pick().renew(lease, now, lease_for).await
+        }
+        async fn release(&self, lease: &Lease) -> Result<(), LeaseError> {
+            self.pick().release(lease).await
+        }
+    }
+
+    #[async_trait]
     impl UpdateInbox for RoundRobin {
         async fn store(&self, update: &InboxUpdate) -> Result<Stored, InboxError> {
             self.pick().store(update).await
@@ -431,14 +474,6 @@ mod two_clients {
         ) -> Result<Option<Claimed>, InboxError> {
             self.pick().claim(now, lease_for).await
         }
-        async fn renew(
-            &self,
-            lease: &Lease,
-            now: OffsetDateTime,
-            lease_for: time::Duration,
-        ) -> Result<Option<Lease>, InboxError> {
-            self.pick().renew(lease, now, lease_for).await
-        }
         async fn complete(
             &self,
             update_id: i64,
@@ -446,9 +481,6 @@ mod two_clients {
             now: OffsetDateTime,
         ) -> Result<(), InboxError> {
             self.pick().complete(update_id, lease, now).await
-        }
-        async fn release(&self, lease: &Lease) -> Result<(), InboxError> {
-            self.pick().release(lease).await
         }
         async fn backlog(&self) -> Result<u64, InboxError> {
             self.pick().backlog().await

@@ -9,8 +9,8 @@
 use std::time::Duration;
 
 use butler_domain::ports::{
-    InboxError, InboxUpdate, MemoryStoreError, ProfileStoreError, Stored, UpdateInbox,
-    UserMemoryRepository, UserProfileRepository,
+    ConversationLeases, InboxError, InboxUpdate, LeaseError, MemoryStoreError, ProfileStoreError,
+    Stored, UpdateInbox, UserMemoryRepository, UserProfileRepository,
 };
 use butler_domain::{Source, UserId, UserMemoryEvent};
 use butler_infrastructure::mongo::{MongoOptions, MongoStore};
@@ -234,7 +234,11 @@ fn assert_inbox_unavailable(result: Result<impl std::fmt::Debug, InboxError>, op
         Err(e @ InboxError::Unavailable { operation, .. }) => {
             assert_eq!(operation, op);
             assert!(e.is_retryable());
-            assert!(e.to_string().contains("inbox_"), "{e}");
+            // The inbox's own collection, or the leases its claims take.
+            assert!(
+                e.to_string().contains("inbox_") || e.to_string().contains("conversation_leases"),
+                "{e}"
+            );
         }
         other => panic!("{op}: expected Unavailable, got {other:?}"),
     }
@@ -248,7 +252,7 @@ async fn inbox_faults_are_unavailable_and_nothing_is_lost_or_claimed_twice() {
     let lease = time::Duration::seconds(30);
     let update = |id: i64| InboxUpdate {
         update_id: id,
-        key: 42,
+        conversation: 42,
         payload: format!(r#"{{"update_id":{id}}}"#),
         received_at: now,
     };
@@ -271,7 +275,14 @@ async fn inbox_faults_are_unavailable_and_nothing_is_lost_or_claimed_twice() {
 
     f.fail(&["update", "delete"], FailWith::ErrorCode(89)).await;
     assert_inbox_unavailable(inbox.complete(1, &claimed.lease, now).await, "complete");
-    assert_inbox_unavailable(inbox.renew(&claimed.lease, now, lease).await, "renew");
+    match inbox.renew(&claimed.lease, now, lease).await {
+        Err(e @ LeaseError::Unavailable { operation, .. }) => {
+            assert_eq!(operation, "renew");
+            assert!(e.is_retryable());
+            assert!(e.to_string().contains("conversation_leases"), "{e}");
+        }
+        other => panic!("renew: expected Unavailable, got {other:?}"),
+    }
     f.heal().await;
 
     assert_eq!(inbox.backlog().await.unwrap(), 2);

@@ -460,7 +460,8 @@ mod schema {
         let claim = plan(
             &conn,
             "SELECT u.update_id FROM inbox_updates u WHERE u.done_at IS NULL \
-             AND NOT EXISTS (SELECT 1 FROM inbox_leases l WHERE l.key = u.key AND l.until > 0) \
+             AND NOT EXISTS (SELECT 1 FROM conversation_leases l WHERE l.conversation = u.key \
+                             AND l.scope = 'reply' AND l.until > 0) \
              ORDER BY u.update_id LIMIT 1",
         );
         let lines: Vec<&str> = claim.lines().collect();
@@ -469,26 +470,70 @@ mod schema {
             "{claim}"
         );
         assert!(
-            lines.contains(&"SEARCH l USING INTEGER PRIMARY KEY (rowid=?)"),
+            lines.contains(&"SEARCH l USING PRIMARY KEY (conversation=? AND scope=?)"),
             "{claim}"
         );
     }
 
     #[tokio::test]
-    async fn voiding_leases_at_start_up_lets_a_crashed_runs_update_be_claimed_at_once() {
-        use butler_domain::ports::{InboxUpdate, Stored, UpdateInbox};
+    async fn a_second_bot_on_the_same_file_is_refused_with_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("butler.db");
+        let first = SqliteStore::open(SqliteOptions::at(&path)).await.unwrap();
+        assert_eq!(first.take_ownership().await.unwrap(), 0);
+        let second = SqliteStore::open(SqliteOptions::at(&path)).await.unwrap();
+        let refused = second.take_ownership().await.unwrap_err();
+        let message = refused.to_string();
+        assert!(
+            matches!(refused, SqliteOpenError::Owned { .. }),
+            "{message}"
+        );
+        assert!(message.contains(&path.display().to_string()), "{message}");
+        assert!(
+            message.contains(&format!("pid {}", std::process::id())),
+            "{message}"
+        );
+        // Opening the file for other work (memory-worker, profile_admin) is still fine.
+        butler_domain::ports::UserProfileRepository::get(
+            &second.profiles(),
+            butler_domain::UserId::new(1),
+        )
+        .await
+        .unwrap();
+        drop(first);
+        assert_eq!(
+            second.take_ownership().await.unwrap(),
+            0,
+            "an owner that is gone does not block"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_restarted_bot_voids_its_predecessors_leases_and_no_one_elses() {
+        use butler_domain::ports::{
+            ConversationLeases, InboxUpdate, LeaseScope, Stored, UpdateInbox,
+        };
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("butler.db");
         let now = time::macros::datetime!(2026-11-25 12:00 UTC);
         let lease = time::Duration::seconds(30);
         let update = InboxUpdate {
             update_id: 1,
-            key: 42,
+            conversation: 42,
             payload: "{}".to_owned(),
             received_at: now,
         };
+        // A memory-worker on the same file, compressing conversation 42.
+        let worker = SqliteStore::open(SqliteOptions::at(&path)).await.unwrap();
+        let compression = worker
+            .leases()
+            .acquire(42, LeaseScope::Compression, now, lease)
+            .await
+            .unwrap()
+            .expect("the worker's lease");
         {
             let crashed = SqliteStore::open(SqliteOptions::at(&path)).await.unwrap();
+            crashed.take_ownership().await.unwrap();
             let inbox = crashed.inbox();
             assert_eq!(inbox.store(&update).await.unwrap(), Stored::New);
             inbox.claim(now, lease).await.unwrap().expect("claimed");
@@ -499,7 +544,7 @@ mod schema {
             inbox.claim(now, lease).await.unwrap().is_none(),
             "the lease is still in the file"
         );
-        assert_eq!(inbox.void_leases().await.unwrap(), 1);
+        assert_eq!(restarted.take_ownership().await.unwrap(), 1);
         let again = inbox
             .claim(now, lease)
             .await
@@ -507,8 +552,20 @@ mod schema {
             .expect("claimed again");
         assert_eq!(again.update, update);
         assert_eq!(again.attempts, 2);
-        assert_eq!(inbox.void_leases().await.unwrap(), 1);
-        assert_eq!(inbox.void_leases().await.unwrap(), 0);
+        assert!(
+            inbox
+                .acquire(42, LeaseScope::Compression, now, lease)
+                .await
+                .unwrap()
+                .is_none(),
+            "the worker's compression lease was left alone"
+        );
+        assert!(worker
+            .leases()
+            .renew(&compression, now, lease)
+            .await
+            .unwrap()
+            .is_some());
     }
 
     #[tokio::test]
@@ -521,7 +578,7 @@ mod schema {
         let inbox = store.inbox();
         let update = InboxUpdate {
             update_id: 7,
-            key: 42,
+            conversation: 42,
             payload: r#"{"message":{"text":"мой пароль от почты"}}"#.to_owned(),
             received_at: now,
         };

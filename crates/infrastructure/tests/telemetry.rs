@@ -402,7 +402,7 @@ async fn every_label_combination_is_registered_and_no_other_exists() {
         ),
         (
             m::PERSONALIZED_MEMORY_COMPRESSIONS_TOTAL,
-            BTreeSet::from(["ok", "conflict", "error", "skipped"]),
+            BTreeSet::from(["ok", "conflict", "error", "skipped", "busy"]),
         ),
     ]);
     for spec in ALL_METRICS {

@@ -1,6 +1,10 @@
 //! The terminal chat: talk to the butler without Telegram, through the same reply use case
 //! and storage as the bot — so a newcomer can try it with nothing but a model. The reply is
 //! printed as the model writes it.
+//!
+//! Each turn holds the conversation's reply lease, like a Telegram update being answered: a
+//! `profile_admin reset` waits for the turn in flight, and the chat waits (saying so) while a
+//! reset, or the bot answering the same user on the same storage, holds it.
 
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -8,19 +12,29 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt};
 /// fill memory); what is kept is still cut to the stored-event limit by the domain.
 pub const MAX_LINE_BYTES: usize = 64 * 1024;
 
+use std::time::Duration;
+
 use butler_application::{PersonalizedReplyUseCase, ReplyInput, ReplySink, ReplyStatus};
+use butler_domain::ports::{ConversationLeases, Lease, LeaseScope};
 use butler_domain::{Source, UserId};
+
+/// How long a turn's reply lease lasts between renewals.
+const TURN_LEASE: Duration = Duration::from_secs(30);
+/// Pause between two attempts to take a lease someone else holds.
+const BUSY_PAUSE: Duration = Duration::from_millis(250);
 
 /// The greeting printed when the chat starts.
 pub const GREETING: &str = "Добрый вечер. Альфред к вашим услугам. (/exit — выйти)";
 
-/// Reads lines from `input` and answers each as `user_id`, until end of input or `/exit`.
-/// Returns how many messages were answered.
+/// Reads lines from `input` and answers each as `user_id`, holding the conversation's reply
+/// lease in `leases` for each turn, until end of input or `/exit`. Returns how many messages
+/// were answered.
 ///
 /// # Errors
 /// Only I/O errors of the terminal itself.
 pub async fn run_chat<R, W>(
     reply: &PersonalizedReplyUseCase,
+    leases: &dyn ConversationLeases,
     user_id: UserId,
     input: R,
     output: &mut W,
@@ -49,7 +63,24 @@ where
                 source: Source::Text,
                 origin: None,
             };
-            let (out, shown) = stream_reply(reply, input, output).await?;
+            let lease = take_turn(leases, user_id, output).await?;
+            let answer = stream_reply(reply, input, output);
+            let (out, shown) = match lease {
+                Some(lease) => {
+                    let keep = crate::lease::keep(leases, lease, TURN_LEASE);
+                    tokio::pin!(answer);
+                    let result = tokio::select! {
+                        result = &mut answer => result,
+                        // Lost (storage down past its expiry): the turn still finishes.
+                        () = keep => answer.await,
+                    };
+                    if let Err(error) = leases.release(&lease).await {
+                        tracing::warn!(%error, "the turn's lease was not released; it expires on its own");
+                    }
+                    result?
+                }
+                None => answer.await?,
+            };
             tracing::info!(
                 user_id = %user_id,
                 status = out.status.code(),
@@ -80,6 +111,41 @@ where
     output.write_all("\nДо встречи, сэр.\n".as_bytes()).await?;
     output.flush().await?;
     Ok(answered)
+}
+
+/// Takes the conversation's reply lease for one turn, waiting (and saying so once) while
+/// someone else holds it. `None` when the leases cannot be reached: the turn goes ahead
+/// unguarded rather than not at all.
+async fn take_turn<W: AsyncWrite + Unpin>(
+    leases: &dyn ConversationLeases,
+    user_id: UserId,
+    output: &mut W,
+) -> std::io::Result<Option<Lease>> {
+    let lease_for = time::Duration::try_from(TURN_LEASE).unwrap_or(time::Duration::seconds(30));
+    let mut told = false;
+    loop {
+        let now = time::OffsetDateTime::now_utc();
+        match leases
+            .acquire(user_id.get(), LeaseScope::Replies, now, lease_for)
+            .await
+        {
+            Ok(Some(lease)) => return Ok(Some(lease)),
+            Ok(None) => {
+                if !told {
+                    output
+                        .write_all("(минуточку: память сейчас занята…) ".as_bytes())
+                        .await?;
+                    output.flush().await?;
+                    told = true;
+                }
+                tokio::time::sleep(BUSY_PAUSE).await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "conversation leases unavailable; answering without one");
+                return Ok(None);
+            }
+        }
+    }
 }
 
 /// Sends each streamed piece of a reply to the printing loop.

@@ -7,5 +7,6 @@
 
 pub mod admin;
 pub mod chat;
+mod lease;
 pub mod telegram;
 pub mod worker;

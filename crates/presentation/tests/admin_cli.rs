@@ -8,15 +8,20 @@ use butler_application::admin::{
 };
 use butler_application::ResetPersonalizationUseCase;
 use butler_domain::ports::{Clock, FactRepository, UserMemoryRepository, UserProfileRepository};
+use butler_domain::ports::{ConversationLeases, LeaseScope};
 use butler_domain::{FactKind, MemoryFact, Source, UserId, UserMemoryEvent};
 use butler_presentation::admin::{run, AdminCli, AdminDeps, ExitCode};
-use butler_testkit::fakes::{InMemoryFacts, InMemoryMemory, InMemoryProfiles, ManualClock};
+use butler_testkit::fakes::{
+    InMemoryFacts, InMemoryInbox, InMemoryMemory, InMemoryProfiles, ManualClock,
+};
 use clap::Parser;
 
 struct Fixture {
     profiles: Arc<InMemoryProfiles>,
     memory: Arc<InMemoryMemory>,
     facts: Arc<InMemoryFacts>,
+    leases: Arc<InMemoryInbox>,
+    clock: Arc<ManualClock>,
     deps: AdminDeps,
 }
 
@@ -25,6 +30,7 @@ async fn fixture() -> Fixture {
     let memory = Arc::new(InMemoryMemory::default());
     let facts = Arc::new(InMemoryFacts::default());
     let clock = Arc::new(ManualClock::default());
+    let leases = Arc::new(InMemoryInbox::default());
     for id in [101, 102] {
         profiles.get_or_create(UserId::new(id)).await.unwrap();
     }
@@ -42,15 +48,24 @@ async fn fixture() -> Fixture {
     let deps = AdminDeps {
         list: ListProfilesUseCase::new(profiles.clone(), memory.clone()),
         show: ShowUserUseCase::new(profiles.clone(), memory.clone(), facts.clone()),
-        update: UpdateProfileUseCase::new(profiles.clone(), clock),
-        reset: ResetPersonalizationUseCase::new(profiles.clone(), memory.clone(), facts.clone()),
+        update: UpdateProfileUseCase::new(profiles.clone(), clock.clone()),
+        reset: ResetPersonalizationUseCase::new(
+            profiles.clone(),
+            memory.clone(),
+            facts.clone(),
+            leases.clone(),
+            clock.clone(),
+        ),
         facts: FactsUseCase::new(profiles.clone(), facts.clone()),
         migrate: Arc::new(|| Box::pin(async { Ok("indexes ok".to_owned()) })),
+        reset_wait: std::time::Duration::from_millis(500),
     };
     Fixture {
         profiles,
         memory,
         facts,
+        leases,
+        clock,
         deps,
     }
 }
@@ -296,4 +311,38 @@ async fn facts_forget_deletes_one_fact_and_reset_deletes_them_all() {
     assert_eq!(code, ExitCode::Ok);
     assert!(out.contains("2 events and 2 facts deleted"), "{out}");
     assert!(f.facts.all(UserId::new(101)).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn reset_waits_for_the_reply_in_flight_and_gives_up_with_exit_6_if_it_never_ends() {
+    let f = fixture().await;
+    let user = UserId::new(101);
+    let reply = f
+        .leases
+        .acquire(
+            user.get(),
+            LeaseScope::Replies,
+            f.clock.now(),
+            time::Duration::minutes(5),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let (code, _, err) = exec(&f, &["reset", "101", "--yes"], None).await;
+    assert_eq!(code, ExitCode::Busy, "{err}");
+    assert!(err.contains("being written"), "{err}");
+    assert!(err.contains("nothing was reset"), "{err}");
+    assert_eq!(f.memory.all(user).len(), 2, "nothing touched");
+
+    // Once the reply is done, a waiting reset goes through.
+    let leases = f.leases.clone();
+    let done = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        leases.release(&reply).await.unwrap();
+    });
+    let (code, out, err) = exec(&f, &["reset", "101", "--yes"], None).await;
+    done.await.unwrap();
+    assert_eq!(code, ExitCode::Ok, "{err}");
+    assert!(out.contains("2 events"), "{out}");
+    assert!(f.memory.all(user).is_empty());
 }

@@ -6,9 +6,12 @@ use butler_application::prompt::PromptBudget;
 use butler_application::{
     CompressionScheduler, PersonalizationService, PersonalizedReplyUseCase, ReplyConfig,
 };
+use butler_domain::ports::{ConversationLeases, LeaseScope};
 use butler_domain::{Role, UserId};
 use butler_presentation::chat::{run_chat, GREETING};
-use butler_testkit::fakes::{CharCounter, FakeLlm, InMemoryMemory, InMemoryProfiles, ManualClock};
+use butler_testkit::fakes::{
+    CharCounter, FakeLlm, InMemoryInbox, InMemoryMemory, InMemoryProfiles, ManualClock,
+};
 
 struct NoCompression;
 impl CompressionScheduler for NoCompression {
@@ -46,7 +49,8 @@ async fn the_chat_answers_each_line_in_persona_and_remembers_it() {
     );
     let input: &[u8] = "Меня зовут Пётр\n\n   \nКак меня зовут?\n/exit\nне дойдёт\n".as_bytes();
     let mut output = Vec::new();
-    let answered = run_chat(&reply, UserId::new(1), input, &mut output)
+    let leases = InMemoryInbox::default();
+    let answered = run_chat(&reply, &leases, UserId::new(1), input, &mut output)
         .await
         .unwrap();
     let output = String::from_utf8(output).unwrap();
@@ -63,5 +67,58 @@ async fn the_chat_answers_each_line_in_persona_and_remembers_it() {
         llm.requests().len(),
         2,
         "the line after /exit is never sent"
+    );
+}
+
+#[tokio::test]
+async fn a_chat_turn_waits_while_a_reset_holds_the_conversation_and_releases_its_lease() {
+    let memory = Arc::new(InMemoryMemory::default());
+    let llm = Arc::new(FakeLlm::default());
+    let reply = PersonalizedReplyUseCase::new(
+        Arc::new(InMemoryProfiles::default()),
+        memory.clone(),
+        llm.clone(),
+        Arc::new(ManualClock::default()),
+        PersonalizationService::new(
+            Arc::new(CharCounter),
+            PromptBudget {
+                total: 3000,
+                persona: 600,
+                memory: 1200,
+                new_message: 300,
+                ..PromptBudget::default()
+            },
+        )
+        .unwrap(),
+        Arc::new(NoCompression),
+        ReplyConfig::default(),
+    );
+    let leases = Arc::new(InMemoryInbox::default());
+    let now = time::OffsetDateTime::now_utc();
+    let reset = leases
+        .acquire(7, LeaseScope::Replies, now, time::Duration::seconds(30))
+        .await
+        .unwrap()
+        .unwrap();
+    let chat = {
+        let leases = leases.clone();
+        tokio::spawn(async move {
+            let mut output = Vec::new();
+            let input: &[u8] = "Привет\n".as_bytes();
+            run_chat(&reply, leases.as_ref(), UserId::new(7), input, &mut output)
+                .await
+                .unwrap();
+            String::from_utf8(output).unwrap()
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(llm.requests().is_empty(), "the turn waits for the reset");
+    leases.release(&reset).await.unwrap();
+    let output = chat.await.unwrap();
+    assert!(output.contains("память сейчас занята"), "{output}");
+    assert_eq!(memory.all(UserId::new(7)).len(), 2);
+    assert!(
+        !leases.is_held(7, LeaseScope::Replies, time::OffsetDateTime::now_utc()),
+        "the turn gave its lease back"
     );
 }

@@ -341,6 +341,90 @@ async fn a_user_over_the_rate_is_told_once_and_the_refused_messages_cost_nothing
 }
 
 #[tokio::test]
+async fn a_burst_behind_a_slow_model_is_refused_at_the_rate_it_arrived() {
+    let world = FakeWorld::default();
+    // A model on a CPU: every answer takes longer than the bucket needs to refill a token.
+    for _ in 0..8 {
+        world.llm.push(LlmStep::Delay(
+            Duration::from_millis(1_500),
+            "Минуточку, сэр.".to_owned(),
+        ));
+    }
+    let config = BotConfig {
+        limits: Limits {
+            per_minute: 60,
+            burst: 2,
+            per_day: 0,
+        },
+        ..test_config()
+    };
+    let bot = BotHarness::start_with(world.deps(), config).await;
+    for i in 0..8 {
+        bot.telegram.push_text(ALICE, ALICE, &format!("Срочно {i}"));
+    }
+    bot.telegram
+        .wait_for_messages(ALICE, 3, WAIT)
+        .await
+        .unwrap();
+    wait_until("six refusals", || world.observer.refusals().len() == 6).await;
+
+    let sent = bot.telegram.sent_messages(ALICE);
+    assert_eq!(sent.len(), 3, "two answers and one notice: {sent:?}");
+    assert_eq!(
+        world.llm.requests().len(),
+        2,
+        "the burst is judged by its arrival, not by when the slow model gets to it"
+    );
+    assert_eq!(world.events(ALICE).len(), 4);
+    bot.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_reply_whose_done_mark_fails_for_a_while_is_sent_once() {
+    let world = FakeWorld::default();
+    // A busy database: the next four marks fail, for longer than the lease lasts.
+    world
+        .inbox
+        .failing_completes
+        .store(4, std::sync::atomic::Ordering::SeqCst);
+    let mut config = test_config();
+    config.inbox.lease = Duration::from_millis(300);
+    config.inbox.poll_interval = Duration::from_millis(20);
+    let bot = BotHarness::start_with(world.deps(), config).await;
+
+    bot.telegram.push_text(ALICE, ALICE, "Который час?");
+    bot.telegram
+        .wait_for_messages(ALICE, 1, WAIT)
+        .await
+        .unwrap();
+    wait_until("the update marked done", || {
+        world
+            .inbox
+            .failing_completes
+            .load(std::sync::atomic::Ordering::SeqCst)
+            == 0
+    })
+    .await;
+    wait_until("the backlog emptied", || {
+        futures::executor::block_on(butler_domain::ports::UpdateInbox::backlog(
+            world.inbox.as_ref(),
+        ))
+        .unwrap()
+            == 0
+    })
+    .await;
+    // Had the lease lapsed while the mark failed, the update would have been claimed again
+    // (and its stored reply re-sent) before the mark could succeed.
+    assert_eq!(
+        bot.telegram.sent_messages(ALICE).len(),
+        1,
+        "the reply went out once"
+    );
+    assert_eq!(world.llm.requests().len(), 1);
+    bot.stop().await.unwrap();
+}
+
+#[tokio::test]
 async fn the_daily_quota_and_a_users_exception_set_by_support_are_applied() {
     let world = FakeWorld::default();
     // Support lifted Bob's quota.

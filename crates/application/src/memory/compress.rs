@@ -7,17 +7,26 @@
 //! So a run costs one summariser call, plus one per `fold_max_events` / `fold_max_tokens` of
 //! backlog beyond the first.
 //!
+//! **One at a time.** A run holds the conversation's compression lease
+//! ([`LeaseScope::Compression`]) from start to end, in whatever process it runs (the bot's
+//! inline compressions, `memory-worker`, replicas): a second run finds the lease held and
+//! returns [`CompressOutcome::Busy`] without asking the model anything. The lease is renewed
+//! before every step that takes time or writes; a run whose lease was taken over (a reset) or
+//! expired stops before its next write. Replies never wait for it: they hold their own scope.
+//!
 //! Each pass: re-read the profile; delete events already covered by its watermark (recovery
 //! from a crash between "summary saved" and "events deleted"); pick the oldest whole turns
 //! before the run's boundary; summarise them together with the previous summary; save
 //! summary + watermark with compare-and-set on the profile version; only then delete events at
-//! or below the new watermark. A lost compare-and-set means another compression (or a reset,
-//! or an admin update) won: this one backs off and deletes nothing.
+//! or below the new watermark. The compare-and-set stays the last line of defence should two
+//! runs overlap all the same (a lease expired under a stalled process): the loser backs off and
+//! deletes no event.
 //!
 //! Invariants (tested against fakes here and against both real backends):
 //! - no event is deleted unless a persisted summary covers it;
 //! - the previous summary is input to the next one, so it is never lost;
-//! - two compressions of one user at once produce one summary and lose no event;
+//! - two compressions of one conversation never run at once; if they overlap anyway, they
+//!   produce one summary and lose no event and no fact;
 //! - events appended during a compression are newer than the watermark and survive.
 //!
 //! Facts ([`with_facts`](CompressMemoryUseCase::with_facts)): after summarising a batch, one
@@ -26,15 +35,19 @@
 //! stored. An extraction that fails (the model errs, or answers with no usable JSON) never
 //! blocks the summary: the failure is counted and that batch's facts are left to the summary,
 //! which folds the same turns. A fact store that fails stops the pass before anything is
-//! deleted, like a failing event store. If the compare-and-set is then lost, the pass deletes
-//! the facts it saved: the winner extracts those turns itself, and a reset that won must not
-//! leave facts of the events it forgot.
+//! deleted, like a failing event store. If the compare-and-set is then lost, the pass keeps the
+//! facts it saved as long as the turns they came from are still remembered (stored, or covered
+//! by the summary that won): they are true, and deleting them could leave their key with no
+//! current fact — the winner's fact of the same key was superseded by them. Only when the
+//! turns are gone (a reset won) does the pass delete its facts, so no fact of forgotten events
+//! survives.
 
 use std::sync::Arc;
 
 use butler_domain::ports::{
-    Clock, FactRepository, FactStoreError, LlmClient, LlmError, LlmRequest, MemoryStoreError,
-    ProfileStoreError, RequestOptions, TokenCounter, UserMemoryRepository, UserProfileRepository,
+    Clock, ConversationLeases, FactRepository, FactStoreError, Lease, LeaseError, LeaseScope,
+    LlmClient, LlmError, LlmRequest, MemoryStoreError, ProfileStoreError, RequestOptions,
+    TokenCounter, UserMemoryRepository, UserProfileRepository,
 };
 use butler_domain::{ChatMessage, EventCursor, Role, UserId, UserMemoryEvent, UserProfile};
 use thiserror::Error;
@@ -60,6 +73,9 @@ pub struct CompressConfig {
     pub max_passes: usize,
     /// Sampling options of the summariser.
     pub options: RequestOptions,
+    /// How long the compression lease lasts between two renewals: longer than the slowest
+    /// step (one model call, with its queue), so a live run never loses it.
+    pub lease: time::Duration,
 }
 
 impl Default for CompressConfig {
@@ -75,6 +91,7 @@ impl Default for CompressConfig {
                 temperature: 0.2,
                 max_tokens: 450,
             },
+            lease: time::Duration::minutes(10),
         }
     }
 }
@@ -100,22 +117,27 @@ pub enum CompressOutcome {
         /// Events left in storage.
         remaining: u64,
     },
-    /// Another writer changed the profile first; this run backed off without deleting.
-    /// `folded` counts what earlier passes of this run had already completed.
+    /// Another writer changed the profile first, or took the compression lease over (a
+    /// reset); this run backed off without deleting. `folded` counts what earlier passes of
+    /// this run had already completed.
     BackedOff {
         /// Events folded by earlier passes of this run.
         folded: usize,
     },
+    /// Another compression of the conversation is running (here or in another process); this
+    /// one did nothing.
+    Busy,
 }
 
 impl CompressOutcome {
-    /// A bounded label for metrics: `skipped`, `ok`, `conflict`.
+    /// A bounded label for metrics: `skipped`, `ok`, `conflict`, `busy`.
     #[must_use]
     pub const fn status(&self) -> &'static str {
         match self {
             Self::NothingToDo { .. } => "skipped",
             Self::Compressed { .. } => "ok",
             Self::BackedOff { .. } => "conflict",
+            Self::Busy => "busy",
         }
     }
 }
@@ -135,6 +157,9 @@ pub enum CompressError {
     /// The fact store failed; nothing of the pass was deleted.
     #[error("compression: {0}")]
     Facts(#[from] FactStoreError),
+    /// The compression lease could not be taken or renewed; nothing of the pass was deleted.
+    #[error("compression: {0}")]
+    Lease(#[from] LeaseError),
 }
 
 /// Told when a fact extraction fails (the metric lives behind it, in the factory).
@@ -148,6 +173,7 @@ pub struct CompressMemoryUseCase {
     llm: Arc<dyn LlmClient>,
     counter: Arc<dyn TokenCounter>,
     clock: Arc<dyn Clock>,
+    leases: Arc<dyn ConversationLeases>,
     config: CompressConfig,
     facts: Option<Arc<dyn FactRepository>>,
     on_extraction_failure: Option<ExtractionFailureHook>,
@@ -170,10 +196,13 @@ enum Pass {
         facts: usize,
     },
     Conflict,
+    /// The lease was taken over or expired: someone else writes this conversation now.
+    LeaseLost,
 }
 
 impl CompressMemoryUseCase {
-    /// Wires the use case to its ports.
+    /// Wires the use case to its ports; `leases` are the conversation leases every writer of
+    /// the same storage shares.
     #[must_use]
     pub fn new(
         profiles: Arc<dyn UserProfileRepository>,
@@ -181,6 +210,7 @@ impl CompressMemoryUseCase {
         llm: Arc<dyn LlmClient>,
         counter: Arc<dyn TokenCounter>,
         clock: Arc<dyn Clock>,
+        leases: Arc<dyn ConversationLeases>,
         config: CompressConfig,
     ) -> Self {
         Self {
@@ -189,6 +219,7 @@ impl CompressMemoryUseCase {
             llm,
             counter,
             clock,
+            leases,
             config,
             facts: None,
             on_extraction_failure: None,
@@ -216,24 +247,59 @@ impl CompressMemoryUseCase {
         &self.config
     }
 
-    /// Compresses the user's memory if they have more than `threshold` events.
+    /// Compresses the user's memory if they have more than `threshold` events, holding the
+    /// conversation's compression lease meanwhile ([`CompressOutcome::Busy`] if another run
+    /// holds it).
     ///
     /// # Errors
-    /// A [`CompressError`] if storage or the summariser failed; memory stays consistent.
+    /// A [`CompressError`] if storage, the leases or the summariser failed; memory stays
+    /// consistent.
     pub async fn execute(&self, user_id: UserId) -> Result<CompressOutcome, CompressError> {
         let events = self.memory.count(user_id).await?;
         if events <= self.config.threshold {
             return Ok(CompressOutcome::NothingToDo { events });
         }
+        let Some(lease) = self
+            .leases
+            .acquire(
+                user_id.get(),
+                LeaseScope::Compression,
+                self.clock.now(),
+                self.config.lease,
+            )
+            .await?
+        else {
+            tracing::info!(user_id = %user_id, "another compression of this conversation is running; skipped");
+            return Ok(CompressOutcome::Busy);
+        };
+        let mut lease = lease;
+        let result = self.run(user_id, events, &mut lease).await;
+        if let Err(error) = self.leases.release(&lease).await {
+            // It expires on its own; the next run waits for that at most.
+            tracing::warn!(user_id = %user_id, %error, "compression lease not released");
+        }
+        result
+    }
+
+    async fn run(
+        &self,
+        user_id: UserId,
+        events: u64,
+        lease: &mut Lease,
+    ) -> Result<CompressOutcome, CompressError> {
         let Some(boundary) = self.boundary(user_id).await? else {
             return Ok(CompressOutcome::NothingToDo { events });
         };
         let (mut folded, mut deleted, mut passes, mut facts) = (0, 0, 0, 0);
         while passes < self.config.max_passes {
-            match self.pass(user_id, boundary).await? {
+            match self.pass(user_id, boundary, lease).await? {
                 Pass::Done => break,
                 Pass::Conflict => {
                     tracing::info!(user_id = %user_id, folded, "compression backed off: profile changed concurrently");
+                    return Ok(CompressOutcome::BackedOff { folded });
+                }
+                Pass::LeaseLost => {
+                    tracing::info!(user_id = %user_id, folded, "compression backed off: its lease was taken over or expired");
                     return Ok(CompressOutcome::BackedOff { folded });
                 }
                 Pass::Folded {
@@ -262,6 +328,21 @@ impl CompressMemoryUseCase {
         })
     }
 
+    /// Renews the lease; `false` when it is no longer held (stop before writing anything).
+    async fn keep(&self, lease: &mut Lease) -> Result<bool, CompressError> {
+        match self
+            .leases
+            .renew(lease, self.clock.now(), self.config.lease)
+            .await?
+        {
+            Some(renewed) => {
+                *lease = renewed;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
     /// The oldest of the newest `keep_last` events visible now: this run folds only what is
     /// older. `None` when no more than `keep_last` events are visible.
     async fn boundary(&self, user_id: UserId) -> Result<Option<EventCursor>, CompressError> {
@@ -276,7 +357,15 @@ impl CompressMemoryUseCase {
             .map(UserMemoryEvent::cursor))
     }
 
-    async fn pass(&self, user_id: UserId, boundary: EventCursor) -> Result<Pass, CompressError> {
+    async fn pass(
+        &self,
+        user_id: UserId,
+        boundary: EventCursor,
+        lease: &mut Lease,
+    ) -> Result<Pass, CompressError> {
+        if !self.keep(lease).await? {
+            return Ok(Pass::LeaseLost);
+        }
         let profile = self.profiles.get_or_create(user_id).await?;
         let previous = profile.summary_watermark;
         let mut deleted = 0;
@@ -304,8 +393,13 @@ impl CompressMemoryUseCase {
         let watermark = last.cursor();
 
         let summary = self.summarise(&profile, &to_fold).await?;
+        if !self.keep(lease).await? {
+            return Ok(Pass::LeaseLost);
+        }
         // Stored before the summary: no event is deleted before the facts it gave are saved.
-        let saved = self.extract_and_save(&profile, &to_fold).await?;
+        let Some(saved) = self.extract_and_save(&profile, &to_fold, lease).await? else {
+            return Ok(Pass::LeaseLost);
+        };
         let mut next = profile.clone();
         next.memory_summary = Some(summary);
         next.summary_watermark = Some(watermark);
@@ -313,13 +407,13 @@ impl CompressMemoryUseCase {
         match self.profiles.save(&next).await {
             Ok(_) => {}
             Err(ProfileStoreError::VersionConflict { .. }) => {
-                // The winner (another compression) extracts these turns itself; a reset must
-                // not find facts of the events it forgot. So this pass's facts go.
-                self.forget(user_id, &saved).await;
+                // A reset must not find facts of the events it forgot; any other winner leaves
+                // the turns remembered, and their facts stay (see the module docs).
+                self.forget_if_forgotten(user_id, watermark, &saved).await;
                 return Ok(Pass::Conflict);
             }
             Err(e) => {
-                self.forget(user_id, &saved).await;
+                self.forget_if_forgotten(user_id, watermark, &saved).await;
                 return Err(e.into());
             }
         }
@@ -331,7 +425,37 @@ impl CompressMemoryUseCase {
         })
     }
 
-    /// Deletes the facts a pass saved before it lost its compare-and-set (best effort).
+    /// After a lost compare-and-set: deletes the facts the pass saved if the turns they came
+    /// from (up to `watermark`) are no longer remembered — neither covered by the summary now
+    /// stored nor still stored as events, which only a reset does. If that cannot be told
+    /// (storage failing), the facts go: forgetting on request comes first. Best effort.
+    async fn forget_if_forgotten(
+        &self,
+        user_id: UserId,
+        watermark: EventCursor,
+        saved: &[uuid::Uuid],
+    ) {
+        if saved.is_empty() {
+            return;
+        }
+        let covered = match self.profiles.get(user_id).await {
+            Ok(Some(profile)) => profile.summary_watermark.is_some_and(|w| w >= watermark),
+            Ok(None) | Err(_) => false,
+        };
+        let stored = !covered
+            && self
+                .memory
+                .events_up_to(user_id, watermark, 1)
+                .await
+                .is_ok_and(|events| !events.is_empty());
+        if covered || stored {
+            tracing::info!(user_id = %user_id, facts = saved.len(), "lost the compare-and-set; the turns are still remembered, so their facts stay");
+            return;
+        }
+        self.forget(user_id, saved).await;
+    }
+
+    /// Deletes the facts a pass saved (best effort).
     async fn forget(&self, user_id: UserId, saved: &[uuid::Uuid]) {
         let Some(store) = &self.facts else {
             return;
@@ -343,15 +467,17 @@ impl CompressMemoryUseCase {
         }
     }
 
-    /// Extracts the batch's facts and stores them; returns the ids stored. A failed or
-    /// unusable extraction is reported and gives none; a failing store is an error.
+    /// Extracts the batch's facts and stores them; returns the ids stored, or `None` when the
+    /// lease was lost before saving. A failed or unusable extraction is reported and gives
+    /// none; a failing store is an error.
     async fn extract_and_save(
         &self,
         profile: &UserProfile,
         events: &[UserMemoryEvent],
-    ) -> Result<Vec<uuid::Uuid>, CompressError> {
+        lease: &mut Lease,
+    ) -> Result<Option<Vec<uuid::Uuid>>, CompressError> {
         let Some(store) = &self.facts else {
-            return Ok(Vec::new());
+            return Ok(Some(Vec::new()));
         };
         let user_id = profile.user_id;
         let known = store
@@ -371,7 +497,7 @@ impl CompressMemoryUseCase {
             Err(error) => {
                 tracing::warn!(user_id = %user_id, %error, "fact extraction failed; the summary keeps these turns");
                 self.report(ExtractionFailure::Llm);
-                return Ok(Vec::new());
+                return Ok(Some(Vec::new()));
             }
         };
         let now = butler_domain::timestamp::truncate_to_millis(self.clock.now());
@@ -380,7 +506,7 @@ impl CompressMemoryUseCase {
             Err(failure) => {
                 tracing::warn!(user_id = %user_id, chars = output.chars().count(), "fact extraction gave no usable JSON; the summary keeps these turns");
                 self.report(failure);
-                return Ok(Vec::new());
+                return Ok(Some(Vec::new()));
             }
         };
         if parsed.rejected > 0 {
@@ -392,13 +518,16 @@ impl CompressMemoryUseCase {
             .filter(|f| !facts::repeats_known(f, &known))
             .collect();
         if new.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Some(Vec::new()));
+        }
+        if !self.keep(lease).await? {
+            return Ok(None);
         }
         store
             .save(&new)
             .await
             .inspect_err(|_| self.report(ExtractionFailure::Storage))?;
-        Ok(new.iter().map(|f| f.id).collect())
+        Ok(Some(new.iter().map(|f| f.id).collect()))
     }
 
     fn report(&self, failure: ExtractionFailure) {

@@ -12,7 +12,8 @@ use butler_domain::ports::Clock;
 use butler_domain::ports::{TokenCounter, UserMemoryRepository};
 use butler_domain::{Source, UserId, UserMemoryEvent};
 use butler_testkit::fakes::{
-    CharCounter, FakeLlm, InMemoryFacts, InMemoryMemory, InMemoryProfiles, ManualClock,
+    CharCounter, FakeLlm, InMemoryFacts, InMemoryInbox, InMemoryMemory, InMemoryProfiles,
+    ManualClock,
 };
 
 /// A budget sized for the one-token-per-character counter.
@@ -49,6 +50,7 @@ pub struct World {
     pub clock: Arc<ManualClock>,
     pub counter: Arc<dyn TokenCounter>,
     pub scheduler: Arc<RecordingScheduler>,
+    pub leases: Arc<InMemoryInbox>,
 }
 
 impl Default for World {
@@ -61,6 +63,7 @@ impl Default for World {
             clock: Arc::default(),
             counter: Arc::new(CharCounter),
             scheduler: Arc::default(),
+            leases: Arc::default(),
         }
     }
 }
@@ -110,6 +113,7 @@ impl World {
             llm,
             self.counter.clone(),
             self.clock.clone(),
+            self.leases.clone(),
             config,
         )
     }
@@ -119,6 +123,8 @@ impl World {
             self.profiles.clone(),
             self.memory.clone(),
             self.facts.clone(),
+            self.leases.clone(),
+            self.clock.clone(),
         )
     }
 

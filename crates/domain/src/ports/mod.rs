@@ -4,6 +4,7 @@
 //! (ordering, what "not found" means, which errors are worth retrying).
 
 mod clock;
+mod conversation_leases;
 mod fact_repository;
 mod llm;
 mod memory_repository;
@@ -13,10 +14,11 @@ mod tokens;
 mod update_inbox;
 
 pub use clock::Clock;
+pub use conversation_leases::{ConversationLeases, Lease, LeaseError, LeaseScope};
 pub use fact_repository::{FactRepository, FactStoreError, SavedFacts};
 pub use llm::{LlmClient, LlmError, LlmReply, LlmRequest, LlmStream, RequestOptions, StreamEvent};
 pub use memory_repository::{MemoryStoreError, UserEventCount, UserMemoryRepository};
 pub use profile_repository::{ProfilePage, ProfileStoreError, UserProfileRepository};
 pub use speech::{AudioClip, SpeechToText, SttError, Transcript};
 pub use tokens::TokenCounter;
-pub use update_inbox::{Claimed, InboxError, InboxUpdate, Lease, Stored, UpdateInbox};
+pub use update_inbox::{Claimed, InboxError, InboxUpdate, Stored, UpdateInbox};

@@ -1,13 +1,15 @@
-//! The update inbox port: every update from Telegram is stored before it is acknowledged, then
-//! claimed per sender under an expiring lease, answered, and marked done. It is what makes a
-//! crash lose nothing and lets several bot processes share one bot.
+//! The update inbox port: every update a messenger delivers is stored before it is
+//! acknowledged, then claimed per conversation under that conversation's reply lease
+//! ([`LeaseScope::Replies`]), answered, and marked done. It is what makes a crash lose nothing
+//! and lets several bot processes share one bot.
 
 use async_trait::async_trait;
 use thiserror::Error;
-use time::{Duration, OffsetDateTime, PrimitiveDateTime};
-use uuid::Uuid;
+use time::{Duration, OffsetDateTime};
 
-use crate::timestamp::truncate_to_millis;
+#[cfg(doc)]
+use super::conversation_leases::LeaseScope;
+use super::conversation_leases::{ConversationLeases, Lease};
 
 /// Why an inbox operation failed.
 #[derive(Debug, Error)]
@@ -40,51 +42,24 @@ impl InboxError {
 /// One update as received, waiting to be answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InboxUpdate {
-    /// Telegram's `update_id`: unique, and increasing in the order Telegram sends updates.
+    /// The update's id as the messenger numbers it: unique, and increasing in the order
+    /// updates are sent.
     pub update_id: i64,
-    /// Whose updates must be answered one at a time, in order: the sender's user id (or the
-    /// chat id when an update has no sender).
-    pub key: i64,
-    /// The update as Telegram sent it (JSON), to be parsed again when it is answered.
+    /// The conversation the update belongs to: its updates are answered one at a time, in
+    /// order, under the conversation's reply lease.
+    pub conversation: i64,
+    /// The update as the messenger sent it (JSON), to be parsed again when it is answered.
     pub payload: String,
     /// When it was stored, in whole milliseconds.
     pub received_at: OffsetDateTime,
 }
 
-/// The right to answer one key's updates until `until`; proven by `token` (unique per claim).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Lease {
-    /// The key (sender) the lease is on.
-    pub key: i64,
-    /// Unique per claim: only the holder of the token can renew, complete or release.
-    pub token: Uuid,
-    /// When the lease expires unless renewed.
-    pub until: OffsetDateTime,
-}
-
-impl Lease {
-    /// When a lease taken or renewed at `now` for `lease_for` expires, in whole milliseconds
-    /// (as every backend stores it), saturating at the ends of the representable range. A
-    /// lease is held while `until > now`: at `until` it has expired.
-    #[must_use]
-    pub fn expiry(now: OffsetDateTime, lease_for: Duration) -> OffsetDateTime {
-        let until = now.checked_add(lease_for).unwrap_or_else(|| {
-            if lease_for.is_negative() {
-                PrimitiveDateTime::MIN.assume_utc()
-            } else {
-                PrimitiveDateTime::MAX.assume_utc()
-            }
-        });
-        truncate_to_millis(until)
-    }
-}
-
 /// An update claimed for answering.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claimed {
-    /// The update: the oldest pending one of its key.
+    /// The update: the oldest pending one of its conversation.
     pub update: InboxUpdate,
-    /// The lease on the update's key.
+    /// The reply lease on the update's conversation.
     pub lease: Lease,
     /// How many times this update has been claimed, this claim included (1 = first time; more
     /// means an earlier claimer crashed, or released it at shutdown).
@@ -102,15 +77,18 @@ pub enum Stored {
 
 /// Stores received updates until they are answered.
 ///
-/// **Per-key order.** [`claim`] returns the oldest pending update (by `update_id`) among keys
-/// that nobody holds an unexpired lease on, and takes a lease on its key. So at most one
-/// claimer answers a key at a time, always that key's oldest pending update: a user's messages
-/// are answered one by one, in order, however many claimers (tasks or processes) there are.
+/// **Per-conversation order.** [`claim`] returns the oldest pending update (by `update_id`)
+/// among conversations whose reply lease ([`LeaseScope::Replies`]) nobody holds unexpired, and
+/// takes that lease. So at most one claimer answers a conversation at a time, always its oldest
+/// pending update: a conversation's messages are answered one by one, in order, however many
+/// claimers (tasks or processes) there are. Whoever else holds a conversation's reply lease —
+/// a reset, the terminal chat — keeps its updates from being claimed meanwhile.
 ///
-/// **Leases.** A lease lasts until its `until`; [`renew`] extends it while the answer takes
-/// long. An expired lease is void: the next [`claim`] may take the key, and the update comes
-/// back with `attempts` one higher. [`complete`] marks the update done and gives the key back;
-/// [`release`] gives the key back leaving the update pending (graceful shutdown).
+/// **Leases** are the [`ConversationLeases`] of the same storage: [`renew`] extends a claim's
+/// lease while the answer takes long; an expired lease is void, the next [`claim`] may take
+/// the conversation, and the update comes back with `attempts` one higher. [`complete`] marks
+/// the update done and gives the lease back; [`release`] gives it back leaving the update
+/// pending (graceful shutdown).
 ///
 /// **Deduplication.** The update id is unique: storing an id already stored, pending or done,
 /// changes nothing. Done updates are kept for the retention period (so late redeliveries are
@@ -121,45 +99,33 @@ pub enum Stored {
 /// second does not matter.
 ///
 /// [`claim`]: UpdateInbox::claim
-/// [`renew`]: UpdateInbox::renew
+/// [`renew`]: ConversationLeases::renew
 /// [`complete`]: UpdateInbox::complete
-/// [`release`]: UpdateInbox::release
+/// [`release`]: ConversationLeases::release
 /// [`delete_done_before`]: UpdateInbox::delete_done_before
 #[async_trait]
-pub trait UpdateInbox: Send + Sync {
+pub trait UpdateInbox: ConversationLeases {
     /// Stores `update` as pending unless an update with its id is already stored.
     async fn store(&self, update: &InboxUpdate) -> Result<Stored, InboxError>;
 
-    /// Claims the oldest pending update among keys without an unexpired lease, taking a lease
-    /// on its key until `now + lease_for`. `None` when there is nothing to claim.
+    /// Claims the oldest pending update among conversations without an unexpired reply
+    /// lease, taking that lease until `now + lease_for`. `None` when there is nothing to claim.
     async fn claim(
         &self,
         now: OffsetDateTime,
         lease_for: Duration,
     ) -> Result<Option<Claimed>, InboxError>;
 
-    /// Extends `lease` to `now + lease_for`. `None` when the lease is no longer held (it
-    /// expired and another claimer took the key, or it was released): stop answering.
-    async fn renew(
-        &self,
-        lease: &Lease,
-        now: OffsetDateTime,
-        lease_for: Duration,
-    ) -> Result<Option<Lease>, InboxError>;
-
-    /// Marks the update done at `now` (whoever holds its key now) and gives the key back if
-    /// `lease` still holds it. A done update keeps no payload: the message text is not kept
-    /// once answered, only the id that recognises a redelivery.
+    /// Marks the update done at `now` (whoever holds its conversation now) and gives the
+    /// lease back if `lease` still holds it. A done update keeps no payload: the message text
+    /// is not kept once answered, only the id that recognises a redelivery. Idempotent:
+    /// completing a done update again changes nothing, so a failed call can be retried.
     async fn complete(
         &self,
         update_id: i64,
         lease: &Lease,
         now: OffsetDateTime,
     ) -> Result<(), InboxError>;
-
-    /// Gives the key back without completing anything (its updates stay pending) if `lease`
-    /// still holds it.
-    async fn release(&self, lease: &Lease) -> Result<(), InboxError>;
 
     /// How many updates are pending (stored, not done).
     async fn backlog(&self) -> Result<u64, InboxError>;
@@ -168,28 +134,14 @@ pub trait UpdateInbox: Send + Sync {
     async fn delete_done_before(&self, before: OffsetDateTime) -> Result<u64, InboxError>;
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use time::macros::datetime;
-
-    #[test]
-    fn a_lease_expires_in_whole_milliseconds_and_never_overflows() {
-        let now = datetime!(2026-11-25 12:00:00.517_999 UTC);
-        assert_eq!(
-            Lease::expiry(now, Duration::seconds(30)),
-            datetime!(2026-11-25 12:00:30.517 UTC)
-        );
-        assert_eq!(
-            Lease::expiry(now, Duration::MAX),
-            PrimitiveDateTime::MAX
-                .assume_utc()
-                .replace_nanosecond(999_000_000)
-                .unwrap()
-        );
-        assert_eq!(
-            Lease::expiry(now, Duration::MIN),
-            PrimitiveDateTime::MIN.assume_utc()
-        );
+impl From<super::conversation_leases::LeaseError> for InboxError {
+    fn from(error: super::conversation_leases::LeaseError) -> Self {
+        use super::conversation_leases::LeaseError;
+        match error {
+            LeaseError::Unavailable { operation, detail } => {
+                Self::Unavailable { operation, detail }
+            }
+            LeaseError::Corrupt { detail } => Self::Corrupt { detail },
+        }
     }
 }

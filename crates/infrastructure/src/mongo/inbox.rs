@@ -1,22 +1,23 @@
 //! [`UpdateInbox`] on MongoDB: one document per received update in `inbox_updates`
-//! (`_id` = the update id, so a redelivery is a duplicate key), one per held key in
-//! `inbox_leases` (`_id` = the key).
+//! (`_id` = the update id, so a redelivery is a duplicate key); the reply leases of
+//! conversations are documents of `conversation_leases` ([`super::leases`]), shared with every
+//! other writer of a conversation's memory.
 //!
 //! Claims without transactions, safe for any number of claimers in any number of processes.
-//! A claim lists the oldest pending update of each key nobody holds an unexpired lease on
-//! (an aggregation, oldest first, at most [`MAX_CLAIM_CANDIDATES`] keys) and tries the keys in
-//! that order. Taking a key's lease is one atomic single-document write: an update of the
-//! lease document that matches only while it is expired, or, when there is none, an insert,
-//! which the unique `_id` refuses if another claimer inserted first. Only then does the
-//! claim read the key's oldest pending update (the candidate may have been completed
-//! meanwhile; then the lease is given back and the next key is tried) and count the attempt.
-//! Since no one reads a key's updates without holding its lease, a key is answered by one
-//! claimer at a time, in update-id order.
+//! A claim lists the oldest pending update of each conversation nobody holds an unexpired
+//! reply lease on (an aggregation, oldest first, at most [`MAX_CLAIM_CANDIDATES`]
+//! conversations) and tries them in that order. Taking a conversation's lease is one atomic
+//! single-document write ([`MongoLeases`]). Only then does the claim read the conversation's
+//! oldest pending update (the candidate may have been completed meanwhile; then the lease is
+//! given back and the next one is tried) and count the attempt. Since no one reads a
+//! conversation's updates without holding its reply lease, a conversation is answered by one
+//! claimer at a time, in update-id order. (The field is still called `key` in the stored
+//! documents.)
 //!
-//! Completing marks the update done *before* giving the key back, so no claimer can take the
-//! key and see the update still pending. Renew, complete and release match the lease by key
-//! and token, so a claimer whose lease expired and was taken over cannot touch the new
-//! holder's lease.
+//! Completing marks the update done *before* giving the lease back, so no claimer can take
+//! the conversation and see the update still pending. Renew, complete and release match the
+//! lease by its token, so a claimer whose lease expired and was taken over cannot touch the
+//! new holder's lease.
 //!
 //! Retention: done updates carry `done_at`; the TTL index on it removes them after
 //! [`MongoOptions::inbox_retention`](super::MongoOptions::inbox_retention). Pending updates
@@ -32,22 +33,26 @@ use mongodb::{Collection, Database};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
-use butler_domain::ports::{Claimed, InboxError, InboxUpdate, Lease, Stored, UpdateInbox};
-
-use super::{
-    bounded, date_bson, get_int, get_str, get_time, is_duplicate_key, uuid_bson, Fault,
-    INBOX_COLLECTION, INBOX_LEASES_COLLECTION,
+use butler_domain::ports::{
+    Claimed, ConversationLeases, InboxError, InboxUpdate, Lease, LeaseError, LeaseScope, Stored,
+    UpdateInbox,
 };
 
-/// Most keys one claim considers: the keys with the oldest pending updates, unleased when the
-/// claim began. More claimable keys are reached once these are answered.
+use super::leases::MongoLeases;
+use super::{
+    bounded, date_bson, get_int, get_str, get_time, is_duplicate_key, Fault, INBOX_COLLECTION,
+};
+
+/// Most conversations one claim considers: those with the oldest pending updates, unleased
+/// when the claim began. More claimable ones are reached once these are answered.
 pub const MAX_CLAIM_CANDIDATES: usize = 256;
 
-/// The update inbox in the `inbox_updates` and `inbox_leases` collections.
+/// The update inbox in the `inbox_updates` collection, with its claims' leases among the
+/// conversations' leases.
 #[derive(Debug, Clone)]
 pub struct MongoInbox {
     updates: Collection<Document>,
-    leases: Collection<Document>,
+    leases: MongoLeases,
     timeout: StdDuration,
 }
 
@@ -71,18 +76,13 @@ fn pending() -> Document {
     doc! { "done_at": Bson::Null }
 }
 
-/// The lease document of `lease`'s key, while `lease` holds it.
-fn held_by(lease: &Lease) -> Document {
-    doc! { "_id": lease.key, "token": uuid_bson(lease.token) }
-}
-
 fn decode(doc: &Document) -> Result<(InboxUpdate, u32), Fault> {
     let attempts = u32::try_from(get_int(doc, "attempts")?)
         .map_err(|_| Fault::Corrupt("inbox_updates.attempts is out of range".into()))?;
     Ok((
         InboxUpdate {
             update_id: get_int(doc, "_id")?,
-            key: get_int(doc, "key")?,
+            conversation: get_int(doc, "key")?,
             payload: get_str(doc, "payload")?,
             received_at: get_time(doc, "received_at")?,
         },
@@ -91,33 +91,18 @@ fn decode(doc: &Document) -> Result<(InboxUpdate, u32), Fault> {
 }
 
 impl MongoInbox {
-    pub(super) fn new(database: &Database, timeout: StdDuration) -> Self {
+    pub(super) fn new(database: &Database, holder: Uuid, timeout: StdDuration) -> Self {
         Self {
             updates: database.collection(INBOX_COLLECTION),
-            leases: database.collection(INBOX_LEASES_COLLECTION),
+            leases: MongoLeases::new(database, holder, timeout),
             timeout,
         }
     }
 
-    /// The keys of unexpired leases at `now`.
-    async fn held_keys(&self, now: OffsetDateTime) -> Result<Vec<Bson>, Fault> {
-        let docs: Vec<Document> = bounded(INBOX_LEASES_COLLECTION, self.timeout, async {
-            self.leases
-                .find(doc! { "until": { "$gt": date_bson(now) } })
-                .projection(doc! { "_id": 1 })
-                .await?
-                .try_collect()
-                .await
-        })
-        .await?;
-        docs.iter()
-            .map(|d| get_int(d, "_id").map(Bson::Int64))
-            .collect()
-    }
-
-    /// Keys with pending updates and no unexpired lease, oldest pending update first.
-    async fn candidate_keys(&self, now: OffsetDateTime) -> Result<Vec<i64>, Fault> {
-        let held = self.held_keys(now).await?;
+    /// Conversations with pending updates and no unexpired reply lease, oldest pending update
+    /// first.
+    async fn candidates(&self, now: OffsetDateTime) -> Result<Vec<i64>, Fault> {
+        let held = self.leases.held(LeaseScope::Replies, now).await?;
         let mut filter = pending();
         filter.insert("key", doc! { "$nin": held });
         let pipeline = [
@@ -131,36 +116,6 @@ impl MongoInbox {
         })
         .await?;
         docs.iter().map(|d| get_int(d, "_id")).collect()
-    }
-
-    /// Takes `lease` if its key has no unexpired lease at `now` (see the module docs).
-    async fn acquire(&self, lease: &Lease, now: OffsetDateTime) -> Result<bool, Fault> {
-        let expired = doc! { "_id": lease.key, "until": { "$lte": date_bson(now) } };
-        let set = doc! { "$set": {
-            "token": uuid_bson(lease.token),
-            "until": date_bson(lease.until),
-        } };
-        let taken_over = bounded(
-            INBOX_LEASES_COLLECTION,
-            self.timeout,
-            self.leases.update_one(expired, set),
-        )
-        .await?;
-        if taken_over.matched_count > 0 {
-            return Ok(true);
-        }
-        let fresh = doc! {
-            "_id": lease.key,
-            "token": uuid_bson(lease.token),
-            "until": date_bson(lease.until),
-        };
-        match tokio::time::timeout(self.timeout, self.leases.insert_one(fresh)).await {
-            Ok(Ok(_)) => Ok(true),
-            // Someone holds it, or took it a moment ago.
-            Ok(Err(e)) if is_duplicate_key(&e) => Ok(false),
-            Ok(Err(e)) => Err(Fault::from_driver(INBOX_LEASES_COLLECTION, &e)),
-            Err(_) => Err(Fault::timed_out(INBOX_LEASES_COLLECTION, self.timeout)),
-        }
     }
 
     /// Counts an attempt on the oldest pending update of `key`, whose lease the caller holds.
@@ -179,36 +134,21 @@ impl MongoInbox {
         found.as_ref().map(decode).transpose()
     }
 
-    async fn release_lease(&self, lease: &Lease) -> Result<(), Fault> {
-        bounded(
-            INBOX_LEASES_COLLECTION,
-            self.timeout,
-            self.leases.delete_one(held_by(lease)),
-        )
-        .await
-        .map(|_| ())
-    }
-
     async fn claim_once(
         &self,
         now: OffsetDateTime,
         lease_for: Duration,
     ) -> Result<Option<Claimed>, Fault> {
-        let until = Lease::expiry(now, lease_for);
-        for key in self.candidate_keys(now).await? {
-            let lease = Lease {
-                key,
-                token: Uuid::new_v4(),
-                until,
-            };
-            if !self.acquire(&lease, now).await? {
+        for conversation in self.candidates(now).await? {
+            let lease = Lease::new(conversation, LeaseScope::Replies, now, lease_for);
+            if !self.leases.try_take(&lease, now).await? {
                 continue;
             }
-            let taken = match self.take_oldest(key).await {
+            let taken = match self.take_oldest(conversation).await {
                 Ok(taken) => taken,
                 Err(fault) => {
-                    // Best effort: otherwise the key waits for the lease to expire.
-                    let _ = self.release_lease(&lease).await;
+                    // Best effort: otherwise the conversation waits for the lease to expire.
+                    let _ = self.leases.give_back(&lease).await;
                     return Err(fault);
                 }
             };
@@ -221,10 +161,50 @@ impl MongoInbox {
                     }))
                 }
                 // Completed since the candidates were listed.
-                None => self.release_lease(&lease).await?,
+                None => self.leases.give_back(&lease).await?,
             }
         }
         Ok(None)
+    }
+}
+
+#[async_trait]
+impl ConversationLeases for MongoInbox {
+    async fn acquire(
+        &self,
+        conversation: i64,
+        scope: LeaseScope,
+        now: OffsetDateTime,
+        lease_for: Duration,
+    ) -> Result<Option<Lease>, LeaseError> {
+        self.leases
+            .acquire(conversation, scope, now, lease_for)
+            .await
+    }
+
+    async fn take_over(
+        &self,
+        conversation: i64,
+        scope: LeaseScope,
+        now: OffsetDateTime,
+        lease_for: Duration,
+    ) -> Result<Lease, LeaseError> {
+        self.leases
+            .take_over(conversation, scope, now, lease_for)
+            .await
+    }
+
+    async fn renew(
+        &self,
+        lease: &Lease,
+        now: OffsetDateTime,
+        lease_for: Duration,
+    ) -> Result<Option<Lease>, LeaseError> {
+        self.leases.renew(lease, now, lease_for).await
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<(), LeaseError> {
+        self.leases.release(lease).await
     }
 }
 
@@ -233,7 +213,7 @@ impl UpdateInbox for MongoInbox {
     async fn store(&self, update: &InboxUpdate) -> Result<Stored, InboxError> {
         let document = doc! {
             "_id": update.update_id,
-            "key": update.key,
+            "key": update.conversation,
             "payload": update.payload.as_str(),
             "received_at": date_bson(update.received_at),
             "attempts": 0_i64,
@@ -259,29 +239,6 @@ impl UpdateInbox for MongoInbox {
             .map_err(|f| to_port("claim", f))
     }
 
-    async fn renew(
-        &self,
-        lease: &Lease,
-        now: OffsetDateTime,
-        lease_for: Duration,
-    ) -> Result<Option<Lease>, InboxError> {
-        let renewed = Lease {
-            until: Lease::expiry(now, lease_for),
-            ..*lease
-        };
-        let result = bounded(
-            INBOX_LEASES_COLLECTION,
-            self.timeout,
-            self.leases.update_one(
-                held_by(lease),
-                doc! { "$set": { "until": date_bson(renewed.until) } },
-            ),
-        )
-        .await
-        .map_err(|f| to_port("renew", f))?;
-        Ok((result.matched_count > 0).then_some(renewed))
-    }
-
     async fn complete(
         &self,
         update_id: i64,
@@ -303,13 +260,7 @@ impl UpdateInbox for MongoInbox {
         )
         .await
         .map_err(op)?;
-        self.release_lease(lease).await.map_err(op)
-    }
-
-    async fn release(&self, lease: &Lease) -> Result<(), InboxError> {
-        self.release_lease(lease)
-            .await
-            .map_err(|f| to_port("release", f))
+        self.leases.give_back(lease).await.map_err(op)
     }
 
     async fn backlog(&self) -> Result<u64, InboxError> {

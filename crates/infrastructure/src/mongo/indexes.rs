@@ -33,8 +33,9 @@ pub const INBOX_COLLECTION: &str = "inbox_updates";
 /// Name of the TTL index on `inbox_updates.done_at`: done updates expire after the retention;
 /// pending ones have no `done_at` and never expire.
 pub const INBOX_TTL_INDEX: &str = "inbox_updates_ttl";
-/// The inbox's leases, one document per held key (`_id` = the key).
-pub const INBOX_LEASES_COLLECTION: &str = "inbox_leases";
+/// Leases on conversations, one document per held conversation and scope (`_id` =
+/// `"<scope>:<conversation>"`), shared by the inbox's claims, compressions and resets.
+pub const LEASES_COLLECTION: &str = "conversation_leases";
 
 /// An index could not be listed, created or dropped.
 #[derive(Debug, Error)]
@@ -62,7 +63,9 @@ pub struct IndexError {
 ///   `memory_ttl`;
 /// - `inbox_updates`: `{done_at: 1, key: 1, _id: 1}` (`inbox_updates_pending`: pending
 ///   updates by key, oldest first), and the TTL index `{done_at: 1}` (`inbox_updates_ttl`)
-///   expiring done updates after `inbox_retention`. `inbox_leases` needs only its `_id`.
+///   expiring done updates after `inbox_retention`;
+/// - `conversation_leases`: `{scope: 1, until: 1}` (`conversation_leases_scope_until`: the
+///   conversations a claim must skip).
 ///
 /// # Errors
 /// [`IndexError`] naming the collection and index.
@@ -125,6 +128,14 @@ async fn ensure_inbox_indexes(database: &Database, retention: Duration) -> Resul
         INBOX_TTL_INDEX,
         "done_at",
         Some(retention),
+    )
+    .await?;
+    create(
+        &database.collection::<Document>(LEASES_COLLECTION),
+        LEASES_COLLECTION,
+        "conversation_leases_scope_until",
+        doc! { "scope": 1, "until": 1 },
+        IndexOptions::default(),
     )
     .await
 }

@@ -1,5 +1,6 @@
 //! MongoDB storage through the official driver: collections `user_profiles`, `user_memory`,
-//! `user_facts` and the update inbox's `inbox_updates` and `inbox_leases` in one database.
+//! `user_facts`, the update inbox's `inbox_updates` and the conversations' leases
+//! `conversation_leases` in one database.
 //!
 //! Representation: user ids are `Int64`, event ids BSON binary subtype 4 (UUID), times BSON
 //! dates (milliseconds, which is why the domain truncates every time to whole milliseconds).
@@ -11,6 +12,7 @@
 mod fact_repo;
 mod inbox;
 mod indexes;
+mod leases;
 mod memory_repo;
 mod profile_repo;
 mod uri;
@@ -33,9 +35,9 @@ pub use fact_repo::{MongoFactRepository, MAX_SEARCH_CANDIDATES};
 pub use inbox::{MongoInbox, MAX_CLAIM_CANDIDATES};
 pub use indexes::{
     ensure_indexes, IndexError, FACTS_COLLECTION, FACTS_TTL_INDEX, INBOX_COLLECTION,
-    INBOX_LEASES_COLLECTION, INBOX_TTL_INDEX, MEMORY_COLLECTION, MEMORY_TTL_INDEX,
-    PROFILES_COLLECTION,
+    INBOX_TTL_INDEX, LEASES_COLLECTION, MEMORY_COLLECTION, MEMORY_TTL_INDEX, PROFILES_COLLECTION,
 };
+pub use leases::MongoLeases;
 pub use memory_repo::MongoMemoryRepository;
 pub use profile_repo::MongoProfileRepository;
 pub use uri::{mask_uri, scrub};
@@ -120,6 +122,8 @@ pub enum MongoConnectError {
 pub struct MongoStore {
     database: Database,
     options: MongoOptions,
+    /// This process's id as a lease holder.
+    instance: Uuid,
 }
 
 impl MongoStore {
@@ -170,7 +174,11 @@ impl MongoStore {
                 source,
             })?;
         tracing::info!(uri = %masked, database = %database_name, "connected to MongoDB");
-        Ok(Self { database, options })
+        Ok(Self {
+            database,
+            options,
+            instance: Uuid::new_v4(),
+        })
     }
 
     /// The profile repository over this database.
@@ -194,7 +202,22 @@ impl MongoStore {
     /// The update inbox over this database; any number of processes may claim from it.
     #[must_use]
     pub fn inbox(&self) -> MongoInbox {
-        MongoInbox::new(&self.database, self.options.operation_timeout)
+        MongoInbox::new(
+            &self.database,
+            self.instance,
+            self.options.operation_timeout,
+        )
+    }
+
+    /// The conversation leases over this database (the same documents the inbox's claims
+    /// take).
+    #[must_use]
+    pub fn leases(&self) -> MongoLeases {
+        MongoLeases::new(
+            &self.database,
+            self.instance,
+            self.options.operation_timeout,
+        )
     }
 
     /// The database (for administration and tests).

@@ -1,14 +1,18 @@
-//! [`UpdateInbox`] on SQLite: one row per received update in `inbox_updates`, one row per
-//! held key in `inbox_leases`.
+//! [`UpdateInbox`] on SQLite: one row per received update in `inbox_updates`; the reply
+//! leases of conversations are rows of `conversation_leases` ([`super::leases`]), shared with
+//! every other writer of a conversation's memory.
 //!
-//! A claim is one `IMMEDIATE` transaction — find the oldest pending update whose key has no
-//! unexpired lease (necessarily its key's oldest pending one), take the lease, count the
-//! attempt — so claims of any number of tasks serialise on the write lock and never hand out
-//! one key twice.
+//! A claim is one `IMMEDIATE` transaction — find the oldest pending update whose conversation
+//! has no unexpired reply lease (necessarily its conversation's oldest pending one), take the
+//! lease, count the attempt — so claims of any number of tasks serialise on the write lock and
+//! never hand out one conversation twice.
 //!
-//! SQLite serves one process: the bot. A lease left in the file by a process that crashed
-//! would hold its key until it expires; [`SqliteInbox::void_leases`], called once when the
-//! bot starts, gives every key back at once, so a crash is recovered without waiting.
+//! One bot process claims from a file ([`SqliteStore::take_ownership`] refuses a second one).
+//! A lease left in the file by a bot that crashed would hold its conversation until it
+//! expires; taking ownership voids the previous owner's leases, so a crash is recovered
+//! without waiting.
+//!
+//! [`SqliteStore::take_ownership`]: super::SqliteStore::take_ownership
 //!
 //! Retention: SQLite has no TTL; a job calls [`UpdateInbox::delete_done_before`].
 
@@ -17,41 +21,31 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use time::{Duration, OffsetDateTime};
-use uuid::Uuid;
 
-use butler_domain::ports::{Claimed, InboxError, InboxUpdate, Lease, Stored, UpdateInbox};
+use butler_domain::ports::{
+    Claimed, ConversationLeases, InboxError, InboxUpdate, Lease, LeaseError, LeaseScope, Stored,
+    UpdateInbox,
+};
 
-use super::{millis, time_from, uuid_bytes, Access, Fault, Pool};
+use super::leases::{self, SqliteLeases};
+use super::{millis, time_from, Access, Fault, Pool};
 
 const TABLE: &str = "inbox_updates";
 
-/// The update inbox in the `inbox_updates` and `inbox_leases` tables.
+/// The update inbox in the `inbox_updates` table, with its claims' leases among the
+/// conversations' leases.
 #[derive(Debug, Clone)]
 pub struct SqliteInbox {
     pool: Arc<Pool>,
+    leases: SqliteLeases,
 }
 
 impl SqliteInbox {
     pub(super) fn new(pool: Arc<Pool>) -> Self {
-        Self { pool }
-    }
-
-    /// Gives back every key, whoever held it; returns how many leases there were.
-    ///
-    /// SQLite serves one process, so when the bot starts, any lease in the file belongs to a
-    /// run before it that ended (cleanly or in a crash). Call this once at start-up, before
-    /// the first claim: the updates that run was answering are claimed again at once (with
-    /// `attempts` one higher) instead of after their leases expire. Never call it while
-    /// another process claims from the same file.
-    ///
-    /// # Errors
-    /// [`InboxError::Unavailable`] if the database cannot be written.
-    pub async fn void_leases(&self) -> Result<u64, InboxError> {
-        self.run("void_leases", Access::Write, |conn| {
-            let removed = conn.execute("DELETE FROM inbox_leases", [])?;
-            Ok(u64::try_from(removed).unwrap_or(u64::MAX))
-        })
-        .await
+        Self {
+            leases: SqliteLeases::new(Arc::clone(&pool)),
+            pool,
+        }
     }
 
     async fn run<T, F>(
@@ -68,24 +62,18 @@ impl SqliteInbox {
     }
 }
 
-/// Gives the key back if `lease` still holds it.
-fn release_lease(conn: &Connection, lease: &Lease) -> Result<(), Fault> {
-    conn.prepare_cached("DELETE FROM inbox_leases WHERE key = ?1 AND token = ?2")?
-        .execute(params![lease.key, uuid_bytes(lease.token)])?;
-    Ok(())
-}
-
-/// The claimable update with its attempts so far, if any: the oldest pending update of an
-/// unleased key — which is that key's oldest pending update, as any older one of the key would
-/// itself be pending on an unleased key, and older.
+/// The claimable update with its attempts so far, if any: the oldest pending update of a
+/// conversation without a reply lease — which is that conversation's oldest pending update, as
+/// any older one would itself be pending on the same unleased conversation, and older.
 fn next_claimable(conn: &Connection, now: i64) -> Result<Option<(InboxUpdate, i64)>, Fault> {
     let row = conn
         .prepare_cached(
             "SELECT u.update_id, u.key, u.payload, u.received_at, u.attempts \
              FROM inbox_updates u \
              WHERE u.done_at IS NULL \
-               AND NOT EXISTS (SELECT 1 FROM inbox_leases l \
-                               WHERE l.key = u.key AND l.until > ?1) \
+               AND NOT EXISTS (SELECT 1 FROM conversation_leases l \
+                               WHERE l.conversation = u.key AND l.scope = 'reply' \
+                                 AND l.until > ?1) \
              ORDER BY u.update_id LIMIT 1",
         )?
         .query_row([now], |r| {
@@ -98,18 +86,60 @@ fn next_claimable(conn: &Connection, now: i64) -> Result<Option<(InboxUpdate, i6
             ))
         })
         .optional()?;
-    row.map(|(update_id, key, payload, received_at, attempts)| {
-        Ok((
-            InboxUpdate {
-                update_id,
-                key,
-                payload,
-                received_at: time_from("inbox_updates.received_at", received_at)?,
-            },
-            attempts,
-        ))
-    })
+    row.map(
+        |(update_id, conversation, payload, received_at, attempts)| {
+            Ok((
+                InboxUpdate {
+                    update_id,
+                    conversation,
+                    payload,
+                    received_at: time_from("inbox_updates.received_at", received_at)?,
+                },
+                attempts,
+            ))
+        },
+    )
     .transpose()
+}
+
+#[async_trait]
+impl ConversationLeases for SqliteInbox {
+    async fn acquire(
+        &self,
+        conversation: i64,
+        scope: LeaseScope,
+        now: OffsetDateTime,
+        lease_for: Duration,
+    ) -> Result<Option<Lease>, LeaseError> {
+        self.leases
+            .acquire(conversation, scope, now, lease_for)
+            .await
+    }
+
+    async fn take_over(
+        &self,
+        conversation: i64,
+        scope: LeaseScope,
+        now: OffsetDateTime,
+        lease_for: Duration,
+    ) -> Result<Lease, LeaseError> {
+        self.leases
+            .take_over(conversation, scope, now, lease_for)
+            .await
+    }
+
+    async fn renew(
+        &self,
+        lease: &Lease,
+        now: OffsetDateTime,
+        lease_for: Duration,
+    ) -> Result<Option<Lease>, LeaseError> {
+        self.leases.renew(lease, now, lease_for).await
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<(), LeaseError> {
+        self.leases.release(lease).await
+    }
 }
 
 #[async_trait]
@@ -124,7 +154,7 @@ impl UpdateInbox for SqliteInbox {
                 )?
                 .execute(params![
                     update.update_id,
-                    update.key,
+                    update.conversation,
                     update.payload,
                     millis(update.received_at),
                 ])?;
@@ -142,25 +172,22 @@ impl UpdateInbox for SqliteInbox {
         now: OffsetDateTime,
         lease_for: Duration,
     ) -> Result<Option<Claimed>, InboxError> {
-        let until = Lease::expiry(now, lease_for);
-        let now = millis(now);
+        let lease_for_claim = lease_for;
+        let holder = self.pool.instance;
         self.run("claim", Access::Write, move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let Some((update, attempts)) = next_claimable(&tx, now)? else {
+            let Some((update, attempts)) = next_claimable(&tx, millis(now))? else {
                 return Ok(None);
             };
             let attempts = u32::try_from(attempts.saturating_add(1))
                 .map_err(|_| Fault::Corrupt("inbox_updates.attempts is out of range".into()))?;
-            let lease = Lease {
-                key: update.key,
-                token: Uuid::new_v4(),
-                until,
-            };
-            tx.prepare_cached(
-                "INSERT INTO inbox_leases (key, token, until) VALUES (?1, ?2, ?3) \
-                 ON CONFLICT (key) DO UPDATE SET token = excluded.token, until = excluded.until",
-            )?
-            .execute(params![lease.key, uuid_bytes(lease.token), millis(until)])?;
+            let lease = Lease::new(
+                update.conversation,
+                LeaseScope::Replies,
+                now,
+                lease_for_claim,
+            );
+            leases::put(&tx, &lease, holder)?;
             tx.prepare_cached("UPDATE inbox_updates SET attempts = ?1 WHERE update_id = ?2")?
                 .execute(params![attempts, update.update_id])?;
             tx.commit()?;
@@ -169,29 +196,6 @@ impl UpdateInbox for SqliteInbox {
                 lease,
                 attempts,
             }))
-        })
-        .await
-    }
-
-    async fn renew(
-        &self,
-        lease: &Lease,
-        now: OffsetDateTime,
-        lease_for: Duration,
-    ) -> Result<Option<Lease>, InboxError> {
-        let renewed = Lease {
-            until: Lease::expiry(now, lease_for),
-            ..*lease
-        };
-        self.run("renew", Access::Write, move |conn| {
-            let changed = conn
-                .prepare_cached("UPDATE inbox_leases SET until = ?1 WHERE key = ?2 AND token = ?3")?
-                .execute(params![
-                    millis(renewed.until),
-                    renewed.key,
-                    uuid_bytes(renewed.token)
-                ])?;
-            Ok((changed == 1).then_some(renewed))
         })
         .await
     }
@@ -211,17 +215,9 @@ impl UpdateInbox for SqliteInbox {
                  WHERE update_id = ?2 AND done_at IS NULL",
             )?
             .execute(params![now, update_id])?;
-            release_lease(&tx, &lease)?;
+            leases::release(&tx, &lease)?;
             tx.commit()?;
             Ok(())
-        })
-        .await
-    }
-
-    async fn release(&self, lease: &Lease) -> Result<(), InboxError> {
-        let lease = *lease;
-        self.run("release", Access::Write, move |conn| {
-            release_lease(conn, &lease)
         })
         .await
     }

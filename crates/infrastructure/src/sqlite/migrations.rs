@@ -113,6 +113,29 @@ const MIGRATIONS: &[&str] = &[
         until INTEGER NOT NULL                -- Unix ms
     ) STRICT;
     ",
+    // 5: leases on conversations in every scope (the inbox's reply leases, compressions,
+    // resets), replacing the inbox's per-key leases; and the file's owner, so a second bot
+    // process on the same file is refused and a restarted one voids only its predecessor's
+    // leases. Leases are ephemeral: the old table's rows belong to a process that has stopped.
+    r"
+    DROP TABLE inbox_leases;
+    CREATE TABLE conversation_leases (
+        conversation INTEGER NOT NULL,
+        scope        TEXT    NOT NULL,        -- 'reply' or 'compress'
+        token        BLOB    NOT NULL,        -- 16-byte UUID, unique per acquisition
+        until        INTEGER NOT NULL,        -- Unix ms
+        holder       BLOB    NOT NULL,        -- 16-byte UUID of the process that took it
+        PRIMARY KEY (conversation, scope)
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX conversation_leases_holder ON conversation_leases (holder);
+
+    CREATE TABLE store_owner (
+        id       INTEGER PRIMARY KEY CHECK (id = 1),
+        instance BLOB    NOT NULL,            -- the owning process's holder id
+        pid      INTEGER NOT NULL,
+        since    INTEGER NOT NULL             -- Unix ms
+    ) STRICT;
+    ",
 ];
 
 /// The schema version this binary creates and understands.

@@ -29,6 +29,7 @@
 
 mod fact_repo;
 mod inbox;
+mod leases;
 mod memory_repo;
 mod migrations;
 mod profile_repo;
@@ -38,7 +39,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use thiserror::Error;
 use time::OffsetDateTime;
 use tokio::sync::Semaphore;
@@ -48,6 +49,7 @@ use butler_domain::timestamp::{from_unix_millis, to_unix_millis};
 
 pub use fact_repo::SqliteFactRepository;
 pub use inbox::SqliteInbox;
+pub use leases::SqliteLeases;
 pub use memory_repo::SqliteMemoryRepository;
 pub use migrations::SCHEMA_VERSION;
 pub use profile_repo::SqliteProfileRepository;
@@ -136,6 +138,30 @@ pub enum SqliteOpenError {
         /// The newest version this binary knows.
         supported: u32,
     },
+    /// Another live process owns the file (see [`SqliteStore::take_ownership`]).
+    #[error(
+        "another butler-bot process (pid {pid}) is using the SQLite database {path}: \
+         stop it first — one bot per SQLite file (the lock is on {lock}); several replicas need \
+         MongoDB"
+    )]
+    Owned {
+        /// The database file.
+        path: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+        /// The owner's process id as it recorded it (`unknown` if it had not yet).
+        pid: String,
+    },
+    /// The lock file could not be created or locked.
+    #[error("cannot lock {lock} (the owner lock of the SQLite database {path}): {source}")]
+    Lock {
+        /// The database file.
+        path: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// The blocking task opening the database did not finish.
     #[error("opening the SQLite database {path} was interrupted: {detail}")]
     Interrupted {
@@ -190,11 +216,39 @@ impl SqliteStore {
         SqliteFactRepository::new(Arc::clone(&self.pool))
     }
 
-    /// The update inbox in this database. The bot calls [`SqliteInbox::void_leases`] once
-    /// when it starts.
+    /// The update inbox in this database. A bot takes ownership of the file first
+    /// ([`SqliteStore::take_ownership`]).
     #[must_use]
     pub fn inbox(&self) -> SqliteInbox {
         SqliteInbox::new(Arc::clone(&self.pool))
+    }
+
+    /// The conversation leases in this database (the same rows the inbox's claims take).
+    #[must_use]
+    pub fn leases(&self) -> SqliteLeases {
+        SqliteLeases::new(Arc::clone(&self.pool))
+    }
+
+    /// Makes this process the file's one bot: takes an exclusive lock on `<file>.lock` for as
+    /// long as the store lives (the operating system drops it when the process ends, however
+    /// it ends), then voids the leases the previous owner left — a crashed or stopped bot's
+    /// claims, so its unfinished updates are answered at once instead of after their leases
+    /// expire. Leases of other processes on the file (`memory-worker`, `profile_admin`) are
+    /// left alone. Returns how many leases were voided.
+    ///
+    /// # Errors
+    /// [`SqliteOpenError::Owned`] when another live process owns the file (naming the file
+    /// and the owner's pid); [`SqliteOpenError::Lock`] or [`SqliteOpenError::Open`] when the
+    /// lock file or the database cannot be written.
+    pub async fn take_ownership(&self) -> Result<u64, SqliteOpenError> {
+        let pool = Arc::clone(&self.pool);
+        let path = self.pool.path.clone();
+        tokio::task::spawn_blocking(move || pool.take_ownership())
+            .await
+            .map_err(|e| SqliteOpenError::Interrupted {
+                path,
+                detail: e.to_string(),
+            })?
     }
 
     /// The database file.
@@ -222,6 +276,10 @@ struct Pool {
     writer: tokio::sync::Mutex<()>,
     /// Set by every write, cleared by the background checkpoint: an idle store is left alone.
     written: AtomicBool,
+    /// This process's id as a lease holder (one per opened store).
+    instance: Uuid,
+    /// The owner lock, once taken ([`SqliteStore::take_ownership`]); held while the pool lives.
+    owner_lock: Mutex<Option<std::fs::File>>,
 }
 
 /// A port's storage error, as [`Pool::run_for`] builds it from a [`Fault`].
@@ -254,6 +312,16 @@ impl PortError for butler_domain::ports::MemoryStoreError {
 
 impl PortError for butler_domain::ports::FactStoreError {
     const STORAGE: &'static str = "fact";
+    fn corrupt(detail: String) -> Self {
+        Self::Corrupt { detail }
+    }
+    fn unavailable(operation: &'static str, detail: String) -> Self {
+        Self::Unavailable { operation, detail }
+    }
+}
+
+impl PortError for butler_domain::ports::LeaseError {
+    const STORAGE: &'static str = "lease";
     fn corrupt(detail: String) -> Self {
         Self::Corrupt { detail }
     }
@@ -327,6 +395,8 @@ impl Pool {
             permits: Semaphore::new(options.max_connections.max(1)),
             writer: tokio::sync::Mutex::new(()),
             written: AtomicBool::new(false),
+            instance: Uuid::new_v4(),
+            owner_lock: Mutex::new(None),
         };
         let mut conn = pool.connect().map_err(|source| SqliteOpenError::Open {
             path: pool.path.clone(),
@@ -357,6 +427,81 @@ impl Pool {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.pragma_update(None, "wal_autocheckpoint", BACKSTOP_CHECKPOINT_PAGES)?;
         Ok(conn)
+    }
+
+    /// See [`SqliteStore::take_ownership`]. Blocking.
+    fn take_ownership(&self) -> Result<u64, SqliteOpenError> {
+        let lock_path = lock_path(&self.path);
+        let lock_error = |source| SqliteOpenError::Lock {
+            path: self.path.clone(),
+            lock: lock_path.clone(),
+            source,
+        };
+        let open_error = |source| SqliteOpenError::Open {
+            path: self.path.clone(),
+            source,
+        };
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(lock_error)?;
+        let mut conn = match self.take() {
+            Some(conn) => conn,
+            None => self.connect().map_err(open_error)?,
+        };
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let pid = conn
+                    .query_row("SELECT pid FROM store_owner WHERE id = 1", [], |r| {
+                        r.get::<_, i64>(0)
+                    })
+                    .map_or_else(|_| "unknown".to_owned(), |pid| pid.to_string());
+                self.give_back(conn);
+                return Err(SqliteOpenError::Owned {
+                    path: self.path.clone(),
+                    lock: lock_path,
+                    pid,
+                });
+            }
+            Err(std::fs::TryLockError::Error(source)) => {
+                self.give_back(conn);
+                return Err(lock_error(source));
+            }
+        }
+        let voided = (|| -> rusqlite::Result<u64> {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let previous: Option<Vec<u8>> = tx
+                .query_row("SELECT instance FROM store_owner WHERE id = 1", [], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            let voided = match previous.and_then(|b| Uuid::from_slice(&b).ok()) {
+                Some(previous) => leases::void_holder(&tx, previous)?,
+                None => 0,
+            };
+            tx.execute(
+                "INSERT INTO store_owner (id, instance, pid, since) VALUES (1, ?1, ?2, ?3) \
+                 ON CONFLICT (id) DO UPDATE SET instance = excluded.instance, \
+                   pid = excluded.pid, since = excluded.since",
+                rusqlite::params![
+                    uuid_bytes(self.instance),
+                    i64::from(std::process::id()),
+                    millis(OffsetDateTime::now_utc())
+                ],
+            )?;
+            tx.commit()?;
+            Ok(voided)
+        })();
+        self.give_back(conn);
+        let voided = voided.map_err(open_error)?;
+        *self
+            .owner_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(file);
+        Ok(voided)
     }
 
     fn take(&self) -> Option<Connection> {
@@ -465,6 +610,13 @@ async fn checkpoints(pool: Weak<Pool>, every: Duration) {
             pool.written.store(true, Ordering::Release);
         }
     }
+}
+
+/// The owner lock file of the database at `path`: `<file>.lock` beside it.
+fn lock_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    PathBuf::from(name)
 }
 
 fn millis(at: OffsetDateTime) -> i64 {

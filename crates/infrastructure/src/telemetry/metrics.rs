@@ -309,11 +309,19 @@ pub enum CompressionStatus {
     Error,
     /// Nothing to fold.
     Skipped,
+    /// Another compression of the conversation was running (its lease was held).
+    Busy,
 }
 
 impl CompressionStatus {
     /// Every value, for registration at start-up.
-    pub const ALL: [Self; 4] = [Self::Ok, Self::Conflict, Self::Error, Self::Skipped];
+    pub const ALL: [Self; 5] = [
+        Self::Ok,
+        Self::Conflict,
+        Self::Error,
+        Self::Skipped,
+        Self::Busy,
+    ];
 
     /// The label value.
     #[must_use]
@@ -323,6 +331,7 @@ impl CompressionStatus {
             Self::Conflict => "conflict",
             Self::Error => "error",
             Self::Skipped => "skipped",
+            Self::Busy => "busy",
         }
     }
 }

@@ -8,4 +8,4 @@ pub mod output;
 pub mod run;
 
 pub use cli::{AdminCli, AdminCommand};
-pub use run::{run, AdminDeps, ExitCode};
+pub use run::{run, AdminDeps, ExitCode, RESET_WAIT};

@@ -1,6 +1,6 @@
 //! Executes a parsed `profile_admin` command against the use cases and maps every outcome to
 //! an exit code: 0 ok, 2 usage or invalid value, 3 not found, 4 storage unavailable,
-//! 5 unauthorised.
+//! 5 unauthorised, 6 the user stayed busy (a reset waited for a reply in flight, in vain).
 
 use std::io::Write;
 use std::sync::Arc;
@@ -8,9 +8,10 @@ use std::sync::Arc;
 use butler_application::admin::{
     AdminError, FactsUseCase, ListProfilesUseCase, ShowUserUseCase, UpdateProfileUseCase,
 };
+use butler_application::reset::ResetError;
 use butler_application::ResetPersonalizationUseCase;
 use butler_domain::ports::ProfilePage;
-use butler_domain::ProfileUpdate;
+use butler_domain::{ProfileUpdate, UserId};
 use futures::future::BoxFuture;
 
 use super::cli::{AdminCli, AdminCommand, FactsAction};
@@ -29,7 +30,13 @@ pub enum ExitCode {
     Storage = 4,
     /// The admin key is missing or wrong.
     Unauthorised = 5,
+    /// The user's conversation stayed busy (a reply being written) for the whole wait.
+    Busy = 6,
 }
+
+/// How long `reset` waits for a reply in flight before giving up with [`ExitCode::Busy`]
+/// (the reply's own deadline is shorter).
+pub const RESET_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Creates indexes / applies migrations; returns a human-readable report.
 pub type Migrate = Arc<dyn Fn() -> BoxFuture<'static, Result<String, String>> + Send + Sync>;
@@ -49,6 +56,8 @@ pub struct AdminDeps {
     pub facts: FactsUseCase,
     /// `migrate`.
     pub migrate: Migrate,
+    /// How long `reset` waits for a reply in flight ([`RESET_WAIT`] in production).
+    pub reset_wait: std::time::Duration,
 }
 
 fn fail(err: &mut dyn Write, e: &AdminError) -> ExitCode {
@@ -256,7 +265,7 @@ pub async fn run(
                     }
                 }
             }
-            match deps.reset.execute(user_id).await {
+            match reset_when_free(&deps.reset, user_id, deps.reset_wait, err).await {
                 Ok(done) if cli.json => {
                     json(
                         out,
@@ -272,6 +281,14 @@ pub async fn run(
                         done.facts_deleted
                     );
                     ExitCode::Ok
+                }
+                Err(ResetError::Busy) => {
+                    let _ = writeln!(
+                        err,
+                        "profile_admin: user {user_id} was being answered for all of {} ms; nothing was reset, try again",
+                        deps.reset_wait.as_millis()
+                    );
+                    ExitCode::Busy
                 }
                 Err(e) => {
                     let _ = writeln!(err, "profile_admin: storage unavailable: {e}");
@@ -289,5 +306,32 @@ pub async fn run(
                 ExitCode::Storage
             }
         },
+    }
+}
+
+/// Resets the user as soon as no reply to them is being written, waiting up to `wait` (and
+/// saying so once).
+async fn reset_when_free(
+    reset: &ResetPersonalizationUseCase,
+    user_id: UserId,
+    wait: std::time::Duration,
+    err: &mut dyn Write,
+) -> Result<butler_application::ResetOutput, ResetError> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut told = false;
+    loop {
+        match reset.execute(user_id).await {
+            Err(ResetError::Busy) if tokio::time::Instant::now() < deadline => {
+                if !told {
+                    let _ = writeln!(
+                        err,
+                        "profile_admin: a reply to user {user_id} is being written; waiting for it"
+                    );
+                    told = true;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+            other => return other,
+        }
     }
 }

@@ -67,7 +67,7 @@ enum FetchError {
     Failed(String),
 }
 
-/// Answers messages; shared by every dispatcher worker.
+/// Answers messages; shared by every answering task.
 pub(crate) struct Handler {
     reply: Arc<PersonalizedReplyUseCase>,
     stt: Option<Arc<dyn SpeechToText>>,
@@ -133,8 +133,14 @@ impl Handler {
         }
     }
 
-    /// Handles one message update. Never fails: problems become polite replies and logs.
-    pub(crate) async fn handle(&self, update_id: UpdateId, message: Message) {
+    /// Handles one message update that arrived at `arrived` (when the inbox stored it). Never
+    /// fails: problems become polite replies and logs.
+    pub(crate) async fn handle(
+        &self,
+        update_id: UpdateId,
+        message: Message,
+        arrived: time::OffsetDateTime,
+    ) {
         let Some(from) = message.from.as_ref().filter(|u| !u.is_bot) else {
             return;
         };
@@ -148,12 +154,18 @@ impl Handler {
             chat_id = message.chat.id.0,
         );
         let origin = format!("telegram-update:{}", update_id.0);
-        self.handle_from(UserId::new(raw_user), &message, origin)
+        self.handle_from(UserId::new(raw_user), &message, origin, arrived)
             .instrument(span)
             .await;
     }
 
-    async fn handle_from(&self, user_id: UserId, message: &Message, origin: String) {
+    async fn handle_from(
+        &self,
+        user_id: UserId,
+        message: &Message,
+        origin: String,
+        arrived: time::OffsetDateTime,
+    ) {
         if !self.config.allows(user_id) {
             let first_time = lock(&self.refused).insert(user_id);
             tracing::info!(first_time, "user is not on the allow-list; nothing stored");
@@ -163,7 +175,7 @@ impl Handler {
             }
             return;
         }
-        if !self.admit(user_id, message).await {
+        if !self.admit(user_id, message, arrived).await {
             return;
         }
         let started = Instant::now();
@@ -207,8 +219,14 @@ impl Handler {
     }
 
     /// Applies the rate limit and the daily quota (with the user's exceptions from the
-    /// profile). A refused message is answered once per streak and goes no further.
-    async fn admit(&self, user_id: UserId, message: &Message) -> bool {
+    /// profile), judged at the message's arrival. A refused message is answered once per
+    /// streak and goes no further.
+    async fn admit(
+        &self,
+        user_id: UserId,
+        message: &Message,
+        arrived: time::OffsetDateTime,
+    ) -> bool {
         if matches!(classify(message), Incoming::Ignored) {
             return true;
         }
@@ -219,8 +237,7 @@ impl Handler {
                 UserLimits::default()
             }
         };
-        let today = time::OffsetDateTime::now_utc().date();
-        let (reason, first, text) = match self.limiter.admit(user_id, &exceptions, today) {
+        let (reason, first, text) = match self.limiter.admit(user_id, &exceptions, arrived) {
             Verdict::Allowed => return true,
             Verdict::TooFast { retry_after, first } => {
                 ("rate", first, texts::too_fast(retry_after))

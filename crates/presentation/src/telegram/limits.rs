@@ -1,30 +1,32 @@
-//! Per-user abuse limits of the Telegram bot: a token bucket (GCRA, `governor`) for the
-//! message rate and a count per UTC day for the quota. The operator sets the defaults
-//! (`RATE_LIMIT_PER_MINUTE`, `RATE_LIMIT_BURST`, `DAILY_MESSAGE_QUOTA`); support staff set
-//! per-user exceptions on the profile (`profile_admin limits`).
+//! Per-user abuse limits of the Telegram bot: a rate with bursts (the generic cell rate
+//! algorithm, GCRA — a token bucket kept as one instant per user) and a count per UTC day for
+//! the quota. The operator sets the defaults (`RATE_LIMIT_PER_MINUTE`, `RATE_LIMIT_BURST`,
+//! `DAILY_MESSAGE_QUOTA`); support staff set per-user exceptions on the profile
+//! (`profile_admin limits`).
 //!
 //! Why here: a local model is CPU-bound and shared by everyone, so one user who floods the bot
 //! slows every other user down. Refused messages are answered once per streak (not once per
 //! message, which would itself flood the chat) and never reach memory or the model.
 //!
-//! Memory stays bounded: buckets of users not seen for longer than their refill period are
-//! dropped periodically, the day's counts are cleared at midnight UTC and capped, and the
-//! "already told" set is bounded.
+//! **Decided at arrival.** A message is judged at the instant it *arrived* (the inbox's
+//! `received_at`), not when it is answered. A user's messages are answered one after another,
+//! so with a model that takes seconds per reply, judging at answer time would let a whole
+//! burst through (the bucket refills while the model writes); judged at arrival, a burst behind
+//! a slow model is refused exactly as behind a fast one. That is why the bucket is computed by
+//! hand here: rate-limiting crates (`governor`) read their own clock, not a given instant.
+//!
+//! Memory stays bounded: users whose bucket is full again are dropped periodically, the day's
+//! counts are cleared at midnight UTC and capped, and the "already told" set is bounded.
 //!
 //! The counts live in this process: a restart forgets today's counts, and each replica counts
-//! its own messages.
+//! the messages it answers.
 
 use std::collections::HashMap;
-use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use butler_domain::{UserId, UserLimits};
-use governor::clock::{Clock, DefaultClock};
-use governor::middleware::NoOpMiddleware;
-use governor::state::keyed::HashMapStateStore;
-use governor::{Quota, RateLimiter};
-use time::Date;
+use time::{Date, OffsetDateTime};
 
 use super::recent::RecentKeys;
 
@@ -87,28 +89,29 @@ pub(crate) enum Verdict {
 /// Most users counted per day; past it, new users are refused for the day (a flood of fresh
 /// accounts must not grow memory without bound).
 const MAX_DAILY_USERS: usize = 1_000_000;
-/// Checks between two sweeps of idle buckets.
+/// Checks between two sweeps of full buckets.
 const SWEEP_EVERY: u64 = 4_096;
 /// Most users remembered as "already told they are over a limit".
 const MAX_TOLD: usize = 65_536;
-
-type Buckets<C> =
-    RateLimiter<UserId, HashMapStateStore<UserId>, C, NoOpMiddleware<<C as Clock>::Instant>>;
-/// Bucket sets by (rate per minute, burst).
-type BucketSets<C> = HashMap<(u32, u32), Arc<Buckets<C>>>;
 
 struct Daily {
     day: Option<Date>,
     counts: HashMap<UserId, u32>,
 }
 
-/// The limiter shared by every dispatcher worker.
-pub(crate) struct UserLimiter<C: Clock = DefaultClock> {
+/// The rate state: per user, the theoretical arrival time (TAT) of the next message on an
+/// empty bucket; a user whose TAT has passed has a full bucket and needs no entry.
+#[derive(Default)]
+struct Rates {
+    tat: HashMap<UserId, OffsetDateTime>,
+    /// The latest arrival judged, for sweeping.
+    latest: Option<OffsetDateTime>,
+}
+
+/// The limiter shared by every answering task.
+pub(crate) struct UserLimiter {
     defaults: Limits,
-    clock: C,
-    /// One keyed bucket set per (rate, burst): users share the default one, exceptions get
-    /// their own (there are few).
-    buckets: Mutex<BucketSets<C>>,
+    rates: Mutex<Rates>,
     daily: Mutex<Daily>,
     told_rate: Mutex<RecentKeys<UserId>>,
     told_quota: Mutex<RecentKeys<(UserId, Date)>>,
@@ -122,20 +125,12 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-impl UserLimiter<DefaultClock> {
-    /// A limiter on the real clock.
+impl UserLimiter {
+    /// A limiter with the operator's defaults.
     pub(crate) fn new(defaults: Limits) -> Self {
-        Self::with_clock(defaults, DefaultClock::default())
-    }
-}
-
-impl<C: Clock + Clone> UserLimiter<C> {
-    /// A limiter on `clock` (tests use a fake one).
-    pub(crate) fn with_clock(defaults: Limits, clock: C) -> Self {
         Self {
             defaults,
-            clock,
-            buckets: Mutex::new(HashMap::new()),
+            rates: Mutex::new(Rates::default()),
             daily: Mutex::new(Daily {
                 day: None,
                 counts: HashMap::new(),
@@ -146,11 +141,18 @@ impl<C: Clock + Clone> UserLimiter<C> {
         }
     }
 
-    /// Decides on one message from `user` on `today` (UTC), with the user's exceptions.
-    /// An allowed message counts towards the day's quota; a refused one does not.
-    pub(crate) fn admit(&self, user: UserId, exceptions: &UserLimits, today: Date) -> Verdict {
+    /// Decides on one message from `user` that arrived at `arrived`, with the user's
+    /// exceptions. An allowed message counts towards the quota of its arrival's UTC day; a
+    /// refused one counts towards nothing.
+    pub(crate) fn admit(
+        &self,
+        user: UserId,
+        exceptions: &UserLimits,
+        arrived: OffsetDateTime,
+    ) -> Verdict {
         let limits = self.defaults.for_user(exceptions);
-        self.sweep_now_and_then();
+        let today = arrived.to_offset(time::UtcOffset::UTC).date();
+        self.sweep_now_and_then(arrived);
         if limits.per_day > 0 && self.used_today(user, today) >= limits.per_day {
             let first = lock(&self.told_quota).insert((user, today));
             return Verdict::QuotaExhausted {
@@ -158,7 +160,7 @@ impl<C: Clock + Clone> UserLimiter<C> {
                 first,
             };
         }
-        if let Some(retry_after) = self.over_rate(user, limits) {
+        if let Some(retry_after) = self.over_rate(user, limits, arrived) {
             let first = lock(&self.told_rate).insert(user);
             return Verdict::TooFast { retry_after, first };
         }
@@ -185,7 +187,7 @@ impl<C: Clock + Clone> UserLimiter<C> {
     /// Counts one message; `false` when the day's table is full and `user` is not in it.
     fn count(&self, user: UserId, today: Date) -> bool {
         let mut daily = lock(&self.daily);
-        if daily.day != Some(today) {
+        if daily.day.is_none_or(|day| day < today) {
             daily.day = Some(today);
             daily.counts = HashMap::new();
         }
@@ -197,65 +199,75 @@ impl<C: Clock + Clone> UserLimiter<C> {
         true
     }
 
-    /// `Some(wait)` when the user's bucket is empty.
-    fn over_rate(&self, user: UserId, limits: Limits) -> Option<Duration> {
-        let per_minute = NonZeroU32::new(limits.per_minute)?;
-        let burst = NonZeroU32::new(limits.burst).unwrap_or(NonZeroU32::MIN);
-        let buckets = {
-            let mut all = lock(&self.buckets);
-            all.entry((per_minute.get(), burst.get()))
-                .or_insert_with(|| {
-                    let quota = Quota::per_minute(per_minute).allow_burst(burst);
-                    Arc::new(RateLimiter::new(
-                        quota,
-                        HashMapStateStore::default(),
-                        self.clock.clone(),
-                    ))
-                })
-                .clone()
-        };
-        buckets
-            .check_key(&user)
-            .err()
-            .map(|not_until| not_until.wait_time_from(self.clock.now()))
+    /// GCRA at `arrived`: `Some(wait)` when the user's bucket is empty, else takes one token.
+    fn over_rate(&self, user: UserId, limits: Limits, arrived: OffsetDateTime) -> Option<Duration> {
+        if limits.per_minute == 0 {
+            return None;
+        }
+        let interval = time::Duration::seconds(60) / limits.per_minute;
+        let tolerance = interval * (limits.burst.max(1) - 1);
+        let mut rates = lock(&self.rates);
+        let tat = rates
+            .tat
+            .get(&user)
+            .copied()
+            .map_or(arrived, |tat| tat.max(arrived));
+        let ahead = tat - arrived;
+        if ahead > tolerance {
+            let wait = ahead - tolerance;
+            return Some(Duration::try_from(wait).unwrap_or(Duration::ZERO));
+        }
+        rates.tat.insert(user, tat + interval);
+        None
     }
 
-    /// Drops the buckets of users idle long enough to be full again: they hold no state a
+    /// Drops the users whose bucket is full again (their TAT has passed): they hold no state a
     /// fresh bucket would not.
-    fn sweep_now_and_then(&self) {
+    fn sweep_now_and_then(&self, arrived: OffsetDateTime) {
         let n = self
             .checks
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if n % SWEEP_EVERY != SWEEP_EVERY - 1 {
-            return;
-        }
-        for buckets in lock(&self.buckets).values() {
-            buckets.retain_recent();
-            buckets.shrink_to_fit();
+        let mut rates = lock(&self.rates);
+        let latest = rates.latest.map_or(arrived, |l| l.max(arrived));
+        rates.latest = Some(latest);
+        if n % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            rates.tat.retain(|_, tat| *tat > latest);
+            rates.tat.shrink_to_fit();
         }
     }
 
     /// Users with a live bucket (for tests of the sweep).
     #[cfg(test)]
     fn tracked(&self) -> usize {
-        lock(&self.buckets).values().map(|b| b.len()).sum()
+        lock(&self.rates).tat.len()
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use governor::clock::FakeRelativeClock;
-    use time::macros::date;
+    use time::macros::datetime;
 
     use super::*;
 
-    const DAY: Date = date!(2026 - 11 - 29);
+    const T0: OffsetDateTime = datetime!(2026-11-29 12:00 UTC);
     const ALICE: UserId = UserId::new(1);
     const BOB: UserId = UserId::new(2);
 
-    fn limiter(limits: Limits) -> (UserLimiter<FakeRelativeClock>, FakeRelativeClock) {
-        let clock = FakeRelativeClock::default();
-        (UserLimiter::with_clock(limits, clock.clone()), clock)
+    /// Arrival instants on a hand-moved clock.
+    struct Arrivals(std::cell::Cell<OffsetDateTime>);
+
+    impl Arrivals {
+        fn now(&self) -> OffsetDateTime {
+            self.0.get()
+        }
+
+        fn advance(&self, by: Duration) {
+            self.0.set(self.0.get() + by);
+        }
+    }
+
+    fn limiter(limits: Limits) -> (UserLimiter, Arrivals) {
+        (UserLimiter::new(limits), Arrivals(std::cell::Cell::new(T0)))
     }
 
     #[test]
@@ -267,27 +279,28 @@ mod tests {
         });
         let none = UserLimits::default();
         for _ in 0..3 {
-            assert_eq!(limiter.admit(ALICE, &none, DAY), Verdict::Allowed);
+            assert_eq!(limiter.admit(ALICE, &none, clock.now()), Verdict::Allowed);
         }
-        let Verdict::TooFast { retry_after, first } = limiter.admit(ALICE, &none, DAY) else {
+        let Verdict::TooFast { retry_after, first } = limiter.admit(ALICE, &none, clock.now())
+        else {
             panic!("the fourth message at once is too fast");
         };
         assert!(first);
         assert_eq!(retry_after, Duration::from_secs(10), "one message per 10 s");
         assert!(matches!(
-            limiter.admit(ALICE, &none, DAY),
+            limiter.admit(ALICE, &none, clock.now()),
             Verdict::TooFast { first: false, .. }
         ));
         assert_eq!(
-            limiter.admit(BOB, &none, DAY),
+            limiter.admit(BOB, &none, clock.now()),
             Verdict::Allowed,
             "users have their own buckets"
         );
         clock.advance(Duration::from_secs(10));
-        assert_eq!(limiter.admit(ALICE, &none, DAY), Verdict::Allowed);
+        assert_eq!(limiter.admit(ALICE, &none, clock.now()), Verdict::Allowed);
         assert!(
             matches!(
-                limiter.admit(ALICE, &none, DAY),
+                limiter.admit(ALICE, &none, clock.now()),
                 Verdict::TooFast { first: true, .. }
             ),
             "a new streak is told again"
@@ -296,37 +309,37 @@ mod tests {
 
     #[test]
     fn the_daily_quota_counts_only_allowed_messages_and_resets_the_next_day() {
-        let (limiter, _clock) = limiter(Limits {
+        let (limiter, clock) = limiter(Limits {
             per_minute: 0,
             burst: 1,
             per_day: 2,
         });
         let none = UserLimits::default();
-        assert_eq!(limiter.admit(ALICE, &none, DAY), Verdict::Allowed);
-        assert_eq!(limiter.admit(ALICE, &none, DAY), Verdict::Allowed);
+        assert_eq!(limiter.admit(ALICE, &none, clock.now()), Verdict::Allowed);
+        assert_eq!(limiter.admit(ALICE, &none, clock.now()), Verdict::Allowed);
         assert_eq!(
-            limiter.admit(ALICE, &none, DAY),
+            limiter.admit(ALICE, &none, clock.now()),
             Verdict::QuotaExhausted {
                 quota: 2,
                 first: true
             }
         );
         assert_eq!(
-            limiter.admit(ALICE, &none, DAY),
+            limiter.admit(ALICE, &none, clock.now()),
             Verdict::QuotaExhausted {
                 quota: 2,
                 first: false
             }
         );
         assert_eq!(
-            limiter.admit(ALICE, &none, DAY.next_day().unwrap()),
+            limiter.admit(ALICE, &none, clock.now() + time::Duration::days(1)),
             Verdict::Allowed
         );
     }
 
     #[test]
     fn per_user_exceptions_override_the_defaults_and_zero_lifts_a_limit() {
-        let (limiter, _clock) = limiter(Limits {
+        let (limiter, clock) = limiter(Limits {
             per_minute: 1,
             burst: 1,
             per_day: 1,
@@ -337,17 +350,17 @@ mod tests {
             per_day: Some(0),
         };
         for _ in 0..100 {
-            assert_eq!(limiter.admit(ALICE, &vip, DAY), Verdict::Allowed);
+            assert_eq!(limiter.admit(ALICE, &vip, clock.now()), Verdict::Allowed);
         }
         let strict = UserLimits {
             per_minute: Some(60),
             burst: Some(2),
             per_day: Some(0),
         };
-        assert_eq!(limiter.admit(BOB, &strict, DAY), Verdict::Allowed);
-        assert_eq!(limiter.admit(BOB, &strict, DAY), Verdict::Allowed);
+        assert_eq!(limiter.admit(BOB, &strict, clock.now()), Verdict::Allowed);
+        assert_eq!(limiter.admit(BOB, &strict, clock.now()), Verdict::Allowed);
         assert!(matches!(
-            limiter.admit(BOB, &strict, DAY),
+            limiter.admit(BOB, &strict, clock.now()),
             Verdict::TooFast { .. }
         ));
     }
@@ -361,13 +374,67 @@ mod tests {
         });
         let none = UserLimits::default();
         for id in 0..100 {
-            limiter.admit(UserId::new(id), &none, DAY);
+            limiter.admit(UserId::new(id), &none, clock.now());
         }
         assert_eq!(limiter.tracked(), 100);
         clock.advance(Duration::from_secs(2));
         for _ in 0..SWEEP_EVERY {
-            limiter.admit(ALICE, &none, DAY);
+            limiter.admit(ALICE, &none, clock.now());
         }
         assert!(limiter.tracked() <= 1, "{} buckets left", limiter.tracked());
+    }
+
+    #[test]
+    fn a_burst_is_judged_by_its_arrival_however_late_it_is_answered() {
+        let limiter = UserLimiter::new(Limits {
+            per_minute: 60,
+            burst: 2,
+            per_day: 0,
+        });
+        let none = UserLimits::default();
+        // Eight messages arrive within 70 ms; the model takes seconds per reply, so they are
+        // judged long after they arrived — but by their arrival.
+        let verdicts: Vec<bool> = (0..8)
+            .map(|i| {
+                let arrived = T0 + time::Duration::milliseconds(10 * i);
+                limiter.admit(ALICE, &none, arrived) == Verdict::Allowed
+            })
+            .collect();
+        assert_eq!(
+            verdicts,
+            [true, true, false, false, false, false, false, false]
+        );
+        assert_eq!(
+            limiter.admit(ALICE, &none, T0 + time::Duration::seconds(1)),
+            Verdict::Allowed,
+            "a second later one token is back"
+        );
+    }
+
+    #[test]
+    fn the_quota_day_is_the_day_of_arrival() {
+        let limiter = UserLimiter::new(Limits {
+            per_minute: 0,
+            burst: 1,
+            per_day: 1,
+        });
+        let none = UserLimits::default();
+        let before_midnight = datetime!(2026-11-29 23:59:59.900 UTC);
+        assert_eq!(
+            limiter.admit(ALICE, &none, before_midnight),
+            Verdict::Allowed
+        );
+        assert!(matches!(
+            limiter.admit(
+                ALICE,
+                &none,
+                before_midnight + time::Duration::milliseconds(50)
+            ),
+            Verdict::QuotaExhausted { .. }
+        ));
+        assert_eq!(
+            limiter.admit(ALICE, &none, datetime!(2026-11-30 00:00:00.100 UTC)),
+            Verdict::Allowed
+        );
     }
 }

@@ -28,7 +28,7 @@ pub(crate) fn entry(update: &Update, payload: String) -> Option<InboxUpdate> {
     }
     Some(InboxUpdate {
         update_id: i64::from(update.id.0),
-        key: sender_key(update)?,
+        conversation: sender_key(update)?,
         payload,
         received_at: butler_domain::timestamp::truncate_to_millis(time::OffsetDateTime::now_utc()),
     })

@@ -1,10 +1,14 @@
-//! Answering what the inbox holds: one loop claims updates (the oldest pending one among users
-//! nobody is answering, under a lease on that user), and each claim is answered in a task of
-//! its own, at most [`InboxConfig::workers`] at once. While the answer is written the lease is
-//! renewed; when it is sent the update is marked done and the user released.
+//! Answering what the inbox holds: one loop claims updates (the oldest pending one among
+//! conversations nobody is answering, under that conversation's reply lease), and each claim
+//! is answered in a task of its own, at most [`InboxConfig::workers`] at once. While the answer
+//! is written the lease is renewed; when it is sent the update is marked done and the lease
+//! given back.
 //!
-//! - **Per-user order**: a user's next update is claimable only once the previous one is done,
-//!   in this process or any other on the same inbox.
+//! - **Per-conversation order**: a conversation's next update is claimable only once the
+//!   previous one is done, in this process or any other on the same inbox.
+//! - **Marked done once sent**: marking an update done is retried (it is idempotent), with the
+//!   lease still renewed, until it succeeds, the lease is lost or shutdown stops the task — a
+//!   busy database or a MongoDB step-down does not make the reply go out twice.
 //! - **Crashes**: a claim dies with its process; its lease expires and the update is claimed
 //!   again (by a replica at once, by the restarted process otherwise), `attempts` one higher.
 //!   The reply path is idempotent per update (the memory tags each turn with its update), so a
@@ -19,7 +23,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use butler_domain::ports::{Claimed, Lease, UpdateInbox};
+use butler_domain::ports::{Claimed, InboxError, Lease, UpdateInbox};
 use teloxide::types::{Update, UpdateKind};
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
@@ -30,6 +34,10 @@ use super::handler::Handler;
 
 /// Pause after the inbox failed to answer a claim.
 const CLAIM_BACKOFF: Duration = Duration::from_secs(1);
+/// First pause before marking an update done again; doubles up to [`COMPLETE_BACKOFF_MAX`].
+const COMPLETE_BACKOFF: Duration = Duration::from_millis(50);
+/// Longest pause between two attempts to mark an update done.
+const COMPLETE_BACKOFF_MAX: Duration = Duration::from_secs(2);
 
 /// Claims and answers updates.
 pub(crate) struct Workers {
@@ -153,7 +161,7 @@ impl Workers {
                     id,
                     kind: UpdateKind::Message(message),
                 }) => {
-                    let work = self.handler.handle(id, message);
+                    let work = self.handler.handle(id, message, update.received_at);
                     tokio::select! {
                         () = work => Outcome::Done,
                         () = self.keep(lease) => Outcome::Lost,
@@ -167,9 +175,9 @@ impl Workers {
                 }
             }
         };
-        let settled = match outcome {
-            Outcome::Done => self.inbox.complete(update_id, &lease, now()).await,
-            Outcome::Stopped => self.inbox.release(&lease).await,
+        let settled: Result<(), InboxError> = match outcome {
+            Outcome::Done => self.complete(update_id, lease, &stop).await,
+            Outcome::Stopped => self.inbox.release(&lease).await.map_err(Into::into),
             Outcome::Lost => {
                 tracing::warn!(
                     update_id,
@@ -183,29 +191,48 @@ impl Workers {
             // the model from being asked twice.
             tracing::warn!(%error, update_id, "could not settle the update in the inbox");
         }
-        // The user is free: their next update, if any, can be claimed now.
+        // The conversation is free: its next update, if any, can be claimed now.
         self.wake.notify_one();
     }
 
-    /// Renews `lease` every third of its length; returns only when it is lost.
-    async fn keep(&self, mut lease: Lease) {
-        let every = self.config.lease / 3;
-        loop {
-            tokio::time::sleep(every).await;
-            match self
-                .inbox
-                .renew(&lease, now(), lease_for(&self.config))
-                .await
-            {
-                Ok(Some(renewed)) => lease = renewed,
-                Ok(None) => return,
-                Err(error) => {
-                    tracing::warn!(%error, "lease renewal failed; retrying");
-                    if now() >= lease.until {
-                        return;
+    /// Marks the update done, retrying while the lease is kept, so a failed mark does not
+    /// hand the update (and its reply) out again. Gives up only when the lease is lost, the
+    /// error cannot pass by retrying, or shutdown stops the task.
+    async fn complete(
+        &self,
+        update_id: i64,
+        lease: Lease,
+        stop: &CancellationToken,
+    ) -> Result<(), InboxError> {
+        let attempts = async {
+            let mut backoff = COMPLETE_BACKOFF;
+            loop {
+                match self.inbox.complete(update_id, &lease, now()).await {
+                    Ok(()) => return Ok(()),
+                    Err(error) if error.is_retryable() => {
+                        tracing::warn!(%error, update_id, retry_ms = backoff.as_millis(), "could not mark the update done; retrying");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(COMPLETE_BACKOFF_MAX);
                     }
+                    Err(error) => return Err(error),
                 }
             }
+        };
+        tokio::select! {
+            done = attempts => done,
+            () = self.keep(lease) => {
+                tracing::warn!(update_id, "lease lost before the update was marked done; it will be claimed again and re-sent from memory");
+                Ok(())
+            }
+            () = stop.cancelled() => {
+                tracing::warn!(update_id, "stopped before the update was marked done; it will be claimed again and re-sent from memory");
+                Ok(())
+            }
         }
+    }
+
+    /// Renews `lease` every third of its length; returns only when it is lost.
+    async fn keep(&self, lease: Lease) {
+        crate::lease::keep(self.inbox.as_ref(), lease, self.config.lease).await;
     }
 }

@@ -17,7 +17,7 @@ const LEASE: Duration = Duration::seconds(30);
 fn update(update_id: i64, key: i64) -> InboxUpdate {
     InboxUpdate {
         update_id,
-        key,
+        conversation: key,
         payload: format!(r#"{{"update_id":{update_id},"message":{{"from":{{"id":{key}}}}}}}"#),
         received_at: at(update_id),
     }
@@ -79,7 +79,7 @@ pub async fn claims_take_the_oldest_pending_update_across_keys(s: Storage) {
         claim(inbox, 0).await,
     ]
     .iter()
-    .map(|c| (c.update.update_id, c.lease.key, c.attempts))
+    .map(|c| (c.update.update_id, c.lease.conversation, c.attempts))
     .collect();
     assert_eq!(order, [(10, 1, 1), (20, 2, 1), (30, 3, 1)]);
     nothing_to_claim(inbox, 0).await;
@@ -157,7 +157,7 @@ pub async fn an_expired_lease_is_taken_over_and_the_old_holder_can_no_longer_tou
     let new = claim(inbox, 30_000).await;
     assert_eq!(new.update, update(1, 9));
     assert_eq!(new.attempts, 2);
-    assert_eq!(new.lease.key, 9);
+    assert_eq!(new.lease.conversation, 9);
     assert_ne!(new.lease.token, old.lease.token);
     assert_eq!(new.lease.until, at(60_000));
 
@@ -195,7 +195,7 @@ pub async fn renewing_a_lease_extends_it(s: Storage) {
         .await
         .unwrap()
         .expect("the lease is still held");
-    assert_eq!(renewed.key, claimed.lease.key);
+    assert_eq!(renewed.conversation, claimed.lease.conversation);
     assert_eq!(renewed.token, claimed.lease.token);
     assert_eq!(renewed.until, at(50_000));
     nothing_to_claim(inbox, 45_000).await;
@@ -264,14 +264,14 @@ pub async fn payload_and_received_at_round_trip_exactly(s: Storage) {
     let text = "Добрый вечер, сэр! 🎩 \"quoted\" \\ back\u{0}slash\n".repeat(200);
     let stored = InboxUpdate {
         update_id: 9_007_199_254_740_993,
-        key: -1_001_234_567_890,
+        conversation: -1_001_234_567_890,
         payload: serde_json::json!({ "update_id": 1, "message": { "text": text } }).to_string(),
         received_at: at(123_457),
     };
     store_all(inbox, std::slice::from_ref(&stored)).await;
     let claimed = claim(inbox, 0).await;
     assert_eq!(claimed.update, stored);
-    assert_eq!(claimed.lease.key, stored.key);
+    assert_eq!(claimed.lease.conversation, stored.conversation);
     assert_eq!(claimed.lease.until, at(30_000));
 }
 
@@ -312,7 +312,7 @@ pub async fn concurrent_claimers_answer_every_update_once_and_each_key_in_order(
                         tokio::time::sleep(std::time::Duration::from_millis(1)).await;
                         continue;
                     };
-                    let (id, key) = (c.update.update_id, c.lease.key);
+                    let (id, key) = (c.update.update_id, c.lease.conversation);
                     {
                         let mut t = tracker.lock().unwrap();
                         assert!(t.holding.insert(key), "key {key} held twice");

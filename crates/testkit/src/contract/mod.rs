@@ -1,5 +1,6 @@
 //! The storage contract suite: every promise of `UserProfileRepository`,
-//! `UserMemoryRepository`, `FactRepository` and `UpdateInbox`, written once as generic async
+//! `UserMemoryRepository`, `FactRepository`, `UpdateInbox` and `ConversationLeases` (the
+//! inbox's store), written once as generic async
 //! functions over the ports and run against every backend (SQLite, MongoDB, the in-memory
 //! fakes) by
 //! [`storage_contract_suite!`](crate::storage_contract_suite).
@@ -12,6 +13,7 @@
 
 mod facts;
 mod inbox;
+mod leases;
 mod memory;
 mod profiles;
 mod races;
@@ -27,6 +29,7 @@ use time::{Duration, OffsetDateTime};
 
 pub use facts::*;
 pub use inbox::*;
+pub use leases::*;
 pub use memory::*;
 pub use profiles::*;
 pub use races::*;
@@ -165,6 +168,11 @@ macro_rules! storage_contract_suite {
             delete_done_before_removes_only_old_done_updates_and_a_removed_id_is_new_again,
             payload_and_received_at_round_trip_exactly,
             concurrent_claimers_answer_every_update_once_and_each_key_in_order,
+            a_conversation_lease_excludes_others_until_released_or_expired,
+            leases_of_other_scopes_or_conversations_never_exclude_each_other,
+            a_taken_over_lease_is_lost_to_its_previous_holder,
+            a_held_reply_lease_keeps_the_inbox_from_claiming_its_conversation,
+            racing_acquirers_get_a_lease_exactly_once,
         );
     };
     (@cases $factory:expr; $($case:ident),+ $(,)?) => {

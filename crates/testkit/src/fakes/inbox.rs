@@ -1,12 +1,16 @@
-//! An in-memory update inbox: updates by id and leases by key under one lock, with the real
-//! backends' semantics (times in whole milliseconds, a lease held while `until > now`), so
-//! tests of the update loop see what SQLite and MongoDB do.
+//! An in-memory update inbox and conversation leases: updates by id and leases by
+//! conversation and scope under one lock, with the real backends' semantics (times in whole
+//! milliseconds, a lease held while `until > now`), so tests of the update loop and of every
+//! memory writer see what SQLite and MongoDB do.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use butler_domain::ports::{Claimed, InboxError, InboxUpdate, Lease, Stored, UpdateInbox};
+use butler_domain::ports::{
+    Claimed, ConversationLeases, InboxError, InboxUpdate, Lease, LeaseError, LeaseScope, Stored,
+    UpdateInbox,
+};
 use butler_domain::timestamp::truncate_to_millis;
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
@@ -24,30 +28,46 @@ struct Entry {
 struct State {
     /// By update id, so iteration is oldest first.
     updates: BTreeMap<i64, Entry>,
-    /// By key: the token and expiry of the lease on it.
-    leases: HashMap<i64, (Uuid, OffsetDateTime)>,
+    /// By conversation and scope: the token and expiry of the lease on it.
+    leases: HashMap<(i64, LeaseScope), (Uuid, OffsetDateTime)>,
 }
 
 impl State {
     fn holds(&self, lease: &Lease) -> bool {
         self.leases
-            .get(&lease.key)
+            .get(&(lease.conversation, lease.scope))
             .is_some_and(|(token, _)| *token == lease.token)
+    }
+
+    fn held(&self, conversation: i64, scope: LeaseScope, now: OffsetDateTime) -> bool {
+        self.leases
+            .get(&(conversation, scope))
+            .is_some_and(|(_, until)| *until > now)
+    }
+
+    fn put(&mut self, lease: &Lease) {
+        self.leases.insert(
+            (lease.conversation, lease.scope),
+            (lease.token, lease.until),
+        );
     }
 
     fn release(&mut self, lease: &Lease) {
         if self.holds(lease) {
-            self.leases.remove(&lease.key);
+            self.leases.remove(&(lease.conversation, lease.scope));
         }
     }
 }
 
-/// Updates and leases in maps.
+/// Updates and leases in maps; also the conversation leases of tests without an inbox.
 #[derive(Debug, Default)]
 pub struct InMemoryInbox {
     state: Mutex<State>,
     /// While down, every operation fails with `Unavailable`.
     pub outage: Outage,
+    /// This many of the next `complete` calls fail with `Unavailable` (a busy database, a
+    /// MongoDB step-down).
+    pub failing_completes: std::sync::atomic::AtomicUsize,
 }
 
 impl InMemoryInbox {
@@ -59,6 +79,78 @@ impl InMemoryInbox {
             });
         }
         Ok(self.state.lock().expect("inbox mutex"))
+    }
+
+    fn check_leases(&self, operation: &'static str) -> Result<MutexGuard<'_, State>, LeaseError> {
+        if self.outage.is_down() {
+            return Err(LeaseError::Unavailable {
+                operation,
+                detail: "fake outage".to_owned(),
+            });
+        }
+        Ok(self.state.lock().expect("inbox mutex"))
+    }
+
+    /// Whether someone holds an unexpired lease on `(conversation, scope)` at `now`.
+    #[must_use]
+    pub fn is_held(&self, conversation: i64, scope: LeaseScope, now: OffsetDateTime) -> bool {
+        self.state
+            .lock()
+            .expect("inbox mutex")
+            .held(conversation, scope, truncate_to_millis(now))
+    }
+}
+
+#[async_trait]
+impl ConversationLeases for InMemoryInbox {
+    async fn acquire(
+        &self,
+        conversation: i64,
+        scope: LeaseScope,
+        now: OffsetDateTime,
+        lease_for: Duration,
+    ) -> Result<Option<Lease>, LeaseError> {
+        let mut state = self.check_leases("acquire")?;
+        let now = truncate_to_millis(now);
+        if state.held(conversation, scope, now) {
+            return Ok(None);
+        }
+        let lease = Lease::new(conversation, scope, now, lease_for);
+        state.put(&lease);
+        Ok(Some(lease))
+    }
+
+    async fn take_over(
+        &self,
+        conversation: i64,
+        scope: LeaseScope,
+        now: OffsetDateTime,
+        lease_for: Duration,
+    ) -> Result<Lease, LeaseError> {
+        let mut state = self.check_leases("take_over")?;
+        let lease = Lease::new(conversation, scope, truncate_to_millis(now), lease_for);
+        state.put(&lease);
+        Ok(lease)
+    }
+
+    async fn renew(
+        &self,
+        lease: &Lease,
+        now: OffsetDateTime,
+        lease_for: Duration,
+    ) -> Result<Option<Lease>, LeaseError> {
+        let mut state = self.check_leases("renew")?;
+        if !state.holds(lease) {
+            return Ok(None);
+        }
+        let renewed = lease.renewed(now, lease_for);
+        state.put(&renewed);
+        Ok(Some(renewed))
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<(), LeaseError> {
+        self.check_leases("release")?.release(lease);
+        Ok(())
     }
 }
 
@@ -91,18 +183,14 @@ impl UpdateInbox for InMemoryInbox {
     ) -> Result<Option<Claimed>, InboxError> {
         let mut state = self.check("claim")?;
         let now = truncate_to_millis(now);
-        let held = |state: &State, key: i64| {
-            state
-                .leases
-                .get(&key)
-                .is_some_and(|(_, until)| *until > now)
-        };
-        // Oldest first: the first pending update of an unleased key is also that key's oldest
-        // pending one.
+        // Oldest first: the first pending update of an unleased conversation is also that
+        // conversation's oldest pending one.
         let found = state
             .updates
             .values()
-            .find(|e| e.done_at.is_none() && !held(&state, e.update.key))
+            .find(|e| {
+                e.done_at.is_none() && !state.held(e.update.conversation, LeaseScope::Replies, now)
+            })
             .map(|e| e.update.update_id);
         let Some(update_id) = found else {
             return Ok(None);
@@ -113,37 +201,13 @@ impl UpdateInbox for InMemoryInbox {
             .expect("the update just found");
         entry.attempts += 1;
         let (update, attempts) = (entry.update.clone(), entry.attempts);
-        let lease = Lease {
-            key: update.key,
-            token: Uuid::new_v4(),
-            until: Lease::expiry(now, lease_for),
-        };
-        state.leases.insert(lease.key, (lease.token, lease.until));
+        let lease = Lease::new(update.conversation, LeaseScope::Replies, now, lease_for);
+        state.put(&lease);
         Ok(Some(Claimed {
             update,
             lease,
             attempts,
         }))
-    }
-
-    async fn renew(
-        &self,
-        lease: &Lease,
-        now: OffsetDateTime,
-        lease_for: Duration,
-    ) -> Result<Option<Lease>, InboxError> {
-        let mut state = self.check("renew")?;
-        if !state.holds(lease) {
-            return Ok(None);
-        }
-        let renewed = Lease {
-            until: Lease::expiry(now, lease_for),
-            ..*lease
-        };
-        state
-            .leases
-            .insert(renewed.key, (renewed.token, renewed.until));
-        Ok(Some(renewed))
     }
 
     async fn complete(
@@ -153,6 +217,20 @@ impl UpdateInbox for InMemoryInbox {
         now: OffsetDateTime,
     ) -> Result<(), InboxError> {
         let mut state = self.check("complete")?;
+        if self
+            .failing_completes
+            .fetch_update(
+                std::sync::atomic::Ordering::SeqCst,
+                std::sync::atomic::Ordering::SeqCst,
+                |n| n.checked_sub(1),
+            )
+            .is_ok()
+        {
+            return Err(InboxError::Unavailable {
+                operation: "complete",
+                detail: "fake failure".to_owned(),
+            });
+        }
         if let Some(entry) = state.updates.get_mut(&update_id) {
             if entry.done_at.is_none() {
                 entry.done_at = Some(truncate_to_millis(now));
@@ -160,11 +238,6 @@ impl UpdateInbox for InMemoryInbox {
             }
         }
         state.release(lease);
-        Ok(())
-    }
-
-    async fn release(&self, lease: &Lease) -> Result<(), InboxError> {
-        self.check("release")?.release(lease);
         Ok(())
     }
 
