@@ -86,7 +86,8 @@ impl Default for InboxConfig {
 pub enum Access {
     /// Anyone who finds the bot (`*`): start-up logs a warning.
     Everyone,
-    /// Only these users; everyone else is told once, politely, and nothing is stored.
+    /// Only these users; nothing of anyone else is stored, and in a private chat they are
+    /// told once, politely (in a group the butler stays silent).
     Only(Vec<UserId>),
 }
 

@@ -19,10 +19,14 @@
 //!   update was marked done sends that reply again;
 //! - **no resent replies**: see [`outbox`] — only sends that surely failed are retried;
 //! - **the token never appears in logs or errors**: error texts pass through a redactor;
-//! - **webhook requests are authenticated**: see [`webhook`].
+//! - **webhook requests are authenticated**: see [`webhook`];
+//! - **strangers leave no trace**: the allow-list is applied as an update arrives, before the
+//!   inbox, so nothing of a user off `ALLOWED_USER_IDS` is stored; in a private chat they are
+//!   told once, in a group the butler stays silent (see [`gate`]).
 
 mod config;
 mod drafts;
+mod gate;
 mod handler;
 mod limits;
 mod outbox;
@@ -53,7 +57,9 @@ pub use drafts::DraftPacing;
 pub use limits::Limits;
 pub use split::{split_message, TELEGRAM_MESSAGE_LIMIT};
 
+use gate::Gate;
 use handler::Handler;
+use outbox::Outbox;
 use receive::Receiver;
 use redact::Redactor;
 use webhook::WebhookServer;
@@ -208,7 +214,16 @@ pub async fn run_bot(
 
     let wake = Arc::new(Notify::new());
     let inbox = Arc::clone(&deps.inbox);
-    let receiver = Receiver::new(Arc::clone(&inbox), Arc::clone(&wake));
+    let gate = Gate::new(
+        config.access.clone(),
+        Outbox::new(
+            bot.clone(),
+            config.clone(),
+            redactor.clone(),
+            deps.observer.clone(),
+        ),
+    );
+    let receiver = Receiver::new(Arc::clone(&inbox), Arc::clone(&wake), gate);
     // Receiving stops first at shutdown; answering winds down after it.
     let stop_receiving = shutdown.child_token();
     let receiving = match delivery {

@@ -6,7 +6,8 @@
 //!   constant time; otherwise `401` with an empty body, and nothing is read further;
 //! - bodies over [`MAX_BODY_BYTES`] get `413`, a body that is not an update `400` (the process
 //!   carries on; nothing is stored);
-//! - updates the butler does not answer (edits, callbacks, …) get `200` and are dropped;
+//! - updates the butler does not answer (edits, callbacks, …) and messages the allow-list
+//!   keeps out ([`super::gate`]) get `200` and are dropped, nothing stored;
 //! - a message is stored (a redelivered `update_id` is dropped) and gets `200`; if the inbox
 //!   is down, `503`, and Telegram delivers it again later.
 //!
@@ -26,7 +27,7 @@ use subtle::ConstantTimeEq as _;
 use teloxide::types::Update;
 use tokio_util::sync::CancellationToken;
 
-use super::receive::{entry, Receiver};
+use super::receive::Receiver;
 
 /// The largest update body accepted. Telegram's updates are a few KB (a 4,096-character
 /// message with entities and a quoted reply stays far below this).
@@ -78,11 +79,8 @@ async fn receive(State(hook): State<Arc<Hook>>, headers: HeaderMap, body: Bytes)
     let Ok(payload) = String::from_utf8(body.to_vec()) else {
         return StatusCode::BAD_REQUEST;
     };
-    let Some(entry) = entry(&update, payload) else {
-        tracing::debug!(
-            update_id = update.id.0,
-            "update kind not answered; acknowledged"
-        );
+    let Some(entry) = hook.receiver.admit(&update, payload) else {
+        tracing::debug!(update_id = update.id.0, "update not stored; acknowledged");
         return StatusCode::OK;
     };
     match hook.receiver.store(&entry).await {
