@@ -183,6 +183,8 @@ async fn run(settings: &Settings) -> ExitCode {
                 .clone()
                 .unwrap_or_else(|| webhook::derived_secret(&token)),
             max_connections: 40,
+            header_read_timeout: webhook::HEADER_READ_TIMEOUT,
+            body_read_timeout: webhook::BODY_READ_TIMEOUT,
         }),
     };
     let api_url = (settings.telegram.api_url != "https://api.telegram.org")

@@ -6,6 +6,7 @@ mod support;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use butler_presentation::telegram::{
     run_bot, Access, BotConfig, BotDeps, BotError, BotSettings, Delivery, WebhookConfig,
@@ -13,12 +14,16 @@ use butler_presentation::telegram::{
 use butler_testkit::telegram::FakeTelegram;
 use secrecy::SecretString;
 use support::{test_config, FakeWorld, WAIT};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio_util::sync::CancellationToken;
 
 const ALICE: i64 = 1001;
 const BOB: i64 = 2002;
 const SECRET: &str = "webhook-secret_for-the-tests";
 const PATH: &str = "/telegram/hook";
+/// The header and body read limits of the bots under test: short, so a test that waits them
+/// out stays quick; far below [`WAIT`], so "held until the test gave up" cannot pass.
+const READ_LIMIT: Duration = Duration::from_millis(300);
 
 fn free_addr() -> SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -29,10 +34,14 @@ fn free_addr() -> SocketAddr {
 /// The webhook settings for a bot listening on `listen`.
 fn webhook(listen: SocketAddr) -> WebhookConfig {
     WebhookConfig {
-        url: url::Url::parse(&format!("http://{listen}{PATH}")).expect("a valid URL"),
-        listen,
-        secret: SecretString::from(SECRET),
         max_connections: 10,
+        header_read_timeout: READ_LIMIT,
+        body_read_timeout: READ_LIMIT,
+        ..WebhookConfig::new(
+            url::Url::parse(&format!("http://{listen}{PATH}")).expect("a valid URL"),
+            listen,
+            SecretString::from(SECRET),
+        )
     }
 }
 
@@ -111,5 +120,110 @@ async fn by_webhook_too_nothing_of_a_user_off_the_allow_list_is_stored() {
         "silent in groups"
     );
     assert!(world.events(BOB).is_empty());
+    bot.stop().await.unwrap();
+}
+
+/// Opens a connection to `addr`, sends `bytes` and keeps the connection open; returns what the
+/// server sent by the time it closed the connection. Panics if it is still open after [`WAIT`]:
+/// the server was holding it.
+async fn send_and_read_until_closed(addr: SocketAddr, bytes: &[u8]) -> String {
+    let mut tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .unwrap_or_else(|e| panic!("connect to the webhook at {addr}: {e}"));
+    tcp.write_all(bytes).await.expect("send the request");
+    let mut received = Vec::new();
+    match tokio::time::timeout(WAIT, tcp.read_to_end(&mut received)).await {
+        Ok(Ok(_)) => {}
+        // Closed with unread data on either side: closed all the same.
+        Ok(Err(error)) if error.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Ok(Err(error)) => panic!("reading the answer: {error}"),
+        Err(_) => panic!(
+            "the webhook held the connection for {WAIT:?}; received so far: {:?}",
+            String::from_utf8_lossy(&received)
+        ),
+    }
+    String::from_utf8_lossy(&received).into_owned()
+}
+
+/// The head of a POST to the webhook declaring `length` bytes of body, with `secret` if any.
+fn post_head(secret: Option<&str>, length: usize) -> String {
+    let secret = secret.map_or_else(String::new, |s| {
+        format!("X-Telegram-Bot-Api-Secret-Token: {s}\r\n")
+    });
+    format!(
+        "POST {PATH} HTTP/1.1\r\nHost: bot.example.com\r\nContent-Type: application/json\r\n\
+         {secret}Content-Length: {length}\r\n\r\n"
+    )
+}
+
+fn status(response: &str) -> &str {
+    response.lines().next().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_request_without_the_secret_is_refused_before_its_body_is_read() {
+    let world = FakeWorld::default();
+    let telegram = FakeTelegram::start().await;
+    let bot = WebhookBot::start_on(&telegram, world.deps(), test_config()).await;
+
+    // 1.2 MB announced — over the body limit — and not one byte of it sent: only a server
+    // that answers from the headers alone can reply at all, and it must say 401, not 413.
+    for secret in [None, Some("wrong"), Some(&SECRET[..10])] {
+        let response =
+            send_and_read_until_closed(bot.listen, post_head(secret, 1_200_000).as_bytes()).await;
+        assert!(
+            status(&response).starts_with("HTTP/1.1 401"),
+            "secret {secret:?}: {response}"
+        );
+    }
+    assert!(world.inbox.stored_update_ids().is_empty());
+    bot.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_body_declared_over_the_limit_is_refused_unread() {
+    let world = FakeWorld::default();
+    let telegram = FakeTelegram::start().await;
+    let bot = WebhookBot::start_on(&telegram, world.deps(), test_config()).await;
+
+    let response =
+        send_and_read_until_closed(bot.listen, post_head(Some(SECRET), 1_200_000).as_bytes()).await;
+    assert!(status(&response).starts_with("HTTP/1.1 413"), "{response}");
+    bot.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_body_that_stops_arriving_gets_408_and_its_connection_is_closed() {
+    let world = FakeWorld::default();
+    let telegram = Arc::new(FakeTelegram::start().await);
+    let bot = WebhookBot::start_on(&telegram, world.deps(), test_config()).await;
+
+    // The right secret, 500 kB announced, 15 bytes sent, then nothing.
+    let mut request = post_head(Some(SECRET), 500_000).into_bytes();
+    request.extend_from_slice(br#"{"update_id": 1"#);
+    let response = send_and_read_until_closed(bot.listen, &request).await;
+    assert!(status(&response).starts_with("HTTP/1.1 408"), "{response}");
+    assert!(world.inbox.stored_update_ids().is_empty());
+
+    // The listener carries on: a real update is still received and answered.
+    telegram.push_text(ALICE, ALICE, "Вы здесь?");
+    telegram.wait_for_messages(ALICE, 1, WAIT).await.unwrap();
+    bot.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_client_that_never_finishes_its_headers_is_disconnected() {
+    let world = FakeWorld::default();
+    let telegram = FakeTelegram::start().await;
+    let bot = WebhookBot::start_on(&telegram, world.deps(), test_config()).await;
+
+    let partial = format!("POST {PATH} HTTP/1.1\r\nHost: bot.example.com\r\n");
+    let response = send_and_read_until_closed(bot.listen, partial.as_bytes()).await;
+    assert!(
+        !response.contains("200"),
+        "nothing was accepted: {response}"
+    );
+    // A connection that sends nothing at all is closed too.
+    send_and_read_until_closed(bot.listen, b"").await;
     bot.stop().await.unwrap();
 }

@@ -245,16 +245,11 @@ pub async fn run_bot(
             ))
         }
         Delivery::Webhook(webhook) => {
-            let server = WebhookServer::bind(
-                webhook.listen,
-                webhook.url.path(),
-                &webhook.secret,
-                receiver,
-            )
-            .await
-            .map_err(|e| BotError::WebhookListen {
-                addr: webhook.listen.to_string(),
-                detail: e.to_string(),
+            let server = WebhookServer::bind(&webhook, receiver).await.map_err(|e| {
+                BotError::WebhookListen {
+                    addr: webhook.listen.to_string(),
+                    detail: e.to_string(),
+                }
             })?;
             let set = bot
                 .set_webhook(webhook.url.clone())
