@@ -227,3 +227,100 @@ async fn a_webhook_client_that_never_finishes_its_headers_is_disconnected() {
     send_and_read_until_closed(bot.listen, b"").await;
     bot.stop().await.unwrap();
 }
+
+/// A message update as Telegram would POST it.
+fn update_body(update_id: i64, user: i64, text: &str) -> String {
+    serde_json::json!({
+        "update_id": update_id,
+        "message": FakeTelegram::message_object(
+            update_id,
+            user,
+            user,
+            serde_json::json!({ "text": text }),
+        ),
+    })
+    .to_string()
+}
+
+/// POSTs `body` with the secret once the listener accepts connections; the status line.
+async fn post_when_listening(addr: SocketAddr, body: &str) -> String {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut tcp = loop {
+        match tokio::net::TcpStream::connect(addr).await {
+            Ok(tcp) => break tcp,
+            Err(error) => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the webhook never listened on {addr}: {error}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let request = format!(
+        "{}{body}",
+        post_head(Some(SECRET), body.len())
+            .replace("HTTP/1.1\r\n", "HTTP/1.1\r\nConnection: close\r\n")
+    );
+    tcp.write_all(request.as_bytes()).await.expect("send");
+    let mut response = Vec::new();
+    tokio::time::timeout(WAIT, tcp.read_to_end(&mut response))
+        .await
+        .expect("an answer in time")
+        .expect("read the answer");
+    status(&String::from_utf8_lossy(&response)).to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_bot_stores_updates_while_the_bot_api_is_unreachable_and_answers_once_it_is_back()
+{
+    let world = FakeWorld::default();
+    // Nothing listens there yet.
+    let api = free_addr();
+    let bot = WebhookBot::start(
+        format!("http://{api}/"),
+        butler_testkit::telegram::DEFAULT_TOKEN,
+        world.deps(),
+        test_config(),
+    );
+
+    let status = post_when_listening(bot.listen, &update_body(700, ALICE, "Вы здесь?")).await;
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    assert_eq!(world.inbox.stored_update_ids(), vec![700], "stored at once");
+    assert!(!bot.task.is_finished(), "the bot is still up");
+    assert!(world.llm.requests().is_empty(), "nothing answered yet");
+
+    let telegram = FakeTelegram::start_on_port(api.port()).await;
+    let sent = telegram.wait_for_messages(ALICE, 1, WAIT).await.unwrap();
+    assert_eq!(world.llm.requests().len(), 1, "{sent:?}");
+    telegram
+        .wait_for_calls("setWebhook", 1, WAIT)
+        .await
+        .unwrap();
+    assert!(
+        world.observer.setup_failures() >= 1,
+        "the failed start-up calls were reported"
+    );
+    bot.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_telegram_rejects_stops_a_webhook_bot_without_the_token_in_the_error() {
+    let telegram = FakeTelegram::start().await;
+    let wrong = "7000000001:AAWrongTokenWrongTokenWrongTokenWrong";
+    let bot = WebhookBot::start(
+        telegram.api_url(),
+        wrong,
+        FakeWorld::default().deps(),
+        test_config(),
+    );
+    let error = tokio::time::timeout(WAIT, bot.task)
+        .await
+        .expect("the bot stops on its own")
+        .expect("no panic")
+        .expect_err("the fake refuses other tokens");
+    let text = error.to_string();
+    assert!(text.contains("getMe"), "{text}");
+    assert!(!text.contains("AAWrongToken"), "{text}");
+    assert!(telegram.calls_to("setWebhook").is_empty());
+}
