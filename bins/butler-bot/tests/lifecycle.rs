@@ -178,6 +178,7 @@ async fn a_webhook_replica_starts_and_stores_updates_while_the_bot_api_is_unreac
             ("TELEGRAM_WEBHOOK_LISTEN", &listen),
             ("TELEGRAM_WEBHOOK_SECRET", SECRET),
             ("METRICS_ADDR", &metrics),
+            ("TELEGRAM_WEBHOOK_MAX_CONNECTIONS", "7"),
         ],
     );
     let mut bot = BotProcess::spawn("webhook-without-api", &env);
@@ -210,6 +211,11 @@ async fn a_webhook_replica_starts_and_stores_updates_while_the_bot_api_is_unreac
     }
     let set = &telegram.calls_to("setWebhook")[0];
     assert_eq!(set.str_param("url"), Some(url.as_str()));
+    assert_eq!(
+        set.params["max_connections"],
+        serde_json::json!(7),
+        "TELEGRAM_WEBHOOK_MAX_CONNECTIONS reaches Telegram"
+    );
     let scrape = reqwest::get(format!("http://{metrics}/metrics"))
         .await
         .expect("GET /metrics")

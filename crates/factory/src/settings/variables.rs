@@ -215,6 +215,13 @@ pub const VARIABLES: &[Variable] = &[
         "Webhook mode: the secret Telegram sends with every update (requests without it get 401). Unset = derived from the bot token, the same in every replica.",
     ),
     int(
+        "TELEGRAM_WEBHOOK_MAX_CONNECTIONS",
+        "connections",
+        (1, 100),
+        "40",
+        "Webhook mode: at most this many update requests Telegram sends at once, to all replicas together (setWebhook's max_connections).",
+    ),
+    int(
         "TELEGRAM_WORKERS",
         "users",
         (1, 100_000),
