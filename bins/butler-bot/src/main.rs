@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use butler_domain::UserId;
 use butler_factory::settings::{example_toml, help_text, Settings};
@@ -59,9 +60,25 @@ fn fail(message: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(1)
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    let cli = Cli::parse();
+fn main() -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => return fail(format!("cannot start the async runtime: {e}")),
+    };
+    let code = runtime.block_on(run(Cli::parse()));
+    // Work cut at the stop deadline (a compression inside a blocking call) must not hold the
+    // exit: the runtime waits for it this long, not until it ends.
+    runtime.shutdown_timeout(EXIT_WAIT);
+    code
+}
+
+/// How long the exit waits for tasks still running after `main`'s work is done.
+const EXIT_WAIT: Duration = Duration::from_millis(500);
+
+async fn run(cli: Cli) -> ExitCode {
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(s) => s,
         Err(e) => return fail(e),

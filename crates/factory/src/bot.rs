@@ -4,7 +4,7 @@
 //! the terminal chat ([`chat`]).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use butler_domain::UserId;
 use butler_presentation::telegram::{
@@ -71,7 +71,10 @@ pub fn bot_settings(settings: &Settings) -> Result<BotSettings, String> {
     })
 }
 
-/// Runs the bot until SIGTERM or Ctrl-C, then stops it as `docs/operations/deploy.md` says.
+/// Runs the bot until SIGTERM or Ctrl-C, then stops it as `docs/operations/deploy.md` says:
+/// replies in flight and background compressions get `SHUTDOWN_GRACE_SECS` from the signal,
+/// then whatever still runs is cut (a second signal cuts at once, see
+/// [`runtime::shutdown_signal`]).
 ///
 /// # Errors
 /// A message for the operator: a missing setting, storage or model that cannot be opened,
@@ -88,6 +91,14 @@ pub async fn run(settings: &Settings) -> Result<(), String> {
         .await
         .map_err(|e| format!("METRICS_ADDR: {e}"))?;
     let shutdown = runtime::shutdown_signal();
+    let requested = {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            Instant::now()
+        })
+    };
+    let grace = settings.telegram.shutdown_grace;
     let deps = BotDeps {
         reply: Arc::clone(&app.reply),
         stt: app.stt.clone(),
@@ -95,8 +106,27 @@ pub async fn run(settings: &Settings) -> Result<(), String> {
         inbox,
         observer: Some(Arc::new(crate::metered::TelegramMetrics)),
     };
-    let result = run_bot(bot_settings, deps, shutdown).await;
-    app.compressor.drain().await;
+    let result = run_bot(bot_settings, deps, shutdown.clone()).await;
+    // Compressions share the replies' grace period, counted from the signal, so the whole
+    // stop stays within SHUTDOWN_GRACE_SECS (plus a few seconds) and under the units'
+    // TimeoutStopSec. After a start-up error, they get the grace period from now.
+    let since = if shutdown.is_cancelled() {
+        requested.await.unwrap_or_else(|_| Instant::now())
+    } else {
+        requested.abort();
+        Instant::now()
+    };
+    let left = grace.saturating_sub(since.elapsed());
+    let running = app.compressor.running();
+    if !app.compressor.drain_within(left).await {
+        tracing::warn!(
+            running = app.compressor.running(),
+            "stop deadline reached: compressions still running are cut; their memory stays as \
+             it was and they run again after the restart"
+        );
+    } else if running > 0 {
+        tracing::info!(running, "compressions in flight finished");
+    }
     if let Some(telemetry) = telemetry {
         let _ = telemetry.shutdown().await;
     }

@@ -247,7 +247,7 @@ pub const VARIABLES: &[Variable] = &[
         "seconds",
         (0, 3_600),
         "20",
-        "On SIGTERM, how long replies in flight may take to finish; the rest are released for the next process. Keep it below the supervisor's stop timeout.",
+        "On SIGTERM or Ctrl-C, how long replies and background compressions in flight may take to finish, counted from the signal; then replies still running are released for the next process and compressions cut (memory unchanged). Keep it at least 5 s below the supervisor's stop timeout.",
     ),
     choice(
         "STORAGE",
