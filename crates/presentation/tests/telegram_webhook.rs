@@ -225,6 +225,11 @@ async fn a_webhook_client_that_never_finishes_its_headers_is_disconnected() {
     );
     // A connection that sends nothing at all is closed too.
     send_and_read_until_closed(bot.listen, b"").await;
+    // And so is a kept-alive one, once its request is answered and nothing more comes.
+    let unknown = r#"{"update_id": 901, "brand_new_kind": {"x": 1}}"#;
+    let request = format!("{}{unknown}", post_head(Some(SECRET), unknown.len()));
+    let response = send_and_read_until_closed(bot.listen, request.as_bytes()).await;
+    assert!(status(&response).starts_with("HTTP/1.1 200"), "{response}");
     bot.stop().await.unwrap();
 }
 
