@@ -303,10 +303,12 @@ impl InProcessBot {
             Receiving::Webhook => {
                 let listen = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
                 Delivery::Webhook(WebhookConfig {
-                    url: url::Url::parse(&format!("http://{listen}/telegram/webhook"))?,
-                    listen,
-                    secret: SecretString::from("bench-webhook-secret"),
                     max_connections: 100,
+                    ..WebhookConfig::new(
+                        url::Url::parse(&format!("http://{listen}/telegram/webhook"))?,
+                        listen,
+                        SecretString::from("bench-webhook-secret"),
+                    )
                 })
             }
         };

@@ -388,6 +388,59 @@ async fn sigterm_during_interval_mode_finishes_the_current_user_then_exits() {
 }
 
 #[tokio::test]
+async fn a_second_stop_signal_exits_at_once_and_the_user_in_flight_keeps_its_memory() {
+    let backend = sqlite();
+    let stores = open(&backend).await;
+    seed_user(&stores, 1, 30).await;
+    let llm = ScriptedLlm::start().await;
+    // A summariser far slower than anyone stopping the worker waits for.
+    llm.set_default(Step::reply("Любит шахматы.").delayed(Duration::from_secs(300)));
+    let log = tempfile::NamedTempFile::new().expect("a log file");
+    let mut child = worker(&backend, &llm, &[])
+        .args(["--once"])
+        .stderr(log.reopen().expect("the log file"))
+        .spawn()
+        .unwrap();
+    llm.wait_for_requests(1, Duration::from_secs(20)).await;
+    let pid = child.id().expect("the worker is running").to_string();
+    let signal = |name: &str| {
+        let sent = std::process::Command::new("kill")
+            .args([name, &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    };
+    let log_text = || std::fs::read_to_string(log.path()).unwrap_or_default();
+    signal("-TERM");
+    let started = Instant::now();
+    // The first signal is taken (the worker waits for its compression), then the second.
+    while !log_text().contains("shutdown requested") {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{}",
+            log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "still finishing the user"
+    );
+    signal("-TERM");
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("the worker exits at once after a second SIGTERM")
+        .unwrap();
+    assert_eq!(status.code(), Some(143), "128 + SIGTERM\n{}", log_text());
+    assert_eq!(
+        count(&stores, 1).await,
+        60,
+        "the cut compression deleted nothing"
+    );
+    assert_eq!(summary(&stores, 1).await, None);
+}
+
+#[tokio::test]
 async fn two_workers_at_once_over_the_same_users_in_mongodb_compress_each_once() {
     const USERS: i64 = 16;
     const TURNS: usize = 30;

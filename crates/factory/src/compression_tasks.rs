@@ -63,6 +63,20 @@ impl BackgroundCompressor {
         self.tracker.reopen();
     }
 
+    /// As [`Self::drain`], but waits at most `deadline`: `true` when every compression
+    /// finished, `false` when some were still running. Those are not stopped here; they end
+    /// with the process, which is safe — a compression deletes events only after the summary
+    /// that covers them is saved, so one cut anywhere leaves the memory as it was or as a
+    /// finished pass leaves it (docs/architecture.md, "The compression invariants").
+    pub async fn drain_within(&self, deadline: std::time::Duration) -> bool {
+        self.tracker.close();
+        let finished = tokio::time::timeout(deadline, self.tracker.wait())
+            .await
+            .is_ok();
+        self.tracker.reopen();
+        finished
+    }
+
     /// Compressions currently running.
     #[must_use]
     pub fn running(&self) -> usize {

@@ -5,6 +5,7 @@
 //! cases from them. The only crate that knows every adapter.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod bot;
 pub mod compression_tasks;
 pub mod metered;
 pub mod metrics;

@@ -251,4 +251,8 @@ impl butler_presentation::telegram::TelegramObserver for TelegramMetrics {
     fn draft_sent(&self) {
         metrics::record_telegram_draft();
     }
+
+    fn setup_failed(&self, method: &'static str) {
+        metrics::record_telegram_setup_failure(method);
+    }
 }

@@ -1,5 +1,5 @@
 //! Process-level set-up shared by the binaries: logging, the metrics/health listener, and the
-//! shutdown signal (SIGINT or SIGTERM).
+//! stop signals (the first SIGINT or SIGTERM stops gracefully, a second exits at once).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -149,36 +149,102 @@ pub async fn start_telemetry(
     Ok(Some(server))
 }
 
-/// A token cancelled on SIGINT (Ctrl-C) or SIGTERM.
+/// The exit status after a second stop signal: 128 + the signal's number, as a shell reports
+/// a process killed by it — 130 for Ctrl-C (SIGINT), 143 for SIGTERM.
+#[must_use]
+pub const fn second_signal_exit_code(sigterm: bool) -> u8 {
+    if sigterm {
+        143
+    } else {
+        130
+    }
+}
+
+/// The next SIGINT (Ctrl-C) or SIGTERM; `true` for SIGTERM.
+#[cfg(unix)]
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+#[cfg(unix)]
+impl Signals {
+    fn new() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let interrupt = signal(SignalKind::interrupt())?;
+        let terminate = match signal(SignalKind::terminate()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; Ctrl-C still works");
+                None
+            }
+        };
+        Ok(Self {
+            interrupt,
+            terminate,
+        })
+    }
+
+    async fn next(&mut self) -> bool {
+        let terminate = async {
+            match &mut self.terminate {
+                Some(term) => term.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = self.interrupt.recv() => false,
+            _ = terminate => true,
+        }
+    }
+}
+
+#[cfg(not(unix))]
+struct Signals;
+
+#[cfg(not(unix))]
+impl Signals {
+    fn new() -> std::io::Result<Self> {
+        Ok(Self)
+    }
+
+    async fn next(&mut self) -> bool {
+        let _ = tokio::signal::ctrl_c().await;
+        false
+    }
+}
+
+/// A token cancelled on the first SIGINT (Ctrl-C) or SIGTERM: the process then stops
+/// gracefully. A second one, while it does, ends the process at once with
+/// [`second_signal_exit_code`] — an operator who asks twice does not want to wait; whatever was
+/// in flight is left as a crash leaves it (updates stay in the inbox and are answered after
+/// the restart; a compression cut in half changes nothing).
 #[must_use]
 pub fn shutdown_signal() -> CancellationToken {
     let token = CancellationToken::new();
     let trigger = token.clone();
     tokio::spawn(async move {
-        let ctrl_c = tokio::signal::ctrl_c();
-        #[cfg(unix)]
-        {
-            let mut term =
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot listen for SIGTERM; Ctrl-C still works");
-                        let _ = ctrl_c.await;
-                        trigger.cancel();
-                        return;
-                    }
-                };
-            tokio::select! {
-                _ = ctrl_c => {}
-                _ = term.recv() => {}
+        let mut signals = match Signals::new() {
+            Ok(signals) => signals,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for stop signals; the process stops only when killed");
+                return;
             }
-        }
-        #[cfg(not(unix))]
-        {
-            let _ = ctrl_c.await;
-        }
-        tracing::info!("shutdown requested: finishing replies in flight");
+        };
+        let sigterm = signals.next().await;
+        tracing::info!(
+            signal = if sigterm { "SIGTERM" } else { "SIGINT" },
+            "shutdown requested: finishing work in flight (send the signal again to exit at once)"
+        );
         trigger.cancel();
+        let sigterm = signals.next().await;
+        let code = second_signal_exit_code(sigterm);
+        tracing::warn!(
+            signal = if sigterm { "SIGTERM" } else { "SIGINT" },
+            code,
+            "second stop signal: exiting at once; work in flight is left as a crash leaves it"
+        );
+        std::process::exit(i32::from(code));
     });
     token
 }

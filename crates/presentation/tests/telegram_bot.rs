@@ -271,7 +271,7 @@ async fn a_model_failure_gets_the_fallback_reply_and_the_bot_answers_the_next_me
 }
 
 #[tokio::test]
-async fn users_off_the_allow_list_are_refused_once_and_nothing_is_stored() {
+async fn nothing_of_a_user_off_the_allow_list_is_stored_and_they_are_told_once() {
     let world = FakeWorld::default();
     let config = BotConfig {
         access: Access::Only(vec![ALICE.into()]),
@@ -281,22 +281,67 @@ async fn users_off_the_allow_list_are_refused_once_and_nothing_is_stored() {
 
     bot.telegram.push_text(BOB, BOB, "Привет");
     bot.telegram.push_text(BOB, BOB, "Ау?");
-    bot.telegram.push_text(ALICE, ALICE, "Добрый день");
+    let alices = bot.telegram.push_text(ALICE, ALICE, "Добрый день");
     bot.telegram
         .wait_for_messages(ALICE, 1, WAIT)
         .await
         .unwrap();
+    bot.telegram.wait_for_messages(BOB, 1, WAIT).await.unwrap();
     bot.telegram.wait_until_all_confirmed(WAIT).await.unwrap();
 
     let refused = bot.telegram.sent_messages(BOB);
     assert_eq!(refused.len(), 1, "one refusal per user: {refused:?}");
     assert!(refused[0].text.contains("частный"), "{}", refused[0].text);
+    assert_eq!(
+        world.inbox.stored_update_ids(),
+        vec![alices],
+        "only the allowed user's update entered the inbox"
+    );
     assert!(world.events(BOB).is_empty());
     assert_eq!(
         world.llm.requests().len(),
         1,
         "only the allowed user reached the model"
     );
+    bot.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_stranger_in_a_group_gets_no_public_reply_and_nothing_of_theirs_is_stored() {
+    let world = FakeWorld::default();
+    let config = BotConfig {
+        access: Access::Only(vec![ALICE.into()]),
+        ..test_config()
+    };
+    let bot = BotHarness::start_with(world.deps(), config).await;
+    let group = -100_700;
+
+    bot.telegram.push_text(BOB, group, "Альфред, кто ты?");
+    bot.telegram.push_text(BOB, group, "Альфред!");
+    // The same stranger in private afterwards is still told, once.
+    bot.telegram.push_text(BOB, BOB, "Привет");
+    let alices = bot
+        .telegram
+        .push_text(ALICE, group, "Альфред, который час?");
+    bot.telegram.wait_for_messages(BOB, 1, WAIT).await.unwrap();
+    bot.telegram
+        .wait_for_messages(group, 1, WAIT)
+        .await
+        .unwrap();
+    bot.telegram.wait_until_all_confirmed(WAIT).await.unwrap();
+
+    let in_group = bot.telegram.sent_messages(group);
+    assert_eq!(
+        in_group.len(),
+        1,
+        "only the allowed member was answered in the group: {in_group:?}"
+    );
+    assert!(
+        !in_group[0].text.contains("частный"),
+        "{}",
+        in_group[0].text
+    );
+    assert_eq!(world.inbox.stored_update_ids(), vec![alices]);
     bot.stop().await.unwrap();
 }
 

@@ -98,6 +98,8 @@ pub struct WebhookSettings {
     pub listen: SocketAddr,
     /// The configured secret; `None` = derived from the bot token.
     pub secret: Option<SecretString>,
+    /// Update requests Telegram sends at once (`setWebhook`'s `max_connections`).
+    pub max_connections: u8,
 }
 
 /// Who the Telegram bot answers (`ALLOWED_USER_IDS`).
@@ -688,6 +690,13 @@ impl Settings {
                         .and_then(|w| w.secret.clone()),
                 ),
             ),
+            (
+                "TELEGRAM_WEBHOOK_MAX_CONNECTIONS",
+                self.telegram.webhook.as_ref().map_or_else(
+                    || raw_default("TELEGRAM_WEBHOOK_MAX_CONNECTIONS").to_owned(),
+                    |w| w.max_connections.to_string(),
+                ),
+            ),
             ("TELEGRAM_WORKERS", self.telegram.workers.to_string()),
             (
                 "INBOX_LEASE_SECS",
@@ -851,6 +860,7 @@ fn parse_webhook(raw: &mut Raw) -> Option<WebhookSettings> {
         .map_err(|_| raw.expected("TELEGRAM_WEBHOOK_LISTEN"))
         .ok();
     let secret = raw.secret("TELEGRAM_WEBHOOK_SECRET");
+    let max_connections = raw.int_or("TELEGRAM_WEBHOOK_MAX_CONNECTIONS", 40);
     if secret.as_ref().is_some_and(|s| {
         let s = s.expose_secret();
         s.len() > 256
@@ -880,6 +890,7 @@ fn parse_webhook(raw: &mut Raw) -> Option<WebhookSettings> {
         url,
         listen: listen?,
         secret,
+        max_connections,
     })
 }
 

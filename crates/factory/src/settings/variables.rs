@@ -215,6 +215,13 @@ pub const VARIABLES: &[Variable] = &[
         "Webhook mode: the secret Telegram sends with every update (requests without it get 401). Unset = derived from the bot token, the same in every replica.",
     ),
     int(
+        "TELEGRAM_WEBHOOK_MAX_CONNECTIONS",
+        "connections",
+        (1, 100),
+        "40",
+        "Webhook mode: at most this many update requests Telegram sends at once, to all replicas together (setWebhook's max_connections).",
+    ),
+    int(
         "TELEGRAM_WORKERS",
         "users",
         (1, 100_000),
@@ -240,7 +247,7 @@ pub const VARIABLES: &[Variable] = &[
         "seconds",
         (0, 3_600),
         "20",
-        "On SIGTERM, how long replies in flight may take to finish; the rest are released for the next process. Keep it below the supervisor's stop timeout.",
+        "On SIGTERM or Ctrl-C, how long replies and background compressions in flight may take to finish, counted from the signal; then replies still running are released for the next process and compressions cut (memory unchanged). Keep it at least 5 s below the supervisor's stop timeout.",
     ),
     choice(
         "STORAGE",

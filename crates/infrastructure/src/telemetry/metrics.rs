@@ -50,6 +50,10 @@ pub const TELEGRAM_SEND_ERRORS_TOTAL: &str = "telegram_send_errors_total";
 pub const TELEGRAM_MESSAGES_REFUSED_TOTAL: &str = "telegram_messages_refused_total";
 /// The reasons of [`TELEGRAM_MESSAGES_REFUSED_TOTAL`].
 pub const REFUSAL_REASONS: &[&str] = &["rate", "quota"];
+/// Failed start-up calls a webhook-mode bot retries in the background, by `method`.
+pub const TELEGRAM_SETUP_FAILURES_TOTAL: &str = "telegram_setup_failures_total";
+/// The methods of [`TELEGRAM_SETUP_FAILURES_TOTAL`].
+pub const SETUP_METHODS: &[&str] = &["getMe", "setWebhook"];
 /// Live drafts of replies shown in Telegram private chats (`sendMessageDraft` calls accepted).
 pub const TELEGRAM_DRAFTS_SENT_TOTAL: &str = "telegram_drafts_sent_total";
 /// Facts stored by compressions' extraction (new facts, updates included).
@@ -221,6 +225,12 @@ pub const ALL_METRICS: &[MetricSpec] = &[
         kind: MetricKind::Counter,
         help: "Failed sendMessage calls to the Telegram Bot API (flood control, network, API errors, timeouts), each attempt counted.",
         labels: &[],
+    },
+    MetricSpec {
+        name: TELEGRAM_SETUP_FAILURES_TOTAL,
+        kind: MetricKind::Counter,
+        help: "Failed start-up calls (getMe|setWebhook) of a webhook-mode bot, retried in the background while updates are received and stored.",
+        labels: &["method"],
     },
     MetricSpec {
         name: TELEGRAM_DRAFTS_SENT_TOTAL,
@@ -423,6 +433,9 @@ pub fn register_all() {
     for reason in REFUSAL_REASONS {
         counter!(TELEGRAM_MESSAGES_REFUSED_TOTAL, "reason" => *reason).increment(0);
     }
+    for method in SETUP_METHODS {
+        counter!(TELEGRAM_SETUP_FAILURES_TOTAL, "method" => *method).increment(0);
+    }
     counter!(MEMORY_FACTS_EXTRACTED_TOTAL).increment(0);
     counter!(MEMORY_FACTS_SUPERSEDED_TOTAL).increment(0);
     for reason in EXTRACTION_FAILURE_REASONS {
@@ -562,6 +575,12 @@ pub fn record_worker_run(failed: bool) {
 /// A Telegram send failed.
 pub fn record_telegram_send_error() {
     counter!(TELEGRAM_SEND_ERRORS_TOTAL).increment(1);
+}
+
+/// A start-up call to Telegram (`getMe`, `setWebhook`) failed and will be retried.
+pub fn record_telegram_setup_failure(method: &'static str) {
+    let method = bounded(SETUP_METHODS, method, "getMe");
+    counter!(TELEGRAM_SETUP_FAILURES_TOTAL, "method" => method).increment(1);
 }
 
 /// A Telegram message was refused by a per-user limit (`rate` or `quota`).

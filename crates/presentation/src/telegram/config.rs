@@ -48,6 +48,28 @@ pub struct WebhookConfig {
     pub secret: SecretString,
     /// At most this many webhook requests at once from Telegram (`max_connections`, 1–100).
     pub max_connections: u8,
+    /// A connection whose request line and headers take longer is closed unanswered
+    /// ([`super::webhook::HEADER_READ_TIMEOUT`] in production).
+    pub header_read_timeout: Duration,
+    /// A request whose body takes longer to arrive gets `408` and its connection is closed
+    /// ([`super::webhook::BODY_READ_TIMEOUT`] in production).
+    pub body_read_timeout: Duration,
+}
+
+impl WebhookConfig {
+    /// Webhook settings with the production limits: 40 connections (Telegram's default), the
+    /// header and body read timeouts of [`super::webhook`].
+    #[must_use]
+    pub fn new(url: url::Url, listen: SocketAddr, secret: SecretString) -> Self {
+        Self {
+            url,
+            listen,
+            secret,
+            max_connections: 40,
+            header_read_timeout: super::webhook::HEADER_READ_TIMEOUT,
+            body_read_timeout: super::webhook::BODY_READ_TIMEOUT,
+        }
+    }
 }
 
 /// How received updates are kept until answered (the durable inbox).
@@ -86,7 +108,8 @@ impl Default for InboxConfig {
 pub enum Access {
     /// Anyone who finds the bot (`*`): start-up logs a warning.
     Everyone,
-    /// Only these users; everyone else is told once, politely, and nothing is stored.
+    /// Only these users; nothing of anyone else is stored, and in a private chat they are
+    /// told once, politely (in a group the butler stays silent).
     Only(Vec<UserId>),
 }
 

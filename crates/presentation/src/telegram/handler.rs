@@ -5,7 +5,7 @@
 //! Logs: one span per update with `update_id`, `user_id` and `chat_id`; message and reply text
 //! only at `debug`.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use butler_application::{PersonalizedReplyUseCase, ReplyInput};
@@ -21,13 +21,9 @@ use super::config::BotConfig;
 use super::drafts::Drafts;
 use super::limits::{UserLimiter, Verdict};
 use super::outbox::{Outbox, TypingGuard};
-use super::recent::RecentKeys;
 use super::redact::Redactor;
 use super::texts;
 use super::TelegramObserver;
-
-/// How many refused (not allowed) users are remembered, so each is told only once.
-const REMEMBERED_REFUSALS: usize = 65_536;
 
 /// What a message is, as far as the butler cares.
 #[derive(Debug)]
@@ -79,7 +75,6 @@ pub(crate) struct Handler {
     observer: Option<Arc<dyn TelegramObserver>>,
     drafts: Arc<Drafts>,
     limiter: UserLimiter,
-    refused: Mutex<RecentKeys<UserId>>,
 }
 
 impl std::fmt::Debug for Handler {
@@ -89,13 +84,6 @@ impl std::fmt::Debug for Handler {
             .field("stt", &self.stt.is_some())
             .finish_non_exhaustive()
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // The guarded sets stay consistent even if a holder panicked.
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Handler {
@@ -129,7 +117,6 @@ impl Handler {
             redactor,
             profiles: deps.profiles,
             observer: deps.observer,
-            refused: Mutex::new(RecentKeys::new(REMEMBERED_REFUSALS)),
         }
     }
 
@@ -167,12 +154,9 @@ impl Handler {
         arrived: time::OffsetDateTime,
     ) {
         if !self.config.allows(user_id) {
-            let first_time = lock(&self.refused).insert(user_id);
-            tracing::info!(first_time, "user is not on the allow-list; nothing stored");
-            if first_time {
-                self.deliver(message, texts::NOT_ALLOWED, Instant::now())
-                    .await;
-            }
+            // Strangers are kept out before the inbox (`gate.rs`); this is an update stored
+            // while the list was wider (a restart with a narrower `ALLOWED_USER_IDS`).
+            tracing::info!("user no longer on the allow-list; dropped unanswered");
             return;
         }
         if !self.admit(user_id, message, arrived).await {

@@ -19,10 +19,18 @@
 //!   update was marked done sends that reply again;
 //! - **no resent replies**: see [`outbox`] — only sends that surely failed are retried;
 //! - **the token never appears in logs or errors**: error texts pass through a redactor;
-//! - **webhook requests are authenticated**: see [`webhook`].
+//! - **webhook requests are authenticated**: see [`webhook`];
+//! - **a webhook replica starts without the Bot API**: it serves and stores at once, makes
+//!   its start-up calls in the background with back-off, and answers once `getMe` succeeds
+//!   (see [`connect`]);
+//! - **strangers leave no trace**: the allow-list is applied as an update arrives, before the
+//!   inbox, so nothing of a user off `ALLOWED_USER_IDS` is stored; in a private chat they are
+//!   told once, in a group the butler stays silent (see [`gate`]).
 
 mod config;
+mod connect;
 mod drafts;
+mod gate;
 mod handler;
 mod limits;
 mod outbox;
@@ -41,10 +49,7 @@ use std::time::Duration;
 use butler_application::PersonalizedReplyUseCase;
 use butler_domain::ports::{SpeechToText, UpdateInbox, UserProfileRepository};
 use secrecy::ExposeSecret as _;
-use teloxide::payloads::SetWebhookSetters as _;
 use teloxide::prelude::*;
-use teloxide::types::AllowedUpdate;
-use teloxide::RequestError;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -53,7 +58,10 @@ pub use drafts::DraftPacing;
 pub use limits::Limits;
 pub use split::{split_message, TELEGRAM_MESSAGE_LIMIT};
 
+use connect::call_at_start;
+use gate::Gate;
 use handler::Handler;
+use outbox::Outbox;
 use receive::Receiver;
 use redact::Redactor;
 use webhook::WebhookServer;
@@ -86,6 +94,10 @@ pub trait TelegramObserver: Send + Sync {
 
     /// A live draft of a reply was shown.
     fn draft_sent(&self) {}
+
+    /// A start-up call (`getMe`, `setWebhook`) made in the background in webhook mode failed
+    /// in a way that passes (unreachable, no answer, `429`, `5xx`); it is retried.
+    fn setup_failed(&self, _method: &'static str) {}
 }
 
 impl std::fmt::Debug for BotDeps {
@@ -129,8 +141,9 @@ pub enum BotError {
         /// What the OS said.
         detail: String,
     },
-    /// Telegram rejected the token or could not be reached at start-up (`getMe`).
-    #[error("Telegram getMe failed at start-up: {detail}")]
+    /// A start-up call failed: in long polling any failure (Telegram unreachable too); in
+    /// webhook mode only Telegram refusing the bot (a rejected token, a refused webhook URL).
+    #[error("Telegram start-up call failed: {detail}")]
     Startup {
         /// What failed, without the token.
         detail: String,
@@ -147,10 +160,11 @@ const PURGE_EVERY: Duration = Duration::from_secs(3600);
 /// finish within the grace period (releasing the rest), and returns.
 ///
 /// # Errors
-/// When the settings are invalid, the webhook address cannot be bound, or Telegram cannot be
-/// reached or rejects the token at start-up. Once running, nothing stops the bot but
-/// `shutdown`: Telegram and inbox outages are retried with backoff, model/STT/storage
-/// failures become polite replies.
+/// When the settings are invalid, the webhook address cannot be bound, Telegram refuses the
+/// bot (a rejected token, a refused webhook URL — in webhook mode found in the background,
+/// after receiving started), or, in long polling, Telegram cannot be reached at start-up
+/// ([`connect`]). Otherwise nothing stops the bot but `shutdown`: Telegram and inbox outages
+/// are retried with backoff, model/STT/storage failures become polite replies.
 pub async fn run_bot(
     settings: BotSettings,
     deps: BotDeps,
@@ -182,23 +196,6 @@ pub async fn run_bot(
         bot = bot.set_api_url(url);
     }
 
-    let me = tokio::select! {
-        () = shutdown.cancelled() => return Ok(()),
-        me = tokio::time::timeout(config.request_timeout, bot.get_me().send()) => me,
-    };
-    let me = match me {
-        Ok(Ok(me)) => me,
-        Ok(Err(error)) => {
-            return Err(BotError::Startup {
-                detail: redactor.clean(error),
-            })
-        }
-        Err(_) => {
-            return Err(BotError::Startup {
-                detail: format!("no answer within {:?}", config.request_timeout),
-            })
-        }
-    };
     match &config.access {
         Access::Everyone => tracing::warn!(
             "ALLOWED_USER_IDS=*: the bot answers anyone who finds it; rate limits and the daily quota still apply"
@@ -208,11 +205,28 @@ pub async fn run_bot(
 
     let wake = Arc::new(Notify::new());
     let inbox = Arc::clone(&deps.inbox);
-    let receiver = Receiver::new(Arc::clone(&inbox), Arc::clone(&wake));
-    // Receiving stops first at shutdown; answering winds down after it.
-    let stop_receiving = shutdown.child_token();
-    let receiving = match delivery {
+    let gate = Gate::new(
+        config.access.clone(),
+        Outbox::new(
+            bot.clone(),
+            config.clone(),
+            redactor.clone(),
+            deps.observer.clone(),
+        ),
+    );
+    let receiver = Receiver::new(Arc::clone(&inbox), Arc::clone(&wake), gate);
+    // Receiving stops first at shutdown; answering winds down after it. `stop` is the whole
+    // bot's: shutdown, or Telegram refusing the bot for good after a webhook start.
+    let stop = shutdown.child_token();
+    let stop_receiving = stop.child_token();
+    // Cancelled once Telegram answered `getMe`: answering waits for it (see `connect`).
+    let connected = CancellationToken::new();
+    let (receiving, connecting) = match delivery {
         Delivery::Polling => {
+            let me = tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                me = call_at_start(&config, &redactor, "getMe", bot.get_me().send()) => me?,
+            };
             call_at_start(
                 &config,
                 &redactor,
@@ -221,40 +235,39 @@ pub async fn run_bot(
             )
             .await?;
             tracing::info!(bot = me.username(), "connected to Telegram; long polling");
-            tokio::spawn(polling::poll(
+            connected.cancel();
+            let polling = tokio::spawn(polling::poll(
                 bot.clone(),
                 receiver,
                 config.poll_timeout,
                 redactor.clone(),
                 stop_receiving.clone(),
-            ))
+            ));
+            (polling, None)
         }
         Delivery::Webhook(webhook) => {
-            let server = WebhookServer::bind(
-                webhook.listen,
-                webhook.url.path(),
-                &webhook.secret,
-                receiver,
-            )
-            .await
-            .map_err(|e| BotError::WebhookListen {
-                addr: webhook.listen.to_string(),
-                detail: e.to_string(),
+            let server = WebhookServer::bind(&webhook, receiver).await.map_err(|e| {
+                BotError::WebhookListen {
+                    addr: webhook.listen.to_string(),
+                    detail: e.to_string(),
+                }
             })?;
-            let set = bot
-                .set_webhook(webhook.url.clone())
-                .secret_token(webhook.secret.expose_secret())
-                .allowed_updates([AllowedUpdate::Message])
-                .max_connections(webhook.max_connections)
-                .send();
-            call_at_start(&config, &redactor, "setWebhook", set).await?;
             tracing::info!(
-                bot = me.username(),
                 listen = ?server.local_addr(),
                 path = webhook.url.path(),
-                "connected to Telegram; receiving updates by webhook"
+                "receiving updates by webhook"
             );
-            tokio::spawn(server.serve(stop_receiving.clone()))
+            let serving = tokio::spawn(server.serve(stop_receiving.clone()));
+            let connecting = tokio::spawn(connect::webhook_in_background(
+                bot.clone(),
+                webhook,
+                config.clone(),
+                redactor.clone(),
+                deps.observer.clone(),
+                connected.clone(),
+                stop_receiving.clone(),
+            ));
+            (serving, Some(connecting))
         }
     };
     let purging = tokio::spawn(purge(
@@ -270,33 +283,39 @@ pub async fn run_bot(
         config: config.inbox,
         grace: config.shutdown_grace,
     };
-    let answering = tokio::spawn(workers.run(shutdown.clone()));
-    shutdown.cancelled().await;
+    let answering = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = connected.cancelled() => workers.run(stop).await,
+                () = stop.cancelled() => {}
+            }
+        })
+    };
+    let refused = async move {
+        match connecting {
+            Some(task) => match task.await {
+                Ok(Err(error)) => error,
+                _ => std::future::pending().await,
+            },
+            None => std::future::pending().await,
+        }
+    };
+    let outcome = tokio::select! {
+        () = shutdown.cancelled() => Ok(()),
+        error = refused => {
+            tracing::error!(%error, "Telegram refused the bot; stopping");
+            Err(error)
+        }
+    };
     tracing::info!("shutting down: no new updates taken");
     stop_receiving.cancel();
     let _ = receiving.await;
     purging.abort();
+    stop.cancel();
     let _ = answering.await;
     tracing::info!("bot stopped");
-    Ok(())
-}
-
-/// A start-up call to Telegram, bounded by the request deadline; its failure stops the start.
-async fn call_at_start<T>(
-    config: &BotConfig,
-    redactor: &Redactor,
-    method: &str,
-    call: impl std::future::Future<Output = Result<T, RequestError>>,
-) -> Result<T, BotError> {
-    match tokio::time::timeout(config.request_timeout, call).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(error)) => Err(BotError::Startup {
-            detail: format!("{method}: {}", redactor.clean(error)),
-        }),
-        Err(_) => Err(BotError::Startup {
-            detail: format!("{method}: no answer within {:?}", config.request_timeout),
-        }),
-    }
+    outcome
 }
 
 /// Removes answered updates older than `retention` from the inbox, hourly.

@@ -8,7 +8,7 @@ use teloxide::prelude::*;
 use teloxide::types::AllowedUpdate;
 use tokio_util::sync::CancellationToken;
 
-use super::receive::{entry, Receiver};
+use super::receive::Receiver;
 use super::redact::Redactor;
 
 /// Pauses after failed `getUpdates` calls (Telegram down, network gone), growing to the last.
@@ -64,7 +64,7 @@ pub(crate) async fn poll(
         for update in updates {
             if let Some(entry) = serde_json::to_string(&update)
                 .ok()
-                .and_then(|payload| entry(&update, payload))
+                .and_then(|payload| receiver.admit(&update, payload))
             {
                 if !receiver.store_patiently(&entry, &shutdown).await {
                     // Not stored, so not confirmed: Telegram keeps it for the next process.

@@ -1,6 +1,8 @@
 //! Receiving updates: long polling or the webhook hands each update here, and it is stored in
 //! the inbox *before* it is acknowledged to Telegram (the next `getUpdates` offset, or the
 //! webhook's `200`). Whatever happens to the process afterwards, the update is answered.
+//! Only messages from users the butler answers are stored: the allow-list is applied here,
+//! before the inbox ([`super::gate`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,6 +11,8 @@ use butler_domain::ports::{InboxError, InboxUpdate, Stored, UpdateInbox};
 use teloxide::types::{Update, UpdateKind};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+
+use super::gate::Gate;
 
 /// Whose updates are answered one at a time, in order: the sender (even across chats — they
 /// share one memory), or the chat when there is no sender.
@@ -39,6 +43,7 @@ pub(crate) fn entry(update: &Update, payload: String) -> Option<InboxUpdate> {
 pub(crate) struct Receiver {
     inbox: Arc<dyn UpdateInbox>,
     wake: Arc<Notify>,
+    gate: Gate,
 }
 
 impl std::fmt::Debug for Receiver {
@@ -57,8 +62,16 @@ const STORE_BACKOFF: [Duration; 4] = [
 ];
 
 impl Receiver {
-    pub(crate) fn new(inbox: Arc<dyn UpdateInbox>, wake: Arc<Notify>) -> Self {
-        Self { inbox, wake }
+    pub(crate) fn new(inbox: Arc<dyn UpdateInbox>, wake: Arc<Notify>, gate: Gate) -> Self {
+        Self { inbox, wake, gate }
+    }
+
+    /// The inbox entry for `update` ([`entry`]), or `None` when it is not stored: a kind the
+    /// butler does not answer, or a message the allow-list keeps out (its sender told once,
+    /// see [`super::gate`]).
+    pub(crate) fn admit(&self, update: &Update, payload: String) -> Option<InboxUpdate> {
+        let entry = entry(update, payload)?;
+        self.gate.admits(update).then_some(entry)
     }
 
     /// Stores one update once; a redelivered one is dropped. Wakes a worker when it is new.

@@ -1,32 +1,51 @@
 //! Webhook mode: Telegram POSTs each update to the bot's public URL; the bot stores it in the
 //! inbox and only then answers `200`, so an update is never acknowledged before it is safe.
 //!
-//! Each request, in order:
+//! Each connection, then each request on it, in order:
+//! - the request line and headers must arrive within [`WebhookConfig::header_read_timeout`]
+//!   (10 s by default), or the connection is closed without an answer — this also ends a
+//!   kept-alive connection that sends nothing;
 //! - `X-Telegram-Bot-Api-Secret-Token` must equal the secret given to `setWebhook`, compared in
-//!   constant time; otherwise `401` with an empty body, and nothing is read further;
-//! - bodies over [`MAX_BODY_BYTES`] get `413`, a body that is not an update `400` (the process
-//!   carries on; nothing is stored);
-//! - updates the butler does not answer (edits, callbacks, …) get `200` and are dropped;
+//!   constant time; otherwise `401` with an empty body, **before any of the body is read**, and
+//!   the connection is closed (whatever the body's declared length);
+//! - a declared `Content-Length` over [`MAX_BODY_BYTES`] gets `413`, also unread; a body that
+//!   grows past it while being read gets `413` there;
+//! - the whole body must arrive within [`WebhookConfig::body_read_timeout`] (10 s by default),
+//!   or the request gets `408` and the connection is closed: a client that announces 500 kB and
+//!   sends 15 bytes holds nothing for longer;
+//! - a body that is not an update gets `400` (the process carries on; nothing is stored);
+//! - updates the butler does not answer (edits, callbacks, …) and messages the allow-list
+//!   keeps out ([`super::gate`]) get `200` and are dropped, nothing stored;
 //! - a message is stored (a redelivered `update_id` is dropped) and gets `200`; if the inbox
 //!   is down, `503`, and Telegram delivers it again later.
 //!
-//! On shutdown the listener stops accepting; requests already in progress finish.
+//! Whenever a request is answered before its body was read to the end, the connection is
+//! closed after the answer (HTTP/1.1 cannot be reused mid-body).
+//!
+//! On shutdown the listener stops accepting, idle connections are closed, and requests already
+//! in progress finish (each bounded by the limits above and the inbox's own timeouts).
+//!
+//! [`WebhookConfig::header_read_timeout`]: super::WebhookConfig::header_read_timeout
+//! [`WebhookConfig::body_read_timeout`]: super::WebhookConfig::body_read_timeout
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
+use futures::StreamExt as _;
 use secrecy::{ExposeSecret as _, SecretString};
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 use teloxide::types::Update;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::receive::{entry, Receiver};
+use super::receive::Receiver;
 
 /// The largest update body accepted. Telegram's updates are a few KB (a 4,096-character
 /// message with entities and a quoted reply stays far below this).
@@ -48,11 +67,18 @@ pub fn derived_secret(token: &SecretString) -> SecretString {
     SecretString::from(hex)
 }
 
-#[derive(Clone)]
+/// How long the request line and headers may take to arrive (the default).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a whole update body may take to arrive once the headers are in (the default).
+/// Telegram sends a few KB at once; only a stalled or hostile client comes near it.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
 struct Hook {
     /// SHA-256 of the secret: comparing digests keeps the comparison's time independent of
     /// both the contents and the length of what was sent.
     secret_digest: [u8; 32],
+    body_read_timeout: Duration,
     receiver: Receiver,
 }
 
@@ -60,14 +86,71 @@ fn digest(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
 }
 
-async fn receive(State(hook): State<Arc<Hook>>, headers: HeaderMap, body: Bytes) -> StatusCode {
-    let sent = headers
-        .get(SECRET_HEADER)
-        .map_or(&[][..], axum::http::HeaderValue::as_bytes);
-    if !bool::from(digest(sent).ct_eq(&hook.secret_digest)) || sent.is_empty() {
+impl Hook {
+    fn authorised(&self, headers: &HeaderMap) -> bool {
+        let sent = headers
+            .get(SECRET_HEADER)
+            .map_or(&[][..], axum::http::HeaderValue::as_bytes);
+        bool::from(digest(sent).ct_eq(&self.secret_digest)) && !sent.is_empty()
+    }
+}
+
+/// Why a body was not read in full.
+enum BodyError {
+    TooLarge,
+    Broken(axum::Error),
+}
+
+/// Reads `body` up to `limit` bytes; stops as soon as it grows past.
+async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>, BodyError> {
+    let mut stream = body.into_data_stream();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(BodyError::Broken)?;
+        if bytes.len() + chunk.len() > limit {
+            return Err(BodyError::TooLarge);
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}
+
+async fn receive(State(hook): State<Arc<Hook>>, request: Request) -> StatusCode {
+    let (parts, body) = request.into_parts();
+    // The body is not touched until the sender is known: a stranger's request ends here,
+    // whatever it declares or sends.
+    if !hook.authorised(&parts.headers) {
         tracing::warn!("webhook request without the right secret refused");
         return StatusCode::UNAUTHORIZED;
     }
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
+        tracing::warn!(declared, "webhook body declared too large; refused unread");
+        return StatusCode::PAYLOAD_TOO_LARGE;
+    }
+    let body =
+        match tokio::time::timeout(hook.body_read_timeout, read_body(body, MAX_BODY_BYTES)).await {
+            Ok(Ok(body)) => body,
+            Ok(Err(BodyError::TooLarge)) => {
+                tracing::warn!("webhook body too large; refused");
+                return StatusCode::PAYLOAD_TOO_LARGE;
+            }
+            Ok(Err(BodyError::Broken(error))) => {
+                tracing::warn!(%error, "webhook body could not be read; refused");
+                return StatusCode::BAD_REQUEST;
+            }
+            Err(_) => {
+                tracing::warn!(
+                    after_ms = hook.body_read_timeout.as_millis(),
+                    "webhook body did not arrive in time; connection closed"
+                );
+                return StatusCode::REQUEST_TIMEOUT;
+            }
+        };
     let update: Update = match serde_json::from_slice(&body) {
         Ok(update) => update,
         Err(error) => {
@@ -75,14 +158,11 @@ async fn receive(State(hook): State<Arc<Hook>>, headers: HeaderMap, body: Bytes)
             return StatusCode::BAD_REQUEST;
         }
     };
-    let Ok(payload) = String::from_utf8(body.to_vec()) else {
+    let Ok(payload) = String::from_utf8(body) else {
         return StatusCode::BAD_REQUEST;
     };
-    let Some(entry) = entry(&update, payload) else {
-        tracing::debug!(
-            update_id = update.id.0,
-            "update kind not answered; acknowledged"
-        );
+    let Some(entry) = hook.receiver.admit(&update, payload) else {
+        tracing::debug!(update_id = update.id.0, "update not stored; acknowledged");
         return StatusCode::OK;
     };
     match hook.receiver.store(&entry).await {
@@ -98,6 +178,7 @@ async fn receive(State(hook): State<Arc<Hook>>, headers: HeaderMap, body: Bytes)
 pub(crate) struct WebhookServer {
     listener: tokio::net::TcpListener,
     router: Router,
+    header_read_timeout: Duration,
 }
 
 impl std::fmt::Debug for WebhookServer {
@@ -109,24 +190,25 @@ impl std::fmt::Debug for WebhookServer {
 }
 
 impl WebhookServer {
-    /// Binds `listen` and routes POSTs to `path`.
+    /// Binds `config.listen` and routes POSTs to the path of `config.url`.
     pub(crate) async fn bind(
-        listen: SocketAddr,
-        path: &str,
-        secret: &SecretString,
+        config: &super::WebhookConfig,
         receiver: Receiver,
     ) -> std::io::Result<Self> {
         let hook = Arc::new(Hook {
-            secret_digest: digest(secret.expose_secret().as_bytes()),
+            secret_digest: digest(config.secret.expose_secret().as_bytes()),
+            body_read_timeout: config.body_read_timeout,
             receiver,
         });
+        let path = config.url.path();
         let path = if path.is_empty() { "/" } else { path };
-        let router = Router::new()
-            .route(path, post(receive))
-            .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-            .with_state(hook);
-        let listener = tokio::net::TcpListener::bind(listen).await?;
-        Ok(Self { listener, router })
+        let router = Router::new().route(path, post(receive)).with_state(hook);
+        let listener = tokio::net::TcpListener::bind(config.listen).await?;
+        Ok(Self {
+            listener,
+            router,
+            header_read_timeout: config.header_read_timeout,
+        })
     }
 
     /// The address actually bound.
@@ -134,14 +216,47 @@ impl WebhookServer {
         self.listener.local_addr().ok()
     }
 
-    /// Serves until `shutdown`, then lets requests in progress finish.
+    /// Serves until `shutdown`, then closes idle connections and lets requests in progress
+    /// finish. hyper's own HTTP/1 server, not `axum::serve`, because only it can bound the
+    /// time a client takes to send its headers.
     pub(crate) async fn serve(self, shutdown: CancellationToken) {
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await;
-        if let Err(error) = served {
-            tracing::error!(%error, "webhook listener failed");
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(self.header_read_timeout);
+        let mut connections = JoinSet::new();
+        loop {
+            let tcp = tokio::select! {
+                () = shutdown.cancelled() => break,
+                accepted = self.listener.accept() => match accepted {
+                    Ok((tcp, _)) => tcp,
+                    Err(error) => {
+                        // Out of file descriptors, say: pause rather than spin.
+                        tracing::warn!(%error, "webhook listener could not accept; retrying");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+            };
+            while connections.try_join_next().is_some() {}
+            let service = hyper_util::service::TowerToHyperService::new(self.router.clone());
+            let connection = http.serve_connection(hyper_util::rt::TokioIo::new(tcp), service);
+            let shutdown = shutdown.clone();
+            connections.spawn(async move {
+                let mut connection = std::pin::pin!(connection);
+                let served = tokio::select! {
+                    served = connection.as_mut() => served,
+                    () = shutdown.cancelled() => {
+                        connection.as_mut().graceful_shutdown();
+                        connection.await
+                    }
+                };
+                if let Err(error) = served {
+                    // Timeouts and clients that hang up: routine on a public port.
+                    tracing::debug!(%error, "webhook connection ended with an error");
+                }
+            });
         }
+        while connections.join_next().await.is_some() {}
     }
 }
 

@@ -58,6 +58,7 @@ impl CompressionScheduler for RecordingScheduler {
 #[derive(Debug, Default)]
 pub struct CountingObserver {
     send_failures: AtomicUsize,
+    setup_failures: AtomicUsize,
     refusals: Mutex<Vec<&'static str>>,
 }
 
@@ -65,6 +66,11 @@ impl CountingObserver {
     /// `sendMessage` calls that failed so far.
     pub fn send_failures(&self) -> usize {
         self.send_failures.load(Ordering::SeqCst)
+    }
+
+    /// Failed start-up calls retried in the background so far.
+    pub fn setup_failures(&self) -> usize {
+        self.setup_failures.load(Ordering::SeqCst)
     }
 
     /// Reasons of the messages refused by a limit so far.
@@ -80,6 +86,10 @@ impl TelegramObserver for CountingObserver {
 
     fn refused(&self, reason: &'static str) {
         self.refusals.lock().unwrap().push(reason);
+    }
+
+    fn setup_failed(&self, _method: &'static str) {
+        self.setup_failures.fetch_add(1, Ordering::SeqCst);
     }
 }
 

@@ -71,6 +71,19 @@ pub struct InMemoryInbox {
 }
 
 impl InMemoryInbox {
+    /// The ids of every update ever stored (answered or not, until purged), in order: what a
+    /// test asserts on to prove something was, or was not, kept.
+    #[must_use]
+    pub fn stored_update_ids(&self) -> Vec<i64> {
+        self.state
+            .lock()
+            .expect("inbox mutex")
+            .updates
+            .keys()
+            .copied()
+            .collect()
+    }
+
     fn check(&self, operation: &'static str) -> Result<MutexGuard<'_, State>, InboxError> {
         if self.outage.is_down() {
             return Err(InboxError::Unavailable {

@@ -319,6 +319,35 @@ impl FakeTelegram {
     /// # Panics
     /// If no loopback port can be bound.
     pub async fn start_with_token(token: &str) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a loopback port for the fake Telegram server");
+        Self::serve(token, listener)
+    }
+
+    /// Starts a server with [`DEFAULT_TOKEN`] on 127.0.0.1:`port` — a Bot API that was
+    /// unreachable at that address until now. Retries the bind for a few seconds (a port just
+    /// released may linger).
+    ///
+    /// # Panics
+    /// If the port cannot be bound.
+    pub async fn start_on_port(port: u16) -> Self {
+        let mut attempts = 0;
+        let listener = loop {
+            match tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
+                Ok(listener) => break listener,
+                Err(error) if attempts < 50 => {
+                    attempts += 1;
+                    tracing::debug!(%error, port, "fake Telegram port busy; retrying");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(error) => panic!("bind 127.0.0.1:{port} for the fake Telegram server: {error}"),
+            }
+        };
+        Self::serve(DEFAULT_TOKEN, listener)
+    }
+
+    fn serve(token: &str, listener: tokio::net::TcpListener) -> Self {
         let (version, _) = watch::channel(0);
         let state = Arc::new(State {
             token: token.to_owned(),
@@ -332,9 +361,6 @@ impl FakeTelegram {
             }),
             version,
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind a loopback port for the fake Telegram server");
         let addr = listener
             .local_addr()
             .expect("local address of a bound socket");
