@@ -384,6 +384,7 @@ async fn every_label_combination_is_registered_and_no_other_exists() {
         ("kind", BTreeSet::from(["evaluated", "reused"])),
         // The pool registers its servers by index; a registry alone knows of server 0.
         ("server", BTreeSet::from(["0"])),
+        ("method", BTreeSet::from(["getMe", "setWebhook"])),
     ]);
     let reasons_of: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::from([
         (

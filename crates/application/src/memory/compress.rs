@@ -42,7 +42,10 @@
 //! turns are gone (a reset won) does the pass delete its facts, so no fact of forgotten events
 //! survives.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+
+use futures::FutureExt as _;
 
 use butler_domain::ports::{
     Clock, ConversationLeases, FactRepository, FactStoreError, Lease, LeaseError, LeaseScope,
@@ -273,12 +276,19 @@ impl CompressMemoryUseCase {
             return Ok(CompressOutcome::Busy);
         };
         let mut lease = lease;
-        let result = self.run(user_id, events, &mut lease).await;
+        // A panic (a bug in an adapter) must not hold the conversation's compressions back
+        // for a whole lease: the lease is released, then the panic goes on.
+        let result = AssertUnwindSafe(self.run(user_id, events, &mut lease))
+            .catch_unwind()
+            .await;
         if let Err(error) = self.leases.release(&lease).await {
             // It expires on its own; the next run waits for that at most.
             tracing::warn!(user_id = %user_id, %error, "compression lease not released");
         }
-        result
+        match result {
+            Ok(result) => result,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
     }
 
     async fn run(
