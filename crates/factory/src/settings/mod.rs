@@ -231,8 +231,6 @@ pub struct Settings {
     pub tokenizer: TokenizerSettings,
     /// Metrics listener.
     pub metrics_addr: Option<SocketAddr>,
-    /// Key `profile_admin` callers must present.
-    pub admin_key: Option<SecretString>,
     /// Log format.
     pub log_format: LogFormat,
 }
@@ -573,13 +571,6 @@ impl Settings {
                 .map_err(|_| raw.expected("METRICS_ADDR"))
                 .ok()
         });
-        let admin_key = raw.secret("BUTLER_ADMIN_KEY");
-        if admin_key
-            .as_ref()
-            .is_some_and(|k| k.expose_secret().chars().count() < 16)
-        {
-            raw.expected("BUTLER_ADMIN_KEY");
-        }
         let log_format = match raw.choice("LOG_FORMAT") {
             Some("json") => LogFormat::Json,
             _ => LogFormat::Pretty,
@@ -594,7 +585,6 @@ impl Settings {
             budget,
             tokenizer,
             metrics_addr,
-            admin_key,
             log_format,
         })
     }
@@ -776,7 +766,6 @@ impl Settings {
                 "METRICS_ADDR",
                 self.metrics_addr.map(|a| a.to_string()).unwrap_or_default(),
             ),
-            ("BUTLER_ADMIN_KEY", masked(&self.admin_key)),
             (
                 "LOG_FORMAT",
                 if self.log_format == LogFormat::Json {
@@ -801,6 +790,14 @@ fn excerpt(value: &str) -> String {
     }
 }
 
+/// Settings that existed once, with why they went: a configuration file that still sets one
+/// gets that reason rather than "unknown key".
+const RETIRED: &[(&str, &str)] = &[(
+    "BUTLER_ADMIN_KEY",
+    "profile_admin has no key of its own, because whoever can read the configuration and the \
+     database needs none (docs/operations/admin.md says how to restrict it)",
+)];
+
 fn read_toml(path: &Path, raw: &mut Raw) {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
@@ -817,6 +814,16 @@ fn read_toml(path: &Path, raw: &mut Raw) {
     };
     for (key, value) in table {
         let name = key.to_ascii_uppercase();
+        if let Some((_, why)) = RETIRED.iter().find(|(retired, _)| *retired == name) {
+            raw.problem(
+                "--config",
+                format!(
+                    "{key:?} in {} is no longer a setting: {why}; remove it",
+                    path.display()
+                ),
+            );
+            continue;
+        }
         if variable(&name).is_none() {
             raw.problem(
                 "--config",

@@ -486,11 +486,6 @@ pub const VARIABLES: &[Variable] = &[
         "",
         "Prometheus /metrics, /healthz, /readyz listener; unset = off.",
     ),
-    secret(
-        "BUTLER_ADMIN_KEY",
-        "any string of ≥ 16 characters",
-        "Key profile_admin callers must present in PROFILE_ADMIN_API_KEY.",
-    ),
     choice(
         "LOG_FORMAT",
         &["pretty", "json"],
@@ -500,10 +495,9 @@ pub const VARIABLES: &[Variable] = &[
 ];
 
 /// Environment variables the programs read that are not settings of this table: the log
-/// filter, the admin caller's key, and the test harness's own. The docs test accepts these.
+/// filter and the test harness's own. The docs test accepts these.
 pub const OTHER_VARIABLES: &[&str] = &[
     "RUST_LOG",
-    "PROFILE_ADMIN_API_KEY",
     "BUTLER_TEST_MONGODB_URI",
     "BUTLER_TEST_SERVICES_DIR",
 ];

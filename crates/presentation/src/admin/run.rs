@@ -1,6 +1,5 @@
 //! Executes a parsed `profile_admin` command against the use cases and maps every outcome to
-//! an exit code: 0 ok, 2 usage or invalid value, 3 not found, 4 storage unavailable,
-//! 5 unauthorised.
+//! an exit code: 0 ok, 2 usage or invalid value, 3 not found, 4 storage unavailable.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -27,8 +26,6 @@ pub enum ExitCode {
     NotFound = 3,
     /// The database could not be used.
     Storage = 4,
-    /// The admin key is missing or wrong.
-    Unauthorised = 5,
 }
 
 /// Creates indexes / applies migrations; returns a human-readable report.
