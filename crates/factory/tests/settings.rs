@@ -21,7 +21,7 @@ fn load(vars: &[(&str, &str)]) -> Result<Settings, butler_factory::SettingsError
 fn with_no_configuration_the_butler_uses_embedded_sqlite_and_the_plan_defaults() {
     let s = load(&[]).unwrap();
     assert!(
-        matches!(&s.storage, StorageSettings::Sqlite { path } if path.ends_with("data/butler.db"))
+        matches!(&s.storage, StorageSettings::Sqlite { path, .. } if path.ends_with("data/butler.db"))
     );
     assert!(s.personalization_enabled);
     assert_eq!(s.budget.total, 2000);
@@ -559,4 +559,49 @@ fn one_bad_url_in_the_llm_server_list_is_named_with_the_expected_form() {
         assert!(!text.contains("hunter2"), "{text}");
         assert_eq!(err.problems.len(), 1, "{text}");
     }
+}
+
+#[tokio::test]
+async fn sqlite_synchronous_reaches_the_connections_and_defaults_to_full() {
+    let dir = ::tempfile::tempdir().unwrap();
+    for (value, expected) in [
+        (None, "full"),
+        (Some("normal"), "normal"),
+        (Some("FULL"), "full"),
+    ] {
+        let path = dir
+            .path()
+            .join(format!("{expected}-{}.db", value.is_some()));
+        let mut vars = vec![("SQLITE_PATH", path.display().to_string())];
+        if let Some(value) = value {
+            vars.push(("SQLITE_SYNCHRONOUS", value.to_owned()));
+        }
+        let settings = Settings::from_sources(None, |name| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.clone())
+        })
+        .unwrap();
+        assert!(settings
+            .describe()
+            .contains(&("SQLITE_SYNCHRONOUS", expected.to_owned())));
+        // What the storage reports is read back from SQLite's own `PRAGMA synchronous`.
+        let storage = butler_factory::wiring::open_storage(&settings)
+            .await
+            .unwrap();
+        assert!(
+            storage
+                .location
+                .ends_with(&format!("(synchronous={expected})")),
+            "{value:?}: {}",
+            storage.location
+        );
+    }
+    let err = load(&[("SQLITE_SYNCHRONOUS", "off")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("SQLITE_SYNCHRONOUS") && err.contains("full") && err.contains("normal"),
+        "{err}"
+    );
 }

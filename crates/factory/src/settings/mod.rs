@@ -24,6 +24,8 @@ pub enum StorageSettings {
     Sqlite {
         /// Database file.
         path: PathBuf,
+        /// What an acknowledged commit survives.
+        synchronous: SqliteSynchronous,
     },
     /// A MongoDB server or replica set.
     Mongo {
@@ -34,6 +36,27 @@ pub enum StorageSettings {
         /// TTL of memory events in days; `None` disables the TTL index.
         ttl_days: Option<u32>,
     },
+}
+
+/// `SQLITE_SYNCHRONOUS`: SQLite's `PRAGMA synchronous` (in WAL mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqliteSynchronous {
+    /// Every commit is on the disk before it returns: survives a power loss.
+    Full,
+    /// A commit reaches the operating system only: survives a crash of the process, while a
+    /// power loss may drop the last commits.
+    Normal,
+}
+
+impl SqliteSynchronous {
+    /// The setting's value.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Full => "full",
+            Self::Normal => "normal",
+        }
+    }
 }
 
 /// How prompt tokens are counted.
@@ -599,10 +622,11 @@ impl Settings {
                 String::new()
             }
         };
-        let (backend, sqlite, mongo, db, ttl) = match &self.storage {
-            StorageSettings::Sqlite { path } => (
+        let (backend, sqlite, synchronous, mongo, db, ttl) = match &self.storage {
+            StorageSettings::Sqlite { path, synchronous } => (
                 "sqlite",
                 path.display().to_string(),
+                synchronous.as_str().to_owned(),
                 String::new(),
                 String::new(),
                 String::new(),
@@ -611,6 +635,7 @@ impl Settings {
                 database, ttl_days, ..
             } => (
                 "mongodb",
+                String::new(),
                 String::new(),
                 "***".to_owned(),
                 database.clone(),
@@ -693,6 +718,7 @@ impl Settings {
             ),
             ("STORAGE", backend.to_owned()),
             ("SQLITE_PATH", sqlite),
+            ("SQLITE_SYNCHRONOUS", synchronous),
             ("MONGODB_URI", mongo),
             ("MONGODB_DB", db),
             ("MEMORY_TTL_DAYS", ttl),
@@ -927,9 +953,14 @@ fn parse_storage(raw: &mut Raw) -> StorageSettings {
         None => uri.is_some(),
         Some(choice) => choice == "mongodb",
     };
+    let synchronous = match raw.choice("SQLITE_SYNCHRONOUS") {
+        Some("normal") => SqliteSynchronous::Normal,
+        _ => SqliteSynchronous::Full,
+    };
     if !mongo {
         return StorageSettings::Sqlite {
             path: PathBuf::from(raw.or_default("SQLITE_PATH")),
+            synchronous,
         };
     }
     let Some(uri) = uri else {
@@ -939,6 +970,7 @@ fn parse_storage(raw: &mut Raw) -> StorageSettings {
         );
         return StorageSettings::Sqlite {
             path: PathBuf::from(raw.or_default("SQLITE_PATH")),
+            synchronous,
         };
     };
     if !(uri.expose_secret().starts_with("mongodb://")

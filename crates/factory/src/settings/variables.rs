@@ -254,6 +254,12 @@ pub const VARIABLES: &[Variable] = &[
         "./data/butler.db",
         "SQLite database file (directory created if missing).",
     ),
+    choice(
+        "SQLITE_SYNCHRONOUS",
+        &["full", "normal"],
+        "full",
+        "SQLite durability: full = every commit reaches the disk (survives a power loss); normal = faster commits that survive a crash of the process, not a power loss (docs/storage.md).",
+    ),
     secret(
         "MONGODB_URI",
         "a mongodb:// or mongodb+srv:// URI",
