@@ -19,6 +19,12 @@ pub const fn label(backend: Backend) -> &'static str {
     }
 }
 
+/// `SQLITE_SYNCHRONOUS` of every benchmark: commits wait for the operating system, not for
+/// the disk, so the figures measure the butler's code rather than this machine's fsync, and
+/// stay comparable with the runs before `full` became the default (what `full` costs is in
+/// `docs/storage.md`).
+pub const SQLITE_SYNCHRONOUS: &str = "normal";
+
 /// Settings variables selecting a fresh, empty store of one backend; the SQLite file lives in
 /// a temporary directory removed on drop.
 pub struct StoreEnv {
@@ -39,7 +45,8 @@ impl StoreEnv {
         Ok(Self { storage })
     }
 
-    /// Settings from these variables plus `extra` (everything else at its default).
+    /// Settings from these variables plus `extra` (everything else at its default, but
+    /// [`SQLITE_SYNCHRONOUS`]).
     ///
     /// # Errors
     /// If a value is invalid.
@@ -49,6 +56,7 @@ impl StoreEnv {
                 .iter()
                 .find(|(n, _)| *n == name)
                 .map(|(_, value)| value.clone())
+                .or_else(|| (name == "SQLITE_SYNCHRONOUS").then(|| SQLITE_SYNCHRONOUS.to_owned()))
                 .or_else(|| self.storage.var(name))
         })
         .map_err(|e| anyhow::anyhow!("benchmark settings: {e}"))

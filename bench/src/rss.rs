@@ -55,7 +55,8 @@ pub fn find_bot_binary(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
 }
 
 /// `butler-bot run` as production starts it — settings from the environment only, none
-/// inherited from the caller's — on `store`, the fake Bot API and the scripted LLM.
+/// inherited from the caller's — on `store`, the fake Bot API and the scripted LLM (SQLite
+/// commits as [`crate::backend::SQLITE_SYNCHRONOUS`]).
 pub fn bot_command(bot_bin: &Path, store: &StoreEnv, fakes: &Fakes) -> Command {
     let mut command = Command::new(bot_bin);
     for v in VARIABLES {
@@ -64,6 +65,7 @@ pub fn bot_command(bot_bin: &Path, store: &StoreEnv, fakes: &Fakes) -> Command {
     command
         .env_remove("RUST_LOG")
         .envs(store.storage.env())
+        .env("SQLITE_SYNCHRONOUS", crate::backend::SQLITE_SYNCHRONOUS)
         .env("TELEGRAM_BOT_TOKEN", fakes.telegram.token())
         .env("TELEGRAM_API_URL", fakes.telegram.api_url())
         .env("LLM_BASE_URL", fakes.llm.base_url());

@@ -27,14 +27,16 @@ use butler_infrastructure::llm::embedded::{
 use butler_infrastructure::llm::models::{default_model, ModelStore};
 use butler_infrastructure::llm::{LlmConcurrency, LlmHttpConfig, OpenAiChatClient};
 use butler_infrastructure::mongo::{mask_uri, MongoOptions, MongoStore};
-use butler_infrastructure::sqlite::{SqliteOptions, SqliteStore};
+use butler_infrastructure::sqlite::{SqliteOptions, SqliteStore, Synchronous};
 use butler_infrastructure::stt::{OpenAiTranscriptionClient, SttHttpConfig};
 use butler_infrastructure::tokens::{LlamaTokenizeCounter, ModelTokenCounter, QwenTiktokenCounter};
 use secrecy::ExposeSecret;
 
 use crate::compression_tasks::BackgroundCompressor;
 use crate::metered::{MeteredFacts, MeteredLlm, MeteredProfiles, MeteredStt, ReplyMetrics};
-use crate::settings::{LlmBackend, Settings, StorageSettings, TokenizerSettings};
+use crate::settings::{
+    LlmBackend, Settings, SqliteSynchronous, StorageSettings, TokenizerSettings,
+};
 
 /// Why the application could not be built. Messages name the setting and never a secret.
 #[derive(Debug, thiserror::Error)]
@@ -115,13 +117,22 @@ impl Storage {
 /// [`BuildError::Storage`] naming the file or the masked URI.
 pub async fn open_storage(settings: &Settings) -> Result<Storage, BuildError> {
     match &settings.storage {
-        StorageSettings::Sqlite { path } => {
+        StorageSettings::Sqlite { path, synchronous } => {
             let store = SqliteStore::open(SqliteOptions {
                 path: path.clone(),
+                synchronous: match synchronous {
+                    SqliteSynchronous::Full => Synchronous::Full,
+                    SqliteSynchronous::Normal => Synchronous::Normal,
+                },
                 ..SqliteOptions::default()
             })
             .await
             .map_err(|e| BuildError::Storage(e.to_string()))?;
+            // Read back from SQLite itself, so the log says what a commit really survives.
+            let in_effect = store
+                .synchronous()
+                .await
+                .map_err(|e| BuildError::Storage(e.to_string()))?;
             let inbox = Arc::new(store.inbox());
             Ok(Storage {
                 profiles: Arc::new(store.profiles()),
@@ -131,7 +142,11 @@ pub async fn open_storage(settings: &Settings) -> Result<Storage, BuildError> {
                 inbox,
                 sqlite: Some(store),
                 backend: "sqlite",
-                location: path.display().to_string(),
+                location: format!(
+                    "{} (synchronous={})",
+                    path.display(),
+                    in_effect.pragma().to_ascii_lowercase()
+                ),
             })
         }
         StorageSettings::Mongo {

@@ -4,8 +4,8 @@ use std::collections::HashMap;
 use std::io::Write;
 
 use butler_factory::settings::{
-    example_toml, Access, Kind, LogFormat, StorageSettings, TokenizerSettings, OTHER_VARIABLES,
-    VARIABLES,
+    example_toml, variable, Access, Kind, LogFormat, StorageSettings, TokenizerSettings,
+    OTHER_VARIABLES, VARIABLES,
 };
 use butler_factory::Settings;
 
@@ -21,7 +21,7 @@ fn load(vars: &[(&str, &str)]) -> Result<Settings, butler_factory::SettingsError
 fn with_no_configuration_the_butler_uses_embedded_sqlite_and_the_plan_defaults() {
     let s = load(&[]).unwrap();
     assert!(
-        matches!(&s.storage, StorageSettings::Sqlite { path } if path.ends_with("data/butler.db"))
+        matches!(&s.storage, StorageSettings::Sqlite { path, .. } if path.ends_with("data/butler.db"))
     );
     assert!(s.personalization_enabled);
     assert_eq!(s.budget.total, 2000);
@@ -104,7 +104,8 @@ fn a_prompt_budget_larger_than_the_window_fails_start_up() {
 fn secrets_never_appear_in_errors_or_printed_configuration() {
     let err = load(&[
         ("MONGODB_URI", "postgres://admin:hunter2-secret@db"),
-        ("BUTLER_ADMIN_KEY", "short-s3cret"),
+        ("TELEGRAM_WEBHOOK_URL", "https://bot.example.org/hook"),
+        ("TELEGRAM_WEBHOOK_SECRET", "not a valid s3cret!"),
     ])
     .unwrap_err();
     let text = err.to_string();
@@ -112,7 +113,7 @@ fn secrets_never_appear_in_errors_or_printed_configuration() {
         text.contains("MONGODB_URI: expected a mongodb://"),
         "{text}"
     );
-    assert!(text.contains("BUTLER_ADMIN_KEY"), "{text}");
+    assert!(text.contains("TELEGRAM_WEBHOOK_SECRET"), "{text}");
     assert!(
         !text.contains("hunter2") && !text.contains("s3cret"),
         "{text}"
@@ -122,7 +123,8 @@ fn secrets_never_appear_in_errors_or_printed_configuration() {
         ("TELEGRAM_BOT_TOKEN", "123:bot-token-value"),
         ("LLM_API_KEY", "sk-api-key-value"),
         ("MONGODB_URI", "mongodb://u:mongo-password@db"),
-        ("BUTLER_ADMIN_KEY", "an-admin-key-long-enough"),
+        ("TELEGRAM_WEBHOOK_URL", "https://bot.example.org/hook"),
+        ("TELEGRAM_WEBHOOK_SECRET", "a-webhook-secret-value"),
     ])
     .unwrap();
     let printed = format!("{:?}\n{:?}", s, s.describe());
@@ -130,7 +132,7 @@ fn secrets_never_appear_in_errors_or_printed_configuration() {
         "bot-token-value",
         "sk-api-key-value",
         "mongo-password",
-        "an-admin-key-long-enough",
+        "a-webhook-secret-value",
     ] {
         assert!(!printed.contains(secret), "{secret} leaked");
     }
@@ -149,6 +151,25 @@ fn environment_variables_override_the_toml_file() {
     assert_eq!(s.llm.max_concurrency, 2);
     assert_eq!(s.telegram.access, Some(Access::Only(vec![1, 2])));
     assert!(!s.personalization_enabled);
+}
+
+#[test]
+fn a_configuration_file_that_still_sets_the_admin_key_is_told_it_protects_nothing() {
+    // profile_admin has no key: it opens the database with this very configuration, so a key
+    // kept in it would only be compared with itself.
+    let mut file = tempfile();
+    writeln!(file.1, "butler_admin_key = \"old-admin-key-0123456789\"").unwrap();
+    let err = Settings::from_sources(Some(&file.0), |_| None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("\"butler_admin_key\"")
+            && err.contains("no longer a setting")
+            && err.contains("docs/operations/admin.md"),
+        "{err}"
+    );
+    assert!(!err.contains("old-admin-key"), "{err}");
+    assert!(variable("BUTLER_ADMIN_KEY").is_none());
 }
 
 #[test]
@@ -538,4 +559,49 @@ fn one_bad_url_in_the_llm_server_list_is_named_with_the_expected_form() {
         assert!(!text.contains("hunter2"), "{text}");
         assert_eq!(err.problems.len(), 1, "{text}");
     }
+}
+
+#[tokio::test]
+async fn sqlite_synchronous_reaches_the_connections_and_defaults_to_full() {
+    let dir = ::tempfile::tempdir().unwrap();
+    for (value, expected) in [
+        (None, "full"),
+        (Some("normal"), "normal"),
+        (Some("FULL"), "full"),
+    ] {
+        let path = dir
+            .path()
+            .join(format!("{expected}-{}.db", value.is_some()));
+        let mut vars = vec![("SQLITE_PATH", path.display().to_string())];
+        if let Some(value) = value {
+            vars.push(("SQLITE_SYNCHRONOUS", value.to_owned()));
+        }
+        let settings = Settings::from_sources(None, |name| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.clone())
+        })
+        .unwrap();
+        assert!(settings
+            .describe()
+            .contains(&("SQLITE_SYNCHRONOUS", expected.to_owned())));
+        // What the storage reports is read back from SQLite's own `PRAGMA synchronous`.
+        let storage = butler_factory::wiring::open_storage(&settings)
+            .await
+            .unwrap();
+        assert!(
+            storage
+                .location
+                .ends_with(&format!("(synchronous={expected})")),
+            "{value:?}: {}",
+            storage.location
+        );
+    }
+    let err = load(&[("SQLITE_SYNCHRONOUS", "off")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("SQLITE_SYNCHRONOUS") && err.contains("full") && err.contains("normal"),
+        "{err}"
+    );
 }

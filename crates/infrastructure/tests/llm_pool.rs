@@ -1,7 +1,8 @@
 //! The chat-completions client over several scripted OpenAI-compatible servers (a comma-separated
 //! `base_url`): least-outstanding routing within each server's limit, failover when a server
-//! fails or is killed mid-load, its return after the back-off and a probe, "all down" failing as
-//! one server always did, and streams that fail over only before their first delta.
+//! fails or is killed mid-load, its return after the back-off and a probe that answers 2xx (and
+//! only such a probe), "all down" failing as one server always did, and streams that fail over
+//! only before their first delta.
 
 use std::num::NonZeroUsize;
 use std::sync::Arc;
@@ -184,6 +185,48 @@ async fn a_server_that_comes_back_rejoins_after_its_back_off_and_a_probe() {
         b.model_lists() >= 1,
         "it was probed before it took requests"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_2xx_answer_to_its_probe_brings_a_server_back_into_the_pool() {
+    // 404: a wrong base path behind a proxy; 401: a gateway that wants a key. Neither server
+    // can answer a completion, so neither may take requests again.
+    for status in [404, 401] {
+        let (a, b) = (ScriptedLlm::start().await, ScriptedLlm::start().await);
+        b.set_default(Step::server_error());
+        // `b` first: the first request goes to it, fails and moves to `a`.
+        let client = pool(&[&b, &a], 2);
+        client.complete(&request("hi")).await.unwrap();
+        assert_eq!(
+            b.request_count(),
+            1,
+            "the failing server failed once and is out"
+        );
+
+        b.set_models_status(status);
+        b.set_default(Step::status(status, "not here"));
+        let started = Instant::now();
+        // Each probe that fails doubles the back-off (200 ms, 400 ms): two of them prove the
+        // first one did not bring the server back.
+        while b.model_lists() < 2 {
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "the failing server was not probed twice (probes: {})",
+                b.model_lists()
+            );
+            let results = concurrently(&client, 4).await;
+            assert!(
+                results.iter().all(Result::is_ok),
+                "a server answering {status} to its probe took requests: {results:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(
+            b.request_count(),
+            1,
+            "after probes answered {status}, the failing server got no completion"
+        );
+    }
 }
 
 #[tokio::test]

@@ -1,7 +1,8 @@
 //! Fault injection against a real MongoDB-wire server: `failCommand` makes inserts, reads,
 //! updates and deletes fail (with an error code or a dropped connection). The repositories
 //! must report typed, retryable `Unavailable` errors, and once the fault is lifted every
-//! stored document is still there exactly once.
+//! stored document is still there exactly once. A fact save interrupted between any two of
+//! its steps is never seen half done, and a later save repairs it.
 //!
 //! The fail point is server-wide, so these tests take turns (`FAULTS`), and each scopes its
 //! fail point to its own client's `appName`, so other tests on the same server never see it.
@@ -9,14 +10,16 @@
 use std::time::Duration;
 
 use butler_domain::ports::{
-    ConversationLeases, InboxError, InboxUpdate, LeaseError, MemoryStoreError, ProfileStoreError,
-    Stored, UpdateInbox, UserMemoryRepository, UserProfileRepository,
+    ConversationLeases, FactRepository, InboxError, InboxUpdate, LeaseError, MemoryStoreError,
+    ProfileStoreError, Stored, UpdateInbox, UserMemoryRepository, UserProfileRepository,
 };
-use butler_domain::{Source, UserId, UserMemoryEvent};
+use butler_domain::{FactKind, MemoryFact, Source, UserId, UserMemoryEvent};
 use butler_infrastructure::mongo::{MongoOptions, MongoStore};
 use butler_testkit::services::mongo::{shared_mongo, unique_database_name, FailCommand, FailWith};
+use mongodb::bson::{doc, Bson, Document};
 use mongodb::Client;
 use tokio::sync::{Mutex, MutexGuard};
+use uuid::Uuid;
 
 static FAULTS: Mutex<()> = Mutex::const_new(());
 
@@ -62,6 +65,18 @@ impl Faulty {
             app_name: self.app_name.clone(),
         }
         .enable(&self.admin)
+        .await
+        .expect("enable failCommand (needs --enable-test-commands)");
+    }
+
+    /// Lets the next `skip` of `commands` through, then fails every later one.
+    async fn fail_after(&self, commands: &[&str], skip: u32, with: FailWith) {
+        FailCommand {
+            commands: commands.iter().map(|c| (*c).to_owned()).collect(),
+            with,
+            app_name: self.app_name.clone(),
+        }
+        .enable_after(&self.admin, skip)
         .await
         .expect("enable failCommand (needs --enable-test-commands)");
     }
@@ -293,4 +308,146 @@ async fn inbox_faults_are_unavailable_and_nothing_is_lost_or_claimed_twice() {
     inbox.complete(1, &claimed.lease, now).await.unwrap();
     let next = inbox.claim(now, lease).await.unwrap().expect("update 2");
     assert_eq!((next.update.update_id, next.attempts), (2, 1));
+}
+
+fn fact(user: UserId, key: &str, text: &str, ms: i64) -> MemoryFact {
+    let at = time::macros::datetime!(2026-11-25 12:00 UTC) + time::Duration::milliseconds(ms);
+    MemoryFact::new(user, key, FactKind::Other, text, vec![], at).unwrap()
+}
+
+/// The one fact every reader shows as current for `user`'s key `dog`, after checking that
+/// `current`, `search` and `all` agree on it and `all` names no fact it does not list.
+async fn the_current_dog(facts: &impl FactRepository, user: UserId) -> Uuid {
+    let current: Vec<Uuid> = facts
+        .current(user, 10)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|f| f.key.as_str() == "dog")
+        .map(|f| f.id)
+        .collect();
+    assert_eq!(current.len(), 1, "one current fact of the key: {current:?}");
+    let found: Vec<Uuid> = facts
+        .search(user, "как зовут собаку?", 10)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|m| m.fact.key.as_str() == "dog")
+        .map(|m| m.fact.id)
+        .collect();
+    assert_eq!(
+        found, current,
+        "search finds the current fact of the key only"
+    );
+    let all = facts.all(user).await.unwrap();
+    let listed_current: Vec<Uuid> = all
+        .iter()
+        .filter(|f| f.key.as_str() == "dog" && f.superseded_by.is_none())
+        .map(|f| f.id)
+        .collect();
+    assert_eq!(listed_current, current, "all lists the same current fact");
+    for f in &all {
+        if let Some(by) = f.superseded_by {
+            assert!(
+                all.iter().any(|g| g.id == by),
+                "{f:?} names a fact all does not list"
+            );
+        }
+    }
+    current[0]
+}
+
+/// Pending or handed-over documents of `user` left in storage.
+async fn unsettled_documents(f: &Faulty, user: UserId) -> u64 {
+    f.admin
+        .database(&f.app_name)
+        .collection::<Document>("user_facts")
+        .count_documents(doc! {
+            "user_id": user.get(),
+            "$or": [ { "current": false, "superseded_by": Bson::Null }, { "handover": true } ],
+        })
+        .await
+        .unwrap()
+}
+
+/// How the interrupted save is followed up.
+#[derive(Debug, Clone, Copy)]
+enum FollowUp {
+    /// The caller retries the same save.
+    Retry,
+    /// A newer fact of the same key is saved.
+    NewerFactOfTheKey,
+    /// A fact of another key of the same user is saved.
+    FactOfAnotherKey,
+}
+
+#[tokio::test]
+async fn a_fact_save_interrupted_between_any_two_steps_is_never_seen_half_done_and_is_repaired() {
+    let f = Faulty::new().await;
+    let facts = f.store.facts();
+    let mut next_user = 600;
+    for follow_up in [
+        FollowUp::Retry,
+        FollowUp::NewerFactOfTheKey,
+        FollowUp::FactOfAnotherKey,
+    ] {
+        let mut interrupted_at = Vec::new();
+        for skip in 0..10 {
+            next_user += 1;
+            let user = UserId::new(next_user);
+            let old = fact(user, "dog", "Собаку зовут Рекс", 0);
+            facts.save(std::slice::from_ref(&old)).await.unwrap();
+            let new = fact(user, "dog", "Собаку зовут Бобик", 10);
+
+            // The save stops after its first `skip` updates (hand over, promote, release).
+            f.fail_after(&["update"], skip, FailWith::ErrorCode(89))
+                .await;
+            let result = facts.save(std::slice::from_ref(&new)).await;
+            f.heal().await;
+            if result.is_ok() {
+                break;
+            }
+            interrupted_at.push(skip);
+            let shown = the_current_dog(&facts, user).await;
+            assert!(
+                shown == old.id || shown == new.id,
+                "{follow_up:?} after {skip} updates: the old fact stands or the new one is current"
+            );
+
+            let expected = match follow_up {
+                FollowUp::Retry => {
+                    facts.save(std::slice::from_ref(&new)).await.unwrap();
+                    new.id
+                }
+                FollowUp::NewerFactOfTheKey => {
+                    let newer = fact(user, "dog", "Собаку зовут Шарик", 20);
+                    facts.save(std::slice::from_ref(&newer)).await.unwrap();
+                    newer.id
+                }
+                FollowUp::FactOfAnotherKey => {
+                    let cat = fact(user, "cat", "Кошку зовут Мурка", 30);
+                    facts.save(std::slice::from_ref(&cat)).await.unwrap();
+                    new.id
+                }
+            };
+            assert_eq!(
+                the_current_dog(&facts, user).await,
+                expected,
+                "{follow_up:?} after {skip} updates"
+            );
+            assert_eq!(
+                unsettled_documents(&f, user).await,
+                0,
+                "{follow_up:?} after {skip} updates: nothing left pending or handed over"
+            );
+            let all = facts.all(user).await.unwrap();
+            let old_now = all.iter().find(|g| g.id == old.id).unwrap();
+            assert_eq!(old_now.superseded_by, Some(new.id), "history kept");
+        }
+        eprintln!("{follow_up:?}: interrupted after {interrupted_at:?} updates");
+        assert!(
+            interrupted_at.len() >= 2,
+            "{follow_up:?}: the save was interrupted after its hand-over and after its promotion: {interrupted_at:?}"
+        );
+    }
 }

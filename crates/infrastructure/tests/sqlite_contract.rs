@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use butler_infrastructure::sqlite::{SqliteOpenError, SqliteOptions, SqliteStore, SCHEMA_VERSION};
+use butler_infrastructure::sqlite::{
+    SqliteOpenError, SqliteOptions, SqliteStore, Synchronous, SCHEMA_VERSION,
+};
 use butler_testkit::contract::Storage;
 
 async fn sqlite() -> Storage {
@@ -304,6 +306,37 @@ mod schema {
             .pragma_query_value(None, "user_version", |r| r.get(0))
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
+    }
+
+    #[tokio::test]
+    async fn a_commit_is_as_durable_as_configured_on_every_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, synchronous) in [
+            ("full.db", Synchronous::Full),
+            ("normal.db", Synchronous::Normal),
+        ] {
+            let store = SqliteStore::open(SqliteOptions {
+                synchronous,
+                ..SqliteOptions::at(dir.path().join(name))
+            })
+            .await
+            .unwrap();
+            // Several at once, so the pool opens more connections than the first.
+            let reads: Vec<_> = (0..4)
+                .map(|_| {
+                    let store = store.clone();
+                    tokio::spawn(async move { store.synchronous().await })
+                })
+                .collect();
+            for read in reads {
+                assert_eq!(read.await.unwrap().unwrap(), synchronous, "{name}");
+            }
+        }
+        assert_eq!(
+            SqliteOptions::default().synchronous,
+            Synchronous::Full,
+            "an acknowledged commit survives a power loss unless configured otherwise"
+        );
     }
 
     #[tokio::test]

@@ -1,6 +1,7 @@
 //! Streaming to Telegram: private chats see the reply grow as paced `sendMessageDraft`
-//! previews, then get one real message; groups get no drafts; a server without the method
-//! turns drafts off once; failures of the model or of Telegram midway never lose the reply's
+//! previews (within Telegram's limit in UTF-16 units), then get one real message; groups get no
+//! drafts; a server without the method turns drafts off once, a chat that refuses them loses
+//! only its own, any other error skips one draft; failures of the model or of Telegram midway never lose the reply's
 //! rules (fallback, nothing stored) or the final message.
 
 mod support;
@@ -15,6 +16,7 @@ use butler_testkit::telegram::Failure;
 use support::{test_config, BotHarness, FakeWorld, WAIT};
 
 const ALICE: i64 = 1001;
+const BOB: i64 = 1002;
 const GROUP: i64 = -4242;
 
 const PACING: DraftPacing = DraftPacing {
@@ -189,6 +191,141 @@ async fn telegram_failing_while_drafting_never_delays_the_final_message() {
         pushed.elapsed() < Duration::from_secs(8),
         "the reply (under a second of streaming) waited for a draft: {:?}",
         pushed.elapsed()
+    );
+    bot.stop().await.unwrap();
+}
+
+/// A streamed reply with more UTF-16 units than Telegram's limit but fewer characters.
+fn emoji_reply() -> String {
+    (1..=90)
+        .map(|i| format!("{}{i}", "😀".repeat(40)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[tokio::test]
+async fn an_emoji_heavy_long_reply_keeps_its_draft_growing_within_4096_utf16_units() {
+    let reply = emoji_reply();
+    assert!(reply.encode_utf16().count() > 7000 && reply.chars().count() < 4096);
+    let world = FakeWorld::default();
+    world
+        .llm
+        .push(LlmStep::streamed(&reply, Duration::from_millis(20)));
+    let bot = BotHarness::start_with(world.deps(), config()).await;
+    bot.telegram
+        .push_text(ALICE, ALICE, "Смайлики, пожалуйста.");
+    let sent = bot
+        .telegram
+        .wait_for_messages(ALICE, 2, WAIT)
+        .await
+        .unwrap();
+    let arrived: String = sent.iter().map(|m| m.text.replace(' ', "")).collect();
+    assert!(
+        arrived == reply.replace(' ', ""),
+        "the reply arrives whole (but for the space at the cut), in two messages"
+    );
+
+    let drafts = bot.telegram.drafts(ALICE);
+    assert_eq!(
+        drafts.len(),
+        bot.telegram.calls_to("sendMessageDraft").len(),
+        "Telegram accepted every draft (none over its limit)"
+    );
+    for draft in &drafts {
+        assert!(draft.text.encode_utf16().count() <= 4096);
+        let shown = draft.text.strip_prefix('…').unwrap_or(&draft.text);
+        assert!(reply.contains(shown), "a draft shows a part of the reply");
+    }
+    let past_the_limit: Vec<_> = drafts.iter().filter(|d| d.text.starts_with('…')).collect();
+    assert!(
+        past_the_limit.len() >= 2,
+        "the preview kept growing after the reply passed 4096 units: {} of {} drafts",
+        past_the_limit.len(),
+        drafts.len()
+    );
+    assert!(past_the_limit
+        .windows(2)
+        .all(|pair| pair[0].text != pair[1].text));
+    bot.stop().await.unwrap();
+}
+
+/// A bot whose model streams [`LONG_REPLY`] `replies` times.
+async fn bot_streaming(replies: usize) -> (FakeWorld, BotHarness) {
+    let world = FakeWorld::default();
+    for _ in 0..replies {
+        world
+            .llm
+            .push(LlmStep::streamed(LONG_REPLY, Duration::from_millis(40)));
+    }
+    let bot = BotHarness::start_with(world.deps(), config()).await;
+    (world, bot)
+}
+
+/// Sends a message in the private chat of `user` and waits for its `nth` reply.
+async fn ask_privately(bot: &BotHarness, user: i64, nth: usize) {
+    bot.telegram.push_text(user, user, "Что нового?");
+    let sent = bot
+        .telegram
+        .wait_for_messages(user, nth, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(sent[nth - 1].text, LONG_REPLY);
+}
+
+fn draft_calls_to(bot: &BotHarness, chat: i64) -> usize {
+    bot.telegram
+        .calls_to("sendMessageDraft")
+        .iter()
+        .filter(|call| call.chat_id() == Some(chat))
+        .count()
+}
+
+#[tokio::test]
+async fn an_error_about_one_draft_that_mentions_the_method_leaves_drafts_on_for_every_chat() {
+    let (_, bot) = bot_streaming(2).await;
+    bot.telegram.fail_next(
+        "sendMessageDraft",
+        1,
+        Failure::Api {
+            status: 400,
+            description: "Bad Request: text is not valid for method sendMessageDraft".to_owned(),
+        },
+    );
+    ask_privately(&bot, ALICE, 1).await;
+    assert!(
+        draft_calls_to(&bot, ALICE) >= 2 && !bot.telegram.drafts(ALICE).is_empty(),
+        "the chat's next drafts still went out"
+    );
+    ask_privately(&bot, BOB, 1).await;
+    assert!(
+        !bot.telegram.drafts(BOB).is_empty(),
+        "another chat still gets drafts"
+    );
+    bot.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_chat_that_refuses_drafts_gets_none_after_while_other_chats_still_do() {
+    let (_, bot) = bot_streaming(3).await;
+    bot.telegram.fail_next(
+        "sendMessageDraft",
+        1,
+        Failure::Api {
+            status: 400,
+            description: "Bad Request: TEXTDRAFT_PEER_INVALID".to_owned(),
+        },
+    );
+    ask_privately(&bot, ALICE, 1).await;
+    ask_privately(&bot, ALICE, 2).await;
+    assert_eq!(
+        draft_calls_to(&bot, ALICE),
+        1,
+        "the refusing chat was not asked again"
+    );
+    ask_privately(&bot, BOB, 1).await;
+    assert!(
+        !bot.telegram.drafts(BOB).is_empty(),
+        "other chats still get drafts"
     );
     bot.stop().await.unwrap();
 }

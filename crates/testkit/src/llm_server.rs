@@ -3,7 +3,8 @@
 //! tests. It speaks HTTP like vLLM or Ollama would, so the production client is exercised
 //! unchanged: a request with `"stream": true` gets server-sent events, one word per event
 //! (paced with [`Step::streamed_every`]), usage in the last chunk, then `data: [DONE]`.
-//! `GET /v1/models` answers like a real server, for health probes (counted, not recorded).
+//! `GET /v1/models` answers like a real server, for health probes (counted, not recorded), or
+//! with a chosen error status ([`ScriptedLlm::set_models_status`]).
 //! Dropping the server closes its open connections too, like a crashed process: requests in
 //! flight fail and keep-alive connections do not outlive it.
 //!
@@ -22,7 +23,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -373,6 +374,8 @@ struct Shared {
     max_in_flight: AtomicUsize,
     /// `GET /v1/models` requests answered.
     model_lists: AtomicUsize,
+    /// The status `GET /v1/models` answers with (`200` with the list, else an error body).
+    models_status: AtomicU16,
     /// Answers what no route or queued step answers, instead of the default step.
     oracle: Mutex<Option<Arc<OracleLlm>>>,
     /// Answers what no route or queued step answers with `prefix` + the last user message,
@@ -465,6 +468,7 @@ impl ScriptedLlm {
             in_flight: AtomicUsize::new(0),
             max_in_flight: AtomicUsize::new(0),
             model_lists: AtomicUsize::new(0),
+            models_status: AtomicU16::new(200),
             oracle: Mutex::new(None),
             echo: Mutex::new(None),
         });
@@ -581,6 +585,12 @@ impl ScriptedLlm {
         self.shared.model_lists.load(Ordering::SeqCst)
     }
 
+    /// From now on `GET /v1/models` answers `status` (e.g. `404` like a wrong base path behind
+    /// a proxy, `401` like a gateway that wants a key); `200` restores the model list.
+    pub fn set_models_status(&self, status: u16) {
+        self.shared.models_status.store(status, Ordering::SeqCst);
+    }
+
     /// Waits until at least `count` requests arrived, polling every 5 ms.
     ///
     /// # Panics
@@ -625,6 +635,12 @@ async fn serve(listener: tokio::net::TcpListener, app: Router) {
 
 async fn models(State(shared): State<Arc<Shared>>) -> Response {
     shared.model_lists.fetch_add(1, Ordering::SeqCst);
+    let status = shared.models_status.load(Ordering::SeqCst);
+    if status != 200 {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = json!({"error": {"message": "scripted models error", "type": "scripted_error"}});
+        return (status, axum::Json(body)).into_response();
+    }
     (
         [(header::CONTENT_TYPE, "application/json")],
         json!({"object": "list", "data": [{"id": "scripted", "object": "model"}]}).to_string(),

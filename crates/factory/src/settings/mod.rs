@@ -24,6 +24,8 @@ pub enum StorageSettings {
     Sqlite {
         /// Database file.
         path: PathBuf,
+        /// What an acknowledged commit survives.
+        synchronous: SqliteSynchronous,
     },
     /// A MongoDB server or replica set.
     Mongo {
@@ -34,6 +36,27 @@ pub enum StorageSettings {
         /// TTL of memory events in days; `None` disables the TTL index.
         ttl_days: Option<u32>,
     },
+}
+
+/// `SQLITE_SYNCHRONOUS`: SQLite's `PRAGMA synchronous` (in WAL mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqliteSynchronous {
+    /// Every commit is on the disk before it returns: survives a power loss.
+    Full,
+    /// A commit reaches the operating system only: survives a crash of the process, while a
+    /// power loss may drop the last commits.
+    Normal,
+}
+
+impl SqliteSynchronous {
+    /// The setting's value.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Full => "full",
+            Self::Normal => "normal",
+        }
+    }
 }
 
 /// How prompt tokens are counted.
@@ -233,8 +256,6 @@ pub struct Settings {
     pub tokenizer: TokenizerSettings,
     /// Metrics listener.
     pub metrics_addr: Option<SocketAddr>,
-    /// Key `profile_admin` callers must present.
-    pub admin_key: Option<SecretString>,
     /// Log format.
     pub log_format: LogFormat,
 }
@@ -575,13 +596,6 @@ impl Settings {
                 .map_err(|_| raw.expected("METRICS_ADDR"))
                 .ok()
         });
-        let admin_key = raw.secret("BUTLER_ADMIN_KEY");
-        if admin_key
-            .as_ref()
-            .is_some_and(|k| k.expose_secret().chars().count() < 16)
-        {
-            raw.expected("BUTLER_ADMIN_KEY");
-        }
         let log_format = match raw.choice("LOG_FORMAT") {
             Some("json") => LogFormat::Json,
             _ => LogFormat::Pretty,
@@ -596,7 +610,6 @@ impl Settings {
             budget,
             tokenizer,
             metrics_addr,
-            admin_key,
             log_format,
         })
     }
@@ -611,10 +624,11 @@ impl Settings {
                 String::new()
             }
         };
-        let (backend, sqlite, mongo, db, ttl) = match &self.storage {
-            StorageSettings::Sqlite { path } => (
+        let (backend, sqlite, synchronous, mongo, db, ttl) = match &self.storage {
+            StorageSettings::Sqlite { path, synchronous } => (
                 "sqlite",
                 path.display().to_string(),
+                synchronous.as_str().to_owned(),
                 String::new(),
                 String::new(),
                 String::new(),
@@ -623,6 +637,7 @@ impl Settings {
                 database, ttl_days, ..
             } => (
                 "mongodb",
+                String::new(),
                 String::new(),
                 "***".to_owned(),
                 database.clone(),
@@ -712,6 +727,7 @@ impl Settings {
             ),
             ("STORAGE", backend.to_owned()),
             ("SQLITE_PATH", sqlite),
+            ("SQLITE_SYNCHRONOUS", synchronous),
             ("MONGODB_URI", mongo),
             ("MONGODB_DB", db),
             ("MEMORY_TTL_DAYS", ttl),
@@ -785,7 +801,6 @@ impl Settings {
                 "METRICS_ADDR",
                 self.metrics_addr.map(|a| a.to_string()).unwrap_or_default(),
             ),
-            ("BUTLER_ADMIN_KEY", masked(&self.admin_key)),
             (
                 "LOG_FORMAT",
                 if self.log_format == LogFormat::Json {
@@ -810,6 +825,14 @@ fn excerpt(value: &str) -> String {
     }
 }
 
+/// Settings that existed once, with why they went: a configuration file that still sets one
+/// gets that reason rather than "unknown key".
+const RETIRED: &[(&str, &str)] = &[(
+    "BUTLER_ADMIN_KEY",
+    "profile_admin has no key of its own, because whoever can read the configuration and the \
+     database needs none (docs/operations/admin.md says how to restrict it)",
+)];
+
 fn read_toml(path: &Path, raw: &mut Raw) {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
@@ -826,6 +849,16 @@ fn read_toml(path: &Path, raw: &mut Raw) {
     };
     for (key, value) in table {
         let name = key.to_ascii_uppercase();
+        if let Some((_, why)) = RETIRED.iter().find(|(retired, _)| *retired == name) {
+            raw.problem(
+                "--config",
+                format!(
+                    "{key:?} in {} is no longer a setting: {why}; remove it",
+                    path.display()
+                ),
+            );
+            continue;
+        }
         if variable(&name).is_none() {
             raw.problem(
                 "--config",
@@ -931,9 +964,14 @@ fn parse_storage(raw: &mut Raw) -> StorageSettings {
         None => uri.is_some(),
         Some(choice) => choice == "mongodb",
     };
+    let synchronous = match raw.choice("SQLITE_SYNCHRONOUS") {
+        Some("normal") => SqliteSynchronous::Normal,
+        _ => SqliteSynchronous::Full,
+    };
     if !mongo {
         return StorageSettings::Sqlite {
             path: PathBuf::from(raw.or_default("SQLITE_PATH")),
+            synchronous,
         };
     }
     let Some(uri) = uri else {
@@ -943,6 +981,7 @@ fn parse_storage(raw: &mut Raw) -> StorageSettings {
         );
         return StorageSettings::Sqlite {
             path: PathBuf::from(raw.or_default("SQLITE_PATH")),
+            synchronous,
         };
     };
     if !(uri.expose_secret().starts_with("mongodb://")

@@ -261,6 +261,12 @@ pub const VARIABLES: &[Variable] = &[
         "./data/butler.db",
         "SQLite database file (directory created if missing).",
     ),
+    choice(
+        "SQLITE_SYNCHRONOUS",
+        &["full", "normal"],
+        "full",
+        "SQLite durability: full = every commit reaches the disk (survives a power loss); normal = faster commits that survive a crash of the process, not a power loss (docs/storage.md).",
+    ),
     secret(
         "MONGODB_URI",
         "a mongodb:// or mongodb+srv:// URI",
@@ -493,11 +499,6 @@ pub const VARIABLES: &[Variable] = &[
         "",
         "Prometheus /metrics, /healthz, /readyz listener; unset = off.",
     ),
-    secret(
-        "BUTLER_ADMIN_KEY",
-        "any string of ≥ 16 characters",
-        "Key profile_admin callers must present in PROFILE_ADMIN_API_KEY.",
-    ),
     choice(
         "LOG_FORMAT",
         &["pretty", "json"],
@@ -507,10 +508,9 @@ pub const VARIABLES: &[Variable] = &[
 ];
 
 /// Environment variables the programs read that are not settings of this table: the log
-/// filter, the admin caller's key, and the test harness's own. The docs test accepts these.
+/// filter and the test harness's own. The docs test accepts these.
 pub const OTHER_VARIABLES: &[&str] = &[
     "RUST_LOG",
-    "PROFILE_ADMIN_API_KEY",
     "BUTLER_TEST_MONGODB_URI",
     "BUTLER_TEST_SERVICES_DIR",
 ];

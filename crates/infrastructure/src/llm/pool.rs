@@ -2,9 +2,10 @@
 //! (`LLM_BASE_URL` with several URLs). Each attempt of a call goes to the healthy server with
 //! the fewest outstanding requests that is under its own concurrency limit. A server that fails
 //! — connection refused or broken, connect timeout, `5xx` — is taken out for an exponential,
-//! capped back-off, then probed with `GET {base}/models` before it takes requests again, and
-//! the failed attempt moves to another healthy server at once (a retry happens only before a
-//! response was accepted, so a streamed reply never fails over after its first delta).
+//! capped back-off, then probed with `GET {base}/models` before it takes requests again (only a
+//! `2xx` answer counts), and the failed attempt moves to another healthy server at once (a
+//! retry happens only before a response was accepted, so a streamed reply never fails over
+//! after its first delta).
 //!
 //! With one server nothing is ever taken out: there is nowhere else to go, so every request
 //! tries it, exactly as a single URL always worked. When every server of a larger pool is out,
@@ -363,8 +364,10 @@ impl ServerPool {
         }
     }
 
-    /// Probes server `index` in the background: any answer below `500` to `GET {base}/models`
-    /// brings it back; anything else doubles its back-off.
+    /// Probes server `index` in the background: only a `2xx` answer to `GET {base}/models`
+    /// brings it back; anything else — a `404` from a wrong base path, a `401` from a gateway
+    /// that wants a key, a `5xx`, no answer — doubles its back-off (such a server could not
+    /// answer a completion either).
     fn probe(&self, index: usize) {
         let shared = Arc::clone(&self.shared);
         let server = self.servers[index].clone();
@@ -372,7 +375,7 @@ impl ServerPool {
         while probes.try_join_next().is_some() {}
         probes.spawn(async move {
             match server.caller.status_of(&server.models, PROBE_TIMEOUT).await {
-                Ok(status) if !status.is_server_error() => shared.succeeded(index),
+                Ok(status) if status.is_success() => shared.succeeded(index),
                 outcome => {
                     tracing::debug!(server = index, ?outcome, "LLM server probe failed");
                     shared.failed(index, Instant::now());

@@ -10,17 +10,39 @@
 //!
 //! Supersede by key without transactions (a standalone server has none): a document's
 //! `current` flag is covered by a partial unique index on `{user_id, key}` where
-//! `current: true`, so the server itself refuses a second current fact. A save inserts the
-//! fact as *pending* (`current: false`, `superseded_by: null`) and then settles it: if the
-//! current fact is newer, the new one is marked superseded by it; otherwise the current one is
-//! demoted (`current: false`, `superseded_by` = the new id, only if it is still current) and
-//! the new one promoted, which fails on the unique index if another save promoted its fact in
-//! between, and then the loop compares again. Every step is conditional, so racing saves end
-//! with the newest fact current and each other one superseded by a newer one. A save that
-//! dies between demote and promote leaves its key without a current fact and its fact
-//! pending until the save is retried (it reported an error, so the caller retries); a pending
-//! fact is listed by `all` as if current.
+//! `current: true`, so the server itself refuses a second current fact. A document is in one
+//! of four states:
+//!
+//! - *current*: `current: true`;
+//! - *pending*: inserted, not settled yet (`current: false`, `superseded_by: null`);
+//! - *handed over*: demoted for a pending fact that is not promoted yet (`current: false`,
+//!   `superseded_by` = that fact, `handover: true`);
+//! - *superseded*: `current: false`, `superseded_by` = the fact that replaced it.
+//!
+//! A save inserts the fact as pending and settles it: if the current fact is newer, the new
+//! one is marked superseded by it; otherwise the current one is handed over (only if it is
+//! still current), the new one promoted — which fails on the unique index if another save
+//! promoted its fact in between, and then the loop compares again — and the handover flag
+//! cleared. Every step is conditional, so racing saves end with the newest fact current and
+//! each other one superseded by a newer one.
+//!
+//! **An interrupted save is invisible.** Readers never show a pending fact, and a handed-over
+//! fact still *stands* for its key — is read as current, `superseded_by` empty — while its key
+//! has no current fact and the fact it was handed to is still pending; of several such, the
+//! newest stands. So a save that dies between any two steps reads as not done (the old fact
+//! stands) or as done (the new one is current), never as a key with two current facts, none,
+//! or a pending one. [`all`] applies the same rule. (Deleting the pending fact completes the
+//! hand-over: deleting a fact never brings back the one it replaced.)
+//!
+//! **And repaired.** Every save first settles the pending facts of its users left by saves
+//! that stopped (or are still running: settling is safe to repeat and to race) and clears the
+//! handover flags whose successor is settled or gone. Retrying the interrupted save settles
+//! its own fact the same way. (A save interrupted by a version without the handover flag reads
+//! as a key without a current fact until that repair.)
+//!
+//! [`all`]: FactRepository::all
 
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -125,6 +147,85 @@ fn newest_first() -> Document {
     doc! { "created_at": -1, "fact_id": -1 }
 }
 
+/// Documents a reader may show as current: current ones, and handed-over ones (which stand
+/// only while their successor is unsettled, see [`Standing`]).
+fn current_or_handed_over(user_id: UserId) -> Document {
+    doc! {
+        "user_id": user_id.get(),
+        "$or": [ { "current": true }, { "handover": true } ],
+    }
+}
+
+/// Documents a save may have to repair: pending and handed-over ones.
+fn unsettled(user_id: UserId) -> Document {
+    doc! {
+        "user_id": user_id.get(),
+        "$or": [
+            { "current": false, "superseded_by": Bson::Null },
+            { "handover": true },
+        ],
+    }
+}
+
+/// What readers need of one document to tell whether it stands as the current fact of its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Standing {
+    id: Uuid,
+    key: String,
+    created_at: OffsetDateTime,
+    current: bool,
+    /// The successor of a handed-over document.
+    handed_to: Option<Uuid>,
+}
+
+impl Standing {
+    fn of(doc: &Document) -> Result<Self, Fault> {
+        let handover = matches!(doc.get("handover"), Some(Bson::Boolean(true)));
+        let handed_to = match doc.get("superseded_by") {
+            Some(Bson::Binary(_)) if handover => Some(get_uuid(doc, "superseded_by")?),
+            _ => None,
+        };
+        Ok(Self {
+            id: get_uuid(doc, "fact_id")?,
+            key: get_str(doc, "key")?,
+            created_at: get_time(doc, "created_at")?,
+            current: matches!(doc.get("current"), Some(Bson::Boolean(true))),
+            handed_to,
+        })
+    }
+}
+
+/// Whether a stored fact is pending: neither current nor superseded by a named fact.
+fn is_pending(doc: &Document) -> bool {
+    !matches!(doc.get("current"), Some(Bson::Boolean(true)))
+        && !matches!(doc.get("superseded_by"), Some(Bson::Binary(_)))
+}
+
+/// Of `docs` (every current and handed-over document of some keys), the handed-over ones that
+/// stand as their key's current fact: the newest one whose successor is among `pending`, in a
+/// key without a current document.
+fn standing_handovers(docs: &[Standing], pending: &HashSet<Uuid>) -> HashSet<Uuid> {
+    let with_current: HashSet<&str> = docs
+        .iter()
+        .filter(|d| d.current)
+        .map(|d| d.key.as_str())
+        .collect();
+    let mut newest: HashMap<&str, &Standing> = HashMap::new();
+    for doc in docs {
+        let Some(successor) = doc.handed_to else {
+            continue;
+        };
+        if doc.current || with_current.contains(doc.key.as_str()) || !pending.contains(&successor) {
+            continue;
+        }
+        let slot = newest.entry(doc.key.as_str()).or_insert(doc);
+        if (doc.created_at, doc.id) > (slot.created_at, slot.id) {
+            *slot = doc;
+        }
+    }
+    newest.values().map(|d| d.id).collect()
+}
+
 /// What one conditional update did.
 enum Update {
     Matched,
@@ -139,19 +240,6 @@ impl MongoFactRepository {
             collection: database.collection(FACTS_COLLECTION),
             timeout,
         }
-    }
-
-    async fn find(
-        &self,
-        filter: Document,
-        sort: Document,
-        limit: Option<usize>,
-    ) -> Result<Vec<MemoryFact>, Fault> {
-        self.find_documents(filter, sort, limit)
-            .await?
-            .iter()
-            .map(decode)
-            .collect()
     }
 
     async fn find_documents(
@@ -174,7 +262,12 @@ impl MongoFactRepository {
     }
 
     async fn update(&self, filter: Document, set: Document) -> Result<Update, Fault> {
-        let call = self.collection.update_one(filter, doc! { "$set": set });
+        self.modify(filter, doc! { "$set": set }).await
+    }
+
+    /// `update_one` with any update document.
+    async fn modify(&self, filter: Document, update: Document) -> Result<Update, Fault> {
+        let call = self.collection.update_one(filter, update);
         match tokio::time::timeout(self.timeout, call).await {
             Ok(Ok(r)) if r.matched_count > 0 => Ok(Update::Matched),
             Ok(Ok(_)) => Ok(Update::NoMatch),
@@ -238,17 +331,20 @@ impl MongoFactRepository {
             .map(|doc| decode(&doc))
             .transpose()?;
             match current {
-                Some(current) if current.id == fact.id => return Ok(()),
+                Some(current) if current.id == fact.id => return self.release(fact).await,
                 Some(current) if current.is_newer_than(fact) => {
                     let set = doc! { "superseded_by": uuid_bson(current.id) };
                     if let Update::Matched = self.update(pending(fact.id), set).await? {
                         saved.superseded += 1;
                     }
-                    return Ok(());
+                    return self.release(fact).await;
                 }
                 Some(current) => {
+                    // Handed over, not yet superseded: readers keep showing it until `fact` is
+                    // promoted, so a save that stops here reads as not done.
                     let demote = doc! { "fact_id": uuid_bson(current.id), "current": true };
-                    let set = doc! { "current": false, "superseded_by": id.clone() };
+                    let set =
+                        doc! { "current": false, "superseded_by": id.clone(), "handover": true };
                     match self.update(demote, set).await? {
                         Update::Matched => saved.superseded += 1,
                         // It stopped being current meanwhile: look again.
@@ -262,7 +358,7 @@ impl MongoFactRepository {
                 .await?
             {
                 // NoMatch: a racing save of this very fact settled it.
-                Update::Matched | Update::NoMatch => return Ok(()),
+                Update::Matched | Update::NoMatch => return self.release(fact).await,
                 // Another fact of the key became current in between: compare with it.
                 Update::Conflict => {}
             }
@@ -272,6 +368,178 @@ impl MongoFactRepository {
              ({SETTLE_ATTEMPTS} attempts); retry the save (retryable)"
         )))
     }
+
+    /// Clears the handover flag of the facts handed to `fact`, now that it is settled (a
+    /// flag left behind is harmless: a settled successor makes it stand for nothing).
+    async fn release(&self, fact: &MemoryFact) -> Result<(), Fault> {
+        bounded(
+            FACTS_COLLECTION,
+            self.timeout,
+            self.collection.update_many(
+                doc! {
+                    "user_id": fact.user_id.get(),
+                    "handover": true,
+                    "superseded_by": uuid_bson(fact.id),
+                },
+                doc! { "$unset": { "handover": "" } },
+            ),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Settles what saves of `user_id` that stopped part-way left behind (see the module docs):
+    /// its pending facts, oldest first, then the handover flags that stand for nothing.
+    async fn repair(&self, user_id: UserId, saved: &mut SavedFacts) -> Result<(), Fault> {
+        let docs = self
+            .find_documents(
+                unsettled(user_id),
+                doc! { "created_at": 1, "fact_id": 1 },
+                None,
+            )
+            .await?;
+        if docs.is_empty() {
+            return Ok(());
+        }
+        for doc in docs.iter().filter(|d| is_pending(d)) {
+            self.settle(&decode(doc)?, saved).await?;
+        }
+        // Settling released the facts handed to those; what remains names a fact settled or
+        // deleted before (a save stopped before its release).
+        let pending: HashSet<Uuid> = self
+            .find_documents(unsettled(user_id), doc! { "fact_id": 1 }, None)
+            .await?
+            .iter()
+            .filter(|d| is_pending(d))
+            .map(|d| get_uuid(d, "fact_id"))
+            .collect::<Result<_, _>>()?;
+        let mut stale: Vec<Bson> = Vec::new();
+        for doc in &docs {
+            if let Some(successor) = Standing::of(doc)?.handed_to {
+                if !pending.contains(&successor) {
+                    stale.push(uuid_bson(successor));
+                }
+            }
+        }
+        if !stale.is_empty() {
+            bounded(
+                FACTS_COLLECTION,
+                self.timeout,
+                self.collection.update_many(
+                    doc! {
+                        "user_id": user_id.get(),
+                        "handover": true,
+                        "superseded_by": { "$in": stale },
+                    },
+                    doc! { "$unset": { "handover": "" } },
+                ),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// The stored documents of `ids`, by id.
+    async fn ids_of(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, Document>, Fault> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let ids: Vec<Bson> = ids.iter().copied().map(uuid_bson).collect();
+        let docs = self
+            .find_documents(
+                doc! { "fact_id": { "$in": ids } },
+                doc! { "fact_id": 1 },
+                None,
+            )
+            .await?;
+        docs.into_iter()
+            .map(|d| Ok((get_uuid(&d, "fact_id")?, d)))
+            .collect()
+    }
+
+    /// Of `docs` (current and handed-over documents of `user_id`, in the reader's order), the
+    /// facts that stand as current, with how many handed-over ones were left out.
+    async fn standing(
+        &self,
+        user_id: UserId,
+        docs: Vec<Document>,
+    ) -> Result<(Vec<Document>, usize), Fault> {
+        let handed: Vec<Standing> = docs
+            .iter()
+            .map(Standing::of)
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .filter(|d| d.handed_to.is_some())
+            .collect();
+        if handed.is_empty() {
+            // The usual case: nothing is being handed over.
+            return Ok((docs, 0));
+        }
+        // Every current and handed-over document of those keys, not only those of this page.
+        let keys: Vec<&str> = handed.iter().map(|d| d.key.as_str()).collect();
+        let mut filter = current_or_handed_over(user_id);
+        filter.insert("key", doc! { "$in": keys });
+        let related: Vec<Standing> = self
+            .find_documents(filter, newest_first(), None)
+            .await?
+            .iter()
+            .map(Standing::of)
+            .collect::<Result<_, _>>()?;
+        let successors: Vec<Uuid> = related.iter().filter_map(|d| d.handed_to).collect();
+        let pending: HashSet<Uuid> = self
+            .ids_of(&successors)
+            .await?
+            .into_iter()
+            .filter(|(_, d)| is_pending(d))
+            .map(|(id, _)| id)
+            .collect();
+        let stands = standing_handovers(&related, &pending);
+        let before = docs.len();
+        let kept: Vec<Document> = docs
+            .into_iter()
+            .filter(|d| {
+                !matches!(d.get("handover"), Some(Bson::Boolean(true)))
+                    || get_uuid(d, "fact_id").is_ok_and(|id| stands.contains(&id))
+            })
+            .collect();
+        let dropped = before - kept.len();
+        Ok((kept, dropped))
+    }
+
+    /// The user's facts that stand as current among those `extra` selects, in `sort` order, at
+    /// most `limit`.
+    async fn standing_facts(
+        &self,
+        user_id: UserId,
+        extra: Document,
+        limit: usize,
+    ) -> Result<Vec<Document>, Fault> {
+        let mut fetch = limit;
+        loop {
+            let mut filter = current_or_handed_over(user_id);
+            filter.extend(extra.clone());
+            let docs = self
+                .find_documents(filter, newest_first(), Some(fetch))
+                .await?;
+            let complete = docs.len() < fetch;
+            let (mut kept, dropped) = self.standing(user_id, docs).await?;
+            if dropped == 0 || complete || kept.len() >= limit {
+                kept.truncate(limit);
+                return Ok(kept);
+            }
+            // Handed-over documents that do not stand took places: read further.
+            fetch += dropped;
+        }
+    }
+}
+
+/// A document read as a current fact: a standing handed-over one has no successor yet.
+fn decode_standing(doc: &Document) -> Result<MemoryFact, Fault> {
+    let mut fact = decode(doc)?;
+    if matches!(doc.get("handover"), Some(Bson::Boolean(true))) {
+        fact.superseded_by = None;
+    }
+    Ok(fact)
 }
 
 #[async_trait]
@@ -281,6 +549,14 @@ impl FactRepository for MongoFactRepository {
             fact.validate()?;
         }
         let mut saved = SavedFacts::default();
+        let mut users: Vec<UserId> = facts.iter().map(|f| f.user_id).collect();
+        users.sort_unstable();
+        users.dedup();
+        for user_id in users {
+            self.repair(user_id, &mut saved)
+                .await
+                .map_err(|f| to_port("save", f))?;
+        }
         for fact in facts {
             self.save_one(fact, &mut saved)
                 .await
@@ -294,13 +570,17 @@ impl FactRepository for MongoFactRepository {
         user_id: UserId,
         limit: usize,
     ) -> Result<Vec<MemoryFact>, FactStoreError> {
-        self.find(
-            doc! { "user_id": user_id.get(), "current": true },
-            newest_first(),
-            Some(limit),
-        )
-        .await
-        .map_err(|f| to_port("current", f))
+        let op = |f| to_port("current", f);
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.standing_facts(user_id, Document::new(), limit)
+            .await
+            .map_err(op)?
+            .iter()
+            .map(decode_standing)
+            .collect::<Result<_, _>>()
+            .map_err(op)
     }
 
     async fn search(
@@ -315,24 +595,26 @@ impl FactRepository for MongoFactRepository {
             return Ok(Vec::new());
         }
         let docs = self
-            .find_documents(
-                doc! { "user_id": user_id.get(), "current": true, "terms": { "$in": terms.clone() } },
-                newest_first(),
-                Some(MAX_SEARCH_CANDIDATES),
+            .standing_facts(
+                user_id,
+                doc! { "terms": { "$in": terms.clone() } },
+                MAX_SEARCH_CANDIDATES,
             )
             .await
             .map_err(op)?;
+        // Counts a handed-over fact that no longer stands while its save finishes: the
+        // ranking's document count is off by one for that moment, nothing more.
         let total = bounded(
             FACTS_COLLECTION,
             self.timeout,
             self.collection
-                .count_documents(doc! { "user_id": user_id.get(), "current": true }),
+                .count_documents(current_or_handed_over(user_id)),
         )
         .await
         .map_err(op)?;
         let candidates: Vec<(MemoryFact, Vec<String>)> = docs
             .iter()
-            .map(|d| Ok((decode(d)?, get_strings(d, "terms")?)))
+            .map(|d| Ok((decode_standing(d)?, get_strings(d, "terms")?)))
             .collect::<Result<_, Fault>>()
             .map_err(op)?;
         let refs: Vec<&[String]> = candidates.iter().map(|(_, t)| t.as_slice()).collect();
@@ -350,13 +632,41 @@ impl FactRepository for MongoFactRepository {
     }
 
     async fn all(&self, user_id: UserId) -> Result<Vec<MemoryFact>, FactStoreError> {
-        self.find(
-            doc! { "user_id": user_id.get() },
-            doc! { "created_at": 1, "fact_id": 1 },
-            None,
-        )
-        .await
-        .map_err(|f| to_port("all", f))
+        let op = |f| to_port("all", f);
+        let docs = self
+            .find_documents(
+                doc! { "user_id": user_id.get() },
+                doc! { "created_at": 1, "fact_id": 1 },
+                None,
+            )
+            .await
+            .map_err(op)?;
+        // The readers' rule on the whole set: pending facts are not stored facts yet, and a
+        // handed-over fact reads as current while it stands.
+        let standings: Vec<Standing> = docs
+            .iter()
+            .map(Standing::of)
+            .collect::<Result<_, _>>()
+            .map_err(op)?;
+        let pending: HashSet<Uuid> = docs
+            .iter()
+            .zip(&standings)
+            .filter(|(d, _)| is_pending(d))
+            .map(|(_, s)| s.id)
+            .collect();
+        let stands = standing_handovers(&standings, &pending);
+        let mut facts = Vec::with_capacity(docs.len());
+        for (doc, standing) in docs.iter().zip(&standings) {
+            if pending.contains(&standing.id) {
+                continue;
+            }
+            if stands.contains(&standing.id) {
+                facts.push(decode_standing(doc).map_err(op)?);
+            } else {
+                facts.push(decode(doc).map_err(op)?);
+            }
+        }
+        Ok(facts)
     }
 
     async fn delete(&self, user_id: UserId, fact_id: Uuid) -> Result<bool, FactStoreError> {
@@ -376,5 +686,50 @@ impl FactRepository for MongoFactRepository {
         self.delete_where(doc! { "created_at": { "$lt": date_bson(cutoff) } })
             .await
             .map_err(|f| to_port("delete_older_than", f))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(key: &str, ms: i64, current: bool, handed_to: Option<Uuid>) -> Standing {
+        Standing {
+            id: Uuid::new_v4(),
+            key: key.to_owned(),
+            created_at: OffsetDateTime::UNIX_EPOCH + time::Duration::milliseconds(ms),
+            current,
+            handed_to,
+        }
+    }
+
+    #[test]
+    fn a_handed_over_fact_stands_only_while_its_successor_is_pending_and_nothing_is_current() {
+        let successor = Uuid::new_v4();
+        let handed = doc("dog", 0, false, Some(successor));
+        let pending = HashSet::from([successor]);
+        let docs = [handed.clone()];
+        assert_eq!(
+            standing_handovers(&docs, &pending),
+            HashSet::from([handed.id])
+        );
+        // The successor was settled (or deleted): the hand-over happened.
+        assert!(standing_handovers(&docs, &HashSet::new()).is_empty());
+        // A current fact of the key wins.
+        let docs = [handed, doc("dog", 5, true, None)];
+        assert!(standing_handovers(&docs, &pending).is_empty());
+    }
+
+    #[test]
+    fn of_several_handed_over_facts_of_a_key_only_the_newest_stands() {
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let older = doc("dog", 0, false, Some(a));
+        let newer = doc("dog", 3, false, Some(b));
+        let other_key = doc("cat", 1, false, Some(a));
+        let docs = [older, newer.clone(), other_key.clone()];
+        assert_eq!(
+            standing_handovers(&docs, &HashSet::from([a, b])),
+            HashSet::from([newer.id, other_key.id])
+        );
     }
 }

@@ -13,6 +13,12 @@
 //! other processes (`memory-worker`, `profile_admin`).
 //! Connections open lazily and a connection lost to a panicking task is simply reopened.
 //!
+//! Durability is [`SqliteOptions::synchronous`] (`SQLITE_SYNCHRONOUS`): with `FULL` every
+//! commit fsyncs the WAL before it returns, so an acknowledged write survives a power loss;
+//! with `NORMAL` a commit reaches the operating system but not the disk, so it survives a crash
+//! of the process (and of anything but the kernel and the power), while a power loss may drop
+//! the last commits — never corrupt the file. `docs/storage.md` has the measured cost.
+//!
 //! Checkpoints run in the background. With `synchronous=NORMAL` a WAL commit does not fsync,
 //! but SQLite's automatic checkpoint (every 1,000 WAL pages) runs inside the commit that crosses
 //! the threshold and fsyncs the WAL and the database — a few to tens of milliseconds on a
@@ -68,6 +74,41 @@ pub struct SqliteOptions {
     pub busy_timeout: Duration,
     /// How often the background task checkpoints the WAL into the database file.
     pub checkpoint_interval: Duration,
+    /// Whether a commit waits for the disk (see the module docs).
+    pub synchronous: Synchronous,
+}
+
+/// SQLite's `PRAGMA synchronous` in WAL mode: what an acknowledged commit survives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Synchronous {
+    /// The commit is in the operating system's cache: it survives the process crashing, not a
+    /// power loss (which may drop the last commits, never corrupt the file).
+    Normal,
+    /// The commit fsyncs the WAL first: it survives a power loss too.
+    #[default]
+    Full,
+}
+
+impl Synchronous {
+    /// The pragma's value.
+    #[must_use]
+    pub const fn pragma(self) -> &'static str {
+        match self {
+            Self::Normal => "NORMAL",
+            Self::Full => "FULL",
+        }
+    }
+
+    /// The level SQLite reports for `PRAGMA synchronous` (`1` NORMAL, `2` FULL); `None` for
+    /// the levels the butler never sets.
+    #[must_use]
+    pub const fn from_level(level: i64) -> Option<Self> {
+        match level {
+            1 => Some(Self::Normal),
+            2 => Some(Self::Full),
+            _ => None,
+        }
+    }
 }
 
 /// WAL pages after which a commit checkpoints inline, if the background task has not (about
@@ -81,6 +122,7 @@ impl Default for SqliteOptions {
             max_connections: 4,
             busy_timeout: Duration::from_secs(5),
             checkpoint_interval: Duration::from_secs(1),
+            synchronous: Synchronous::default(),
         }
     }
 }
@@ -170,6 +212,14 @@ pub enum SqliteOpenError {
         /// What happened to the task.
         detail: String,
     },
+    /// A setting in effect could not be read back, or is not one the butler sets.
+    #[error("cannot read back the settings of the SQLite database {path}: {detail}")]
+    Inspect {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        detail: String,
+    },
 }
 
 /// An open SQLite database: hands out the repositories, which share its connections.
@@ -256,6 +306,28 @@ impl SqliteStore {
     pub fn path(&self) -> &Path {
         &self.pool.path
     }
+
+    /// The durability in effect, as SQLite reports it on a connection of the pool (`PRAGMA
+    /// synchronous`): for the start-up log, and for tests that the setting reached SQLite.
+    ///
+    /// # Errors
+    /// [`SqliteOpenError::Inspect`] when no connection answers, or one reports a level the
+    /// butler never sets.
+    pub async fn synchronous(&self) -> Result<Synchronous, SqliteOpenError> {
+        let level = self
+            .pool
+            .run(Access::Read, |conn| {
+                Ok(conn.pragma_query_value(None, "synchronous", |row| row.get::<_, i64>(0))?)
+            })
+            .await;
+        let inspect = |detail: String| SqliteOpenError::Inspect {
+            path: self.pool.path.clone(),
+            detail,
+        };
+        let level = level.map_err(|fault| inspect(fault.detail("pragma synchronous")))?;
+        Synchronous::from_level(level)
+            .ok_or_else(|| inspect(format!("synchronous is level {level}, not NORMAL or FULL")))
+    }
 }
 
 /// Whether a repository call writes: writes queue on the pool's writer lock.
@@ -280,6 +352,8 @@ struct Pool {
     instance: Uuid,
     /// The owner lock, once taken ([`SqliteStore::take_ownership`]); held while the pool lives.
     owner_lock: Mutex<Option<std::fs::File>>,
+    /// Set on every connection it opens.
+    synchronous: Synchronous,
 }
 
 /// A port's storage error, as [`Pool::run_for`] builds it from a [`Fault`].
@@ -397,6 +471,7 @@ impl Pool {
             written: AtomicBool::new(false),
             instance: Uuid::new_v4(),
             owner_lock: Mutex::new(None),
+            synchronous: options.synchronous,
         };
         let mut conn = pool.connect().map_err(|source| SqliteOpenError::Open {
             path: pool.path.clone(),
@@ -421,9 +496,8 @@ impl Pool {
                 | OpenFlags::SQLITE_OPEN_URI,
         )?;
         conn.busy_timeout(self.busy_timeout)?;
-        // WAL makes NORMAL durable against application crashes; only a power loss may drop
-        // the last transactions, never corrupt the file.
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // A per-connection setting: every connection of the pool gets it.
+        conn.pragma_update(None, "synchronous", self.synchronous.pragma())?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.pragma_update(None, "wal_autocheckpoint", BACKSTOP_CHECKPOINT_PAGES)?;
         Ok(conn)

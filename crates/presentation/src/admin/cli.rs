@@ -12,8 +12,9 @@ use clap::{Parser, Subcommand};
     name = "profile_admin",
     version,
     about = "Inspect and change Personalised Butler profiles and memory",
-    after_help = "Requires PROFILE_ADMIN_API_KEY equal to the configured BUTLER_ADMIN_KEY.\n\
-                  Exit codes: 0 ok, 2 usage or invalid value, 3 not found, 4 storage unavailable, 5 unauthorised."
+    after_help = "Uses the bot's configuration and database; it has no key of its own, so who may \
+                  run it is decided by who may read those (docs/operations/admin.md).\n\
+                  Exit codes: 0 ok, 2 usage or invalid value, 3 not found, 4 storage unavailable."
 )]
 pub struct AdminCli {
     /// Configuration file (TOML; environment variables override it).

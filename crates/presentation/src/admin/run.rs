@@ -1,6 +1,7 @@
 //! Executes a parsed `profile_admin` command against the use cases and maps every outcome to
-//! an exit code: 0 ok, 2 usage or invalid value, 3 not found, 4 storage unavailable,
-//! 5 unauthorised, 6 the user stayed busy (a reset waited for a reply in flight, in vain).
+//! an exit code: 0 ok, 2 usage or invalid value, 3 not found, 4 storage unavailable, 6 the user
+//! stayed busy (a reset waited for a reply in flight, in vain). (5 meant "unauthorised" while
+//! `profile_admin` pretended to check a key; it is not reused.)
 
 use std::io::Write;
 use std::sync::Arc;
@@ -28,8 +29,6 @@ pub enum ExitCode {
     NotFound = 3,
     /// The database could not be used.
     Storage = 4,
-    /// The admin key is missing or wrong.
-    Unauthorised = 5,
     /// The user's conversation stayed busy (a reply being written) for the whole wait.
     Busy = 6,
 }

@@ -8,12 +8,26 @@
 //! produce tokens faster than Telegram wants requests. Groups get no drafts (the method is for
 //! private chats; see `docs/user_guide.md`).
 //!
-//! A Bot API server that does not know the method (older, or a local one) answers 400 or 404:
-//! drafts are then turned off for the process, with one log line, and replies go on as before.
-//! A draft that fails for any other reason is skipped; it never delays or prevents the reply.
+//! A draft is cut to Telegram's limit as Telegram counts it — UTF-16 code units, the counting
+//! of [`super::split`] — so an emoji-heavy reply keeps its preview growing past 2048 emoji.
+//!
+//! Errors are told apart by what they say about the method, the chat or the one draft:
+//! - *The server has no such method* (an older or local Bot API server): the Bot API server
+//!   answers `404 Not Found: method not found` for a method it does not route (and turns every
+//!   other 404 into a 400), and the HTTP front of `api.telegram.org` answers a bare `404 Not
+//!   Found` for a path it does not serve (teloxide reads that as an invalid token; the bot is
+//!   already talking to the server with it, so here it means the path). Drafts are then off for
+//!   the process, with one log line.
+//! - *This chat takes no drafts* (`TEXTDRAFT_PEER_INVALID`, a blocked bot, a deactivated user,
+//!   an unknown chat): drafts are off for that chat only (the most recent chats are
+//!   remembered, so the memory stays bounded).
+//! - *Anything else* (a 400 about the text, a 5xx, a time-out): that draft is skipped and the
+//!   next one is tried.
+//!
+//! Either way a draft never delays or prevents the reply.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use butler_application::ReplySink;
@@ -26,11 +40,16 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::recent::RecentKeys;
 use super::redact::Redactor;
+use super::split::{suffix_fitting, utf16_units, TELEGRAM_MESSAGE_LIMIT};
 use super::TelegramObserver;
 
-/// The most characters a draft may hold (Telegram's message limit).
-const DRAFT_LIMIT: usize = 4096;
+/// The most a draft may hold: Telegram's message limit, in UTF-16 code units.
+const DRAFT_LIMIT: usize = TELEGRAM_MESSAGE_LIMIT;
+
+/// How many chats that refused drafts are remembered (beyond that the oldest is tried again).
+const REMEMBERED_REFUSING_CHATS: usize = 4096;
 
 /// `sendMessageDraft`'s parameters.
 #[derive(Debug, Clone, Serialize)]
@@ -73,6 +92,8 @@ impl Default for DraftPacing {
 pub(crate) struct Drafts {
     bot: Bot,
     enabled: AtomicBool,
+    /// Chats whose drafts were refused for the chat itself (not the server, not the text).
+    refusing_chats: Mutex<RecentKeys<i64>>,
     pacing: DraftPacing,
     request_timeout: Duration,
     redactor: Redactor,
@@ -90,6 +111,7 @@ impl Drafts {
         Self {
             bot,
             enabled: AtomicBool::new(!pacing.interval.is_zero()),
+            refusing_chats: Mutex::new(RecentKeys::new(REMEMBERED_REFUSING_CHATS)),
             pacing,
             request_timeout,
             redactor,
@@ -161,9 +183,9 @@ impl Drafts {
         }
     }
 
-    /// Sends one draft; `false` when drafts are off (now or from before).
+    /// Sends one draft; `false` when drafts are off for this chat (now or from before).
     async fn send(&self, chat: ChatId, draft_id: i64, text: &str) -> bool {
-        if !self.enabled() {
+        if !self.enabled() || self.refusing_chats().contains(&chat.0) {
             return false;
         }
         let request = JsonRequest::new(
@@ -181,15 +203,29 @@ impl Drafts {
                 }
                 true
             }
-            Ok(Err(RequestError::Api(error))) if not_supported(&error) => {
-                if self.enabled.swap(false, Ordering::Relaxed) {
-                    tracing::warn!(
-                        error = %self.redactor.clean(&error),
-                        "the Bot API server does not accept sendMessageDraft; live drafts are off until restart"
-                    );
+            Ok(Err(RequestError::Api(error))) => match refusal(&error) {
+                Refusal::Server => {
+                    if self.enabled.swap(false, Ordering::Relaxed) {
+                        tracing::warn!(
+                            error = %self.redactor.clean(&error),
+                            "the Bot API server does not have sendMessageDraft; live drafts are off until restart"
+                        );
+                    }
+                    false
                 }
-                false
-            }
+                Refusal::Chat => {
+                    tracing::info!(
+                        error = %self.redactor.clean(&error),
+                        "this chat takes no drafts; its replies come without a live preview"
+                    );
+                    self.refusing_chats().insert(chat.0);
+                    false
+                }
+                Refusal::ThisDraft => {
+                    tracing::debug!(error = %self.redactor.clean(&error), "a draft was not shown");
+                    true
+                }
+            },
             Ok(Err(error)) => {
                 tracing::debug!(error = %self.redactor.clean(&error), "a draft was not shown");
                 true
@@ -200,29 +236,56 @@ impl Drafts {
             }
         }
     }
+
+    fn refusing_chats(&self) -> std::sync::MutexGuard<'_, RecentKeys<i64>> {
+        // The set stays consistent whatever panicked while holding it.
+        self.refusing_chats
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
-/// Whether an API error means the server does not have the method at all (an older or local
-/// Bot API server), rather than a problem with this one draft.
-fn not_supported(error: &ApiError) -> bool {
-    // Known errors (chat not found, blocked by the user, …) are about one chat; an unknown
-    // method comes back as a 404 "Not Found" or a 400 that names the method.
-    let ApiError::Unknown(text) = error else {
-        return false;
-    };
-    let text = text.to_ascii_lowercase();
-    text.starts_with("not found") || text.contains("method")
+/// What an error answer to a draft refuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// The server has no `sendMessageDraft` (an older or local Bot API server).
+    Server,
+    /// This chat takes no drafts.
+    Chat,
+    /// Only this draft (its text, a passing failure): the next one may go through.
+    ThisDraft,
 }
 
-/// The end of `text` that fits `limit` characters (a long reply shows its newest part).
+/// Reads an API error of `sendMessageDraft` (see the module documentation for the sources).
+fn refusal(error: &ApiError) -> Refusal {
+    match error {
+        // teloxide's reading of a bare "Not Found" (and of "Unauthorized": a token revoked
+        // while running, when nothing else works either).
+        ApiError::InvalidToken => Refusal::Server,
+        ApiError::BotBlocked | ApiError::ChatNotFound | ApiError::UserDeactivated => Refusal::Chat,
+        ApiError::Unknown(text) => {
+            let text = text.trim();
+            if text.eq_ignore_ascii_case("Not Found: method not found") {
+                Refusal::Server
+            } else if text.contains("TEXTDRAFT_PEER_INVALID") {
+                Refusal::Chat
+            } else {
+                Refusal::ThisDraft
+            }
+        }
+        _ => Refusal::ThisDraft,
+    }
+}
+
+/// The end of `text` that fits `limit` UTF-16 units (a long reply shows its newest part,
+/// after an ellipsis).
 fn tail(text: &str, limit: usize) -> String {
-    let count = text.chars().count();
-    if count <= limit {
+    if utf16_units(text) <= limit {
         return text.to_owned();
     }
-    let mut shown: String = "…".to_owned();
-    shown.extend(text.chars().skip(count - limit + 1));
-    shown
+    let ellipsis = "…";
+    let start = suffix_fitting(text, limit.saturating_sub(utf16_units(ellipsis)));
+    format!("{ellipsis}{}", &text[start..])
 }
 
 /// The text of one reply as it grows, read by its pacing task.
@@ -255,18 +318,36 @@ mod tests {
         assert_eq!(tail("short", 10), "short");
         let long = "я".repeat(5000);
         let shown = tail(&format!("{long}конец"), DRAFT_LIMIT);
-        assert_eq!(shown.chars().count(), DRAFT_LIMIT);
+        assert_eq!(shown.encode_utf16().count(), DRAFT_LIMIT);
         assert!(shown.starts_with('…') && shown.ends_with("конец"));
     }
 
     #[test]
-    fn only_an_unknown_method_turns_drafts_off() {
-        assert!(not_supported(&ApiError::Unknown(
-            "Not Found: method not found".into()
-        )));
-        assert!(not_supported(&ApiError::Unknown("Not Found".into())));
-        assert!(!not_supported(&ApiError::ChatNotFound));
-        assert!(!not_supported(&ApiError::BotBlocked));
+    fn an_emoji_draft_fits_the_limit_in_utf16_units_without_tearing_a_pair() {
+        let long = "😀".repeat(3000);
+        let shown = tail(&format!("{long}!"), DRAFT_LIMIT);
+        assert!(shown.encode_utf16().count() <= DRAFT_LIMIT);
+        assert!(shown.encode_utf16().count() >= DRAFT_LIMIT - 1);
+        assert!(shown.starts_with("…😀") && shown.ends_with("😀!"));
+    }
+
+    #[test]
+    fn only_a_missing_method_turns_drafts_off_for_the_server() {
+        let unknown = |text: &str| refusal(&ApiError::Unknown(text.to_owned()));
+        assert_eq!(unknown("Not Found: method not found"), Refusal::Server);
+        assert_eq!(refusal(&ApiError::InvalidToken), Refusal::Server);
+        assert_eq!(
+            unknown("Bad Request: TEXTDRAFT_PEER_INVALID"),
+            Refusal::Chat
+        );
+        assert_eq!(refusal(&ApiError::ChatNotFound), Refusal::Chat);
+        assert_eq!(refusal(&ApiError::BotBlocked), Refusal::Chat);
+        assert_eq!(
+            unknown("Bad Request: text must be non-empty for this method"),
+            Refusal::ThisDraft
+        );
+        assert_eq!(unknown("Bad Request: text is too long"), Refusal::ThisDraft);
+        assert_eq!(unknown("Internal Server Error"), Refusal::ThisDraft);
     }
 
     #[test]

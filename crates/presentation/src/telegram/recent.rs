@@ -37,6 +37,11 @@ impl<K: Copy + Eq + Hash> RecentKeys<K> {
         true
     }
 
+    /// Whether `key` is held.
+    pub(crate) fn contains(&self, key: &K) -> bool {
+        self.set.contains(key)
+    }
+
     /// Forgets `key` (a no-op when absent).
     pub(crate) fn remove(&mut self, key: &K) {
         if self.set.remove(key) {

@@ -47,6 +47,26 @@ fn prefix_fitting(text: &str, limit: usize) -> usize {
     text.len()
 }
 
+/// The length of `text` as Telegram counts it: UTF-16 code units.
+pub(crate) fn utf16_units(text: &str) -> usize {
+    text.chars().map(char::len_utf16).sum()
+}
+
+/// The byte index where the longest suffix of `text` within `limit` UTF-16 units starts (on a
+/// `char` boundary; `text.len()` when not even the last `char` fits).
+pub(crate) fn suffix_fitting(text: &str, limit: usize) -> usize {
+    let mut units = 0;
+    let mut start = text.len();
+    for (index, c) in text.char_indices().rev() {
+        units += c.len_utf16();
+        if units > limit {
+            break;
+        }
+        start = index;
+    }
+    start
+}
+
 /// The best place to cut `window` (a prefix that fits), as a byte index, or `None` for a hard
 /// cut at its end. Paragraph and sentence breaks count only in the second half of the window,
 /// so a stray early break does not produce a tiny message.
@@ -92,6 +112,16 @@ mod tests {
 
     fn utf16_len(s: &str) -> usize {
         s.encode_utf16().count()
+    }
+
+    #[test]
+    fn emoji_count_as_two_units_and_a_suffix_never_tears_one() {
+        assert_eq!(utf16_units("ab😀я"), 5);
+        let text = "a😀😀";
+        assert_eq!(&text[suffix_fitting(text, 3)..], "😀");
+        assert_eq!(&text[suffix_fitting(text, 4)..], "😀😀");
+        assert_eq!(&text[suffix_fitting(text, 9)..], text);
+        assert_eq!(suffix_fitting(text, 1), text.len());
     }
 
     /// Each part appears in `text`, in order, separated only by whitespace.

@@ -10,7 +10,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use mongodb::bson::{doc, Document};
+use mongodb::bson::{doc, Bson, Document};
 use mongodb::options::ClientOptions;
 use mongodb::Client;
 use tokio::sync::OnceCell;
@@ -189,6 +189,24 @@ impl FailCommand {
     /// # Errors
     /// If the server refuses (it needs test commands enabled).
     pub async fn enable(&self, admin: &Client) -> mongodb::error::Result<()> {
+        self.configure(admin, Bson::String("alwaysOn".to_owned()))
+            .await
+    }
+
+    /// Lets the next `skip` matching commands through, then fails every later one until
+    /// [`FailCommand::clear`]: interrupts a sequence of writes after its first `skip` steps.
+    ///
+    /// # Errors
+    /// If the server refuses (it needs test commands enabled).
+    pub async fn enable_after(&self, admin: &Client, skip: u32) -> mongodb::error::Result<()> {
+        self.configure(
+            admin,
+            Bson::Document(doc! { "skip": skip, "times": i32::MAX }),
+        )
+        .await
+    }
+
+    async fn configure(&self, admin: &Client, mode: Bson) -> mongodb::error::Result<()> {
         let mut data = doc! {
             "failCommands": self.commands.clone(),
             "appName": self.app_name.clone(),
@@ -201,7 +219,7 @@ impl FailCommand {
             .database("admin")
             .run_command(doc! {
                 "configureFailPoint": "failCommand",
-                "mode": "alwaysOn",
+                "mode": mode,
                 "data": data,
             })
             .await

@@ -109,6 +109,14 @@ pub enum Failure {
     RetryAfter(u32),
     /// An error status with Telegram's error JSON (the call has no effect).
     Status(u16),
+    /// An error status with this `description` (the call has no effect): the answers a real
+    /// Bot API server gives, e.g. `400 Bad Request: TEXTDRAFT_PEER_INVALID`.
+    Api {
+        /// The HTTP status and `error_code`.
+        status: u16,
+        /// Telegram's `description`.
+        description: String,
+    },
     /// The call takes effect (a message is delivered) but the response is cut off, so the
     /// client cannot know it succeeded — the case where retrying would duplicate a reply.
     BrokenResponse,

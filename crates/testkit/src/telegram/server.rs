@@ -153,6 +153,10 @@ async fn method(
             )
         }
         Some(Failure::Status(code)) => return telegram_error(code, "Internal Server Error", None),
+        Some(Failure::Api {
+            status,
+            ref description,
+        }) => return telegram_error(status, description, None),
         Some(Failure::BrokenResponse) | None => {}
     }
     let response = execute(&state, &method, &params).await;
