@@ -446,7 +446,7 @@ async fn every_label_combination_is_registered_and_no_other_exists() {
             .count()
     };
     assert_eq!(series(m::PERSONALIZED_REQUESTS_TOTAL), 8, "source × status");
-    assert_eq!(series(m::PERSONALIZED_MEMORY_COMPRESSIONS_TOTAL), 4);
+    assert_eq!(series(m::PERSONALIZED_MEMORY_COMPRESSIONS_TOTAL), 5);
     assert_eq!(series(m::USER_MEMORY_EVENTS_TOTAL), 2);
     assert_eq!(series(m::MEMORY_FACT_EXTRACTION_FAILURES_TOTAL), 3);
     assert_eq!(
