@@ -432,10 +432,7 @@ impl PersonalizedReplyUseCase {
     }
 
     async fn ask(&self, prompt: &PersonalizedPrompt, sink: Option<&dyn ReplySink>) -> Asked {
-        let request = LlmRequest {
-            messages: prompt.to_messages(),
-            options: self.config.options,
-        };
+        let request = LlmRequest::new(prompt.to_messages(), self.config.options);
         let started = Instant::now();
         let mut first_token = None;
         let result = match sink {

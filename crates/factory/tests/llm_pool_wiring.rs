@@ -54,13 +54,13 @@ async fn a_pool_with_one_server_down_is_ready_answers_and_reports_each_server_by
 
     // Server 0 refuses connections: the reply comes from server 1, and server 0 is out.
     let reply = llm
-        .complete(&LlmRequest {
-            messages: vec![ChatMessage::user("Good evening")],
-            options: RequestOptions {
+        .complete(&LlmRequest::new(
+            vec![ChatMessage::user("Good evening")],
+            RequestOptions {
                 temperature: 0.2,
                 max_tokens: 16,
             },
-        })
+        ))
         .await
         .unwrap();
     assert_eq!(reply.text, butler_testkit::llm_server::DEFAULT_REPLY);

@@ -50,13 +50,13 @@ fn engine(model: Arc<EmbeddedModel>, context: u32, limit: usize, timeout: Durati
 }
 
 fn chat(system: &str, user: &str, max_tokens: u32) -> LlmRequest {
-    LlmRequest {
-        messages: vec![ChatMessage::system(system), ChatMessage::user(user)],
-        options: RequestOptions {
+    LlmRequest::new(
+        vec![ChatMessage::system(system), ChatMessage::user(user)],
+        RequestOptions {
             temperature: 0.7,
             max_tokens,
         },
-    }
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -421,16 +421,16 @@ fn peak_rss_mb() -> Option<u64> {
 #[tokio::test(flavor = "multi_thread")]
 async fn generation_reports_its_prompt_and_generation_speed() {
     let model = shared_model().await;
-    let request = LlmRequest {
-        messages: vec![
+    let request = LlmRequest::new(
+        vec![
             ChatMessage::system("You are Alfred, a polite butler."),
             ChatMessage::user("Describe your ideal evening in a few sentences. ".repeat(8)),
         ],
-        options: RequestOptions {
+        RequestOptions {
             temperature: 0.0,
             max_tokens: 64,
         },
-    };
+    );
     let generation = tokio::task::spawn_blocking(move || {
         let never = std::sync::atomic::AtomicBool::new(false);
         let mut session = Session::new(

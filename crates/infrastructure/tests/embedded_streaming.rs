@@ -44,13 +44,13 @@ async fn engine(slots: u32) -> (EmbeddedLlm, LlmConcurrency) {
 }
 
 fn request(messages: Vec<ChatMessage>, max_tokens: u32) -> LlmRequest {
-    LlmRequest {
+    LlmRequest::new(
         messages,
-        options: RequestOptions {
+        RequestOptions {
             temperature: 0.0,
             max_tokens,
         },
-    }
+    )
 }
 
 async fn streamed(llm: &EmbeddedLlm, request: &LlmRequest) -> (Vec<String>, LlmReply) {

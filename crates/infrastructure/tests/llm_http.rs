@@ -32,18 +32,18 @@ fn client(config: LlmHttpConfig) -> OpenAiChatClient {
 }
 
 fn request(text: &str) -> LlmRequest {
-    LlmRequest {
-        messages: vec![
+    LlmRequest::new(
+        vec![
             ChatMessage::system("You are a butler."),
             ChatMessage::user("Good evening"),
             ChatMessage::assistant("Good evening, sir."),
             ChatMessage::user(text),
         ],
-        options: RequestOptions {
+        RequestOptions {
             temperature: 0.25,
             max_tokens: 64,
         },
-    }
+    )
 }
 
 /// A port on 127.0.0.1 where nothing listens.

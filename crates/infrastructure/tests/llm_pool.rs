@@ -43,16 +43,16 @@ fn pool_of(base_url: &str, per_server: usize) -> Arc<OpenAiChatClient> {
 }
 
 fn request(text: &str) -> LlmRequest {
-    LlmRequest {
-        messages: vec![
+    LlmRequest::new(
+        vec![
             ChatMessage::system("You are a butler."),
             ChatMessage::user(text),
         ],
-        options: RequestOptions {
+        RequestOptions {
             temperature: 0.2,
             max_tokens: 32,
         },
-    }
+    )
 }
 
 /// `count` completions at once; every result.

@@ -732,10 +732,7 @@ fn chat_request(body: &Value) -> LlmRequest {
             })
         })
         .collect();
-    LlmRequest {
-        messages,
-        options: RequestOptions::default(),
-    }
+    LlmRequest::new(messages, RequestOptions::default())
 }
 
 /// The step of the first route whose needle occurs in a message of `body`.

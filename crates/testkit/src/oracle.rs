@@ -293,10 +293,10 @@ mod tests {
     }
 
     fn request(system: &str, user: &str) -> LlmRequest {
-        LlmRequest {
-            messages: vec![ChatMessage::system(system), ChatMessage::user(user)],
-            options: RequestOptions::default(),
-        }
+        LlmRequest::new(
+            vec![ChatMessage::system(system), ChatMessage::user(user)],
+            RequestOptions::default(),
+        )
     }
 
     fn conversation(texts: &[&str]) -> String {
@@ -353,15 +353,15 @@ mod tests {
     #[tokio::test]
     async fn a_question_is_answered_with_the_last_value_visible_in_the_prompt() {
         let o = oracle();
-        let prompt = LlmRequest {
-            messages: vec![
+        let prompt = LlmRequest::new(
+            vec![
                 ChatMessage::system("Persona\n```\nГород: Казань\n```"),
                 ChatMessage::user("Поправка: мой город теперь — Тверь."),
                 ChatMessage::assistant("Хорошо, сэр."),
                 ChatMessage::user("В каком я городе?"),
             ],
-            options: RequestOptions::default(),
-        };
+            RequestOptions::default(),
+        );
         assert_eq!(o.answer(&prompt).await, "Насколько я помню, сэр: Тверь.");
         let blind = request("Persona", "В каком я городе?");
         assert_eq!(o.answer(&blind).await, "Боюсь, не припомню, сэр.");

@@ -495,13 +495,14 @@ impl CompressMemoryUseCase {
             .await
             .inspect_err(|_| self.report(ExtractionFailure::Storage))?;
         let conversation = self.conversation(events).await;
-        let request = LlmRequest {
-            messages: vec![
+        let request = LlmRequest::new(
+            vec![
                 ChatMessage::system(templates::extractor_system(profile.language)),
                 ChatMessage::user(facts::extractor_input(&known, &conversation)),
             ],
-            options: self.config.options,
-        };
+            self.config.options,
+        )
+        .background();
         let output = match self.llm.complete(&request).await {
             Ok(reply) => reply.text,
             Err(error) => {
@@ -594,8 +595,8 @@ impl CompressMemoryUseCase {
     ) -> Result<String, CompressError> {
         let language = profile.language;
         let conversation = self.conversation(events).await;
-        let request = LlmRequest {
-            messages: vec![
+        let request = LlmRequest::new(
+            vec![
                 ChatMessage::system(templates::summariser_system(
                     language,
                     self.config.summary_max_tokens,
@@ -605,8 +606,9 @@ impl CompressMemoryUseCase {
                     &conversation,
                 )),
             ],
-            options: self.config.options,
-        };
+            self.config.options,
+        )
+        .background();
         let reply = self.llm.complete(&request).await?;
         let summary = trim_to_tokens(
             &*self.counter,

@@ -29,6 +29,46 @@ impl Default for RequestOptions {
     }
 }
 
+/// Who waits for a request's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Priority {
+    /// A person is waiting (a reply): served before any background work.
+    #[default]
+    Interactive,
+    /// Nobody is waiting (a compression's summary, a fact extraction): served when no
+    /// interactive request waits, and yields to one that arrives.
+    Background,
+}
+
+impl Priority {
+    /// A bounded label for metrics and logs: `interactive` or `background`.
+    #[must_use]
+    pub const fn code(self) -> &'static str {
+        match self {
+            Self::Interactive => "interactive",
+            Self::Background => "background",
+        }
+    }
+}
+
+/// The form a request's output must take.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum OutputFormat {
+    /// Free text.
+    #[default]
+    Text,
+    /// One JSON document valid against `schema`. Engines that can constrain decoding (the
+    /// embedded engine's grammar sampling) make it valid by construction; servers are asked for
+    /// it (`response_format` with a JSON schema) and may ignore the request, so callers still
+    /// parse tolerantly.
+    Json {
+        /// A short name for the schema (`facts`, `reminder`), as servers require one.
+        name: String,
+        /// The JSON Schema, as JSON text.
+        schema: String,
+    },
+}
+
 /// One chat-completion request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LlmRequest {
@@ -36,6 +76,40 @@ pub struct LlmRequest {
     pub messages: Vec<ChatMessage>,
     /// Sampling options.
     pub options: RequestOptions,
+    /// Who waits for the answer.
+    pub priority: Priority,
+    /// The form of the output.
+    pub format: OutputFormat,
+}
+
+impl LlmRequest {
+    /// An interactive request for free text.
+    #[must_use]
+    pub fn new(messages: Vec<ChatMessage>, options: RequestOptions) -> Self {
+        Self {
+            messages,
+            options,
+            priority: Priority::Interactive,
+            format: OutputFormat::Text,
+        }
+    }
+
+    /// The same request, marked as background work (builder style).
+    #[must_use]
+    pub fn background(mut self) -> Self {
+        self.priority = Priority::Background;
+        self
+    }
+
+    /// The same request, asking for a JSON document valid against `schema` (builder style).
+    #[must_use]
+    pub fn json(mut self, name: impl Into<String>, schema: impl Into<String>) -> Self {
+        self.format = OutputFormat::Json {
+            name: name.into(),
+            schema: schema.into(),
+        };
+        self
+    }
 }
 
 /// The model's answer.

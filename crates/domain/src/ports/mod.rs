@@ -16,7 +16,10 @@ mod update_inbox;
 pub use clock::Clock;
 pub use conversation_leases::{ConversationLeases, Lease, LeaseError, LeaseScope};
 pub use fact_repository::{FactRepository, FactStoreError, SavedFacts};
-pub use llm::{LlmClient, LlmError, LlmReply, LlmRequest, LlmStream, RequestOptions, StreamEvent};
+pub use llm::{
+    LlmClient, LlmError, LlmReply, LlmRequest, LlmStream, OutputFormat, Priority, RequestOptions,
+    StreamEvent,
+};
 pub use memory_repository::{MemoryStoreError, UserEventCount, UserMemoryRepository};
 pub use profile_repository::{ProfilePage, ProfileStoreError, UserProfileRepository};
 pub use speech::{AudioClip, SpeechToText, SttError, Transcript};
