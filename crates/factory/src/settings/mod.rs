@@ -258,6 +258,8 @@ pub struct Settings {
     pub metrics_addr: Option<SocketAddr>,
     /// Log format.
     pub log_format: LogFormat,
+    /// The value each variable took effect with, as parsed (secrets masked).
+    in_effect: BTreeMap<&'static str, String>,
 }
 
 /// One invalid setting.
@@ -290,10 +292,13 @@ impl fmt::Display for SettingsError {
     }
 }
 
-/// Raw values by variable name, after layering.
+/// Raw values by variable name, after layering; and, as parsing goes, the value each variable
+/// takes effect with — what `butler-bot config` prints ([`Settings::describe`]), so the list is
+/// the parser's own record, never a second hand-written copy of the table.
 struct Raw {
     values: BTreeMap<String, String>,
     problems: Vec<SettingProblem>,
+    in_effect: BTreeMap<&'static str, String>,
 }
 
 impl Raw {
@@ -323,9 +328,28 @@ impl Raw {
         self.problem(name, format!("expected {expected}{shown}"));
     }
 
-    fn or_default<'a>(&'a self, name: &str) -> &'a str {
-        self.get(name)
+    /// Records the value `name` takes effect with (a secret's is masked by the caller).
+    fn note(&mut self, name: &str, value: impl Into<String>) {
+        if let Some(v) = variable(name) {
+            self.in_effect.insert(v.name, value.into());
+        }
+    }
+
+    /// A free-text variable: the value, or `None` when unset.
+    fn text(&mut self, name: &str) -> Option<String> {
+        let value = self.get(name).map(str::to_owned);
+        self.note(name, value.clone().unwrap_or_default());
+        value
+    }
+
+    /// A free-text variable with a default in the table.
+    fn text_or_default(&mut self, name: &str) -> String {
+        let value = self
+            .get(name)
             .unwrap_or_else(|| variable(name).map_or("", |v| v.default))
+            .to_owned();
+        self.note(name, value.clone());
+        value
     }
 
     /// An integer variable: the value, or the table's default when unset; `None` only when
@@ -340,26 +364,17 @@ impl Raw {
             self.problem(name, "not an integer setting (a bug)".to_owned());
             return None;
         };
-        let fallback = default
-            .parse::<u64>()
-            .ok()
-            .and_then(|d| T::try_from(d).ok());
-        let Some(text) = self.get(name) else {
-            return fallback;
-        };
-        match text.parse::<u64>() {
-            Ok(v) if (*min..=*max).contains(&v) => match T::try_from(v) {
-                Ok(v) => Some(v),
-                Err(_) => {
-                    self.expected(name);
-                    fallback
-                }
-            },
-            _ => {
+        let fallback = default.parse::<u64>().ok();
+        let value = match self.get(name).map(str::parse::<u64>) {
+            None => fallback,
+            Some(Ok(v)) if (*min..=*max).contains(&v) && T::try_from(v).is_ok() => Some(v),
+            Some(_) => {
                 self.expected(name);
                 fallback
             }
-        }
+        };
+        self.note(name, value.map(|v| v.to_string()).unwrap_or_default());
+        value.and_then(|v| T::try_from(v).ok())
     }
 
     /// An integer variable that has a default in the table.
@@ -378,16 +393,16 @@ impl Raw {
             return 0.0;
         };
         let fallback = default.parse::<f64>().unwrap_or(*min);
-        let Some(text) = self.get(name) else {
-            return fallback;
-        };
-        match text.parse::<f64>() {
-            Ok(v) if v.is_finite() && (*min..=*max).contains(&v) => v,
-            _ => {
+        let value = match self.get(name).map(str::parse::<f64>) {
+            None => fallback,
+            Some(Ok(v)) if v.is_finite() && (*min..=*max).contains(&v) => v,
+            Some(_) => {
                 self.expected(name);
                 fallback
             }
-        }
+        };
+        self.note(name, value.to_string());
+        value
     }
 
     /// A choice variable, lower-cased: the value, the default, or `None` when unset with no
@@ -403,19 +418,41 @@ impl Raw {
             return None;
         };
         let fallback = (!default.is_empty()).then_some(*default);
-        let Some(text) = self.get(name).map(str::to_ascii_lowercase) else {
-            return fallback;
+        let value = match self.get(name).map(str::to_ascii_lowercase) {
+            None => fallback,
+            Some(text) => match words.iter().find(|w| **w == text) {
+                Some(word) => Some(*word),
+                None => {
+                    self.expected(name);
+                    fallback
+                }
+            },
         };
-        if let Some(word) = words.iter().find(|w| **w == text) {
-            return Some(word);
-        }
-        self.expected(name);
-        fallback
+        self.note(name, value.unwrap_or_default());
+        value
+    }
+
+    /// `true` or `false` (also 1/0, yes/no, on/off); the table's default when unset.
+    fn bool(&mut self, name: &str) -> Option<bool> {
+        let text = self
+            .get(name)
+            .unwrap_or_else(|| variable(name).map_or("", |v| v.default))
+            .to_ascii_lowercase();
+        let value = match text.as_str() {
+            "true" | "1" | "yes" | "on" => Some(true),
+            "false" | "0" | "no" | "off" => Some(false),
+            _ => {
+                self.expected(name);
+                None
+            }
+        };
+        self.note(name, value.map(|b| b.to_string()).unwrap_or_default());
+        value
     }
 
     fn url(&mut self, name: &str) -> Option<String> {
-        let value = self.get(name)?.to_owned();
-        match url::Url::parse(&value) {
+        let value = self.get(name).map(str::to_owned);
+        let url = value.and_then(|value| match url::Url::parse(&value) {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
                 Some(value.trim_end_matches('/').to_owned())
             }
@@ -423,13 +460,16 @@ impl Raw {
                 self.expected(name);
                 None
             }
-        }
+        });
+        self.note(name, url.clone().unwrap_or_default());
+        url
     }
 
     /// A comma-separated list of http(s) URLs, each without its trailing slash; unset = empty.
     /// A list with one bad entry is a problem naming that entry (never credentials).
     fn url_list(&mut self, name: &str) -> Vec<String> {
         let Some(value) = self.get(name).map(str::to_owned) else {
+            self.note(name, "");
             return Vec::new();
         };
         if !value.contains(',') {
@@ -455,15 +495,20 @@ impl Raw {
                             excerpt(&shown)
                         ),
                     );
+                    self.note(name, "");
                     return Vec::new();
                 }
             }
         }
+        self.note(name, urls.join(","));
         urls
     }
 
-    fn secret(&self, name: &str) -> Option<SecretString> {
-        self.get(name).map(|v| SecretString::from(v.to_owned()))
+    /// A secret: in effect as `***` when set.
+    fn secret(&mut self, name: &str) -> Option<SecretString> {
+        let value = self.get(name).map(|v| SecretString::from(v.to_owned()));
+        self.note(name, if value.is_some() { "***" } else { "" });
+        value
     }
 }
 
@@ -487,6 +532,7 @@ impl Settings {
         let mut raw = Raw {
             values: BTreeMap::new(),
             problems: Vec::new(),
+            in_effect: BTreeMap::new(),
         };
         if let Some(path) = config_file {
             read_toml(path, &mut raw);
@@ -512,9 +558,10 @@ impl Settings {
     fn parse(raw: &mut Raw) -> Option<Self> {
         let telegram = TelegramSettings {
             token: raw.secret("TELEGRAM_BOT_TOKEN"),
-            api_url: raw
-                .url("TELEGRAM_API_URL")
-                .unwrap_or_else(|| raw.or_default("TELEGRAM_API_URL").to_owned()),
+            api_url: match raw.url("TELEGRAM_API_URL") {
+                Some(url) => url,
+                None => raw.text_or_default("TELEGRAM_API_URL"),
+            },
             access: parse_access(raw),
             limits: LimitSettings {
                 per_minute: raw.int_or("RATE_LIMIT_PER_MINUTE", 0),
@@ -539,12 +586,13 @@ impl Settings {
             LlmBackend::Embedded => 1,
             LlmBackend::Http => 4,
         });
+        raw.note("LLM_MAX_CONCURRENCY", max_concurrency.to_string());
         let llm = LlmSettings {
             backend,
-            gguf_path: raw.get("LLM_GGUF_PATH").map(PathBuf::from),
-            models_dir: PathBuf::from(raw.or_default("LLM_MODELS_DIR")),
+            gguf_path: raw.text("LLM_GGUF_PATH").map(PathBuf::from),
+            models_dir: PathBuf::from(raw.text_or_default("LLM_MODELS_DIR")),
             base_urls,
-            model: raw.or_default("LLM_MODEL").to_owned(),
+            model: raw.text_or_default("LLM_MODEL"),
             api_key: raw.secret("LLM_API_KEY"),
             max_concurrency,
             timeout: Duration::from_secs(raw.int_or("LLM_TIMEOUT_SECS", 1)),
@@ -555,17 +603,17 @@ impl Settings {
         };
         let stt = SttSettings {
             base_url: raw.url("STT_BASE_URL"),
-            model: raw.or_default("STT_MODEL").to_owned(),
-            language: raw.get("STT_LANGUAGE").map(str::to_owned),
+            model: raw.text_or_default("STT_MODEL"),
+            language: raw.text("STT_LANGUAGE"),
             timeout: Duration::from_secs(raw.int_or("STT_TIMEOUT_SECS", 1)),
         };
-        let personalization_enabled = parse_bool(raw, "PERSONALIZATION_ENABLED").unwrap_or(true);
+        let personalization_enabled = raw.bool("PERSONALIZATION_ENABLED").unwrap_or(true);
         let memory = MemorySettings {
             recent_events: raw.int_or("MEMORY_RECENT_EVENTS", 1),
             compress_threshold: raw.int_or("MEMORY_COMPRESS_THRESHOLD", 1),
             keep_last: raw.int_or("MEMORY_KEEP_LAST", 1),
             summary_tokens: raw.int_or("MEMORY_SUMMARY_TOKENS", 1),
-            facts_enabled: parse_bool(raw, "MEMORY_FACTS_ENABLED").unwrap_or(true),
+            facts_enabled: raw.bool("MEMORY_FACTS_ENABLED").unwrap_or(true),
         };
         if usize::try_from(memory.compress_threshold).is_ok_and(|t| t < memory.keep_last) {
             raw.problem(
@@ -591,7 +639,7 @@ impl Settings {
             }
         }
         let tokenizer = parse_tokenizer(raw);
-        let metrics_addr = raw.get("METRICS_ADDR").map(str::to_owned).and_then(|a| {
+        let metrics_addr = raw.text("METRICS_ADDR").and_then(|a| {
             a.parse::<SocketAddr>()
                 .map_err(|_| raw.expected("METRICS_ADDR"))
                 .ok()
@@ -600,6 +648,14 @@ impl Settings {
             Some("json") => LogFormat::Json,
             _ => LogFormat::Pretty,
         };
+        raw.note(
+            "LOG_FORMAT",
+            if log_format == LogFormat::Json {
+                "json"
+            } else {
+                "pretty"
+            },
+        );
         Some(Self {
             telegram,
             storage,
@@ -611,206 +667,19 @@ impl Settings {
             tokenizer,
             metrics_addr,
             log_format,
+            in_effect: std::mem::take(&mut raw.in_effect),
         })
     }
 
-    /// Every effective setting as `NAME = value` lines, secrets shown as `***`.
+    /// Every setting of the table, in its order, with the value it took effect with (`""`
+    /// when unset, or not in effect — MongoDB's settings on SQLite, say), secrets as `***`.
+    /// The values are the parser's own record ([`Raw`]), not a second list.
     #[must_use]
     pub fn describe(&self) -> Vec<(&'static str, String)> {
-        let masked = |s: &Option<SecretString>| {
-            if s.is_some() {
-                "***".to_owned()
-            } else {
-                String::new()
-            }
-        };
-        let (backend, sqlite, synchronous, mongo, db, ttl) = match &self.storage {
-            StorageSettings::Sqlite { path, synchronous } => (
-                "sqlite",
-                path.display().to_string(),
-                synchronous.as_str().to_owned(),
-                String::new(),
-                String::new(),
-                String::new(),
-            ),
-            StorageSettings::Mongo {
-                database, ttl_days, ..
-            } => (
-                "mongodb",
-                String::new(),
-                String::new(),
-                "***".to_owned(),
-                database.clone(),
-                ttl_days.map_or_else(|| "0".to_owned(), |d| d.to_string()),
-            ),
-        };
-        let (tokenizer, tok_path, tok_url) = match &self.tokenizer {
-            TokenizerSettings::Estimator => ("estimator", String::new(), String::new()),
-            TokenizerSettings::QwenTiktoken { path } => {
-                ("qwen-tiktoken", path.display().to_string(), String::new())
-            }
-            TokenizerSettings::LlamaTokenize { url } => {
-                ("llama-tokenize", String::new(), url.clone())
-            }
-        };
-        let access = match &self.telegram.access {
-            None => String::new(),
-            Some(Access::Everyone) => "*".to_owned(),
-            Some(Access::Only(ids)) => ids
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(","),
-        };
-        vec![
-            ("TELEGRAM_BOT_TOKEN", masked(&self.telegram.token)),
-            ("TELEGRAM_API_URL", self.telegram.api_url.clone()),
-            ("ALLOWED_USER_IDS", access),
-            (
-                "RATE_LIMIT_PER_MINUTE",
-                self.telegram.limits.per_minute.to_string(),
-            ),
-            ("RATE_LIMIT_BURST", self.telegram.limits.burst.to_string()),
-            (
-                "DAILY_MESSAGE_QUOTA",
-                self.telegram.limits.per_day.to_string(),
-            ),
-            (
-                "VOICE_MAX_SECONDS",
-                self.telegram.voice_max_seconds.to_string(),
-            ),
-            ("VOICE_MAX_BYTES", self.telegram.voice_max_bytes.to_string()),
-            (
-                "TELEGRAM_WEBHOOK_URL",
-                self.telegram
-                    .webhook
-                    .as_ref()
-                    .map(|w| w.url.to_string())
-                    .unwrap_or_default(),
-            ),
-            (
-                "TELEGRAM_WEBHOOK_LISTEN",
-                self.telegram.webhook.as_ref().map_or_else(
-                    || raw_default("TELEGRAM_WEBHOOK_LISTEN").to_owned(),
-                    |w| w.listen.to_string(),
-                ),
-            ),
-            (
-                "TELEGRAM_WEBHOOK_SECRET",
-                masked(
-                    &self
-                        .telegram
-                        .webhook
-                        .as_ref()
-                        .and_then(|w| w.secret.clone()),
-                ),
-            ),
-            (
-                "TELEGRAM_WEBHOOK_MAX_CONNECTIONS",
-                self.telegram.webhook.as_ref().map_or_else(
-                    || raw_default("TELEGRAM_WEBHOOK_MAX_CONNECTIONS").to_owned(),
-                    |w| w.max_connections.to_string(),
-                ),
-            ),
-            ("TELEGRAM_WORKERS", self.telegram.workers.to_string()),
-            (
-                "INBOX_LEASE_SECS",
-                self.telegram.inbox_lease.as_secs().to_string(),
-            ),
-            (
-                "INBOX_RETENTION_HOURS",
-                (self.telegram.inbox_retention.as_secs() / 3600).to_string(),
-            ),
-            (
-                "SHUTDOWN_GRACE_SECS",
-                self.telegram.shutdown_grace.as_secs().to_string(),
-            ),
-            ("STORAGE", backend.to_owned()),
-            ("SQLITE_PATH", sqlite),
-            ("SQLITE_SYNCHRONOUS", synchronous),
-            ("MONGODB_URI", mongo),
-            ("MONGODB_DB", db),
-            ("MEMORY_TTL_DAYS", ttl),
-            ("LLM_BACKEND", self.llm.backend.as_str().to_owned()),
-            (
-                "LLM_GGUF_PATH",
-                self.llm
-                    .gguf_path
-                    .as_ref()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default(),
-            ),
-            ("LLM_MODELS_DIR", self.llm.models_dir.display().to_string()),
-            (
-                "LLM_THREADS",
-                self.llm.threads.map(|t| t.to_string()).unwrap_or_default(),
-            ),
-            ("LLM_CACHE_SLOTS", self.llm.cache_slots.to_string()),
-            ("LLM_BASE_URL", self.llm.base_urls.join(",")),
-            ("LLM_MODEL", self.llm.model.clone()),
-            ("LLM_API_KEY", masked(&self.llm.api_key)),
-            ("LLM_MAX_CONCURRENCY", self.llm.max_concurrency.to_string()),
-            ("LLM_TIMEOUT_SECS", self.llm.timeout.as_secs().to_string()),
-            ("LLM_TEMPERATURE", self.llm.temperature.to_string()),
-            ("LLM_MAX_TOKENS", self.budget.max_reply_tokens.to_string()),
-            ("LLM_CONTEXT_WINDOW", self.budget.model_window.to_string()),
-            (
-                "STT_BASE_URL",
-                self.stt.base_url.clone().unwrap_or_default(),
-            ),
-            ("STT_MODEL", self.stt.model.clone()),
-            (
-                "STT_LANGUAGE",
-                self.stt.language.clone().unwrap_or_default(),
-            ),
-            ("STT_TIMEOUT_SECS", self.stt.timeout.as_secs().to_string()),
-            (
-                "PERSONALIZATION_ENABLED",
-                self.personalization_enabled.to_string(),
-            ),
-            (
-                "MEMORY_RECENT_EVENTS",
-                self.memory.recent_events.to_string(),
-            ),
-            (
-                "MEMORY_COMPRESS_THRESHOLD",
-                self.memory.compress_threshold.to_string(),
-            ),
-            ("MEMORY_KEEP_LAST", self.memory.keep_last.to_string()),
-            (
-                "MEMORY_SUMMARY_TOKENS",
-                self.memory.summary_tokens.to_string(),
-            ),
-            (
-                "MEMORY_FACTS_ENABLED",
-                self.memory.facts_enabled.to_string(),
-            ),
-            ("PROMPT_TOTAL_TOKENS", self.budget.total.to_string()),
-            ("PROMPT_PERSONA_TOKENS", self.budget.persona.to_string()),
-            ("PROMPT_SUMMARY_TOKENS", self.budget.summary.to_string()),
-            ("PROMPT_MEMORY_TOKENS", self.budget.memory.to_string()),
-            ("PROMPT_FACTS_TOKENS", self.budget.facts.to_string()),
-            (
-                "PROMPT_NEW_MESSAGE_TOKENS",
-                self.budget.new_message.to_string(),
-            ),
-            ("TOKENIZER", tokenizer.to_owned()),
-            ("TOKENIZER_PATH", tok_path),
-            ("TOKENIZER_URL", tok_url),
-            (
-                "METRICS_ADDR",
-                self.metrics_addr.map(|a| a.to_string()).unwrap_or_default(),
-            ),
-            (
-                "LOG_FORMAT",
-                if self.log_format == LogFormat::Json {
-                    "json"
-                } else {
-                    "pretty"
-                }
-                .to_owned(),
-            ),
-        ]
+        VARIABLES
+            .iter()
+            .map(|v| (v.name, self.in_effect.get(v.name).cloned().unwrap_or_default()))
+            .collect()
     }
 }
 
@@ -879,16 +748,11 @@ fn read_toml(path: &Path, raw: &mut Raw) {
     }
 }
 
-/// The table's default of `name` ("" when it has none).
-fn raw_default(name: &str) -> &'static str {
-    variable(name).map_or("", |v| v.default)
-}
-
 /// Webhook mode when `TELEGRAM_WEBHOOK_URL` is set: an https URL (http only for a loopback
 /// host, as tests and local proxies use), a listen address, and a secret Telegram accepts.
 fn parse_webhook(raw: &mut Raw) -> Option<WebhookSettings> {
     let listen = raw
-        .or_default("TELEGRAM_WEBHOOK_LISTEN")
+        .text_or_default("TELEGRAM_WEBHOOK_LISTEN")
         .parse::<SocketAddr>()
         .map_err(|_| raw.expected("TELEGRAM_WEBHOOK_LISTEN"))
         .ok();
@@ -903,7 +767,7 @@ fn parse_webhook(raw: &mut Raw) -> Option<WebhookSettings> {
     }) {
         raw.expected("TELEGRAM_WEBHOOK_SECRET");
     }
-    let text = raw.get("TELEGRAM_WEBHOOK_URL")?.to_owned();
+    let text = raw.text("TELEGRAM_WEBHOOK_URL")?;
     let url = match url::Url::parse(&text) {
         Ok(u)
             if u.scheme() == "https"
@@ -928,7 +792,7 @@ fn parse_webhook(raw: &mut Raw) -> Option<WebhookSettings> {
 }
 
 fn parse_access(raw: &mut Raw) -> Option<Access> {
-    let text = raw.get("ALLOWED_USER_IDS")?.to_owned();
+    let text = raw.text("ALLOWED_USER_IDS")?;
     if text == "*" {
         return Some(Access::Everyone);
     }
@@ -939,20 +803,14 @@ fn parse_access(raw: &mut Raw) -> Option<Access> {
         .map(str::parse)
         .collect();
     match parsed {
-        Ok(ids) if !ids.is_empty() => Some(Access::Only(ids)),
+        Ok(ids) if !ids.is_empty() => {
+            let listed = ids.iter().map(ToString::to_string).collect::<Vec<_>>();
+            raw.note("ALLOWED_USER_IDS", listed.join(","));
+            Some(Access::Only(ids))
+        }
         _ => {
             raw.expected("ALLOWED_USER_IDS");
-            None
-        }
-    }
-}
-
-fn parse_bool(raw: &mut Raw, name: &str) -> Option<bool> {
-    match raw.or_default(name).to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" | "on" => Some(true),
-        "false" | "0" | "no" | "off" => Some(false),
-        _ => {
-            raw.expected(name);
+            raw.note("ALLOWED_USER_IDS", "");
             None
         }
     }
@@ -968,22 +826,24 @@ fn parse_storage(raw: &mut Raw) -> StorageSettings {
         Some("normal") => SqliteSynchronous::Normal,
         _ => SqliteSynchronous::Full,
     };
-    if !mongo {
+    let Some(uri) = uri.filter(|_| mongo) else {
+        if mongo {
+            raw.problem(
+                "MONGODB_URI",
+                "required when STORAGE=mongodb: expected a mongodb:// or mongodb+srv:// URI"
+                    .to_owned(),
+            );
+        }
+        // MongoDB's settings are not in effect.
+        raw.note("STORAGE", "sqlite");
+        raw.note("MONGODB_URI", "");
         return StorageSettings::Sqlite {
-            path: PathBuf::from(raw.or_default("SQLITE_PATH")),
-            synchronous,
-        };
-    }
-    let Some(uri) = uri else {
-        raw.problem(
-            "MONGODB_URI",
-            "required when STORAGE=mongodb: expected a mongodb:// or mongodb+srv:// URI".to_owned(),
-        );
-        return StorageSettings::Sqlite {
-            path: PathBuf::from(raw.or_default("SQLITE_PATH")),
+            path: PathBuf::from(raw.text_or_default("SQLITE_PATH")),
             synchronous,
         };
     };
+    raw.note("STORAGE", "mongodb");
+    raw.note("SQLITE_SYNCHRONOUS", "");
     if !(uri.expose_secret().starts_with("mongodb://")
         || uri.expose_secret().starts_with("mongodb+srv://"))
     {
@@ -992,13 +852,13 @@ fn parse_storage(raw: &mut Raw) -> StorageSettings {
     let ttl: u32 = raw.int_or("MEMORY_TTL_DAYS", 0);
     StorageSettings::Mongo {
         uri,
-        database: raw.or_default("MONGODB_DB").to_owned(),
+        database: raw.text_or_default("MONGODB_DB"),
         ttl_days: (ttl > 0).then_some(ttl),
     }
 }
 
 fn parse_backend(raw: &mut Raw, has_base_url: bool) -> LlmBackend {
-    match raw.choice("LLM_BACKEND") {
+    let backend = match raw.choice("LLM_BACKEND") {
         None if has_base_url => LlmBackend::Http,
         None | Some("embedded") => LlmBackend::Embedded,
         Some(_) => {
@@ -1011,12 +871,16 @@ fn parse_backend(raw: &mut Raw, has_base_url: bool) -> LlmBackend {
             }
             LlmBackend::Http
         }
-    }
+    };
+    raw.note("LLM_BACKEND", backend.as_str());
+    backend
 }
 
 fn parse_tokenizer(raw: &mut Raw) -> TokenizerSettings {
-    match raw.choice("TOKENIZER").unwrap_or("estimator") {
-        "qwen-tiktoken" => match raw.get("TOKENIZER_PATH") {
+    let chosen = raw.choice("TOKENIZER").unwrap_or("estimator");
+    raw.note("TOKENIZER", chosen);
+    match chosen {
+        "qwen-tiktoken" => match raw.text("TOKENIZER_PATH") {
             Some(p) => TokenizerSettings::QwenTiktoken {
                 path: PathBuf::from(p),
             },
@@ -1039,7 +903,10 @@ fn parse_tokenizer(raw: &mut Raw) -> TokenizerSettings {
                         .to_owned()
                 })
         }) {
-            Some(url) => TokenizerSettings::LlamaTokenize { url },
+            Some(url) => {
+                raw.note("TOKENIZER_URL", url.clone());
+                TokenizerSettings::LlamaTokenize { url }
+            }
             None => {
                 raw.problem(
                     "TOKENIZER_URL",
