@@ -88,7 +88,7 @@ impl Default for DraftPacing {
     }
 }
 
-/// Sends drafts for every chat of the bot; shared by the dispatcher's workers.
+/// Sends drafts for every chat of the bot; shared by every answering task.
 pub(crate) struct Drafts {
     bot: Bot,
     enabled: AtomicBool,

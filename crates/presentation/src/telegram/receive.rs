@@ -14,9 +14,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::gate::Gate;
 
-/// Whose updates are answered one at a time, in order: the sender (even across chats — they
-/// share one memory), or the chat when there is no sender.
-pub(crate) fn sender_key(update: &Update) -> Option<i64> {
+/// The conversation an update belongs to, whose updates are answered one at a time, in order:
+/// the sender (even across chats — they share one memory), or the chat when there is no
+/// sender.
+pub(crate) fn conversation_of(update: &Update) -> Option<i64> {
     update
         .from()
         .and_then(|user| i64::try_from(user.id.0).ok())
@@ -32,7 +33,7 @@ pub(crate) fn entry(update: &Update, payload: String) -> Option<InboxUpdate> {
     }
     Some(InboxUpdate {
         update_id: i64::from(update.id.0),
-        conversation: sender_key(update)?,
+        conversation: conversation_of(update)?,
         payload,
         received_at: butler_domain::timestamp::truncate_to_millis(time::OffsetDateTime::now_utc()),
     })
