@@ -335,7 +335,7 @@ proptest! {
         prop_assume!(budget.validate().is_ok());
         let svc = service(budget);
         let fact = |i: usize, kind| butler_domain::MemoryFact::new(
-            USER, &format!("k{i}"), kind, &"ф".repeat(facts_each), Vec::new(), NOW,
+            USER, &format!("k{i}"), kind, "ф".repeat(facts_each), Vec::new(), NOW,
         ).unwrap();
         let evs: Vec<UserMemoryEvent> = (0..turns).map(|i| {
             let at = NOW + time::Duration::seconds(i as i64);

@@ -33,6 +33,12 @@ pub const MAX_DAILY_QUOTA: u32 = 1_000_000;
 /// The persona every new user meets.
 pub const DEFAULT_PERSONA: &str = "Alfred-style дворецкий";
 
+/// The persona a group conversation starts with: the same butler, told that it hears several
+/// people, whose lines carry their names, and that it answers the one who addressed it.
+pub const DEFAULT_GROUP_PERSONA: &str = "Alfred-style дворецкий в групповом чате: реплики \
+     участников подписаны их именами; отвечай тому, кто к тебе обратился, и не рассказывай \
+     одним участникам того, что другие доверили тебе наедине";
+
 /// The language the butler answers in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Language {
@@ -222,8 +228,9 @@ pub struct UserProfile {
 }
 
 impl UserProfile {
-    /// The profile a new user starts with: the Alfred persona, Russian, witty, no topics, no
-    /// summary, stamped with the current time.
+    /// The profile a new user starts with: the Alfred persona ([`DEFAULT_GROUP_PERSONA`] for a
+    /// group conversation), Russian, witty, no topics, no summary, stamped with the current
+    /// time.
     #[must_use]
     pub fn default_for(user_id: UserId) -> Self {
         Self::default_at(user_id, OffsetDateTime::now_utc())
@@ -237,7 +244,12 @@ impl UserProfile {
         Self {
             user_id,
             language: Language::Ru,
-            persona: DEFAULT_PERSONA.to_owned(),
+            persona: if user_id.is_group() {
+                DEFAULT_GROUP_PERSONA
+            } else {
+                DEFAULT_PERSONA
+            }
+            .to_owned(),
             tone: Tone::Witty,
             preferred_topics: Vec::new(),
             memory_summary: None,

@@ -678,7 +678,12 @@ impl Settings {
     pub fn describe(&self) -> Vec<(&'static str, String)> {
         VARIABLES
             .iter()
-            .map(|v| (v.name, self.in_effect.get(v.name).cloned().unwrap_or_default()))
+            .map(|v| {
+                (
+                    v.name,
+                    self.in_effect.get(v.name).cloned().unwrap_or_default(),
+                )
+            })
             .collect()
     }
 }

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::sync::watch;
 
-pub use objects::BOT_USER_ID;
+pub use objects::{BOT_USERNAME, BOT_USER_ID};
 
 /// A token that looks like a real one (digits, colon, 35 URL-safe characters).
 pub const DEFAULT_TOKEN: &str = "7000000001:AAFakeTokenForTests_abcdefghijklmnop";
@@ -241,6 +241,9 @@ struct Inner {
     last_webhook_error: Option<(i64, String)>,
     /// Told about every delivered message (benchmarks follow replies without scanning `sent`).
     delivered: Option<tokio::sync::mpsc::UnboundedSender<Delivered>>,
+    /// Telegram's flood control for groups: at most this many messages and edits per window
+    /// in one group chat; more get `429` with the seconds until the oldest leaves the window.
+    group_flood: Option<(usize, Duration)>,
 }
 
 /// Shared state: the data behind a mutex (never held across an await) and a version counter
@@ -294,6 +297,15 @@ impl State {
             .insert(file_id.clone(), StoredFile { path, bytes });
         file_id
     }
+}
+
+/// How a group message looks (see [`FakeTelegram::push_group_text`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GroupMessage {
+    /// In a forum group: the topic (message thread) it is posted in.
+    pub topic: Option<i32>,
+    /// A reply to the bot's message with this id.
+    pub reply_to_bot: Option<i64>,
 }
 
 /// The running fake server. Dropping it stops the server.
@@ -409,6 +421,46 @@ impl FakeTelegram {
         self.state.push_update(|_, message_id| {
             objects::incoming_message(message_id, user_id, chat_id, objects::text_content(text))
         })
+    }
+
+    /// Queues a message in a group: `text` from `user_id` in group `chat_id`, shaped as
+    /// `group` says (a forum topic, a reply to one of the bot's messages); an `@` mention of
+    /// the bot in the text gets its `mention` entity, as Telegram adds it.
+    pub fn push_group_text(
+        &self,
+        user_id: i64,
+        chat_id: i64,
+        text: &str,
+        group: GroupMessage,
+    ) -> i64 {
+        self.state.push_update(|_, message_id| {
+            let mut content = objects::text_content(text);
+            objects::add_mentions(&mut content, text);
+            objects::group_message(message_id, user_id, chat_id, content, &group)
+        })
+    }
+
+    /// Queues a voice note from `user_id` in group `chat_id` (shaped as `group` says).
+    pub fn push_group_voice(
+        &self,
+        user_id: i64,
+        chat_id: i64,
+        voice: Voice,
+        group: GroupMessage,
+    ) -> i64 {
+        self.state.push_update(|inner, message_id| {
+            let size = voice.declared_size.unwrap_or(voice.bytes.len() as u64);
+            let file_id = State::store_file(inner, "voice", voice.bytes);
+            let content =
+                objects::voice_content(&file_id, voice.duration_secs, &voice.mime_type, size);
+            objects::group_message(message_id, user_id, chat_id, content, &group)
+        })
+    }
+
+    /// Turns on Telegram's flood control for groups: at most `limit` messages and edits
+    /// within `window` per group chat, then `429` with `retry_after`.
+    pub fn set_group_flood_limit(&self, limit: usize, window: Duration) {
+        self.state.lock().group_flood = Some((limit, window));
     }
 
     /// Queues a voice note from `user_id` in their private chat; its audio is served by

@@ -31,7 +31,7 @@ pub(crate) fn me() -> Value {
         "id": BOT_USER_ID,
         "is_bot": true,
         "first_name": "Alfred",
-        "username": "alfred_butler_test_bot",
+        "username": BOT_USERNAME,
         "can_join_groups": true,
         "can_read_all_group_messages": false,
         "supports_inline_queries": false,
@@ -46,7 +46,7 @@ fn bot_user() -> Value {
         "id": BOT_USER_ID,
         "is_bot": true,
         "first_name": "Alfred",
-        "username": "alfred_butler_test_bot",
+        "username": BOT_USERNAME,
     })
 }
 
@@ -89,6 +89,68 @@ pub(crate) fn outgoing_message(message_id: i64, chat_id: i64, text: &str) -> Val
         "date": unix_now(),
         "text": text,
     })
+}
+
+/// The bot's `@username`, as users mention it.
+pub const BOT_USERNAME: &str = "alfred_butler_test_bot";
+
+/// A message in a group (a supergroup; a forum when `group.topic` is set), optionally a reply
+/// to one of the bot's messages.
+pub(crate) fn group_message(
+    message_id: i64,
+    user_id: i64,
+    chat_id: i64,
+    content: Value,
+    group: &super::GroupMessage,
+) -> Value {
+    let mut chat = json!({ "id": chat_id, "type": "supergroup", "title": "Test group" });
+    let mut message = json!({
+        "message_id": message_id,
+        "from": user(user_id),
+        "date": unix_now(),
+    });
+    if let Some(topic) = group.topic {
+        chat["is_forum"] = json!(true);
+        message["message_thread_id"] = json!(topic);
+        message["is_topic_message"] = json!(true);
+    }
+    message["chat"] = chat.clone();
+    if let Some(replied) = group.reply_to_bot {
+        let mut original = json!({
+            "message_id": replied,
+            "from": bot_user(),
+            "chat": chat,
+            "date": unix_now(),
+            "text": "…",
+        });
+        if let Some(topic) = group.topic {
+            original["message_thread_id"] = json!(topic);
+        }
+        message["reply_to_message"] = original;
+    }
+    merge(&mut message, content);
+    message
+}
+
+/// Adds a `mention` entity for every `@username` of the bot in `text` (offsets in UTF-16 units,
+/// as Telegram counts).
+pub(crate) fn add_mentions(content: &mut Value, text: &str) {
+    let needle = format!("@{BOT_USERNAME}");
+    let mut entities = content
+        .get("entities")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    for (at, _) in text.match_indices(&needle) {
+        entities.push(json!({
+            "type": "mention",
+            "offset": text[..at].encode_utf16().count(),
+            "length": needle.encode_utf16().count(),
+        }));
+    }
+    if !entities.is_empty() {
+        content["entities"] = Value::Array(entities);
+    }
 }
 
 /// Text content, with a `bot_command` entity when the text starts with `/` (as Telegram adds).

@@ -184,9 +184,8 @@ async fn execute(state: &State, method: &str, params: &Value) -> Response {
             delete_webhook(&mut state.lock(), params);
             telegram_ok(json!(true))
         }
-        "sendChatAction" | "setMyCommands" | "deleteMyCommands" | "close" | "logOut" => {
-            telegram_ok(json!(true))
-        }
+        "sendChatAction" | "setMyCommands" | "deleteMyCommands" | "close" | "logOut"
+        | "setMessageReaction" | "leaveChat" => telegram_ok(json!(true)),
         "getMyCommands" => telegram_ok(json!([])),
         "sendMessage" => send_message(state, params),
         "sendMessageDraft" => send_message_draft(state, params),
@@ -196,10 +195,52 @@ async fn execute(state: &State, method: &str, params: &Value) -> Response {
     }
 }
 
+/// Telegram's flood control in groups: `Some(429 response)` when `chat_id` is a group that has
+/// had its fill of messages and edits within the window; otherwise counts this one.
+fn group_flood(state: &State, chat_id: i64) -> Option<Response> {
+    if chat_id >= 0 {
+        return None;
+    }
+    let mut inner = state.lock();
+    let (limit, window) = inner.group_flood?;
+    let now = Instant::now();
+    let recent: Vec<Instant> = inner
+        .calls
+        .iter()
+        .filter(|c| {
+            matches!(c.method.as_str(), "sendMessage" | "editMessageText")
+                && c.chat_id() == Some(chat_id)
+                && c.injected.is_none()
+                && now.duration_since(c.at) < window
+        })
+        .map(|c| c.at)
+        .collect();
+    // The call being answered is already recorded: it is the last one counted.
+    if recent.len() <= limit {
+        return None;
+    }
+    let oldest = recent[recent.len() - 1 - limit];
+    let wait = window.saturating_sub(now.duration_since(oldest));
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    // Refused: it does not count towards the window.
+    if let Some(call) = inner.calls.last_mut() {
+        call.injected = Some(Failure::RetryAfter(u32::try_from(seconds).unwrap_or(u32::MAX)));
+    }
+    drop(inner);
+    Some(telegram_error(
+        429,
+        &format!("Too Many Requests: retry after {seconds}"),
+        Some(json!({ "retry_after": seconds })),
+    ))
+}
+
 fn send_message(state: &State, params: &Value) -> Response {
     let Some(chat_id) = params.get("chat_id").and_then(as_i64) else {
         return telegram_error(400, "Bad Request: chat_id is empty", None);
     };
+    if let Some(refused) = group_flood(state, chat_id) {
+        return refused;
+    }
     let text = params
         .get("text")
         .and_then(Value::as_str)
@@ -280,6 +321,9 @@ fn edit_message_text(state: &State, params: &Value) -> Response {
     let (Some(chat_id), Some(message_id)) = (chat_id, message_id) else {
         return telegram_error(400, "Bad Request: message to edit not found", None);
     };
+    if let Some(refused) = group_flood(state, chat_id) {
+        return refused;
+    }
     let mut inner = state.lock();
     match inner
         .sent
