@@ -334,6 +334,7 @@ impl InProcessBot {
             });
             let deps = BotDeps {
                 reply: app.reply.clone(),
+                observe: app.observe.clone(),
                 stt: None,
                 profiles: app.storage.profiles.clone(),
                 inbox,

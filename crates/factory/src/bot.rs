@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use butler_domain::UserId;
 use butler_presentation::telegram::{
-    run_bot, webhook, Access as BotAccess, BotConfig, BotDeps, BotSettings, Delivery, InboxConfig,
-    Limits, WebhookConfig,
+    run_bot, webhook, Access as BotAccess, BotConfig, BotDeps, BotSettings, Delivery, GroupConfig,
+    InboxConfig, Limits, WebhookConfig,
 };
 
 use crate::settings::{Access, Settings};
@@ -31,6 +31,11 @@ pub fn bot_settings(settings: &Settings) -> Result<BotSettings, String> {
         access: match access {
             Access::Everyone => BotAccess::Everyone,
             Access::Only(ids) => BotAccess::Only(ids.into_iter().map(UserId::new).collect()),
+        },
+        groups: GroupConfig {
+            allowed_chats: telegram.allowed_chats.clone(),
+            names: telegram.names.clone(),
+            ..GroupConfig::default()
         },
         limits: Limits {
             per_minute: telegram.limits.per_minute,
@@ -101,6 +106,7 @@ pub async fn run(settings: &Settings) -> Result<(), String> {
     let grace = settings.telegram.shutdown_grace;
     let deps = BotDeps {
         reply: Arc::clone(&app.reply),
+        observe: Arc::clone(&app.observe),
         stt: app.stt.clone(),
         profiles: Arc::clone(&app.storage.profiles),
         inbox,

@@ -252,6 +252,14 @@ impl butler_presentation::telegram::TelegramObserver for TelegramMetrics {
         metrics::record_telegram_draft();
     }
 
+    fn group_answered(&self) {
+        metrics::record_group_message("answered");
+    }
+
+    fn group_kept(&self) {
+        metrics::record_group_message("kept");
+    }
+
     fn setup_failed(&self, method: &'static str) {
         metrics::record_telegram_setup_failure(method);
     }

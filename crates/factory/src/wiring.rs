@@ -13,8 +13,8 @@ use butler_application::admin::{
 use butler_application::memory::{ExtractionFailure, MemoryWorkerUseCase};
 use butler_application::tokens::ConservativeEstimator;
 use butler_application::{
-    CompressConfig, CompressMemoryUseCase, PersonalizationService, PersonalizedReplyUseCase,
-    ReplyConfig, ResetPersonalizationUseCase,
+    CompressConfig, CompressMemoryUseCase, ObserveMessageUseCase, PersonalizationService,
+    PersonalizedReplyUseCase, ReplyConfig, ResetPersonalizationUseCase,
 };
 use butler_domain::ports::{
     Clock, ConversationLeases, FactRepository, LlmClient, RequestOptions, SpeechToText,
@@ -393,6 +393,8 @@ pub struct App {
     pub storage: Storage,
     /// Answers messages.
     pub reply: Arc<PersonalizedReplyUseCase>,
+    /// Keeps group lines nobody addressed to the butler as the group's context.
+    pub observe: Arc<ObserveMessageUseCase>,
     /// Forgets a user.
     pub reset: ResetPersonalizationUseCase,
     /// Folds older memory into the summary.
@@ -485,6 +487,13 @@ pub fn assemble(
         reply = reply.with_facts(facts);
     }
     let reply = Arc::new(reply);
+    let observe = Arc::new(ObserveMessageUseCase::new(
+        profiles.clone(),
+        storage.memory.clone(),
+        clock.clone(),
+        compressor.clone(),
+        settings.memory.compress_threshold,
+    ));
     Ok(App {
         reset: reset_use_case(&storage, clock.clone()),
         worker: MemoryWorkerUseCase::new(storage.memory.clone(), compress.clone()),
@@ -498,6 +507,7 @@ pub fn assemble(
         compress,
         compressor,
         reply,
+        observe,
         stt,
         storage,
     })

@@ -385,6 +385,7 @@ async fn every_label_combination_is_registered_and_no_other_exists() {
         // The pool registers its servers by index; a registry alone knows of server 0.
         ("server", BTreeSet::from(["0"])),
         ("method", BTreeSet::from(["getMe", "setWebhook"])),
+        ("handling", BTreeSet::from(["answered", "kept"])),
     ]);
     let reasons_of: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::from([
         (

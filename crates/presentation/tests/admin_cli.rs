@@ -346,3 +346,35 @@ async fn reset_waits_for_the_reply_in_flight_and_gives_up_with_exit_6_if_it_neve
     assert!(out.contains("2 events"), "{out}");
     assert!(f.memory.all(user).is_empty());
 }
+
+#[tokio::test]
+async fn a_group_conversations_memory_is_reached_by_its_negative_id() {
+    let f = fixture().await;
+    let (code, out, err) = exec(&f, &["group-id", "-1001234567890", "--topic", "7"], None).await;
+    assert_eq!(code, ExitCode::Ok, "{err}");
+    let topic: i64 = out.trim().parse().unwrap();
+    assert_eq!(topic, UserId::group(-1_001_234_567_890, Some(7)).get());
+    let (code, _, err) = exec(&f, &["group-id", "42"], None).await;
+    assert_eq!(code, ExitCode::Usage);
+    assert!(err.contains("negative"), "{err}");
+
+    let group = UserId::group(-1_001_234_567_890, None);
+    f.memory
+        .append(&[UserMemoryEvent::user(
+            group,
+            "Анна: кто купит торт?",
+            Source::Text,
+            f.clock.now(),
+        )])
+        .await
+        .unwrap();
+    f.profiles.get_or_create(group).await.unwrap();
+    let (code, out, err) = exec(&f, &["show", "-1001234567890"], None).await;
+    assert_eq!(code, ExitCode::Ok, "{err}");
+    assert!(out.contains("кто купит торт"), "{out}");
+    assert!(out.contains("групповом чате"), "the group persona: {out}");
+    let (code, out, _) = exec(&f, &["reset", "-1001234567890", "--yes"], None).await;
+    assert_eq!(code, ExitCode::Ok);
+    assert!(out.contains("1 events"), "{out}");
+    assert!(f.memory.all(group).is_empty());
+}

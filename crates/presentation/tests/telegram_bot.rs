@@ -307,22 +307,23 @@ async fn nothing_of_a_user_off_the_allow_list_is_stored_and_they_are_told_once()
 }
 
 #[tokio::test]
-async fn a_stranger_in_a_group_gets_no_public_reply_and_nothing_of_theirs_is_stored() {
+async fn in_an_allowed_group_any_member_may_address_the_butler_and_nothing_reaches_their_private_memory(
+) {
     let world = FakeWorld::default();
+    let group = -100_700;
     let config = BotConfig {
         access: Access::Only(vec![ALICE.into()]),
+        groups: butler_presentation::telegram::GroupConfig {
+            allowed_chats: vec![group],
+            ..butler_presentation::telegram::GroupConfig::default()
+        },
         ..test_config()
     };
     let bot = BotHarness::start_with(world.deps(), config).await;
-    let group = -100_700;
 
+    // Bob is not on ALLOWED_USER_IDS: in the group he may address the butler, in private not.
     bot.telegram.push_text(BOB, group, "Альфред, кто ты?");
-    bot.telegram.push_text(BOB, group, "Альфред!");
-    // The same stranger in private afterwards is still told, once.
     bot.telegram.push_text(BOB, BOB, "Привет");
-    let alices = bot
-        .telegram
-        .push_text(ALICE, group, "Альфред, который час?");
     bot.telegram.wait_for_messages(BOB, 1, WAIT).await.unwrap();
     bot.telegram
         .wait_for_messages(group, 1, WAIT)
@@ -330,18 +331,16 @@ async fn a_stranger_in_a_group_gets_no_public_reply_and_nothing_of_theirs_is_sto
         .unwrap();
     bot.telegram.wait_until_all_confirmed(WAIT).await.unwrap();
 
-    let in_group = bot.telegram.sent_messages(group);
+    assert!(bot.telegram.sent_messages(BOB)[0].text.contains("частный"));
+    assert!(world.events(BOB).is_empty(), "nothing in Bob's own memory");
     assert_eq!(
-        in_group.len(),
-        1,
-        "only the allowed member was answered in the group: {in_group:?}"
+        world
+            .memory
+            .all(butler_domain::UserId::group(group, None))
+            .len(),
+        2,
+        "the group's memory holds the turn"
     );
-    assert!(
-        !in_group[0].text.contains("частный"),
-        "{}",
-        in_group[0].text
-    );
-    assert_eq!(world.inbox.stored_update_ids(), vec![alices]);
     bot.stop().await.unwrap();
 }
 
@@ -896,8 +895,15 @@ async fn shutdown_lets_a_reply_in_flight_finish() {
 #[tokio::test]
 async fn group_messages_are_answered_in_the_group_quoting_the_question() {
     let world = FakeWorld::default();
-    let bot = BotHarness::start(&world).await;
     let group = -100_500;
+    let config = BotConfig {
+        groups: butler_presentation::telegram::GroupConfig {
+            allowed_chats: vec![group],
+            ..butler_presentation::telegram::GroupConfig::default()
+        },
+        ..test_config()
+    };
+    let bot = BotHarness::start_with(world.deps(), config).await;
 
     bot.telegram
         .push_text(ALICE, group, "Альфред, который час?");
@@ -913,7 +919,10 @@ async fn group_messages_are_answered_in_the_group_quoting_the_question() {
         call.params
     );
     assert!(bot.telegram.sent_messages(ALICE).is_empty());
-    assert_eq!(world.events(ALICE).len(), 2, "memory belongs to the sender");
+    assert!(
+        world.events(ALICE).is_empty(),
+        "a group's turn is the group's memory, not the sender's"
+    );
     bot.stop().await.unwrap();
 }
 

@@ -28,6 +28,10 @@ const PACING: DraftPacing = DraftPacing {
 fn config() -> BotConfig {
     BotConfig {
         drafts: PACING,
+        groups: butler_presentation::telegram::GroupConfig {
+            allowed_chats: vec![GROUP],
+            ..butler_presentation::telegram::GroupConfig::default()
+        },
         ..test_config()
     }
 }
@@ -105,10 +109,17 @@ async fn a_reply_ready_at_once_is_sent_without_a_draft() {
 }
 
 #[tokio::test]
-async fn group_chats_get_no_drafts_only_the_final_message() {
+async fn group_chats_get_no_drafts_only_their_own_message() {
     let (_, bot) = streaming_bot(Duration::from_millis(40)).await;
-    let sent = ask(&bot, GROUP).await;
-    assert_eq!(sent[0].text, LONG_REPLY);
+    bot.telegram.push_text(ALICE, GROUP, "Альфред, что нового?");
+    support::wait_until("the group's final text", || {
+        bot.telegram
+            .sent_messages(GROUP)
+            .first()
+            .is_some_and(|m| m.text == LONG_REPLY)
+    })
+    .await;
+    assert_eq!(bot.telegram.sent_messages(GROUP).len(), 1);
     assert!(bot.telegram.calls_to("sendMessageDraft").is_empty());
     bot.stop().await.unwrap();
 }

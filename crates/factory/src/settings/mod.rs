@@ -94,6 +94,10 @@ pub struct TelegramSettings {
     pub api_url: String,
     /// Who the bot answers; `None` = not configured (the bot refuses to start).
     pub access: Option<Access>,
+    /// Groups the butler works in (`ALLOWED_CHAT_IDS`).
+    pub allowed_chats: Vec<i64>,
+    /// Names that address the butler in groups (`BUTLER_NAMES`).
+    pub names: Vec<String>,
     /// Per-user abuse limits.
     pub limits: LimitSettings,
     /// Longest voice message transcribed.
@@ -563,6 +567,14 @@ impl Settings {
                 None => raw.text_or_default("TELEGRAM_API_URL"),
             },
             access: parse_access(raw),
+            allowed_chats: parse_chats(raw),
+            names: raw
+                .text_or_default("BUTLER_NAMES")
+                .split(',')
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .map(str::to_owned)
+                .collect(),
             limits: LimitSettings {
                 per_minute: raw.int_or("RATE_LIMIT_PER_MINUTE", 0),
                 burst: raw.int_or("RATE_LIMIT_BURST", 1),
@@ -794,6 +806,31 @@ fn parse_webhook(raw: &mut Raw) -> Option<WebhookSettings> {
         secret,
         max_connections,
     })
+}
+
+/// `ALLOWED_CHAT_IDS`: group chat ids, which Telegram makes negative (a positive id is a
+/// user's, so a list that holds one was meant for `ALLOWED_USER_IDS`).
+fn parse_chats(raw: &mut Raw) -> Vec<i64> {
+    let Some(text) = raw.text("ALLOWED_CHAT_IDS") else {
+        return Vec::new();
+    };
+    let parsed: Result<Vec<i64>, _> = text
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::parse::<i64>)
+        .collect();
+    match parsed {
+        Ok(ids) if !ids.is_empty() && ids.iter().all(|id| *id < 0) => {
+            let listed = ids.iter().map(ToString::to_string).collect::<Vec<_>>();
+            raw.note("ALLOWED_CHAT_IDS", listed.join(","));
+            ids
+        }
+        _ => {
+            raw.expected("ALLOWED_CHAT_IDS");
+            Vec::new()
+        }
+    }
 }
 
 fn parse_access(raw: &mut Raw) -> Option<Access> {

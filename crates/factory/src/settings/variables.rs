@@ -160,7 +160,19 @@ pub const VARIABLES: &[Variable] = &[
         "ALLOWED_USER_IDS",
         "comma-separated Telegram user ids, or * for everyone",
         "",
-        "Who the bot answers. Required to run the bot: ids, or * to open it to anyone who finds it (logged as a warning). Not used by `chat`.",
+        "Who the bot answers in private chats. Required to run the bot: ids, or * to open it to anyone who finds it (logged as a warning). Not used by `chat`.",
+    ),
+    text(
+        "ALLOWED_CHAT_IDS",
+        "comma-separated Telegram group chat ids (negative, e.g. -1001234567890)",
+        "",
+        "Groups the butler works in: any member may address it there (@mention, a reply to it, or its name first), and it keeps the group's own memory, never a member's personal one. In any other group it says so once and leaves. Unset = no groups.",
+    ),
+    text(
+        "BUTLER_NAMES",
+        "comma-separated names",
+        "Альфред,Alfred",
+        "Names that address the butler in a group when a message starts with one («Альфред, …»), besides an @mention or a reply to its message.",
     ),
     int(
         "RATE_LIMIT_PER_MINUTE",

@@ -56,6 +56,10 @@ pub const TELEGRAM_SETUP_FAILURES_TOTAL: &str = "telegram_setup_failures_total";
 pub const SETUP_METHODS: &[&str] = &["getMe", "setWebhook"];
 /// Live drafts of replies shown in Telegram private chats (`sendMessageDraft` calls accepted).
 pub const TELEGRAM_DRAFTS_SENT_TOTAL: &str = "telegram_drafts_sent_total";
+/// Messages in group chats, by what the butler did with them.
+pub const TELEGRAM_GROUP_MESSAGES_TOTAL: &str = "telegram_group_messages_total";
+/// The `handling` values of [`TELEGRAM_GROUP_MESSAGES_TOTAL`].
+pub const GROUP_HANDLINGS: &[&str] = &["answered", "kept"];
 /// Facts stored by compressions' extraction (new facts, updates included).
 pub const MEMORY_FACTS_EXTRACTED_TOTAL: &str = "memory_facts_extracted_total";
 /// Stored facts replaced by a newer fact of the same key.
@@ -237,6 +241,12 @@ pub const ALL_METRICS: &[MetricSpec] = &[
         kind: MetricKind::Counter,
         help: "Live reply drafts shown in Telegram private chats (sendMessageDraft accepted).",
         labels: &[],
+    },
+    MetricSpec {
+        name: TELEGRAM_GROUP_MESSAGES_TOTAL,
+        kind: MetricKind::Counter,
+        help: "Messages in group chats (answered: addressed to the butler and answered; kept: read as the group's context, no model call).",
+        labels: &["handling"],
     },
     MetricSpec {
         name: TELEGRAM_MESSAGES_REFUSED_TOTAL,
@@ -436,6 +446,9 @@ pub fn register_all() {
     for method in SETUP_METHODS {
         counter!(TELEGRAM_SETUP_FAILURES_TOTAL, "method" => *method).increment(0);
     }
+    for handling in GROUP_HANDLINGS {
+        counter!(TELEGRAM_GROUP_MESSAGES_TOTAL, "handling" => *handling).increment(0);
+    }
     counter!(MEMORY_FACTS_EXTRACTED_TOTAL).increment(0);
     counter!(MEMORY_FACTS_SUPERSEDED_TOTAL).increment(0);
     for reason in EXTRACTION_FAILURE_REASONS {
@@ -551,6 +564,12 @@ pub fn record_llm_prompt_tokens(evaluated: u64, reused: u64) {
 /// A reply draft was shown in Telegram.
 pub fn record_telegram_draft() {
     counter!(TELEGRAM_DRAFTS_SENT_TOTAL).increment(1);
+}
+
+/// A group message was answered (`answered`) or kept as context (`kept`).
+pub fn record_group_message(handling: &str) {
+    let handling = bounded(GROUP_HANDLINGS, handling, "kept");
+    counter!(TELEGRAM_GROUP_MESSAGES_TOTAL, "handling" => handling).increment(1);
 }
 
 /// A speech-to-text call finished after `elapsed`.

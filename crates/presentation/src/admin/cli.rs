@@ -37,12 +37,13 @@ pub enum AdminCommand {
         #[arg(long, default_value_t = 50)]
         limit: usize,
         /// Start after this user id (the last id of the previous page).
-        #[arg(long, value_name = "USER_ID")]
+        #[arg(long, value_name = "USER_ID", allow_negative_numbers = true)]
         after: Option<UserId>,
     },
     /// Show a profile, its summary and recent events.
     Show {
-        /// The user.
+        /// The user, or a group conversation (a negative id: see `group-id`).
+        #[arg(allow_negative_numbers = true)]
         user_id: UserId,
         /// Recent events shown.
         #[arg(long, default_value_t = 10)]
@@ -50,7 +51,8 @@ pub enum AdminCommand {
     },
     /// Reset a profile to the default and delete all of its memory.
     Reset {
-        /// The user.
+        /// The user, or a group conversation (a negative id: see `group-id`).
+        #[arg(allow_negative_numbers = true)]
         user_id: UserId,
         /// Do not ask for confirmation.
         #[arg(long)]
@@ -58,7 +60,8 @@ pub enum AdminCommand {
     },
     /// Change persona, tone, language or topics.
     Update {
-        /// The user.
+        /// The user, or a group conversation (a negative id: see `group-id`).
+        #[arg(allow_negative_numbers = true)]
         user_id: UserId,
         /// New persona text.
         #[arg(long)]
@@ -77,7 +80,8 @@ pub enum AdminCommand {
     /// RATE_LIMIT_BURST, DAILY_MESSAGE_QUOTA). Each value is a number or `default`; 0 lifts
     /// the per-minute rate or the daily quota for this user.
     Limits {
-        /// The user.
+        /// The user, or a group conversation (a negative id: see `group-id`).
+        #[arg(allow_negative_numbers = true)]
         user_id: UserId,
         /// Messages per minute (0 = unlimited) or `default`.
         #[arg(long, value_name = "N|default")]
@@ -93,8 +97,8 @@ pub enum AdminCommand {
     /// (`facts forget USER_ID FACT_ID`).
     #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Facts {
-        /// The user whose facts to list.
-        #[arg(required = true)]
+        /// The user (or group conversation) whose facts to list.
+        #[arg(required = true, allow_negative_numbers = true)]
         user_id: Option<UserId>,
         /// Also list facts replaced by newer ones.
         #[arg(long)]
@@ -105,8 +109,19 @@ pub enum AdminCommand {
     },
     /// Everything stored about a user, as JSON.
     Export {
-        /// The user.
+        /// The user, or a group conversation (a negative id: see `group-id`).
+        #[arg(allow_negative_numbers = true)]
         user_id: UserId,
+    },
+    /// The memory id of a group conversation, for the other commands: a group's chat id, or
+    /// with `--topic` the id of one topic of a forum group.
+    GroupId {
+        /// The group's chat id (negative, as Telegram shows it, e.g. -1001234567890).
+        #[arg(allow_negative_numbers = true)]
+        chat_id: i64,
+        /// A forum topic (its message thread id).
+        #[arg(long)]
+        topic: Option<i32>,
     },
     /// Create storage indexes / apply migrations (idempotent).
     Migrate,
@@ -117,7 +132,8 @@ pub enum AdminCommand {
 pub enum FactsAction {
     /// Delete one fact (ids are in `profile_admin facts USER_ID`).
     Forget {
-        /// The user.
+        /// The user, or a group conversation (a negative id: see `group-id`).
+        #[arg(allow_negative_numbers = true)]
         user_id: UserId,
         /// The fact's id (a UUID).
         fact_id: uuid::Uuid,

@@ -295,6 +295,22 @@ pub async fn run(
                 }
             }
         }
+        AdminCommand::GroupId { chat_id, topic } => {
+            if chat_id >= 0 {
+                let _ = writeln!(
+                    err,
+                    "profile_admin: {chat_id} is not a group's chat id: Telegram's group ids are negative (e.g. -1001234567890)"
+                );
+                return ExitCode::Usage;
+            }
+            let id = UserId::group(chat_id, topic);
+            if cli.json {
+                json(out, &serde_json::json!({ "user_id": id.get() }));
+            } else {
+                let _ = writeln!(out, "{id}");
+            }
+            ExitCode::Ok
+        }
         AdminCommand::Migrate => match (deps.migrate)().await {
             Ok(report) => {
                 let _ = writeln!(out, "{report}");

@@ -8,6 +8,7 @@ use butler_domain::UserId;
 use secrecy::SecretString;
 
 use super::drafts::DraftPacing;
+use super::edits::GroupPacing;
 use super::limits::Limits;
 
 /// How to reach Telegram.
@@ -113,11 +114,44 @@ pub enum Access {
     Only(Vec<UserId>),
 }
 
+/// The butler in group chats.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupConfig {
+    /// Groups the butler works in (`ALLOWED_CHAT_IDS`); any member of one may address it. In
+    /// any other group it says so once and leaves, storing nothing.
+    pub allowed_chats: Vec<i64>,
+    /// Names that address the butler at the start of a message («Альфред, …»;
+    /// `BUTLER_NAMES`), besides an `@mention` and a reply to its message.
+    pub names: Vec<String>,
+    /// How replies stream in groups (edits of one message, within the group flood limit).
+    pub pacing: GroupPacing,
+}
+
+impl Default for GroupConfig {
+    fn default() -> Self {
+        Self {
+            allowed_chats: Vec::new(),
+            names: vec!["Альфред".to_owned(), "Alfred".to_owned()],
+            pacing: GroupPacing::default(),
+        }
+    }
+}
+
+impl GroupConfig {
+    /// Whether the butler works in group `chat_id`.
+    #[must_use]
+    pub fn allows(&self, chat_id: i64) -> bool {
+        self.allowed_chats.contains(&chat_id)
+    }
+}
+
 /// Behaviour of the bot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BotConfig {
-    /// Users allowed to talk to the butler.
+    /// Users allowed to talk to the butler in private chats.
     pub access: Access,
+    /// Group chats.
+    pub groups: GroupConfig,
     /// Default per-user limits (profiles may hold exceptions).
     pub limits: Limits,
     /// Longer voice notes are refused without downloading them.
@@ -156,6 +190,7 @@ impl Default for BotConfig {
     fn default() -> Self {
         Self {
             access: Access::Only(Vec::new()),
+            groups: GroupConfig::default(),
             limits: Limits::default(),
             max_voice_duration: Duration::from_secs(300),
             max_voice_bytes: 20 * 1024 * 1024,

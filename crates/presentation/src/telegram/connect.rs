@@ -134,7 +134,7 @@ pub(crate) async fn webhook_in_background(
     config: BotConfig,
     redactor: Redactor,
     observer: Option<Arc<dyn TelegramObserver>>,
-    connected: CancellationToken,
+    (identity, connected): (Arc<std::sync::OnceLock<Me>>, CancellationToken),
     stop: CancellationToken,
 ) -> Result<(), BotError> {
     let me: Option<Me> = patiently("getMe", observer.as_ref(), &stop, || {
@@ -146,6 +146,7 @@ pub(crate) async fn webhook_in_background(
         bot = me.username(),
         "connected to Telegram; answering stored updates"
     );
+    let _ = identity.set(me);
     connected.cancel();
     let set = patiently("setWebhook", observer.as_ref(), &stop, || {
         let request = bot

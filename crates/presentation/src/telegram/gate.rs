@@ -1,13 +1,16 @@
-//! The allow-list at the door: whether a received message may enter the inbox at all. It is
+//! The allow-lists at the door: whether a received message may enter the inbox at all. It is
 //! decided as the update arrives — by long polling or webhook alike — so nothing about a
 //! stranger (their text, their id, the update itself) is ever stored.
 //!
-//! - A message from a user on `ALLOWED_USER_IDS` (anyone, with `*`) is let in.
-//! - A message from anyone else is acknowledged to Telegram and dropped. In a **private chat**
-//!   the sender is told once ([`texts::NOT_ALLOWED`]), then never again while this process
-//!   remembers them (the last [`REMEMBERED_REFUSALS`] strangers). In a **group** the butler
-//!   stays silent: a public refusal to each member who speaks would flood the group, and the
-//!   group already sees that the butler answers only its owner.
+//! - **Private chats**: a message from a user on `ALLOWED_USER_IDS` (anyone, with `*`) is let
+//!   in. Anyone else is acknowledged to Telegram and dropped, and told once
+//!   ([`texts::NOT_ALLOWED`]), then never again while this process remembers them (the last
+//!   [`REMEMBERED_REFUSALS`] strangers).
+//! - **Groups**: a group on `ALLOWED_CHAT_IDS` is let in whole — every member's message, so
+//!   the butler can follow the conversation and answer whoever addresses it (the group has its
+//!   own memory; no member's personal one is involved). In any other group the butler says so
+//!   once ([`texts::GROUP_NOT_ALLOWED`]) and leaves it, storing nothing: no member is refused
+//!   in public one by one, and a stranger's group cannot keep the butler as a listener.
 //! - Messages without a human sender (channel posts, other bots) are dropped silently: the
 //!   butler never answers them, so there is nothing to keep them for.
 //!
@@ -19,7 +22,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use butler_domain::UserId;
 use teloxide::types::{Update, UpdateKind};
 
-use super::config::Access;
+use super::config::{Access, GroupConfig};
 use super::outbox::Outbox;
 use super::recent::RecentKeys;
 use super::texts;
@@ -35,8 +38,12 @@ pub(crate) struct Gate {
 
 struct Inner {
     access: Access,
+    groups: GroupConfig,
+    bot: teloxide::Bot,
     outbox: Outbox,
     refused: Mutex<RecentKeys<UserId>>,
+    /// Groups told and left (so a burst of their messages is answered once).
+    left: Mutex<RecentKeys<i64>>,
 }
 
 impl std::fmt::Debug for Gate {
@@ -55,12 +62,20 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Gate {
-    pub(crate) fn new(access: Access, outbox: Outbox) -> Self {
+    pub(crate) fn new(
+        access: Access,
+        groups: GroupConfig,
+        bot: teloxide::Bot,
+        outbox: Outbox,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 access,
+                groups,
+                bot,
                 outbox,
                 refused: Mutex::new(RecentKeys::new(REMEMBERED_REFUSALS)),
+                left: Mutex::new(RecentKeys::new(REMEMBERED_REFUSALS)),
             }),
         }
     }
@@ -84,6 +99,9 @@ impl Gate {
             );
             return false;
         };
+        if !message.chat.is_private() {
+            return self.admits_group(update.id.0, message.chat.id);
+        }
         let allowed = match &self.inner.access {
             Access::Everyone => true,
             Access::Only(ids) => ids.contains(&user),
@@ -91,8 +109,7 @@ impl Gate {
         if allowed {
             return true;
         }
-        let private = message.chat.is_private();
-        let first_time = private && lock(&self.inner.refused).insert(user);
+        let first_time = lock(&self.inner.refused).insert(user);
         tracing::info!(
             update_id = update.id.0,
             user_id = user.get(),
@@ -106,6 +123,40 @@ impl Gate {
             tokio::spawn(async move {
                 if let Err(error) = outbox.send(chat, None, texts::NOT_ALLOWED).await {
                     tracing::warn!(%error, "refusal to a user off the allow-list not delivered");
+                }
+            });
+        }
+        false
+    }
+
+    /// Whether a message of group `chat` may be stored; a group not allowed is told once and
+    /// left.
+    fn admits_group(&self, update_id: u32, chat: teloxide::types::ChatId) -> bool {
+        if self.inner.groups.allows(chat.0) {
+            return true;
+        }
+        let first_time = lock(&self.inner.left).insert(chat.0);
+        tracing::info!(
+            update_id,
+            chat_id = chat.0,
+            leaving = first_time,
+            "group is not on ALLOWED_CHAT_IDS; nothing stored"
+        );
+        if first_time {
+            let outbox = self.inner.outbox.clone();
+            let bot = self.inner.bot.clone();
+            tokio::spawn(async move {
+                use teloxide::requests::Requester as _;
+                if let Err(error) = outbox.send(chat, None, texts::GROUP_NOT_ALLOWED).await {
+                    tracing::warn!(%error, "notice to a group not allowed not delivered");
+                }
+                if let Err(error) = bot.leave_chat(chat).await {
+                    // Only Telegram's own words: a transport error could carry the bot's URL.
+                    let said = match &error {
+                        teloxide::RequestError::Api(api) => api.to_string(),
+                        _ => "no answer".to_owned(),
+                    };
+                    tracing::warn!(error = %said, "could not leave a group not allowed");
                 }
             });
         }

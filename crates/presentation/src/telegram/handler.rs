@@ -5,20 +5,24 @@
 //! Logs: one span per update with `update_id`, `user_id` and `chat_id`; message and reply text
 //! only at `debug`.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use butler_application::{PersonalizedReplyUseCase, ReplyInput};
+use butler_application::{
+    ObserveInput, ObserveMessageUseCase, PersonalizedReplyUseCase, ReplyInput,
+};
 use butler_domain::ports::{AudioClip, SpeechToText, UserProfileRepository};
 use butler_domain::{Source, UserId, UserLimits};
 use futures::StreamExt as _;
 use teloxide::net::Download as _;
 use teloxide::prelude::*;
-use teloxide::types::{FileId, MessageKind, UpdateId, Voice};
+use teloxide::types::{FileId, Me, MessageKind, ReactionType, UpdateId, Voice};
 use tracing::Instrument as _;
 
 use super::config::BotConfig;
 use super::drafts::Drafts;
+use super::edits::{Edits, Target};
+use super::group;
 use super::limits::{UserLimiter, Verdict};
 use super::outbox::{Outbox, TypingGuard};
 use super::redact::Redactor;
@@ -66,6 +70,10 @@ enum FetchError {
 /// Answers messages; shared by every answering task.
 pub(crate) struct Handler {
     reply: Arc<PersonalizedReplyUseCase>,
+    observe: Arc<ObserveMessageUseCase>,
+    /// The bot itself (for mentions in groups), once `getMe` answered.
+    me: Arc<OnceLock<Me>>,
+    edits: Arc<Edits>,
     stt: Option<Arc<dyn SpeechToText>>,
     config: BotConfig,
     bot: Bot,
@@ -92,6 +100,7 @@ impl Handler {
         config: BotConfig,
         bot: Bot,
         redactor: Redactor,
+        me: Arc<OnceLock<Me>>,
     ) -> Self {
         let outbox = Outbox::new(
             bot.clone(),
@@ -106,8 +115,19 @@ impl Handler {
             redactor.clone(),
             deps.observer.clone(),
         ));
+        let edits = Arc::new(Edits::new(
+            bot.clone(),
+            outbox.clone(),
+            config.groups.pacing,
+            config.request_timeout,
+            config.max_retry_after,
+            redactor.clone(),
+        ));
         Self {
             reply: deps.reply,
+            observe: deps.observe,
+            me,
+            edits,
             stt: deps.stt,
             drafts,
             limiter: UserLimiter::new(config.limits),
@@ -141,9 +161,149 @@ impl Handler {
             chat_id = message.chat.id.0,
         );
         let origin = format!("telegram-update:{}", update_id.0);
-        self.handle_from(UserId::new(raw_user), &message, origin, arrived)
-            .instrument(span)
-            .await;
+        if message.chat.is_private() {
+            self.handle_from(UserId::new(raw_user), &message, origin, arrived)
+                .instrument(span)
+                .await;
+        } else {
+            self.handle_group(UserId::new(raw_user), &message, origin, arrived)
+                .instrument(span)
+                .await;
+        }
+    }
+
+    /// A group message: kept as the group's context, and answered only when addressed to the
+    /// butler (see [`group`]) — by a reply that streams as edits of one message.
+    async fn handle_group(
+        &self,
+        member: UserId,
+        message: &Message,
+        origin: String,
+        arrived: time::OffsetDateTime,
+    ) {
+        let Some(conversation) = group::conversation_of(message) else {
+            return;
+        };
+        // A voice note is heard before the decision, so «Альфред, …» said aloud addresses him.
+        let (text, source, heard) = match classify(message) {
+            Incoming::Text(text) => (text.to_owned(), Source::Text, None),
+            Incoming::Start => (
+                message.text().unwrap_or_default().to_owned(),
+                Source::Text,
+                None,
+            ),
+            Incoming::Voice(voice) => match self.transcribe(voice).await {
+                Ok(heard) => (heard.clone(), Source::Voice, Some(heard)),
+                Err(_) => {
+                    tracing::info!(
+                        kind = "voice",
+                        "a group voice note was not understood; skipped"
+                    );
+                    return;
+                }
+            },
+            Incoming::Unsupported => match message.caption() {
+                Some(caption) => (caption.to_owned(), Source::Text, None),
+                None => return,
+            },
+            Incoming::Ignored => return,
+        };
+        let addressed = self
+            .me
+            .get()
+            .is_some_and(|me| group::addressed(message, &text, me, &self.config.groups.names));
+        let line = group::line(message, &text);
+        if !addressed {
+            let kept = self
+                .observe
+                .execute(ObserveInput {
+                    user_id: conversation,
+                    text: line,
+                    source,
+                    origin: Some(origin),
+                })
+                .await;
+            tracing::info!(
+                conversation = conversation.get(),
+                ?kept,
+                "group line kept as context; not addressed"
+            );
+            if let (Some(observer), butler_application::Observed::Stored { .. }) =
+                (&self.observer, kept)
+            {
+                observer.group_kept();
+            }
+            return;
+        }
+        if !self.admit(member, message, arrived).await
+            || !self.admit(conversation, message, arrived).await
+        {
+            return;
+        }
+        tracing::info!(
+            kind = source.code(),
+            conversation = conversation.get(),
+            "addressed in a group"
+        );
+        let started = Instant::now();
+        self.react(message, Some("👀")).await;
+        let typing = self.outbox.typing(message.chat.id);
+        let input = ReplyInput {
+            user_id: conversation,
+            text: line,
+            source,
+            origin: Some(origin),
+        };
+        let target = Target {
+            chat: message.chat.id,
+            reply_to: message.id,
+            thread: message.thread_id.filter(|_| message.is_topic_message),
+        };
+        let writer = self.edits.start(target);
+        let outcome = tokio::time::timeout(
+            self.config.reply_timeout,
+            self.reply.execute_streaming(input, &writer),
+        )
+        .await;
+        typing.stop().await;
+        let text = self.reply_text(outcome, heard.as_deref());
+        match writer.finish(&text).await {
+            Ok(parts) => {
+                tracing::info!(
+                    parts,
+                    latency_ms = millis(started.elapsed()),
+                    "group reply sent"
+                );
+                if let Some(observer) = &self.observer {
+                    observer.group_answered();
+                }
+            }
+            Err(error) => tracing::warn!(%error, "group reply not delivered"),
+        }
+        self.react(message, None).await;
+    }
+
+    /// Sets the butler's reaction to `message` (`None` takes it away). Best effort: a group
+    /// that forbids reactions just gets none.
+    async fn react(&self, message: &Message, emoji: Option<&str>) {
+        let reaction: Vec<ReactionType> = emoji
+            .map(|emoji| ReactionType::Emoji {
+                emoji: emoji.to_owned(),
+            })
+            .into_iter()
+            .collect();
+        let request = self
+            .bot
+            .set_message_reaction(message.chat.id, message.id)
+            .reaction(reaction)
+            .send();
+        match tokio::time::timeout(self.config.request_timeout, request).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => {
+                tracing::debug!(error = %self.redactor.clean(&error), "reaction not set");
+            }
+            Err(_) => tracing::debug!("reaction got no answer in time"),
+        }
     }
 
     async fn handle_from(
@@ -278,7 +438,19 @@ impl Handler {
             tokio::time::timeout(self.config.reply_timeout, self.reply.execute(input)).await
         };
         typing.stop().await;
-        let text = match outcome {
+        let text = self.reply_text(outcome, heard);
+        tracing::debug!(reply = %text, "reply text");
+        self.deliver(message, &text, started).await;
+    }
+
+    /// The text to send for a reply's `outcome` (the model's answer, or an apology when the
+    /// deadline passed), opened by the quote of a voice note's transcript when there was one.
+    fn reply_text(
+        &self,
+        outcome: Result<butler_application::ReplyOutput, tokio::time::error::Elapsed>,
+        heard: Option<&str>,
+    ) -> String {
+        match outcome {
             Ok(output) => {
                 tracing::info!(
                     status = output.status.code(),
@@ -303,9 +475,7 @@ impl Handler {
                 );
                 texts::TOO_SLOW.to_owned()
             }
-        };
-        tracing::debug!(reply = %text, "reply text");
-        self.deliver(message, &text, started).await;
+        }
     }
 
     async fn answer_voice(
@@ -316,23 +486,41 @@ impl Handler {
         origin: String,
         started: Instant,
     ) {
+        let typing = self.outbox.typing(message.chat.id);
+        let heard = match self.transcribe(voice).await {
+            Ok(heard) => heard,
+            Err(apology) => {
+                typing.stop().await;
+                self.deliver(message, &apology, started).await;
+                return;
+            }
+        };
+        let input = ReplyInput {
+            user_id,
+            text: heard.clone(),
+            source: Source::Voice,
+            origin: Some(origin),
+        };
+        self.answer(message, input, Some(&heard), typing, started)
+            .await;
+    }
+
+    /// What a voice note says (trimmed, never empty), or the apology to send instead: no
+    /// speech-to-text, too long or large to fetch, a failed download or transcription.
+    async fn transcribe(&self, voice: &Voice) -> Result<String, String> {
         let Some(stt) = self.stt.clone() else {
-            self.deliver(message, texts::VOICE_DISABLED, started).await;
-            return;
+            return Err(texts::VOICE_DISABLED.to_owned());
         };
         if voice.duration.duration() > self.config.max_voice_duration {
             tracing::info!("voice note too long; not downloaded");
-            let text = texts::voice_too_long(self.config.max_voice_duration.as_secs());
-            self.deliver(message, &text, started).await;
-            return;
+            return Err(texts::voice_too_long(
+                self.config.max_voice_duration.as_secs(),
+            ));
         }
         if u64::from(voice.file.size) > self.config.max_voice_bytes {
             tracing::info!("voice note too large; not downloaded");
-            let text = texts::voice_too_large(self.config.max_voice_bytes);
-            self.deliver(message, &text, started).await;
-            return;
+            return Err(texts::voice_too_large(self.config.max_voice_bytes));
         }
-        let typing = self.outbox.typing(message.chat.id);
         let fetched = tokio::time::timeout(
             self.config.voice_download_timeout,
             self.fetch(&voice.file.id),
@@ -342,16 +530,11 @@ impl Handler {
         let bytes = match fetched {
             Ok(bytes) => bytes,
             Err(FetchError::TooLarge) => {
-                typing.stop().await;
-                let text = texts::voice_too_large(self.config.max_voice_bytes);
-                self.deliver(message, &text, started).await;
-                return;
+                return Err(texts::voice_too_large(self.config.max_voice_bytes));
             }
             Err(FetchError::Failed(error)) => {
-                typing.stop().await;
                 tracing::warn!(%error, "voice note could not be downloaded");
-                self.deliver(message, texts::VOICE_FAILED, started).await;
-                return;
+                return Err(texts::VOICE_FAILED.to_owned());
             }
         };
         let clip = AudioClip {
@@ -365,35 +548,24 @@ impl Handler {
         };
         let transcribed =
             tokio::time::timeout(self.config.reply_timeout, stt.transcribe(&clip)).await;
-        let heard = match transcribed {
-            Ok(Ok(transcript)) if !transcript.text.trim().is_empty() => transcript.text,
+        match transcribed {
+            Ok(Ok(transcript)) if !transcript.text.trim().is_empty() => {
+                tracing::debug!(transcript = %transcript.text, "voice transcript");
+                Ok(transcript.text.trim().to_owned())
+            }
             Ok(Ok(_)) => {
                 tracing::warn!("speech-to-text heard nothing");
-                String::new()
+                Err(texts::VOICE_FAILED.to_owned())
             }
             Ok(Err(error)) => {
                 tracing::warn!(%error, kind = error.kind(), "speech-to-text failed; nothing stored");
-                String::new()
+                Err(texts::VOICE_FAILED.to_owned())
             }
             Err(_) => {
                 tracing::warn!("speech-to-text deadline passed; nothing stored");
-                String::new()
+                Err(texts::VOICE_FAILED.to_owned())
             }
-        };
-        if heard.is_empty() {
-            typing.stop().await;
-            self.deliver(message, texts::VOICE_FAILED, started).await;
-            return;
         }
-        tracing::debug!(transcript = %heard, "voice transcript");
-        let input = ReplyInput {
-            user_id,
-            text: heard.trim().to_owned(),
-            source: Source::Voice,
-            origin: Some(origin),
-        };
-        self.answer(message, input, Some(&heard), typing, started)
-            .await;
     }
 
     /// `getFile` + download, refusing anything over the size limit as soon as it shows.

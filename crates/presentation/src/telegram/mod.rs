@@ -30,7 +30,9 @@
 mod config;
 mod connect;
 mod drafts;
+mod edits;
 mod gate;
+mod group;
 mod handler;
 mod limits;
 mod outbox;
@@ -43,18 +45,22 @@ mod texts;
 pub mod webhook;
 mod workers;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use butler_application::PersonalizedReplyUseCase;
+use butler_application::{ObserveMessageUseCase, PersonalizedReplyUseCase};
 use butler_domain::ports::{SpeechToText, UpdateInbox, UserProfileRepository};
 use secrecy::ExposeSecret as _;
 use teloxide::prelude::*;
+use teloxide::types::Me;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-pub use config::{Access, BotConfig, BotSettings, Delivery, InboxConfig, WebhookConfig};
+pub use config::{
+    Access, BotConfig, BotSettings, Delivery, GroupConfig, InboxConfig, WebhookConfig,
+};
 pub use drafts::DraftPacing;
+pub use edits::GroupPacing;
 pub use limits::Limits;
 pub use split::{split_message, TELEGRAM_MESSAGE_LIMIT};
 
@@ -72,6 +78,8 @@ use workers::Workers;
 pub struct BotDeps {
     /// Answers messages.
     pub reply: Arc<PersonalizedReplyUseCase>,
+    /// Keeps group lines nobody addressed to the butler, as the group's context.
+    pub observe: Arc<ObserveMessageUseCase>,
     /// Transcribes voice notes; `None` = voice notes get a polite "please type" reply.
     pub stt: Option<Arc<dyn SpeechToText>>,
     /// Profiles, read for per-user exceptions to the limits.
@@ -94,6 +102,12 @@ pub trait TelegramObserver: Send + Sync {
 
     /// A live draft of a reply was shown.
     fn draft_sent(&self) {}
+
+    /// A message addressed to the butler in a group was answered.
+    fn group_answered(&self) {}
+
+    /// A group message nobody addressed to the butler was kept as the group's context.
+    fn group_kept(&self) {}
 
     /// A start-up call (`getMe`, `setWebhook`) made in the background in webhook mode failed
     /// in a way that passes (unreachable, no answer, `429`, `5xx`); it is retried.
@@ -207,6 +221,8 @@ pub async fn run_bot(
     let inbox = Arc::clone(&deps.inbox);
     let gate = Gate::new(
         config.access.clone(),
+        config.groups.clone(),
+        bot.clone(),
         Outbox::new(
             bot.clone(),
             config.clone(),
@@ -214,6 +230,8 @@ pub async fn run_bot(
             deps.observer.clone(),
         ),
     );
+    // Who the bot is (for mentions in groups), known once `getMe` answered.
+    let me_cell: Arc<OnceLock<Me>> = Arc::default();
     let receiver = Receiver::new(Arc::clone(&inbox), Arc::clone(&wake), gate);
     // Receiving stops first at shutdown; answering winds down after it. `stop` is the whole
     // bot's: shutdown, or Telegram refusing the bot for good after a webhook start.
@@ -227,6 +245,7 @@ pub async fn run_bot(
                 () = shutdown.cancelled() => return Ok(()),
                 me = call_at_start(&config, &redactor, "getMe", bot.get_me().send()) => me?,
             };
+            let identity = Arc::clone(&me_cell);
             call_at_start(
                 &config,
                 &redactor,
@@ -235,6 +254,7 @@ pub async fn run_bot(
             )
             .await?;
             tracing::info!(bot = me.username(), "connected to Telegram; long polling");
+            let _ = identity.set(me);
             connected.cancel();
             let polling = tokio::spawn(polling::poll(
                 bot.clone(),
@@ -264,7 +284,7 @@ pub async fn run_bot(
                 config.clone(),
                 redactor.clone(),
                 deps.observer.clone(),
-                connected.clone(),
+                (Arc::clone(&me_cell), connected.clone()),
                 stop_receiving.clone(),
             ));
             (serving, Some(connecting))
@@ -278,7 +298,7 @@ pub async fn run_bot(
 
     let workers = Workers {
         inbox,
-        handler: Arc::new(Handler::new(deps, config.clone(), bot, redactor)),
+        handler: Arc::new(Handler::new(deps, config.clone(), bot, redactor, me_cell)),
         wake,
         config: config.inbox,
         grace: config.shutdown_grace,

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use teloxide::payloads::SendMessageSetters as _;
 use teloxide::prelude::*;
-use teloxide::types::{ChatAction, MessageId, ReplyParameters};
+use teloxide::types::{ChatAction, MessageId, ReplyParameters, ThreadId};
 use teloxide::RequestError;
 use tokio_util::sync::CancellationToken;
 
@@ -106,10 +106,21 @@ impl Outbox {
         reply_to: Option<MessageId>,
         text: &str,
     ) -> Result<usize, SendError> {
+        self.send_in(chat, reply_to, None, text).await
+    }
+
+    /// [`Outbox::send`] into a forum topic (`thread`), when there is one.
+    pub(crate) async fn send_in(
+        &self,
+        chat: ChatId,
+        reply_to: Option<MessageId>,
+        thread: Option<ThreadId>,
+        text: &str,
+    ) -> Result<usize, SendError> {
         let parts = split_message(text, TELEGRAM_MESSAGE_LIMIT);
         for (index, part) in parts.iter().enumerate() {
             let quote = if index == 0 { reply_to } else { None };
-            self.send_part(chat, quote, part)
+            self.send_part(chat, quote, thread, part)
                 .await
                 .map_err(|reason| SendError {
                     part: index + 1,
@@ -124,6 +135,7 @@ impl Outbox {
         &self,
         chat: ChatId,
         reply_to: Option<MessageId>,
+        thread: Option<ThreadId>,
         text: &str,
     ) -> Result<(), String> {
         let mut attempt = 1;
@@ -132,6 +144,9 @@ impl Outbox {
             if let Some(id) = reply_to {
                 request = request
                     .reply_parameters(ReplyParameters::new(id).allow_sending_without_reply());
+            }
+            if let Some(thread) = thread {
+                request = request.message_thread_id(thread);
             }
             let error =
                 match tokio::time::timeout(self.config.request_timeout, request.send()).await {

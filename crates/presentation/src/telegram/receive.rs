@@ -15,13 +15,18 @@ use tokio_util::sync::CancellationToken;
 use super::gate::Gate;
 
 /// The conversation an update belongs to, whose updates are answered one at a time, in order:
-/// the sender (even across chats — they share one memory), or the chat when there is no
-/// sender.
+/// a private chat's sender, or the group (or forum topic) — each with its own memory
+/// ([`super::group::conversation_of`]).
 pub(crate) fn conversation_of(update: &Update) -> Option<i64> {
-    update
-        .from()
-        .and_then(|user| i64::try_from(user.id.0).ok())
-        .or_else(|| update.chat().map(|chat| chat.id.0))
+    match &update.kind {
+        UpdateKind::Message(message) => {
+            super::group::conversation_of(message).map(butler_domain::UserId::get)
+        }
+        _ => update
+            .from()
+            .and_then(|user| i64::try_from(user.id.0).ok())
+            .or_else(|| update.chat().map(|chat| chat.id.0)),
+    }
 }
 
 /// The inbox entry for `update` (its JSON as received is `payload`), or `None` for updates

@@ -6,6 +6,10 @@ pub const GREETING: &str = "Добрый день. Меня зовут Альф�
 Пишите мне или наговаривайте голосовые — я отвечу и запомню, что для вас важно, \
 чтобы не переспрашивать. Никаких команд знать не нужно. Чем могу служить?";
 
+/// Said once in a group that is not on `ALLOWED_CHAT_IDS`, before the butler leaves it.
+pub const GROUP_NOT_ALLOWED: &str = "Благодарю за приглашение, но в этой группе я не служу: \
+мой хозяин не внёс её в список. Позвольте откланяться.";
+
 /// To a user who is not on the allow-list (sent once per user).
 pub const NOT_ALLOWED: &str = "Прошу прощения, но я служу только своему хозяину: \
 этот дворецкий частный. Всего доброго.";

@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use butler_application::prompt::PromptBudget;
 use butler_application::{
-    CompressionScheduler, PersonalizationService, PersonalizedReplyUseCase, ReplyConfig,
+    CompressionScheduler, ObserveMessageUseCase, PersonalizationService, PersonalizedReplyUseCase,
+    ReplyConfig,
 };
 use butler_domain::ports::SpeechToText;
 use butler_domain::{UserId, UserMemoryEvent};
@@ -120,8 +121,16 @@ impl FakeWorld {
             self.scheduler.clone(),
             ReplyConfig::default(),
         );
+        let observe = ObserveMessageUseCase::new(
+            self.profiles.clone(),
+            self.memory.clone(),
+            self.clock.clone(),
+            self.scheduler.clone(),
+            ReplyConfig::default().compress_threshold,
+        );
         BotDeps {
             reply: Arc::new(reply),
+            observe: Arc::new(observe),
             stt: Some(self.stt.clone() as Arc<dyn SpeechToText>),
             profiles: self.profiles.clone(),
             inbox: self.inbox.clone(),

@@ -224,7 +224,9 @@ fn group_flood(state: &State, chat_id: i64) -> Option<Response> {
     let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
     // Refused: it does not count towards the window.
     if let Some(call) = inner.calls.last_mut() {
-        call.injected = Some(Failure::RetryAfter(u32::try_from(seconds).unwrap_or(u32::MAX)));
+        call.injected = Some(Failure::RetryAfter(
+            u32::try_from(seconds).unwrap_or(u32::MAX),
+        ));
     }
     drop(inner);
     Some(telegram_error(
