@@ -83,10 +83,14 @@ pub enum ReplyStatus {
     /// The memory already held this message's turn (same [`ReplyInput::origin`]): its stored
     /// reply was returned, nothing asked and nothing stored.
     Repeated,
+    /// The person stopped the reply while it was written ([`ReplySink::stopped`]): the
+    /// generation was cancelled, and what had been written so far is the reply, stored as the
+    /// butler's turn.
+    Stopped,
 }
 
 impl ReplyStatus {
-    /// A bounded label for metrics: `ok`, `degraded`, `error`.
+    /// A bounded label for metrics: `ok`, `degraded`, `error`, `repeated`, `stopped`.
     #[must_use]
     pub const fn code(self) -> &'static str {
         match self {
@@ -94,6 +98,7 @@ impl ReplyStatus {
             Self::Degraded => "degraded",
             Self::LlmError => "error",
             Self::Repeated => "repeated",
+            Self::Stopped => "stopped",
         }
     }
 }
@@ -129,6 +134,13 @@ pub struct ReplyOutput {
 pub trait ReplySink: Send + Sync {
     /// The next piece of the reply. Must be cheap and never block.
     fn delta(&self, text: &str);
+
+    /// Resolves when the person asks to stop the reply (a stop button): the generation is then
+    /// cancelled at once, and the reply is what was written so far ([`ReplyStatus::Stopped`]).
+    /// Never, by default.
+    fn stopped(&self) -> futures::future::BoxFuture<'static, ()> {
+        Box::pin(futures::future::pending())
+    }
 }
 
 /// Told about every reply (metrics and the per-reply log line live behind it, in the factory).
@@ -265,7 +277,8 @@ impl PersonalizedReplyUseCase {
             .await;
 
         let asked = self.ask(&prompt, sink).await;
-        let (llm_time, first_token_time) = (asked.elapsed, asked.first_token);
+        let (llm_time, first_token_time, stopped) =
+            (asked.elapsed, asked.first_token, asked.stopped);
         let Ok(reply) = asked.reply else {
             return Self::fallback(&profile, &prompt, llm_time, first_token_time);
         };
@@ -296,7 +309,9 @@ impl PersonalizedReplyUseCase {
         }
         ReplyOutput {
             reply,
-            status: if degraded {
+            status: if stopped {
+                ReplyStatus::Stopped
+            } else if degraded {
                 ReplyStatus::Degraded
             } else {
                 ReplyStatus::Ok
@@ -435,6 +450,7 @@ impl PersonalizedReplyUseCase {
         let request = LlmRequest::new(prompt.to_messages(), self.config.options);
         let started = Instant::now();
         let mut first_token = None;
+        let mut stopped = false;
         let result = match sink {
             None => self.llm.complete(&request).await,
             Some(sink) => {
@@ -442,7 +458,23 @@ impl PersonalizedReplyUseCase {
                     first_token.get_or_insert_with(|| started.elapsed());
                     sink.delta(text);
                 };
-                self.stream(&request, &mut on_delta).await
+                match self.stream(&request, &mut on_delta, sink.stopped()).await {
+                    Ok(Streamed::Done(reply)) => Ok(reply),
+                    Ok(Streamed::Stopped(partial)) => {
+                        stopped = true;
+                        tracing::info!(
+                            chars = partial.chars().count(),
+                            "reply stopped by the person; keeping what was written"
+                        );
+                        // Nothing written yet still makes a turn: the butler was cut short.
+                        Ok(LlmReply::text(if partial.trim().is_empty() {
+                            "…".to_owned()
+                        } else {
+                            format!("{}…", partial.trim_end())
+                        }))
+                    }
+                    Err(error) => Err(error),
+                }
             }
         };
         let elapsed = started.elapsed();
@@ -461,21 +493,42 @@ impl PersonalizedReplyUseCase {
             reply,
             elapsed,
             first_token,
+            stopped,
         }
     }
 
-    /// Streams a completion, handing each delta to `on_delta`; the final reply, or the error
-    /// that ended the stream.
+    /// Streams a completion, handing each delta to `on_delta`, until it ends or `stop`
+    /// resolves (the stream is then dropped, which stops the generation): the final reply, the
+    /// text written before the stop, or the error that ended the stream.
     async fn stream(
         &self,
         request: &LlmRequest,
         on_delta: &mut (dyn FnMut(&str) + Send),
-    ) -> Result<LlmReply, LlmError> {
-        let mut stream = self.llm.stream(request).await?;
-        while let Some(event) = stream.next().await {
-            match event? {
-                StreamEvent::Delta(text) => on_delta(&text),
-                StreamEvent::Done(reply) => return Ok(reply),
+        stop: futures::future::BoxFuture<'static, ()>,
+    ) -> Result<Streamed, LlmError> {
+        let mut stop = stop;
+        let mut written = String::new();
+        let opened = {
+            let open = self.llm.stream(request);
+            futures::pin_mut!(open);
+            match futures::future::select(open, &mut stop).await {
+                futures::future::Either::Left((opened, _)) => opened?,
+                futures::future::Either::Right(((), _)) => return Ok(Streamed::Stopped(written)),
+            }
+        };
+        let mut stream = opened;
+        loop {
+            let next = stream.next();
+            match futures::future::select(next, &mut stop).await {
+                futures::future::Either::Right(((), _)) => return Ok(Streamed::Stopped(written)),
+                futures::future::Either::Left((None, _)) => break,
+                futures::future::Either::Left((Some(event), _)) => match event? {
+                    StreamEvent::Delta(text) => {
+                        written.push_str(&text);
+                        on_delta(&text);
+                    }
+                    StreamEvent::Done(reply) => return Ok(Streamed::Done(reply)),
+                },
             }
         }
         Err(LlmError::InvalidResponse {
@@ -525,6 +578,14 @@ impl PersonalizedReplyUseCase {
     }
 }
 
+/// How a streamed completion ended.
+enum Streamed {
+    /// The model finished.
+    Done(LlmReply),
+    /// The person stopped it; the text written until then.
+    Stopped(String),
+}
+
 /// What asking the model gave.
 struct Asked {
     /// The trimmed reply, or `Err` when the model failed (already logged).
@@ -533,4 +594,6 @@ struct Asked {
     elapsed: std::time::Duration,
     /// Time to the first streamed piece, when streamed.
     first_token: Option<std::time::Duration>,
+    /// Whether the person stopped the reply (`reply` is then what was written before).
+    stopped: bool,
 }

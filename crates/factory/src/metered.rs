@@ -210,6 +210,7 @@ impl ReplyObserver for ReplyMetrics {
             ReplyStatus::Degraded => RequestStatus::Degraded,
             ReplyStatus::LlmError => RequestStatus::Error,
             ReplyStatus::Repeated => RequestStatus::Repeated,
+            ReplyStatus::Stopped => RequestStatus::Stopped,
         };
         metrics::record_reply(input.source, status, Some(output.prompt_tokens));
         if output.used_persona {
@@ -258,6 +259,14 @@ impl butler_presentation::telegram::TelegramObserver for TelegramMetrics {
 
     fn group_kept(&self) {
         metrics::record_group_message("kept");
+    }
+
+    fn stop_pressed(&self, matched: bool) {
+        metrics::record_stop(matched);
+    }
+
+    fn rich_fallback(&self) {
+        metrics::record_rich_fallback();
     }
 
     fn setup_failed(&self, method: &'static str) {

@@ -536,6 +536,30 @@ async fn a_stream_cut_midway_ends_with_an_error_after_the_text_so_far() {
     );
 }
 
+/// A stopped reply (the stop button) drops its stream: the connection closes and the server's
+/// generation ends at once, not when the reply would have been complete.
+#[tokio::test]
+async fn dropping_a_stream_ends_the_servers_generation_at_once() {
+    use futures::StreamExt as _;
+    let llm = ScriptedLlm::start().await;
+    llm.push(Step::reply(STREAMED.repeat(20)).streamed_every(Duration::from_millis(50)));
+    let mut stream = client(config(&llm.base_url()))
+        .stream(&request("Что нового?"))
+        .await
+        .unwrap();
+    assert!(stream.next().await.is_some(), "the first piece arrived");
+    assert_eq!(llm.in_flight(), 1, "the server is generating");
+    let dropped = Instant::now();
+    drop(stream);
+    while llm.in_flight() > 0 {
+        assert!(
+            dropped.elapsed() < Duration::from_secs(1),
+            "the server still generates a second after the drop"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_first_byte_later_than_the_deadline_is_a_timeout() {
     let llm = ScriptedLlm::start().await;

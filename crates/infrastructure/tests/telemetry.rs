@@ -386,6 +386,7 @@ async fn every_label_combination_is_registered_and_no_other_exists() {
         ("server", BTreeSet::from(["0"])),
         ("method", BTreeSet::from(["getMe", "setWebhook"])),
         ("handling", BTreeSet::from(["answered", "kept"])),
+        ("matched", BTreeSet::from(["yes", "no"])),
     ]);
     let reasons_of: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::from([
         (
@@ -400,7 +401,7 @@ async fn every_label_combination_is_registered_and_no_other_exists() {
     let statuses_of: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::from([
         (
             m::PERSONALIZED_REQUESTS_TOTAL,
-            BTreeSet::from(["ok", "degraded", "error", "repeated"]),
+            BTreeSet::from(["ok", "degraded", "error", "repeated", "stopped"]),
         ),
         (
             m::PERSONALIZED_MEMORY_COMPRESSIONS_TOTAL,
@@ -446,7 +447,11 @@ async fn every_label_combination_is_registered_and_no_other_exists() {
             .filter(|s| s.name == name)
             .count()
     };
-    assert_eq!(series(m::PERSONALIZED_REQUESTS_TOTAL), 8, "source × status");
+    assert_eq!(
+        series(m::PERSONALIZED_REQUESTS_TOTAL),
+        10,
+        "source × status"
+    );
     assert_eq!(series(m::PERSONALIZED_MEMORY_COMPRESSIONS_TOTAL), 5);
     assert_eq!(series(m::USER_MEMORY_EVENTS_TOTAL), 2);
     assert_eq!(series(m::MEMORY_FACT_EXTRACTION_FAILURES_TOTAL), 3);

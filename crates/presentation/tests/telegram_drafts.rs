@@ -19,10 +19,13 @@ const ALICE: i64 = 1001;
 const BOB: i64 = 1002;
 const GROUP: i64 = -4242;
 
+/// Pacing under test; "Thinking…" off, so only the text drafts are counted (it has tests of its
+/// own, in `telegram_stop.rs`).
 const PACING: DraftPacing = DraftPacing {
     interval: Duration::from_millis(200),
     min_chars: 4,
     first_after: Duration::from_millis(100),
+    thinking: false,
 };
 
 fn config() -> BotConfig {

@@ -72,7 +72,8 @@ fn generated() -> impl Strategy<Value = Generated> {
             Generated::Answered {
                 user,
                 chat: if group { GROUP } else { user },
-                content: json!({ "text": text }),
+                // In a group only a message addressed to the butler is answered.
+                content: json!({ "text": if group { format!("Альфред, {text}") } else { text } }),
             }
         }),
         1 => (user.clone(), text()).prop_map(|(user, caption)| Generated::Answered {
@@ -135,7 +136,20 @@ fn push(telegram: &FakeTelegram, update: &Generated) {
 async fn arbitrary_updates_are_answered_once_or_ignored_and_never_panic_the_bot() {
     let panics = panic_counter();
     let world = FakeWorld::default();
-    let bot = BotHarness::start(&world).await;
+    let config = butler_presentation::telegram::BotConfig {
+        groups: butler_presentation::telegram::GroupConfig {
+            allowed_chats: vec![GROUP],
+            // The fake has no flood control here; Telegram's 20 a minute would make the
+            // group's 40-odd answers take minutes.
+            pacing: butler_presentation::telegram::GroupPacing {
+                per_minute: 10_000,
+                ..butler_presentation::telegram::GroupPacing::default()
+            },
+            ..butler_presentation::telegram::GroupConfig::default()
+        },
+        ..support::test_config()
+    };
+    let bot = BotHarness::start_with(world.deps(), config).await;
 
     let mut runner = TestRunner::deterministic();
     let strategy = generated();

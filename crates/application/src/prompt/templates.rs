@@ -39,7 +39,8 @@ pub fn persona_section(language: Language, tone: Tone, persona: &str, topics: &[
             }
             s.push_str(
                 "Держись как Альфред из «Бэтмена»: вежлив, ироничен, заботлив. \
-                 Английский юмор, русская речь. Помогай по существу, коротко, без лишних оборотов.",
+                 Английский юмор, русская речь. Помогай по существу, коротко, без лишних оборотов. \
+                 Где помогает, оформляй ответ Markdown: **жирный**, *курсив*, списки, `код`.",
             );
             s
         }
@@ -50,7 +51,8 @@ pub fn persona_section(language: Language, tone: Tone, persona: &str, topics: &[
             }
             s.push_str(
                 "Behave like Alfred from Batman: polite, ironic, caring. \
-                 Dry English humour. Be genuinely helpful and brief.",
+                 Dry English humour. Be genuinely helpful and brief. \
+                 Where it helps, format with Markdown: **bold**, *italics*, lists, `code`.",
             );
             s
         }

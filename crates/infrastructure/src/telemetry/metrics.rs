@@ -60,6 +60,12 @@ pub const TELEGRAM_DRAFTS_SENT_TOTAL: &str = "telegram_drafts_sent_total";
 pub const TELEGRAM_GROUP_MESSAGES_TOTAL: &str = "telegram_group_messages_total";
 /// The `handling` values of [`TELEGRAM_GROUP_MESSAGES_TOTAL`].
 pub const GROUP_HANDLINGS: &[&str] = &["answered", "kept"];
+/// Presses of a draft's stop button, by whether this process was writing that reply.
+pub const TELEGRAM_STOPS_TOTAL: &str = "telegram_stops_total";
+/// The `matched` values of [`TELEGRAM_STOPS_TOTAL`].
+pub const STOP_MATCHES: &[&str] = &["yes", "no"];
+/// Rich messages (Markdown) Telegram rejected, sent again as plain text.
+pub const TELEGRAM_RICH_FALLBACKS_TOTAL: &str = "telegram_rich_fallbacks_total";
 /// Facts stored by compressions' extraction (new facts, updates included).
 pub const MEMORY_FACTS_EXTRACTED_TOTAL: &str = "memory_facts_extracted_total";
 /// Stored facts replaced by a newer fact of the same key.
@@ -155,7 +161,7 @@ pub const ALL_METRICS: &[MetricSpec] = &[
         name: PERSONALIZED_REQUESTS_TOTAL,
         kind: MetricKind::Counter,
         help:
-            "Personalised replies handled, by source (text|voice) and status (ok|degraded|error|repeated).",
+            "Personalised replies handled, by source (text|voice) and status (ok|degraded|error|repeated|stopped).",
         labels: &["source", "status"],
     },
     MetricSpec {
@@ -249,6 +255,18 @@ pub const ALL_METRICS: &[MetricSpec] = &[
         labels: &["handling"],
     },
     MetricSpec {
+        name: TELEGRAM_STOPS_TOTAL,
+        kind: MetricKind::Counter,
+        help: "Presses of a reply draft's stop button (matched=yes: this process was writing that reply and stopped its generation).",
+        labels: &["matched"],
+    },
+    MetricSpec {
+        name: TELEGRAM_RICH_FALLBACKS_TOTAL,
+        kind: MetricKind::Counter,
+        help: "Rich messages and drafts (Markdown) Telegram rejected; sent again as plain text.",
+        labels: &[],
+    },
+    MetricSpec {
         name: TELEGRAM_MESSAGES_REFUSED_TOTAL,
         kind: MetricKind::Counter,
         help: "Telegram messages refused by a per-user limit (rate|quota); not stored, no model call.",
@@ -300,11 +318,20 @@ pub enum RequestStatus {
     /// A redelivered update whose turn the memory already held: the stored reply was sent
     /// again, without asking the model.
     Repeated,
+    /// The person pressed stop: the generation was cancelled and what was written so far sent
+    /// and stored.
+    Stopped,
 }
 
 impl RequestStatus {
     /// Every value, for registration at start-up.
-    pub const ALL: [Self; 4] = [Self::Ok, Self::Degraded, Self::Error, Self::Repeated];
+    pub const ALL: [Self; 5] = [
+        Self::Ok,
+        Self::Degraded,
+        Self::Error,
+        Self::Repeated,
+        Self::Stopped,
+    ];
 
     /// The label value.
     #[must_use]
@@ -314,6 +341,7 @@ impl RequestStatus {
             Self::Degraded => "degraded",
             Self::Error => "error",
             Self::Repeated => "repeated",
+            Self::Stopped => "stopped",
         }
     }
 }
@@ -449,6 +477,10 @@ pub fn register_all() {
     for handling in GROUP_HANDLINGS {
         counter!(TELEGRAM_GROUP_MESSAGES_TOTAL, "handling" => *handling).increment(0);
     }
+    for matched in STOP_MATCHES {
+        counter!(TELEGRAM_STOPS_TOTAL, "matched" => *matched).increment(0);
+    }
+    counter!(TELEGRAM_RICH_FALLBACKS_TOTAL).increment(0);
     counter!(MEMORY_FACTS_EXTRACTED_TOTAL).increment(0);
     counter!(MEMORY_FACTS_SUPERSEDED_TOTAL).increment(0);
     for reason in EXTRACTION_FAILURE_REASONS {
@@ -564,6 +596,16 @@ pub fn record_llm_prompt_tokens(evaluated: u64, reused: u64) {
 /// A reply draft was shown in Telegram.
 pub fn record_telegram_draft() {
     counter!(TELEGRAM_DRAFTS_SENT_TOTAL).increment(1);
+}
+
+/// A draft's stop button was pressed; `matched` when this process stopped that reply.
+pub fn record_stop(matched: bool) {
+    counter!(TELEGRAM_STOPS_TOTAL, "matched" => if matched { "yes" } else { "no" }).increment(1);
+}
+
+/// A rich message was rejected and sent as plain text.
+pub fn record_rich_fallback() {
+    counter!(TELEGRAM_RICH_FALLBACKS_TOTAL).increment(1);
 }
 
 /// A group message was answered (`answered`) or kept as context (`kept`).

@@ -179,6 +179,9 @@ pub struct BotConfig {
     pub voice_quote_chars: usize,
     /// Live drafts of replies in private chats; a zero interval turns them off.
     pub drafts: DraftPacing,
+    /// Replies that use Markdown go out as rich messages (Bot API 10.1), falling back to plain
+    /// text when rejected.
+    pub rich_messages: bool,
     /// The durable inbox of received updates.
     pub inbox: InboxConfig,
     /// On shutdown (SIGTERM), how long replies in flight may take to finish; those still
@@ -204,6 +207,7 @@ impl Default for BotConfig {
             max_retry_after: Duration::from_secs(120),
             voice_quote_chars: 80,
             drafts: DraftPacing::default(),
+            rich_messages: true,
             inbox: InboxConfig::default(),
             shutdown_grace: Duration::from_secs(20),
         }

@@ -17,9 +17,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::ExposeSecret as _;
-use teloxide::payloads::SetWebhookSetters as _;
 use teloxide::prelude::*;
-use teloxide::types::{AllowedUpdate, Me};
+use teloxide::requests::{JsonRequest, Payload};
+use teloxide::types::Me;
 use teloxide::{ApiError, RequestError};
 use tokio_util::sync::CancellationToken;
 
@@ -125,6 +125,30 @@ where
     }
 }
 
+/// `setWebhook` with the update kinds as Telegram names them: teloxide 0.17's list has no
+/// `stopped_message_generation`.
+#[derive(Clone, serde::Serialize)]
+struct SetWebhookRaw {
+    url: String,
+    secret_token: String,
+    allowed_updates: &'static [&'static str],
+    max_connections: u8,
+}
+
+impl std::fmt::Debug for SetWebhookRaw {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The secret never reaches a log.
+        f.debug_struct("SetWebhookRaw")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Payload for SetWebhookRaw {
+    type Output = teloxide::types::True;
+    const NAME: &'static str = "setWebhook";
+}
+
 /// Webhook mode's start-up calls, in the background: `getMe` (then `connected` is cancelled,
 /// and answering starts), then `setWebhook`. Returns `Ok` once both succeeded or at `stop`;
 /// `Err` when Telegram refuses the bot for good.
@@ -149,12 +173,16 @@ pub(crate) async fn webhook_in_background(
     let _ = identity.set(me);
     connected.cancel();
     let set = patiently("setWebhook", observer.as_ref(), &stop, || {
-        let request = bot
-            .set_webhook(webhook.url.clone())
-            .secret_token(webhook.secret.expose_secret())
-            .allowed_updates([AllowedUpdate::Message])
-            .max_connections(webhook.max_connections)
-            .send();
+        let request = JsonRequest::new(
+            bot.clone(),
+            SetWebhookRaw {
+                url: webhook.url.to_string(),
+                secret_token: webhook.secret.expose_secret().to_owned(),
+                allowed_updates: super::ALLOWED_UPDATES,
+                max_connections: webhook.max_connections,
+            },
+        )
+        .send();
         call(&config, &redactor, "setWebhook", request)
     })
     .await?;

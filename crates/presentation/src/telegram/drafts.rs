@@ -43,6 +43,7 @@ use tokio_util::sync::CancellationToken;
 use super::recent::RecentKeys;
 use super::redact::Redactor;
 use super::split::{suffix_fitting, utf16_units, TELEGRAM_MESSAGE_LIMIT};
+use super::stops::{Stoppable, Stops};
 use super::TelegramObserver;
 
 /// The most a draft may hold: Telegram's message limit, in UTF-16 code units.
@@ -51,17 +52,33 @@ const DRAFT_LIMIT: usize = TELEGRAM_MESSAGE_LIMIT;
 /// How many chats that refused drafts are remembered (beyond that the oldest is tried again).
 const REMEMBERED_REFUSING_CHATS: usize = 4096;
 
-/// `sendMessageDraft`'s parameters.
+/// `sendMessageDraft`'s parameters. An empty `text` shows Telegram's "Thinking…" placeholder
+/// (Bot API 10.0); `can_stop` shows the stop button (10.3, see [`super::stops`]).
 #[derive(Debug, Clone, Serialize)]
 struct SendMessageDraft {
     chat_id: i64,
     draft_id: i64,
     text: String,
+    can_stop: bool,
 }
 
 impl Payload for SendMessageDraft {
     type Output = True;
     const NAME: &'static str = "sendMessageDraft";
+}
+
+/// `sendRichMessageDraft`'s parameters (Bot API 10.1): a draft formatted from Markdown.
+#[derive(Debug, Clone, Serialize)]
+struct SendRichMessageDraft {
+    chat_id: i64,
+    draft_id: i64,
+    rich_message: super::rich::InputRichMessage,
+    can_stop: bool,
+}
+
+impl Payload for SendRichMessageDraft {
+    type Output = True;
+    const NAME: &'static str = "sendRichMessageDraft";
 }
 
 /// How drafts are paced.
@@ -76,6 +93,9 @@ pub struct DraftPacing {
     /// just sent, without a preview flashing before it (a fast model, or one that does not
     /// stream).
     pub first_after: Duration,
+    /// An empty draft ("Thinking…") as soon as the message is taken up, so the person sees
+    /// the butler at work while the model reads the prompt.
+    pub thinking: bool,
 }
 
 impl Default for DraftPacing {
@@ -84,6 +104,7 @@ impl Default for DraftPacing {
             interval: Duration::from_millis(500),
             min_chars: 4,
             first_after: Duration::from_millis(150),
+            thinking: true,
         }
     }
 }
@@ -98,6 +119,10 @@ pub(crate) struct Drafts {
     request_timeout: Duration,
     redactor: Redactor,
     observer: Option<Arc<dyn TelegramObserver>>,
+    /// Replies a person may stop (the drafts' stop button).
+    stops: Arc<Stops>,
+    /// Formatting: Markdown replies are drafted as rich drafts while the server takes them.
+    rich: Arc<super::rich::Rich>,
 }
 
 impl Drafts {
@@ -107,6 +132,7 @@ impl Drafts {
         request_timeout: Duration,
         redactor: Redactor,
         observer: Option<Arc<dyn TelegramObserver>>,
+        (stops, rich): (Arc<Stops>, Arc<super::rich::Rich>),
     ) -> Self {
         Self {
             bot,
@@ -116,6 +142,8 @@ impl Drafts {
             request_timeout,
             redactor,
             observer,
+            stops,
+            rich,
         }
     }
 
@@ -125,7 +153,8 @@ impl Drafts {
     }
 
     /// Starts drafting one reply in `chat` (a private chat); `decorate` turns the text so far
-    /// into what the draft shows (e.g. the quote of a voice note first).
+    /// into what the draft shows (e.g. the quote of a voice note first). The reply can be
+    /// stopped by the person from the draft's stop button ([`ReplySink::stopped`]).
     pub(crate) fn start(
         self: &Arc<Self>,
         chat: ChatId,
@@ -134,9 +163,15 @@ impl Drafts {
     ) -> DraftWriter {
         let (text, updates) = watch::channel(String::new());
         let stop = CancellationToken::new();
+        let stoppable = self.stops.register(chat.0, draft_id);
         let task =
             tokio::spawn(Arc::clone(self).pace(chat, draft_id, updates, stop.clone(), decorate));
-        DraftWriter { text, stop, task }
+        DraftWriter {
+            text,
+            stop,
+            task,
+            stoppable,
+        }
     }
 
     async fn pace(
@@ -148,6 +183,13 @@ impl Drafts {
         decorate: Box<dyn Fn(&str) -> String + Send + Sync>,
     ) {
         let mut shown = String::new();
+        if self.pacing.thinking {
+            // "Thinking…" at once, while the model reads the prompt.
+            tokio::select! {
+                () = stop.cancelled() => return,
+                sent = self.send(chat, draft_id, "") => if !sent { return },
+            }
+        }
         // The first draft waits `first_after` from the first text; each next one `interval`
         // after the last.
         let mut next_draft: Option<Instant> = None;
@@ -188,12 +230,35 @@ impl Drafts {
         if !self.enabled() || self.refusing_chats().contains(&chat.0) {
             return false;
         }
+        if let Some(markdown) = self.rich.markdown_of(text) {
+            let request = JsonRequest::new(
+                self.bot.clone(),
+                SendRichMessageDraft {
+                    chat_id: chat.0,
+                    draft_id,
+                    rich_message: super::rich::InputRichMessage::markdown(markdown),
+                    can_stop: true,
+                },
+            );
+            match tokio::time::timeout(self.request_timeout, request.send()).await {
+                Ok(Ok(_)) => {
+                    if let Some(observer) = &self.observer {
+                        observer.draft_sent();
+                    }
+                    return true;
+                }
+                Ok(Err(error)) => self.rich.rejected(&error, &self.redactor, "a rich draft"),
+                Err(_) => {}
+            }
+            // Then as plain text.
+        }
         let request = JsonRequest::new(
             self.bot.clone(),
             SendMessageDraft {
                 chat_id: chat.0,
                 draft_id,
                 text: text.to_owned(),
+                can_stop: true,
             },
         );
         match tokio::time::timeout(self.request_timeout, request.send()).await {
@@ -293,11 +358,17 @@ pub(crate) struct DraftWriter {
     text: watch::Sender<String>,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
+    /// Cancelled when the person presses the draft's stop button.
+    stoppable: Stoppable,
 }
 
 impl ReplySink for DraftWriter {
     fn delta(&self, text: &str) {
         self.text.send_modify(|all| all.push_str(text));
+    }
+
+    fn stopped(&self) -> futures::future::BoxFuture<'static, ()> {
+        Box::pin(self.stoppable.token().cancelled_owned())
     }
 }
 
@@ -357,11 +428,24 @@ mod tests {
             chat_id: 5,
             draft_id: 7,
             text: "Добрый".into(),
+            can_stop: true,
         })
         .unwrap();
         assert_eq!(
             json,
-            serde_json::json!({"chat_id": 5, "draft_id": 7, "text": "Добрый"})
+            serde_json::json!({"chat_id": 5, "draft_id": 7, "text": "Добрый", "can_stop": true})
+        );
+        assert_eq!(SendRichMessageDraft::NAME, "sendRichMessageDraft");
+        let json = serde_json::to_value(SendRichMessageDraft {
+            chat_id: 5,
+            draft_id: 7,
+            rich_message: crate::telegram::rich::InputRichMessage::markdown("**Добрый**"),
+            can_stop: true,
+        })
+        .unwrap();
+        assert_eq!(
+            json["rich_message"],
+            serde_json::json!({"markdown": "**Добрый**"})
         );
     }
 }

@@ -67,6 +67,14 @@ enum FetchError {
     Failed(String),
 }
 
+/// What the handler shares with the rest of the bot: who the bot is (once `getMe` answered),
+/// the replies a person may stop, and whether rich messages are sent.
+pub(crate) struct Shared {
+    pub(crate) me: Arc<OnceLock<Me>>,
+    pub(crate) stops: Arc<super::stops::Stops>,
+    pub(crate) rich: Arc<super::rich::Rich>,
+}
+
 /// Answers messages; shared by every answering task.
 pub(crate) struct Handler {
     reply: Arc<PersonalizedReplyUseCase>,
@@ -100,20 +108,23 @@ impl Handler {
         config: BotConfig,
         bot: Bot,
         redactor: Redactor,
-        me: Arc<OnceLock<Me>>,
+        shared: Shared,
     ) -> Self {
+        let Shared { me, stops, rich } = shared;
         let outbox = Outbox::new(
             bot.clone(),
             config.clone(),
             redactor.clone(),
             deps.observer.clone(),
-        );
+        )
+        .with_rich(Arc::clone(&rich));
         let drafts = Arc::new(Drafts::new(
             bot.clone(),
             config.drafts,
             config.request_timeout,
             redactor.clone(),
             deps.observer.clone(),
+            (stops, rich),
         ));
         let edits = Arc::new(Edits::new(
             bot.clone(),

@@ -40,7 +40,9 @@ mod polling;
 mod receive;
 mod recent;
 mod redact;
+mod rich;
 mod split;
+mod stops;
 mod texts;
 pub mod webhook;
 mod workers;
@@ -109,6 +111,13 @@ pub trait TelegramObserver: Send + Sync {
     /// A group message nobody addressed to the butler was kept as the group's context.
     fn group_kept(&self) {}
 
+    /// A person pressed a draft's stop button: `matched` when this process was writing that
+    /// reply (and stopped it).
+    fn stop_pressed(&self, _matched: bool) {}
+
+    /// A rich message (Markdown) was rejected and went out as plain text.
+    fn rich_fallback(&self) {}
+
     /// A start-up call (`getMe`, `setWebhook`) made in the background in webhook mode failed
     /// in a way that passes (unreachable, no answer, `429`, `5xx`); it is retried.
     fn setup_failed(&self, _method: &'static str) {}
@@ -163,6 +172,10 @@ pub enum BotError {
         detail: String,
     },
 }
+
+/// The update kinds asked of Telegram (polling and webhook alike): messages, and the stop
+/// button's presses.
+pub(crate) const ALLOWED_UPDATES: &[&str] = &["message", stops::STOP_UPDATE];
 
 /// Slack between the long-poll timeout and the HTTP client's own deadline.
 const POLL_SLACK: Duration = Duration::from_secs(10);
@@ -232,7 +245,16 @@ pub async fn run_bot(
     );
     // Who the bot is (for mentions in groups), known once `getMe` answered.
     let me_cell: Arc<OnceLock<Me>> = Arc::default();
-    let receiver = Receiver::new(Arc::clone(&inbox), Arc::clone(&wake), gate);
+    // Replies a person may stop from their draft: registered by the handler, stopped by the
+    // receiver as the stop arrives.
+    let stops = Arc::new(stops::Stops::default());
+    let rich = Arc::new(rich::Rich::new(config.rich_messages, deps.observer.clone()));
+    let receiver = Receiver::new(
+        Arc::clone(&inbox),
+        Arc::clone(&wake),
+        gate,
+        (Arc::clone(&stops), deps.observer.clone()),
+    );
     // Receiving stops first at shutdown; answering winds down after it. `stop` is the whole
     // bot's: shutdown, or Telegram refusing the bot for good after a webhook start.
     let stop = shutdown.child_token();
@@ -298,7 +320,17 @@ pub async fn run_bot(
 
     let workers = Workers {
         inbox,
-        handler: Arc::new(Handler::new(deps, config.clone(), bot, redactor, me_cell)),
+        handler: Arc::new(Handler::new(
+            deps,
+            config.clone(),
+            bot,
+            redactor,
+            handler::Shared {
+                me: me_cell,
+                stops,
+                rich,
+            },
+        )),
         wake,
         config: config.inbox,
         grace: config.shutdown_grace,

@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::config::BotConfig;
 use super::redact::Redactor;
+use super::rich::{InputRichMessage, Rich};
 use super::split::{split_message, TELEGRAM_MESSAGE_LIMIT};
 use super::TelegramObserver;
 
@@ -65,6 +66,24 @@ pub(crate) struct Outbox {
     config: BotConfig,
     redactor: Redactor,
     observer: Option<Arc<dyn TelegramObserver>>,
+    /// Replies with Markdown go out as rich messages ([`super::rich`]); `None`: plain only.
+    rich: Option<Arc<Rich>>,
+}
+
+/// `sendRichMessage`'s parameters (Bot API 10.1).
+#[derive(Debug, Clone, serde::Serialize)]
+struct SendRichMessage {
+    chat_id: i64,
+    rich_message: InputRichMessage,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message_thread_id: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reply_parameters: Option<ReplyParameters>,
+}
+
+impl teloxide::requests::Payload for SendRichMessage {
+    type Output = teloxide::types::Message;
+    const NAME: &'static str = "sendRichMessage";
 }
 
 impl std::fmt::Debug for Outbox {
@@ -88,7 +107,15 @@ impl Outbox {
             config,
             redactor,
             observer,
+            rich: None,
         }
+    }
+
+    /// The same outbox, sending replies that use Markdown as rich messages (builder style).
+    #[must_use]
+    pub(crate) fn with_rich(mut self, rich: Arc<Rich>) -> Self {
+        self.rich = Some(rich);
+        self
     }
 
     fn send_failed(&self) {
@@ -118,8 +145,15 @@ impl Outbox {
         text: &str,
     ) -> Result<usize, SendError> {
         let parts = split_message(text, TELEGRAM_MESSAGE_LIMIT);
+        let rich = self
+            .rich
+            .as_ref()
+            .is_some_and(|rich| rich.markdown_of(text).is_some());
         for (index, part) in parts.iter().enumerate() {
             let quote = if index == 0 { reply_to } else { None };
+            if rich && self.send_rich_part(chat, quote, thread, part).await {
+                continue;
+            }
             self.send_part(chat, quote, thread, part)
                 .await
                 .map_err(|reason| SendError {
@@ -129,6 +163,59 @@ impl Outbox {
                 })?;
         }
         Ok(parts.len())
+    }
+
+    /// Sends one part as a rich message; `false` when Telegram rejected it (then it goes as
+    /// plain text) — never after it may have been delivered.
+    async fn send_rich_part(
+        &self,
+        chat: ChatId,
+        reply_to: Option<MessageId>,
+        thread: Option<ThreadId>,
+        text: &str,
+    ) -> bool {
+        let Some(rich) = &self.rich else {
+            return false;
+        };
+        let payload = SendRichMessage {
+            chat_id: chat.0,
+            rich_message: InputRichMessage::markdown(text),
+            message_thread_id: thread.map(|t| t.0 .0),
+            reply_parameters: reply_to
+                .map(|id| ReplyParameters::new(id).allow_sending_without_reply()),
+        };
+        let request = teloxide::requests::JsonRequest::new(self.bot.clone(), payload);
+        let mut attempt = 1;
+        loop {
+            match tokio::time::timeout(self.config.request_timeout, request.send_ref()).await {
+                Ok(Ok(_)) => return true,
+                Ok(Err(error)) => match classify(&error) {
+                    Retry::After(wait)
+                        if attempt < self.config.max_send_attempts
+                            && wait <= self.config.max_retry_after =>
+                    {
+                        tokio::time::sleep(wait).await;
+                        attempt += 1;
+                    }
+                    // An API answer: not delivered, so the plain text may follow.
+                    _ if matches!(error, RequestError::Api(_)) => {
+                        rich.rejected(&error, &self.redactor, "a rich message");
+                        return false;
+                    }
+                    _ => {
+                        // It may have been delivered: not sent again in any form.
+                        self.send_failed();
+                        tracing::warn!(error = %self.redactor.clean(&error), "rich message not confirmed; not resent");
+                        return true;
+                    }
+                },
+                Err(_) => {
+                    self.send_failed();
+                    tracing::warn!("rich message got no answer in time; not resent");
+                    return true;
+                }
+            }
+        }
     }
 
     async fn send_part(

@@ -3,9 +3,11 @@
 
 use std::time::Duration;
 
+use serde::Serialize;
 use teloxide::payloads::GetUpdatesSetters as _;
 use teloxide::prelude::*;
-use teloxide::types::AllowedUpdate;
+use teloxide::requests::{JsonRequest, Payload};
+use teloxide::types::Update;
 use tokio_util::sync::CancellationToken;
 
 use super::receive::Receiver;
@@ -19,6 +21,22 @@ const POLL_BACKOFF: [Duration; 5] = [
     Duration::from_secs(5),
     Duration::from_secs(10),
 ];
+
+/// `getUpdates` answering the updates' JSON as sent: teloxide 0.17 reads an update kind newer
+/// than it knows (the stop button's `stopped_message_generation`) as an empty error and loses
+/// its content, so updates are read raw and parsed here.
+#[derive(Debug, Clone, Serialize)]
+struct GetUpdatesRaw {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    offset: Option<i32>,
+    timeout: u32,
+    allowed_updates: &'static [&'static str],
+}
+
+impl Payload for GetUpdatesRaw {
+    type Output = Vec<serde_json::Value>;
+    const NAME: &'static str = "getUpdates";
+}
 
 /// Polls until `shutdown`. Every update of a batch is stored before the next `getUpdates`
 /// confirms it; on shutdown, the stored ones are confirmed with a last short call, so the
@@ -34,13 +52,14 @@ pub(crate) async fn poll(
     let mut offset: Option<i32> = None;
     let mut failures = 0usize;
     while !shutdown.is_cancelled() {
-        let mut request = bot
-            .get_updates()
-            .timeout(timeout_secs)
-            .allowed_updates([AllowedUpdate::Message]);
-        if let Some(offset) = offset {
-            request = request.offset(offset);
-        }
+        let request = JsonRequest::new(
+            bot.clone(),
+            GetUpdatesRaw {
+                offset,
+                timeout: timeout_secs,
+                allowed_updates: super::ALLOWED_UPDATES,
+            },
+        );
         let batch = tokio::select! {
             () = shutdown.cancelled() => break,
             batch = request.send() => batch,
@@ -61,17 +80,29 @@ pub(crate) async fn poll(
                 }
             }
         };
-        for update in updates {
-            if let Some(entry) = serde_json::to_string(&update)
-                .ok()
-                .and_then(|payload| receiver.admit(&update, payload))
-            {
-                if !receiver.store_patiently(&entry, &shutdown).await {
-                    // Not stored, so not confirmed: Telegram keeps it for the next process.
-                    return;
+        for raw in updates {
+            let Some(id) = raw.get("update_id").and_then(serde_json::Value::as_i64) else {
+                continue;
+            };
+            if !receiver.stop_pressed(&raw) {
+                // From text, not from the value: teloxide reads update kinds as borrowed keys.
+                let payload = raw.to_string();
+                match serde_json::from_str::<Update>(&payload) {
+                    Ok(update) => {
+                        if let Some(entry) = receiver.admit(&update, payload) {
+                            if !receiver.store_patiently(&entry, &shutdown).await {
+                                // Not stored, so not confirmed: Telegram keeps it for the
+                                // next process.
+                                return;
+                            }
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, update_id = id, "unreadable update skipped");
+                    }
                 }
             }
-            offset = i32::try_from(update.id.0.saturating_add(1)).ok().or(offset);
+            offset = i32::try_from(id.saturating_add(1)).ok().or(offset);
         }
     }
     if let Some(offset) = offset {

@@ -13,6 +13,8 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::gate::Gate;
+use super::stops::{self, Stops};
+use super::TelegramObserver;
 
 /// The conversation an update belongs to, whose updates are answered one at a time, in order:
 /// a private chat's sender, or the group (or forum topic) — each with its own memory
@@ -44,12 +46,14 @@ pub(crate) fn entry(update: &Update, payload: String) -> Option<InboxUpdate> {
     })
 }
 
-/// Stores received updates and wakes the workers.
+/// Stores received updates and wakes the workers; acts on stop buttons as they arrive.
 #[derive(Clone)]
 pub(crate) struct Receiver {
     inbox: Arc<dyn UpdateInbox>,
     wake: Arc<Notify>,
     gate: Gate,
+    stops: Arc<Stops>,
+    observer: Option<Arc<dyn TelegramObserver>>,
 }
 
 impl std::fmt::Debug for Receiver {
@@ -68,8 +72,39 @@ const STORE_BACKOFF: [Duration; 4] = [
 ];
 
 impl Receiver {
-    pub(crate) fn new(inbox: Arc<dyn UpdateInbox>, wake: Arc<Notify>, gate: Gate) -> Self {
-        Self { inbox, wake, gate }
+    pub(crate) fn new(
+        inbox: Arc<dyn UpdateInbox>,
+        wake: Arc<Notify>,
+        gate: Gate,
+        (stops, observer): (Arc<Stops>, Option<Arc<dyn TelegramObserver>>),
+    ) -> Self {
+        Self {
+            inbox,
+            wake,
+            gate,
+            stops,
+            observer,
+        }
+    }
+
+    /// Acts on `update` (its JSON as received) if it is a stop button's press, and says so:
+    /// a stop is never stored — the reply it stops holds its conversation's lease, so queued
+    /// behind it in the inbox it would come too late (see [`super::stops`]).
+    pub(crate) fn stop_pressed(&self, update: &serde_json::Value) -> bool {
+        let Some((chat, draft)) = stops::parse(update) else {
+            return false;
+        };
+        let matched = self.stops.stop(chat, draft);
+        tracing::info!(
+            chat_id = chat,
+            draft_id = draft,
+            matched,
+            "stop button pressed"
+        );
+        if let Some(observer) = &self.observer {
+            observer.stop_pressed(matched);
+        }
+        true
     }
 
     /// The inbox entry for `update` ([`entry`]), or `None` when it is not stored: a kind the

@@ -151,6 +151,17 @@ async fn receive(State(hook): State<Arc<Hook>>, request: Request) -> StatusCode 
                 return StatusCode::REQUEST_TIMEOUT;
             }
         };
+    let raw: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(raw) => raw,
+        Err(error) => {
+            tracing::warn!(%error, bytes = body.len(), "webhook body is not an update; refused");
+            return StatusCode::BAD_REQUEST;
+        }
+    };
+    if hook.receiver.stop_pressed(&raw) {
+        return StatusCode::OK;
+    }
+    // From the bytes, not from the value: teloxide reads update kinds as borrowed keys.
     let update: Update = match serde_json::from_slice(&body) {
         Ok(update) => update,
         Err(error) => {

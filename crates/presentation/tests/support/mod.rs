@@ -61,6 +61,8 @@ pub struct CountingObserver {
     send_failures: AtomicUsize,
     setup_failures: AtomicUsize,
     refusals: Mutex<Vec<&'static str>>,
+    stops: Mutex<Vec<bool>>,
+    rich_fallbacks: AtomicUsize,
 }
 
 impl CountingObserver {
@@ -78,6 +80,16 @@ impl CountingObserver {
     pub fn refusals(&self) -> Vec<&'static str> {
         self.refusals.lock().unwrap().clone()
     }
+
+    /// Stop presses so far: whether each stopped a reply of this process.
+    pub fn stops(&self) -> Vec<bool> {
+        self.stops.lock().unwrap().clone()
+    }
+
+    /// Rich messages sent again as plain text so far.
+    pub fn rich_fallbacks(&self) -> usize {
+        self.rich_fallbacks.load(Ordering::SeqCst)
+    }
 }
 
 impl TelegramObserver for CountingObserver {
@@ -87,6 +99,14 @@ impl TelegramObserver for CountingObserver {
 
     fn refused(&self, reason: &'static str) {
         self.refusals.lock().unwrap().push(reason);
+    }
+
+    fn stop_pressed(&self, matched: bool) {
+        self.stops.lock().unwrap().push(matched);
+    }
+
+    fn rich_fallback(&self) {
+        self.rich_fallbacks.fetch_add(1, Ordering::SeqCst);
     }
 
     fn setup_failed(&self, _method: &'static str) {

@@ -71,10 +71,14 @@ pub struct Draft {
     pub chat_id: i64,
     /// The draft's id (the same id updates the same draft).
     pub draft_id: i64,
-    /// The text shown.
+    /// The text shown (empty: Telegram's "Thinking…" placeholder).
     pub text: String,
     /// When it arrived.
     pub at: Instant,
+    /// Whether it offered the stop button (`can_stop`).
+    pub can_stop: bool,
+    /// Whether it was a rich draft (`sendRichMessageDraft`; `text` is its Markdown).
+    pub rich: bool,
 }
 
 /// A message the bot sent that the server accepted.
@@ -88,6 +92,8 @@ pub struct SentMessage {
     pub text: String,
     /// `parse_mode`, if the bot set one.
     pub parse_mode: Option<String>,
+    /// Whether it was a rich message (`sendRichMessage`; `text` is its Markdown).
+    pub rich: bool,
 }
 
 /// A message the bot sent, with the moment the server accepted it (see
@@ -455,6 +461,18 @@ impl FakeTelegram {
                 objects::voice_content(&file_id, voice.duration_secs, &voice.mime_type, size);
             objects::group_message(message_id, user_id, chat_id, content, &group)
         })
+    }
+
+    /// Queues the press of a draft's stop button in private chat `chat_id` (Bot API 10.3's
+    /// `stopped_message_generation`); returns the update id.
+    pub fn push_stop(&self, chat_id: i64, draft_id: i64) -> i64 {
+        self.state
+            .push_update_of_kind("stopped_message_generation", |_, _| {
+                serde_json::json!({
+                    "chat": objects::chat(chat_id, Some(chat_id)),
+                    "draft_id": draft_id,
+                })
+            })
     }
 
     /// Turns on Telegram's flood control for groups: at most `limit` messages and edits

@@ -188,7 +188,9 @@ async fn execute(state: &State, method: &str, params: &Value) -> Response {
         | "setMessageReaction" | "leaveChat" => telegram_ok(json!(true)),
         "getMyCommands" => telegram_ok(json!([])),
         "sendMessage" => send_message(state, params),
-        "sendMessageDraft" => send_message_draft(state, params),
+        "sendRichMessage" => send_rich_message(state, params),
+        "sendMessageDraft" => send_message_draft(state, params, false),
+        "sendRichMessageDraft" => send_message_draft(state, params, true),
         "editMessageText" => edit_message_text(state, params),
         "getFile" => get_file(state, params),
         _ => telegram_error(404, "Not Found: method not found", None),
@@ -265,6 +267,7 @@ fn send_message(state: &State, params: &Value) -> Response {
         chat_id,
         text: text.to_owned(),
         parse_mode,
+        rich: false,
     });
     if let Some(delivered) = &inner.delivered {
         // A subscriber that went away just stops listening.
@@ -277,9 +280,60 @@ fn send_message(state: &State, params: &Value) -> Response {
     telegram_ok(objects::outgoing_message(message_id, chat_id, text))
 }
 
-/// `sendMessageDraft` (Bot API 9.3+): a live preview in a private chat, recorded with the
-/// moment it arrived. A server set up as an older one answers 404 like for any unknown method.
-fn send_message_draft(state: &State, params: &Value) -> Response {
+/// The Markdown of a rich message's `rich_message` (`InputRichMessage`): exactly one of
+/// `markdown`, `html` or `blocks`; only `markdown` is taken here.
+fn rich_markdown(params: &Value) -> Result<String, &'static str> {
+    let rich = params
+        .get("rich_message")
+        .ok_or("Bad Request: rich_message is empty")?;
+    match rich.get("markdown").and_then(Value::as_str) {
+        Some(markdown) => Ok(markdown.to_owned()),
+        None => Err("Bad Request: exactly one of markdown, html or blocks must be used"),
+    }
+}
+
+/// `sendRichMessage` (Bot API 10.1): a message formatted from Markdown by Telegram.
+fn send_rich_message(state: &State, params: &Value) -> Response {
+    if !state.lock().drafts_supported {
+        return telegram_error(404, "Not Found: method not found", None);
+    }
+    let Some(chat_id) = params.get("chat_id").and_then(as_i64) else {
+        return telegram_error(400, "Bad Request: chat_id is empty", None);
+    };
+    let markdown = match rich_markdown(params) {
+        Ok(markdown) => markdown,
+        Err(description) => return telegram_error(400, description, None),
+    };
+    if markdown.trim().is_empty() {
+        return telegram_error(400, "Bad Request: message text is empty", None);
+    }
+    if let Some(refused) = group_flood(state, chat_id) {
+        return refused;
+    }
+    let mut inner = state.lock();
+    let message_id = inner.next_message_id;
+    inner.next_message_id += 1;
+    inner.sent.push(SentMessage {
+        message_id,
+        chat_id,
+        text: markdown.clone(),
+        parse_mode: None,
+        rich: true,
+    });
+    if let Some(delivered) = &inner.delivered {
+        let _ = delivered.send(Delivered {
+            chat_id,
+            text: markdown.clone(),
+            at: Instant::now(),
+        });
+    }
+    telegram_ok(objects::outgoing_message(message_id, chat_id, &markdown))
+}
+
+/// `sendMessageDraft` (Bot API 9.3+) or, `rich`, `sendRichMessageDraft` (10.1): a live preview
+/// in a private chat, recorded with the moment it arrived. A server set up as an older one
+/// answers 404 like for any unknown method.
+fn send_message_draft(state: &State, params: &Value, rich: bool) -> Response {
     if !state.lock().drafts_supported {
         return telegram_error(404, "Not Found: method not found", None);
     }
@@ -297,18 +351,33 @@ fn send_message_draft(state: &State, params: &Value) -> Response {
     if draft_id == 0 {
         return telegram_error(400, "Bad Request: draft_id must be non-zero", None);
     }
-    let text = params
-        .get("text")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
+    let text = if rich {
+        match rich_markdown(params) {
+            Ok(markdown) => markdown,
+            Err(description) => return telegram_error(400, description, None),
+        }
+    } else {
+        params
+            .get("text")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
     if text.encode_utf16().count() > 4096 {
         return telegram_error(400, "Bad Request: text is too long", None);
     }
+    let can_stop = match params.get("can_stop") {
+        Some(Value::Bool(flag)) => *flag,
+        Some(Value::String(flag)) => flag == "true",
+        _ => false,
+    };
     state.lock().drafts.push(Draft {
         chat_id,
         draft_id,
-        text: text.to_owned(),
+        text,
         at: Instant::now(),
+        can_stop,
+        rich,
     });
     telegram_ok(json!(true))
 }
