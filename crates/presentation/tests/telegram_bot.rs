@@ -924,3 +924,102 @@ async fn wait_for_llm_requests(world: &FakeWorld, n: usize) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+#[tokio::test]
+async fn a_reply_whose_done_mark_fails_until_its_lease_lapsed_is_still_sent_once() {
+    let world = FakeWorld::default();
+    // Every mark fails until the test says otherwise.
+    world
+        .inbox
+        .failing_completes
+        .store(usize::MAX, std::sync::atomic::Ordering::SeqCst);
+    let mut config = test_config();
+    config.inbox.lease = Duration::from_millis(300);
+    config.inbox.poll_interval = Duration::from_millis(20);
+    let bot = BotHarness::start_with(world.deps(), config).await;
+
+    // Renewals fail too, so the lease lapses while the mark fails; claims still work.
+    world
+        .inbox
+        .failing_renewals
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let update = bot.telegram.push_text(ALICE, ALICE, "Который час?");
+    bot.telegram
+        .wait_for_messages(ALICE, 1, WAIT)
+        .await
+        .unwrap();
+    wait_until("the update claimed again after its lease lapsed", || {
+        world.inbox.claims_of(update) >= 2
+    })
+    .await;
+    world
+        .inbox
+        .failing_renewals
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    world
+        .inbox
+        .failing_completes
+        .store(0, std::sync::atomic::Ordering::SeqCst);
+    wait_until("the backlog emptied", || {
+        futures::executor::block_on(butler_domain::ports::UpdateInbox::backlog(
+            world.inbox.as_ref(),
+        ))
+        .unwrap()
+            == 0
+    })
+    .await;
+    // A probe, answered after anything re-sent before it (per-conversation order).
+    bot.telegram.push_text(ALICE, ALICE, "Проверка");
+    bot.telegram
+        .wait_for_messages(ALICE, 2, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(
+        bot.telegram.sent_messages(ALICE).len(),
+        2,
+        "the first reply went out once, though its update was claimed again or marked late"
+    );
+    assert_eq!(world.llm.requests().len(), 2);
+    bot.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_bot_stopped_while_the_done_mark_fails_re_sends_the_stored_reply_after_restart() {
+    let world = FakeWorld::default();
+    world
+        .inbox
+        .failing_completes
+        .store(usize::MAX, std::sync::atomic::Ordering::SeqCst);
+    let mut config = test_config();
+    config.inbox.lease = Duration::from_millis(300);
+    config.inbox.poll_interval = Duration::from_millis(20);
+    config.shutdown_grace = Duration::from_millis(200);
+    let bot = BotHarness::start_with(world.deps(), config.clone()).await;
+    bot.telegram.push_text(ALICE, ALICE, "Который час?");
+    bot.telegram
+        .wait_for_messages(ALICE, 1, WAIT)
+        .await
+        .unwrap();
+    let telegram = bot.telegram.clone();
+    bot.stop().await.unwrap();
+    let backlog = || {
+        futures::executor::block_on(butler_domain::ports::UpdateInbox::backlog(
+            world.inbox.as_ref(),
+        ))
+        .unwrap()
+    };
+    assert_eq!(backlog(), 1, "the update was never marked done");
+
+    // The documented duplicate: the restarted bot sends the stored reply again, without
+    // asking the model.
+    world
+        .inbox
+        .failing_completes
+        .store(0, std::sync::atomic::Ordering::SeqCst);
+    let bot = BotHarness::start_on(telegram.clone(), world.deps(), config).await;
+    let sent = telegram.wait_for_messages(ALICE, 2, WAIT).await.unwrap();
+    assert_eq!(sent[0].text, sent[1].text);
+    assert_eq!(world.llm.requests().len(), 1, "re-sent from memory");
+    wait_until("the backlog emptied", || backlog() == 0).await;
+    bot.stop().await.unwrap();
+}

@@ -15,8 +15,10 @@
 //!   one user never blocks another;
 //! - **none answered twice**: redeliveries are dropped by `update_id`; an update claimed again
 //!   after a crash finds its turn in memory and re-sends the stored reply without asking the
-//!   model. The one window left: a crash after Telegram accepted the reply and before the
-//!   update was marked done sends that reply again;
+//!   model. The window left: an update claimed again after Telegram accepted its reply and
+//!   before it was marked done — the process died or was stopped while the mark failed, or
+//!   the database was unreachable for longer than the lease and another replica claimed it
+//!   first ([`workers`]) — sends that reply again;
 //! - **no resent replies**: see [`outbox`] — only sends that surely failed are retried;
 //! - **the token never appears in logs or errors**: error texts pass through a redactor;
 //! - **webhook requests are authenticated**: see [`webhook`];
@@ -282,6 +284,7 @@ pub async fn run_bot(
         wake,
         config: config.inbox,
         grace: config.shutdown_grace,
+        answered: std::sync::Mutex::default(),
     };
     let answering = {
         let stop = stop.clone();

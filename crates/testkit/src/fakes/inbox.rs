@@ -68,6 +68,9 @@ pub struct InMemoryInbox {
     /// This many of the next `complete` calls fail with `Unavailable` (a busy database, a
     /// MongoDB step-down).
     pub failing_completes: std::sync::atomic::AtomicUsize,
+    /// While set, `renew` fails with `Unavailable` and nothing else does: a holder cannot keep
+    /// its lease, while claims (another replica's, say) still go through.
+    pub failing_renewals: std::sync::atomic::AtomicBool,
 }
 
 impl InMemoryInbox {
@@ -102,6 +105,17 @@ impl InMemoryInbox {
             });
         }
         Ok(self.state.lock().expect("inbox mutex"))
+    }
+
+    /// How many times the update has been claimed so far (0 when never, or not stored).
+    #[must_use]
+    pub fn claims_of(&self, update_id: i64) -> u32 {
+        self.state
+            .lock()
+            .expect("inbox mutex")
+            .updates
+            .get(&update_id)
+            .map_or(0, |e| e.attempts)
     }
 
     /// Whether someone holds an unexpired lease on `(conversation, scope)` at `now`.
@@ -152,6 +166,15 @@ impl ConversationLeases for InMemoryInbox {
         now: OffsetDateTime,
         lease_for: Duration,
     ) -> Result<Option<Lease>, LeaseError> {
+        if self
+            .failing_renewals
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(LeaseError::Unavailable {
+                operation: "renew",
+                detail: "fake failure".to_owned(),
+            });
+        }
         let mut state = self.check_leases("renew")?;
         if !state.holds(lease) {
             return Ok(None);
