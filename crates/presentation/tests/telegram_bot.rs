@@ -1023,3 +1023,31 @@ async fn a_bot_stopped_while_the_done_mark_fails_re_sends_the_stored_reply_after
     wait_until("the backlog emptied", || backlog() == 0).await;
     bot.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_polling_bot_whose_delete_webhook_fails_at_start_fails_its_start() {
+    let world = FakeWorld::default();
+    let telegram = butler_testkit::telegram::FakeTelegram::start().await;
+    // Even a failure that passes (flood control) fails a polling start: nothing can be
+    // received without Telegram, and the supervisor restarts the process.
+    telegram.fail_next("deleteWebhook", 1, Failure::RetryAfter(1));
+    let settings = butler_presentation::telegram::BotSettings {
+        token: telegram.token().to_owned().into(),
+        api_url: Some(telegram.api_url()),
+        delivery: butler_presentation::telegram::Delivery::Polling,
+        config: test_config(),
+    };
+    let outcome = tokio::time::timeout(
+        WAIT,
+        butler_presentation::telegram::run_bot(
+            settings,
+            world.deps(),
+            tokio_util::sync::CancellationToken::new(),
+        ),
+    )
+    .await
+    .expect("the start fails on its own");
+    let error = outcome.expect_err("deleteWebhook failed");
+    assert!(error.to_string().contains("deleteWebhook"), "{error}");
+    assert!(telegram.calls_to("getUpdates").is_empty(), "never polled");
+}
