@@ -1051,3 +1051,135 @@ async fn a_polling_bot_whose_delete_webhook_fails_at_start_fails_its_start() {
     assert!(error.to_string().contains("deleteWebhook"), "{error}");
     assert!(telegram.calls_to("getUpdates").is_empty(), "never polled");
 }
+
+#[tokio::test]
+async fn a_reply_still_running_when_the_grace_period_ends_is_stopped_and_its_update_released_at_once(
+) {
+    let world = FakeWorld::default();
+    world.llm.push(LlmStep::Delay(
+        Duration::from_secs(30),
+        "Не успел, сэр.".to_owned(),
+    ));
+    let config = BotConfig {
+        shutdown_grace: Duration::from_millis(200),
+        ..test_config()
+    };
+    let bot = BotHarness::start_with(world.deps(), config.clone()).await;
+    let telegram = bot.telegram.clone();
+    let update = telegram.push_text(ALICE, ALICE, "Долгий вопрос");
+    wait_for_llm_requests(&world, 1).await;
+    bot.stop().await.unwrap();
+
+    // Released, not left to expire: the conversation is free at once (the lease would
+    // otherwise hold it for INBOX_LEASE_SECS), and the update is pending for the next process.
+    assert!(
+        !world.inbox.is_held(
+            ALICE,
+            butler_domain::ports::LeaseScope::Replies,
+            time::OffsetDateTime::now_utc()
+        ),
+        "the reply lease was given back"
+    );
+    assert_eq!(
+        futures::executor::block_on(butler_domain::ports::UpdateInbox::backlog(
+            world.inbox.as_ref()
+        ))
+        .unwrap(),
+        1,
+        "the update stays pending"
+    );
+    assert!(telegram.sent_messages(ALICE).is_empty());
+    assert!(
+        world.events(ALICE).is_empty(),
+        "nothing stored of the cut reply"
+    );
+
+    // The next process answers it at once.
+    let bot = BotHarness::start_on(telegram.clone(), world.deps(), config).await;
+    telegram.wait_for_messages(ALICE, 1, WAIT).await.unwrap();
+    assert_eq!(world.inbox.claims_of(update), 2);
+    bot.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_update_interrupted_five_times_is_given_up_without_asking_the_model() {
+    use butler_domain::ports::{InboxUpdate, UpdateInbox};
+    let world = FakeWorld::default();
+    let poison = 900;
+    let payload = serde_json::json!({
+        "update_id": poison,
+        "message": butler_testkit::telegram::FakeTelegram::message_object(
+            poison,
+            ALICE,
+            ALICE,
+            serde_json::json!({ "text": "Ядовитое сообщение" }),
+        ),
+    })
+    .to_string();
+    let now = time::OffsetDateTime::now_utc();
+    world
+        .inbox
+        .store(&InboxUpdate {
+            update_id: poison,
+            conversation: ALICE,
+            payload,
+            received_at: butler_domain::timestamp::truncate_to_millis(now),
+        })
+        .await
+        .unwrap();
+    // Five claims that each died with their process (each lease lapsed at once).
+    for _ in 0..5 {
+        let claimed = world
+            .inbox
+            .claim(now, time::Duration::ZERO)
+            .await
+            .unwrap()
+            .expect("the update is claimable again");
+        assert_eq!(claimed.update.update_id, poison);
+    }
+
+    let bot = BotHarness::start(&world).await;
+    wait_until("the poison update settled", || {
+        futures::executor::block_on(world.inbox.backlog()).unwrap() == 0
+    })
+    .await;
+    assert_eq!(world.inbox.claims_of(poison), 6);
+    // A probe from the same user, answered after the given-up update.
+    bot.telegram.push_text(ALICE, ALICE, "Проверка");
+    bot.telegram
+        .wait_for_messages(ALICE, 1, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(bot.telegram.sent_messages(ALICE).len(), 1);
+    let requests = world.llm.requests();
+    assert_eq!(
+        requests.len(),
+        1,
+        "the model was asked only about the probe"
+    );
+    assert!(!requests[0]
+        .messages
+        .iter()
+        .any(|m| m.content.contains("Ядовитое")));
+    bot.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn answered_updates_are_purged_from_the_inbox_once_past_their_retention() {
+    let world = FakeWorld::default();
+    let mut config = test_config();
+    config.inbox.retention = Duration::from_millis(50);
+    config.inbox.purge_every = Duration::from_millis(50);
+    let bot = BotHarness::start_with(world.deps(), config).await;
+    let update = bot.telegram.push_text(ALICE, ALICE, "Добрый вечер");
+    bot.telegram
+        .wait_for_messages(ALICE, 1, WAIT)
+        .await
+        .unwrap();
+    // Answered after the start-up purge: only the periodic one can remove it.
+    wait_until("the answered update purged", || {
+        !world.inbox.stored_update_ids().contains(&update)
+    })
+    .await;
+    bot.stop().await.unwrap();
+}

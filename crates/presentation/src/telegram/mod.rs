@@ -155,9 +155,6 @@ pub enum BotError {
 /// Slack between the long-poll timeout and the HTTP client's own deadline.
 const POLL_SLACK: Duration = Duration::from_secs(10);
 
-/// How often answered updates older than the retention are removed from the inbox.
-const PURGE_EVERY: Duration = Duration::from_secs(3600);
-
 /// Runs the bot until `shutdown` is cancelled, then stops receiving, lets replies in flight
 /// finish within the grace period (releasing the rest), and returns.
 ///
@@ -275,6 +272,7 @@ pub async fn run_bot(
     let purging = tokio::spawn(purge(
         Arc::clone(&inbox),
         config.inbox.retention,
+        config.inbox.purge_every,
         stop_receiving.clone(),
     ));
 
@@ -321,8 +319,14 @@ pub async fn run_bot(
     outcome
 }
 
-/// Removes answered updates older than `retention` from the inbox, hourly.
-async fn purge(inbox: Arc<dyn UpdateInbox>, retention: Duration, stop: CancellationToken) {
+/// Removes answered updates older than `retention` from the inbox, at once and then every
+/// `every` ([`InboxConfig::purge_every`], hourly).
+async fn purge(
+    inbox: Arc<dyn UpdateInbox>,
+    retention: Duration,
+    every: Duration,
+    stop: CancellationToken,
+) {
     let retention = time::Duration::try_from(retention).unwrap_or(time::Duration::days(2));
     loop {
         let before = time::OffsetDateTime::now_utc() - retention;
@@ -333,7 +337,7 @@ async fn purge(inbox: Arc<dyn UpdateInbox>, retention: Duration, stop: Cancellat
         }
         tokio::select! {
             () = stop.cancelled() => return,
-            () = tokio::time::sleep(PURGE_EVERY) => {}
+            () = tokio::time::sleep(every) => {}
         }
     }
 }
