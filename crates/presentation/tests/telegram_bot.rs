@@ -1183,3 +1183,32 @@ async fn answered_updates_are_purged_from_the_inbox_once_past_their_retention() 
     .await;
     bot.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn polling_keeps_an_update_unconfirmed_and_retries_storing_it_while_the_inbox_is_down() {
+    let world = FakeWorld::default();
+    let bot = BotHarness::start(&world).await;
+    world.inbox.outage.set(true);
+    bot.telegram.push_text(ALICE, ALICE, "Вы меня слышите?");
+    wait_until("the store retried", || {
+        world
+            .inbox
+            .refused_stores
+            .load(std::sync::atomic::Ordering::SeqCst)
+            >= 2
+    })
+    .await;
+    assert_eq!(
+        bot.telegram.unconfirmed_updates(),
+        1,
+        "not confirmed to Telegram while not stored"
+    );
+    world.inbox.outage.set(false);
+    bot.telegram
+        .wait_for_messages(ALICE, 1, WAIT)
+        .await
+        .unwrap();
+    bot.telegram.wait_until_all_confirmed(WAIT).await.unwrap();
+    assert_eq!(world.llm.requests().len(), 1);
+    bot.stop().await.unwrap();
+}

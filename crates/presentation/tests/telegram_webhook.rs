@@ -363,3 +363,51 @@ async fn a_webhook_url_telegram_refuses_stops_the_bot_instead_of_being_retried_f
     assert_eq!(telegram.calls_to("setWebhook").len(), 1, "not retried");
     assert_eq!(world.observer.setup_failures(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_update_gets_503_while_the_inbox_is_down_and_is_stored_when_sent_again() {
+    let world = FakeWorld::default();
+    let telegram = FakeTelegram::start().await;
+    let bot = WebhookBot::start_on(&telegram, world.deps(), test_config()).await;
+    let body = update_body(800, ALICE, "Есть кто-нибудь?");
+
+    world.inbox.outage.set(true);
+    let status = post_when_listening(bot.listen, &body).await;
+    assert!(status.starts_with("HTTP/1.1 503"), "{status}");
+    world.inbox.outage.set(false);
+    assert!(world.inbox.stored_update_ids().is_empty());
+
+    // Telegram delivers it again; now it is stored and answered.
+    let status = post_when_listening(bot.listen, &body).await;
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    assert_eq!(world.inbox.stored_update_ids(), vec![800]);
+    telegram.wait_for_messages(ALICE, 1, WAIT).await.unwrap();
+    bot.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_webhook_body_growing_past_the_limit_gets_413_and_its_connection_is_closed() {
+    let world = FakeWorld::default();
+    let telegram = FakeTelegram::start().await;
+    let bot = WebhookBot::start_on(&telegram, world.deps(), test_config()).await;
+
+    // No length declared: the limit can only be found while reading. 1 MiB in 64 KiB chunks,
+    // then one byte more — and never the closing chunk, so a server still reading would wait
+    // (and answer 408), not 413.
+    let mut request = format!(
+        "POST {PATH} HTTP/1.1\r\nHost: bot.example.com\r\nContent-Type: application/json\r\n\
+         X-Telegram-Bot-Api-Secret-Token: {SECRET}\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    .into_bytes();
+    let chunk = vec![b' '; 64 * 1024];
+    for _ in 0..(butler_presentation::telegram::webhook::MAX_BODY_BYTES / chunk.len()) {
+        request.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        request.extend_from_slice(&chunk);
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(b"1\r\n \r\n");
+    let response = send_and_read_until_closed(bot.listen, &request).await;
+    assert!(status(&response).starts_with("HTTP/1.1 413"), "{response}");
+    assert!(world.inbox.stored_update_ids().is_empty());
+    bot.stop().await.unwrap();
+}

@@ -68,6 +68,9 @@ pub struct InMemoryInbox {
     /// This many of the next `complete` calls fail with `Unavailable` (a busy database, a
     /// MongoDB step-down).
     pub failing_completes: std::sync::atomic::AtomicUsize,
+    /// How many `store` calls the outage refused so far: a test waits on it to know an update
+    /// was offered while the inbox was down.
+    pub refused_stores: std::sync::atomic::AtomicUsize,
     /// While set, `renew` fails with `Unavailable` and nothing else does: a holder cannot keep
     /// its lease, while claims (another replica's, say) still go through.
     pub failing_renewals: std::sync::atomic::AtomicBool,
@@ -193,7 +196,10 @@ impl ConversationLeases for InMemoryInbox {
 #[async_trait]
 impl UpdateInbox for InMemoryInbox {
     async fn store(&self, update: &InboxUpdate) -> Result<Stored, InboxError> {
-        let mut state = self.check("store")?;
+        let mut state = self.check("store").inspect_err(|_| {
+            self.refused_stores
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        })?;
         if state.updates.contains_key(&update.update_id) {
             return Ok(Stored::Duplicate);
         }
