@@ -346,3 +346,13 @@ async fn reset_waits_for_the_reply_in_flight_and_gives_up_with_exit_6_if_it_neve
     assert!(out.contains("2 events"), "{out}");
     assert!(f.memory.all(user).is_empty());
 }
+
+#[test]
+fn a_reset_waits_thirty_seconds_for_a_reply_in_flight_as_the_docs_say() {
+    // docs/architecture.md and docs/operations/admin.md: up to 30 s, then exit 6.
+    assert_eq!(
+        butler_presentation::admin::RESET_WAIT,
+        std::time::Duration::from_secs(30)
+    );
+    assert_eq!(ExitCode::Busy as i32, 6);
+}

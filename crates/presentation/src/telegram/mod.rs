@@ -341,3 +341,12 @@ async fn purge(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_private_stranger_is_remembered_as_told_among_the_last_65536() {
+        // docs/architecture.md states the number.
+        assert_eq!(super::gate::REMEMBERED_REFUSALS, 65_536);
+    }
+}
