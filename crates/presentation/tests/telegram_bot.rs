@@ -1212,3 +1212,79 @@ async fn polling_keeps_an_update_unconfirmed_and_retries_storing_it_while_the_in
     assert_eq!(world.llm.requests().len(), 1);
     bot.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn messages_without_a_human_sender_are_dropped_silently_and_never_stored() {
+    let world = FakeWorld::default();
+    // Open to everyone: only the missing human sender keeps these out.
+    let bot = BotHarness::start(&world).await;
+    let group = -100_700;
+    // Another bot in a group, and a channel's post forwarded into its discussion group.
+    bot.telegram.push_update_of_kind("message", |id| {
+        let mut message = butler_testkit::telegram::FakeTelegram::message_object(
+            id,
+            777,
+            group,
+            serde_json::json!({ "text": "Я бот" }),
+        );
+        message["from"]["is_bot"] = serde_json::json!(true);
+        message
+    });
+    bot.telegram.push_update_of_kind("message", |id| {
+        let mut message = butler_testkit::telegram::FakeTelegram::message_object(
+            id,
+            888,
+            group,
+            serde_json::json!({ "text": "Новости канала" }),
+        );
+        message.as_object_mut().unwrap().remove("from");
+        message["sender_chat"] =
+            serde_json::json!({ "id": -100_800, "type": "channel", "title": "Канал" });
+        message
+    });
+    let alices = bot.telegram.push_text(ALICE, ALICE, "Добрый день");
+    bot.telegram
+        .wait_for_messages(ALICE, 1, WAIT)
+        .await
+        .unwrap();
+    bot.telegram.wait_until_all_confirmed(WAIT).await.unwrap();
+
+    assert_eq!(world.inbox.stored_update_ids(), vec![alices]);
+    assert!(bot.telegram.sent_messages(group).is_empty(), "silent");
+    assert_eq!(bot.telegram.all_sent_messages().len(), 1);
+    assert_eq!(world.llm.requests().len(), 1);
+    bot.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_refusal_waiting_on_telegram_does_not_hold_up_receiving() {
+    let world = FakeWorld::default();
+    let config = BotConfig {
+        access: Access::Only(vec![ALICE.into()]),
+        ..test_config()
+    };
+    let bot = BotHarness::start_with(world.deps(), config).await;
+    // The refusal to Bob is the next sendMessage: flood control makes it wait a second.
+    bot.telegram
+        .fail_next("sendMessage", 1, Failure::RetryAfter(1));
+    bot.telegram.push_text(BOB, BOB, "Привет");
+    bot.telegram.push_text(ALICE, ALICE, "Добрый день");
+    bot.telegram.wait_for_messages(BOB, 1, WAIT).await.unwrap();
+    bot.telegram
+        .wait_for_messages(ALICE, 1, WAIT)
+        .await
+        .unwrap();
+
+    let order: Vec<i64> = bot
+        .telegram
+        .all_sent_messages()
+        .iter()
+        .map(|m| m.chat_id)
+        .collect();
+    assert_eq!(
+        order,
+        [ALICE, BOB],
+        "Alice, who wrote after Bob, was answered while Bob's refusal waited"
+    );
+    bot.stop().await.unwrap();
+}
