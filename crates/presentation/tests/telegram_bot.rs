@@ -1288,3 +1288,56 @@ async fn a_refusal_waiting_on_telegram_does_not_hold_up_receiving() {
     );
     bot.stop().await.unwrap();
 }
+
+/// A model that counts how many calls it is answering at once.
+struct CountingLlm {
+    inner: std::sync::Arc<butler_testkit::fakes::FakeLlm>,
+    now: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl butler_domain::ports::LlmClient for CountingLlm {
+    async fn complete(
+        &self,
+        request: &butler_domain::ports::LlmRequest,
+    ) -> Result<butler_domain::ports::LlmReply, LlmError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.now.fetch_add(1, SeqCst) + 1;
+        self.most.fetch_max(now, SeqCst);
+        let reply = self.inner.complete(request).await;
+        self.now.fetch_sub(1, SeqCst);
+        reply
+    }
+}
+
+#[tokio::test]
+async fn a_bot_answers_at_most_its_configured_number_of_conversations_at_once() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let world = FakeWorld::default();
+    let gate = world.llm.gate();
+    let llm = std::sync::Arc::new(CountingLlm {
+        inner: world.llm.clone(),
+        now: std::sync::atomic::AtomicUsize::new(0),
+        most: std::sync::atomic::AtomicUsize::new(0),
+    });
+    let mut config = test_config();
+    config.inbox.workers = 2;
+    let bot = BotHarness::start_with(world.deps_with_llm(llm.clone()), config).await;
+    let users = [ALICE, BOB, 3003, 4004];
+    for user in users {
+        bot.telegram.push_text(user, user, "Вопрос");
+    }
+    // Two answers wait in the model while all four conversations are in the inbox.
+    wait_until("two answers in the model, four updates stored", || {
+        llm.now.load(SeqCst) == 2 && world.inbox.stored_update_ids().len() == 4
+    })
+    .await;
+    gate.add_permits(4);
+    for user in users {
+        bot.telegram.wait_for_messages(user, 1, WAIT).await.unwrap();
+    }
+    assert_eq!(world.llm.requests().len(), 4);
+    assert_eq!(llm.most.load(SeqCst), 2, "never more than two at once");
+    bot.stop().await.unwrap();
+}
