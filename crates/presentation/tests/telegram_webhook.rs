@@ -411,3 +411,78 @@ async fn a_chunked_webhook_body_growing_past_the_limit_gets_413_and_its_connecti
     assert!(world.inbox.stored_update_ids().is_empty());
     bot.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_shutdown_idle_connections_are_closed_and_a_request_in_progress_finishes() {
+    let world = FakeWorld::default();
+    let telegram = FakeTelegram::start().await;
+    // Long read limits: only the shutdown can end these connections in time.
+    let listen = free_addr();
+    let settings = BotSettings {
+        token: telegram.token().to_owned().into(),
+        api_url: Some(telegram.api_url()),
+        delivery: Delivery::Webhook(WebhookConfig {
+            header_read_timeout: Duration::from_secs(60),
+            body_read_timeout: Duration::from_secs(60),
+            ..webhook(listen)
+        }),
+        config: test_config(),
+    };
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(run_bot(settings, world.deps(), shutdown.clone()));
+    telegram
+        .wait_for_calls("setWebhook", 1, WAIT)
+        .await
+        .unwrap();
+
+    // An idle kept-alive connection: one request answered, then nothing.
+    let unknown = r#"{"update_id": 901, "brand_new_kind": {"x": 1}}"#;
+    let mut idle = tokio::net::TcpStream::connect(listen).await.unwrap();
+    idle.write_all(format!("{}{unknown}", post_head(Some(SECRET), unknown.len())).as_bytes())
+        .await
+        .unwrap();
+    let mut answer = [0_u8; 12];
+    idle.read_exact(&mut answer).await.unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 200");
+
+    // A request in progress: the handler is reading its body (hyper sends `100 Continue` when
+    // it first asks for it), of which half has arrived.
+    let body = update_body(902, ALICE, "Успею?");
+    let (first, rest) = body.as_bytes().split_at(body.len() / 2);
+    let mut busy = tokio::net::TcpStream::connect(listen).await.unwrap();
+    let head = post_head(Some(SECRET), body.len())
+        .replace("HTTP/1.1\r\n", "HTTP/1.1\r\nExpect: 100-continue\r\n");
+    busy.write_all(head.as_bytes()).await.unwrap();
+    let mut continue_line = [0_u8; 12];
+    busy.read_exact(&mut continue_line).await.unwrap();
+    assert_eq!(&continue_line, b"HTTP/1.1 100");
+    busy.write_all(first).await.unwrap();
+
+    shutdown.cancel();
+    // The idle connection is closed.
+    let mut rest_of_idle = Vec::new();
+    tokio::time::timeout(WAIT, idle.read_to_end(&mut rest_of_idle))
+        .await
+        .expect("the idle connection is closed at shutdown")
+        .ok();
+    // The request in progress completes: stored, then 200.
+    busy.write_all(rest).await.unwrap();
+    let mut response = Vec::new();
+    tokio::time::timeout(WAIT, busy.read_to_end(&mut response))
+        .await
+        .expect("the request in progress is answered")
+        .ok();
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.contains("HTTP/1.1 200"), "{response}");
+    assert_eq!(world.inbox.stored_update_ids(), vec![902]);
+
+    tokio::time::timeout(WAIT, task)
+        .await
+        .expect("the bot stops")
+        .unwrap()
+        .unwrap();
+    assert!(
+        tokio::net::TcpStream::connect(listen).await.is_err(),
+        "the listener no longer accepts"
+    );
+}
