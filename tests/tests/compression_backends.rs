@@ -123,6 +123,31 @@ macro_rules! compression_invariants {
                 let (b, _guard) = backend().await;
                 compression::a_large_backlog_is_folded_in_bounded_passes(b, 2_000).await;
             }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_reset_stops_a_compression_in_flight_before_its_next_write() {
+                let (b, _guard) = backend().await;
+                compression::a_reset_stops_a_compression_in_flight_before_its_next_write(b).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_compression_that_lost_to_a_reset_takes_its_facts_back() {
+                let (b, _guard) = backend().await;
+                compression::a_compression_that_lost_to_a_reset_takes_its_facts_back(b).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_compression_that_outlived_its_lease_stops_without_writing() {
+                let (b, _guard) = backend().await;
+                compression::a_compression_that_outlived_its_lease_stops_without_writing(b).await;
+            }
+
+            #[tokio::test]
+            async fn a_compression_whose_lease_is_taken_after_its_fact_save_writes_no_summary() {
+                let (b, _guard) = backend().await;
+                compression::a_compression_whose_lease_is_taken_after_its_fact_save_writes_no_summary(b)
+                    .await;
+            }
         }
     };
 }

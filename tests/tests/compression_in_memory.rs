@@ -73,3 +73,29 @@ async fn a_reset_racing_a_compression_leaves_no_summary() {
 async fn a_large_backlog_is_folded_in_bounded_passes() {
     compression::a_large_backlog_is_folded_in_bounded_passes(Backend::in_memory(), 5_000).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_stops_a_compression_in_flight_before_its_next_write() {
+    compression::a_reset_stops_a_compression_in_flight_before_its_next_write(Backend::in_memory())
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compression_that_lost_to_a_reset_takes_its_facts_back() {
+    compression::a_compression_that_lost_to_a_reset_takes_its_facts_back(Backend::in_memory())
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compression_that_outlived_its_lease_stops_without_writing() {
+    compression::a_compression_that_outlived_its_lease_stops_without_writing(Backend::in_memory())
+        .await;
+}
+
+#[tokio::test]
+async fn a_compression_whose_lease_is_taken_after_its_fact_save_writes_no_summary() {
+    compression::a_compression_whose_lease_is_taken_after_its_fact_save_writes_no_summary(
+        Backend::in_memory(),
+    )
+    .await;
+}

@@ -549,3 +549,21 @@ async fn a_run_over_1000_users_in_sqlite_is_timed() {
         took.as_secs_f64()
     );
 }
+
+#[tokio::test]
+async fn it_compresses_on_a_sqlite_file_a_running_bot_owns() {
+    let backend = sqlite();
+    let stores = open(&backend).await;
+    // What a starting bot does: the file's owner lock, held while `stores` lives.
+    let _inbox = stores
+        .inbox_for_bot()
+        .await
+        .unwrap_or_else(|e| panic!("the bot takes ownership: {e}"));
+    seed_user(&stores, 1, 30).await;
+    let llm = ScriptedLlm::start().await;
+    llm.set_default(Step::reply("Любит шахматы."));
+    let out = run(&backend, &llm, &["--once"]).await;
+    assert_exit(&out, 0);
+    assert_eq!(user_statuses(&out), [(1, "ok".to_owned())]);
+    assert_eq!(count(&stores, 1).await, 20);
+}

@@ -530,3 +530,31 @@ async fn reset_on_a_terminal_asks_first() {
     );
     assert_eq!(stores.memory.count(UserId::new(101)).await.unwrap(), 0);
 }
+
+#[tokio::test]
+async fn it_works_on_a_sqlite_file_a_running_bot_owns() {
+    let backend = sqlite();
+    let stores = open(&backend).await;
+    // What a starting bot does: the file's owner lock, held while `stores` lives.
+    let _inbox = stores
+        .inbox_for_bot()
+        .await
+        .unwrap_or_else(|e| panic!("the bot takes ownership: {e}"));
+    let user = UserId::new(404);
+    stores.profiles.get_or_create(user).await.unwrap();
+    stores
+        .memory
+        .append(&[UserMemoryEvent::user(
+            user,
+            "Привет",
+            Source::Text,
+            OffsetDateTime::now_utc(),
+        )])
+        .await
+        .unwrap();
+    let out = admin(&backend, &["show", "404"]).await;
+    assert_exit(&out, 0);
+    let out = admin(&backend, &["reset", "404", "--yes"]).await;
+    assert_exit(&out, 0);
+    assert_eq!(stores.memory.count(user).await.unwrap(), 0);
+}

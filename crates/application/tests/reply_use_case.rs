@@ -326,3 +326,43 @@ async fn a_redelivered_message_repeats_its_stored_reply_without_asking_or_storin
     assert_eq!(other.status, ReplyStatus::Ok);
     assert_eq!(w.memory.all(USER).len(), 4);
 }
+
+#[tokio::test]
+async fn with_no_event_after_the_watermark_the_new_turn_is_stamped_after_the_watermark() {
+    use butler_domain::ports::Clock as _;
+    let w = World::default();
+    // Everything up to the watermark was folded and deleted; the watermark is ahead of this
+    // process's clock (another machine's clock, or one stepped back).
+    let ahead =
+        butler_domain::timestamp::truncate_to_millis(w.clock.now()) + time::Duration::seconds(10);
+    let mut profile = w.profiles.get_or_create(USER).await.unwrap();
+    profile.memory_summary = Some("Пётр любит чай.".to_owned());
+    profile.summary_watermark = Some(butler_domain::EventCursor {
+        created_at: ahead,
+        event_id: uuid::Uuid::max(),
+    });
+    w.profiles.save(&profile).await.unwrap();
+    w.llm.push_reply("Чай подан, сэр.");
+    let out = w.reply().execute(text("Чаю, пожалуйста")).await;
+    assert_eq!(out.status, ReplyStatus::Ok);
+
+    let profile = w.profiles.get(USER).await.unwrap().unwrap();
+    let visible = w
+        .memory
+        .recent(USER, 10, profile.summary_watermark)
+        .await
+        .unwrap();
+    assert_eq!(
+        visible.len(),
+        2,
+        "both new events sort after the watermark, so readers see them"
+    );
+    assert_eq!(
+        visible[0].created_at,
+        ahead + time::Duration::milliseconds(1)
+    );
+    assert_eq!(
+        visible[1].created_at,
+        ahead + time::Duration::milliseconds(2)
+    );
+}

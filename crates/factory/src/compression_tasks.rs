@@ -4,7 +4,10 @@
 //! soon as the current one ends (which starts only if the user is over the threshold again),
 //! so no crossing of the threshold goes unanswered however the timing falls. A run that panics
 //! releases its user (a drop guard), so that user is compressed again next time. Tasks are
-//! tracked so shutdown waits for them instead of cutting a compression in half.
+//! tracked so shutdown can wait for them: the bot gives them what is left of its grace period
+//! ([`BackgroundCompressor::drain_within`]) and then exits, cutting those still running — safe,
+//! since a compression deletes events only after saving the summary that covers them. The
+//! terminal chat waits for them to end ([`BackgroundCompressor::drain`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -521,3 +521,150 @@ mod two_clients {
         .await;
     }
 }
+
+/// Audit additions: what the MongoDB adapters promise beyond the shared contract.
+mod promises {
+    use butler_domain::ports::{InboxUpdate, UpdateInbox, UserMemoryRepository};
+    use butler_domain::UserId;
+    use futures::TryStreamExt;
+    use mongodb::bson::spec::BinarySubtype;
+    use mongodb::bson::{doc, Binary, Bson, Document};
+    use mongodb::IndexModel;
+
+    use super::*;
+
+    async fn index_names(store: &MongoStore, collection: &str) -> Vec<(String, Document)> {
+        let list: Vec<IndexModel> = store
+            .database()
+            .collection::<Document>(collection)
+            .list_indexes()
+            .await
+            .expect("list indexes")
+            .try_collect()
+            .await
+            .expect("read the index list");
+        let mut names: Vec<(String, Document)> = list
+            .into_iter()
+            .map(|m| {
+                let name = m.options.and_then(|o| o.name).unwrap_or_default();
+                (name, m.keys)
+            })
+            .collect();
+        names.sort_by(|a, b| a.0.cmp(&b.0));
+        names
+    }
+
+    #[tokio::test]
+    async fn connecting_creates_the_lease_index_a_claim_skips_held_conversations_by() {
+        let store = connect("lease_indexes", MongoOptions::default()).await;
+        let leases = index_names(&store, LEASES_COLLECTION).await;
+        let scope_until = leases
+            .iter()
+            .find(|(name, _)| name == "conversation_leases_scope_until")
+            .unwrap_or_else(|| panic!("no conversation_leases_scope_until in {leases:?}"));
+        assert_eq!(scope_until.1, doc! { "scope": 1, "until": 1 });
+    }
+
+    #[tokio::test]
+    async fn ensuring_indexes_from_two_processes_at_once_succeeds_for_both() {
+        let store = connect("indexes_at_once", MongoOptions::default()).await;
+        let server = shared_mongo().await.unwrap();
+        let other = mongodb::Client::with_uri_str(server.uri())
+            .await
+            .expect("a second client");
+        let other = other.database(store.database().name());
+        // A fresh database, then a changed TTL: both runs drop and rebuild at once.
+        for ttl in [
+            Some(Duration::from_secs(3600)),
+            None,
+            Some(Duration::from_secs(60)),
+        ] {
+            let (a, b) = tokio::join!(
+                ensure_indexes(store.database(), ttl, DEFAULT_INBOX_RETENTION),
+                ensure_indexes(&other, ttl, DEFAULT_INBOX_RETENTION),
+            );
+            a.unwrap_or_else(|e| panic!("first run, ttl {ttl:?}: {e}"));
+            b.unwrap_or_else(|e| panic!("second run, ttl {ttl:?}: {e}"));
+        }
+        let memory = index_names(&store, MEMORY_COLLECTION).await;
+        assert!(
+            memory.iter().any(|(name, _)| name == MEMORY_TTL_INDEX),
+            "{memory:?}"
+        );
+        assert!(memory
+            .iter()
+            .any(|(name, _)| name == "user_memory_event_id"));
+    }
+
+    #[tokio::test]
+    async fn an_answered_update_keeps_its_id_but_not_the_message_text() {
+        let store = connect("inbox_payload", MongoOptions::default()).await;
+        let inbox = store.inbox();
+        let now = time::macros::datetime!(2026-11-25 12:00 UTC);
+        let update = InboxUpdate {
+            update_id: 7,
+            conversation: 42,
+            payload: r#"{"message":{"text":"мой пароль от почты"}}"#.to_owned(),
+            received_at: now,
+        };
+        inbox.store(&update).await.unwrap();
+        let claimed = inbox
+            .claim(now, time::Duration::seconds(30))
+            .await
+            .unwrap()
+            .expect("claimed");
+        inbox.complete(7, &claimed.lease, now).await.unwrap();
+        let done = store
+            .database()
+            .collection::<Document>(INBOX_COLLECTION)
+            .find_one(doc! { "_id": 7_i64 })
+            .await
+            .unwrap()
+            .expect("the done update is kept");
+        assert!(
+            !format!("{done:?}").contains("пароль"),
+            "the text is gone once answered: {done:?}"
+        );
+        assert!(matches!(done.get("done_at"), Some(Bson::DateTime(_))));
+        assert_eq!(
+            inbox.store(&update).await.unwrap(),
+            butler_domain::ports::Stored::Duplicate
+        );
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_document_is_reported_by_its_field_never_by_its_text() {
+        let store = connect("corrupt", MongoOptions::default()).await;
+        let user = UserId::new(5);
+        let secret = "секретный текст пользователя";
+        store
+            .database()
+            .collection::<Document>(MEMORY_COLLECTION)
+            .insert_one(doc! {
+                "event_id": Binary { subtype: BinarySubtype::Uuid, bytes: uuid::Uuid::new_v4().as_bytes().to_vec() },
+                "user_id": user.get(),
+                "role": "wizard",
+                "content": secret,
+                "source": "text",
+                "created_at": mongodb::bson::DateTime::now(),
+                "tags": [],
+            })
+            .await
+            .unwrap();
+        let error = store
+            .memory()
+            .recent(user, 10, None)
+            .await
+            .expect_err("an unknown role cannot be read");
+        assert!(
+            matches!(
+                error,
+                butler_domain::ports::MemoryStoreError::Corrupt { .. }
+            ),
+            "{error:?}"
+        );
+        let shown = format!("{error} {error:?}");
+        assert!(shown.contains("user_memory.role"), "{shown}");
+        assert!(!shown.contains("секрет"), "{shown}");
+    }
+}

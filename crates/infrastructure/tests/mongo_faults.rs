@@ -451,3 +451,56 @@ async fn a_fact_save_interrupted_between_any_two_steps_is_never_seen_half_done_a
         );
     }
 }
+
+#[tokio::test]
+async fn every_operation_gives_up_at_the_operation_timeout_when_the_server_stalls() {
+    let _turn = FAULTS.lock().await;
+    let server = shared_mongo().await.unwrap_or_else(|e| panic!("{e}"));
+    let app_name = unique_database_name("stalled");
+    let limit = Duration::from_millis(300);
+    let store = MongoStore::connect(
+        server.uri(),
+        MongoOptions {
+            database: Some(app_name.clone()),
+            app_name: app_name.clone(),
+            operation_timeout: limit,
+            ..MongoOptions::default()
+        },
+    )
+    .await
+    .expect("connect the store under test");
+    let admin = Client::with_uri_str(server.uri())
+        .await
+        .expect("connect the admin client");
+    // The server holds every read and insert far longer than the limit.
+    let stall = Duration::from_secs(5);
+    FailCommand {
+        commands: vec!["find".to_owned(), "insert".to_owned()],
+        with: FailWith::Block(stall),
+        app_name,
+    }
+    .enable(&admin)
+    .await
+    .expect("enable failCommand with blockConnection");
+
+    let user = UserId::new(31);
+    let started = std::time::Instant::now();
+    let read = store.memory().recent(user, 10, None).await;
+    assert_memory_unavailable(read, "recent");
+    let stored = store
+        .inbox()
+        .store(&InboxUpdate {
+            update_id: 1,
+            conversation: 31,
+            payload: "{}".to_owned(),
+            received_at: time::OffsetDateTime::now_utc(),
+        })
+        .await;
+    assert_inbox_unavailable(stored, "store");
+    assert!(
+        started.elapsed() < stall,
+        "each call gave up at its own deadline ({limit:?}), not the server's: {:?}",
+        started.elapsed()
+    );
+    FailCommand::clear(&admin).await.expect("clear failCommand");
+}

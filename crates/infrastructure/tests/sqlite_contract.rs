@@ -641,3 +641,94 @@ mod schema {
         );
     }
 }
+
+/// Audit additions: what the SQLite adapters promise beyond the shared contract.
+mod promises {
+    use std::time::Duration;
+
+    use butler_domain::ports::{MemoryStoreError, UserMemoryRepository};
+    use butler_domain::{Source, UserId, UserMemoryEvent};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_corrupt_row_is_reported_by_its_column_never_by_its_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("butler.db");
+        let store = SqliteStore::open(SqliteOptions::at(&path)).await.unwrap();
+        let secret = "секретный текст пользователя";
+        let raw = rusqlite::Connection::open(&path).unwrap();
+        for (user, role, tags) in [(5_i64, "wizard", "[]"), (6, "user", "[\"секрет")] {
+            raw.execute(
+                "INSERT INTO user_memory (event_id, user_id, role, content, source, created_at, tags)
+                 VALUES (?1, ?2, ?3, ?4, 'text', 1764072000000, ?5)",
+                rusqlite::params![uuid::Uuid::new_v4().as_bytes().to_vec(), user, role, secret, tags],
+            )
+            .unwrap();
+        }
+        for (user, column) in [(5, "user_memory.role"), (6, "user_memory.tags")] {
+            let error = store
+                .memory()
+                .recent(UserId::new(user), 10, None)
+                .await
+                .expect_err("a corrupt row cannot be read");
+            assert!(
+                matches!(error, MemoryStoreError::Corrupt { .. }),
+                "{error:?}"
+            );
+            let shown = format!("{error} {error:?}");
+            assert!(shown.contains(column), "{shown}");
+            assert!(!shown.contains("секрет"), "{shown}");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writers_of_two_stores_on_one_file_queue_for_the_lock_rather_than_fail() {
+        assert_eq!(
+            SqliteOptions::default().busy_timeout,
+            Duration::from_secs(5),
+            "what docs/storage.md states"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("butler.db");
+        // As the bot and memory-worker (or profile_admin) would: separate stores, separate
+        // writer locks, one file. Only SQLite's busy timeout makes one wait for the other.
+        let first = SqliteStore::open(SqliteOptions::at(&path)).await.unwrap();
+        let second = SqliteStore::open(SqliteOptions::at(&path)).await.unwrap();
+        let writers: Vec<_> = [first.memory(), second.memory()]
+            .into_iter()
+            .enumerate()
+            .flat_map(|(n, memory)| {
+                (0..20).map(move |i| {
+                    let memory = memory.clone();
+                    tokio::spawn(async move {
+                        let user = UserId::new(100 + i64::try_from(n).unwrap());
+                        let batch: Vec<_> = (0..50)
+                            .map(|k| {
+                                UserMemoryEvent::user(
+                                    user,
+                                    format!("{i}-{k}"),
+                                    Source::Text,
+                                    time::OffsetDateTime::now_utc(),
+                                )
+                            })
+                            .collect();
+                        memory.append(&batch).await
+                    })
+                })
+            })
+            .collect();
+        for writer in writers {
+            writer
+                .await
+                .unwrap()
+                .expect("a write waits for the lock, it does not fail");
+        }
+        for user in [100, 101] {
+            assert_eq!(
+                first.memory().count(UserId::new(user)).await.unwrap(),
+                1_000
+            );
+        }
+    }
+}

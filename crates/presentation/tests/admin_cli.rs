@@ -378,3 +378,13 @@ async fn a_group_conversations_memory_is_reached_by_its_negative_id() {
     assert!(out.contains("1 events"), "{out}");
     assert!(f.memory.all(group).is_empty());
 }
+
+#[test]
+fn a_reset_waits_thirty_seconds_for_a_reply_in_flight_as_the_docs_say() {
+    // docs/architecture.md and docs/operations/admin.md: up to 30 s, then exit 6.
+    assert_eq!(
+        butler_presentation::admin::RESET_WAIT,
+        std::time::Duration::from_secs(30)
+    );
+    assert_eq!(ExitCode::Busy as i32, 6);
+}

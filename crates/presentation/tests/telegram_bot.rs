@@ -933,3 +933,420 @@ async fn wait_for_llm_requests(world: &FakeWorld, n: usize) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+#[tokio::test]
+async fn a_reply_whose_done_mark_fails_until_its_lease_lapsed_is_still_sent_once() {
+    let world = FakeWorld::default();
+    // Every mark fails until the test says otherwise.
+    world
+        .inbox
+        .failing_completes
+        .store(usize::MAX, std::sync::atomic::Ordering::SeqCst);
+    let mut config = test_config();
+    config.inbox.lease = Duration::from_millis(300);
+    config.inbox.poll_interval = Duration::from_millis(20);
+    let bot = BotHarness::start_with(world.deps(), config).await;
+
+    // Renewals fail too, so the lease lapses while the mark fails; claims still work.
+    world
+        .inbox
+        .failing_renewals
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let update = bot.telegram.push_text(ALICE, ALICE, "Который час?");
+    bot.telegram
+        .wait_for_messages(ALICE, 1, WAIT)
+        .await
+        .unwrap();
+    wait_until("the update claimed again after its lease lapsed", || {
+        world.inbox.claims_of(update) >= 2
+    })
+    .await;
+    world
+        .inbox
+        .failing_renewals
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    world
+        .inbox
+        .failing_completes
+        .store(0, std::sync::atomic::Ordering::SeqCst);
+    wait_until("the backlog emptied", || {
+        futures::executor::block_on(butler_domain::ports::UpdateInbox::backlog(
+            world.inbox.as_ref(),
+        ))
+        .unwrap()
+            == 0
+    })
+    .await;
+    // A probe, answered after anything re-sent before it (per-conversation order).
+    bot.telegram.push_text(ALICE, ALICE, "Проверка");
+    bot.telegram
+        .wait_for_messages(ALICE, 2, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(
+        bot.telegram.sent_messages(ALICE).len(),
+        2,
+        "the first reply went out once, though its update was claimed again or marked late"
+    );
+    assert_eq!(world.llm.requests().len(), 2);
+    bot.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_bot_stopped_while_the_done_mark_fails_re_sends_the_stored_reply_after_restart() {
+    let world = FakeWorld::default();
+    world
+        .inbox
+        .failing_completes
+        .store(usize::MAX, std::sync::atomic::Ordering::SeqCst);
+    let mut config = test_config();
+    config.inbox.lease = Duration::from_millis(300);
+    config.inbox.poll_interval = Duration::from_millis(20);
+    config.shutdown_grace = Duration::from_millis(200);
+    let bot = BotHarness::start_with(world.deps(), config.clone()).await;
+    bot.telegram.push_text(ALICE, ALICE, "Который час?");
+    bot.telegram
+        .wait_for_messages(ALICE, 1, WAIT)
+        .await
+        .unwrap();
+    let telegram = bot.telegram.clone();
+    bot.stop().await.unwrap();
+    let backlog = || {
+        futures::executor::block_on(butler_domain::ports::UpdateInbox::backlog(
+            world.inbox.as_ref(),
+        ))
+        .unwrap()
+    };
+    assert_eq!(backlog(), 1, "the update was never marked done");
+
+    // The documented duplicate: the restarted bot sends the stored reply again, without
+    // asking the model.
+    world
+        .inbox
+        .failing_completes
+        .store(0, std::sync::atomic::Ordering::SeqCst);
+    let bot = BotHarness::start_on(telegram.clone(), world.deps(), config).await;
+    let sent = telegram.wait_for_messages(ALICE, 2, WAIT).await.unwrap();
+    assert_eq!(sent[0].text, sent[1].text);
+    assert_eq!(world.llm.requests().len(), 1, "re-sent from memory");
+    wait_until("the backlog emptied", || backlog() == 0).await;
+    bot.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_polling_bot_whose_delete_webhook_fails_at_start_fails_its_start() {
+    let world = FakeWorld::default();
+    let telegram = butler_testkit::telegram::FakeTelegram::start().await;
+    // Even a failure that passes (flood control) fails a polling start: nothing can be
+    // received without Telegram, and the supervisor restarts the process.
+    telegram.fail_next("deleteWebhook", 1, Failure::RetryAfter(1));
+    let settings = butler_presentation::telegram::BotSettings {
+        token: telegram.token().to_owned().into(),
+        api_url: Some(telegram.api_url()),
+        delivery: butler_presentation::telegram::Delivery::Polling,
+        config: test_config(),
+    };
+    let outcome = tokio::time::timeout(
+        WAIT,
+        butler_presentation::telegram::run_bot(
+            settings,
+            world.deps(),
+            tokio_util::sync::CancellationToken::new(),
+        ),
+    )
+    .await
+    .expect("the start fails on its own");
+    let error = outcome.expect_err("deleteWebhook failed");
+    assert!(error.to_string().contains("deleteWebhook"), "{error}");
+    assert!(telegram.calls_to("getUpdates").is_empty(), "never polled");
+}
+
+#[tokio::test]
+async fn a_reply_still_running_when_the_grace_period_ends_is_stopped_and_its_update_released_at_once(
+) {
+    let world = FakeWorld::default();
+    world.llm.push(LlmStep::Delay(
+        Duration::from_secs(30),
+        "Не успел, сэр.".to_owned(),
+    ));
+    let config = BotConfig {
+        shutdown_grace: Duration::from_millis(200),
+        ..test_config()
+    };
+    let bot = BotHarness::start_with(world.deps(), config.clone()).await;
+    let telegram = bot.telegram.clone();
+    let update = telegram.push_text(ALICE, ALICE, "Долгий вопрос");
+    wait_for_llm_requests(&world, 1).await;
+    bot.stop().await.unwrap();
+
+    // Released, not left to expire: the conversation is free at once (the lease would
+    // otherwise hold it for INBOX_LEASE_SECS), and the update is pending for the next process.
+    assert!(
+        !world.inbox.is_held(
+            ALICE,
+            butler_domain::ports::LeaseScope::Replies,
+            time::OffsetDateTime::now_utc()
+        ),
+        "the reply lease was given back"
+    );
+    assert_eq!(
+        futures::executor::block_on(butler_domain::ports::UpdateInbox::backlog(
+            world.inbox.as_ref()
+        ))
+        .unwrap(),
+        1,
+        "the update stays pending"
+    );
+    assert!(telegram.sent_messages(ALICE).is_empty());
+    assert!(
+        world.events(ALICE).is_empty(),
+        "nothing stored of the cut reply"
+    );
+
+    // The next process answers it at once.
+    let bot = BotHarness::start_on(telegram.clone(), world.deps(), config).await;
+    telegram.wait_for_messages(ALICE, 1, WAIT).await.unwrap();
+    assert_eq!(world.inbox.claims_of(update), 2);
+    bot.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_update_interrupted_five_times_is_given_up_without_asking_the_model() {
+    use butler_domain::ports::{InboxUpdate, UpdateInbox};
+    let world = FakeWorld::default();
+    let poison = 900;
+    let payload = serde_json::json!({
+        "update_id": poison,
+        "message": butler_testkit::telegram::FakeTelegram::message_object(
+            poison,
+            ALICE,
+            ALICE,
+            serde_json::json!({ "text": "Ядовитое сообщение" }),
+        ),
+    })
+    .to_string();
+    let now = time::OffsetDateTime::now_utc();
+    world
+        .inbox
+        .store(&InboxUpdate {
+            update_id: poison,
+            conversation: ALICE,
+            payload,
+            received_at: butler_domain::timestamp::truncate_to_millis(now),
+        })
+        .await
+        .unwrap();
+    // Five claims that each died with their process (each lease lapsed at once).
+    for _ in 0..5 {
+        let claimed = world
+            .inbox
+            .claim(now, time::Duration::ZERO)
+            .await
+            .unwrap()
+            .expect("the update is claimable again");
+        assert_eq!(claimed.update.update_id, poison);
+    }
+
+    let bot = BotHarness::start(&world).await;
+    wait_until("the poison update settled", || {
+        futures::executor::block_on(world.inbox.backlog()).unwrap() == 0
+    })
+    .await;
+    assert_eq!(world.inbox.claims_of(poison), 6);
+    // A probe from the same user, answered after the given-up update.
+    bot.telegram.push_text(ALICE, ALICE, "Проверка");
+    bot.telegram
+        .wait_for_messages(ALICE, 1, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(bot.telegram.sent_messages(ALICE).len(), 1);
+    let requests = world.llm.requests();
+    assert_eq!(
+        requests.len(),
+        1,
+        "the model was asked only about the probe"
+    );
+    assert!(!requests[0]
+        .messages
+        .iter()
+        .any(|m| m.content.contains("Ядовитое")));
+    bot.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn answered_updates_are_purged_from_the_inbox_once_past_their_retention() {
+    let world = FakeWorld::default();
+    let mut config = test_config();
+    config.inbox.retention = Duration::from_millis(50);
+    config.inbox.purge_every = Duration::from_millis(50);
+    let bot = BotHarness::start_with(world.deps(), config).await;
+    let update = bot.telegram.push_text(ALICE, ALICE, "Добрый вечер");
+    bot.telegram
+        .wait_for_messages(ALICE, 1, WAIT)
+        .await
+        .unwrap();
+    // Answered after the start-up purge: only the periodic one can remove it.
+    wait_until("the answered update purged", || {
+        !world.inbox.stored_update_ids().contains(&update)
+    })
+    .await;
+    bot.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn polling_keeps_an_update_unconfirmed_and_retries_storing_it_while_the_inbox_is_down() {
+    let world = FakeWorld::default();
+    let bot = BotHarness::start(&world).await;
+    world.inbox.outage.set(true);
+    bot.telegram.push_text(ALICE, ALICE, "Вы меня слышите?");
+    wait_until("the store retried", || {
+        world
+            .inbox
+            .refused_stores
+            .load(std::sync::atomic::Ordering::SeqCst)
+            >= 2
+    })
+    .await;
+    assert_eq!(
+        bot.telegram.unconfirmed_updates(),
+        1,
+        "not confirmed to Telegram while not stored"
+    );
+    world.inbox.outage.set(false);
+    bot.telegram
+        .wait_for_messages(ALICE, 1, WAIT)
+        .await
+        .unwrap();
+    bot.telegram.wait_until_all_confirmed(WAIT).await.unwrap();
+    assert_eq!(world.llm.requests().len(), 1);
+    bot.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn messages_without_a_human_sender_are_dropped_silently_and_never_stored() {
+    let world = FakeWorld::default();
+    // Open to everyone: only the missing human sender keeps these out.
+    let bot = BotHarness::start(&world).await;
+    let group = -100_700;
+    // Another bot in a group, and a channel's post forwarded into its discussion group.
+    bot.telegram.push_update_of_kind("message", |id| {
+        let mut message = butler_testkit::telegram::FakeTelegram::message_object(
+            id,
+            777,
+            group,
+            serde_json::json!({ "text": "Я бот" }),
+        );
+        message["from"]["is_bot"] = serde_json::json!(true);
+        message
+    });
+    bot.telegram.push_update_of_kind("message", |id| {
+        let mut message = butler_testkit::telegram::FakeTelegram::message_object(
+            id,
+            888,
+            group,
+            serde_json::json!({ "text": "Новости канала" }),
+        );
+        message.as_object_mut().unwrap().remove("from");
+        message["sender_chat"] =
+            serde_json::json!({ "id": -100_800, "type": "channel", "title": "Канал" });
+        message
+    });
+    let alices = bot.telegram.push_text(ALICE, ALICE, "Добрый день");
+    bot.telegram
+        .wait_for_messages(ALICE, 1, WAIT)
+        .await
+        .unwrap();
+    bot.telegram.wait_until_all_confirmed(WAIT).await.unwrap();
+
+    assert_eq!(world.inbox.stored_update_ids(), vec![alices]);
+    assert!(bot.telegram.sent_messages(group).is_empty(), "silent");
+    assert_eq!(bot.telegram.all_sent_messages().len(), 1);
+    assert_eq!(world.llm.requests().len(), 1);
+    bot.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_refusal_waiting_on_telegram_does_not_hold_up_receiving() {
+    let world = FakeWorld::default();
+    let config = BotConfig {
+        access: Access::Only(vec![ALICE.into()]),
+        ..test_config()
+    };
+    let bot = BotHarness::start_with(world.deps(), config).await;
+    // The refusal to Bob is the next sendMessage: flood control makes it wait a second.
+    bot.telegram
+        .fail_next("sendMessage", 1, Failure::RetryAfter(1));
+    bot.telegram.push_text(BOB, BOB, "Привет");
+    bot.telegram.push_text(ALICE, ALICE, "Добрый день");
+    bot.telegram.wait_for_messages(BOB, 1, WAIT).await.unwrap();
+    bot.telegram
+        .wait_for_messages(ALICE, 1, WAIT)
+        .await
+        .unwrap();
+
+    let order: Vec<i64> = bot
+        .telegram
+        .all_sent_messages()
+        .iter()
+        .map(|m| m.chat_id)
+        .collect();
+    assert_eq!(
+        order,
+        [ALICE, BOB],
+        "Alice, who wrote after Bob, was answered while Bob's refusal waited"
+    );
+    bot.stop().await.unwrap();
+}
+
+/// A model that counts how many calls it is answering at once.
+struct CountingLlm {
+    inner: std::sync::Arc<butler_testkit::fakes::FakeLlm>,
+    now: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl butler_domain::ports::LlmClient for CountingLlm {
+    async fn complete(
+        &self,
+        request: &butler_domain::ports::LlmRequest,
+    ) -> Result<butler_domain::ports::LlmReply, LlmError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.now.fetch_add(1, SeqCst) + 1;
+        self.most.fetch_max(now, SeqCst);
+        let reply = self.inner.complete(request).await;
+        self.now.fetch_sub(1, SeqCst);
+        reply
+    }
+}
+
+#[tokio::test]
+async fn a_bot_answers_at_most_its_configured_number_of_conversations_at_once() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let world = FakeWorld::default();
+    let gate = world.llm.gate();
+    let llm = std::sync::Arc::new(CountingLlm {
+        inner: world.llm.clone(),
+        now: std::sync::atomic::AtomicUsize::new(0),
+        most: std::sync::atomic::AtomicUsize::new(0),
+    });
+    let mut config = test_config();
+    config.inbox.workers = 2;
+    let bot = BotHarness::start_with(world.deps_with_llm(llm.clone()), config).await;
+    let users = [ALICE, BOB, 3003, 4004];
+    for user in users {
+        bot.telegram.push_text(user, user, "Вопрос");
+    }
+    // Two answers wait in the model while all four conversations are in the inbox.
+    wait_until("two answers in the model, four updates stored", || {
+        llm.now.load(SeqCst) == 2 && world.inbox.stored_update_ids().len() == 4
+    })
+    .await;
+    gate.add_permits(4);
+    for user in users {
+        bot.telegram.wait_for_messages(user, 1, WAIT).await.unwrap();
+    }
+    assert_eq!(world.llm.requests().len(), 4);
+    assert_eq!(llm.most.load(SeqCst), 2, "never more than two at once");
+    bot.stop().await.unwrap();
+}

@@ -11,7 +11,7 @@ use std::time::Duration;
 use butler_presentation::telegram::{
     run_bot, Access, BotConfig, BotDeps, BotError, BotSettings, Delivery, WebhookConfig,
 };
-use butler_testkit::telegram::FakeTelegram;
+use butler_testkit::telegram::{Failure, FakeTelegram};
 use secrecy::SecretString;
 use support::{test_config, FakeWorld, WAIT};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -328,4 +328,161 @@ async fn a_token_telegram_rejects_stops_a_webhook_bot_without_the_token_in_the_e
     assert!(text.contains("getMe"), "{text}");
     assert!(!text.contains("AAWrongToken"), "{text}");
     assert!(telegram.calls_to("setWebhook").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_url_telegram_refuses_stops_the_bot_instead_of_being_retried_forever() {
+    let world = FakeWorld::default();
+    let telegram = FakeTelegram::start().await;
+    // Telegram's answer to an http:// URL today; teloxide has no name for this wording.
+    telegram.fail_next(
+        "setWebhook",
+        1,
+        Failure::Api {
+            status: 400,
+            description: "Bad Request: bad webhook: An HTTPS URL must be provided for webhook"
+                .to_owned(),
+        },
+    );
+    let bot = WebhookBot::start(
+        telegram.api_url(),
+        telegram.token(),
+        world.deps(),
+        test_config(),
+    );
+    let error = tokio::time::timeout(WAIT, bot.task)
+        .await
+        .expect("the bot stops on its own")
+        .expect("no panic")
+        .expect_err("a refused webhook URL is final");
+    let text = error.to_string();
+    assert!(
+        text.contains("setWebhook") && text.contains("HTTPS URL"),
+        "{text}"
+    );
+    assert_eq!(telegram.calls_to("setWebhook").len(), 1, "not retried");
+    assert_eq!(world.observer.setup_failures(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_update_gets_503_while_the_inbox_is_down_and_is_stored_when_sent_again() {
+    let world = FakeWorld::default();
+    let telegram = FakeTelegram::start().await;
+    let bot = WebhookBot::start_on(&telegram, world.deps(), test_config()).await;
+    let body = update_body(800, ALICE, "Есть кто-нибудь?");
+
+    world.inbox.outage.set(true);
+    let status = post_when_listening(bot.listen, &body).await;
+    assert!(status.starts_with("HTTP/1.1 503"), "{status}");
+    world.inbox.outage.set(false);
+    assert!(world.inbox.stored_update_ids().is_empty());
+
+    // Telegram delivers it again; now it is stored and answered.
+    let status = post_when_listening(bot.listen, &body).await;
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    assert_eq!(world.inbox.stored_update_ids(), vec![800]);
+    telegram.wait_for_messages(ALICE, 1, WAIT).await.unwrap();
+    bot.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_webhook_body_growing_past_the_limit_gets_413_and_its_connection_is_closed() {
+    let world = FakeWorld::default();
+    let telegram = FakeTelegram::start().await;
+    let bot = WebhookBot::start_on(&telegram, world.deps(), test_config()).await;
+
+    // No length declared: the limit can only be found while reading. 1 MiB in 64 KiB chunks,
+    // then one byte more — and never the closing chunk, so a server still reading would wait
+    // (and answer 408), not 413.
+    let mut request = format!(
+        "POST {PATH} HTTP/1.1\r\nHost: bot.example.com\r\nContent-Type: application/json\r\n\
+         X-Telegram-Bot-Api-Secret-Token: {SECRET}\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    .into_bytes();
+    let chunk = vec![b' '; 64 * 1024];
+    for _ in 0..(butler_presentation::telegram::webhook::MAX_BODY_BYTES / chunk.len()) {
+        request.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        request.extend_from_slice(&chunk);
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(b"1\r\n \r\n");
+    let response = send_and_read_until_closed(bot.listen, &request).await;
+    assert!(status(&response).starts_with("HTTP/1.1 413"), "{response}");
+    assert!(world.inbox.stored_update_ids().is_empty());
+    bot.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_shutdown_idle_connections_are_closed_and_a_request_in_progress_finishes() {
+    let world = FakeWorld::default();
+    let telegram = FakeTelegram::start().await;
+    // Long read limits: only the shutdown can end these connections in time.
+    let listen = free_addr();
+    let settings = BotSettings {
+        token: telegram.token().to_owned().into(),
+        api_url: Some(telegram.api_url()),
+        delivery: Delivery::Webhook(WebhookConfig {
+            header_read_timeout: Duration::from_secs(60),
+            body_read_timeout: Duration::from_secs(60),
+            ..webhook(listen)
+        }),
+        config: test_config(),
+    };
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(run_bot(settings, world.deps(), shutdown.clone()));
+    telegram
+        .wait_for_calls("setWebhook", 1, WAIT)
+        .await
+        .unwrap();
+
+    // An idle kept-alive connection: one request answered, then nothing.
+    let unknown = r#"{"update_id": 901, "brand_new_kind": {"x": 1}}"#;
+    let mut idle = tokio::net::TcpStream::connect(listen).await.unwrap();
+    idle.write_all(format!("{}{unknown}", post_head(Some(SECRET), unknown.len())).as_bytes())
+        .await
+        .unwrap();
+    let mut answer = [0_u8; 12];
+    idle.read_exact(&mut answer).await.unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 200");
+
+    // A request in progress: the handler is reading its body (hyper sends `100 Continue` when
+    // it first asks for it), of which half has arrived.
+    let body = update_body(902, ALICE, "Успею?");
+    let (first, rest) = body.as_bytes().split_at(body.len() / 2);
+    let mut busy = tokio::net::TcpStream::connect(listen).await.unwrap();
+    let head = post_head(Some(SECRET), body.len())
+        .replace("HTTP/1.1\r\n", "HTTP/1.1\r\nExpect: 100-continue\r\n");
+    busy.write_all(head.as_bytes()).await.unwrap();
+    let mut continue_line = [0_u8; 12];
+    busy.read_exact(&mut continue_line).await.unwrap();
+    assert_eq!(&continue_line, b"HTTP/1.1 100");
+    busy.write_all(first).await.unwrap();
+
+    shutdown.cancel();
+    // The idle connection is closed.
+    let mut rest_of_idle = Vec::new();
+    tokio::time::timeout(WAIT, idle.read_to_end(&mut rest_of_idle))
+        .await
+        .expect("the idle connection is closed at shutdown")
+        .ok();
+    // The request in progress completes: stored, then 200.
+    busy.write_all(rest).await.unwrap();
+    let mut response = Vec::new();
+    tokio::time::timeout(WAIT, busy.read_to_end(&mut response))
+        .await
+        .expect("the request in progress is answered")
+        .ok();
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.contains("HTTP/1.1 200"), "{response}");
+    assert_eq!(world.inbox.stored_update_ids(), vec![902]);
+
+    tokio::time::timeout(WAIT, task)
+        .await
+        .expect("the bot stops")
+        .unwrap()
+        .unwrap();
+    assert!(
+        tokio::net::TcpStream::connect(listen).await.is_err(),
+        "the listener no longer accepts"
+    );
 }

@@ -410,6 +410,13 @@ impl CompressMemoryUseCase {
         let Some(saved) = self.extract_and_save(&profile, &to_fold, lease).await? else {
             return Ok(Pass::LeaseLost);
         };
+        // The extraction asked the model and may have written facts: the lease again before
+        // the summary is written. A pass stopped here keeps its facts only while their turns
+        // are remembered, as after a lost compare-and-set.
+        if self.facts.is_some() && !self.keep(lease).await? {
+            self.forget_if_forgotten(user_id, watermark, &saved).await;
+            return Ok(Pass::LeaseLost);
+        }
         let mut next = profile.clone();
         next.memory_summary = Some(summary);
         next.summary_watermark = Some(watermark);

@@ -1,6 +1,8 @@
 //! `MemoryWorkerUseCase`: one run of the background worker — find users over the threshold
 //! and compress each with bounded parallelism. Safe beside running bots and other workers:
-//! every compression is protected by the profile's compare-and-set. A stop request
+//! every compression holds the conversation's compression lease (a user another process is
+//! compressing is `busy`, skipped), with the profile's compare-and-set as the last guard
+//! ([`CompressMemoryUseCase`]). A stop request
 //! ([`MemoryWorkerUseCase::execute_until`]) starts no further user and lets the compressions
 //! in flight finish.
 

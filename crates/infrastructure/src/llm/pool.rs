@@ -449,6 +449,13 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_server_is_out_for_1_s_doubling_to_60_s_by_default() {
+        let backoff = ServerBackoff::default();
+        let secs: Vec<u64> = (1..=9).map(|f| backoff.after(f).as_secs()).collect();
+        assert_eq!(secs, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+    }
+
+    #[test]
     fn the_back_off_doubles_per_failure_up_to_its_cap() {
         let backoff = ServerBackoff {
             first: Duration::from_millis(100),

@@ -49,7 +49,8 @@ pub struct IndexError {
     pub detail: String,
 }
 
-/// Creates every index the adapters rely on; safe to run any number of times, concurrently.
+/// Creates every index the adapters rely on; safe to run any number of times, concurrently
+/// with the same settings (a TTL index another run dropped first is not an error).
 ///
 /// - `user_profiles`: unique `{user_id: 1}` (`user_profiles_user_id`);
 /// - `user_memory`: `{user_id: 1, created_at: -1}` (`user_memory_user_created`), unique
@@ -210,6 +211,17 @@ async fn create(
         })
 }
 
+/// The server's code for dropping an index that does not exist.
+const INDEX_NOT_FOUND: i32 = 27;
+
+/// The server's error code of a failed command, if it is one.
+fn command_code(e: &mongodb::error::Error) -> Option<i32> {
+    match &*e.kind {
+        mongodb::error::ErrorKind::Command(c) => Some(c.code),
+        _ => None,
+    }
+}
+
 /// Makes the TTL index `index` on `field` of `collection` expire after `ttl`, or removes it
 /// for `None`.
 async fn ensure_ttl(
@@ -239,9 +251,12 @@ async fn ensure_ttl(
     let wanted_secs = ttl.map(|d| d.as_secs());
     match current {
         Some(expire) if expire.map(|d| d.as_secs()) == wanted_secs => return Ok(()),
-        Some(_) => {
-            collection.drop_index(index).await.map_err(|e| failed(&e))?;
-        }
+        Some(_) => match collection.drop_index(index).await {
+            Ok(()) => {}
+            // Another process running this at the same moment dropped it first.
+            Err(e) if command_code(&e) == Some(INDEX_NOT_FOUND) => {}
+            Err(e) => return Err(failed(&e)),
+        },
         None => {}
     }
     let Some(ttl) = ttl else {

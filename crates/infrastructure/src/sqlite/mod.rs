@@ -11,7 +11,7 @@
 //! concurrent users made the slowest replies wait tens of milliseconds for a free lock. Every
 //! write transaction still starts `IMMEDIATE` and `busy_timeout` still applies, for writers in
 //! other processes (`memory-worker`, `profile_admin`).
-//! Connections open lazily and a connection lost to a panicking task is simply reopened.
+//! Connections open lazily, up to [`SqliteOptions::max_connections`].
 //!
 //! Durability is [`SqliteOptions::synchronous`] (`SQLITE_SYNCHRONOUS`): with `FULL` every
 //! commit fsyncs the WAL before it returns, so an acknowledged write survives a power loss;

@@ -87,6 +87,9 @@ pub struct InboxConfig {
     pub poll_interval: Duration,
     /// Answered updates are remembered this long, so Telegram's redeliveries are dropped.
     pub retention: Duration,
+    /// How often answered updates older than [`Self::retention`] are removed (at start, then
+    /// every this long): hourly in production, shorter in tests.
+    pub purge_every: Duration,
     /// An update whose answering was interrupted this many times (a crash each time, say) is
     /// given up, logged at `error`, instead of being tried forever.
     pub max_attempts: u32,
@@ -99,6 +102,7 @@ impl Default for InboxConfig {
             workers: 256,
             poll_interval: Duration::from_secs(1),
             retention: Duration::from_secs(2 * 24 * 3600),
+            purge_every: Duration::from_secs(3600),
             max_attempts: 5,
         }
     }
@@ -237,6 +241,7 @@ impl BotConfig {
             ("inbox.lease", self.inbox.lease),
             ("inbox.poll_interval", self.inbox.poll_interval),
             ("inbox.retention", self.inbox.retention),
+            ("inbox.purge_every", self.inbox.purge_every),
         ];
         for (name, value) in positive {
             if value.is_zero() {

@@ -6,12 +6,14 @@
 //!   supervisor restarts the process).
 //! - **Webhook mode** needs no outbound call to receive, so a replica starts while the Bot API
 //!   is unreachable: the listener serves and stores updates at once, and these calls run in
-//!   the background, each retried after [`RETRY_BACKOFF`] pauses (1 s growing to 30 s) while
-//!   Telegram cannot be reached, does not answer in time, or answers `429`/`5xx` — every
-//!   failure logged and reported to the observer. Answering starts once `getMe` succeeded:
-//!   until then updates wait in the inbox, so none is answered into an outage and lost. An
-//!   error Telegram states about the bot itself — a rejected token, a webhook URL it refuses —
-//!   cannot pass by waiting, and still stops the bot.
+//!   the background, each retried after [`RETRY_BACKOFF`] pauses (1, 2, 5, 10, then every
+//!   30 s) while Telegram cannot be reached, does not answer in time, or answers `429`/`5xx`
+//!   (or with an error it does not name) — every failure logged and reported to the observer.
+//!   Answering starts once `getMe` succeeded: until then updates wait in the inbox, so none is
+//!   answered into an outage and lost. A `4xx` other than `429` is Telegram's verdict on the
+//!   bot itself — a rejected token (`401 Unauthorized`), a webhook URL it refuses (`400 Bad
+//!   Request: bad webhook: An HTTPS URL must be provided for webhook`), a wrong
+//!   `TELEGRAM_API_URL` path (`404 Not Found`) — which waiting cannot change: it stops the bot.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +38,35 @@ pub(crate) const RETRY_BACKOFF: [Duration; 5] = [
     Duration::from_secs(30),
 ];
 
+/// The pause after the `failures`-th failed attempt (1-based) of a background start-up call.
+fn retry_pause(failures: usize) -> Duration {
+    RETRY_BACKOFF[failures.saturating_sub(1).min(RETRY_BACKOFF.len() - 1)]
+}
+
+/// How Telegram's error descriptions start for the `4xx` statuses that are its verdict on the
+/// bot (the reason phrase; `429 Too Many Requests` is not one of them).
+const VERDICTS: [&str; 5] = [
+    "Bad Request",
+    "Unauthorized",
+    "Forbidden",
+    "Not Found",
+    "Conflict",
+];
+
+/// Whether an error Telegram answered is final for a start-up call. teloxide keeps only the
+/// description, not the status: the errors it knows by name are all `4xx` verdicts, and an
+/// unknown one is a verdict when its description starts with a `4xx` reason phrase (as
+/// Telegram's do: "Bad Request: bad webhook: …") — otherwise (`5xx`, a gateway's words) it may
+/// pass.
+fn is_verdict(error: &ApiError) -> bool {
+    match error {
+        ApiError::Unknown(description) => VERDICTS
+            .iter()
+            .any(|phrase| description.trim_start().starts_with(phrase)),
+        _ => true,
+    }
+}
+
 /// Why a start-up call failed.
 enum Failure {
     /// Telegram could not be reached, did not answer in time, or had a passing trouble.
@@ -53,11 +84,10 @@ async fn call<T>(
 ) -> Result<T, Failure> {
     match tokio::time::timeout(config.request_timeout, call).await {
         Ok(Ok(value)) => Ok(value),
-        // A known API error is Telegram's verdict on this bot (`Unauthorized`, a webhook URL
-        // it refuses); `Unknown` covers its 5xx answers ("Bad Gateway"), which pass.
-        Ok(Err(RequestError::Api(error))) if !matches!(error, ApiError::Unknown(_)) => Err(
-            Failure::Final(format!("{method}: {}", redactor.clean(error))),
-        ),
+        Ok(Err(RequestError::Api(error))) if is_verdict(&error) => Err(Failure::Final(format!(
+            "{method}: {}",
+            redactor.clean(error)
+        ))),
         Ok(Err(error)) => Err(Failure::Passing(format!(
             "{method}: {}",
             redactor.clean(error)
@@ -107,8 +137,8 @@ where
                 if let Some(observer) = observer {
                     observer.setup_failed(method);
                 }
-                let pause = RETRY_BACKOFF[failures.min(RETRY_BACKOFF.len() - 1)];
                 failures += 1;
+                let pause = retry_pause(failures);
                 tracing::warn!(
                     error = %detail,
                     failures,
@@ -214,9 +244,25 @@ mod tests {
         for refusal in [ApiError::InvalidToken, ApiError::WebhookRequireHttps] {
             assert_eq!(verdict(RequestError::Api(refusal)).await, "final");
         }
+        // What Telegram answers today for refused webhook URLs and a wrong API path: unknown to
+        // teloxide, final all the same.
+        for description in [
+            "Bad Request: bad webhook: An HTTPS URL must be provided for webhook",
+            "Bad Request: bad webhook: IP address 10.0.0.1 is reserved",
+            "Bad Request: bad webhook: Failed to resolve host: Name or service not known",
+            "Not Found",
+            "Unauthorized",
+        ] {
+            let error = RequestError::Api(ApiError::Unknown(description.to_owned()));
+            assert_eq!(verdict(error).await, "final", "{description}");
+        }
         // Telegram's 5xx answers ("Bad Gateway") parse as unknown API errors.
         let passing = [
             RequestError::Api(ApiError::Unknown("Bad Gateway".to_owned())),
+            RequestError::Api(ApiError::Unknown("Internal Server Error".to_owned())),
+            RequestError::Api(ApiError::Unknown(
+                "Too Many Requests: retry later".to_owned(),
+            )),
             RequestError::RetryAfter(teloxide::types::Seconds::from_seconds(3)),
             RequestError::Io(Arc::new(std::io::Error::from(
                 std::io::ErrorKind::ConnectionRefused,
@@ -225,5 +271,11 @@ mod tests {
         for error in passing {
             assert_eq!(verdict(error).await, "retried");
         }
+    }
+
+    #[test]
+    fn background_start_up_calls_are_retried_after_1_2_5_10_then_every_30_seconds() {
+        let pauses: Vec<u64> = (1..=7).map(|n| retry_pause(n).as_secs()).collect();
+        assert_eq!(pauses, [1, 2, 5, 10, 30, 30, 30]);
     }
 }

@@ -271,6 +271,35 @@ mod tests {
     }
 
     #[test]
+    fn past_a_million_users_in_a_day_new_users_are_refused_and_known_ones_go_on() {
+        let (limiter, clock) = limiter(Limits {
+            per_minute: 0,
+            burst: 0,
+            per_day: 100,
+        });
+        let none = UserLimits::default();
+        assert_eq!(limiter.admit(ALICE, &none, clock.now()), Verdict::Allowed);
+        {
+            // The rest of the table, filled as a flood of fresh accounts would.
+            let mut daily = lock(&limiter.daily);
+            let others = MAX_DAILY_USERS - daily.counts.len();
+            daily.counts.reserve(others);
+            daily
+                .counts
+                .extend((0..others).map(|i| (UserId::new(1_000 + i as i64), 1)));
+        }
+        assert_eq!(MAX_DAILY_USERS, 1_000_000);
+        assert!(matches!(
+            limiter.admit(BOB, &none, clock.now()),
+            Verdict::QuotaExhausted { first: true, .. }
+        ));
+        assert_eq!(limiter.admit(ALICE, &none, clock.now()), Verdict::Allowed);
+        // A new day empties the table.
+        clock.advance(Duration::from_secs(24 * 3600));
+        assert_eq!(limiter.admit(BOB, &none, clock.now()), Verdict::Allowed);
+    }
+
+    #[test]
     fn a_burst_passes_then_the_rate_applies_and_the_first_refusal_is_marked() {
         let (limiter, clock) = limiter(Limits {
             per_minute: 6,

@@ -15,8 +15,10 @@
 //!   one user never blocks another;
 //! - **none answered twice**: redeliveries are dropped by `update_id`; an update claimed again
 //!   after a crash finds its turn in memory and re-sends the stored reply without asking the
-//!   model. The one window left: a crash after Telegram accepted the reply and before the
-//!   update was marked done sends that reply again;
+//!   model. The window left: an update claimed again after Telegram accepted its reply and
+//!   before it was marked done — the process died or was stopped while the mark failed, or
+//!   the database was unreachable for longer than the lease and another replica claimed it
+//!   first ([`workers`]) — sends that reply again;
 //! - **no resent replies**: see [`outbox`] — only sends that surely failed are retried;
 //! - **the token never appears in logs or errors**: error texts pass through a redactor;
 //! - **webhook requests are authenticated**: see [`webhook`];
@@ -180,9 +182,6 @@ pub(crate) const ALLOWED_UPDATES: &[&str] = &["message", stops::STOP_UPDATE];
 /// Slack between the long-poll timeout and the HTTP client's own deadline.
 const POLL_SLACK: Duration = Duration::from_secs(10);
 
-/// How often answered updates older than the retention are removed from the inbox.
-const PURGE_EVERY: Duration = Duration::from_secs(3600);
-
 /// Runs the bot until `shutdown` is cancelled, then stops receiving, lets replies in flight
 /// finish within the grace period (releasing the rest), and returns.
 ///
@@ -315,6 +314,7 @@ pub async fn run_bot(
     let purging = tokio::spawn(purge(
         Arc::clone(&inbox),
         config.inbox.retention,
+        config.inbox.purge_every,
         stop_receiving.clone(),
     ));
 
@@ -334,6 +334,7 @@ pub async fn run_bot(
         wake,
         config: config.inbox,
         grace: config.shutdown_grace,
+        answered: std::sync::Mutex::default(),
     };
     let answering = {
         let stop = stop.clone();
@@ -370,8 +371,14 @@ pub async fn run_bot(
     outcome
 }
 
-/// Removes answered updates older than `retention` from the inbox, hourly.
-async fn purge(inbox: Arc<dyn UpdateInbox>, retention: Duration, stop: CancellationToken) {
+/// Removes answered updates older than `retention` from the inbox, at once and then every
+/// `every` ([`InboxConfig::purge_every`], hourly).
+async fn purge(
+    inbox: Arc<dyn UpdateInbox>,
+    retention: Duration,
+    every: Duration,
+    stop: CancellationToken,
+) {
     let retention = time::Duration::try_from(retention).unwrap_or(time::Duration::days(2));
     loop {
         let before = time::OffsetDateTime::now_utc() - retention;
@@ -382,7 +389,16 @@ async fn purge(inbox: Arc<dyn UpdateInbox>, retention: Duration, stop: Cancellat
         }
         tokio::select! {
             () = stop.cancelled() => return,
-            () = tokio::time::sleep(PURGE_EVERY) => {}
+            () = tokio::time::sleep(every) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_private_stranger_is_remembered_as_told_among_the_last_65536() {
+        // docs/architecture.md states the number.
+        assert_eq!(super::gate::REMEMBERED_REFUSALS, 65_536);
     }
 }

@@ -383,6 +383,23 @@ mod tests {
         assert_eq!(backoff(10), Duration::from_secs(8));
     }
 
+    #[tokio::test]
+    async fn a_connection_that_could_not_be_established_is_retried_with_back_off() {
+        // A loopback port nobody listens on: the request never left.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let client = teloxide::net::default_reqwest_settings()
+            .no_proxy()
+            .build()
+            .expect("a client");
+        let bot = Bot::with_client("1:test", client)
+            .set_api_url(url::Url::parse(&format!("http://127.0.0.1:{port}/")).expect("a URL"));
+        let error = bot.get_me().send().await.expect_err("nothing listens");
+        assert_eq!(classify(&error), Retry::Backoff, "{error:?}");
+    }
+
     fn io_error() -> RequestError {
         RequestError::Io(std::sync::Arc::new(std::io::Error::other("broken")))
     }

@@ -1,6 +1,9 @@
 //! Receiving updates: long polling or the webhook hands each update here, and it is stored in
 //! the inbox *before* it is acknowledged to Telegram (the next `getUpdates` offset, or the
-//! webhook's `200`). Whatever happens to the process afterwards, the update is answered.
+//! webhook's `200`). A crash or a kill afterwards loses nothing: the update is answered after
+//! the restart or by another replica — unless it cannot be read back, or its answering was
+//! interrupted [`max_attempts`](super::InboxConfig::max_attempts) times; both are given up and
+//! logged at `error`.
 //! Only messages from users the butler answers are stored: the allow-list is applied here,
 //! before the inbox ([`super::gate`]).
 

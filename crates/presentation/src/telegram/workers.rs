@@ -6,21 +6,29 @@
 //!
 //! - **Per-conversation order**: a conversation's next update is claimable only once the
 //!   previous one is done, in this process or any other on the same inbox.
-//! - **Marked done once sent**: marking an update done is retried (it is idempotent), with the
-//!   lease still renewed, until it succeeds, the lease is lost or shutdown stops the task — a
-//!   busy database or a MongoDB step-down does not make the reply go out twice.
+//! - **Marked done once sent**: marking an update done is retried (it is idempotent, and needs
+//!   no lease) with back-off until it succeeds or shutdown stops the task, the lease renewed
+//!   meanwhile — a busy database or a MongoDB step-down does not make the reply go out twice.
+//!   Should the lease lapse all the same (the database unreachable for longer than the lease),
+//!   the mark is still retried, and a claim of the update by this process meanwhile only marks
+//!   it done (the process remembers the updates it answered).
 //! - **Crashes**: a claim dies with its process; its lease expires and the update is claimed
 //!   again (by a replica at once, by the restarted process otherwise), `attempts` one higher.
 //!   The reply path is idempotent per update (the memory tags each turn with its update), so a
-//!   turn already stored is re-sent, not re-generated. The only duplicate a user can see comes
-//!   from a crash after Telegram accepted the reply and before the update was marked done.
+//!   turn already stored is re-sent, not re-generated.
+//! - **When a user sees a reply twice**: only when Telegram accepted the reply and the update
+//!   was not marked done before another claim took it: the process died (a crash, a kill, a
+//!   second signal), or was stopped at shutdown while the mark still failed, or the database
+//!   stayed unreachable for longer than the lease and another replica claimed the update
+//!   before this one's mark got through.
 //! - **Shutdown**: no new claims; answers in progress get [`BotConfig::shutdown_grace`] to
 //!   finish; those still running are stopped and their users released at once, so the next
 //!   process (or another replica) answers them without waiting for a lease to expire.
 //!
 //! [`BotConfig::shutdown_grace`]: super::BotConfig::shutdown_grace
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use butler_domain::ports::{Claimed, InboxError, Lease, UpdateInbox};
@@ -39,6 +47,10 @@ const COMPLETE_BACKOFF: Duration = Duration::from_millis(50);
 /// Longest pause between two attempts to mark an update done.
 const COMPLETE_BACKOFF_MAX: Duration = Duration::from_secs(2);
 
+/// How many of the latest answered update ids a process remembers: far more than can be in
+/// flight at once ([`InboxConfig::workers`]).
+const ANSWERED_REMEMBERED: usize = 4096;
+
 /// Claims and answers updates.
 pub(crate) struct Workers {
     pub(crate) inbox: Arc<dyn UpdateInbox>,
@@ -46,6 +58,10 @@ pub(crate) struct Workers {
     pub(crate) wake: Arc<Notify>,
     pub(crate) config: InboxConfig,
     pub(crate) grace: Duration,
+    /// The latest updates this process answered (at most [`ANSWERED_REMEMBERED`]): a claim of
+    /// one of them can only mean its lease lapsed while its done mark failed, and it is then
+    /// marked done instead of its reply being sent again.
+    pub(crate) answered: Mutex<VecDeque<i64>>,
 }
 
 fn now() -> time::OffsetDateTime {
@@ -141,7 +157,13 @@ impl Workers {
             attempts,
         } = claimed;
         let update_id = update.update_id;
-        let outcome = if attempts > self.config.max_attempts {
+        let outcome = if self.answered_here(update_id) {
+            tracing::info!(
+                update_id,
+                "claimed again while its done mark was failing; already answered here, only marking it done"
+            );
+            Outcome::Done
+        } else if attempts > self.config.max_attempts {
             tracing::error!(
                 update_id,
                 attempts,
@@ -176,7 +198,10 @@ impl Workers {
             }
         };
         let settled: Result<(), InboxError> = match outcome {
-            Outcome::Done => self.complete(update_id, lease, &stop).await,
+            Outcome::Done => {
+                self.remember_answered(update_id);
+                self.complete(update_id, lease, &stop).await
+            }
             Outcome::Stopped => self.inbox.release(&lease).await.map_err(Into::into),
             Outcome::Lost => {
                 tracing::warn!(
@@ -195,9 +220,10 @@ impl Workers {
         self.wake.notify_one();
     }
 
-    /// Marks the update done, retrying while the lease is kept, so a failed mark does not
-    /// hand the update (and its reply) out again. Gives up only when the lease is lost, the
-    /// error cannot pass by retrying, or shutdown stops the task.
+    /// Marks the update done, retrying with back-off until it succeeds, the error cannot pass
+    /// by retrying, or shutdown stops the task. The lease is renewed meanwhile, so the update is
+    /// not handed out again; if it is lost all the same (renewal failed until it expired), the
+    /// mark is still retried — it needs no lease.
     async fn complete(
         &self,
         update_id: i64,
@@ -218,17 +244,43 @@ impl Workers {
                 }
             }
         };
+        let mut attempts = std::pin::pin!(attempts);
+        tokio::select! {
+            done = attempts.as_mut() => return done,
+            () = self.keep(lease) => {
+                tracing::warn!(update_id, "lease lost before the update was marked done; still marking it (another replica claiming it meanwhile would re-send the stored reply)");
+            }
+            () = stop.cancelled() => {
+                tracing::warn!(update_id, "stopped before the update was marked done; it will be claimed again and re-sent from memory");
+                return Ok(());
+            }
+        }
         tokio::select! {
             done = attempts => done,
-            () = self.keep(lease) => {
-                tracing::warn!(update_id, "lease lost before the update was marked done; it will be claimed again and re-sent from memory");
-                Ok(())
-            }
             () = stop.cancelled() => {
                 tracing::warn!(update_id, "stopped before the update was marked done; it will be claimed again and re-sent from memory");
                 Ok(())
             }
         }
+    }
+
+    fn answered(&self) -> std::sync::MutexGuard<'_, VecDeque<i64>> {
+        // A list of ids stays consistent whatever a panicking holder did.
+        self.answered.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn remember_answered(&self, update_id: i64) {
+        let mut answered = self.answered();
+        if !answered.contains(&update_id) {
+            if answered.len() >= ANSWERED_REMEMBERED {
+                answered.pop_front();
+            }
+            answered.push_back(update_id);
+        }
+    }
+
+    fn answered_here(&self, update_id: i64) -> bool {
+        self.answered().contains(&update_id)
     }
 
     /// Renews `lease` every third of its length; returns only when it is lost.

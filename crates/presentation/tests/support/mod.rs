@@ -130,12 +130,17 @@ pub struct FakeWorld {
 impl FakeWorld {
     /// The bot's dependencies, speech-to-text included.
     pub fn deps(&self) -> BotDeps {
+        self.deps_with_llm(self.llm.clone())
+    }
+
+    /// As [`Self::deps`], with `llm` answering instead of the fake (a wrapper around it, say).
+    pub fn deps_with_llm(&self, llm: Arc<dyn butler_domain::ports::LlmClient>) -> BotDeps {
         let personalization =
             PersonalizationService::new(Arc::new(CharCounter), char_budget()).unwrap();
         let reply = PersonalizedReplyUseCase::new(
             self.profiles.clone(),
             self.memory.clone(),
-            self.llm.clone(),
+            llm,
             self.clock.clone(),
             personalization,
             self.scheduler.clone(),

@@ -68,6 +68,12 @@ pub struct InMemoryInbox {
     /// This many of the next `complete` calls fail with `Unavailable` (a busy database, a
     /// MongoDB step-down).
     pub failing_completes: std::sync::atomic::AtomicUsize,
+    /// How many `store` calls the outage refused so far: a test waits on it to know an update
+    /// was offered while the inbox was down.
+    pub refused_stores: std::sync::atomic::AtomicUsize,
+    /// While set, `renew` fails with `Unavailable` and nothing else does: a holder cannot keep
+    /// its lease, while claims (another replica's, say) still go through.
+    pub failing_renewals: std::sync::atomic::AtomicBool,
 }
 
 impl InMemoryInbox {
@@ -102,6 +108,17 @@ impl InMemoryInbox {
             });
         }
         Ok(self.state.lock().expect("inbox mutex"))
+    }
+
+    /// How many times the update has been claimed so far (0 when never, or not stored).
+    #[must_use]
+    pub fn claims_of(&self, update_id: i64) -> u32 {
+        self.state
+            .lock()
+            .expect("inbox mutex")
+            .updates
+            .get(&update_id)
+            .map_or(0, |e| e.attempts)
     }
 
     /// Whether someone holds an unexpired lease on `(conversation, scope)` at `now`.
@@ -152,6 +169,15 @@ impl ConversationLeases for InMemoryInbox {
         now: OffsetDateTime,
         lease_for: Duration,
     ) -> Result<Option<Lease>, LeaseError> {
+        if self
+            .failing_renewals
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(LeaseError::Unavailable {
+                operation: "renew",
+                detail: "fake failure".to_owned(),
+            });
+        }
         let mut state = self.check_leases("renew")?;
         if !state.holds(lease) {
             return Ok(None);
@@ -170,7 +196,10 @@ impl ConversationLeases for InMemoryInbox {
 #[async_trait]
 impl UpdateInbox for InMemoryInbox {
     async fn store(&self, update: &InboxUpdate) -> Result<Stored, InboxError> {
-        let mut state = self.check("store")?;
+        let mut state = self.check("store").inspect_err(|_| {
+            self.refused_stores
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        })?;
         if state.updates.contains_key(&update.update_id) {
             return Ok(Stored::Duplicate);
         }

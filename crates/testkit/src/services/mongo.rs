@@ -170,6 +170,9 @@ pub enum FailWith {
     ErrorCode(i32),
     /// The server closes the connection without answering.
     CloseConnection,
+    /// The server holds the command this long before running it (`blockConnection`): a
+    /// stalled server, for checking the client's own deadlines.
+    Block(std::time::Duration),
 }
 
 /// A `failCommand` fail point on `commands`, for clients whose `appName` is `app_name`.
@@ -214,6 +217,13 @@ impl FailCommand {
         match self.with {
             FailWith::ErrorCode(code) => data.insert("errorCode", code),
             FailWith::CloseConnection => data.insert("closeConnection", true),
+            FailWith::Block(duration) => {
+                data.insert("blockConnection", true);
+                data.insert(
+                    "blockTimeMS",
+                    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX),
+                )
+            }
         };
         admin
             .database("admin")
