@@ -19,7 +19,8 @@ use butler_domain::UserId;
 use butler_factory::metered::ReplyMetrics;
 use butler_factory::wiring::{self, App};
 use butler_presentation::telegram::{
-    run_bot, Access, BotConfig, BotDeps, BotError, BotSettings, Delivery, Limits, WebhookConfig,
+    run_bot, Access, BotConfig, BotDeps, BotError, BotSettings, Delivery, GroupConfig, Limits,
+    WebhookConfig,
 };
 use butler_testkit::llm_server::ScriptedLlm;
 use butler_testkit::telegram::FakeTelegram;
@@ -37,6 +38,9 @@ use crate::timing::{CallTimer, TimedInbox};
 
 /// Thread-name prefix of the bot's runtime.
 pub const BOT_THREADS: &str = "bot";
+
+/// The group chat the benchmarked bot works in (`ALLOWED_CHAT_IDS`).
+pub const BENCH_GROUP: i64 = -100_777;
 
 /// How long one reply may take before the run is declared broken.
 const REPLY_DEADLINE: Duration = Duration::from_secs(60);
@@ -294,8 +298,26 @@ impl InProcessBot {
         store: &StoreEnv,
         receiving: Receiving,
     ) -> anyhow::Result<Self> {
+        Self::start_with(rt, store, receiving, &[])
+    }
+
+    /// As [`Self::start_receiving`], with `extra` settings; with `LLM_GGUF_PATH` among them
+    /// the bot answers with the embedded engine instead of the scripted LLM server.
+    ///
+    /// # Errors
+    /// If wiring fails or the bot does not start receiving.
+    pub fn start_with(
+        rt: &Runtimes,
+        store: &StoreEnv,
+        receiving: Receiving,
+        extra: &[(&str, String)],
+    ) -> anyhow::Result<Self> {
         let fakes = rt.harness.block_on(Fakes::start());
-        let settings = store.settings(&[("LLM_BASE_URL", fakes.llm.base_url())])?;
+        let mut extra = extra.to_vec();
+        if !extra.iter().any(|(name, _)| *name == "LLM_GGUF_PATH") {
+            extra.push(("LLM_BASE_URL", fakes.llm.base_url()));
+        }
+        let settings = store.settings(&extra)?;
         let db = CallTimer::new();
         let inbox_timer = CallTimer::new();
         let delivery = match receiving {
@@ -316,11 +338,10 @@ impl InProcessBot {
         let shutdown = CancellationToken::new();
         let (app, task) = rt.bot.block_on(async {
             let storage = open_timed(&settings, &db).await?;
-            let llm = wiring::llm_client(&settings).map_err(|e| anyhow::anyhow!("{e}"))?;
-            let counter = wiring::token_counter(&settings)
+            let engine = wiring::engine(&settings)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
-            let mut app = wiring::assemble(&settings, storage, llm, counter, None)
+            let mut app = wiring::assemble(&settings, storage, engine.llm, engine.counter, None)
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             app.reply = Arc::new((*app.reply).clone().with_observer(replies.clone()));
             let inbox = app
@@ -348,6 +369,10 @@ impl InProcessBot {
                 config: BotConfig {
                     access: Access::Everyone,
                     limits: Limits::none(),
+                    groups: GroupConfig {
+                        allowed_chats: vec![BENCH_GROUP],
+                        ..GroupConfig::default()
+                    },
                     ..BotConfig::default()
                 },
             };

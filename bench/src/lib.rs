@@ -23,6 +23,7 @@ pub mod memory;
 pub mod prompt;
 pub mod report;
 pub mod rss;
+pub mod signs;
 pub mod stats;
 pub mod streaming;
 pub mod timing;

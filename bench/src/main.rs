@@ -14,7 +14,7 @@ use butler_bench::backend::{label, Backend, StoreEnv};
 use butler_bench::e2e::{InProcessBot, Load, LoadResult, Runtimes};
 use butler_bench::report::{self, dur, mib, p50_p99, rate, Row};
 use butler_bench::stats::Durations;
-use butler_bench::{compress, data, prompt, rss, streaming};
+use butler_bench::{compress, data, prompt, rss, signs, streaming};
 use butler_domain::UserId;
 use butler_factory::wiring;
 use butler_infrastructure::telemetry::logging::{self, LogConfig};
@@ -586,6 +586,48 @@ fn streaming_run(cli: &Cli) -> anyhow::Result<String> {
         report::dur(draft.percentile(90.0)),
         report::dur(final_message.p50()),
         report::dur(final_message.percentile(90.0)),
+    );
+
+    let signs = signs::first_signs(&rt, &gguf, messages)?;
+    progress(format!(
+        "first signs: thinking {}",
+        report::p50_p99(&signs.thinking)
+    ));
+    let (pairs, long) = if cli.quick { (1, 48) } else { (5, 256) };
+    let stop = signs::stop_savings(&rt, &gguf, pairs, long)?;
+    progress("stop savings: done");
+    let _ = writeln!(
+        out,
+        "**The first visible sign** (embedded engine with the test model, {messages} messages \
+         each, real bot and teloxide against the fake Bot API): in a private chat the empty \
+         \"Thinking…\" draft p50 {} (p90 {}) after the update reached the Bot API, the first \
+         words p50 {} (p90 {}); in a group the 👀 reaction on an addressed message p50 {} (p90 \
+         {}), the answer's first text p50 {} (p90 {}).\n",
+        report::dur(signs.thinking.p50()),
+        report::dur(signs.thinking.percentile(90.0)),
+        report::dur(signs.first_text.p50()),
+        report::dur(signs.first_text.percentile(90.0)),
+        report::dur(signs.eyes.p50()),
+        report::dur(signs.eyes.percentile(90.0)),
+        report::dur(signs.group_text.p50()),
+        report::dur(signs.group_text.percentile(90.0)),
+    );
+    let saved = stop.full_cpu.saturating_sub(stop.stopped_cpu);
+    let _ = writeln!(
+        out,
+        "**A stop** (embedded engine, a long story asked for, `LLM_MAX_TOKENS={long}`, greedy; \
+         {} pairs, medians): left to finish, the reply took {} of CPU ({} characters); stopped \
+         at its first words, {} ({} characters kept) — {} of CPU saved ({:.0}%). From the press \
+         reaching the Bot API to the partial reply as a message p50 {} (max {}).\n",
+        stop.pairs,
+        report::dur(stop.full_cpu),
+        stop.chars.0,
+        report::dur(stop.stopped_cpu),
+        stop.chars.1,
+        report::dur(saved),
+        100.0 * saved.as_secs_f64() / stop.full_cpu.as_secs_f64().max(1e-9),
+        report::dur(stop.to_message.p50()),
+        report::dur(stop.to_message.percentile(100.0)),
     );
 
     let model = Arc::new(

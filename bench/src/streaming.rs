@@ -172,7 +172,7 @@ pub fn embedded_conversation(
 }
 
 /// Drafts through the real bot: per message, from the update reaching the fake Bot API to the
-/// first draft, and to the final message.
+/// first draft with text (after the empty "Thinking…" one), and to the final message.
 ///
 /// # Errors
 /// If the bot does not start or a reply does not arrive.
@@ -203,9 +203,10 @@ pub fn drafts(rt: &Runtimes, messages: usize) -> anyhow::Result<(Durations, Dura
                 .fakes
                 .telegram
                 .drafts(user)
-                .first()
+                .iter()
+                .find(|d| !d.text.is_empty())
                 .map(|d| d.at)
-                .context("no draft was shown")?;
+                .context("no draft with text was shown")?;
             first_draft.push(draft.saturating_duration_since(pushed));
             final_message.push(done.saturating_duration_since(pushed));
         }

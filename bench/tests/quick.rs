@@ -81,16 +81,32 @@ fn quick_mode_measures_every_figure_on_both_backends() {
 }
 
 #[test]
-fn quick_streaming_mode_measures_reuse_drafts_layout_and_the_default_configuration() {
+fn quick_streaming_mode_measures_reuse_drafts_signs_stops_layout_and_the_default_configuration() {
     let stdout = bench(&["--streaming", "--quick"]);
     for section in [
         "Embedded engine, 4-turn Russian conversation",
         "Drafts on Telegram",
         "Prompt layout",
         "The default configuration",
+        "The first visible sign",
+        "A stop",
     ] {
         assert!(stdout.contains(section), "no {section:?} in:\n{stdout}");
     }
+    // A stopped reply keeps fewer characters than the same reply left to finish.
+    let stop = stdout
+        .lines()
+        .find(|l| l.starts_with("**A stop**"))
+        .expect("the stop line");
+    let chars: Vec<usize> = stop
+        .split(" characters")
+        .filter_map(|before| before.rsplit('(').next()?.trim().parse().ok())
+        .collect();
+    assert_eq!(chars.len(), 2, "two character counts in {stop:?}");
+    assert!(
+        chars[1] < chars[0],
+        "the stop kept all of the reply: {stop}"
+    );
     // Four turns (quick mode), reuse on and off, each with numbers.
     let rows: Vec<&str> = stdout
         .lines()

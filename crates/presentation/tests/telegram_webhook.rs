@@ -115,10 +115,10 @@ async fn by_webhook_too_nothing_of_a_user_off_the_allow_list_is_stored() {
         vec![alices],
         "every update was delivered and acknowledged, only the allowed one stored"
     );
-    assert!(
-        telegram.sent_messages(-100_900).is_empty(),
-        "silent in groups"
-    );
+    // A group not allowed is told once, and left.
+    telegram.wait_for_messages(-100_900, 1, WAIT).await.unwrap();
+    telegram.wait_for_calls("leaveChat", 1, WAIT).await.unwrap();
+    assert_eq!(telegram.sent_messages(-100_900).len(), 1);
     assert!(world.events(BOB).is_empty());
     bot.stop().await.unwrap();
 }
