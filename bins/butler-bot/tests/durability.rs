@@ -111,7 +111,6 @@ fn bot_env(
         ("DAILY_MESSAGE_QUOTA".into(), "0".into()),
         ("LLM_BASE_URL".into(), llm.base_url()),
         ("LLM_MAX_CONCURRENCY".into(), "64".into()),
-        ("MEMORY_FACTS_ENABLED".into(), "false".into()),
     ];
     env.extend(store.env().into_iter().map(|(k, v)| (k.to_owned(), v)));
     env.extend(
