@@ -19,7 +19,9 @@ use uuid::Uuid;
 use crate::timestamp::truncate_to_millis;
 use crate::user::UserId;
 
-pub use when::{AskBack, DaySaid, LocalTime, PartOfDay, Resolved, TimeSaid, WhenSaid};
+pub use when::{
+    weekday_from_code, AskBack, DaySaid, LocalTime, PartOfDay, Resolved, TimeSaid, WhenSaid,
+};
 pub use words::moment_in_words;
 pub use zone::{UnknownTimeZone, UserTimeZone, FALLBACK_TIME_ZONE};
 

@@ -103,6 +103,22 @@ impl PartOfDay {
     }
 }
 
+/// A weekday by its English name in lower case (`monday` … `sunday`), as the structured
+/// request writes it.
+#[must_use]
+pub fn weekday_from_code(code: &str) -> Option<Weekday> {
+    Some(match code {
+        "monday" => Weekday::Monday,
+        "tuesday" => Weekday::Tuesday,
+        "wednesday" => Weekday::Wednesday,
+        "thursday" => Weekday::Thursday,
+        "friday" => Weekday::Friday,
+        "saturday" => Weekday::Saturday,
+        "sunday" => Weekday::Sunday,
+        _ => return None,
+    })
+}
+
 /// The day, as the user said it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DaySaid {
