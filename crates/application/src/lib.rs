@@ -18,6 +18,7 @@ pub mod admin;
 pub mod memory;
 pub mod observe;
 pub mod prompt;
+pub mod reminders;
 pub mod reply;
 pub mod reset;
 pub mod tokens;

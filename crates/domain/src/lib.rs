@@ -49,6 +49,7 @@ pub mod memory;
 pub mod ports;
 pub mod profile;
 pub mod prompt;
+pub mod reminder;
 pub mod timestamp;
 pub mod user;
 

@@ -9,6 +9,7 @@ mod fact_repository;
 mod llm;
 mod memory_repository;
 mod profile_repository;
+mod reminder_repository;
 mod speech;
 mod tokens;
 mod update_inbox;
@@ -22,6 +23,9 @@ pub use llm::{
 };
 pub use memory_repository::{MemoryStoreError, UserEventCount, UserMemoryRepository};
 pub use profile_repository::{ProfilePage, ProfileStoreError, UserProfileRepository};
+pub use reminder_repository::{
+    ChangeOutcome, ClaimedReminder, ReminderRepository, ReminderStoreError,
+};
 pub use speech::{AudioClip, SpeechToText, SttError, Transcript};
 pub use tokens::TokenCounter;
 pub use update_inbox::{Claimed, InboxError, InboxUpdate, Stored, UpdateInbox};

@@ -110,7 +110,40 @@ pub async fn ensure_indexes(
     )
     .await?;
     ensure_fact_indexes(database, memory_ttl).await?;
-    ensure_inbox_indexes(database, inbox_retention).await
+    ensure_inbox_indexes(database, inbox_retention).await?;
+    ensure_reminder_indexes(database).await
+}
+
+/// `reminders`: `{status: 1, due_at: 1, _id: 1}` (`reminders_due`: due pending reminders in
+/// order), `{user_id: 1, status: 1, due_at: 1}` (`reminders_user_due`: a user's listing), and
+/// the TTL index `{finished_at: 1}` expiring delivered and cancelled ones.
+async fn ensure_reminder_indexes(database: &Database) -> Result<(), IndexError> {
+    use super::reminder_repo::{REMINDERS_COLLECTION, REMINDERS_TTL_INDEX, REMINDER_RETENTION};
+    let reminders = database.collection::<Document>(REMINDERS_COLLECTION);
+    create(
+        &reminders,
+        REMINDERS_COLLECTION,
+        "reminders_due",
+        doc! { "status": 1, "due_at": 1, "_id": 1 },
+        IndexOptions::default(),
+    )
+    .await?;
+    create(
+        &reminders,
+        REMINDERS_COLLECTION,
+        "reminders_user_due",
+        doc! { "user_id": 1, "status": 1, "due_at": 1 },
+        IndexOptions::default(),
+    )
+    .await?;
+    ensure_ttl(
+        &reminders,
+        REMINDERS_COLLECTION,
+        REMINDERS_TTL_INDEX,
+        "finished_at",
+        Some(REMINDER_RETENTION),
+    )
+    .await
 }
 
 async fn ensure_inbox_indexes(database: &Database, retention: Duration) -> Result<(), IndexError> {

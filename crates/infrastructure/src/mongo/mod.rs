@@ -15,6 +15,7 @@ mod indexes;
 mod leases;
 mod memory_repo;
 mod profile_repo;
+mod reminder_repo;
 mod uri;
 
 use std::future::IntoFuture;
@@ -40,6 +41,9 @@ pub use indexes::{
 pub use leases::MongoLeases;
 pub use memory_repo::MongoMemoryRepository;
 pub use profile_repo::MongoProfileRepository;
+pub use reminder_repo::{
+    MongoReminderRepository, REMINDERS_COLLECTION, REMINDERS_TTL_INDEX, REMINDER_RETENTION,
+};
 pub use uri::{mask_uri, scrub};
 
 /// How long events live before MongoDB's TTL monitor removes them, unless configured.
@@ -218,6 +222,12 @@ impl MongoStore {
             self.instance,
             self.options.operation_timeout,
         )
+    }
+
+    /// The reminders over this database; any number of processes may claim from it.
+    #[must_use]
+    pub fn reminders(&self) -> MongoReminderRepository {
+        MongoReminderRepository::new(&self.database, self.options.operation_timeout)
     }
 
     /// The database (for administration and tests).

@@ -136,6 +136,29 @@ const MIGRATIONS: &[&str] = &[
         since    INTEGER NOT NULL             -- Unix ms
     ) STRICT;
     ",
+    // 6: reminders, claimed when due under a lease (token + until) like the inbox's updates;
+    // `finished_at` is set when delivered or cancelled, for retention.
+    r"
+    CREATE TABLE reminders (
+        reminder_id  BLOB    NOT NULL PRIMARY KEY, -- 16-byte UUID
+        user_id      INTEGER NOT NULL,
+        chat_id      INTEGER NOT NULL,
+        text         TEXT    NOT NULL,
+        due_at       INTEGER NOT NULL,            -- Unix ms
+        time_zone    TEXT    NOT NULL,            -- IANA name
+        created_at   INTEGER NOT NULL,            -- Unix ms
+        status       TEXT    NOT NULL,            -- 'pending', 'delivered', 'cancelled'
+        finished_at  INTEGER,                     -- Unix ms; NULL while pending
+        attempts     INTEGER NOT NULL DEFAULT 0,
+        lease_token  BLOB,                        -- 16-byte UUID of the current claim
+        lease_until  INTEGER,                     -- Unix ms
+        CHECK ((status = 'pending') = (finished_at IS NULL))
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX reminders_due ON reminders (due_at, reminder_id) WHERE status = 'pending';
+    CREATE INDEX reminders_user_due ON reminders (user_id, due_at, reminder_id)
+        WHERE status = 'pending';
+    CREATE INDEX reminders_finished ON reminders (finished_at) WHERE finished_at IS NOT NULL;
+    ",
 ];
 
 /// The schema version this binary creates and understands.

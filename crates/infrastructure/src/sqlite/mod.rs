@@ -39,6 +39,7 @@ mod leases;
 mod memory_repo;
 mod migrations;
 mod profile_repo;
+mod reminder_repo;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -59,6 +60,7 @@ pub use leases::SqliteLeases;
 pub use memory_repo::SqliteMemoryRepository;
 pub use migrations::SCHEMA_VERSION;
 pub use profile_repo::SqliteProfileRepository;
+pub use reminder_repo::SqliteReminderRepository;
 
 /// Where the database lives when nothing else is configured.
 pub const DEFAULT_PATH: &str = "./data/butler.db";
@@ -273,6 +275,12 @@ impl SqliteStore {
         SqliteInbox::new(Arc::clone(&self.pool))
     }
 
+    /// The reminders in this database.
+    #[must_use]
+    pub fn reminders(&self) -> SqliteReminderRepository {
+        SqliteReminderRepository::new(Arc::clone(&self.pool))
+    }
+
     /// The conversation leases in this database (the same rows the inbox's claims take).
     #[must_use]
     pub fn leases(&self) -> SqliteLeases {
@@ -396,6 +404,16 @@ impl PortError for butler_domain::ports::FactStoreError {
 
 impl PortError for butler_domain::ports::LeaseError {
     const STORAGE: &'static str = "lease";
+    fn corrupt(detail: String) -> Self {
+        Self::Corrupt { detail }
+    }
+    fn unavailable(operation: &'static str, detail: String) -> Self {
+        Self::Unavailable { operation, detail }
+    }
+}
+
+impl PortError for butler_domain::ports::ReminderStoreError {
+    const STORAGE: &'static str = "reminder";
     fn corrupt(detail: String) -> Self {
         Self::Corrupt { detail }
     }

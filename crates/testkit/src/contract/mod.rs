@@ -17,6 +17,7 @@ mod leases;
 mod memory;
 mod profiles;
 mod races;
+mod reminders;
 
 use std::any::Any;
 use std::sync::Arc;
@@ -33,6 +34,7 @@ pub use leases::*;
 pub use memory::*;
 pub use profiles::*;
 pub use races::*;
+pub use reminders::*;
 
 /// The repositories of one backend, over an empty database that lives as long as this.
 pub struct Storage {

@@ -9,6 +9,7 @@ mod inbox;
 mod llm;
 mod memory;
 mod profiles;
+mod reminders;
 mod speech;
 mod tokens;
 
@@ -19,6 +20,7 @@ pub use inbox::InMemoryInbox;
 pub use llm::{FakeLlm, LlmStep};
 pub use memory::InMemoryMemory;
 pub use profiles::InMemoryProfiles;
+pub use reminders::InMemoryReminders;
 pub use speech::FakeStt;
 pub use tokens::CharCounter;
 

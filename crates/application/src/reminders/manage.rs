@@ -1,0 +1,370 @@
+//! Handling reminder requests in a private chat: set, list, cancel, move.
+
+use std::sync::Arc;
+
+use butler_domain::ports::{
+    ChangeOutcome, LlmClient, LlmRequest, ReminderRepository, RequestOptions,
+};
+use butler_domain::profile::Language;
+use butler_domain::reminder::{moment_in_words, LocalTime, Reminder, ReminderStatus, UserTimeZone};
+use butler_domain::{ChatMessage, UserId};
+use time::{Duration, OffsetDateTime};
+
+use super::request::{detect, parse_extraction, Intent, EXTRACTION_INSTRUCTIONS, REMINDER_SCHEMA};
+use super::texts;
+use super::ReminderObserver;
+
+/// Per-user limits and defaults.
+#[derive(Debug, Clone)]
+pub struct RemindersConfig {
+    /// Most pending reminders one user may have.
+    pub max_pending: u32,
+    /// How far ahead a reminder may be set.
+    pub horizon: Duration,
+    /// The zone of users whose profile names none.
+    pub default_zone: UserTimeZone,
+}
+
+impl Default for RemindersConfig {
+    fn default() -> Self {
+        Self {
+            max_pending: 50,
+            horizon: Duration::days(366),
+            default_zone: UserTimeZone::new(butler_domain::reminder::FALLBACK_TIME_ZONE)
+                .unwrap_or_else(|_| UserTimeZone::utc()),
+        }
+    }
+}
+
+/// One private message that may be about reminders.
+#[derive(Debug, Clone)]
+pub struct ReminderMessage<'a> {
+    /// Who wrote it.
+    pub user: UserId,
+    /// The private chat (where the reminder is delivered).
+    pub chat_id: i64,
+    /// The text.
+    pub text: &'a str,
+    /// The language to answer in.
+    pub language: Language,
+    /// The user's zone, if their profile names one.
+    pub zone: Option<UserTimeZone>,
+    /// Now.
+    pub now: OffsetDateTime,
+}
+
+/// Answers reminder requests; other messages are left to the reply use case.
+pub struct ManageRemindersUseCase {
+    store: Arc<dyn ReminderRepository>,
+    llm: Arc<dyn LlmClient>,
+    config: RemindersConfig,
+    observer: Option<Arc<dyn ReminderObserver>>,
+}
+
+impl std::fmt::Debug for ManageRemindersUseCase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ManageRemindersUseCase")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ManageRemindersUseCase {
+    /// A use case over its ports.
+    #[must_use]
+    pub fn new(
+        store: Arc<dyn ReminderRepository>,
+        llm: Arc<dyn LlmClient>,
+        config: RemindersConfig,
+        observer: Option<Arc<dyn ReminderObserver>>,
+    ) -> Self {
+        Self {
+            store,
+            llm,
+            config,
+            observer,
+        }
+    }
+
+    /// The store (for the `/reminders` command and its buttons).
+    #[must_use]
+    pub fn store(&self) -> &Arc<dyn ReminderRepository> {
+        &self.store
+    }
+
+    /// The reply to `message` if it is about reminders; `None` for any other message. Never
+    /// fails: storage and model failures become polite replies.
+    pub async fn execute(&self, message: ReminderMessage<'_>) -> Option<String> {
+        let intent = detect(message.text)?;
+        let language = message.language;
+        let zone = message
+            .zone
+            .clone()
+            .unwrap_or_else(|| self.config.default_zone.clone());
+        let reply = match intent {
+            Intent::Set => self.set(&message, &zone).await,
+            Intent::List => self.list(message.user, &zone, language, message.now).await,
+            Intent::Cancel(about) => self.cancel(&message, &about).await,
+            Intent::Shift { minutes, about } => self.shift(&message, &zone, minutes, &about).await,
+        };
+        Some(reply.unwrap_or_else(|()| texts::unavailable(language).to_owned()))
+    }
+
+    async fn set(&self, m: &ReminderMessage<'_>, zone: &UserTimeZone) -> Result<String, ()> {
+        let language = m.language;
+        let today = LocalTime::of(m.now, zone);
+        let prompt = format!(
+            "Today is {:04}-{:02}-{:02}. Request: {}",
+            today.year, today.month, today.day, m.text
+        );
+        let request = LlmRequest::new(
+            vec![
+                ChatMessage::system(EXTRACTION_INSTRUCTIONS),
+                ChatMessage::user(prompt),
+            ],
+            RequestOptions {
+                temperature: 0.0,
+                max_tokens: 160,
+            },
+        )
+        .json("reminder", REMINDER_SCHEMA);
+        let extraction = match self.llm.complete(&request).await {
+            Ok(answer) => parse_extraction(&answer.text),
+            Err(error) => {
+                tracing::warn!(%error, "reminder extraction failed");
+                return Ok(texts::not_understood(language).to_owned());
+            }
+        };
+        let Some(extraction) = extraction else {
+            return Ok(texts::not_understood(language).to_owned());
+        };
+        let resolved = match extraction.when.resolve(m.now, zone) {
+            Ok(resolved) => resolved,
+            Err(why) => return Ok(texts::ask_back(language, why)),
+        };
+        if resolved.at > m.now + self.config.horizon {
+            return Ok(texts::too_far(language, self.config.horizon.whole_days()));
+        }
+        let pending = self.store.count_pending(m.user).await.map_err(|_| ())?;
+        if pending >= u64::from(self.config.max_pending) {
+            return Ok(texts::too_many(language, self.config.max_pending));
+        }
+        let Ok(reminder) = Reminder::new(
+            m.user,
+            m.chat_id,
+            &extraction.task,
+            resolved.at,
+            zone,
+            m.now,
+        ) else {
+            return Ok(texts::not_understood(language).to_owned());
+        };
+        self.store.add(&reminder).await.map_err(|_| ())?;
+        if let Some(observer) = &self.observer {
+            observer.scheduled();
+        }
+        let when = moment_in_words(&resolved.local, &today, language);
+        Ok(texts::confirmed(language, &when, &reminder.text))
+    }
+
+    /// The user's pending reminders as a numbered list.
+    ///
+    /// # Errors
+    /// `()` when the store is unavailable.
+    pub async fn list(
+        &self,
+        user: UserId,
+        zone: &UserTimeZone,
+        language: Language,
+        now: OffsetDateTime,
+    ) -> Result<String, ()> {
+        let pending = self.store.list_pending(user).await.map_err(|_| ())?;
+        if pending.is_empty() {
+            return Ok(texts::none_pending(language).to_owned());
+        }
+        let today = LocalTime::of(now, zone);
+        let mut out = texts::list_header(language).to_owned();
+        for (i, r) in pending.iter().enumerate() {
+            let when = moment_in_words(&LocalTime::of(r.due_at, &r.zone()), &today, language);
+            out.push_str(&format!("\n{}. {when} — {}", i + 1, r.text));
+        }
+        Ok(out)
+    }
+
+    /// The one pending reminder `about` names (or the only one), or the reply to give.
+    async fn pick(
+        &self,
+        m: &ReminderMessage<'_>,
+        about: &str,
+    ) -> Result<Result<Reminder, String>, ()> {
+        let pending = self.store.list_pending(m.user).await.map_err(|_| ())?;
+        let words = significant_words(about);
+        // No words to go by («перенеси на час позже»): every pending one is a candidate.
+        let matching: Vec<&Reminder> = pending
+            .iter()
+            .filter(|r| {
+                let theirs = significant_words(&r.text);
+                words.is_empty() || words.iter().any(|w| theirs.iter().any(|t| same_stem(w, t)))
+            })
+            .collect();
+        Ok(match (matching.as_slice(), pending.as_slice()) {
+            ([one], _) => Ok((*one).clone()),
+            ([], []) => Err(texts::none_pending(m.language).to_owned()),
+            ([], _) => Err(texts::no_match(m.language).to_owned()),
+            _ => Err(texts::which_one(m.language).to_owned()),
+        })
+    }
+
+    async fn cancel(&self, m: &ReminderMessage<'_>, about: &str) -> Result<String, ()> {
+        let reminder = match self.pick(m, about).await? {
+            Ok(r) => r,
+            Err(reply) => return Ok(reply),
+        };
+        Ok(
+            match self
+                .store
+                .cancel(m.user, reminder.id, m.now)
+                .await
+                .map_err(|_| ())?
+            {
+                ChangeOutcome::Changed => {
+                    if let Some(observer) = &self.observer {
+                        observer.cancelled();
+                    }
+                    texts::cancelled(m.language, &reminder.text)
+                }
+                ChangeOutcome::NotFound => texts::no_match(m.language).to_owned(),
+                ChangeOutcome::Delivering => texts::being_delivered(m.language).to_owned(),
+            },
+        )
+    }
+
+    async fn shift(
+        &self,
+        m: &ReminderMessage<'_>,
+        zone: &UserTimeZone,
+        minutes: i64,
+        about: &str,
+    ) -> Result<String, ()> {
+        let reminder = match self.pick(m, about).await? {
+            Ok(r) => r,
+            Err(reply) => return Ok(reply),
+        };
+        let due = reminder.due_at + Duration::minutes(minutes);
+        if due <= m.now {
+            return Ok(texts::ask_back(
+                m.language,
+                butler_domain::reminder::AskBack::Past,
+            ));
+        }
+        if due > m.now + self.config.horizon {
+            return Ok(texts::too_far(m.language, self.config.horizon.whole_days()));
+        }
+        Ok(
+            match self
+                .store
+                .reschedule(m.user, reminder.id, due, m.now)
+                .await
+                .map_err(|_| ())?
+            {
+                ChangeOutcome::Changed => {
+                    let today = LocalTime::of(m.now, zone);
+                    let when =
+                        moment_in_words(&LocalTime::of(due, &reminder.zone()), &today, m.language);
+                    texts::moved(m.language, &when, &reminder.text)
+                }
+                ChangeOutcome::NotFound => texts::no_match(m.language).to_owned(),
+                ChangeOutcome::Delivering => texts::being_delivered(m.language).to_owned(),
+            },
+        )
+    }
+
+    /// Cancels the user's reminder `id` (the `/reminders` buttons); the reply to show.
+    pub async fn cancel_by_id(
+        &self,
+        user: UserId,
+        id: butler_domain::reminder::ReminderId,
+        language: Language,
+        now: OffsetDateTime,
+    ) -> String {
+        let text = match self.store.get(id).await {
+            Ok(Some(r)) if r.user_id == user && r.status == ReminderStatus::Pending => r.text,
+            Ok(_) => return texts::no_match(language).to_owned(),
+            Err(_) => return texts::unavailable(language).to_owned(),
+        };
+        match self.store.cancel(user, id, now).await {
+            Ok(ChangeOutcome::Changed) => {
+                if let Some(observer) = &self.observer {
+                    observer.cancelled();
+                }
+                texts::cancelled(language, &text)
+            }
+            Ok(ChangeOutcome::NotFound) => texts::no_match(language).to_owned(),
+            Ok(ChangeOutcome::Delivering) => texts::being_delivered(language).to_owned(),
+            Err(_) => texts::unavailable(language).to_owned(),
+        }
+    }
+}
+
+const STOP_WORDS: &[&str] = &[
+    "отмени",
+    "отменить",
+    "удали",
+    "удалить",
+    "напоминание",
+    "напоминания",
+    "перенеси",
+    "передвинь",
+    "сдвинь",
+    "позже",
+    "раньше",
+    "минут",
+    "минуты",
+    "часа",
+    "часов",
+    "cancel",
+    "delete",
+    "reminder",
+    "about",
+    "move",
+    "postpone",
+    "later",
+    "earlier",
+    "hour",
+    "hours",
+    "minutes",
+    "про",
+    "the",
+    "для",
+    "мне",
+    "меня",
+    "for",
+    "час",
+    "день",
+    "дня",
+    "дней",
+    "day",
+    "days",
+    "min",
+    "полчаса",
+    "half",
+    "минуту",
+    "one",
+];
+
+fn significant_words(text: &str) -> Vec<String> {
+    text.to_lowercase()
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| w.chars().count() >= 3 && !STOP_WORDS.contains(w))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Two forms of one word, roughly: the same first four letters, or three for a four-letter
+/// word («маме» ~ «маму», «духовку» ~ «духовка»).
+fn same_stem(a: &str, b: &str) -> bool {
+    let shorter = a.chars().count().min(b.chars().count());
+    let n = (shorter - 1).clamp(3, 4);
+    let prefix = |w: &str| w.chars().take(n).collect::<String>();
+    prefix(a) == prefix(b)
+}

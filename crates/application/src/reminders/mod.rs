@@ -1,0 +1,31 @@
+//! Reminders: asking for, listing, moving and cancelling them in a private chat
+//! ([`ManageRemindersUseCase`]), and firing the due ones ([`FireRemindersUseCase`]).
+//!
+//! The model only transcribes a request ([`request`]); resolving it to an instant, limits and
+//! the confirmation in words are code. Firing claims due reminders with a lease
+//! ([`ReminderRepository`](butler_domain::ports::ReminderRepository)), so any number of bot
+//! processes deliver each once; the text is a template in the butler's voice, so a reminder
+//! never depends on the model being up.
+
+mod fire;
+mod manage;
+pub mod request;
+mod texts;
+
+pub use fire::{FireConfig, FireOutcome, FireRemindersUseCase, ReminderChannel, SendError};
+pub use manage::{ManageRemindersUseCase, ReminderMessage, RemindersConfig};
+pub use texts::delivery_text;
+
+/// Told what happens to reminders (the factory counts it in metrics). Every method has an
+/// empty default; they must be cheap and never block.
+pub trait ReminderObserver: Send + Sync {
+    /// A reminder was set.
+    fn scheduled(&self) {}
+    /// A reminder was cancelled by its user.
+    fn cancelled(&self) {}
+    /// A reminder was delivered, `lag_seconds` after it was due; `late` when past the
+    /// late-note threshold.
+    fn fired(&self, _lag_seconds: f64, _late: bool) {}
+    /// A delivery failed (it is retried when the send surely did not happen).
+    fn failed(&self) {}
+}

@@ -1,0 +1,254 @@
+//! Telling a reminder request from other messages, and reading the model's structured answer.
+//!
+//! A cheap keyword pre-filter ([`detect`]) runs on every private message; only a message that
+//! asks to *set* a reminder costs a model call, constrained to [`REMINDER_SCHEMA`] (grammar
+//! sampling in the embedded engine, `response_format` for servers). The answer is parsed
+//! tolerantly ([`parse_extraction`]): servers may ignore the schema, and a small model may wrap
+//! the JSON in prose. The model only transcribes "when, as the user said it"; the calendar
+//! work is done by [`WhenSaid::resolve`](butler_domain::reminder::WhenSaid::resolve).
+
+use butler_domain::reminder::{weekday_from_code, DaySaid, PartOfDay, TimeSaid, WhenSaid};
+use serde_json::Value;
+
+/// What a message asks of the reminders, by keywords.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Intent {
+    /// «Напомни …», "remind me …": set one (the model extracts what and when).
+    Set,
+    /// «Какие у меня напоминания?», "my reminders".
+    List,
+    /// «Отмени напоминание про маму»: the words that pick the reminder.
+    Cancel(String),
+    /// «Перенеси на час позже»: by how many minutes (negative: earlier), and the words that
+    /// pick the reminder.
+    Shift {
+        /// Minutes to move by.
+        minutes: i64,
+        /// The rest of the message, to pick the reminder.
+        about: String,
+    },
+}
+
+/// The JSON Schema the model's answer must match.
+pub const REMINDER_SCHEMA: &str = r#"{"type":"object","properties":{"task":{"type":"string"},"in_minutes":{"type":["integer","null"]},"date":{"type":["string","null"]},"in_days":{"type":["integer","null"]},"weekday":{"type":["string","null"],"enum":["monday","tuesday","wednesday","thursday","friday","saturday","sunday",null]},"hour":{"type":["integer","null"]},"minute":{"type":["integer","null"]},"part_of_day":{"type":["string","null"],"enum":["morning","afternoon","evening","night",null]}},"required":["task","in_minutes","date","in_days","weekday","hour","minute","part_of_day"]}"#;
+
+/// The system instructions of the extraction call.
+pub const EXTRACTION_INSTRUCTIONS: &str = "You turn a request for a reminder into JSON. \
+Copy only what the user said; never compute dates. Fields: task — what to remind of, in the \
+user's language, without the time words; in_minutes — for \"in N minutes/hours\" (hours × 60); \
+date — \"MM-DD\" or \"YYYY-MM-DD\" when a calendar date is said; in_days — 0 today, 1 tomorrow, \
+2 the day after tomorrow; weekday — when a day of the week is said; hour and minute — a clock \
+time as said (\"в 9\" → 9, \"в 7 вечера\" → 7 with part_of_day evening); part_of_day — morning \
+(утром), afternoon (днём), evening (вечером), night (ночью). Unsaid fields are null.";
+
+/// Which reminder action a message asks for, if any (a cheap check on every message).
+#[must_use]
+pub fn detect(text: &str) -> Option<Intent> {
+    let lower = text.to_lowercase();
+    let has = |words: &[&str]| words.iter().any(|w| lower.contains(w));
+    let about_reminders = has(&["напоминан", "reminder"]);
+    if about_reminders
+        && has(&[
+            "какие",
+            "список",
+            "покажи",
+            "мои напоминания",
+            "my reminders",
+            "list",
+            "what reminders",
+            "show",
+        ])
+    {
+        return Some(Intent::List);
+    }
+    if has(&["отмени", "удали", "cancel", "delete"]) && about_reminders {
+        return Some(Intent::Cancel(lower));
+    }
+    if has(&["перенеси", "передвинь", "сдвинь", "move", "postpone"]) {
+        if let Some(minutes) = shift_minutes(&lower) {
+            return Some(Intent::Shift {
+                minutes,
+                about: lower,
+            });
+        }
+    }
+    // «Через 20 минут проверь духовку»: an order with an offset, no «напомни».
+    let starts_with_offset = ["через ", "in "]
+        .iter()
+        .any(|p| lower.trim_start().starts_with(p))
+        && has(&["минут", "час", "minute", "hour"]);
+    if has(&["напомни", "remind me", "remind "]) || starts_with_offset {
+        return Some(Intent::Set);
+    }
+    None
+}
+
+/// «на час позже», «на 30 минут раньше», "by 2 hours later", "an hour earlier".
+fn shift_minutes(lower: &str) -> Option<i64> {
+    let sign = if ["позже", "later"].iter().any(|w| lower.contains(w)) {
+        1
+    } else if ["раньше", "earlier"].iter().any(|w| lower.contains(w)) {
+        -1
+    } else {
+        return None;
+    };
+    let number: Option<i64> = lower
+        .split(|c: char| !c.is_ascii_digit())
+        .find(|s| !s.is_empty())
+        .and_then(|s| s.parse().ok());
+    let unit = if ["минут", "minute", "min"].iter().any(|w| lower.contains(w)) {
+        1
+    } else if ["час", "hour"].iter().any(|w| lower.contains(w)) {
+        60
+    } else if ["день", "дня", "дней", "day"]
+        .iter()
+        .any(|w| lower.contains(w))
+    {
+        24 * 60
+    } else {
+        return None;
+    };
+    let count = number.or_else(|| {
+        [("полчаса", 30), ("half an hour", 30)]
+            .iter()
+            .find(|(w, _)| lower.contains(w))
+            .map(|&(_, m)| m / unit)
+    });
+    Some(sign * count.unwrap_or(1).clamp(1, 100_000) * unit)
+}
+
+/// What the model made of a request to set a reminder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Extraction {
+    /// What to remind of.
+    pub task: String,
+    /// When, as the user said it.
+    pub when: WhenSaid,
+}
+
+/// Reads the model's answer: the first JSON object in it, fields of the wrong type ignored.
+/// `None` when there is no object or no task.
+#[must_use]
+pub fn parse_extraction(answer: &str) -> Option<Extraction> {
+    let start = answer.find('{')?;
+    let end = answer.rfind('}')?;
+    let value: Value = serde_json::from_str(answer.get(start..=end)?).ok()?;
+    let task = value.get("task")?.as_str()?.trim().to_owned();
+    if task.is_empty() {
+        return None;
+    }
+    let int = |key: &str| value.get(key).and_then(Value::as_i64);
+    let small = |key: &str| int(key).and_then(|v| u8::try_from(v).ok());
+    let text = |key: &str| value.get(key).and_then(Value::as_str).map(str::trim);
+    let in_minutes = int("in_minutes").and_then(|m| u32::try_from(m).ok());
+    let day = if let Some(date) = text("date").filter(|d| !d.is_empty()) {
+        parse_date(date)
+    } else if let Some(days) = small("in_days") {
+        Some(DaySaid::InDays(days))
+    } else {
+        text("weekday")
+            .and_then(weekday_from_code)
+            .map(DaySaid::Weekday)
+    };
+    let time = TimeSaid {
+        hour: small("hour"),
+        minute: small("minute"),
+        part: text("part_of_day").and_then(PartOfDay::from_code),
+    };
+    Some(Extraction {
+        task,
+        when: WhenSaid {
+            in_minutes,
+            day,
+            time,
+        },
+    })
+}
+
+/// `MM-DD`, `YYYY-MM-DD` (a `--MM-DD` or a `DD.MM` a model may write too).
+fn parse_date(date: &str) -> Option<DaySaid> {
+    if let Some((d, m)) = date.split_once('.') {
+        return Some(DaySaid::Date {
+            year: None,
+            month: m.trim().parse().ok()?,
+            day: d.trim().parse().ok()?,
+        });
+    }
+    let parts: Vec<&str> = date.trim_start_matches('-').split('-').collect();
+    match parts.as_slice() {
+        [m, d] => Some(DaySaid::Date {
+            year: None,
+            month: m.parse().ok()?,
+            day: d.parse().ok()?,
+        }),
+        [y, m, d] => Some(DaySaid::Date {
+            year: Some(y.parse().ok()?),
+            month: m.parse().ok()?,
+            day: d.parse().ok()?,
+        }),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pre_filter_knows_each_kind_of_request_and_ignores_other_messages() {
+        assert_eq!(
+            detect("Напомни завтра в 9 позвонить маме"),
+            Some(Intent::Set)
+        );
+        assert_eq!(
+            detect("remind me in 20 minutes to check the oven"),
+            Some(Intent::Set)
+        );
+        assert_eq!(detect("Какие у меня напоминания?"), Some(Intent::List));
+        assert_eq!(detect("show my reminders"), Some(Intent::List));
+        assert!(matches!(
+            detect("Отмени напоминание про маму"),
+            Some(Intent::Cancel(_))
+        ));
+        assert_eq!(
+            detect("перенеси на час позже").map(|i| matches!(i, Intent::Shift { minutes: 60, .. })),
+            Some(true)
+        );
+        assert!(matches!(
+            detect("перенеси напоминание про духовку на 15 минут раньше"),
+            Some(Intent::Shift { minutes: -15, .. })
+        ));
+        assert_eq!(detect("через 20 минут проверь духовку"), Some(Intent::Set));
+        assert_eq!(detect("Как дела, Альфред?"), None);
+        assert_eq!(detect("Что ты помнишь про маму?"), None);
+    }
+
+    #[test]
+    fn the_models_json_is_read_tolerantly() {
+        let answer = r#"Sure! {"task":"позвонить маме","in_minutes":null,"date":null,"in_days":1,"weekday":null,"hour":9,"minute":null,"part_of_day":null} hope it helps"#;
+        let e = parse_extraction(answer).expect("parsed");
+        assert_eq!(e.task, "позвонить маме");
+        assert_eq!(e.when.day, Some(DaySaid::InDays(1)));
+        assert_eq!(e.when.time.hour, Some(9));
+        let e = parse_extraction(
+            r#"{"task":"концерт","date":"12-15","part_of_day":"morning","hour":"nine"}"#,
+        )
+        .expect("parsed");
+        assert_eq!(
+            e.when.day,
+            Some(DaySaid::Date {
+                year: None,
+                month: 12,
+                day: 15
+            })
+        );
+        assert_eq!(
+            e.when.time.hour, None,
+            "a string where a number belongs is ignored"
+        );
+        assert_eq!(e.when.time.part, Some(PartOfDay::Morning));
+        assert!(parse_extraction("no json here").is_none());
+        assert!(parse_extraction(r#"{"task":"  "}"#).is_none());
+        assert!(serde_json::from_str::<Value>(REMINDER_SCHEMA).is_ok());
+    }
+}

@@ -1,0 +1,467 @@
+//! Reminders through the use cases with the fakes: phrasings answered by a scripted "oracle"
+//! model (the JSON a perfect model would give) resolve to the right instants and confirmations;
+//! list, cancel and move work in Russian; firing delivers once, in the user's language, with a
+//! late note after downtime, and never loses a reminder to a failed send.
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use butler_application::reminders::{
+    FireConfig, FireRemindersUseCase, ManageRemindersUseCase, ReminderChannel, ReminderMessage,
+    RemindersConfig, SendError,
+};
+use butler_domain::ports::LlmError;
+use butler_domain::profile::Language;
+use butler_domain::reminder::{ReminderStatus, UserTimeZone};
+use butler_domain::UserId;
+use butler_testkit::fakes::{FakeLlm, InMemoryProfiles, InMemoryReminders, LlmStep};
+use time::macros::datetime;
+use time::{Duration, OffsetDateTime};
+
+/// Monday 7 December 2026, 10:30 in Moscow.
+const NOW: OffsetDateTime = datetime!(2026-12-07 07:30 UTC);
+const USER: UserId = UserId::new(42);
+
+fn oracle(task: &str, fields: &str) -> String {
+    let mut json = format!(r#"{{"task":"{task}""#);
+    for key in [
+        "in_minutes",
+        "date",
+        "in_days",
+        "weekday",
+        "hour",
+        "minute",
+        "part_of_day",
+    ] {
+        if !fields.contains(&format!("\"{key}\"")) {
+            json.push_str(&format!(r#","{key}":null"#));
+        }
+    }
+    if !fields.is_empty() {
+        json.push(',');
+        json.push_str(fields);
+    }
+    json.push('}');
+    json
+}
+
+struct Setup {
+    store: Arc<InMemoryReminders>,
+    llm: Arc<FakeLlm>,
+    manage: ManageRemindersUseCase,
+}
+
+fn setup(config: RemindersConfig) -> Setup {
+    let store = Arc::new(InMemoryReminders::default());
+    let llm = Arc::new(FakeLlm::default());
+    let manage = ManageRemindersUseCase::new(store.clone(), llm.clone(), config, None);
+    Setup { store, llm, manage }
+}
+
+fn msg<'a>(
+    text: &'a str,
+    language: Language,
+    zone: Option<&str>,
+    now: OffsetDateTime,
+) -> ReminderMessage<'a> {
+    ReminderMessage {
+        user: USER,
+        chat_id: 42,
+        text,
+        language,
+        zone: zone.map(|z| UserTimeZone::new(z).unwrap()),
+        now,
+    }
+}
+
+/// Phrase, the oracle's answer, the zone, the language, the due instant, the confirmation.
+type Case = (
+    &'static str,
+    String,
+    Option<&'static str>,
+    Language,
+    OffsetDateTime,
+    &'static str,
+);
+
+#[tokio::test]
+async fn phrasings_become_reminders_at_the_resolved_instants_with_confirmations_in_words() {
+    let table: Vec<Case> = vec![
+        (
+            "Напомни завтра в 9 позвонить маме",
+            oracle("позвонить маме", r#""in_days":1,"hour":9"#),
+            None,
+            Language::Ru,
+            datetime!(2026-12-08 06:00 UTC),
+            "Напомню завтра, 8 декабря, в 09:00: позвонить маме.",
+        ),
+        (
+            "через 20 минут проверь духовку",
+            oracle("проверь духовку", r#""in_minutes":20"#),
+            None,
+            Language::Ru,
+            datetime!(2026-12-07 07:50 UTC),
+            "Напомню сегодня, 7 декабря, в 10:50: проверь духовку.",
+        ),
+        (
+            "напомни в пятницу вечером — про билеты",
+            oracle(
+                "про билеты",
+                r#""weekday":"friday","part_of_day":"evening""#,
+            ),
+            None,
+            Language::Ru,
+            datetime!(2026-12-11 16:00 UTC),
+            "Напомню в пятницу, 11 декабря, в 19:00: про билеты.",
+        ),
+        (
+            "напомни 15 декабря утром про концерт",
+            oracle("про концерт", r#""date":"12-15","part_of_day":"morning""#),
+            None,
+            Language::Ru,
+            datetime!(2026-12-15 06:00 UTC),
+            "Напомню во вторник, 15 декабря, в 09:00: про концерт.",
+        ),
+        (
+            "remind me tomorrow at 9 to call mum",
+            oracle("call mum", r#""in_days":1,"hour":9"#),
+            Some("America/New_York"),
+            Language::En,
+            datetime!(2026-12-08 14:00 UTC),
+            "I shall remind you tomorrow, 8 December, at 09:00: call mum.",
+        ),
+    ];
+    for (phrase, answer, zone, language, due, confirmation) in table {
+        let s = setup(RemindersConfig::default());
+        s.llm.push_reply(&answer);
+        let reply = s.manage.execute(msg(phrase, language, zone, NOW)).await;
+        assert_eq!(reply.as_deref(), Some(confirmation), "{phrase}");
+        let stored = s.store.all();
+        assert_eq!(stored.len(), 1, "{phrase}");
+        assert_eq!(stored[0].due_at, due, "{phrase}");
+        let request = &s.llm.requests()[0];
+        assert!(
+            matches!(&request.format, butler_domain::ports::OutputFormat::Json { name, .. } if name == "reminder"),
+            "the schema is sent"
+        );
+    }
+}
+
+#[tokio::test]
+async fn ambiguous_or_past_times_are_asked_back_and_nothing_is_stored() {
+    for (phrase, answer, expected) in [
+        (
+            "напомни завтра в 3 про встречу",
+            oracle("про встречу", r#""in_days":1,"hour":3"#),
+            "В 3:00 утра или в 15:00",
+        ),
+        (
+            "напомни 15 декабря про концерт",
+            oracle("про концерт", r#""date":"12-15""#),
+            "В котором часу",
+        ),
+        (
+            "напомни в 9 утра про зарядку",
+            oracle("про зарядку", r#""hour":9,"part_of_day":"morning""#),
+            "уже прошло",
+        ),
+        (
+            "напомни про маму",
+            oracle("про маму", ""),
+            "Когда напомнить",
+        ),
+    ] {
+        let s = setup(RemindersConfig::default());
+        s.llm.push_reply(&answer);
+        let reply = s
+            .manage
+            .execute(msg(phrase, Language::Ru, None, NOW))
+            .await
+            .unwrap();
+        assert!(reply.contains(expected), "{phrase}: {reply}");
+        assert!(s.store.all().is_empty(), "{phrase}");
+    }
+}
+
+#[tokio::test]
+async fn a_failing_or_rambling_model_gets_a_polite_question_and_other_messages_are_not_taken() {
+    let s = setup(RemindersConfig::default());
+    s.llm.push(LlmStep::Fail(LlmError::Unavailable {
+        detail: "down".into(),
+    }));
+    let reply = s
+        .manage
+        .execute(msg("напомни завтра в 9 позвонить", Language::Ru, None, NOW))
+        .await
+        .unwrap();
+    assert!(reply.contains("Не понял"), "{reply}");
+    s.llm.push_reply("I think you should call your mother.");
+    let reply = s
+        .manage
+        .execute(msg("напомни завтра в 9 позвонить", Language::Ru, None, NOW))
+        .await
+        .unwrap();
+    assert!(reply.contains("Не понял"), "{reply}");
+    assert!(s
+        .manage
+        .execute(msg("Как дела?", Language::Ru, None, NOW))
+        .await
+        .is_none());
+    assert!(s.store.all().is_empty());
+}
+
+#[tokio::test]
+async fn reminders_are_listed_moved_and_cancelled_in_russian() {
+    let s = setup(RemindersConfig::default());
+    s.llm
+        .push_reply(&oracle("позвонить маме", r#""in_days":1,"hour":9"#));
+    s.manage
+        .execute(msg(
+            "напомни завтра в 9 позвонить маме",
+            Language::Ru,
+            None,
+            NOW,
+        ))
+        .await;
+    s.llm
+        .push_reply(&oracle("проверить духовку", r#""in_minutes":20"#));
+    s.manage
+        .execute(msg(
+            "через 20 минут напомни проверить духовку",
+            Language::Ru,
+            None,
+            NOW,
+        ))
+        .await;
+
+    let list = s
+        .manage
+        .execute(msg("Какие у меня напоминания?", Language::Ru, None, NOW))
+        .await
+        .unwrap();
+    assert_eq!(
+        list,
+        "Ваши напоминания:\n1. сегодня, 7 декабря, в 10:50 — проверить духовку\n2. завтра, 8 декабря, в 09:00 — позвонить маме"
+    );
+    let moved = s
+        .manage
+        .execute(msg(
+            "перенеси напоминание про маму на час позже",
+            Language::Ru,
+            None,
+            NOW,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        moved,
+        "Перенёс: напомню завтра, 8 декабря, в 10:00 — позвонить маме."
+    );
+    let ambiguous = s
+        .manage
+        .execute(msg("перенеси на час позже", Language::Ru, None, NOW))
+        .await
+        .unwrap();
+    assert!(ambiguous.contains("Какое именно"), "{ambiguous}");
+    let cancelled = s
+        .manage
+        .execute(msg("отмени напоминание про маму", Language::Ru, None, NOW))
+        .await
+        .unwrap();
+    assert_eq!(cancelled, "Отменил напоминание: позвонить маме.");
+    let mum = s
+        .store
+        .all()
+        .into_iter()
+        .find(|r| r.text == "позвонить маме")
+        .unwrap();
+    assert!(matches!(mum.status, ReminderStatus::Cancelled(_)));
+    assert_eq!(mum.due_at, datetime!(2026-12-08 07:00 UTC));
+    let only = s
+        .manage
+        .execute(msg("отмени напоминание", Language::Ru, None, NOW))
+        .await
+        .unwrap();
+    assert_eq!(only, "Отменил напоминание: проверить духовку.");
+    let none = s
+        .manage
+        .execute(msg("какие у меня напоминания", Language::Ru, None, NOW))
+        .await
+        .unwrap();
+    assert_eq!(none, "Напоминаний нет, сэр.");
+}
+
+#[tokio::test]
+async fn per_user_limits_on_count_and_horizon_are_kept() {
+    let config = RemindersConfig {
+        max_pending: 2,
+        horizon: Duration::days(30),
+        ..RemindersConfig::default()
+    };
+    let s = setup(config);
+    for _ in 0..3 {
+        s.llm.push_reply(&oracle("чай", r#""in_minutes":5"#));
+    }
+    for _ in 0..2 {
+        assert!(s
+            .manage
+            .execute(msg("напомни через 5 минут чай", Language::Ru, None, NOW))
+            .await
+            .unwrap()
+            .starts_with("Напомню"));
+    }
+    let third = s
+        .manage
+        .execute(msg("напомни через 5 минут чай", Language::Ru, None, NOW))
+        .await
+        .unwrap();
+    assert!(third.contains("предел"), "{third}");
+    let s = setup(RemindersConfig {
+        horizon: Duration::days(30),
+        ..RemindersConfig::default()
+    });
+    s.llm
+        .push_reply(&oracle("налоги", r#""date":"2027-06-01","hour":10"#));
+    let far = s
+        .manage
+        .execute(msg(
+            "напомни 1 июня 2027 в 10 про налоги",
+            Language::Ru,
+            None,
+            NOW,
+        ))
+        .await
+        .unwrap();
+    assert!(far.contains("30 дней"), "{far}");
+    assert!(s.store.all().is_empty());
+}
+
+/// A channel that records what it sent, failing as told.
+#[derive(Default)]
+struct Recorder {
+    sent: Mutex<Vec<(i64, String)>>,
+    fail_next: Mutex<Option<SendError>>,
+}
+
+#[async_trait]
+impl ReminderChannel for Recorder {
+    async fn send(&self, chat_id: i64, text: &str) -> Result<(), SendError> {
+        if let Some(error) = self.fail_next.lock().unwrap().take() {
+            return Err(error);
+        }
+        self.sent.lock().unwrap().push((chat_id, text.to_owned()));
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn firing_delivers_each_due_reminder_once_with_a_late_note_after_downtime() {
+    let s = setup(RemindersConfig::default());
+    s.llm
+        .push_reply(&oracle("позвонить маме", r#""in_minutes":10"#));
+    s.manage
+        .execute(msg(
+            "напомни через 10 минут позвонить маме",
+            Language::Ru,
+            None,
+            NOW,
+        ))
+        .await;
+    s.llm.push_reply(&oracle("чай", r#""in_minutes":60"#));
+    s.manage
+        .execute(msg("напомни через час чай", Language::Ru, None, NOW))
+        .await;
+    let channel = Arc::new(Recorder::default());
+    let fire = FireRemindersUseCase::new(
+        s.store.clone(),
+        Arc::new(InMemoryProfiles::default()),
+        channel.clone(),
+        FireConfig::default(),
+        None,
+    );
+    assert_eq!(
+        fire.execute(NOW + Duration::minutes(9))
+            .await
+            .unwrap()
+            .claimed,
+        0
+    );
+    let on_time = fire.execute(NOW + Duration::minutes(10)).await.unwrap();
+    assert_eq!((on_time.fired, on_time.late), (1, 0));
+    assert_eq!(
+        fire.execute(NOW + Duration::minutes(11))
+            .await
+            .unwrap()
+            .claimed,
+        0,
+        "never twice"
+    );
+    // The bot was down from minute 11 to minute 90.
+    let late = fire.execute(NOW + Duration::minutes(90)).await.unwrap();
+    assert_eq!((late.fired, late.late), (1, 1));
+    let sent = channel.sent.lock().unwrap().clone();
+    assert_eq!(
+        sent[0],
+        (42, "⏰ Позвольте напомнить, сэр: позвонить маме".to_owned())
+    );
+    assert!(sent[1].1.contains("опоздание на 30 мин"), "{}", sent[1].1);
+    assert!(s
+        .store
+        .all()
+        .iter()
+        .all(|r| matches!(r.status, ReminderStatus::Delivered(_))));
+}
+
+#[tokio::test]
+async fn a_send_that_surely_failed_is_retried_and_one_that_may_have_arrived_is_not() {
+    let s = setup(RemindersConfig::default());
+    s.llm.push_reply(&oracle("чай", r#""in_minutes":1"#));
+    s.manage
+        .execute(msg("напомни через минуту чай", Language::Ru, None, NOW))
+        .await;
+    let channel = Arc::new(Recorder::default());
+    let fire = FireRemindersUseCase::new(
+        s.store.clone(),
+        Arc::new(InMemoryProfiles::default()),
+        channel.clone(),
+        FireConfig::default(),
+        None,
+    );
+    let due = NOW + Duration::minutes(1);
+    *channel.fail_next.lock().unwrap() = Some(SendError::NotSent("429".into()));
+    assert_eq!(fire.execute(due).await.unwrap().failed, 1);
+    assert_eq!(
+        s.store.all()[0].status,
+        ReminderStatus::Pending,
+        "kept for the next round"
+    );
+    assert_eq!(
+        fire.execute(due + Duration::seconds(1))
+            .await
+            .unwrap()
+            .fired,
+        1
+    );
+    assert_eq!(channel.sent.lock().unwrap().len(), 1);
+
+    s.llm.push_reply(&oracle("кофе", r#""in_minutes":2"#));
+    s.manage
+        .execute(msg("напомни через 2 минуты кофе", Language::Ru, None, NOW))
+        .await;
+    *channel.fail_next.lock().unwrap() = Some(SendError::MaybeSent("timeout".into()));
+    assert_eq!(
+        fire.execute(NOW + Duration::minutes(2))
+            .await
+            .unwrap()
+            .failed,
+        1
+    );
+    assert_eq!(
+        fire.execute(NOW + Duration::minutes(10))
+            .await
+            .unwrap()
+            .claimed,
+        0,
+        "not sent again"
+    );
+}
