@@ -81,7 +81,7 @@ impl LlmClient for OpenAiChatClient {
         let body = encode(&ChatRequest::new(&self.model, request))?;
         let permit = self
             .concurrency
-            .slot_by(deadline, self.request_timeout)
+            .slot_for(request.priority, deadline, self.request_timeout)
             .await?;
         let queued = started.elapsed();
         let result = match self
@@ -127,7 +127,7 @@ impl LlmClient for OpenAiChatClient {
         let body = encode(&ChatRequest::new(&self.model, request).streaming())?;
         let permit = self
             .concurrency
-            .slot_by(deadline, self.request_timeout)
+            .slot_for(request.priority, deadline, self.request_timeout)
             .await?;
         let (response, lease) = self
             .pool

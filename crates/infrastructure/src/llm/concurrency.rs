@@ -6,20 +6,36 @@ use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use butler_domain::ports::LlmError;
-use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore};
+use butler_domain::ports::{LlmError, Priority};
+use tokio::sync::{AcquireError, Notify, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
-/// A shared, FIFO-fair cap on concurrent requests. Clones share one limit.
+/// A shared, FIFO-fair cap on concurrent requests, with replies ahead of background work.
+/// Clones share one limit.
 ///
-/// Waiters are served in arrival order (tokio's semaphore is fair), so a burst of compression
-/// work cannot starve a user's reply that arrived before it. A slot is held for the whole
-/// call, retries and the pauses between them included: a server that answered `429` or `5xx`
-/// is not handed more work by other callers while it recovers.
+/// Interactive waiters are served in arrival order (tokio's semaphore is fair). A background
+/// request ([`Priority::Background`]: a compression's summary or extraction) takes a slot only
+/// when no interactive request is waiting, and background requests hold at most
+/// `limit - 1` slots (1 when the limit is 1), so a reply that arrives finds a slot free or is
+/// next in line: with a limit above one it never waits behind background work. A request
+/// already at a server cannot be interrupted, so with a limit of 1 a reply may still wait for
+/// one running background request. A slot is held for the whole call, retries and the pauses
+/// between them included: a server that answered `429` or `5xx` is not handed more work by
+/// other callers while it recovers.
 #[derive(Debug, Clone)]
 pub struct LlmConcurrency {
     semaphore: Arc<Semaphore>,
     limit: usize,
     waiting: Arc<AtomicUsize>,
+    shared: Arc<Shared>,
+}
+
+/// What background waiters watch.
+#[derive(Debug, Default)]
+struct Shared {
+    interactive_waiting: AtomicUsize,
+    background_running: AtomicUsize,
+    /// Signalled whenever a slot is released or an interactive waiter leaves the queue.
+    changed: Notify,
 }
 
 /// Counts one waiter while it lives (a waiter that gives up is uncounted too).
@@ -38,6 +54,37 @@ impl Drop for Waiting<'_> {
     }
 }
 
+/// An interactive waiter: counted while it waits; background waiters are told when it leaves.
+struct InteractiveWaiting<'a>(&'a Shared);
+
+impl Drop for InteractiveWaiting<'_> {
+    fn drop(&mut self) {
+        self.0.interactive_waiting.fetch_sub(1, Ordering::SeqCst);
+        self.0.changed.notify_waiters();
+    }
+}
+
+/// One request's place under the limit, held until the work has really stopped (it can travel
+/// with a stream, or with the embedded engine's job).
+#[derive(Debug)]
+pub struct LlmSlot {
+    permit: Option<OwnedSemaphorePermit>,
+    shared: Arc<Shared>,
+    background: bool,
+}
+
+impl Drop for LlmSlot {
+    fn drop(&mut self) {
+        drop(self.permit.take());
+        if self.background {
+            self.shared
+                .background_running
+                .fetch_sub(1, Ordering::SeqCst);
+        }
+        self.shared.changed.notify_waiters();
+    }
+}
+
 impl LlmConcurrency {
     /// At most `limit` requests in flight at once.
     #[must_use]
@@ -46,6 +93,7 @@ impl LlmConcurrency {
             semaphore: Arc::new(Semaphore::new(limit.get())),
             limit: limit.get(),
             waiting: Arc::default(),
+            shared: Arc::default(),
         }
     }
 
@@ -55,22 +103,27 @@ impl LlmConcurrency {
         self.limit
     }
 
+    /// The most slots background requests hold at once: `limit - 1`, at least 1.
+    #[must_use]
+    pub fn background_limit(&self) -> usize {
+        self.limit.saturating_sub(1).max(1)
+    }
+
     /// Slots free right now (for metrics and tests).
     #[must_use]
     pub fn available(&self) -> usize {
         self.semaphore.available_permits()
     }
 
-    /// Requests waiting for a slot right now (for metrics, and for tests that must know a
-    /// caller has joined the queue).
+    /// Requests waiting for a slot right now, interactive and background (for metrics, and for
+    /// tests that must know a caller has joined the queue).
     #[must_use]
     pub fn waiting(&self) -> usize {
         self.waiting.load(Ordering::SeqCst)
     }
 
-    /// A slot, waiting at most until `deadline` (queueing counts against a call's deadline: a
-    /// user waits for the whole thing). The slot is owned, so it can travel with the work (a
-    /// stream, or the embedded engine's job) until that has really stopped.
+    /// An interactive slot, waiting at most until `deadline` (queueing counts against a call's
+    /// deadline: a user waits for the whole thing).
     ///
     /// # Errors
     /// [`LlmError::Timeout`] (reporting `timeout`) when the deadline passes first.
@@ -78,22 +131,83 @@ impl LlmConcurrency {
         &self,
         deadline: tokio::time::Instant,
         timeout: std::time::Duration,
-    ) -> Result<OwnedSemaphorePermit, LlmError> {
-        match tokio::time::timeout_at(deadline, self.acquire_owned()).await {
+    ) -> Result<LlmSlot, LlmError> {
+        self.slot_for(Priority::Interactive, deadline, timeout)
+            .await
+    }
+
+    /// A slot for a request of `priority`, waiting at most until `deadline`: interactive ones
+    /// in arrival order, background ones when no interactive one waits and fewer than
+    /// [`Self::background_limit`] background ones hold a slot.
+    ///
+    /// # Errors
+    /// [`LlmError::Timeout`] (reporting `timeout`) when the deadline passes first.
+    pub async fn slot_for(
+        &self,
+        priority: Priority,
+        deadline: tokio::time::Instant,
+        timeout: std::time::Duration,
+    ) -> Result<LlmSlot, LlmError> {
+        let acquired = match priority {
+            Priority::Interactive => tokio::time::timeout_at(deadline, self.acquire_interactive())
+                .await
+                .map(|r| r.map_err(drop)),
+            Priority::Background => tokio::time::timeout_at(deadline, self.acquire_background())
+                .await
+                .map(|r| r.map_err(drop)),
+        };
+        match acquired {
             Err(_) => Err(LlmError::Timeout { after: timeout }),
             Ok(Err(_closed)) => Err(LlmError::Unavailable {
                 detail: "the concurrency limiter was closed".to_owned(),
             }),
-            Ok(Ok(permit)) => Ok(permit),
+            Ok(Ok(slot)) => Ok(slot),
         }
     }
 
-    /// Waits for a slot, in FIFO order, for work that may move onto another thread (the
-    /// embedded engine holds it until inference has really stopped, not just until the caller
-    /// gave up).
-    pub(crate) async fn acquire_owned(&self) -> Result<OwnedSemaphorePermit, AcquireError> {
+    fn slot(&self, permit: OwnedSemaphorePermit, background: bool) -> LlmSlot {
+        if background {
+            self.shared
+                .background_running
+                .fetch_add(1, Ordering::SeqCst);
+        }
+        LlmSlot {
+            permit: Some(permit),
+            shared: Arc::clone(&self.shared),
+            background,
+        }
+    }
+
+    /// Waits for a slot, in FIFO order among interactive requests.
+    async fn acquire_interactive(&self) -> Result<LlmSlot, AcquireError> {
         let _waiting = Waiting::new(&self.waiting);
-        Arc::clone(&self.semaphore).acquire_owned().await
+        self.shared
+            .interactive_waiting
+            .fetch_add(1, Ordering::SeqCst);
+        let _interactive = InteractiveWaiting(&self.shared);
+        let permit = Arc::clone(&self.semaphore).acquire_owned().await?;
+        Ok(self.slot(permit, false))
+    }
+
+    /// Waits until no interactive request waits and a background place is free, then takes a
+    /// slot if one is free (never queueing ahead of a reply on the semaphore).
+    async fn acquire_background(&self) -> Result<LlmSlot, TryAcquireError> {
+        let _waiting = Waiting::new(&self.waiting);
+        loop {
+            let changed = self.shared.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if self.shared.interactive_waiting.load(Ordering::SeqCst) == 0
+                && self.shared.background_running.load(Ordering::SeqCst) < self.background_limit()
+            {
+                match Arc::clone(&self.semaphore).try_acquire_owned() {
+                    Ok(permit) => return Ok(self.slot(permit, true)),
+                    Err(TryAcquireError::Closed) => return Err(TryAcquireError::Closed),
+                    Err(TryAcquireError::NoPermits) => {}
+                }
+            }
+            changed.await;
+        }
     }
 }
 

@@ -16,6 +16,6 @@ mod wire;
 
 pub use crate::http::{HttpConfigError, RetryPolicy};
 pub use client::OpenAiChatClient;
-pub use concurrency::LlmConcurrency;
+pub use concurrency::{LlmConcurrency, LlmSlot};
 pub use config::LlmHttpConfig;
 pub use pool::ServerBackoff;

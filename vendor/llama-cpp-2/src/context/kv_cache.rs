@@ -260,6 +260,14 @@ impl LlamaContext<'_> {
         Ok(())
     }
 
+    /// Whether the KV cache can shift positions ([`Self::kv_cache_seq_add`]): llama.cpp aborts
+    /// the process when it must apply a shift the model's cache does not support.
+    #[must_use]
+    pub fn kv_cache_can_shift(&self) -> bool {
+        let mem = unsafe { llama_cpp_sys_2::llama_get_memory(self.context.as_ptr()) };
+        unsafe { llama_cpp_sys_2::llama_memory_can_shift(mem) }
+    }
+
     /// Returns the smallest position present in the KV cache for the specified sequence
     ///
     /// # Parameters

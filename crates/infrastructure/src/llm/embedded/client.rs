@@ -1,12 +1,17 @@
 //! [`EmbeddedLlm`]: `LlmClient` over an [`EmbeddedModel`] in this process.
 //!
 //! One engine thread owns the llama.cpp context (a [`Session`] with its KV-cache slots) for the
-//! life of the adapter, so a conversation's cached prefix survives between requests. Requests
-//! queue (FIFO) behind the shared [`LlmConcurrency`] limit, then travel to the engine thread
-//! as jobs; the generated text comes back as stream events while it is decoded. One deadline
-//! covers queueing, reading the prompt and generating; a request whose caller gave up (the
-//! stream was dropped) stops at its next decode step and frees the engine.
+//! life of the adapter, so a conversation's cached prefix survives between requests. Interactive
+//! requests queue (FIFO) behind the shared [`LlmConcurrency`] limit, background ones
+//! ([`Priority::Background`]) go straight to the engine's own queue; both travel to the engine
+//! thread as jobs, where a scheduler runs up to one generation per KV slot at once: all running
+//! replies are decoded together in one batch per step, and background work runs only in steps
+//! where no reply is running — it yields after at most one prompt chunk or token and resumes
+//! later on the slot it kept. The generated text comes back as stream events while it is
+//! decoded. One deadline covers queueing, reading the prompt and generating; a request whose
+//! caller gave up (the stream was dropped) stops before the next decode step and frees its slot.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -15,15 +20,16 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use butler_domain::ports::{LlmClient, LlmError, LlmReply, LlmRequest, LlmStream, StreamEvent};
+use butler_domain::ports::{
+    LlmClient, LlmError, LlmReply, LlmRequest, LlmStream, Priority, StreamEvent,
+};
 use futures::StreamExt as _;
-use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
-use super::session::{Session, SessionConfig};
+use super::session::{Generation, GenerationStats, Progress, Session, SessionConfig};
 use super::EmbeddedModel;
 use crate::llm::deltas::DeltaAssembler;
-use crate::llm::LlmConcurrency;
+use crate::llm::{LlmConcurrency, LlmSlot};
 
 /// How the embedded engine serves requests.
 #[derive(Debug, Clone)]
@@ -33,8 +39,9 @@ pub struct EmbeddedConfig {
     pub context_tokens: u32,
     /// One deadline for the whole call: queueing for a slot, reading the prompt, generating.
     pub request_timeout: Duration,
-    /// The in-flight limit (1 by default: one request already uses every core). Requests run
-    /// one at a time on the engine thread whatever the limit; it bounds the queue.
+    /// The in-flight limit on interactive requests. The engine runs at most one generation
+    /// per cache slot at once (the others wait in its queue); background requests are not
+    /// counted, so they never hold a place a reply needs.
     pub concurrency: LlmConcurrency,
     /// Conversations whose KV cache is kept between requests (`LLM_CACHE_SLOTS`); 0 keeps
     /// none: every prompt is read from scratch.
@@ -44,14 +51,16 @@ pub struct EmbeddedConfig {
 }
 
 impl EmbeddedConfig {
-    /// A 4096-token window (or the model's if smaller), a 60 s deadline, one request at a
-    /// time, 4 cached conversations, every core.
+    /// A 4096-token window (or the model's if smaller), a 60 s deadline, 4 cached
+    /// conversations and 4 replies in flight, every core.
     #[must_use]
     pub fn for_model(model: &EmbeddedModel) -> Self {
         Self {
             context_tokens: model.context_window().min(4096),
             request_timeout: Duration::from_secs(60),
-            concurrency: LlmConcurrency::new(std::num::NonZeroUsize::MIN),
+            concurrency: LlmConcurrency::new(
+                std::num::NonZeroUsize::new(4).unwrap_or(std::num::NonZeroUsize::MIN),
+            ),
             cache_slots: 4,
             threads: super::default_threads(),
         }
@@ -71,11 +80,35 @@ impl EmbeddedConfig {
 struct Job {
     request: LlmRequest,
     deadline: std::time::Instant,
+    /// The whole call's timeout, for the error once `deadline` passed.
+    timeout: Duration,
     cancelled: Arc<AtomicBool>,
     events: tokio::sync::mpsc::UnboundedSender<Result<StreamEvent, LlmError>>,
-    /// Released when the engine has really finished with the request, so a timed-out request
-    /// never overlaps the next one on the CPU.
-    _permit: OwnedSemaphorePermit,
+    /// An interactive request's place under the in-flight limit, released when the engine has
+    /// really finished with it. Background requests take none: they wait in the engine's own
+    /// queue behind every interactive one instead of holding a place a reply needs.
+    permit: Option<LlmSlot>,
+}
+
+impl Job {
+    /// Why it must stop now, if it must: its caller left, or its deadline passed.
+    fn stopped(&self, now: std::time::Instant) -> Option<LlmError> {
+        if self.cancelled.load(Ordering::Relaxed) || now >= self.deadline {
+            Some(LlmError::Timeout {
+                after: self.timeout,
+            })
+        } else {
+            None
+        }
+    }
+
+    /// Sends the final event, after releasing the permit: a caller that got its answer finds
+    /// its place free.
+    fn finish(self, event: Result<StreamEvent, LlmError>) {
+        let Self { events, permit, .. } = self;
+        drop(permit);
+        let _ = events.send(event);
+    }
 }
 
 /// Chat completions from a GGUF model loaded in this process.
@@ -118,7 +151,7 @@ impl EmbeddedLlm {
         let session = config.session();
         std::thread::Builder::new()
             .name("llm-engine".to_owned())
-            .spawn(move || engine_thread(&engine_model, session, &queue))
+            .spawn(move || Scheduler::new(&engine_model, session).run(&queue))
             .map_err(|e| LlmError::Unavailable {
                 detail: format!("cannot start the engine thread: {e}"),
             })?;
@@ -136,72 +169,230 @@ impl EmbeddedLlm {
     }
 }
 
-/// Serves jobs until every adapter is dropped. The session (and its KV cache) is created at
-/// the first job; if it cannot be, every job gets that error.
-fn engine_thread(model: &EmbeddedModel, config: SessionConfig, queue: &mpsc::Receiver<Job>) {
-    let mut session: Option<Session<'_>> = None;
-    while let Ok(job) = queue.recv() {
-        if job.cancelled.load(Ordering::Relaxed) {
-            continue;
+/// A job whose generation is in progress on a slot.
+struct Running {
+    job: Job,
+    generation: Generation,
+    text: DeltaAssembler,
+}
+
+/// The engine thread's loop: takes jobs, starts them on free slots (interactive ones first,
+/// then background ones, each in arrival order), and advances them one decode at a time —
+/// every running interactive generation together in one batch; background ones only in a step
+/// where no interactive one is running, so a background generation yields after at most one
+/// prompt chunk or one token when a reply arrives, keeping its slot until it resumes.
+struct Scheduler<'m> {
+    model: &'m EmbeddedModel,
+    config: SessionConfig,
+    session: Option<Session<'m>>,
+    waiting: VecDeque<Job>,
+    running: Vec<Running>,
+}
+
+impl<'m> Scheduler<'m> {
+    const fn new(model: &'m EmbeddedModel, config: SessionConfig) -> Self {
+        Self {
+            model,
+            config,
+            session: None,
+            waiting: VecDeque::new(),
+            running: Vec::new(),
         }
-        if session.is_none() {
-            match Session::new(model, config) {
-                Ok(s) => session = Some(s),
+    }
+
+    /// Serves jobs until every adapter is dropped. The session (and its KV cache) is created
+    /// at the first job; if it cannot be, every waiting job gets that error.
+    fn run(mut self, queue: &mpsc::Receiver<Job>) {
+        loop {
+            if self.running.is_empty() && self.waiting.is_empty() {
+                match queue.recv() {
+                    Ok(job) => self.waiting.push_back(job),
+                    Err(_) => return,
+                }
+            }
+            while let Ok(job) = queue.try_recv() {
+                self.waiting.push_back(job);
+            }
+            self.drop_stopped();
+            if !self.ensure_session() {
+                continue;
+            }
+            if let Some(session) = self.session.as_mut() {
+                Self::admit(session, &mut self.waiting, &mut self.running);
+                Self::step(session, &mut self.running);
+            }
+        }
+    }
+
+    /// The session, created at the first job. If llama.cpp cannot create it, the first waiting
+    /// job gets the error and the next one tries again.
+    fn ensure_session(&mut self) -> bool {
+        if self.session.is_none() && !self.waiting.is_empty() {
+            match Session::new(self.model, self.config) {
+                Ok(s) => self.session = Some(s),
                 Err(e) => {
-                    let _ = job.events.send(Err(e));
-                    continue;
+                    if let Some(job) = self.waiting.pop_front() {
+                        job.finish(Err(e));
+                    }
+                    return false;
                 }
             }
         }
-        if let Some(session) = session.as_mut() {
-            serve(session, job);
+        self.session.is_some()
+    }
+
+    /// Ends the jobs whose caller left or whose deadline passed, waiting or running.
+    fn drop_stopped(&mut self) {
+        let now = std::time::Instant::now();
+        let mut index = 0;
+        while index < self.waiting.len() {
+            if let Some(e) = self.waiting[index].stopped(now) {
+                if let Some(job) = self.waiting.remove(index) {
+                    tracing::debug!("embedded request stopped before it started");
+                    job.finish(Err(e));
+                }
+            } else {
+                index += 1;
+            }
+        }
+        let mut index = 0;
+        while index < self.running.len() {
+            if let Some(e) = self.running[index].job.stopped(now) {
+                let Running {
+                    job, generation, ..
+                } = self.running.swap_remove(index);
+                tracing::debug!("embedded generation stopped (caller left or deadline)");
+                // Every decoded token is in the cache: the conversation may go on from there.
+                if let Some(session) = self.session.as_mut() {
+                    session.end(generation, true);
+                }
+                job.finish(Err(e));
+            } else {
+                index += 1;
+            }
+        }
+    }
+
+    /// Starts waiting jobs on free slots: interactive ones first, in arrival order.
+    fn admit(session: &mut Session<'m>, waiting: &mut VecDeque<Job>, running: &mut Vec<Running>) {
+        while session.has_free_slot() {
+            let next = waiting
+                .iter()
+                .position(|j| j.request.priority == Priority::Interactive)
+                .or_else(|| (!waiting.is_empty()).then_some(0));
+            let Some(job) = next.and_then(|i| waiting.remove(i)) else {
+                return;
+            };
+            match session.begin(&job.request) {
+                Ok(generation) => running.push(Running {
+                    job,
+                    generation,
+                    text: DeltaAssembler::default(),
+                }),
+                Err(e) => job.finish(Err(e)),
+            }
+        }
+    }
+
+    /// One decode over the runnable generations, then their text to their callers.
+    fn step(session: &mut Session<'m>, running: &mut Vec<Running>) {
+        let interactive = running
+            .iter()
+            .any(|r| r.job.request.priority == Priority::Interactive);
+        let runnable =
+            |r: &Running| interactive == (r.job.request.priority == Priority::Interactive);
+        let mut chosen: Vec<&mut Generation> = running
+            .iter_mut()
+            .filter(|r| runnable(r))
+            .map(|r| &mut r.generation)
+            .collect();
+        if chosen.is_empty() {
+            return;
+        }
+        let outcome = session.step(&mut chosen);
+        drop(chosen);
+        let progress = match outcome {
+            Ok(progress) => progress,
+            Err(e) => {
+                let detail = e.to_string();
+                for r in extract(running, runnable) {
+                    session.end(r.generation, false);
+                    r.job.finish(Err(LlmError::Unavailable {
+                        detail: detail.clone(),
+                    }));
+                }
+                return;
+            }
+        };
+        let mut progress = progress.into_iter();
+        let mut index = 0;
+        while index < running.len() {
+            if !runnable(&running[index]) {
+                index += 1;
+                continue;
+            }
+            let step = progress.next().unwrap_or(Progress::Reading);
+            let r = &mut running[index];
+            let (bytes, finished) = match step {
+                Progress::Reading => (None, false),
+                Progress::Token(bytes) => (Some(bytes), false),
+                Progress::Finished(bytes) => (bytes, true),
+            };
+            if let Some(delta) = bytes.and_then(|b| r.text.push_bytes(&b)) {
+                if r.job.events.send(Ok(StreamEvent::Delta(delta))).is_err() {
+                    // The caller left: the next round ends it.
+                    r.job.cancelled.store(true, Ordering::Relaxed);
+                }
+            }
+            if finished {
+                let Running {
+                    job,
+                    generation,
+                    text,
+                } = running.remove(index);
+                let stats = generation.stats();
+                session.end(generation, true);
+                job.finish(done(text, stats));
+            } else {
+                index += 1;
+            }
         }
     }
 }
 
-fn serve(session: &mut Session<'_>, job: Job) {
-    let mut text = DeltaAssembler::default();
-    let result = session.generate(
-        &job.request,
-        job.deadline,
-        &job.cancelled,
-        &mut |bytes: &[u8]| match text.push_bytes(bytes) {
-            Some(delta) => job.events.send(Ok(StreamEvent::Delta(delta))).is_ok(),
-            None => !job.cancelled.load(Ordering::Relaxed),
-        },
+/// Removes and returns the running jobs `which` selects.
+fn extract(running: &mut Vec<Running>, which: impl Fn(&Running) -> bool) -> Vec<Running> {
+    let (out, keep): (Vec<_>, Vec<_>) = std::mem::take(running).into_iter().partition(which);
+    *running = keep;
+    out
+}
+
+/// The final event of a finished generation.
+fn done(text: DeltaAssembler, stats: GenerationStats) -> Result<StreamEvent, LlmError> {
+    let text = text.finish();
+    tracing::debug!(
+        prompt_tokens = stats.prompt_tokens,
+        reused_tokens = stats.reused_tokens,
+        shifted_tokens = stats.shifted_tokens,
+        completion_tokens = stats.generated_tokens,
+        prompt_ms = stats.prompt_time.as_millis(),
+        generation_ms = stats.generation_time.as_millis(),
+        "embedded completion finished"
     );
-    let event = result.and_then(|stats| {
-        let text = std::mem::take(&mut text).finish();
-        tracing::debug!(
-            prompt_tokens = stats.prompt_tokens,
-            reused_tokens = stats.reused_tokens,
-            completion_tokens = stats.generated_tokens,
-            prompt_ms = stats.prompt_time.as_millis(),
-            generation_ms = stats.generation_time.as_millis(),
-            "embedded completion finished"
-        );
-        if text.is_empty() {
-            return Err(LlmError::InvalidResponse {
-                detail: format!(
-                    "the embedded model generated no text ({} tokens)",
-                    stats.generated_tokens
-                ),
-            });
-        }
-        Ok(StreamEvent::Done(LlmReply {
-            text,
-            prompt_tokens: u32::try_from(stats.prompt_tokens).ok(),
-            completion_tokens: u32::try_from(stats.generated_tokens).ok(),
-            cached_prompt_tokens: u32::try_from(stats.reused_tokens).ok(),
-        }))
-    });
-    // Inference has stopped: the slot is free before the caller hears the end, so a caller
-    // that got its answer finds the slot released.
-    let Job {
-        events, _permit, ..
-    } = job;
-    drop(_permit);
-    let _ = events.send(event);
+    if text.is_empty() {
+        return Err(LlmError::InvalidResponse {
+            detail: format!(
+                "the embedded model generated no text ({} tokens)",
+                stats.generated_tokens
+            ),
+        });
+    }
+    Ok(StreamEvent::Done(LlmReply {
+        text,
+        prompt_tokens: u32::try_from(stats.prompt_tokens).ok(),
+        completion_tokens: u32::try_from(stats.generated_tokens).ok(),
+        cached_prompt_tokens: u32::try_from(stats.reused_tokens).ok(),
+    }))
 }
 
 /// Tells the engine to stop when the caller drops the stream.
@@ -260,20 +451,25 @@ impl LlmClient for EmbeddedLlm {
 
     async fn stream(&self, request: &LlmRequest) -> Result<LlmStream, LlmError> {
         let deadline = Instant::now() + self.config.request_timeout;
-        let permit = self
-            .config
-            .concurrency
-            .slot_by(deadline, self.config.request_timeout)
-            .await?;
+        let permit = match request.priority {
+            Priority::Interactive => Some(
+                self.config
+                    .concurrency
+                    .slot_by(deadline, self.config.request_timeout)
+                    .await?,
+            ),
+            Priority::Background => None,
+        };
         let (events, receiver) = tokio::sync::mpsc::unbounded_channel();
         let cancelled = Arc::new(AtomicBool::new(false));
         self.jobs
             .send(Job {
                 request: request.clone(),
                 deadline: deadline.into_std(),
+                timeout: self.config.request_timeout,
                 cancelled: Arc::clone(&cancelled),
                 events,
-                _permit: permit,
+                permit,
             })
             .map_err(|_| LlmError::Unavailable {
                 detail: "the engine thread has stopped".to_owned(),

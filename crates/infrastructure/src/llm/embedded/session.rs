@@ -1,13 +1,27 @@
 //! [`Session`]: one llama.cpp context kept for the life of the engine, with a KV-cache
-//! sequence ("slot") per recently active conversation, so a turn reads only what is new.
+//! sequence ("slot") per recently active conversation, so a turn reads only what is new, and
+//! several generations in progress at once, decoded together.
 //!
 //! A conversation's next prompt starts with the previous prompt and the reply the model
 //! generated for it (the prompt layout keeps it that way). Each slot remembers the tokens its
-//! KV cache holds; a request takes the slot whose tokens share the longest prefix with its
-//! prompt — when that prefix covers at least half of what the slot holds, i.e. the request
-//! continues that conversation — drops the rest of the slot and evaluates only the tokens
-//! after the shared prefix. Otherwise it takes the least recently used slot. With no slots to
-//! spare (`slots == 1` and `reuse == false`), every request starts from an empty cache.
+//! KV cache holds. A request takes the free slot from which it can reuse the most — when that
+//! covers at least half of what the slot holds, i.e. the request continues that conversation —
+//! and evaluates only the tokens it could not reuse. Otherwise it takes the least recently used
+//! free slot. With no slots to spare (`slots == 1` and `reuse == false`), every request starts
+//! from an empty cache.
+//!
+//! Reuse is the shared prefix plus, when the conversation's window moved (old turns dropped
+//! out of the prompt), every later run of at least [`SHIFT_MIN_RUN`] cached tokens that the
+//! prompt still has in the same order: the dropped cells are removed and the kept ones shifted
+//! to their new positions (llama.cpp's sequence remove + position add, as `llama-server
+//! --cache-reuse` does) instead of being read again. Shifted cells were computed next to the
+//! turns that dropped out, so a reply after a shift may differ slightly from one over a prompt
+//! read from scratch (see `docs/llm.md`).
+//!
+//! Generation is stepwise: [`Session::begin`] makes a [`Generation`] (its slot reserved),
+//! [`Session::step`] advances any set of generations by one `llama_decode` — a chunk of each
+//! one's prompt, or its next token — in one batch across their slots, and [`Session::end`]
+//! frees the slot. The engine thread decides which generations run in each step.
 //!
 //! Each slot is its own KV stream of `window` cells (`kv_unified = false`): attention over a
 //! slot's tokens never scans the other slots' cells. Memory is `slots × window` cells.
@@ -25,16 +39,21 @@ use llama_cpp_2::token::LlamaToken;
 
 use super::engine::{backend, EmbeddedModel};
 
-/// Tokens decoded per `llama_decode` call while reading the prompt. Also how often a long
-/// prompt checks its deadline.
-const PROMPT_CHUNK: usize = 256;
+/// Tokens decoded per `llama_decode` call, over every generation in the step. Also how long a
+/// generation that is asked to yield may hold the engine: one chunk of its prompt.
+pub const PROMPT_CHUNK: usize = 256;
+
+/// The shortest run of cached tokens moved to a new position when a conversation's window
+/// moves; shorter runs are read again (a shift is not free, and a short run may match by chance).
+pub const SHIFT_MIN_RUN: usize = 16;
 
 /// How the session is laid out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionConfig {
     /// Cells per slot: the most prompt + reply tokens of one request.
     pub window: u32,
-    /// Conversations whose KV state is kept between requests (at least 1).
+    /// Conversations whose KV state is kept between requests (at least 1); also the most
+    /// generations in progress at once.
     pub slots: u32,
     /// Whether a cached prefix is reused; `false` evaluates every prompt from scratch (for
     /// comparisons, and for models whose cache cannot be cut).
@@ -48,20 +67,174 @@ pub struct SessionConfig {
 pub struct GenerationStats {
     /// Tokens of the prompt.
     pub prompt_tokens: usize,
-    /// Prompt tokens found in the cache (not evaluated).
+    /// Prompt tokens found in the cache (not evaluated), shifted ones included.
     pub reused_tokens: usize,
+    /// Of those, tokens kept by shifting them to a new position.
+    pub shifted_tokens: usize,
     /// Tokens generated (the end-of-generation token not counted).
     pub generated_tokens: usize,
-    /// Time reading the part of the prompt that was not cached.
+    /// Time from [`Session::begin`] until the prompt was read (steps spent on other
+    /// generations included).
     pub prompt_time: Duration,
-    /// Time generating.
+    /// Time from then until the last token.
     pub generation_time: Duration,
+}
+
+/// What a step did for one generation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress {
+    /// Part of its prompt was read; no text yet.
+    Reading,
+    /// A token was generated: its bytes (possibly part of a UTF-8 character).
+    Token(Vec<u8>),
+    /// It ended: the end-of-generation token, or `max_tokens` with this last token's bytes.
+    Finished(Option<Vec<u8>>),
+}
+
+/// One request in progress on a slot. Made by [`Session::begin`], advanced by
+/// [`Session::step`], ended by [`Session::end`].
+pub struct Generation {
+    slot: usize,
+    seq: i32,
+    prompt: Vec<LlamaToken>,
+    /// Prompt tokens in the slot's KV cache so far.
+    read: usize,
+    reused: usize,
+    shifted: usize,
+    max_tokens: usize,
+    sampler: LlamaSampler,
+    generated: usize,
+    /// The last generated token, not yet decoded.
+    next: Option<LlamaToken>,
+    finished: bool,
+    began: Instant,
+    prompt_read: Option<Instant>,
+    last_token: Option<Instant>,
+}
+
+impl std::fmt::Debug for Generation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Generation")
+            .field("slot", &self.slot)
+            .field("prompt", &self.prompt.len())
+            .field("read", &self.read)
+            .field("generated", &self.generated)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Generation {
+    /// Whether it has generated its last token.
+    #[must_use]
+    pub const fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// Whether its prompt is still being read (no token generated yet).
+    #[must_use]
+    pub fn is_reading(&self) -> bool {
+        self.read < self.prompt.len()
+    }
+
+    /// What it did so far.
+    #[must_use]
+    pub fn stats(&self) -> GenerationStats {
+        let prompt_read = self.prompt_read.unwrap_or_else(Instant::now);
+        GenerationStats {
+            prompt_tokens: self.prompt.len(),
+            reused_tokens: self.reused,
+            shifted_tokens: self.shifted,
+            generated_tokens: self.generated,
+            prompt_time: prompt_read.saturating_duration_since(self.began),
+            generation_time: self
+                .last_token
+                .unwrap_or(prompt_read)
+                .saturating_duration_since(prompt_read),
+        }
+    }
 }
 
 struct Slot {
     /// The tokens whose KV state the slot holds, positions `0..len`.
     tokens: Vec<LlamaToken>,
     last_used: u64,
+    /// A generation is in progress on it.
+    busy: bool,
+}
+
+/// How a slot's cache serves a prompt: the shared prefix, then runs moved to new positions.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ReusePlan {
+    /// Leading tokens shared as they are.
+    pub prefix: usize,
+    /// Runs of cached tokens kept at a new position, in order.
+    pub moves: Vec<Move>,
+}
+
+/// A run of `len` cached tokens at positions `from..from + len` that the prompt has at
+/// `to..to + len` (`to < from`: cells before it were dropped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Move {
+    /// Where the run is in the cache.
+    pub from: usize,
+    /// Where the prompt has it.
+    pub to: usize,
+    /// Its length.
+    pub len: usize,
+}
+
+impl ReusePlan {
+    /// Prompt tokens the plan keeps: `prompt[..kept()]` needs no evaluation.
+    #[must_use]
+    pub fn kept(&self) -> usize {
+        self.moves.last().map_or(self.prefix, |m| m.to + m.len)
+    }
+
+    /// Tokens kept by shifting.
+    #[must_use]
+    pub fn shifted(&self) -> usize {
+        self.moves.iter().map(|m| m.len).sum()
+    }
+
+    /// The reuse of `cached` for `prompt`: the common prefix and, if `shift`, every later run
+    /// of at least `min_run` cached tokens that continues the prompt (the cached tokens in
+    /// between are dropped; tokens the prompt adds in the middle end the reuse). The same
+    /// greedy walk as `llama-server --cache-reuse`.
+    #[must_use]
+    pub fn new<T: PartialEq>(cached: &[T], prompt: &[T], shift: bool, min_run: usize) -> Self {
+        let prefix = cached
+            .iter()
+            .zip(prompt)
+            .take_while(|(a, b)| a == b)
+            .count();
+        let mut plan = Self {
+            prefix,
+            moves: Vec::new(),
+        };
+        if !shift || min_run == 0 {
+            return plan;
+        }
+        let (mut c, mut p) = (prefix, prefix);
+        while c < cached.len() && p < prompt.len() {
+            let run = cached[c..]
+                .iter()
+                .zip(&prompt[p..])
+                .take_while(|(a, b)| a == b)
+                .count();
+            if run >= min_run {
+                plan.moves.push(Move {
+                    from: c,
+                    to: p,
+                    len: run,
+                });
+                c += run;
+                p += run;
+            } else {
+                c += 1;
+            }
+        }
+        plan
+    }
 }
 
 /// The engine's context and its slots. Not `Send`: it lives on the engine's thread.
@@ -70,6 +243,7 @@ pub struct Session<'m> {
     ctx: LlamaContext<'m>,
     slots: Vec<Slot>,
     config: SessionConfig,
+    can_shift: bool,
     uses: u64,
     batch: LlamaBatch<'m>,
 }
@@ -100,6 +274,7 @@ impl<'m> Session<'m> {
                     config.window
                 ),
             })?;
+        let can_shift = ctx.kv_cache_can_shift();
         Ok(Self {
             model,
             ctx,
@@ -107,30 +282,30 @@ impl<'m> Session<'m> {
                 .map(|_| Slot {
                     tokens: Vec::new(),
                     last_used: 0,
+                    busy: false,
                 })
                 .collect(),
             config: SessionConfig { slots, ..config },
+            can_shift,
             uses: 0,
             batch: LlamaBatch::new(PROMPT_CHUNK, 1),
         })
     }
 
-    /// Generates a reply, handing each generated token's bytes to `on_bytes` as it is
-    /// decoded; `on_bytes` returns `false` to stop early (the receiver went away). Checks
-    /// `deadline` and `cancelled` between decode steps.
+    /// Whether a slot is free for [`Self::begin`].
+    #[must_use]
+    pub fn has_free_slot(&self) -> bool {
+        self.slots.iter().any(|s| !s.busy)
+    }
+
+    /// Starts a generation on a free slot, reusing what that slot's cache holds of the prompt.
+    /// Nothing is decoded yet.
     ///
     /// # Errors
-    /// [`LlmError::Rejected`] before any inference when prompt + `max_tokens` exceeds the
-    /// window; [`LlmError::Timeout`] past the deadline or when cancelled;
-    /// [`LlmError::Unavailable`] if llama.cpp fails.
-    pub fn generate(
-        &mut self,
-        request: &LlmRequest,
-        deadline: Instant,
-        cancelled: &AtomicBool,
-        on_bytes: &mut dyn FnMut(&[u8]) -> bool,
-    ) -> Result<GenerationStats, LlmError> {
-        let started = Instant::now();
+    /// [`LlmError::Rejected`] when prompt + `max_tokens` exceeds the window;
+    /// [`LlmError::Unavailable`] when every slot is busy.
+    pub fn begin(&mut self, request: &LlmRequest) -> Result<Generation, LlmError> {
+        let began = Instant::now();
         let prompt = self.model.prompt_tokens(&request.messages)?.tokens;
         let max_tokens = request.options.max_tokens.max(1) as usize;
         let window = self.config.window as usize;
@@ -144,81 +319,254 @@ impl<'m> Session<'m> {
                 ),
             });
         }
-        let stop = |what: &str| -> Option<LlmError> {
-            if cancelled.load(Ordering::Relaxed) || Instant::now() >= deadline {
-                tracing::debug!(stage = what, "embedded generation stopped at its deadline");
-                Some(LlmError::Timeout {
-                    after: deadline.saturating_duration_since(started),
-                })
-            } else {
-                None
-            }
+        let Some((slot, plan)) = self.choose_slot(&prompt) else {
+            return Err(LlmError::Unavailable {
+                detail: "every KV slot of the embedded engine is busy".to_owned(),
+            });
         };
-
-        let (slot, reused) = self.choose_slot(&prompt);
-        let seq = i32::try_from(slot).unwrap_or(0);
         self.uses += 1;
         self.slots[slot].last_used = self.uses;
-        // Whatever happens next, the slot holds only the reused prefix until tokens are decoded.
-        let reused = self.cut_slot(slot, reused);
-        let result = self.run(
+        self.slots[slot].busy = true;
+        let (reused, shifted) = self.apply(slot, &prompt, &plan);
+        // The last prompt token is always evaluated: its logits choose the first reply token.
+        let reused = if reused >= prompt.len() {
+            self.cut_slot(slot, prompt.len() - 1)
+        } else {
+            reused
+        };
+        Ok(Generation {
             slot,
-            seq,
-            &prompt,
+            seq: i32::try_from(slot).unwrap_or(0),
+            read: reused,
             reused,
+            shifted: shifted.min(reused),
             max_tokens,
-            request.options.temperature,
-            &stop,
-            on_bytes,
-        );
-        if result.is_err() {
-            // A failed or abandoned request leaves the cache in an unknown state: forget it.
-            self.cut_slot(slot, 0);
-        }
-        let (prompt_time, generated, generation_time) = result?;
-        Ok(GenerationStats {
-            prompt_tokens: prompt.len(),
-            reused_tokens: reused,
-            generated_tokens: generated,
-            prompt_time,
-            generation_time,
+            sampler: sampler(request.options.temperature),
+            generated: 0,
+            next: None,
+            finished: false,
+            began,
+            prompt_read: None,
+            last_token: None,
+            prompt,
         })
     }
 
-    /// The slot for `prompt` and how many of its leading tokens that slot already holds.
-    fn choose_slot(&self, prompt: &[LlamaToken]) -> (usize, usize) {
-        if !self.config.reuse {
-            let lru = self.least_recently_used();
-            return (lru, 0);
+    /// Advances each of `generations` (not finished ones) by one decode, all in one batch: the
+    /// next chunk of a prompt being read (chunks share [`PROMPT_CHUNK`] tokens, first come first
+    /// served), or the token generated last. Returns each one's progress, in order.
+    ///
+    /// # Errors
+    /// [`LlmError::Unavailable`] if llama.cpp fails; every generation of the batch is then in
+    /// an unknown state and must be ended with `keep_cache == false`.
+    pub fn step(&mut self, generations: &mut [&mut Generation]) -> Result<Vec<Progress>, LlmError> {
+        self.batch.clear();
+        // Per generation: tokens added this step, and the batch index of its logits.
+        let mut added = vec![(0_usize, None::<i32>); generations.len()];
+        let mut budget = PROMPT_CHUNK;
+        // Generating ones first: one token each, so a long prompt never delays their next token.
+        for (g, entry) in generations.iter().zip(added.iter_mut()) {
+            if let (Some(token), false) = (g.next, g.finished) {
+                if budget == 0 {
+                    break;
+                }
+                let at = self.slots[g.slot].tokens.len();
+                self.batch
+                    .add(token, position(at)?, &[g.seq], true)
+                    .map_err(engine_failure)?;
+                *entry = (1, Some(self.batch.n_tokens() - 1));
+                budget -= 1;
+            }
         }
-        let common = |slot: &Slot| {
-            slot.tokens
+        for (g, entry) in generations.iter().zip(added.iter_mut()) {
+            if g.finished || g.next.is_some() || budget == 0 {
+                continue;
+            }
+            let end = (g.read + budget).min(g.prompt.len());
+            for index in g.read..end {
+                self.batch
+                    .add(
+                        g.prompt[index],
+                        position(index)?,
+                        &[g.seq],
+                        index == g.prompt.len() - 1,
+                    )
+                    .map_err(engine_failure)?;
+            }
+            let logits = (end == g.prompt.len()).then(|| self.batch.n_tokens() - 1);
+            *entry = (end - g.read, logits);
+            budget -= end - g.read;
+        }
+        if self.batch.n_tokens() == 0 {
+            return Ok(generations
                 .iter()
-                .zip(prompt)
-                .take_while(|(a, b)| a == b)
-                .count()
-        };
-        // A continuation: the prompt shares at least half of what the slot holds.
-        let continuation = self
-            .slots
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (i, common(s), s.tokens.len()))
-            .filter(|(_, shared, held)| *held > 0 && *shared * 2 >= *held)
-            .max_by_key(|(_, shared, _)| *shared);
-        if let Some((slot, shared, _)) = continuation {
-            return (slot, shared);
+                .map(|g| {
+                    if g.finished {
+                        Progress::Finished(None)
+                    } else {
+                        Progress::Reading
+                    }
+                })
+                .collect());
         }
-        let lru = self.least_recently_used();
-        (lru, common(&self.slots[lru]))
+        self.ctx.decode(&mut self.batch).map_err(engine_failure)?;
+
+        let vocab = self.model.vocab();
+        let now = Instant::now();
+        let mut progress = Vec::with_capacity(generations.len());
+        for (g, (count, logits)) in generations.iter_mut().zip(added) {
+            if count == 0 {
+                progress.push(if g.finished {
+                    Progress::Finished(None)
+                } else {
+                    Progress::Reading
+                });
+                continue;
+            }
+            let tokens = &mut self.slots[g.slot].tokens;
+            if let Some(token) = g.next.take() {
+                tokens.push(token);
+            } else {
+                tokens.extend_from_slice(&g.prompt[g.read..g.read + count]);
+                g.read += count;
+            }
+            let Some(logits) = logits else {
+                progress.push(Progress::Reading);
+                continue;
+            };
+            if g.prompt_read.is_none() {
+                g.prompt_read = Some(now);
+            }
+            let token = g.sampler.sample(&self.ctx, logits);
+            g.last_token = Some(Instant::now());
+            if vocab.is_eog(token) {
+                g.finished = true;
+                progress.push(Progress::Finished(None));
+                continue;
+            }
+            let mut bytes = Vec::new();
+            vocab.token_to_piece_into(token, &mut bytes, false, None);
+            g.generated += 1;
+            if g.generated >= g.max_tokens {
+                g.finished = true;
+                progress.push(Progress::Finished(Some(bytes)));
+            } else {
+                g.next = Some(token);
+                progress.push(Progress::Token(bytes));
+            }
+        }
+        Ok(progress)
     }
 
-    fn least_recently_used(&self) -> usize {
-        self.slots
-            .iter()
-            .enumerate()
+    /// Ends a generation and frees its slot. With `keep_cache` the slot keeps what it holds
+    /// (every token decoded so far: a later turn of the conversation reuses it, even after a
+    /// stop); without, it is emptied (after a llama.cpp failure its state is unknown).
+    #[allow(clippy::needless_pass_by_value)] // consumed: an ended generation cannot step again
+    pub fn end(&mut self, generation: Generation, keep_cache: bool) {
+        let slot = generation.slot;
+        if !keep_cache {
+            self.cut_slot(slot, 0);
+        }
+        self.slots[slot].busy = false;
+    }
+
+    /// Runs one generation alone to its end, handing each token's bytes to `on_bytes` (which
+    /// returns `false` to stop early); checks `deadline` and `cancelled` between decodes. For
+    /// callers without a scheduler (measurements, tests).
+    ///
+    /// # Errors
+    /// As [`Self::begin`] and [`Self::step`]; [`LlmError::Timeout`] past the deadline or when
+    /// cancelled.
+    pub fn generate(
+        &mut self,
+        request: &LlmRequest,
+        deadline: Instant,
+        cancelled: &AtomicBool,
+        on_bytes: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> Result<GenerationStats, LlmError> {
+        let started = Instant::now();
+        let mut generation = self.begin(request)?;
+        loop {
+            if cancelled.load(Ordering::Relaxed) || Instant::now() >= deadline {
+                self.end(generation, true);
+                return Err(LlmError::Timeout {
+                    after: deadline.saturating_duration_since(started),
+                });
+            }
+            let progress = match self.step(&mut [&mut generation]) {
+                Ok(mut p) => p.pop().unwrap_or(Progress::Reading),
+                Err(e) => {
+                    self.end(generation, false);
+                    return Err(e);
+                }
+            };
+            let (bytes, finished) = match progress {
+                Progress::Reading => (None, false),
+                Progress::Token(b) => (Some(b), false),
+                Progress::Finished(b) => (b, true),
+            };
+            let go_on = bytes.is_none_or(|b| on_bytes(&b));
+            if finished || !go_on {
+                let stats = generation.stats();
+                self.end(generation, true);
+                return Ok(stats);
+            }
+        }
+    }
+
+    /// The free slot for `prompt` and how its cache serves it, or `None` when every slot is busy.
+    fn choose_slot(&self, prompt: &[LlamaToken]) -> Option<(usize, ReusePlan)> {
+        let free = || self.slots.iter().enumerate().filter(|(_, s)| !s.busy);
+        let lru = free()
             .min_by_key(|(_, s)| (!s.tokens.is_empty(), s.last_used))
-            .map_or(0, |(i, _)| i)
+            .map(|(i, _)| i)?;
+        if !self.config.reuse {
+            return Some((lru, ReusePlan::default()));
+        }
+        let plan =
+            |slot: &Slot| ReusePlan::new(&slot.tokens, prompt, self.can_shift, SHIFT_MIN_RUN);
+        // A continuation: the prompt reuses at least half of what the slot holds.
+        let continuation = free()
+            .map(|(i, s)| (i, plan(s), s.tokens.len()))
+            .filter(|(_, plan, held)| *held > 0 && plan.kept() * 2 >= *held)
+            .max_by_key(|(_, plan, _)| plan.kept());
+        if let Some((slot, plan, _)) = continuation {
+            return Some((slot, plan));
+        }
+        Some((lru, plan(&self.slots[lru])))
+    }
+
+    /// Makes the slot's cache hold `prompt[..plan.kept()]`: cuts what the plan drops, shifts what
+    /// it moves. Returns the tokens kept and, of those, shifted (fewer if llama.cpp refuses a
+    /// cut, e.g. a recurrent model: then nothing is kept).
+    fn apply(&mut self, slot: usize, prompt: &[LlamaToken], plan: &ReusePlan) -> (usize, usize) {
+        if plan.moves.is_empty() {
+            return (self.cut_slot(slot, plan.prefix), 0);
+        }
+        let seq = i32::try_from(slot).unwrap_or(0);
+        let pos = |n: usize| u32::try_from(n).ok();
+        let mut ok = true;
+        for m in &plan.moves {
+            let delta = i32::try_from(m.from - m.to).unwrap_or(i32::MAX);
+            ok = ok
+                && self
+                    .ctx
+                    .kv_cache_seq_rm(seq, pos(m.to), pos(m.from))
+                    .is_ok()
+                && self
+                    .ctx
+                    .kv_cache_seq_add(seq, pos(m.from), pos(m.from + m.len), -delta)
+                    .is_ok();
+        }
+        let kept = plan.kept();
+        ok = ok && self.ctx.kv_cache_seq_rm(seq, pos(kept), None).is_ok();
+        if !ok {
+            let _ = self.ctx.kv_cache_seq_rm(seq, None, None);
+            self.slots[slot].tokens.clear();
+            return (0, 0);
+        }
+        self.slots[slot].tokens = prompt[..kept].to_vec();
+        (kept, plan.shifted())
     }
 
     /// Keeps the first `keep` tokens of the slot (dropping the rest from the KV cache);
@@ -239,77 +587,6 @@ impl<'m> Session<'m> {
         };
         self.slots[slot].tokens.truncate(kept);
         kept
-    }
-
-    /// Reads the prompt after the reused prefix, then generates. Returns the prompt time, the
-    /// tokens generated and the generation time.
-    #[allow(clippy::too_many_arguments)]
-    fn run(
-        &mut self,
-        slot: usize,
-        seq: i32,
-        prompt: &[LlamaToken],
-        reused: usize,
-        max_tokens: usize,
-        temperature: f32,
-        stop: &dyn Fn(&str) -> Option<LlmError>,
-        on_bytes: &mut dyn FnMut(&[u8]) -> bool,
-    ) -> Result<(Duration, usize, Duration), LlmError> {
-        let prompt_started = Instant::now();
-        // The last prompt token is always evaluated: its logits choose the first reply token.
-        let mut start = reused.min(prompt.len() - 1);
-        if start < reused {
-            self.cut_slot(slot, start);
-        }
-        while start < prompt.len() {
-            if let Some(e) = stop("prompt") {
-                return Err(e);
-            }
-            let end = (start + PROMPT_CHUNK).min(prompt.len());
-            self.batch.clear();
-            for (index, token) in prompt.iter().enumerate().take(end).skip(start) {
-                self.batch
-                    .add(*token, position(index)?, &[seq], index == prompt.len() - 1)
-                    .map_err(engine_failure)?;
-            }
-            self.ctx.decode(&mut self.batch).map_err(engine_failure)?;
-            self.slots[slot]
-                .tokens
-                .extend_from_slice(&prompt[start..end]);
-            start = end;
-        }
-        let prompt_time = prompt_started.elapsed();
-
-        let generation_started = Instant::now();
-        let mut sampler = sampler(temperature);
-        let vocab = self.model.vocab();
-        let mut bytes = Vec::new();
-        let mut generated = 0;
-        let mut logits_at = self.batch.n_tokens() - 1;
-        loop {
-            let token = sampler.sample(&self.ctx, logits_at);
-            if vocab.is_eog(token) {
-                break;
-            }
-            bytes.clear();
-            vocab.token_to_piece_into(token, &mut bytes, false, None);
-            generated += 1;
-            if !on_bytes(&bytes) || generated >= max_tokens {
-                break;
-            }
-            if let Some(e) = stop("generation") {
-                return Err(e);
-            }
-            let at = self.slots[slot].tokens.len();
-            self.batch.clear();
-            self.batch
-                .add(token, position(at)?, &[seq], true)
-                .map_err(engine_failure)?;
-            self.ctx.decode(&mut self.batch).map_err(engine_failure)?;
-            self.slots[slot].tokens.push(token);
-            logits_at = 0;
-        }
-        Ok((prompt_time, generated, generation_started.elapsed()))
     }
 }
 
@@ -337,5 +614,83 @@ fn position(index: usize) -> Result<i32, LlmError> {
 fn engine_failure(error: impl std::fmt::Display) -> LlmError {
     LlmError::Unavailable {
         detail: format!("llama.cpp failed: {error}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Move, ReusePlan};
+
+    fn plan(cached: &str, prompt: &str, min_run: usize) -> ReusePlan {
+        let c: Vec<char> = cached.chars().collect();
+        let p: Vec<char> = prompt.chars().collect();
+        ReusePlan::new(&c, &p, true, min_run)
+    }
+
+    #[test]
+    fn a_continued_conversation_reuses_its_prefix_without_moves() {
+        let p = plan("SYSab", "SYSabcd", 2);
+        assert_eq!(p.prefix, 5);
+        assert!(p.moves.is_empty());
+        assert_eq!(p.kept(), 5);
+    }
+
+    #[test]
+    fn dropped_turns_are_cut_and_the_rest_moved_to_their_new_positions() {
+        // System "SY", turns "aa" "bbbb" "cccc"; the window drops "aa", a new turn "dd" comes.
+        let p = plan("SYaabbbbcccc", "SYbbbbccccdd", 3);
+        assert_eq!(p.prefix, 2);
+        assert_eq!(
+            p.moves,
+            [Move {
+                from: 4,
+                to: 2,
+                len: 8
+            }]
+        );
+        assert_eq!(p.kept(), 10);
+        assert_eq!(p.shifted(), 8);
+    }
+
+    #[test]
+    fn several_dropped_blocks_make_several_moves_and_short_runs_are_read_again() {
+        let p = plan("SYxxAAAAyyBBBBzz", "SYAAAABBBBnew", 4);
+        assert_eq!(
+            p.moves,
+            [
+                Move {
+                    from: 4,
+                    to: 2,
+                    len: 4
+                },
+                Move {
+                    from: 10,
+                    to: 6,
+                    len: 4
+                }
+            ]
+        );
+        assert_eq!(p.kept(), 10);
+        // A run shorter than the minimum is not moved: the prompt is read from there.
+        let p = plan("SYxxAAAAyyBBBBzz", "SYAAAABBBBnew", 5);
+        assert!(p.moves.is_empty());
+        assert_eq!(p.kept(), 2);
+    }
+
+    #[test]
+    fn text_inserted_in_the_middle_ends_the_reuse_there() {
+        // A changed summary: the prompt has tokens the cache never held before the turns.
+        let p = plan("SYsumAAAABBBB", "SYsum2AAAABBBB", 4);
+        assert_eq!(p.prefix, 5);
+        assert!(p.moves.is_empty(), "{p:?}");
+        assert_eq!(p.kept(), 5);
+    }
+
+    #[test]
+    fn without_shift_only_the_prefix_counts() {
+        let c: Vec<char> = "SYaabbbbcccc".chars().collect();
+        let p: Vec<char> = "SYbbbbccccdd".chars().collect();
+        let plan = ReusePlan::new(&c, &p, false, 3);
+        assert_eq!((plan.prefix, plan.kept()), (2, 2));
     }
 }
