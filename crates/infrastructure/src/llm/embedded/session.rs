@@ -16,7 +16,7 @@ use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use butler_domain::ports::{LlmError, LlmRequest};
+use butler_domain::ports::{LlmError, LlmRequest, OutputFormat};
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
@@ -162,14 +162,7 @@ impl<'m> Session<'m> {
         // Whatever happens next, the slot holds only the reused prefix until tokens are decoded.
         let reused = self.cut_slot(slot, reused);
         let result = self.run(
-            slot,
-            seq,
-            &prompt,
-            reused,
-            max_tokens,
-            request.options.temperature,
-            &stop,
-            on_bytes,
+            slot, seq, &prompt, reused, max_tokens, request, &stop, on_bytes,
         );
         if result.is_err() {
             // A failed or abandoned request leaves the cache in an unknown state: forget it.
@@ -251,7 +244,7 @@ impl<'m> Session<'m> {
         prompt: &[LlamaToken],
         reused: usize,
         max_tokens: usize,
-        temperature: f32,
+        request: &LlmRequest,
         stop: &dyn Fn(&str) -> Option<LlmError>,
         on_bytes: &mut dyn FnMut(&[u8]) -> bool,
     ) -> Result<(Duration, usize, Duration), LlmError> {
@@ -281,7 +274,7 @@ impl<'m> Session<'m> {
         let prompt_time = prompt_started.elapsed();
 
         let generation_started = Instant::now();
-        let mut sampler = sampler(temperature);
+        let mut sampler = sampler(self.model, request);
         let vocab = self.model.vocab();
         let mut bytes = Vec::new();
         let mut generated = 0;
@@ -313,20 +306,53 @@ impl<'m> Session<'m> {
     }
 }
 
-/// The sampler for a temperature: greedy at 0, else llama.cpp's usual chain (top-k 40,
-/// top-p 0.95, min-p 0.05) then temperature and a random draw.
-fn sampler(temperature: f32) -> LlamaSampler {
-    if temperature <= 0.0 {
-        return LlamaSampler::greedy();
+/// The sampler of a request: llama.cpp's usual chain (top-k 40, top-p 0.95, min-p 0.05, then
+/// temperature and a random draw), greedy at temperature 0. A repetition penalty over the last
+/// [`PENALTY_LAST_N`] generated tokens keeps a small model from looping on one phrase (its
+/// summaries otherwise degenerate); a request for JSON of a schema puts the schema's grammar
+/// first, so every token is valid JSON of that schema (see `grammar.rs`). A schema without a
+/// grammar is logged and sampled unconstrained: callers parse tolerantly anyway.
+fn sampler(model: &EmbeddedModel, request: &LlmRequest) -> LlamaSampler {
+    let mut chain = Vec::with_capacity(7);
+    if let OutputFormat::Json { name, schema } = &request.format {
+        match super::grammar::json_schema_to_gbnf(schema)
+            .map_err(|e| e.to_string())
+            .and_then(|gbnf| {
+                LlamaSampler::grammar(model.llama(), &gbnf, "root").map_err(|e| e.to_string())
+            }) {
+            Ok(grammar) => chain.push(grammar),
+            Err(error) => {
+                tracing::warn!(schema = %name, %error, "no grammar for the schema; output unconstrained")
+            }
+        }
     }
-    LlamaSampler::chain_simple([
-        LlamaSampler::top_k(40),
-        LlamaSampler::top_p(0.95, 1),
-        LlamaSampler::min_p(0.05, 1),
-        LlamaSampler::temp(temperature),
-        LlamaSampler::dist(fastrand::u32(..)),
-    ])
+    chain.push(LlamaSampler::penalties(
+        model.llama().n_vocab(),
+        PENALTY_LAST_N,
+        PENALTY_REPEAT,
+        0.0,
+        0.0,
+    ));
+    let temperature = request.options.temperature;
+    if temperature <= 0.0 {
+        chain.push(LlamaSampler::greedy());
+    } else {
+        chain.extend([
+            LlamaSampler::top_k(40),
+            LlamaSampler::top_p(0.95, 1),
+            LlamaSampler::min_p(0.05, 1),
+            LlamaSampler::temp(temperature),
+            LlamaSampler::dist(fastrand::u32(..)),
+        ]);
+    }
+    LlamaSampler::chain_simple(chain)
 }
+
+/// Generated tokens the repetition penalty looks back over.
+const PENALTY_LAST_N: i32 = 64;
+
+/// The repetition penalty (1.0 = none): llama.cpp's customary mild value.
+const PENALTY_REPEAT: f32 = 1.1;
 
 fn position(index: usize) -> Result<i32, LlmError> {
     i32::try_from(index).map_err(|_| LlmError::Rejected {
