@@ -618,3 +618,61 @@ async fn a_stream_is_retried_before_its_first_piece_like_a_completion() {
     assert_eq!(reply.unwrap().text, STREAMED);
     assert_eq!(llm.request_count(), 2);
 }
+
+const SCHEMA: &str = r#"{"type":"object","properties":{"facts":{"type":"array","items":{"type":"string"}}},"required":["facts"]}"#;
+
+#[tokio::test]
+async fn a_json_request_asks_the_server_for_its_schema_as_response_format() {
+    let llm = ScriptedLlm::start().await;
+    llm.push_reply(r#"{"facts":["Sister: Anna"]}"#);
+    let reply = client(config(&llm.base_url()))
+        .complete(&request("facts?").json("facts", SCHEMA))
+        .await
+        .unwrap();
+    assert_eq!(reply.text, r#"{"facts":["Sister: Anna"]}"#);
+    assert_eq!(
+        llm.requests()[0].body["response_format"],
+        json!({"type": "json_schema", "json_schema": {"name": "facts", "schema": serde_json::from_str::<serde_json::Value>(SCHEMA).unwrap()}})
+    );
+}
+
+#[tokio::test]
+async fn a_server_that_rejects_response_format_is_asked_again_without_it_and_remembered() {
+    let llm = ScriptedLlm::start().await;
+    llm.push(Step::status(400, "unknown parameter: response_format"));
+    llm.push_reply("[\"Sister: Anna\"]");
+    llm.push_reply("[]");
+    llm.push_reply("Good evening, sir.");
+    let client = client(config(&llm.base_url()));
+    let json = request("facts?").json("facts", SCHEMA);
+    assert_eq!(
+        client.complete(&json).await.unwrap().text,
+        "[\"Sister: Anna\"]"
+    );
+    assert_eq!(client.complete(&json).await.unwrap().text, "[]");
+    client.complete(&request("hello")).await.unwrap();
+    let sent: Vec<bool> = llm
+        .requests()
+        .iter()
+        .map(|r| r.body.get("response_format").is_some())
+        .collect();
+    assert_eq!(
+        sent,
+        [true, false, false, false],
+        "asked with it once, then never again; text requests never carry it"
+    );
+}
+
+#[tokio::test]
+async fn a_client_error_about_something_else_is_not_retried_without_the_format() {
+    let llm = ScriptedLlm::start().await;
+    llm.push(Step::status(400, "context length exceeded"));
+    let result = client(config(&llm.base_url()))
+        .complete(&request("facts?").json("facts", SCHEMA))
+        .await;
+    assert!(
+        matches!(result, Err(LlmError::Status { status: 400, .. })),
+        "{result:?}"
+    );
+    assert_eq!(llm.requests().len(), 1);
+}

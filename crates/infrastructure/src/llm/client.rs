@@ -1,18 +1,23 @@
 //! [`OpenAiChatClient`]: `LlmClient` over `POST {base}/chat/completions` on one server or a
 //! pool of them, with the shared retry rules, one overall deadline per call and the shared
-//! in-flight limit.
+//! in-flight limit. A request for JSON of a schema is sent with `response_format`; a server
+//! that rejects it (a 4xx naming it) is remembered and asked again, and from then on, without
+//! it — the caller's tolerant parser copes with free-form JSON.
 
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use butler_domain::ports::{LlmClient, LlmError, LlmReply, LlmRequest, LlmStream, StreamEvent};
 use bytes::Bytes;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
+use reqwest::Response;
 use tokio::time::{timeout_at, Instant};
 
-use super::pool::ServerPool;
+use super::pool::{Lease, ServerPool};
 use super::sse::sse_stream;
-use super::wire::{parse_reply, ChatRequest};
+use super::wire::{parse_reply, rejects_response_format, ChatRequest};
 use super::{LlmConcurrency, LlmHttpConfig};
 use crate::http::{CallError, Endpoint, HttpCaller, HttpConfigError};
 
@@ -27,6 +32,8 @@ pub struct OpenAiChatClient {
     model: String,
     request_timeout: Duration,
     concurrency: LlmConcurrency,
+    /// Completion URLs of the servers that rejected `response_format`.
+    without_format: Arc<Mutex<HashSet<String>>>,
 }
 
 impl OpenAiChatClient {
@@ -57,6 +64,7 @@ impl OpenAiChatClient {
             model: config.model,
             request_timeout: config.request_timeout,
             concurrency: config.concurrency,
+            without_format: Arc::default(),
         })
     }
 
@@ -78,22 +86,13 @@ impl LlmClient for OpenAiChatClient {
     async fn complete(&self, request: &LlmRequest) -> Result<LlmReply, LlmError> {
         let started = Instant::now();
         let deadline = started + self.request_timeout;
-        let body = encode(&ChatRequest::new(&self.model, request))?;
+        let bodies = Bodies::new(ChatRequest::new(&self.model, request))?;
         let permit = self
             .concurrency
             .slot_for(request.priority, deadline, self.request_timeout)
             .await?;
         let queued = started.elapsed();
-        let result = match self
-            .pool
-            .send(WHAT, deadline, |client, endpoint| {
-                endpoint
-                    .post(client)
-                    .header(CONTENT_TYPE, "application/json")
-                    .body(body.clone())
-            })
-            .await
-        {
+        let result = match self.post(deadline, &bodies, false).await {
             Err(e) => Err(e),
             Ok((response, lease)) => match timeout_at(deadline, response.bytes()).await {
                 Err(_) => Err(CallError::Timeout),
@@ -124,20 +123,13 @@ impl LlmClient for OpenAiChatClient {
     /// ignores `stream` and answers with one JSON body is streamed as one delta.
     async fn stream(&self, request: &LlmRequest) -> Result<LlmStream, LlmError> {
         let deadline = Instant::now() + self.request_timeout;
-        let body = encode(&ChatRequest::new(&self.model, request).streaming())?;
+        let bodies = Bodies::new(ChatRequest::new(&self.model, request).streaming())?;
         let permit = self
             .concurrency
             .slot_for(request.priority, deadline, self.request_timeout)
             .await?;
         let (response, lease) = self
-            .pool
-            .send(WHAT, deadline, |client, endpoint| {
-                endpoint
-                    .post(client)
-                    .header(CONTENT_TYPE, "application/json")
-                    .header(ACCEPT, "text/event-stream")
-                    .body(body.clone())
-            })
+            .post(deadline, &bodies, true)
             .await
             .map_err(|e| self.map_error(e))?;
         let is_event_stream = response
@@ -171,6 +163,26 @@ impl LlmClient for OpenAiChatClient {
     }
 }
 
+/// A request's body as JSON, with `response_format` and without.
+struct Bodies {
+    with_format: Option<Bytes>,
+    plain: Bytes,
+}
+
+impl Bodies {
+    fn new(request: ChatRequest<'_>) -> Result<Self, LlmError> {
+        let with_format = if request.has_response_format() {
+            Some(encode(&request)?)
+        } else {
+            None
+        };
+        Ok(Self {
+            with_format,
+            plain: encode(&request.without_response_format())?,
+        })
+    }
+}
+
 /// The request body as JSON.
 fn encode(request: &ChatRequest<'_>) -> Result<Bytes, LlmError> {
     serde_json::to_vec(request)
@@ -181,6 +193,72 @@ fn encode(request: &ChatRequest<'_>) -> Result<Bytes, LlmError> {
 }
 
 impl OpenAiChatClient {
+    /// Sends `bodies` through the pool: with `response_format` to a server not known to reject
+    /// it, else without. A server that rejects it is remembered, and the request sent again.
+    async fn post(
+        &self,
+        deadline: Instant,
+        bodies: &Bodies,
+        event_stream: bool,
+    ) -> Result<(Response, Lease), CallError> {
+        let known = |url: &str| {
+            self.without_format
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .contains(url)
+        };
+        loop {
+            // The server of the last attempt, if that attempt carried `response_format`.
+            let formatted_to: Mutex<Option<String>> = Mutex::new(None);
+            let result = self
+                .pool
+                .send(WHAT, deadline, |client, endpoint| {
+                    let url = endpoint.url().as_str();
+                    let body = match &bodies.with_format {
+                        Some(body) if !known(url) => {
+                            *formatted_to.lock().unwrap_or_else(PoisonError::into_inner) =
+                                Some(url.to_owned());
+                            body
+                        }
+                        _ => {
+                            *formatted_to.lock().unwrap_or_else(PoisonError::into_inner) = None;
+                            &bodies.plain
+                        }
+                    };
+                    let builder = endpoint
+                        .post(client)
+                        .header(CONTENT_TYPE, "application/json");
+                    let builder = if event_stream {
+                        builder.header(ACCEPT, "text/event-stream")
+                    } else {
+                        builder
+                    };
+                    builder.body(body.clone())
+                })
+                .await;
+            let rejected = match &result {
+                Err(CallError::Status {
+                    status,
+                    body_excerpt,
+                }) if rejects_response_format(*status, body_excerpt) => formatted_to
+                    .into_inner()
+                    .unwrap_or_else(PoisonError::into_inner),
+                _ => None,
+            };
+            let Some(url) = rejected else {
+                return result;
+            };
+            tracing::info!(
+                model = %self.model,
+                "the LLM server rejects response_format; asking it without from now on"
+            );
+            self.without_format
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(url);
+        }
+    }
+
     fn timeout(&self) -> LlmError {
         LlmError::Timeout {
             after: self.request_timeout,

@@ -1,8 +1,9 @@
 //! The OpenAI chat-completions wire format: what is sent and the part of the answer we read.
 //! Kept apart from the client so domain types never carry serde attributes.
 
-use butler_domain::ports::{LlmError, LlmReply, LlmRequest};
+use butler_domain::ports::{LlmError, LlmReply, LlmRequest, OutputFormat};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::http::malformed_body;
 
@@ -16,6 +17,23 @@ pub(super) struct ChatRequest<'a> {
     stream: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     stream_options: Option<StreamOptions>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_format: Option<ResponseFormat<'a>>,
+}
+
+/// `response_format: {"type": "json_schema", "json_schema": {"name", "schema"}}` — the form
+/// OpenAI, llama.cpp's server, vLLM and Ollama's OpenAI endpoint accept.
+#[derive(Debug, Serialize)]
+struct ResponseFormat<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    json_schema: JsonSchema<'a>,
+}
+
+#[derive(Debug, Serialize)]
+struct JsonSchema<'a> {
+    name: &'a str,
+    schema: Value,
 }
 
 #[derive(Debug, Serialize)]
@@ -45,7 +63,19 @@ impl<'a> ChatRequest<'a> {
             max_tokens: request.options.max_tokens,
             stream: false,
             stream_options: None,
+            response_format: response_format(&request.format),
         }
+    }
+
+    /// Whether the request asks the server for a JSON schema.
+    pub(super) const fn has_response_format(&self) -> bool {
+        self.response_format.is_some()
+    }
+
+    /// The same request without `response_format`, for a server that rejects it.
+    pub(super) fn without_response_format(mut self) -> Self {
+        self.response_format = None;
+        self
     }
 
     /// The same request, asking for server-sent events with usage in the last chunk.
@@ -56,6 +86,33 @@ impl<'a> ChatRequest<'a> {
         });
         self
     }
+}
+
+/// The `response_format` of a request for JSON; `None` for text, or for a schema that is not
+/// JSON (the tolerant parser copes with whatever comes back).
+fn response_format(format: &OutputFormat) -> Option<ResponseFormat<'_>> {
+    match format {
+        OutputFormat::Text => None,
+        OutputFormat::Json { name, schema } => Some(ResponseFormat {
+            kind: "json_schema",
+            json_schema: JsonSchema {
+                name,
+                schema: serde_json::from_str(schema).ok()?,
+            },
+        }),
+    }
+}
+
+/// Whether an error status says the server does not take `response_format` (a 4xx whose body
+/// names it), as opposed to a request it rejects for another reason.
+pub(super) fn rejects_response_format(status: u16, body_excerpt: &str) -> bool {
+    let body = body_excerpt.to_ascii_lowercase();
+    (400..500).contains(&status)
+        && status != 408
+        && status != 429
+        && ["response_format", "json_schema", "response format"]
+            .iter()
+            .any(|needle| body.contains(needle))
 }
 
 #[derive(Debug, Deserialize)]
@@ -184,6 +241,35 @@ fn invalid(detail: &str) -> LlmError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_json_request_carries_its_schema_as_response_format_and_text_does_not() {
+        use butler_domain::ports::RequestOptions;
+        let text = LlmRequest::new(vec![], RequestOptions::default());
+        let json = text.clone().json("facts", r#"{"type":"object"}"#);
+        let body = serde_json::to_value(ChatRequest::new("m", &json)).unwrap();
+        assert_eq!(
+            body["response_format"],
+            serde_json::json!({"type":"json_schema","json_schema":{"name":"facts","schema":{"type":"object"}}})
+        );
+        let plain =
+            serde_json::to_value(ChatRequest::new("m", &json).without_response_format()).unwrap();
+        assert!(plain.get("response_format").is_none());
+        let text = serde_json::to_value(ChatRequest::new("m", &text)).unwrap();
+        assert!(text.get("response_format").is_none());
+    }
+
+    #[test]
+    fn only_a_client_error_naming_response_format_counts_as_rejecting_it() {
+        assert!(rejects_response_format(
+            400,
+            "Unknown field: response_format"
+        ));
+        assert!(rejects_response_format(422, "json_schema not supported"));
+        assert!(!rejects_response_format(400, "context length exceeded"));
+        assert!(!rejects_response_format(500, "response_format crashed us"));
+        assert!(!rejects_response_format(429, "response_format rate"));
+    }
 
     #[test]
     fn usage_is_optional_and_read_when_present() {

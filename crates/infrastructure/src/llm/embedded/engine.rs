@@ -172,6 +172,11 @@ impl EmbeddedModel {
         self.load_time
     }
 
+    /// The llama.cpp model, for samplers that read its vocabulary (grammars).
+    pub(super) const fn llama(&self) -> &LlamaModel {
+        &self.model
+    }
+
     /// The model's vocabulary, for callers that inspect tokens (tests, diagnostics).
     #[must_use]
     pub fn vocab(&self) -> LlamaVocab<'_> {

@@ -9,9 +9,11 @@
 mod client;
 mod engine;
 mod gguf;
+mod grammar;
 mod session;
 
 pub use client::{EmbeddedConfig, EmbeddedLlm};
 pub use engine::{default_threads, EmbeddedModel, PromptTokens};
 pub use gguf::{check_gguf, ModelFileError, GGUF_MAGIC};
+pub use grammar::{json_schema_to_gbnf, SchemaError};
 pub use session::{GenerationStats, Session, SessionConfig};

@@ -30,7 +30,7 @@ use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use butler_domain::ports::{LlmError, LlmRequest};
+use butler_domain::ports::{LlmError, LlmRequest, OutputFormat};
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
@@ -341,7 +341,7 @@ impl<'m> Session<'m> {
             reused,
             shifted: shifted.min(reused),
             max_tokens,
-            sampler: sampler(request.options.temperature),
+            sampler: sampler(self.model, request),
             generated: 0,
             next: None,
             finished: false,
@@ -590,20 +590,53 @@ impl<'m> Session<'m> {
     }
 }
 
-/// The sampler for a temperature: greedy at 0, else llama.cpp's usual chain (top-k 40,
-/// top-p 0.95, min-p 0.05) then temperature and a random draw.
-fn sampler(temperature: f32) -> LlamaSampler {
-    if temperature <= 0.0 {
-        return LlamaSampler::greedy();
+/// The sampler of a request: llama.cpp's usual chain (top-k 40, top-p 0.95, min-p 0.05, then
+/// temperature and a random draw), greedy at temperature 0. A repetition penalty over the last
+/// [`PENALTY_LAST_N`] generated tokens keeps a small model from looping on one phrase (its
+/// summaries otherwise degenerate); a request for JSON of a schema puts the schema's grammar
+/// first, so every token is valid JSON of that schema (see `grammar.rs`). A schema without a
+/// grammar is logged and sampled unconstrained: callers parse tolerantly anyway.
+fn sampler(model: &EmbeddedModel, request: &LlmRequest) -> LlamaSampler {
+    let mut chain = Vec::with_capacity(7);
+    if let OutputFormat::Json { name, schema } = &request.format {
+        match super::grammar::json_schema_to_gbnf(schema)
+            .map_err(|e| e.to_string())
+            .and_then(|gbnf| {
+                LlamaSampler::grammar(model.llama(), &gbnf, "root").map_err(|e| e.to_string())
+            }) {
+            Ok(grammar) => chain.push(grammar),
+            Err(error) => {
+                tracing::warn!(schema = %name, %error, "no grammar for the schema; output unconstrained")
+            }
+        }
     }
-    LlamaSampler::chain_simple([
-        LlamaSampler::top_k(40),
-        LlamaSampler::top_p(0.95, 1),
-        LlamaSampler::min_p(0.05, 1),
-        LlamaSampler::temp(temperature),
-        LlamaSampler::dist(fastrand::u32(..)),
-    ])
+    chain.push(LlamaSampler::penalties(
+        model.llama().n_vocab(),
+        PENALTY_LAST_N,
+        PENALTY_REPEAT,
+        0.0,
+        0.0,
+    ));
+    let temperature = request.options.temperature;
+    if temperature <= 0.0 {
+        chain.push(LlamaSampler::greedy());
+    } else {
+        chain.extend([
+            LlamaSampler::top_k(40),
+            LlamaSampler::top_p(0.95, 1),
+            LlamaSampler::min_p(0.05, 1),
+            LlamaSampler::temp(temperature),
+            LlamaSampler::dist(fastrand::u32(..)),
+        ]);
+    }
+    LlamaSampler::chain_simple(chain)
 }
+
+/// Generated tokens the repetition penalty looks back over.
+const PENALTY_LAST_N: i32 = 64;
+
+/// The repetition penalty (1.0 = none): llama.cpp's customary mild value.
+const PENALTY_REPEAT: f32 = 1.1;
 
 fn position(index: usize) -> Result<i32, LlmError> {
     i32::try_from(index).map_err(|_| LlmError::Rejected {
