@@ -30,7 +30,7 @@ use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use butler_domain::ports::{LlmError, LlmRequest, OutputFormat};
+use butler_domain::ports::{LlmError, LlmRequest, OutputFormat, Priority};
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
@@ -591,9 +591,10 @@ impl<'m> Session<'m> {
 }
 
 /// The sampler of a request: llama.cpp's usual chain (top-k 40, top-p 0.95, min-p 0.05, then
-/// temperature and a random draw), greedy at temperature 0. A repetition penalty over the last
-/// [`PENALTY_LAST_N`] generated tokens keeps a small model from looping on one phrase (its
-/// summaries otherwise degenerate); a request for JSON of a schema puts the schema's grammar
+/// temperature and a random draw), greedy at temperature 0. For background work (summaries,
+/// extraction) a repetition penalty over the last [`PENALTY_LAST_N`] generated tokens keeps a
+/// small model from looping on one phrase (its summaries otherwise degenerate); replies go
+/// without it, so a reply's greedy text does not depend on it; a request for JSON of a schema puts the schema's grammar
 /// first, so every token is valid JSON of that schema (see `grammar.rs`). A schema without a
 /// grammar is logged and sampled unconstrained: callers parse tolerantly anyway.
 fn sampler(model: &EmbeddedModel, request: &LlmRequest) -> LlamaSampler {
@@ -610,13 +611,15 @@ fn sampler(model: &EmbeddedModel, request: &LlmRequest) -> LlamaSampler {
             }
         }
     }
-    chain.push(LlamaSampler::penalties(
-        model.llama().n_vocab(),
-        PENALTY_LAST_N,
-        PENALTY_REPEAT,
-        0.0,
-        0.0,
-    ));
+    if request.priority == Priority::Background {
+        chain.push(LlamaSampler::penalties(
+            model.llama().n_vocab(),
+            PENALTY_LAST_N,
+            PENALTY_REPEAT,
+            0.0,
+            0.0,
+        ));
+    }
     let temperature = request.options.temperature;
     if temperature <= 0.0 {
         chain.push(LlamaSampler::greedy());
