@@ -15,6 +15,7 @@
 
 pub mod backend;
 pub mod compress;
+pub mod concurrency;
 pub mod cpu;
 pub mod data;
 pub mod delivery;

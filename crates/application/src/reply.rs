@@ -3,7 +3,8 @@
 //! Load the profile (created on first contact) and the recent events newer than the summary
 //! watermark, build the prompt within the budget, ask the model, store the user and assistant
 //! events, and — if the user now has more than the threshold — ask the scheduler for a
-//! compression the reply does not wait for.
+//! compression the reply does not wait for: once the user has been quiet for a while, or at
+//! once past the hard limit.
 //!
 //! Failure policy: the user always gets an answer. A failing model gives the fallback reply
 //! and nothing is stored (memory never holds a question without its answer). A failing store
@@ -36,8 +37,15 @@ const MAX_RELEVANT_FACTS: usize = 8;
 pub struct ReplyConfig {
     /// Recent events loaded into the prompt.
     pub recent_limit: usize,
-    /// More stored events than this schedule a compression.
+    /// More stored events than this schedule a compression, run once the user has been quiet
+    /// for [`Self::compress_idle`].
     pub compress_threshold: u64,
+    /// How long the user must be quiet before a due compression runs (its summary and fact
+    /// extraction compete with the user's next replies for the model); zero = at once.
+    pub compress_idle: std::time::Duration,
+    /// More stored events than this compress at once, quiet or not, so memory never grows
+    /// without bound while a user keeps talking.
+    pub compress_hard_limit: u64,
     /// Sampling options of replies.
     pub options: RequestOptions,
     /// `false` = stateless replies: no persona, no memory read or written.
@@ -49,6 +57,8 @@ impl Default for ReplyConfig {
         Self {
             recent_limit: 20,
             compress_threshold: 50,
+            compress_idle: std::time::Duration::from_secs(20),
+            compress_hard_limit: 70,
             options: RequestOptions::default(),
             personalization_enabled: true,
         }
@@ -297,8 +307,14 @@ impl PersonalizedReplyUseCase {
         match self.memory.append(&events).await {
             Ok(()) => {
                 let stored = memory.total_events + 2;
-                if stored > self.config.compress_threshold {
-                    self.scheduler.schedule(input.user_id);
+                if stored > self.config.compress_hard_limit || self.config.compress_idle.is_zero() {
+                    if stored > self.config.compress_threshold {
+                        self.scheduler.schedule(input.user_id);
+                        compression_scheduled = true;
+                    }
+                } else if stored > self.config.compress_threshold {
+                    self.scheduler
+                        .schedule_when_idle(input.user_id, self.config.compress_idle);
                     compression_scheduled = true;
                 }
             }

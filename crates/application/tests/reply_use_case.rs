@@ -163,6 +163,72 @@ async fn more_than_fifty_events_schedule_a_compression_and_fewer_do_not() {
     assert_eq!(*w.scheduler.0.lock().unwrap(), vec![USER]);
 }
 
+/// Records how each compression was asked for: at once (`None`) or after a quiet period.
+#[derive(Default)]
+struct TimingScheduler(std::sync::Mutex<Vec<Option<std::time::Duration>>>);
+
+impl CompressionScheduler for TimingScheduler {
+    fn schedule(&self, _: UserId) {
+        self.0.lock().unwrap().push(None);
+    }
+
+    fn schedule_when_idle(&self, _: UserId, idle: std::time::Duration) {
+        self.0.lock().unwrap().push(Some(idle));
+    }
+}
+
+#[tokio::test]
+async fn a_due_compression_waits_for_a_quiet_moment_until_the_hard_limit() {
+    let w = World::default();
+    w.seed_turns(USER, 0, 24).await; // 48 events
+    let scheduler = Arc::new(TimingScheduler::default());
+    let config = ReplyConfig::default();
+    assert_eq!(
+        (config.compress_threshold, config.compress_hard_limit),
+        (50, 70)
+    );
+    let reply = butler_application::PersonalizedReplyUseCase::new(
+        w.profiles.clone(),
+        w.memory.clone(),
+        w.llm.clone(),
+        w.clock.clone(),
+        w.personalization(),
+        scheduler.clone(),
+        config,
+    );
+    assert!(!reply.execute(text("0")).await.compression_scheduled); // 50
+    for i in 1..=10 {
+        // 52 … 70: over the threshold, within the hard limit: when the user is quiet.
+        let out = reply.execute(text(&format!("{i}"))).await;
+        assert!(out.compression_scheduled);
+    }
+    let out = reply.execute(text("11")).await; // 72: over the hard limit
+    assert!(out.compression_scheduled);
+    let asked = scheduler.0.lock().unwrap().clone();
+    assert_eq!(asked.len(), 11);
+    assert!(asked[..10].iter().all(|a| *a == Some(config.compress_idle)));
+    assert_eq!(asked[10], None, "past the hard limit it runs at once");
+
+    // A zero quiet period compresses as soon as the threshold is crossed.
+    let w = World::default();
+    w.seed_turns(USER, 0, 25).await;
+    let scheduler = Arc::new(TimingScheduler::default());
+    let reply = butler_application::PersonalizedReplyUseCase::new(
+        w.profiles.clone(),
+        w.memory.clone(),
+        w.llm.clone(),
+        w.clock.clone(),
+        w.personalization(),
+        scheduler.clone(),
+        ReplyConfig {
+            compress_idle: std::time::Duration::ZERO,
+            ..ReplyConfig::default()
+        },
+    );
+    assert!(reply.execute(text("x")).await.compression_scheduled);
+    assert_eq!(*scheduler.0.lock().unwrap(), [None]);
+}
+
 /// Runs compressions on spawned tasks, like the factory's scheduler.
 struct SpawningScheduler {
     compress: CompressMemoryUseCase,

@@ -7,7 +7,9 @@
 //! tracked so shutdown can wait for them: the bot gives them what is left of its grace period
 //! ([`BackgroundCompressor::drain_within`]) and then exits, cutting those still running — safe,
 //! since a compression deletes events only after saving the summary that covers them. The
-//! terminal chat waits for them to end ([`BackgroundCompressor::drain`]).
+//! terminal chat waits for them to end ([`BackgroundCompressor::drain`]). A compression asked
+//! for "when the user is quiet" starts once no further request for that user came for the
+//! given time.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -23,18 +25,22 @@ pub type CompressionObserver =
 /// Users with a run in flight, each with "run again afterwards" when asked during the run.
 type InFlight = Arc<Mutex<HashMap<UserId, bool>>>;
 
-fn lock(in_flight: &InFlight) -> MutexGuard<'_, HashMap<UserId, bool>> {
+fn lock<T>(map: &Mutex<T>) -> MutexGuard<'_, T> {
     // The map stays consistent even if a holder panicked: every update is one operation.
-    in_flight
-        .lock()
+    map.lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Runs compressions on tracked tokio tasks.
+/// Users waiting for a quiet moment, each with the moment its compression may start.
+type Quiet = Arc<Mutex<HashMap<UserId, tokio::time::Instant>>>;
+
+/// Runs compressions on tracked tokio tasks. Clones share everything.
+#[derive(Clone)]
 pub struct BackgroundCompressor {
     use_case: CompressMemoryUseCase,
     tracker: TaskTracker,
     in_flight: InFlight,
+    quiet: Quiet,
     observer: Option<CompressionObserver>,
 }
 
@@ -54,6 +60,7 @@ impl BackgroundCompressor {
             use_case,
             tracker: TaskTracker::new(),
             in_flight: Arc::default(),
+            quiet: Arc::default(),
             observer,
         }
     }
@@ -91,6 +98,12 @@ impl BackgroundCompressor {
     pub fn users_in_flight(&self) -> usize {
         lock(&self.in_flight).len()
     }
+
+    /// Users whose compression waits for them to be quiet.
+    #[must_use]
+    pub fn users_waiting_for_quiet(&self) -> usize {
+        lock(&self.quiet).len()
+    }
 }
 
 /// Releases the user if the run ends without doing so itself (a panic in the use case).
@@ -111,6 +124,46 @@ impl Drop for Release {
 
 impl CompressionScheduler for BackgroundCompressor {
     fn schedule(&self, user_id: UserId) {
+        self.start(user_id);
+    }
+
+    /// One timer per user (an untracked task: shutdown does not wait for a quiet period, and a
+    /// compression it never started is asked for again by the user's next message): each call
+    /// moves the user's moment to `idle` from now; when it passes undisturbed the compression
+    /// starts as [`Self::schedule`] starts it.
+    fn schedule_when_idle(&self, user_id: UserId, idle: std::time::Duration) {
+        let due = tokio::time::Instant::now() + idle;
+        {
+            let mut quiet = lock(&self.quiet);
+            if let Some(at) = quiet.get_mut(&user_id) {
+                *at = due;
+                return;
+            }
+            quiet.insert(user_id, due);
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let due = {
+                    let mut quiet = lock(&this.quiet);
+                    match quiet.get(&user_id).copied() {
+                        Some(due) if due > tokio::time::Instant::now() => due,
+                        _ => {
+                            quiet.remove(&user_id);
+                            break;
+                        }
+                    }
+                };
+                tokio::time::sleep_until(due).await;
+            }
+            this.start(user_id);
+        });
+    }
+}
+
+impl BackgroundCompressor {
+    /// Starts a compression of the user now, or marks one more run after the one in flight.
+    fn start(&self, user_id: UserId) {
         {
             let mut in_flight = lock(&self.in_flight);
             if let Some(again) = in_flight.get_mut(&user_id) {

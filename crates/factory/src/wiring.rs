@@ -475,6 +475,8 @@ pub fn assemble(
         ReplyConfig {
             recent_limit: settings.memory.recent_events,
             compress_threshold: settings.memory.compress_threshold,
+            compress_idle: settings.memory.compress_idle,
+            compress_hard_limit: settings.memory.compress_hard_limit,
             options: RequestOptions {
                 temperature: settings.llm.temperature,
                 max_tokens: u32::try_from(settings.budget.max_reply_tokens).unwrap_or(u32::MAX),

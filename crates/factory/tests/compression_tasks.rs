@@ -203,3 +203,46 @@ async fn a_burst_faster_than_the_summariser_costs_one_call_per_threshold_crossin
     assert!(s.memory.count(user).await.unwrap() <= 50);
     assert_eq!(compressor.users_in_flight(), 0);
 }
+
+#[tokio::test]
+async fn a_compression_asked_for_when_quiet_waits_until_the_user_stops_writing() {
+    use std::time::{Duration, Instant};
+    let s = Setup::new();
+    let user = UserId::new(9);
+    s.add_turns(user, 30).await;
+    let idle = Duration::from_millis(1_000);
+    let asked = Instant::now();
+    s.compressor.schedule_when_idle(user, idle);
+    assert_eq!(s.compressor.users_waiting_for_quiet(), 1);
+    // The user writes again every 200 ms for 1.6 s: each message moves the moment later.
+    let mut last = Instant::now();
+    for _ in 0..8 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            s.observed.load(Ordering::SeqCst),
+            0,
+            "no compression while the user writes"
+        );
+        s.compressor.schedule_when_idle(user, idle);
+        last = Instant::now();
+    }
+    assert_eq!(
+        s.compressor.users_waiting_for_quiet(),
+        1,
+        "one timer per user"
+    );
+    // Quiet: it runs once, a quiet period after the last message.
+    while s.observed.load(Ordering::SeqCst) == 0 {
+        assert!(asked.elapsed() < Duration::from_secs(30), "never ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        last.elapsed() >= idle,
+        "ran {:?} after the last message",
+        last.elapsed()
+    );
+    s.compressor.drain().await;
+    assert_eq!(s.observed.load(Ordering::SeqCst), 1);
+    assert_eq!(s.compressor.users_waiting_for_quiet(), 0);
+    assert_eq!(s.memory.count(user).await.unwrap(), 20);
+}

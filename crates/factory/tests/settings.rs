@@ -458,11 +458,18 @@ fn uuid_like() -> String {
 }
 
 #[test]
-fn without_a_server_url_the_embedded_engine_is_chosen_with_one_request_at_a_time() {
+fn without_a_server_url_the_embedded_engine_is_chosen_with_one_reply_per_cache_slot() {
     use butler_factory::settings::LlmBackend;
     let s = load(&[]).unwrap();
     assert_eq!(s.llm.backend, LlmBackend::Embedded);
-    assert_eq!(s.llm.max_concurrency, 1);
+    // Replies in flight follow LLM_CACHE_SLOTS (default 4): the engine decodes them together.
+    assert_eq!(s.llm.max_concurrency, 4);
+    assert_eq!(s.llm.cache_slots, 4);
+    let one = load(&[("LLM_CACHE_SLOTS", "0")]).unwrap();
+    assert_eq!(
+        one.llm.max_concurrency, 1,
+        "no slots to spare: one at a time"
+    );
     assert!(s.llm.gguf_path.is_none());
     assert!(s.llm.models_dir.ends_with("data/models"));
 

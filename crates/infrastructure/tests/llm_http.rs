@@ -422,6 +422,96 @@ async fn waiting_requests_are_served_in_arrival_order() {
     assert_eq!(llm.max_in_flight(), 1);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_requests_yield_their_places_to_replies() {
+    let llm = ScriptedLlm::start().await;
+    llm.set_default(Step::reply("ok").delayed(Duration::from_millis(250)));
+    let mut config = config(&llm.base_url());
+    let concurrency = LlmConcurrency::new(NonZeroUsize::new(2).unwrap());
+    config.concurrency = concurrency.clone();
+    let client = Arc::new(client(config));
+    // Three compressions' calls queue first.
+    let mut background = Vec::new();
+    for i in 0..3 {
+        let client = Arc::clone(&client);
+        background.push(tokio::spawn(async move {
+            client
+                .complete(&request(&format!("summarise {i}")).background())
+                .await
+        }));
+    }
+    while llm.request_count() + concurrency.waiting() < 3 {
+        tokio::task::yield_now().await;
+    }
+    // Background work holds at most limit - 1 places: the second place stays free for a reply.
+    assert_eq!(concurrency.background_limit(), 1);
+    let asked = Instant::now();
+    let reply = client.complete(&request("hello")).await.unwrap();
+    let waited = asked.elapsed();
+    for call in background {
+        call.await.unwrap().unwrap();
+    }
+    let order: Vec<String> = llm
+        .requests()
+        .iter()
+        .map(|r| r.last_user_message().unwrap_or_default().to_owned())
+        .collect();
+    eprintln!("reply after {waited:?}; order at the server: {order:?}");
+    assert_eq!(reply.text, "ok");
+    assert_eq!(
+        order,
+        ["summarise 0", "hello", "summarise 1", "summarise 2"],
+        "the reply went before the queued background calls"
+    );
+    assert!(waited < Duration::from_millis(500), "{waited:?}");
+    assert_eq!(llm.max_in_flight(), 2);
+    assert_eq!(concurrency.available(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_waiting_for_a_place_goes_before_background_calls_queued_earlier() {
+    let llm = ScriptedLlm::start().await;
+    llm.set_default(Step::reply("ok").delayed(Duration::from_millis(100)));
+    let mut config = config(&llm.base_url());
+    let concurrency = LlmConcurrency::new(NonZeroUsize::MIN);
+    config.concurrency = concurrency.clone();
+    let client = Arc::new(client(config));
+    // A reply holds the only place; two background calls, then a second reply, wait.
+    let first = {
+        let client = Arc::clone(&client);
+        tokio::spawn(async move { client.complete(&request("reply 1")).await })
+    };
+    while llm.request_count() < 1 {
+        tokio::task::yield_now().await;
+    }
+    let mut calls = Vec::new();
+    for text in ["summarise", "extract"] {
+        let client = Arc::clone(&client);
+        calls.push(tokio::spawn(async move {
+            client.complete(&request(text).background()).await
+        }));
+    }
+    while concurrency.waiting() < 2 {
+        tokio::task::yield_now().await;
+    }
+    let second = {
+        let client = Arc::clone(&client);
+        tokio::spawn(async move { client.complete(&request("reply 2")).await })
+    };
+    first.await.unwrap().unwrap();
+    second.await.unwrap().unwrap();
+    for call in calls {
+        call.await.unwrap().unwrap();
+    }
+    let order: Vec<String> = llm
+        .requests()
+        .iter()
+        .map(|r| r.last_user_message().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(order, ["reply 1", "reply 2", "summarise", "extract"]);
+    assert_eq!(llm.max_in_flight(), 1);
+}
+
 #[tokio::test]
 async fn the_key_never_appears_in_errors_or_debug_output() {
     let llm = ScriptedLlm::start().await;

@@ -1,5 +1,7 @@
 //! How a reply asks for compression off its own path.
 
+use std::time::Duration;
+
 use butler_domain::UserId;
 
 /// Runs compressions in the background. The reply use case calls [`schedule`] and returns at
@@ -11,4 +13,12 @@ use butler_domain::UserId;
 pub trait CompressionScheduler: Send + Sync {
     /// Requests a compression of the user's memory. Must not block.
     fn schedule(&self, user_id: UserId);
+
+    /// Requests a compression once the user has been quiet for `idle`: each further call for
+    /// the user before then moves that moment later. Must not block. The default runs it at
+    /// once (implementations without timers).
+    fn schedule_when_idle(&self, user_id: UserId, idle: Duration) {
+        let _ = idle;
+        self.schedule(user_id);
+    }
 }

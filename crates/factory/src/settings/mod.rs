@@ -231,6 +231,10 @@ pub struct MemorySettings {
     pub recent_events: usize,
     /// Compression trigger.
     pub compress_threshold: u64,
+    /// Quiet time a due compression waits for.
+    pub compress_idle: Duration,
+    /// Events beyond which compression runs at once.
+    pub compress_hard_limit: u64,
     /// Events kept after compression.
     pub keep_last: usize,
     /// Summary length in tokens.
@@ -593,9 +597,11 @@ impl Settings {
         let storage = parse_storage(raw);
         let base_urls = raw.url_list("LLM_BASE_URL");
         let backend = parse_backend(raw, !base_urls.is_empty());
-        // One request already keeps every core busy in process; a server batches.
+        // The embedded engine decodes one reply per cache slot at once (in one batch); a server
+        // batches.
+        let cache_slots: u32 = raw.int_or("LLM_CACHE_SLOTS", 0);
         let max_concurrency = raw.int("LLM_MAX_CONCURRENCY").unwrap_or(match backend {
-            LlmBackend::Embedded => 1,
+            LlmBackend::Embedded => usize::try_from(cache_slots.max(1)).unwrap_or(1),
             LlmBackend::Http => 4,
         });
         raw.note("LLM_MAX_CONCURRENCY", max_concurrency.to_string());
@@ -611,7 +617,7 @@ impl Settings {
             #[allow(clippy::cast_possible_truncation)] // within 0..=2 by the table
             temperature: raw.number("LLM_TEMPERATURE") as f32,
             threads: raw.int("LLM_THREADS"),
-            cache_slots: raw.int_or("LLM_CACHE_SLOTS", 0),
+            cache_slots,
         };
         let stt = SttSettings {
             base_url: raw.url("STT_BASE_URL"),
@@ -623,6 +629,8 @@ impl Settings {
         let memory = MemorySettings {
             recent_events: raw.int_or("MEMORY_RECENT_EVENTS", 1),
             compress_threshold: raw.int_or("MEMORY_COMPRESS_THRESHOLD", 1),
+            compress_idle: Duration::from_secs(raw.int_or("MEMORY_COMPRESS_IDLE_SECS", 0)),
+            compress_hard_limit: raw.int_or("MEMORY_COMPRESS_HARD_LIMIT", 1),
             keep_last: raw.int_or("MEMORY_KEEP_LAST", 1),
             summary_tokens: raw.int_or("MEMORY_SUMMARY_TOKENS", 1),
             facts_enabled: raw.bool("MEMORY_FACTS_ENABLED").unwrap_or(true),
@@ -631,6 +639,15 @@ impl Settings {
             raw.problem(
                 "MEMORY_COMPRESS_THRESHOLD",
                 format!("must be at least MEMORY_KEEP_LAST ({})", memory.keep_last),
+            );
+        }
+        if memory.compress_hard_limit < memory.compress_threshold {
+            raw.problem(
+                "MEMORY_COMPRESS_HARD_LIMIT",
+                format!(
+                    "must be at least MEMORY_COMPRESS_THRESHOLD ({})",
+                    memory.compress_threshold
+                ),
             );
         }
         let defaults = PromptBudget::default();

@@ -351,7 +351,7 @@ pub const VARIABLES: &[Variable] = &[
         "requests",
         (1, 1_024),
         "",
-        "In-flight LLM requests per server (replies and compression share it); unset: 4 for http, 1 for embedded.",
+        "In-flight LLM requests per server (replies and compression share it; the embedded engine counts replies only and serves background work after them); unset: 4 for http, LLM_CACHE_SLOTS (at least 1) for embedded.",
     ),
     int(
         "LLM_TIMEOUT_SECS",
@@ -423,7 +423,21 @@ pub const VARIABLES: &[Variable] = &[
         "events",
         (1, 100_000),
         "50",
-        "More events than this trigger compression (at least MEMORY_KEEP_LAST).",
+        "More events than this trigger compression (at least MEMORY_KEEP_LAST), run once the user has been quiet for MEMORY_COMPRESS_IDLE_SECS.",
+    ),
+    int(
+        "MEMORY_COMPRESS_IDLE_SECS",
+        "seconds",
+        (0, 86_400),
+        "20",
+        "A due compression waits until the user has sent nothing for this long, so its model calls do not compete with the user's replies; 0 = at once.",
+    ),
+    int(
+        "MEMORY_COMPRESS_HARD_LIMIT",
+        "events",
+        (1, 100_000),
+        "70",
+        "More events than this compress at once, quiet or not (at least MEMORY_COMPRESS_THRESHOLD).",
     ),
     int(
         "MEMORY_KEEP_LAST",

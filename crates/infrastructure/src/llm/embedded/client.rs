@@ -169,6 +169,9 @@ impl EmbeddedLlm {
     }
 }
 
+/// How long an idle engine waits for more requests after one arrives before its first step.
+const GATHER: Duration = Duration::from_millis(2);
+
 /// A job whose generation is in progress on a slot.
 struct Running {
     job: Job,
@@ -208,6 +211,12 @@ impl<'m> Scheduler<'m> {
                 match queue.recv() {
                     Ok(job) => self.waiting.push_back(job),
                     Err(_) => return,
+                }
+                // Requests sent at the same moment arrive a few hundred microseconds apart:
+                // gather them so their prompts are read in one batch, rather than the first
+                // one's alone and the others' a whole step later.
+                while let Ok(job) = queue.recv_timeout(GATHER) {
+                    self.waiting.push_back(job);
                 }
             }
             while let Ok(job) = queue.try_recv() {
