@@ -360,6 +360,7 @@ impl InProcessBot {
                 profiles: app.storage.profiles.clone(),
                 inbox,
                 observer: Some(Arc::new(butler_factory::metered::TelegramMetrics)),
+                reminders: None,
             };
             let bot_settings = BotSettings {
                 token: fakes.telegram.token().to_owned().into(),

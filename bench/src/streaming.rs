@@ -235,6 +235,7 @@ pub fn layout_shares(
             profiles: Arc::new(butler_testkit::fakes::InMemoryProfiles::default()),
             memory: Arc::new(butler_testkit::fakes::InMemoryMemory::default()),
             facts: Arc::new(butler_testkit::fakes::InMemoryFacts::default()),
+            reminders: Arc::new(butler_testkit::fakes::InMemoryReminders::default()),
             inbox: inbox.clone(),
             leases: inbox,
             sqlite: None,

@@ -23,11 +23,12 @@ const SCRAPE_CONFIG: &str = "config/prometheus/prometheus.yml";
 const DASHBOARD: &str = "config/grafana/dashboards/personalization.json";
 const METRICS_DOC: &str = "docs/operations/metrics.md";
 
-const ALERT_NAMES: [&str; 4] = [
+const ALERT_NAMES: [&str; 5] = [
     "PersonalizationHighErrorRate",
     "MemoryCompressionFailures",
     "MemoryWorkerFailing",
     "LlmLatencyHigh",
+    "ReminderSchedulerLagging",
 ];
 
 // ---------------------------------------------------------------- helpers

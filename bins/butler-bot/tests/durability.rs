@@ -446,8 +446,8 @@ async fn the_webhook_refuses_strangers_and_bad_bodies_stays_up_and_answers_a_rep
     assert_eq!(set.str_param("secret_token"), Some(SECRET));
     assert_eq!(
         set.params["allowed_updates"],
-        serde_json::json!(["message", "stopped_message_generation"]),
-        "messages and stop presses are asked for, nothing else"
+        serde_json::json!(["message", "stopped_message_generation", "callback_query"]),
+        "messages, stop presses and the reminder list's cancel buttons are asked for, nothing else"
     );
     assert!(
         telegram.calls_to("getUpdates").is_empty(),

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use butler_domain::UserId;
 use butler_presentation::telegram::{
     run_bot, webhook, Access as BotAccess, BotConfig, BotDeps, BotSettings, Delivery, GroupConfig,
-    InboxConfig, Limits, WebhookConfig,
+    InboxConfig, Limits, ReminderDeps, WebhookConfig,
 };
 
 use crate::settings::{Access, Settings};
@@ -111,6 +111,15 @@ pub async fn run(settings: &Settings) -> Result<(), String> {
         profiles: Arc::clone(&app.storage.profiles),
         inbox,
         observer: Some(Arc::new(crate::metered::TelegramMetrics)),
+        reminders: settings.reminders.enabled.then(|| ReminderDeps {
+            manage: Arc::clone(&app.reminders),
+            fire: butler_application::reminders::FireConfig {
+                late_after: time::Duration::try_from(settings.reminders.late_after)
+                    .unwrap_or(time::Duration::minutes(5)),
+                ..butler_application::reminders::FireConfig::default()
+            },
+            observer: Some(Arc::new(crate::metered::ReminderMetrics)),
+        }),
     };
     let result = run_bot(bot_settings, deps, shutdown.clone()).await;
     // Compressions share the replies' grace period, counted from the signal, so the whole

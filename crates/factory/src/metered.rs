@@ -273,3 +273,29 @@ impl butler_presentation::telegram::TelegramObserver for TelegramMetrics {
         metrics::record_telegram_setup_failure(method);
     }
 }
+
+/// Counts reminder events and the firing lag.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReminderMetrics;
+
+impl butler_application::reminders::ReminderObserver for ReminderMetrics {
+    fn scheduled(&self) {
+        metrics::record_reminder("scheduled");
+    }
+
+    fn cancelled(&self) {
+        metrics::record_reminder("cancelled");
+    }
+
+    fn fired(&self, lag_seconds: f64, late: bool) {
+        metrics::record_reminder("fired");
+        if late {
+            metrics::record_reminder("late");
+        }
+        metrics::record_reminder_lag(lag_seconds);
+    }
+
+    fn failed(&self) {
+        metrics::record_reminder("failed");
+    }
+}

@@ -77,6 +77,8 @@ pub struct Storage {
     /// The conversation leases every writer of a conversation's memory takes (the inbox's
     /// claims are among them).
     pub leases: Arc<dyn ConversationLeases>,
+    /// Reminders.
+    pub reminders: Arc<dyn butler_domain::ports::ReminderRepository>,
     /// The SQLite store, whose file serves one bot process (see [`Storage::inbox_for_bot`]).
     pub sqlite: Option<SqliteStore>,
     /// `sqlite` or `mongodb`, for logs.
@@ -138,6 +140,7 @@ pub async fn open_storage(settings: &Settings) -> Result<Storage, BuildError> {
                 profiles: Arc::new(store.profiles()),
                 memory: Arc::new(store.memory()),
                 facts: Arc::new(store.facts()),
+                reminders: Arc::new(store.reminders()),
                 leases: inbox.clone(),
                 inbox,
                 sqlite: Some(store),
@@ -168,6 +171,7 @@ pub async fn open_storage(settings: &Settings) -> Result<Storage, BuildError> {
                 profiles: Arc::new(store.profiles()),
                 memory: Arc::new(store.memory()),
                 facts: Arc::new(store.facts()),
+                reminders: Arc::new(store.reminders()),
                 leases: inbox.clone(),
                 inbox,
                 sqlite: None,
@@ -411,6 +415,8 @@ pub struct App {
     pub update: UpdateProfileUseCase,
     /// Speech-to-text, if configured.
     pub stt: Option<Arc<dyn SpeechToText>>,
+    /// Reminder requests (the bot uses it when `REMINDERS_ENABLED`).
+    pub reminders: Arc<butler_application::reminders::ManageRemindersUseCase>,
 }
 
 /// Builds the use cases over already-opened storage and a given LLM (tests inject their own).
@@ -468,7 +474,7 @@ pub fn assemble(
     let mut reply = PersonalizedReplyUseCase::new(
         profiles.clone(),
         storage.memory.clone(),
-        llm,
+        llm.clone(),
         clock.clone(),
         personalization,
         compressor.clone(),
@@ -496,7 +502,18 @@ pub fn assemble(
         compressor.clone(),
         settings.memory.compress_threshold,
     ));
+    let reminders = Arc::new(butler_application::reminders::ManageRemindersUseCase::new(
+        storage.reminders.clone(),
+        llm.clone(),
+        butler_application::reminders::RemindersConfig {
+            max_pending: settings.reminders.max_per_user,
+            horizon: time::Duration::days(i64::from(settings.reminders.horizon_days)),
+            default_zone: settings.reminders.default_zone.clone(),
+        },
+        Some(Arc::new(crate::metered::ReminderMetrics)),
+    ));
     Ok(App {
+        reminders,
         reset: reset_use_case(&storage, clock.clone()),
         worker: MemoryWorkerUseCase::new(storage.memory.clone(), compress.clone()),
         list: ListProfilesUseCase::new(storage.profiles.clone(), storage.memory.clone()),

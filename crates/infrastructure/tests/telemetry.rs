@@ -387,6 +387,10 @@ async fn every_label_combination_is_registered_and_no_other_exists() {
         ("method", BTreeSet::from(["getMe", "setWebhook"])),
         ("handling", BTreeSet::from(["answered", "kept"])),
         ("matched", BTreeSet::from(["yes", "no"])),
+        (
+            "event",
+            BTreeSet::from(["scheduled", "fired", "late", "cancelled", "failed"]),
+        ),
     ]);
     let reasons_of: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::from([
         (

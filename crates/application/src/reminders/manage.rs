@@ -86,6 +86,18 @@ impl ManageRemindersUseCase {
         }
     }
 
+    /// The zone of users whose profile names none.
+    #[must_use]
+    pub fn default_zone(&self) -> &UserTimeZone {
+        &self.config.default_zone
+    }
+
+    /// What to say when the store is unavailable.
+    #[must_use]
+    pub fn unavailable_text(&self, language: Language) -> &'static str {
+        texts::unavailable(language)
+    }
+
     /// The store (for the `/reminders` command and its buttons).
     #[must_use]
     pub fn store(&self) -> &Arc<dyn ReminderRepository> {

@@ -243,6 +243,21 @@ pub struct MemorySettings {
     pub facts_enabled: bool,
 }
 
+/// Reminders: on/off, the default time zone and the per-user limits.
+#[derive(Debug, Clone)]
+pub struct ReminderSettings {
+    /// `REMINDERS_ENABLED`.
+    pub enabled: bool,
+    /// `DEFAULT_TIME_ZONE` (validated: an IANA name).
+    pub default_zone: butler_domain::reminder::UserTimeZone,
+    /// `REMINDERS_MAX_PER_USER`.
+    pub max_per_user: u32,
+    /// `REMINDERS_HORIZON_DAYS`.
+    pub horizon_days: u32,
+    /// `REMINDERS_LATE_AFTER_SECS`.
+    pub late_after: Duration,
+}
+
 /// Everything the binaries are configured with.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -266,6 +281,8 @@ pub struct Settings {
     pub metrics_addr: Option<SocketAddr>,
     /// Log format.
     pub log_format: LogFormat,
+    /// Reminders.
+    pub reminders: ReminderSettings,
     /// The value each variable took effect with, as parsed (secrets masked).
     in_effect: BTreeMap<&'static str, String>,
 }
@@ -685,6 +702,7 @@ impl Settings {
                 "pretty"
             },
         );
+        let reminders = parse_reminders(raw);
         Some(Self {
             telegram,
             storage,
@@ -696,6 +714,7 @@ impl Settings {
             tokenizer,
             metrics_addr,
             log_format,
+            reminders,
             in_effect: std::mem::take(&mut raw.in_effect),
         })
     }
@@ -975,5 +994,23 @@ fn parse_tokenizer(raw: &mut Raw) -> TokenizerSettings {
             }
         },
         _ => TokenizerSettings::Estimator,
+    }
+}
+
+fn parse_reminders(raw: &mut Raw) -> ReminderSettings {
+    let zone_name = raw.text_or_default("DEFAULT_TIME_ZONE");
+    let default_zone = match butler_domain::reminder::UserTimeZone::new(&zone_name) {
+        Ok(zone) => zone,
+        Err(error) => {
+            raw.problem("DEFAULT_TIME_ZONE", error.to_string());
+            butler_domain::reminder::UserTimeZone::utc()
+        }
+    };
+    ReminderSettings {
+        enabled: raw.bool("REMINDERS_ENABLED").unwrap_or(true),
+        default_zone,
+        max_per_user: raw.int_or("REMINDERS_MAX_PER_USER", 50),
+        horizon_days: raw.int_or("REMINDERS_HORIZON_DAYS", 366),
+        late_after: Duration::from_secs(raw.int_or("REMINDERS_LATE_AFTER_SECS", 300)),
     }
 }

@@ -25,8 +25,8 @@ use tokio::task::JoinHandle;
 use super::metrics::{
     describe_all, register_all, FIRST_TOKEN_BUCKETS, LLM_DURATION_BUCKETS,
     LLM_REQUEST_DURATION_SECONDS, LLM_TIME_TO_FIRST_TOKEN_SECONDS, PERSONALIZED_PROMPT_FACTS,
-    PERSONALIZED_PROMPT_TOKENS, PROMPT_FACTS_BUCKETS, PROMPT_TOKEN_BUCKETS, STT_DURATION_BUCKETS,
-    STT_REQUEST_DURATION_SECONDS,
+    PERSONALIZED_PROMPT_TOKENS, PROMPT_FACTS_BUCKETS, PROMPT_TOKEN_BUCKETS, REMINDER_LAG_BUCKETS,
+    REMINDER_LAG_SECONDS, STT_DURATION_BUCKETS, STT_REQUEST_DURATION_SECONDS,
 };
 
 /// How long `/readyz` waits for the probe before it reports the service not ready.
@@ -177,6 +177,10 @@ pub fn recorder_builder() -> Result<PrometheusBuilder, TelemetryError> {
         .set_buckets_for_metric(
             Matcher::Full(PERSONALIZED_PROMPT_FACTS.to_owned()),
             PROMPT_FACTS_BUCKETS,
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full(REMINDER_LAG_SECONDS.to_owned()),
+            REMINDER_LAG_BUCKETS,
         )?)
 }
 

@@ -64,6 +64,16 @@ pub const GROUP_HANDLINGS: &[&str] = &["answered", "kept"];
 pub const TELEGRAM_STOPS_TOTAL: &str = "telegram_stops_total";
 /// The `matched` values of [`TELEGRAM_STOPS_TOTAL`].
 pub const STOP_MATCHES: &[&str] = &["yes", "no"];
+/// Reminders, by what happened to them.
+pub const REMINDERS_TOTAL: &str = "reminders_total";
+/// The `event` values of [`REMINDERS_TOTAL`].
+pub const REMINDER_EVENTS: &[&str] = &["scheduled", "fired", "late", "cancelled", "failed"];
+/// How long after its due time each reminder was delivered (the scheduler's lag).
+pub const REMINDER_LAG_SECONDS: &str = "reminder_lag_seconds";
+/// Buckets of [`REMINDER_LAG_SECONDS`]: from well under a second to an hour of downtime.
+pub const REMINDER_LAG_BUCKETS: &[f64] = &[
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 15.0, 60.0, 300.0, 3600.0,
+];
 /// Rich messages (Markdown) Telegram rejected, sent again as plain text.
 pub const TELEGRAM_RICH_FALLBACKS_TOTAL: &str = "telegram_rich_fallbacks_total";
 /// Facts stored by compressions' extraction (new facts, updates included).
@@ -259,6 +269,18 @@ pub const ALL_METRICS: &[MetricSpec] = &[
         kind: MetricKind::Counter,
         help: "Presses of a reply draft's stop button (matched=yes: this process was writing that reply and stopped its generation).",
         labels: &["matched"],
+    },
+    MetricSpec {
+        name: REMINDERS_TOTAL,
+        kind: MetricKind::Counter,
+        help: "Reminders by event: scheduled (set by a user), fired (delivered), late (delivered past REMINDERS_LATE_AFTER_SECS, also counted as fired), cancelled (by their user), failed (a send that failed; retried when it surely did not arrive).",
+        labels: &["event"],
+    },
+    MetricSpec {
+        name: REMINDER_LAG_SECONDS,
+        kind: MetricKind::Histogram,
+        help: "How long after its due time each reminder was delivered (the scheduler's firing lag).",
+        labels: &[],
     },
     MetricSpec {
         name: TELEGRAM_RICH_FALLBACKS_TOTAL,
@@ -481,6 +503,10 @@ pub fn register_all() {
         counter!(TELEGRAM_STOPS_TOTAL, "matched" => *matched).increment(0);
     }
     counter!(TELEGRAM_RICH_FALLBACKS_TOTAL).increment(0);
+    for event in REMINDER_EVENTS {
+        counter!(REMINDERS_TOTAL, "event" => *event).increment(0);
+    }
+    let _ = histogram!(REMINDER_LAG_SECONDS);
     counter!(MEMORY_FACTS_EXTRACTED_TOTAL).increment(0);
     counter!(MEMORY_FACTS_SUPERSEDED_TOTAL).increment(0);
     for reason in EXTRACTION_FAILURE_REASONS {
@@ -601,6 +627,16 @@ pub fn record_telegram_draft() {
 /// A draft's stop button was pressed; `matched` when this process stopped that reply.
 pub fn record_stop(matched: bool) {
     counter!(TELEGRAM_STOPS_TOTAL, "matched" => if matched { "yes" } else { "no" }).increment(1);
+}
+
+/// A reminder event (one of [`REMINDER_EVENTS`]).
+pub fn record_reminder(event: &'static str) {
+    counter!(REMINDERS_TOTAL, "event" => event).increment(1);
+}
+
+/// A reminder was delivered `lag_seconds` after its due time.
+pub fn record_reminder_lag(lag_seconds: f64) {
+    histogram!(REMINDER_LAG_SECONDS).record(lag_seconds);
 }
 
 /// A rich message was rejected and sent as plain text.

@@ -91,6 +91,8 @@ pub(crate) struct Handler {
     observer: Option<Arc<dyn TelegramObserver>>,
     drafts: Arc<Drafts>,
     limiter: UserLimiter,
+    /// Reminder requests in private chats; `None` = reminders are off.
+    reminders: Option<Arc<butler_application::reminders::ManageRemindersUseCase>>,
 }
 
 impl std::fmt::Debug for Handler {
@@ -148,6 +150,7 @@ impl Handler {
             redactor,
             profiles: deps.profiles,
             observer: deps.observer,
+            reminders: deps.reminders.map(|r| r.manage),
         }
     }
 
@@ -346,6 +349,12 @@ impl Handler {
                     "message received"
                 );
                 tracing::debug!(text, "message text");
+                if let Some(reply) = self.reminder_reply(user_id, message, text).await {
+                    if !reply.is_empty() {
+                        self.deliver(message, &reply, started).await;
+                    }
+                    return;
+                }
                 let typing = self.outbox.typing(message.chat.id);
                 let input = ReplyInput {
                     user_id,
@@ -370,6 +379,119 @@ impl Handler {
                 self.deliver(message, texts::UNSUPPORTED, started).await;
             }
             Incoming::Ignored => tracing::debug!("service message ignored"),
+        }
+    }
+
+    /// The answer to a private message about reminders (`/reminders`, «напомни …», «какие у
+    /// меня напоминания?», «отмени …», «перенеси …») — empty when it was already sent, with
+    /// buttons; `None` for any other message (the butler answers it as usual).
+    async fn reminder_reply(
+        &self,
+        user_id: UserId,
+        message: &Message,
+        text: &str,
+    ) -> Option<String> {
+        let manage = self.reminders.as_ref()?;
+        let language = self.language_of(user_id).await;
+        let now = time::OffsetDateTime::now_utc();
+        let command = text.split_whitespace().next().unwrap_or_default();
+        if command.split('@').next() == Some("/reminders") {
+            tracing::info!(kind = "reminders", "reminders listed");
+            let zone = manage.default_zone().clone();
+            let listed = manage.list(user_id, &zone, language, now).await;
+            let Ok(listed) = listed else {
+                return Some(manage.unavailable_text(language).to_owned());
+            };
+            let pending = manage
+                .store()
+                .list_pending(user_id)
+                .await
+                .unwrap_or_default();
+            if pending.is_empty() {
+                return Some(listed);
+            }
+            let buttons: Vec<_> = pending
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (i + 1, r.id, r.text.clone()))
+                .collect();
+            let request = self
+                .bot
+                .send_message(message.chat.id, listed)
+                .reply_markup(super::reminders::cancel_keyboard(&buttons));
+            match tokio::time::timeout(self.config.request_timeout, request.send()).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(error)) => {
+                    tracing::warn!(error = %self.redactor.clean(&error), "reminder list not sent");
+                }
+                Err(_) => tracing::warn!("reminder list got no answer in time"),
+            }
+            // Sent above, with its buttons: nothing more to say.
+            return Some(String::new());
+        }
+        let reply = manage
+            .execute(butler_application::reminders::ReminderMessage {
+                user: user_id,
+                chat_id: message.chat.id.0,
+                text,
+                language,
+                zone: None,
+                now,
+            })
+            .await?;
+        tracing::info!(kind = "reminder", "reminder request answered");
+        Some(reply)
+    }
+
+    async fn language_of(&self, user_id: UserId) -> butler_domain::Language {
+        match self.profiles.get(user_id).await {
+            Ok(Some(profile)) => profile.language,
+            _ => butler_domain::Language::default(),
+        }
+    }
+
+    /// A press of a `/reminders` cancel button: cancels that reminder (the presser's own only)
+    /// and says so.
+    pub(crate) async fn handle_button(&self, query: teloxide::types::CallbackQuery) {
+        let Some(manage) = &self.reminders else {
+            return;
+        };
+        let Ok(raw) = i64::try_from(query.from.id.0) else {
+            return;
+        };
+        let user_id = UserId::new(raw);
+        if !self.config.allows(user_id) {
+            return;
+        }
+        let Some(id) = query
+            .data
+            .as_deref()
+            .and_then(super::reminders::cancelled_id)
+        else {
+            return;
+        };
+        let language = self.language_of(user_id).await;
+        let text = manage
+            .cancel_by_id(user_id, id, language, time::OffsetDateTime::now_utc())
+            .await;
+        tracing::info!(
+            user_id = raw,
+            kind = "reminder_button",
+            "reminder cancel button pressed"
+        );
+        let answer = self
+            .bot
+            .answer_callback_query(query.id.clone())
+            .text(text.clone());
+        if let Ok(Err(error)) =
+            tokio::time::timeout(self.config.request_timeout, answer.send()).await
+        {
+            tracing::debug!(error = %self.redactor.clean(&error), "button press not acknowledged");
+        }
+        if let Some(chat) = query.message.as_ref().map(|m| m.chat().id) {
+            if let Err(error) = self.outbox.send(chat, None, &text).await {
+                tracing::warn!(%error, "reminder cancellation not confirmed to the user");
+            }
         }
     }
 

@@ -42,6 +42,7 @@ mod polling;
 mod receive;
 mod recent;
 mod redact;
+mod reminders;
 mod rich;
 mod split;
 mod stops;
@@ -66,6 +67,7 @@ pub use config::{
 pub use drafts::DraftPacing;
 pub use edits::GroupPacing;
 pub use limits::Limits;
+pub use reminders::ReminderDeps;
 pub use split::{split_message, TELEGRAM_MESSAGE_LIMIT};
 
 use connect::call_at_start;
@@ -92,6 +94,8 @@ pub struct BotDeps {
     pub inbox: Arc<dyn UpdateInbox>,
     /// Told about Telegram-side events worth counting; `None` = nobody listens.
     pub observer: Option<Arc<dyn TelegramObserver>>,
+    /// Reminders (requests in private chats, `/reminders`, the scheduler); `None` = off.
+    pub reminders: Option<ReminderDeps>,
 }
 
 /// Hooks for what happens on the Telegram side of the bot (the factory counts them in
@@ -175,9 +179,9 @@ pub enum BotError {
     },
 }
 
-/// The update kinds asked of Telegram (polling and webhook alike): messages, and the stop
-/// button's presses.
-pub(crate) const ALLOWED_UPDATES: &[&str] = &["message", stops::STOP_UPDATE];
+/// The update kinds asked of Telegram (polling and webhook alike): messages, the stop
+/// button's presses, and presses of inline buttons (the `/reminders` cancel buttons).
+pub(crate) const ALLOWED_UPDATES: &[&str] = &["message", stops::STOP_UPDATE, "callback_query"];
 
 /// Slack between the long-poll timeout and the HTTP client's own deadline.
 const POLL_SLACK: Duration = Duration::from_secs(10);
@@ -318,6 +322,28 @@ pub async fn run_bot(
         stop_receiving.clone(),
     ));
 
+    let firing = deps.reminders.as_ref().map(|r| {
+        let fire = Arc::new(butler_application::reminders::FireRemindersUseCase::new(
+            Arc::clone(r.manage.store()),
+            Arc::clone(&deps.profiles),
+            Arc::new(reminders::TelegramChannel {
+                bot: bot.clone(),
+                timeout: config.request_timeout,
+                redactor: redactor.clone(),
+            }),
+            r.fire,
+            r.observer.clone(),
+        ));
+        let stop = stop.clone();
+        let connected = connected.clone();
+        let batch = r.fire.batch;
+        tokio::spawn(async move {
+            tokio::select! {
+                () = connected.cancelled() => reminders::fire_loop(fire, batch, stop).await,
+                () = stop.cancelled() => {}
+            }
+        })
+    });
     let workers = Workers {
         inbox,
         handler: Arc::new(Handler::new(
@@ -367,6 +393,9 @@ pub async fn run_bot(
     purging.abort();
     stop.cancel();
     let _ = answering.await;
+    if let Some(firing) = firing {
+        let _ = firing.await;
+    }
     tracing::info!("bot stopped");
     outcome
 }

@@ -38,7 +38,16 @@ pub(crate) fn conversation_of(update: &Update) -> Option<i64> {
 /// the butler does not answer (edits, callbacks, … — only messages are), which are
 /// acknowledged without storing.
 pub(crate) fn entry(update: &Update, payload: String) -> Option<InboxUpdate> {
-    if !matches!(update.kind, UpdateKind::Message(_)) {
+    let answered = match &update.kind {
+        UpdateKind::Message(_) => true,
+        // The `/reminders` cancel buttons; other buttons are not the butler's.
+        UpdateKind::CallbackQuery(query) => query
+            .data
+            .as_deref()
+            .is_some_and(|d| d.starts_with(super::reminders::CANCEL_PREFIX)),
+        _ => false,
+    };
+    if !answered {
         return None;
     }
     Some(InboxUpdate {

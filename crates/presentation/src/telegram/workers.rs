@@ -190,6 +190,15 @@ impl Workers {
                         () = stop.cancelled() => Outcome::Stopped,
                     }
                 }
+                Ok(Update {
+                    kind: UpdateKind::CallbackQuery(query),
+                    ..
+                }) => {
+                    tokio::select! {
+                        () = self.handler.handle_button(query) => Outcome::Done,
+                        () = stop.cancelled() => Outcome::Stopped,
+                    }
+                }
                 Ok(_) => Outcome::Done,
                 Err(error) => {
                     tracing::error!(%error, update_id, "stored update unreadable; dropped");

@@ -160,6 +160,7 @@ impl FakeWorld {
             profiles: self.profiles.clone(),
             inbox: self.inbox.clone(),
             observer: Some(self.observer.clone() as Arc<dyn TelegramObserver>),
+            reminders: None,
         }
     }
 

@@ -1,0 +1,155 @@
+//! Reminders in Telegram: requests in private chats ([`ManageRemindersUseCase`]), the
+//! `/reminders` command with a cancel button per reminder, and the scheduler task that fires
+//! due reminders ([`FireRemindersUseCase`]) — the same in polling and webhook mode, in every
+//! replica (claims under a lease keep each delivery single).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use butler_application::reminders::{
+    FireConfig, FireRemindersUseCase, ManageRemindersUseCase, ReminderChannel, ReminderObserver,
+    SendError,
+};
+use butler_domain::reminder::ReminderId;
+use teloxide::prelude::*;
+use teloxide::types::{InlineKeyboardButton, InlineKeyboardMarkup};
+use teloxide::RequestError;
+use tokio_util::sync::CancellationToken;
+
+use super::redact::Redactor;
+
+/// The callback data of a cancel button: this prefix and the reminder's id.
+pub(crate) const CANCEL_PREFIX: &str = "rmc:";
+
+/// What the bot needs for reminders.
+#[derive(Clone)]
+pub struct ReminderDeps {
+    /// Answers reminder requests.
+    pub manage: Arc<ManageRemindersUseCase>,
+    /// How due reminders are fired.
+    pub fire: FireConfig,
+    /// Told what happens to reminders.
+    pub observer: Option<Arc<dyn ReminderObserver>>,
+}
+
+impl std::fmt::Debug for ReminderDeps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReminderDeps")
+            .field("fire", &self.fire)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Sends reminders as plain messages: one `sendMessage`, retried (by the next round) only when
+/// Telegram surely did not deliver it.
+pub(crate) struct TelegramChannel {
+    pub(crate) bot: Bot,
+    pub(crate) timeout: Duration,
+    pub(crate) redactor: Redactor,
+}
+
+#[async_trait]
+impl ReminderChannel for TelegramChannel {
+    async fn send(&self, chat_id: i64, text: &str) -> Result<(), SendError> {
+        match tokio::time::timeout(
+            self.timeout,
+            self.bot.send_message(ChatId(chat_id), text).send(),
+        )
+        .await
+        {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(error)) => {
+                let detail = self.redactor.clean(&error);
+                match &error {
+                    RequestError::RetryAfter(_) => Err(SendError::NotSent(detail)),
+                    RequestError::Network(e) if e.is_connect() => Err(SendError::NotSent(detail)),
+                    _ => Err(SendError::MaybeSent(detail)),
+                }
+            }
+            Err(_) => Err(SendError::MaybeSent(format!(
+                "no answer within {:?}",
+                self.timeout
+            ))),
+        }
+    }
+}
+
+/// Longest the scheduler sleeps between rounds: a reminder set while it sleeps fires at most
+/// this late, and a lease left by a crashed replica is retried this often.
+pub(crate) const POLL: Duration = Duration::from_millis(500);
+/// How often delivered and cancelled reminders past retention are removed.
+const CLEAN_EVERY: Duration = Duration::from_secs(3600);
+/// How long delivered and cancelled reminders are kept.
+const RETENTION: time::Duration = time::Duration::days(30);
+
+/// Fires due reminders until `stop`: a round at once, then whenever the next one is due (or
+/// every [`POLL`]). A round in flight at `stop` finishes; claims are never left half-done.
+pub(crate) async fn fire_loop(
+    fire: Arc<FireRemindersUseCase>,
+    batch: u32,
+    stop: CancellationToken,
+) {
+    let mut cleaned = tokio::time::Instant::now() - CLEAN_EVERY;
+    loop {
+        if stop.is_cancelled() {
+            return;
+        }
+        let now = time::OffsetDateTime::now_utc();
+        let full = match fire.execute(now).await {
+            Ok(outcome) => {
+                if outcome.claimed > 0 {
+                    tracing::info!(
+                        claimed = outcome.claimed,
+                        fired = outcome.fired,
+                        late = outcome.late,
+                        failed = outcome.failed,
+                        "reminders fired"
+                    );
+                }
+                outcome.claimed >= batch as usize
+            }
+            Err(error) => {
+                tracing::warn!(%error, "claiming due reminders failed; retrying");
+                false
+            }
+        };
+        if full {
+            continue;
+        }
+        if cleaned.elapsed() >= CLEAN_EVERY {
+            cleaned = tokio::time::Instant::now();
+            match fire.store().delete_finished_before(now - RETENTION).await {
+                Ok(0) => {}
+                Ok(removed) => tracing::debug!(removed, "old reminders removed"),
+                Err(error) => tracing::warn!(%error, "reminder clean-up failed; retrying later"),
+            }
+        }
+        let wait = match fire.store().next_due().await {
+            Ok(Some(at)) if at > now => Duration::try_from(at - time::OffsetDateTime::now_utc())
+                .unwrap_or_default()
+                .min(POLL),
+            _ => POLL,
+        };
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// The `/reminders` keyboard: one cancel button per reminder, numbered as in the list.
+pub(crate) fn cancel_keyboard(ids: &[(usize, ReminderId, String)]) -> InlineKeyboardMarkup {
+    InlineKeyboardMarkup::new(ids.iter().map(|(n, id, text)| {
+        let label: String = text.chars().take(24).collect();
+        vec![InlineKeyboardButton::callback(
+            format!("✖ {n}. {label}"),
+            format!("{CANCEL_PREFIX}{id}"),
+        )]
+    }))
+}
+
+/// The reminder a cancel button names.
+pub(crate) fn cancelled_id(data: &str) -> Option<ReminderId> {
+    data.strip_prefix(CANCEL_PREFIX)?.parse().ok()
+}
