@@ -154,6 +154,16 @@ fn quick_memory_mode_shows_facts_keep_what_the_summary_alone_forgets() {
         stdout.contains("Summariser calls (compressions) per user | 9–9"),
         "{stdout}"
     );
+    // The held-out set (asked as people ask), its own row; the target: ≥ 95% with facts.
+    let held_out = cells("Held-out questions (asked as people ask)");
+    assert_eq!(held_out.len(), 2, "{stdout}");
+    assert!(
+        held_out[1] >= 95.0,
+        "held-out retrieval with facts {}%:\n{stdout}",
+        held_out[1]
+    );
+    let over = cells("Prompts over PROMPT_TOTAL_TOKENS");
+    assert_eq!(over, [0.0, 0.0], "every prompt within the total:\n{stdout}");
 }
 
 #[test]

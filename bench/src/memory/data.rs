@@ -14,6 +14,8 @@ use std::collections::HashSet;
 use butler_domain::Language;
 use butler_testkit::oracle::{Knowledge, OracleFact};
 
+use super::heldout::held_out;
+
 /// Pools values are drawn from (without replacement within one user).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pool {
@@ -346,6 +348,8 @@ pub struct User {
     pub facts: Vec<PlantedFact>,
     /// Questions about their facts, one per current fact.
     pub questions: Vec<Question>,
+    /// The held-out questions ([`super::heldout`]), one per current fact.
+    pub held_out: Vec<Question>,
 }
 
 /// The data set.
@@ -375,6 +379,21 @@ pub fn fact_text(slot: &Slot, language: Language, value: &str) -> String {
         .map(|c| c.to_uppercase().chain(chars).collect())
         .unwrap_or_default();
     format!("{capitalised}: {value}")
+}
+
+/// The cues a good extractor gives the fact of `key` ([`super::heldout`]).
+fn cues(key: &str, language: Language) -> Vec<String> {
+    held_out(key)
+        .map(|h| match language {
+            Language::En => h.en_cues,
+            Language::Ru => h.ru_cues,
+        })
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Whether `value` occurs in `text` as whole words, ignoring case.
@@ -559,18 +578,36 @@ fn user(id: i64, language: Language, sizes: &Sizes, rng: &mut fastrand::Rng) -> 
             })
         })
         .collect();
+    let question = |f: &PlantedFact, text: &str| Question {
+        text: text.to_owned(),
+        key: f.slot.key,
+        expected: f.value.clone(),
+        outdated: f.previous.clone(),
+        distractor: f.distractor.clone(),
+    };
     let questions = facts
         .iter()
-        .map(|f| Question {
-            text: match language {
-                Language::En => f.slot.en_question,
-                Language::Ru => f.slot.ru_question,
-            }
-            .to_owned(),
-            key: f.slot.key,
-            expected: f.value.clone(),
-            outdated: f.previous.clone(),
-            distractor: f.distractor.clone(),
+        .map(|f| {
+            question(
+                f,
+                match language {
+                    Language::En => f.slot.en_question,
+                    Language::Ru => f.slot.ru_question,
+                },
+            )
+        })
+        .collect();
+    let held_out = facts
+        .iter()
+        .filter_map(|f| {
+            let h = held_out(f.slot.key)?;
+            Some(question(
+                f,
+                match language {
+                    Language::En => h.en,
+                    Language::Ru => h.ru,
+                },
+            ))
         })
         .collect();
     User {
@@ -579,6 +616,7 @@ fn user(id: i64, language: Language, sizes: &Sizes, rng: &mut fastrand::Rng) -> 
         messages,
         facts,
         questions,
+        held_out,
     }
 }
 
@@ -638,10 +676,11 @@ impl Dataset {
                         kind: fact.slot.kind.to_owned(),
                         text: fact_text(&fact.slot, user.language, value),
                         value: value.clone(),
+                        cues: cues(fact.slot.key, user.language),
                     },
                 );
             }
-            for q in &user.questions {
+            for q in user.questions.iter().chain(&user.held_out) {
                 knowledge.question(q.text.clone(), q.key);
             }
         }
@@ -680,6 +719,9 @@ mod tests {
             assert!(count(&|s| *s == Said::SmallTalk) >= 80);
         }
         assert!(data.question_count() >= 200);
+        for user in &data.users {
+            assert_eq!(user.held_out.len(), user.questions.len());
+        }
     }
 
     #[test]
@@ -718,7 +760,7 @@ mod tests {
                 for m in user.messages.iter().filter(|m| m.said == Said::SmallTalk) {
                     assert!(!contains_value(&m.text, value), "{value} in {:?}", m.text);
                 }
-                for q in &user.questions {
+                for q in user.questions.iter().chain(&user.held_out) {
                     assert!(!contains_value(&q.text, value), "{value} in {:?}", q.text);
                 }
             }

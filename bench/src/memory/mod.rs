@@ -21,6 +21,7 @@
 //! `BUTLER_BENCH_DEBUG=1` prints the prompt of every question whose prompt missed its value.
 
 pub mod data;
+pub mod heldout;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -99,6 +100,16 @@ pub struct Figures {
     pub answered: Share,
     /// Answers that gave an outdated or a distractor's value and not the expected one.
     pub misled: Share,
+    /// Held-out questions ([`heldout`]) whose prompt held the expected value.
+    pub held_out_retrieved: Share,
+    /// Held-out questions whose prompt held an outdated value of the fact.
+    pub held_out_outdated: Share,
+    /// Held-out answers that gave the expected value.
+    pub held_out_answered: Share,
+    /// Prompts of either question set over `PROMPT_TOTAL_TOKENS` by the run's token counter.
+    pub over_budget: Share,
+    /// Extractor calls whose answer was valid JSON of the extractor's schema.
+    pub valid_extractions: Share,
     /// Summariser calls per user.
     pub summaries_per_user: Vec<usize>,
     /// Extractor calls per user.
@@ -120,6 +131,8 @@ struct Probe {
     captured: Mutex<Option<Captured>>,
     summaries: AtomicUsize,
     extractions: AtomicUsize,
+    /// Extractor answers that are a JSON object with a `facts` array (the schema's form).
+    valid_extractions: AtomicUsize,
 }
 
 #[async_trait]
@@ -132,7 +145,16 @@ impl LlmClient for Probe {
             self.extractions.fetch_add(1, Ordering::Relaxed);
         }
         if !self.asking.load(Ordering::Relaxed) {
-            return self.inner.complete(request).await;
+            let reply = self.inner.complete(request).await;
+            if last.starts_with("{\"known_facts\"") {
+                let valid = reply.as_ref().is_ok_and(|r| {
+                    serde_json::from_str::<serde_json::Value>(&r.text)
+                        .is_ok_and(|v| v["facts"].is_array())
+                });
+                self.valid_extractions
+                    .fetch_add(usize::from(valid), Ordering::Relaxed);
+            }
+            return reply;
         }
         let answer = self
             .inner
@@ -190,11 +212,18 @@ pub fn run(rt: &Runtimes, data: &Dataset, model: &Model, facts: bool) -> anyhow:
             captured: Mutex::new(None),
             summaries: AtomicUsize::new(0),
             extractions: AtomicUsize::new(0),
+            valid_extractions: AtomicUsize::new(0),
         });
         let storage = wiring::open_storage(&settings)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let app = wiring::assemble(&settings, storage.clone(), probe.clone(), counter, None)
+        let app = wiring::assemble(
+            &settings,
+            storage.clone(),
+            probe.clone(),
+            Arc::clone(&counter),
+            None,
+        )
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let mut figures = Figures::default();
         for user in &data.users {
@@ -266,7 +295,11 @@ pub fn run(rt: &Runtimes, data: &Dataset, model: &Model, facts: bool) -> anyhow:
 
             // Retrieval and answers.
             probe.asking.store(true, Ordering::Relaxed);
-            for question in &user.questions {
+            let sets = [(false, &user.questions), (true, &user.held_out)];
+            for (held_out, question) in sets
+                .into_iter()
+                .flat_map(|(h, qs)| qs.iter().map(move |q| (h, q)))
+            {
                 app.reply
                     .execute(ReplyInput {
                         user_id,
@@ -287,26 +320,41 @@ pub fn run(rt: &Runtimes, data: &Dataset, model: &Model, facts: bool) -> anyhow:
                     .map(|m| m.content.as_str())
                     .collect::<Vec<_>>()
                     .join("\n");
+                let mut tokens = 0;
+                for m in &request.messages {
+                    tokens += counter.count(&m.content).await + settings.budget.per_message_overhead;
+                }
+                figures.over_budget.count(tokens > settings.budget.total);
                 let retrieved = contains_value(&prompt, &question.expected);
                 if !retrieved && std::env::var_os("BUTLER_BENCH_DEBUG").is_some() {
                     eprintln!(
-                        "MISS facts={facts} {:?} expected {:?}\n{prompt}\n-----",
+                        "MISS facts={facts} held_out={held_out} {:?} expected {:?}\n{prompt}\n-----",
                         question.text, question.expected
                     );
                 }
+                let answer = answer.unwrap_or_default();
+                let right = contains_value(&answer, &question.expected);
+                let outdated = question
+                    .outdated
+                    .as_ref()
+                    .map(|o| contains_value(&prompt, o));
+                if held_out {
+                    figures.held_out_retrieved.count(retrieved);
+                    if let Some(outdated) = outdated {
+                        figures.held_out_outdated.count(outdated);
+                    }
+                    figures.held_out_answered.count(right);
+                    continue;
+                }
                 figures.retrieved.count(retrieved);
-                if let Some(outdated) = &question.outdated {
-                    figures
-                        .outdated_in_prompt
-                        .count(contains_value(&prompt, outdated));
+                if let Some(outdated) = outdated {
+                    figures.outdated_in_prompt.count(outdated);
                 }
                 if let Some(distractor) = &question.distractor {
                     figures
                         .distractor_in_prompt
                         .count(contains_value(&prompt, distractor));
                 }
-                let answer = answer.unwrap_or_default();
-                let right = contains_value(&answer, &question.expected);
                 figures.answered.count(right);
                 let wrong = [&question.outdated, &question.distractor]
                     .into_iter()
@@ -317,6 +365,10 @@ pub fn run(rt: &Runtimes, data: &Dataset, model: &Model, facts: bool) -> anyhow:
             probe.asking.store(false, Ordering::Relaxed);
         }
         app.compressor.drain().await;
+        figures.valid_extractions = Share {
+            hits: probe.valid_extractions.load(Ordering::Relaxed),
+            total: probe.extractions.load(Ordering::Relaxed),
+        };
         figures.elapsed = started.elapsed();
         Ok(figures)
     })
@@ -396,6 +448,21 @@ pub fn table(summary_only: &Figures, with_facts: &Figures) -> String {
         f.answered.to_string()
     });
     row(
+        "Held-out questions (asked as people ask): prompt holds the expected value",
+        &|f| f.held_out_retrieved.to_string(),
+    );
+    row(
+        "… held-out prompts that also hold an outdated value",
+        &|f| f.held_out_outdated.to_string(),
+    );
+    row("… held-out answers with the expected value", &|f| {
+        f.held_out_answered.to_string()
+    });
+    row(
+        "Prompts over PROMPT_TOTAL_TOKENS (by the run's tokenizer)",
+        &|f| f.over_budget.to_string(),
+    );
+    row(
         "Answers with an outdated or distractor's value instead",
         &|f| f.misled.to_string(),
     );
@@ -405,6 +472,16 @@ pub fn table(summary_only: &Figures, with_facts: &Figures) -> String {
     row("Extractor calls per user", &|f| {
         spread(&f.extractions_per_user)
     });
+    row(
+        "… extractor answers that are valid JSON of its schema",
+        &|f| {
+            if f.valid_extractions.total == 0 {
+                "—".into()
+            } else {
+                f.valid_extractions.to_string()
+            }
+        },
+    );
     row("Replies that failed during the conversations", &|f| {
         f.failed_replies.to_string()
     });

@@ -414,6 +414,7 @@ fn oracle_server_knowledge() -> Knowledge {
             kind: "preference".to_owned(),
             text: "Любимый напиток: морс".to_owned(),
             value: "морс".to_owned(),
+            cues: Vec::new(),
         },
     );
     knowledge.question(QUESTION, "favourite_drink");

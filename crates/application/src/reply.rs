@@ -26,11 +26,17 @@ use crate::memory::CompressionScheduler;
 use crate::prompt::templates::FALLBACK_REPLY;
 use crate::prompt::PersonalizationService;
 
-/// Most current facts read per reply to pick the core ones from.
-const MAX_FACTS_LOADED: usize = 50;
+/// Most current facts read per reply to pick the core ones from: all of them in practice (an
+/// early-learnt name must not drop out because newer facts exist).
+const MAX_FACTS_LOADED: usize = 1_000;
 
 /// Most facts a search for the message returns.
 const MAX_RELEVANT_FACTS: usize = 8;
+
+/// A found fact joins the note beside the message when its score is at least this share of
+/// the best one's: several facts when several bear on the message, not the long tail that
+/// shares one common word with it.
+const RELEVANCE_SHARE: f64 = 0.3;
 
 /// Tunables of the reply path.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -453,12 +459,22 @@ impl PersonalizedReplyUseCase {
                 return Err(());
             }
         };
-        let mut core: Vec<MemoryFact> = current.into_iter().filter(MemoryFact::is_core).collect();
-        // A stable order, so the system message stays the same from turn to turn.
-        core.sort_by(|a, b| a.key.cmp(&b.key));
+        let mut core: Vec<(u8, MemoryFact)> = current
+            .into_iter()
+            .filter_map(|f| Some((f.core_rank()?, f)))
+            .collect();
+        // Most important first (the user's name, partner, children, parents, other people),
+        // then by key: a stable order, so the system message stays the same from turn to turn.
+        core.sort_by(|(ra, a), (rb, b)| (ra, &a.key).cmp(&(rb, &b.key)));
+        let core = core.into_iter().map(|(_, f)| f).collect();
         // Core facts stay among the found ones: those the system message has no room for are
         // shown beside the message when it asks about them (the builder drops the shown ones).
-        let relevant = found.into_iter().map(|m| m.fact).collect();
+        let best = found.first().map_or(0.0, |m| m.score);
+        let relevant = found
+            .into_iter()
+            .filter(|m| m.score >= best * RELEVANCE_SHARE)
+            .map(|m| m.fact)
+            .collect();
         Ok((core, relevant))
     }
 

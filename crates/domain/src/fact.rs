@@ -44,6 +44,12 @@ pub const MAX_KEY_CHARS: usize = 80;
 /// Most events one fact may cite as its sources.
 pub const MAX_SOURCE_EVENTS: usize = 16;
 
+/// Most cues (words to ask a fact by, see [`MemoryFact::cues`]) one fact keeps.
+pub const MAX_CUES: usize = 8;
+
+/// Longest cue, in characters; longer ones are dropped.
+pub const MAX_CUE_CHARS: usize = 40;
+
 /// What a fact is about; helps decide which facts are core (names of the closest people) and
 /// how to phrase them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -151,6 +157,9 @@ pub enum FactError {
     /// `superseded_by` names the fact itself.
     #[error("a fact cannot supersede itself")]
     SupersededBySelf,
+    /// More than [`MAX_CUES`] cues, or one that is empty, too long or holds a control character.
+    #[error("fact cues are invalid (at most {MAX_CUES}, each one line of at most {MAX_CUE_CHARS} characters)")]
+    InvalidCues,
 }
 
 /// The subject a fact is about, normalised so that one subject always gets one key:
@@ -246,6 +255,11 @@ pub struct MemoryFact {
     pub source_events: Vec<Uuid>,
     /// The newer fact that replaced this one; `None` while this one is current.
     pub superseded_by: Option<Uuid>,
+    /// Words a person would ask about this fact with, chosen when it was extracted: the first
+    /// person and paraphrases its text may not contain («родился», «день рождения» for a
+    /// birthday). Indexed with the text; at most [`MAX_CUES`], each one line of at most
+    /// [`MAX_CUE_CHARS`] characters.
+    pub cues: Vec<String>,
 }
 
 impl MemoryFact {
@@ -283,9 +297,40 @@ impl MemoryFact {
             created_at: truncate_to_millis(at),
             source_events: sources,
             superseded_by: None,
+            cues: Vec::new(),
         };
         fact.validate()?;
         Ok(fact)
+    }
+
+    /// The same fact with `cues` (see [`MemoryFact::cues`]): whitespace collapsed, empty,
+    /// over-long, control-character and repeated ones dropped, at most [`MAX_CUES`] kept.
+    #[must_use]
+    pub fn with_cues<S: AsRef<str>>(mut self, cues: impl IntoIterator<Item = S>) -> Self {
+        self.cues.clear();
+        for cue in cues {
+            let cue = cue
+                .as_ref()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
+            let chars = cue.chars().count();
+            if chars == 0
+                || chars > MAX_CUE_CHARS
+                || cue.chars().any(char::is_control)
+                || self
+                    .cues
+                    .iter()
+                    .any(|c| c.to_lowercase() == cue.to_lowercase())
+            {
+                continue;
+            }
+            self.cues.push(cue);
+            if self.cues.len() == MAX_CUES {
+                break;
+            }
+        }
+        self
     }
 
     /// Checks the invariants [`MemoryFact::new`] establishes, for facts built field by field
@@ -317,6 +362,15 @@ impl MemoryFact {
         if self.superseded_by == Some(self.id) {
             return Err(FactError::SupersededBySelf);
         }
+        if self.cues.len() > MAX_CUES
+            || self.cues.iter().any(|c| {
+                c.trim().is_empty()
+                    || c.chars().count() > MAX_CUE_CHARS
+                    || c.chars().any(char::is_control)
+            })
+        {
+            return Err(FactError::InvalidCues);
+        }
         Ok(())
     }
 
@@ -335,6 +389,74 @@ impl MemoryFact {
             || self.key.as_str().ends_with("_name")
     }
 
+    /// How important a core fact is, lower first: the user's own name (0), partner (1),
+    /// children (2), parents (3), other people and names (4); `None` for a fact that is not
+    /// core. Read from the key's words (English or Russian), so the order is stable from turn
+    /// to turn whatever order the facts were learnt in.
+    #[must_use]
+    pub fn core_rank(&self) -> Option<u8> {
+        if !self.is_core() {
+            return None;
+        }
+        let key = self.key.as_str();
+        if matches!(
+            key,
+            "name" | "user_name" | "my_name" | "own_name" | "full_name" | "first_name" | "имя"
+        ) {
+            return Some(0);
+        }
+        let words: Vec<&str> = key.split('_').collect();
+        let has = |list: &[&str]| words.iter().any(|w| list.contains(w));
+        Some(
+            if has(&[
+                "wife",
+                "husband",
+                "spouse",
+                "partner",
+                "girlfriend",
+                "boyfriend",
+                "fiance",
+                "fiancee",
+                "жена",
+                "муж",
+                "супруг",
+                "супруга",
+            ]) {
+                1
+            } else if has(&[
+                "son",
+                "daughter",
+                "child",
+                "children",
+                "kid",
+                "kids",
+                "сын",
+                "дочь",
+                "дети",
+                "ребенок",
+            ]) {
+                2
+            } else if has(&[
+                "mother",
+                "father",
+                "mom",
+                "mum",
+                "dad",
+                "parent",
+                "parents",
+                "мама",
+                "папа",
+                "мать",
+                "отец",
+                "родители",
+            ]) {
+                3
+            } else {
+                4
+            },
+        )
+    }
+
     /// Whether this fact is newer than `other`: later `created_at`, ties broken by id. Of
     /// the facts of one key, the newest is current, whatever order they were saved in.
     #[must_use]
@@ -342,12 +464,19 @@ impl MemoryFact {
         (self.created_at, self.id) > (other.created_at, other.id)
     }
 
-    /// The search terms of this fact: its key's words and its text's ([`terms::terms`]).
-    /// Repositories index these and match queries against them.
+    /// The search terms of this fact: its text's, its cues' and its key's words
+    /// ([`terms::terms`]). Repositories index these and match queries against them.
     #[must_use]
     pub fn search_terms(&self) -> Vec<String> {
         let mut all = terms::terms(&self.text);
-        for term in terms::terms(&self.key.as_str().replace('_', " ")) {
+        let more = self
+            .cues
+            .iter()
+            .map(String::as_str)
+            .chain([self.key.as_str().replace('_', " ").as_str()])
+            .flat_map(terms::terms)
+            .collect::<Vec<_>>();
+        for term in more {
             if !all.contains(&term) {
                 all.push(term);
             }
@@ -460,6 +589,22 @@ mod tests {
     }
 
     #[test]
+    fn core_facts_rank_the_user_then_partner_children_parents_and_other_people() {
+        let rank = |key: &str, kind: FactKind| {
+            MemoryFact::new(UserId::new(1), key, kind, "t", vec![], AT)
+                .unwrap()
+                .core_rank()
+        };
+        assert_eq!(rank("name", FactKind::Other), Some(0));
+        assert_eq!(rank("wife_name", FactKind::Other), Some(1));
+        assert_eq!(rank("daughter", FactKind::Person), Some(2));
+        assert_eq!(rank("mother_birthday", FactKind::Person), Some(3));
+        assert_eq!(rank("best_friend", FactKind::Person), Some(4));
+        assert_eq!(rank("dog_name", FactKind::Other), Some(4));
+        assert_eq!(rank("home_city", FactKind::Place), None);
+    }
+
+    #[test]
     fn kind_codes_round_trip_and_unknown_ones_are_errors() {
         for kind in FactKind::ALL {
             assert_eq!(kind.code().parse::<FactKind>(), Ok(kind));
@@ -481,6 +626,22 @@ mod tests {
             AT,
         )
         .unwrap();
-        assert_eq!(f.search_terms(), ["концерт", "суббот", "concert", "date"]);
+        assert_eq!(f.search_terms(), ["концерт", "суббота", "concert", "date"]);
+        let f = f.with_cues([
+            "концерты",
+            " когда  пойду ",
+            "",
+            &"x".repeat(41),
+            "Концерты",
+        ]);
+        assert_eq!(f.cues, ["концерты", "когда пойду"]);
+        assert_eq!(
+            f.search_terms(),
+            ["концерт", "суббота", "пойти", "concert", "date"]
+        );
+        assert_eq!(f.validate(), Ok(()));
+        let mut hand_built = f;
+        hand_built.cues.push("a\nb".into());
+        assert_eq!(hand_built.validate(), Err(FactError::InvalidCues));
     }
 }

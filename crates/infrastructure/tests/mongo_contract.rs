@@ -196,7 +196,8 @@ mod schema {
             .iter()
             .filter_map(Bson::as_str)
             .collect();
-        assert_eq!(terms, ["жив", "твер", "home", "citi"]);
+        assert_eq!(terms, ["жить", "тверь", "home", "citi"]);
+        assert_eq!(raw.get_i64("terms_version").unwrap(), 2);
         match raw.get_array("source_events").unwrap().as_slice() {
             [Bson::Binary(b)] => assert_eq!(b.bytes, source.as_bytes()),
             other => panic!("source_events stored as {other:?}"),

@@ -7,7 +7,7 @@
 //! its three kinds of request apart by their shape:
 //!
 //! - **the extractor** (a user message with `"known_facts"`): answers with exactly the facts the
-//!   conversation's user entries state, as the JSON array the extractor is asked for, under the
+//!   conversation's user entries state, as the JSON object the extractor is asked for, under the
 //!   planted key (so an update supersedes the old fact), leaving out known facts that did not
 //!   change;
 //! - **the summariser** (a user message with `"previous_summary"`): keeps one line per fact —
@@ -38,6 +38,8 @@ pub struct OracleFact {
     pub text: String,
     /// The value the text carries (what a question about the key expects).
     pub value: String,
+    /// The words a user would ask about it with, as the extractor's `"terms"`.
+    pub cues: Vec<String>,
 }
 
 /// What the oracle knows about a data set.
@@ -152,9 +154,9 @@ impl OracleLlm {
             .user_entries(input)
             .flat_map(|text| self.knowledge.facts_stated_by(text))
             .filter(|f| !known.contains(&(f.key.as_str(), f.text.as_str())))
-            .map(|f| serde_json::json!({"key": f.key, "kind": f.kind, "text": f.text}))
+            .map(|f| serde_json::json!({"key": f.key, "kind": f.kind, "text": f.text, "terms": f.cues}))
             .collect();
-        Value::Array(facts).to_string()
+        serde_json::json!({ "facts": facts }).to_string()
     }
 
     /// One line per fact, newest statement of a key last, oldest lines dropped to fit `budget`.
@@ -268,6 +270,7 @@ mod tests {
             kind: "place".to_owned(),
             text: text.to_owned(),
             value: value.to_owned(),
+            cues: Vec::new(),
         }
     }
 
@@ -319,7 +322,8 @@ mod tests {
             ])
         );
         let out = oracle().answer(&request("extract", &input)).await;
-        let facts: Vec<Value> = serde_json::from_str(&out).unwrap();
+        let out: Value = serde_json::from_str(&out).unwrap();
+        let facts = out["facts"].as_array().unwrap();
         let got: Vec<(&str, &str)> = facts
             .iter()
             .map(|f| (f["key"].as_str().unwrap(), f["text"].as_str().unwrap()))

@@ -509,7 +509,8 @@ impl CompressMemoryUseCase {
             ],
             self.config.options,
         )
-        .background();
+        .background()
+        .json(facts::EXTRACTOR_SCHEMA_NAME, facts::EXTRACTOR_SCHEMA);
         let output = match self.llm.complete(&request).await {
             Ok(reply) => reply.text,
             Err(error) => {

@@ -2,8 +2,10 @@
 //! the lasting facts those turns state («Сестру зовут Анна», "moved to Tver"), and they are
 //! stored as [`MemoryFact`]s beside the summary.
 //!
-//! The model answers with a JSON array of `{"key", "kind", "text"}` objects (see
-//! [`templates::extractor_system`]). Small models wrap it in prose or code fences, cut it off,
+//! The model answers with `{"facts": [{"key", "kind", "text", "terms"}]}` (see
+//! [`templates::extractor_system`]), asked for by [`EXTRACTOR_SCHEMA`]: the embedded engine
+//! makes its output valid against that schema by construction, servers that take
+//! `response_format` likewise, others may not. Small models wrap it in prose or code fences, cut it off,
 //! or write one object per line, so [`parse_facts`] takes every well-formed object it finds
 //! anywhere in the output and counts the items it had to reject; only an output with no
 //! object and no empty array at all is a failure.
@@ -26,6 +28,14 @@ pub const MAX_FACTS_PER_BATCH: usize = 24;
 
 /// Most current facts shown to the extractor (their keys let it update rather than repeat).
 pub const MAX_KNOWN_FACTS: usize = 60;
+
+/// The JSON Schema of the extractor's answer: at most [`MAX_FACTS_PER_BATCH`] facts, each a
+/// key, a kind, one sentence and the words a user would ask about it with. Lengths are
+/// bounded so a small model cannot spend its whole budget inside one string.
+pub const EXTRACTOR_SCHEMA: &str = r#"{"type":"object","properties":{"facts":{"type":"array","maxItems":24,"items":{"type":"object","properties":{"key":{"type":"string","maxLength":60},"kind":{"enum":["person","date","place","preference","promise","other"]},"text":{"type":"string","maxLength":300},"terms":{"type":"array","maxItems":6,"items":{"type":"string","maxLength":40}}},"required":["key","kind","text","terms"],"additionalProperties":false}}},"required":["facts"],"additionalProperties":false}"#;
+
+/// The name servers are given for [`EXTRACTOR_SCHEMA`].
+pub const EXTRACTOR_SCHEMA_NAME: &str = "facts";
 
 /// What the extractor's output gave.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -75,7 +85,10 @@ pub fn parse_facts(
     events: &[UserMemoryEvent],
     at: OffsetDateTime,
 ) -> Result<ParsedFacts, ExtractionFailure> {
-    let objects = json_objects(output);
+    let objects: Vec<_> = json_objects(output)
+        .into_iter()
+        .flat_map(unwrap_facts)
+        .collect();
     if objects.is_empty() {
         return if has_empty_array(output) {
             Ok(ParsedFacts::default())
@@ -101,7 +114,7 @@ pub fn parse_facts(
 }
 
 /// One object as a fact: `key` and `text` must be non-empty strings; an unknown or missing
-/// `kind` is `other`. The domain's checks apply (one line, at most 500 characters).
+/// `kind` is `other`; `terms` (optional) become the fact's cues. The domain's checks apply (one line, at most 500 characters).
 fn fact_from(
     object: &serde_json::Map<String, Value>,
     user_id: UserId,
@@ -115,7 +128,14 @@ fn fact_from(
         .and_then(Value::as_str)
         .and_then(|k| k.trim().to_lowercase().parse::<FactKind>().ok())
         .unwrap_or_default();
-    MemoryFact::new(user_id, key, kind, text, sources.to_vec(), at).ok()
+    let cues: Vec<&str> = object
+        .get("terms")
+        .and_then(Value::as_array)
+        .map(|terms| terms.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    MemoryFact::new(user_id, key, kind, text, sources.to_vec(), at)
+        .ok()
+        .map(|fact| fact.with_cues(cues))
 }
 
 /// The ids of the user's own events of the batch (the facts are theirs), newest last, at most
@@ -147,6 +167,17 @@ fn json_objects(text: &str) -> Vec<serde_json::Map<String, Value>> {
         }
     }
     found
+}
+
+/// The facts of `{"facts": [...]}` (the schema's form); any other object is itself a fact.
+fn unwrap_facts(object: serde_json::Map<String, Value>) -> Vec<serde_json::Map<String, Value>> {
+    match object.get("facts") {
+        Some(Value::Array(items)) if !object.contains_key("text") => items
+            .iter()
+            .filter_map(|item| item.as_object().cloned())
+            .collect(),
+        _ => vec![object],
+    }
 }
 
 /// Whether the output says "nothing new" as an empty JSON array (`[]`, `[ ]`).
@@ -267,6 +298,35 @@ mod tests {
             Err(ExtractionFailure::Malformed)
         );
         assert_eq!(parse("[\"Анна\"]"), Err(ExtractionFailure::Malformed));
+    }
+
+    #[test]
+    fn the_schema_form_gives_its_facts_and_an_empty_list_is_nothing_new() {
+        let out = parse(
+            r#"{"facts": [{"key":"sister","kind":"person","text":"Сестру зовут Анна","terms":["сестра"]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(out.facts.len(), 1);
+        assert_eq!(out.facts[0].text, "Сестру зовут Анна");
+        assert_eq!(out.facts[0].cues, ["сестра"]);
+        assert_eq!(parse(r#"{"facts": []}"#), Ok(ParsedFacts::default()));
+    }
+
+    #[test]
+    fn the_schema_is_json_and_bounds_the_batch() {
+        let schema: Value = serde_json::from_str(EXTRACTOR_SCHEMA).unwrap();
+        assert_eq!(
+            schema["properties"]["facts"]["maxItems"],
+            MAX_FACTS_PER_BATCH
+        );
+        let kinds: Vec<&str> = schema["properties"]["facts"]["items"]["properties"]["kind"]["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        let all: Vec<&str> = FactKind::ALL.iter().map(|k| k.code()).collect();
+        assert_eq!(kinds, all);
     }
 
     #[test]

@@ -1,38 +1,49 @@
-//! Search terms: the words of a fact or a query reduced to stems, so that inflected forms of
-//! one word match. Russian inflects heavily, and a fact is stored in one form but asked about
-//! in another: «Сестру зовут Анна» / «как зовут мою сестру?», «живём в Твери» / «Тверь».
+//! Search terms: the words of a fact or a query reduced to their dictionary form, so that a
+//! fact stored in one form is found by a question in another. Russian inflects heavily, and
+//! people ask in the first person about facts written in the third: «Живёт в Перми» / «Где я
+//! живу?», «Сестру зовут Анна» / «как зовут мою сестру?».
 //!
-//! Why stems, and these stems. Every backend indexes the terms this module computes, and every
-//! query is reduced the same way, so SQLite (FTS5, `unicode61` tokenizer over the terms),
-//! MongoDB (a multikey index on a `terms` array; the test server has no text index) and the
-//! in-memory fake match exactly the same facts. The alternatives, measured on the sixteen
-//! Russian fact/query pairs of the contract suite in real SQLite
-//! (`fts5_search_strategies_on_russian_inflections` in `sqlite_contract.rs`):
+//! Why lemmas. Every backend indexes the terms this module computes, and every query is reduced
+//! the same way, so SQLite (FTS5, `unicode61` tokenizer over the terms), MongoDB (a multikey
+//! index on a `terms` array; the test server has no text index) and the in-memory fake match
+//! exactly the same facts. Snowball stems (the first version) cut endings by rule, which fails
+//! both ways in Russian verbs: «живу» → `жив` but «живёт» → `живет` (no match), and «едем» →
+//! `ед`, the stem of «еда» (a false match). A morphological dictionary knows the word:
+//! «живу», «живёт», «жил» → `жить`; «едем» → `ехать`; «еда» → `еда`.
 //!
-//! | strategy | pairs found | distractors found |
-//! |---|---|---|
-//! | FTS5 `unicode61` on the raw text (whole words) | 8 / 16 | 0 / 4 |
-//! | FTS5 `trigram` on the raw text (substrings) | 9 / 16 | 0 / 4 |
-//! | FTS5 `unicode61` on these terms | 16 / 16 | 0 / 4 |
-//!
-//! Trigrams miss every pair whose stem changes its last letters («Тверь» is not a substring
-//! of «Твери»), and whole words miss every inflected form. Stems
-//! need no new index type anywhere, and MongoDB's own Russian text index uses the same
-//! Snowball algorithm, so a deployment can move to it without changing what matches.
+//! The dictionary is OpenCorpora's, as packaged by the `rumorph` crate (bundled, about 20 MB
+//! in the binary; loading ≈ 3 ms, ≈ 1 µs a word): chosen over `rsmorphy` (a pymorphy2 port
+//! unmaintained since 2019) because it is maintained, fast and self-contained. Measured on the
+//! contract suite's Russian pairs (`fts5_search_strategies_on_russian_inflections` in
+//! `sqlite_contract.rs`) and on `butler-bench memory` (see `docs/memory.md`).
 //!
 //! How: lower case, `ё` as `е`; words are runs of letters and digits; common function words
-//! (pronouns, prepositions, question words: [`is_stop_word`]) are dropped; Cyrillic words go
-//! through the Snowball Russian stemmer, Latin words through Snowball English (Porter2), both
-//! from the `rust-stemmers` crate; other words stay as they are. Single letters are
-//! dropped. Each text's terms are distinct, in order of first appearance.
+//! (pronouns, prepositions, question words: [`is_stop_word`]) are dropped. A Cyrillic word the
+//! dictionary knows becomes its lemmas (the likeliest, and a second one when the word is
+//! ambiguous enough: «стали» → `стать`, `сталь`). A Cyrillic word it does not know (a rare
+//! name, a typo) falls back to its Snowball stem — only when the stem keeps at least
+//! [`MIN_FALLBACK_STEM`] letters, else the whole word, so a short stem cannot collide with
+//! an unrelated word. Latin words go through Snowball English (Porter2), whose endings are
+//! regular enough. Other words stay as they are. Single letters are dropped. Each text's terms
+//! are distinct, in order of first appearance.
 //!
-//! Stored facts keep the terms computed when they were saved: changing this module changes
-//! what old facts match until they are re-indexed, so a change here needs a migration.
+//! Stored facts keep the terms computed when they were saved: a change here changes what old
+//! facts match until they are re-indexed ([`TERMS_VERSION`]).
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use rust_stemmers::{Algorithm, Stemmer};
+
+/// The version of the term rules; stores re-index facts saved under an older one.
+pub const TERMS_VERSION: u32 = 2;
+
+/// Shortest Snowball stem used for a Cyrillic word the dictionary does not know; a shorter
+/// one keeps the whole word instead.
+pub const MIN_FALLBACK_STEM: usize = 4;
+
+/// A second lemma is a term too when its analysis is at least this likely.
+const SECOND_LEMMA_PROBABILITY: f64 = 0.2;
 
 /// Longest term kept, in characters; a longer "word" (a URL, a hash) is cut to this.
 pub const MAX_TERM_CHARS: usize = 40;
@@ -46,10 +57,10 @@ pub const MAX_QUERY_TERMS: usize = 32;
 /// ```
 /// use butler_domain::fact::terms::terms;
 ///
-/// assert_eq!(terms("Сестру зовут Анна"), ["сестр", "зовут", "ан"]);
-/// assert_eq!(terms("как зовут мою сестру?"), ["зовут", "сестр"]);
-/// assert_eq!(terms("Мы живём в Твери"), ["жив", "твер"]);
-/// assert_eq!(terms("Тверь"), ["твер"]);
+/// assert_eq!(terms("Сестру зовут Анна"), ["сестра", "звать", "анна"]);
+/// assert_eq!(terms("как зовут мою сестру?"), ["звать", "сестра"]);
+/// assert_eq!(terms("Мы живём в Твери"), ["жить", "тверь"]);
+/// assert_eq!(terms("Где я живу?"), ["жить"]);
 /// ```
 #[must_use]
 pub fn terms(text: &str) -> Vec<String> {
@@ -79,16 +90,78 @@ fn distinct_terms(text: &str, limit: usize) -> Vec<String> {
         if is_stop_word(&word) {
             continue;
         }
-        let term = stem(&word);
-        let mut chars = term.chars();
-        let single_letter =
-            matches!((chars.next(), chars.next()), (Some(c), None) if !c.is_numeric());
-        if term.is_empty() || single_letter || out.contains(&term) {
-            continue;
+        for term in word_terms(&word) {
+            if out.len() >= limit {
+                break;
+            }
+            let mut chars = term.chars();
+            let single_letter =
+                matches!((chars.next(), chars.next()), (Some(c), None) if !c.is_numeric());
+            if term.is_empty() || single_letter || is_stop_word(&term) || out.contains(&term) {
+                continue;
+            }
+            out.push(term);
         }
-        out.push(term);
     }
     out
+}
+
+/// The terms of one lower-case word: its lemmas when the dictionary knows it, else its stem
+/// (see the module docs).
+fn word_terms(word: &str) -> Vec<String> {
+    if word.chars().any(is_cyrillic) {
+        if let Some(lemmas) = lemmas(word) {
+            return lemmas;
+        }
+        let stemmed = stem(word);
+        return vec![if stemmed.chars().count() >= MIN_FALLBACK_STEM {
+            stemmed
+        } else {
+            cut(word.to_owned())
+        }];
+    }
+    vec![stem(word)]
+}
+
+/// The lemmas of a Cyrillic word the dictionary knows (lower case, `ё` as `е`): the likeliest,
+/// and a second if likely enough. `None` for a word it does not know.
+#[must_use]
+pub fn lemmas(word: &str) -> Option<Vec<String>> {
+    static DICTIONARY: LazyLock<Option<rumorph::Dictionary>> =
+        LazyLock::new(|| rumorph::Dictionary::bundled().ok());
+    let dictionary = DICTIONARY.as_ref()?;
+    let analyses = dictionary.analyze(word);
+    let mut out: Vec<String> = Vec::with_capacity(2);
+    for (i, analysis) in analyses
+        .iter()
+        .filter(|a| a.source == rumorph::Source::Dictionary)
+        .enumerate()
+    {
+        if i > 0 && analysis.prob < SECOND_LEMMA_PROBABILITY {
+            break;
+        }
+        let lemma = cut(analysis
+            .lemma
+            .chars()
+            .flat_map(char::to_lowercase)
+            .map(|c| if c == 'ё' { 'е' } else { c })
+            .collect());
+        if !out.contains(&lemma) {
+            out.push(lemma);
+        }
+        if out.len() == 2 {
+            break;
+        }
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+fn cut(term: String) -> String {
+    if term.chars().count() > MAX_TERM_CHARS {
+        term.chars().take(MAX_TERM_CHARS).collect()
+    } else {
+        term
+    }
 }
 
 /// The stem of one lower-case word: Snowball Russian for Cyrillic words, Snowball English
@@ -371,10 +444,56 @@ mod tests {
             terms("Когда концерт? Концерт в 19:00!"),
             ["концерт", "19", "00"]
         );
-        assert_eq!(terms("Ёлка у мамы"), ["елк", "мам"]);
+        assert_eq!(terms("Ёлка у мамы"), ["елка", "мама"]);
         assert_eq!(terms("what is my sister's name"), ["sister", "name"]);
         assert!(terms("как? что? где?").is_empty());
         assert_eq!(terms("7 x"), ["7"]);
+    }
+
+    #[test]
+    fn person_tense_and_case_meet_in_the_lemma_where_stems_did_not() {
+        for (fact, question) in [
+            ("Живёт в Перми", "Где я живу?"),
+            ("Пьёт по утрам улун", "Что я пью по утрам?"),
+            ("Ездит на работу на велосипеде", "На чём я езжу на работу?"),
+            ("Ходит в бассейн по средам", "Когда я хожу в бассейн?"),
+            ("Любит шахматы", "Что я люблю?"),
+            ("Пишет роман", "Что я пишу?"),
+            ("Едет в отпуск в Сочи", "Куда мы едем в отпуск?"),
+        ] {
+            let (f, q) = (terms(fact), terms(question));
+            assert!(
+                q.iter().any(|t| f.contains(t)),
+                "{fact:?} {f:?} / {question:?} {q:?}"
+            );
+        }
+        assert_ne!(
+            stem("живу"),
+            stem("живет"),
+            "Snowball alone misses this pair"
+        );
+    }
+
+    #[test]
+    fn a_word_is_not_matched_by_an_unrelated_one_with_the_same_stem() {
+        let food = terms("Любимая еда — пельмени");
+        let trip = terms("Куда мы едем?");
+        assert!(
+            !trip.iter().any(|t| food.contains(t)),
+            "{trip:?} / {food:?}"
+        );
+        assert_eq!(stem("едем"), stem("еда"), "the collision stems had");
+    }
+
+    #[test]
+    fn unknown_words_fall_back_to_long_stems_or_stay_whole() {
+        assert_eq!(lemmas("зюзюкать"), None);
+        assert_eq!(
+            terms("Бимка"),
+            terms("Бимку"),
+            "an unknown name's forms meet"
+        );
+        assert_eq!(word_terms("ыы"), ["ыы"], "no stem shorter than the minimum");
     }
 
     #[test]

