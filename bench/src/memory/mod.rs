@@ -188,6 +188,9 @@ pub fn run(rt: &Runtimes, data: &Dataset, model: &Model, facts: bool) -> anyhow:
         dir.path().join("butler.db").display().to_string(),
     );
     overrides.insert("MEMORY_FACTS_ENABLED".to_owned(), facts.to_string());
+    // The conversation stands for weeks of talk, with quiet moments between its sessions: each
+    // compression runs when due, as it would in one of them, not at the hard limit.
+    overrides.insert("MEMORY_COMPRESS_IDLE_SECS".to_owned(), "0".to_owned());
     let settings = Settings::from_sources(None, |name| overrides.get(name).cloned())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     rt.bot.block_on(async {

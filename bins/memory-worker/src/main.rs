@@ -31,7 +31,8 @@ async fn main() -> ExitCode {
     let app = if cli.dry_run {
         wiring::build_without_model(&settings).await
     } else {
-        wiring::build(&settings).await
+        // It serves no replies, so its compressions may use every slot of the LLM limit.
+        wiring::build_for(&settings, wiring::Workload::BackgroundOnly).await
     };
     let app = match app {
         Ok(app) => app,

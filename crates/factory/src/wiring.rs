@@ -236,6 +236,35 @@ pub async fn token_counter(settings: &Settings) -> Result<Arc<dyn TokenCounter>,
 /// # Errors
 /// [`BuildError::NoLlm`] without `LLM_BASE_URL`; [`BuildError::Invalid`] for a bad URL.
 pub fn llm_client(settings: &Settings) -> Result<Arc<dyn LlmClient>, BuildError> {
+    llm_client_for(settings, Workload::Replies)
+}
+
+/// Who a process's language model serves, which decides whether background requests leave a
+/// slot free for replies (see `LlmConcurrency`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workload {
+    /// Replies first, background work (compression) when they leave room: the bot.
+    Replies,
+    /// Background work alone: `memory-worker`, whose compressions may use every slot.
+    BackgroundOnly,
+}
+
+/// The concurrency limit for `limit` slots and `workload`.
+fn concurrency(limit: NonZeroUsize, workload: Workload) -> LlmConcurrency {
+    match workload {
+        Workload::Replies => LlmConcurrency::new(limit),
+        Workload::BackgroundOnly => LlmConcurrency::new(limit).without_reply_reserve(),
+    }
+}
+
+/// [`llm_client`] for a process of `workload`.
+///
+/// # Errors
+/// As [`llm_client`].
+pub fn llm_client_for(
+    settings: &Settings,
+    workload: Workload,
+) -> Result<Arc<dyn LlmClient>, BuildError> {
     if settings.llm.base_urls.is_empty() {
         return Err(BuildError::NoLlm);
     }
@@ -244,7 +273,7 @@ pub fn llm_client(settings: &Settings) -> Result<Arc<dyn LlmClient>, BuildError>
     let config = LlmHttpConfig {
         api_key: settings.llm.api_key.clone(),
         request_timeout: settings.llm.timeout,
-        concurrency: LlmConcurrency::new(total),
+        concurrency: concurrency(total, workload),
         server_limit: Some(per_server),
         ..LlmHttpConfig::new(settings.llm.base_urls.join(","), settings.llm.model.clone())
     };
@@ -276,9 +305,17 @@ pub struct Engine {
 /// [`BuildError::Model`] naming the file when it is missing, corrupt or cannot be fetched;
 /// [`BuildError::Invalid`] when prompt budget + `LLM_MAX_TOKENS` exceed the model's window.
 pub async fn engine(settings: &Settings) -> Result<Engine, BuildError> {
+    engine_for(settings, Workload::Replies).await
+}
+
+/// [`engine`] for a process of `workload`.
+///
+/// # Errors
+/// As [`engine`].
+pub async fn engine_for(settings: &Settings, workload: Workload) -> Result<Engine, BuildError> {
     match settings.llm.backend {
         LlmBackend::Http => Ok(Engine {
-            llm: llm_client(settings)?,
+            llm: llm_client_for(settings, workload)?,
             counter: token_counter(settings).await?,
             backend: "http",
             location: settings.llm.base_urls.join(","),
@@ -298,7 +335,7 @@ pub async fn engine(settings: &Settings) -> Result<Engine, BuildError> {
                 EmbeddedConfig {
                     context_tokens,
                     request_timeout: settings.llm.timeout,
-                    concurrency: LlmConcurrency::new(limit),
+                    concurrency: concurrency(limit, workload),
                     cache_slots: settings.llm.cache_slots,
                     threads: settings
                         .llm
@@ -556,13 +593,21 @@ fn reset_use_case(storage: &Storage, clock: Arc<dyn Clock>) -> ResetPersonalizat
 /// # Errors
 /// The first [`BuildError`]: STT configuration, LLM engine and token counter, storage.
 pub async fn build(settings: &Settings) -> Result<App, BuildError> {
+    build_for(settings, Workload::Replies).await
+}
+
+/// [`build`] for a process of `workload` (`memory-worker` serves no replies).
+///
+/// # Errors
+/// As [`build`].
+pub async fn build_for(settings: &Settings, workload: Workload) -> Result<App, BuildError> {
     let stt = stt_client(settings)?;
     let Engine {
         llm,
         counter,
         backend,
         location: model,
-    } = engine(settings).await?;
+    } = engine_for(settings, workload).await?;
     let storage = open_storage(settings).await?;
     tracing::info!(
         storage = storage.backend,

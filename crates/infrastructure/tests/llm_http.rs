@@ -458,11 +458,13 @@ async fn background_requests_yield_their_places_to_replies() {
         .collect();
     eprintln!("reply after {waited:?}; order at the server: {order:?}");
     assert_eq!(reply.text, "ok");
-    assert_eq!(
-        order,
-        ["summarise 0", "hello", "summarise 1", "summarise 2"],
-        "the reply went before the queued background calls"
-    );
+    // The reply went second, before the queued background calls (whose order among
+    // themselves is not promised: they are woken together and race for the place).
+    assert_eq!(order.len(), 4, "{order:?}");
+    assert_eq!(order[1], "hello", "the reply went before the queued background calls");
+    let mut background_order = [order[0].clone(), order[2].clone(), order[3].clone()];
+    background_order.sort();
+    assert_eq!(background_order, ["summarise 0", "summarise 1", "summarise 2"]);
     assert!(waited < Duration::from_millis(500), "{waited:?}");
     assert_eq!(llm.max_in_flight(), 2);
     assert_eq!(concurrency.available(), 2);
@@ -508,7 +510,12 @@ async fn a_reply_waiting_for_a_place_goes_before_background_calls_queued_earlier
         .iter()
         .map(|r| r.last_user_message().unwrap_or_default().to_owned())
         .collect();
-    assert_eq!(order, ["reply 1", "reply 2", "summarise", "extract"]);
+    // Both replies first; the background calls after them, in either order (they are woken
+    // together and race for the place).
+    assert_eq!(order[..2], ["reply 1", "reply 2"], "{order:?}");
+    let mut background_order = order[2..].to_vec();
+    background_order.sort();
+    assert_eq!(background_order, ["extract", "summarise"]);
     assert_eq!(llm.max_in_flight(), 1);
 }
 

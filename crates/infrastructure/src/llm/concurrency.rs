@@ -15,8 +15,8 @@ use tokio::sync::{AcquireError, Notify, OwnedSemaphorePermit, Semaphore, TryAcqu
 /// Interactive waiters are served in arrival order (tokio's semaphore is fair). A background
 /// request ([`Priority::Background`]: a compression's summary or extraction) takes a slot only
 /// when no interactive request is waiting, and background requests hold at most
-/// `limit - 1` slots (1 when the limit is 1), so a reply that arrives finds a slot free or is
-/// next in line: with a limit above one it never waits behind background work. A request
+/// `limit - 1` slots (1 when the limit is 1) in a process that also serves replies, so a reply
+/// that arrives finds a slot free or is next in line: with a limit above one it never waits behind background work. A request
 /// already at a server cannot be interrupted, so with a limit of 1 a reply may still wait for
 /// one running background request. A slot is held for the whole call, retries and the pauses
 /// between them included: a server that answered `429` or `5xx` is not handed more work by
@@ -25,6 +25,8 @@ use tokio::sync::{AcquireError, Notify, OwnedSemaphorePermit, Semaphore, TryAcqu
 pub struct LlmConcurrency {
     semaphore: Arc<Semaphore>,
     limit: usize,
+    /// Slots background requests leave free for replies (0 in a process that serves none).
+    reserve: usize,
     waiting: Arc<AtomicUsize>,
     shared: Arc<Shared>,
 }
@@ -92,6 +94,7 @@ impl LlmConcurrency {
         Self {
             semaphore: Arc::new(Semaphore::new(limit.get())),
             limit: limit.get(),
+            reserve: 1,
             waiting: Arc::default(),
             shared: Arc::default(),
         }
@@ -103,10 +106,19 @@ impl LlmConcurrency {
         self.limit
     }
 
-    /// The most slots background requests hold at once: `limit - 1`, at least 1.
+    /// The same limit for a process that serves no replies (`memory-worker`): background
+    /// requests may then hold every slot, as no reply will come to need one.
+    #[must_use]
+    pub const fn without_reply_reserve(mut self) -> Self {
+        self.reserve = 0;
+        self
+    }
+
+    /// The most slots background requests hold at once: `limit - 1` (at least 1) where replies
+    /// are served, `limit` where none are.
     #[must_use]
     pub fn background_limit(&self) -> usize {
-        self.limit.saturating_sub(1).max(1)
+        self.limit.saturating_sub(self.reserve).max(1)
     }
 
     /// Slots free right now (for metrics and tests).
