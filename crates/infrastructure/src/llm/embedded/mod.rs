@@ -14,4 +14,6 @@ mod session;
 pub use client::{EmbeddedConfig, EmbeddedLlm};
 pub use engine::{default_threads, EmbeddedModel, PromptTokens};
 pub use gguf::{check_gguf, ModelFileError, GGUF_MAGIC};
-pub use session::{GenerationStats, Session, SessionConfig};
+pub use session::{
+    Generation, GenerationStats, Progress, Session, SessionConfig, BACKGROUND_CHUNK, PROMPT_CHUNK,
+};
