@@ -284,13 +284,16 @@ impl<'m> Scheduler<'m> {
         }
     }
 
-    /// Starts waiting jobs on free slots: interactive ones first, in arrival order.
+    /// Starts waiting jobs on free slots: interactive ones first, in arrival order. With more
+    /// than one slot, background jobs leave the last free slot to replies (a running
+    /// generation is paused, not evicted, so a reply needs a slot of its own).
     fn admit(session: &mut Session<'m>, waiting: &mut VecDeque<Job>, running: &mut Vec<Running>) {
         while session.has_free_slot() {
+            let (free, all) = session.free_slots();
             let next = waiting
                 .iter()
                 .position(|j| j.request.priority == Priority::Interactive)
-                .or_else(|| (!waiting.is_empty()).then_some(0));
+                .or_else(|| (!waiting.is_empty() && (free > 1 || all == 1)).then_some(0));
             let Some(job) = next.and_then(|i| waiting.remove(i)) else {
                 return;
             };

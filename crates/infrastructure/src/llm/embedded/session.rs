@@ -304,6 +304,15 @@ impl<'m> Session<'m> {
         self.slots.iter().any(|s| !s.busy)
     }
 
+    /// Slots free for [`Self::begin`], and slots in all.
+    #[must_use]
+    pub fn free_slots(&self) -> (usize, usize) {
+        (
+            self.slots.iter().filter(|s| !s.busy).count(),
+            self.slots.len(),
+        )
+    }
+
     /// Starts a generation on a free slot, reusing what that slot's cache holds of the prompt.
     /// Nothing is decoded yet.
     ///
