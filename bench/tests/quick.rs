@@ -198,3 +198,35 @@ fn quick_delivery_mode_compares_polling_and_webhook_and_times_a_replicas_recover
         "no recovery figure:\n{stdout}"
     );
 }
+
+#[test]
+fn quick_concurrency_mode_times_a_conversation_with_compressions_and_simultaneous_users() {
+    let stdout = bench(&["concurrency", "--quick"]);
+    for section in [
+        "**One user, 6 turns back to back**",
+        "**4 users writing at the same moment**",
+        "Aggregate generation",
+    ] {
+        assert!(stdout.contains(section), "no {section:?} in:\n{stdout}");
+    }
+    // Six turns, then four users, each row with figures.
+    let rows: Vec<&str> = stdout
+        .lines()
+        .filter(|l| {
+            l.strip_prefix("| ")
+                .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+        })
+        .collect();
+    assert_eq!(rows.len(), 6 + 4, "{rows:#?}");
+    // Decoded together, the four users see their first text in the same step.
+    let spread = stdout
+        .split("first user's: together ")
+        .nth(1)
+        .and_then(|rest| rest.split('×').next())
+        .and_then(|n| n.trim().parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no first-text ratio in:\n{stdout}"));
+    assert!(
+        spread <= 1.5,
+        "last user's first text {spread}× the first's"
+    );
+}

@@ -6,7 +6,7 @@
 //! ([`Priority::Background`]) go straight to the engine's own queue; both travel to the engine
 //! thread as jobs, where a scheduler runs up to one generation per KV slot at once: all running
 //! replies are decoded together in one batch per step, and background work runs only in steps
-//! where no reply is running — it yields after at most one prompt chunk or token and resumes
+//! where no reply is running — it yields after at most one token or one small prompt chunk and resumes
 //! later on the slot it kept. The generated text comes back as stream events while it is
 //! decoded. One deadline covers queueing, reading the prompt and generating; a request whose
 //! caller gave up (the stream was dropped) stops before the next decode step and frees its slot.
@@ -26,7 +26,9 @@ use butler_domain::ports::{
 use futures::StreamExt as _;
 use tokio::time::Instant;
 
-use super::session::{Generation, GenerationStats, Progress, Session, SessionConfig};
+use super::session::{
+    Generation, GenerationStats, Progress, Session, SessionConfig, BACKGROUND_CHUNK, PROMPT_CHUNK,
+};
 use super::EmbeddedModel;
 use crate::llm::deltas::DeltaAssembler;
 use crate::llm::{LlmConcurrency, LlmSlot};
@@ -282,13 +284,16 @@ impl<'m> Scheduler<'m> {
         }
     }
 
-    /// Starts waiting jobs on free slots: interactive ones first, in arrival order.
+    /// Starts waiting jobs on free slots: interactive ones first, in arrival order. With more
+    /// than one slot, background jobs leave the last free slot to replies (a running
+    /// generation is paused, not evicted, so a reply needs a slot of its own).
     fn admit(session: &mut Session<'m>, waiting: &mut VecDeque<Job>, running: &mut Vec<Running>) {
         while session.has_free_slot() {
+            let (free, all) = session.free_slots();
             let next = waiting
                 .iter()
                 .position(|j| j.request.priority == Priority::Interactive)
-                .or_else(|| (!waiting.is_empty()).then_some(0));
+                .or_else(|| (!waiting.is_empty() && (free > 1 || all == 1)).then_some(0));
             let Some(job) = next.and_then(|i| waiting.remove(i)) else {
                 return;
             };
@@ -318,7 +323,13 @@ impl<'m> Scheduler<'m> {
         if chosen.is_empty() {
             return;
         }
-        let outcome = session.step(&mut chosen);
+        // A background prompt is read in small chunks: a reply that arrives waits for one.
+        let budget = if interactive {
+            PROMPT_CHUNK
+        } else {
+            BACKGROUND_CHUNK
+        };
+        let outcome = session.step(&mut chosen, budget);
         drop(chosen);
         let progress = match outcome {
             Ok(progress) => progress,

@@ -16,4 +16,6 @@ pub use client::{EmbeddedConfig, EmbeddedLlm};
 pub use engine::{default_threads, EmbeddedModel, PromptTokens};
 pub use gguf::{check_gguf, ModelFileError, GGUF_MAGIC};
 pub use grammar::{json_schema_to_gbnf, SchemaError};
-pub use session::{GenerationStats, Session, SessionConfig};
+pub use session::{
+    Generation, GenerationStats, Progress, Session, SessionConfig, BACKGROUND_CHUNK, PROMPT_CHUNK,
+};
