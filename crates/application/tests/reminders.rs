@@ -166,9 +166,9 @@ async fn ambiguous_or_past_times_are_asked_back_and_nothing_is_stored() {
             "уже прошло",
         ),
         (
-            "напомни про маму",
-            oracle("про маму", ""),
-            "Когда напомнить",
+            "напомни завтра про маму",
+            oracle("про маму", r#""in_days":1"#),
+            "В котором часу",
         ),
     ] {
         let s = setup(RemindersConfig::default());
@@ -207,6 +207,13 @@ async fn a_failing_or_rambling_model_gets_a_polite_question_and_other_messages_a
         .execute(msg("Как дела?", Language::Ru, None, NOW))
         .await
         .is_none());
+    assert!(
+        s.manage
+            .execute(msg("Напомни, когда концерт?", Language::Ru, None, NOW))
+            .await
+            .is_none(),
+        "a question to the memory is left to the chat"
+    );
     assert!(s.store.all().is_empty());
 }
 

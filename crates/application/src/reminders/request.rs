@@ -77,11 +77,84 @@ pub fn detect(text: &str) -> Option<Intent> {
         .iter()
         .any(|p| lower.trim_start().starts_with(p))
         && has(&["минут", "час", "minute", "hour"]);
-    if has(&["напомни", "remind me", "remind "]) || starts_with_offset {
+    // «Напомни, когда концерт?» asks the memory, not for a reminder: a request to set one
+    // names a time and is not a question.
+    let names_a_time = lower.chars().any(|c| c.is_ascii_digit()) || has(TIME_WORDS);
+    let asks_to_remind = has(&["напомни", "remind me", "remind "]) && names_a_time;
+    if (asks_to_remind || starts_with_offset) && !lower.trim_end().ends_with('?') {
         return Some(Intent::Set);
     }
     None
 }
+
+/// Words that name a time; a «напомни» without one is left to the chat (it asks the memory).
+const TIME_WORDS: &[&str] = &[
+    "сегодня",
+    "завтра",
+    "послезавтра",
+    "через",
+    "утром",
+    "утра",
+    "днём",
+    "днем",
+    "дня",
+    "вечером",
+    "вечера",
+    "ночью",
+    "ночи",
+    "понедельник",
+    "вторник",
+    "сред",
+    "четверг",
+    "пятниц",
+    "суббот",
+    "воскресень",
+    "январ",
+    "феврал",
+    "март",
+    "апрел",
+    "мая",
+    "июн",
+    "июл",
+    "август",
+    "сентябр",
+    "октябр",
+    "ноябр",
+    "декабр",
+    "минут",
+    "час",
+    "полчаса",
+    "today",
+    "tomorrow",
+    "tonight",
+    "morning",
+    "afternoon",
+    "evening",
+    "night",
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+    "january",
+    "february",
+    "march",
+    "april",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+    "minute",
+    "hour",
+    " in ",
+    " at ",
+    " on ",
+];
 
 /// «на час позже», «на 30 минут раньше», "by 2 hours later", "an hour earlier".
 fn shift_minutes(lower: &str) -> Option<i64> {
@@ -221,6 +294,16 @@ mod tests {
         assert_eq!(detect("через 20 минут проверь духовку"), Some(Intent::Set));
         assert_eq!(detect("Как дела, Альфред?"), None);
         assert_eq!(detect("Что ты помнишь про маму?"), None);
+        assert_eq!(
+            detect("Напомни, когда концерт?"),
+            None,
+            "a question to the memory"
+        );
+        assert_eq!(
+            detect("Альфред, напомни, что мы решили про торт"),
+            None,
+            "no time named"
+        );
     }
 
     #[test]
