@@ -610,3 +610,48 @@ async fn with_no_room_for_facts_a_reply_does_not_read_the_fact_store() {
         .await;
     assert_eq!((out.status, out.facts_used), (ReplyStatus::Ok, 0));
 }
+
+#[tokio::test]
+async fn the_users_own_name_learnt_first_is_a_core_fact_with_sixty_newer_facts_stored() {
+    let w = World::default();
+    let facts = Arc::new(InMemoryFacts::default());
+    let at = OffsetDateTime::now_utc();
+    let ms = |n| at + time::Duration::milliseconds(n);
+    let mut batch = vec![fact("name", FactKind::Person, "Зовут Пётр", ms(0))];
+    // Sixty newer facts, people among them whose keys sort before `name`.
+    for i in 0..60 {
+        batch.push(fact(
+            &format!("acquaintance_{i:02}_name"),
+            FactKind::Person,
+            &format!("Знакомого номер {i} зовут Иван"),
+            ms(1 + i),
+        ));
+    }
+    batch.push(fact(
+        "wife_name",
+        FactKind::Person,
+        "Жену зовут Ольга",
+        ms(100),
+    ));
+    facts.save(&batch).await.unwrap();
+    let out = w
+        .reply()
+        .with_facts(facts.clone())
+        .execute(ReplyInput {
+            user_id: USER,
+            text: "Добрый вечер!".into(),
+            source: Source::Text,
+            origin: None,
+        })
+        .await;
+    assert_eq!(out.status, ReplyStatus::Ok);
+    let system = &w.llm.requests()[0].messages[0].content;
+    let name = system.find("Зовут Пётр").expect("the user's name is shown");
+    let wife = system
+        .find("Жену зовут Ольга")
+        .expect("the partner is shown");
+    assert!(name < wife, "own name first, then the partner:\n{system}");
+    if let Some(other) = system.find("Знакомого номер") {
+        assert!(wife < other, "other people after the closest:\n{system}");
+    }
+}

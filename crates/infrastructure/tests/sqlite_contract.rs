@@ -640,6 +640,44 @@ mod schema {
             Stored::Duplicate
         );
     }
+
+    #[tokio::test]
+    async fn facts_indexed_under_older_term_rules_are_reindexed_when_the_database_opens() {
+        use butler_domain::ports::FactRepository as _;
+        use butler_domain::{FactKind, MemoryFact, UserId};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("butler.db");
+        let user = UserId::new(77);
+        let fact = MemoryFact::new(
+            user,
+            "home_city",
+            FactKind::Place,
+            "Живёт в Перми",
+            vec![],
+            time::OffsetDateTime::UNIX_EPOCH,
+        )
+        .unwrap();
+        {
+            let store = SqliteStore::open(SqliteOptions::at(&path)).await.unwrap();
+            store
+                .facts()
+                .save(std::slice::from_ref(&fact))
+                .await
+                .unwrap();
+        }
+        // As a version-1 row: Snowball stems, under which «живу» (жив) misses «живёт» (живет).
+        let conn = Connection::open(&path).unwrap();
+        conn.execute(
+            "UPDATE user_facts SET terms = 'живет перм home citi', terms_version = 1",
+            [],
+        )
+        .unwrap();
+        drop(conn);
+        let store = SqliteStore::open(SqliteOptions::at(&path)).await.unwrap();
+        let found = store.facts().search(user, "Где я живу?", 5).await.unwrap();
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].fact.id, fact.id);
+    }
 }
 
 /// Audit additions: what the SQLite adapters promise beyond the shared contract.
