@@ -461,10 +461,16 @@ async fn background_requests_yield_their_places_to_replies() {
     // The reply went second, before the queued background calls (whose order among
     // themselves is not promised: they are woken together and race for the place).
     assert_eq!(order.len(), 4, "{order:?}");
-    assert_eq!(order[1], "hello", "the reply went before the queued background calls");
+    assert_eq!(
+        order[1], "hello",
+        "the reply went before the queued background calls"
+    );
     let mut background_order = [order[0].clone(), order[2].clone(), order[3].clone()];
     background_order.sort();
-    assert_eq!(background_order, ["summarise 0", "summarise 1", "summarise 2"]);
+    assert_eq!(
+        background_order,
+        ["summarise 0", "summarise 1", "summarise 2"]
+    );
     assert!(waited < Duration::from_millis(500), "{waited:?}");
     assert_eq!(llm.max_in_flight(), 2);
     assert_eq!(concurrency.available(), 2);
