@@ -1,5 +1,5 @@
-//! `ResetPersonalizationUseCase`: the user's profile back to the default, every memory event
-//! and every remembered fact deleted.
+//! `ResetPersonalizationUseCase`: the user's profile back to the default, every memory event,
+//! every remembered fact and every reminder deleted.
 //!
 //! **Alone.** A reset holds both of the conversation's leases while it forgets: the reply
 //! lease (so no reply is written meanwhile, and the inbox claims none of the conversation's
@@ -8,7 +8,7 @@
 //! compression in flight stops at its next step.
 //!
 //! Order matters even so (leases expire, processes stall): events are deleted first, then the
-//! profile is reset (which bumps its version), then the facts. A compression racing the reset
+//! profile is reset (which bumps its version), then the facts, then the reminders. A compression racing the reset
 //! either loses its compare-and-set (and, its turns being forgotten, deletes the facts it
 //! saved), or saved before the reset and is overwritten by it, its facts deleted after —
 //! either way no summary or fact of forgotten events survives.
@@ -17,7 +17,8 @@ use std::sync::Arc;
 
 use butler_domain::ports::{
     Clock, ConversationLeases, FactRepository, FactStoreError, LeaseError, LeaseScope,
-    MemoryStoreError, ProfileStoreError, UserMemoryRepository, UserProfileRepository,
+    MemoryStoreError, ProfileStoreError, ReminderRepository, ReminderStoreError,
+    UserMemoryRepository, UserProfileRepository,
 };
 use butler_domain::{UserId, UserProfile};
 use thiserror::Error;
@@ -31,6 +32,8 @@ pub struct ResetOutput {
     pub events_deleted: u64,
     /// Remembered facts deleted.
     pub facts_deleted: u64,
+    /// Reminders deleted, pending or finished (0 where reminders are not wired).
+    pub reminders_deleted: u64,
 }
 
 /// How long a reset's leases last: far longer than forgetting takes, short enough that a
@@ -55,6 +58,9 @@ pub enum ResetError {
     /// Deleting facts failed; events and profile were already reset.
     #[error("reset: {0}")]
     Facts(#[from] FactStoreError),
+    /// Deleting reminders failed; events, profile and facts were already reset.
+    #[error("reset: {0}")]
+    Reminders(#[from] ReminderStoreError),
 }
 
 /// Forgets everything about a user.
@@ -65,6 +71,7 @@ pub struct ResetPersonalizationUseCase {
     facts: Arc<dyn FactRepository>,
     leases: Arc<dyn ConversationLeases>,
     clock: Arc<dyn Clock>,
+    reminders: Option<Arc<dyn ReminderRepository>>,
 }
 
 impl std::fmt::Debug for ResetPersonalizationUseCase {
@@ -91,7 +98,16 @@ impl ResetPersonalizationUseCase {
             facts,
             leases,
             clock,
+            reminders: None,
         }
+    }
+
+    /// Also deletes the user's reminders: a user who asks to be forgotten is not reminded of
+    /// anything afterwards.
+    #[must_use]
+    pub fn with_reminders(mut self, reminders: Arc<dyn ReminderRepository>) -> Self {
+        self.reminders = Some(reminders);
+        self
     }
 
     /// Resets the user, alone (see the module docs).
@@ -136,11 +152,22 @@ impl ResetPersonalizationUseCase {
         let events_deleted = self.memory.delete_all(user_id).await?;
         let profile = self.profiles.reset(user_id).await?;
         let facts_deleted = self.facts.delete_all(user_id).await?;
-        tracing::info!(user_id = %user_id, events_deleted, facts_deleted, "personalisation reset");
+        let reminders_deleted = match &self.reminders {
+            Some(reminders) => reminders.delete_user(user_id).await?,
+            None => 0,
+        };
+        tracing::info!(
+            user_id = %user_id,
+            events_deleted,
+            facts_deleted,
+            reminders_deleted,
+            "personalisation reset"
+        );
         Ok(ResetOutput {
             profile,
             events_deleted,
             facts_deleted,
+            reminders_deleted,
         })
     }
 }

@@ -655,3 +655,42 @@ async fn the_users_own_name_learnt_first_is_a_core_fact_with_sixty_newer_facts_s
         assert!(wife < other, "other people after the closest:\n{system}");
     }
 }
+
+#[tokio::test]
+async fn a_reset_deletes_the_users_reminders_and_no_one_elses() {
+    use butler_domain::ports::{Clock, ReminderRepository};
+    use butler_domain::reminder::{Reminder, UserTimeZone};
+    use butler_testkit::fakes::InMemoryReminders;
+
+    let other = UserId::new(8);
+    let w = World::default();
+    w.seed_turns(USER, 0, 2).await;
+    let reminders = Arc::new(InMemoryReminders::default());
+    let zone = UserTimeZone::new("Europe/Moscow").unwrap();
+    let now = w.clock.now();
+    for (user, text) in [
+        (USER, "позвонить маме"),
+        (USER, "про концерт"),
+        (other, "хлеб"),
+    ] {
+        let reminder = Reminder::new(
+            user,
+            user.get(),
+            text,
+            now + time::Duration::hours(1),
+            &zone,
+            now,
+        )
+        .unwrap();
+        reminders.add(&reminder).await.unwrap();
+    }
+    let out = w
+        .reset()
+        .with_reminders(reminders.clone())
+        .execute(USER)
+        .await
+        .unwrap();
+    assert_eq!(out.reminders_deleted, 2);
+    assert!(reminders.list_pending(USER).await.unwrap().is_empty());
+    assert_eq!(reminders.list_pending(other).await.unwrap().len(), 1);
+}

@@ -586,6 +586,7 @@ fn reset_use_case(storage: &Storage, clock: Arc<dyn Clock>) -> ResetPersonalizat
         storage.leases.clone(),
         clock,
     )
+    .with_reminders(storage.reminders.clone())
 }
 
 /// Opens storage and builds every use case from the settings.

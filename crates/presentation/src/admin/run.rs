@@ -268,16 +268,17 @@ pub async fn run(
                 Ok(done) if cli.json => {
                     json(
                         out,
-                        &serde_json::json!({"user_id": user_id.get(), "events_deleted": done.events_deleted, "facts_deleted": done.facts_deleted}),
+                        &serde_json::json!({"user_id": user_id.get(), "events_deleted": done.events_deleted, "facts_deleted": done.facts_deleted, "reminders_deleted": done.reminders_deleted}),
                     );
                     ExitCode::Ok
                 }
                 Ok(done) => {
                     let _ = writeln!(
                         out,
-                        "reset user {user_id}: {} events and {} facts deleted, profile restored to default",
+                        "reset user {user_id}: {} events and {} facts deleted, profile restored to default; {} reminders deleted",
                         done.events_deleted,
-                        done.facts_deleted
+                        done.facts_deleted,
+                        done.reminders_deleted
                     );
                     ExitCode::Ok
                 }
