@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use async_trait::async_trait;
-use butler_application::{ReplyInput, ReplySink};
+use butler_application::ReplyInput;
 use butler_domain::ports::{
     LlmClient, LlmError, LlmReply, LlmRequest, LlmStream, Priority, RequestOptions, StreamEvent,
 };
@@ -27,6 +27,7 @@ use butler_factory::wiring;
 use futures::StreamExt as _;
 
 use crate::e2e::Runtimes;
+use crate::streaming::{keeping_final_reply, Discard};
 
 /// One turn of the long conversation.
 #[derive(Debug, Clone, Copy)]
@@ -86,22 +87,11 @@ impl LlmClient for Probe {
     }
 
     async fn stream(&self, request: &LlmRequest) -> Result<LlmStream, LlmError> {
-        let last = Arc::clone(&self.last);
-        let stream = self.inner.stream(request).await?;
-        Ok(Box::pin(stream.inspect(move |event| {
-            if let Ok(StreamEvent::Done(reply)) = event {
-                if let Ok(mut slot) = last.lock() {
-                    *slot = Some(reply.clone());
-                }
-            }
-        })))
+        Ok(keeping_final_reply(
+            self.inner.stream(request).await?,
+            Arc::clone(&self.last),
+        ))
     }
-}
-
-struct Discard;
-
-impl ReplySink for Discard {
-    fn delta(&self, _text: &str) {}
 }
 
 /// English messages (the test model answers English), cycled.

@@ -61,20 +61,29 @@ impl LlmClient for UsageProbe {
     }
 
     async fn stream(&self, request: &LlmRequest) -> Result<LlmStream, LlmError> {
-        let last = Arc::clone(&self.last);
-        let stream = self.inner.stream(request).await?;
-        Ok(Box::pin(stream.inspect(move |event| {
-            if let Ok(StreamEvent::Done(reply)) = event {
-                if let Ok(mut slot) = last.lock() {
-                    *slot = Some(reply.clone());
-                }
-            }
-        })))
+        Ok(keeping_final_reply(
+            self.inner.stream(request).await?,
+            Arc::clone(&self.last),
+        ))
     }
 }
 
+/// `stream`, storing its final reply in `last` as it passes (for the reply's usage figures).
+pub(crate) fn keeping_final_reply(
+    stream: LlmStream,
+    last: Arc<Mutex<Option<LlmReply>>>,
+) -> LlmStream {
+    Box::pin(stream.inspect(move |event| {
+        if let Ok(StreamEvent::Done(reply)) = event {
+            if let Ok(mut slot) = last.lock() {
+                *slot = Some(reply.clone());
+            }
+        }
+    }))
+}
+
 /// Discards the streamed text (the timings come from the reply's output).
-struct Discard;
+pub(crate) struct Discard;
 
 impl ReplySink for Discard {
     fn delta(&self, _text: &str) {}
