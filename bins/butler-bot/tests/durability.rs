@@ -12,9 +12,9 @@
 //! - Two replicas in webhook mode on the MongoDB-wire server, the fake Bot API delivering round
 //!   robin like a load balancer, one replica killed mid-way: the survivor takes over.
 
+mod bot_process;
+
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,100 +25,30 @@ use butler_testkit::llm_server::ScriptedLlm;
 use butler_testkit::storage::TestStorage;
 use butler_testkit::telegram::FakeTelegram;
 
+use bot_process::{
+    bot_env, replica_unit_env, two_replica_ports, wait_for_polling, BotProcess, WAIT,
+};
+
 const REPLY_PREFIX: &str = "Ответ: ";
-const WAIT: Duration = Duration::from_secs(60);
 
 /// The text user `user` sends as their message number `i`.
 fn message(user: i64, i: usize) -> String {
     format!("вопрос {i} от {user}")
 }
 
-/// One `butler-bot run` process with its log.
-struct BotProcess {
-    child: Child,
-    log: PathBuf,
-}
-
-impl BotProcess {
-    fn spawn(name: &str, env: &[(String, String)]) -> Self {
-        let log = std::env::temp_dir().join(format!(
-            "durability-{name}-{}-{}.log",
-            std::process::id(),
-            uuid::Uuid::new_v4().simple()
-        ));
-        let log_file = std::fs::File::create(&log).expect("create the bot's log file");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_butler-bot"));
-        command.env_clear();
-        for var in ["PATH", "HOME", "TMPDIR"] {
-            if let Some(value) = std::env::var_os(var) {
-                command.env(var, value);
-            }
-        }
-        let child = command
-            .arg("run")
-            .env("LOG_FORMAT", "json")
-            .env("RUST_LOG", "info")
-            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log_file)
-            .spawn()
-            .expect("start butler-bot");
-        Self { child, log }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// SIGKILL: no clean-up of any kind, as an OOM kill or a power cut.
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// SIGTERM; the exit status once the process is gone (panics after `within`).
-    async fn terminate(&mut self, within: Duration) -> std::process::ExitStatus {
-        match butler_testkit::services::sigterm(&mut self.child, within).await {
-            Some(status) => status,
-            None => panic!(
-                "the bot did not stop within {within:?} of SIGTERM\n{}",
-                self.log_text()
-            ),
-        }
-    }
-}
-
-impl Drop for BotProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The environment of a bot on `telegram`, `llm` and `store`, plus `extra`.
-fn bot_env(
+/// The environment of a bot on `telegram`, `llm` and `store`, with room for many replies at
+/// once, plus `extra`.
+fn bot_env_on(
     telegram: &FakeTelegram,
     llm: &ScriptedLlm,
     store: &TestStorage,
     extra: &[(&str, &str)],
 ) -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> = vec![
-        ("TELEGRAM_BOT_TOKEN".into(), telegram.token().into()),
-        ("TELEGRAM_API_URL".into(), telegram.api_url()),
-        ("ALLOWED_USER_IDS".into(), "*".into()),
-        ("RATE_LIMIT_PER_MINUTE".into(), "0".into()),
-        ("DAILY_MESSAGE_QUOTA".into(), "0".into()),
-        ("LLM_BASE_URL".into(), llm.base_url()),
-        ("LLM_MAX_CONCURRENCY".into(), "64".into()),
-    ];
-    env.extend(store.env().into_iter().map(|(k, v)| (k.to_owned(), v)));
-    env.extend(
-        extra
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
-    );
-    env
+    let extra: Vec<(&str, &str)> = [("LLM_MAX_CONCURRENCY", "64")]
+        .into_iter()
+        .chain(extra.iter().copied())
+        .collect();
+    bot_env(&telegram.api_url(), llm, store, &extra)
 }
 
 /// What each user was sent: the index of the message each reply answers, with the reply's
@@ -258,12 +188,6 @@ async fn assert_each_turn_stored_once(store: &TestStorage, users: &[i64], per_us
     }
 }
 
-async fn wait_for_polling(telegram: &FakeTelegram, bot: &BotProcess, calls: usize) {
-    if let Err(error) = telegram.wait_for_calls("getUpdates", calls, WAIT).await {
-        panic!("the bot did not poll: {error}\n{}", bot.log_text());
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_bot_killed_mid_load_answers_every_message_once_and_in_order_after_a_restart() {
     const USERS: i64 = 50;
@@ -272,7 +196,7 @@ async fn a_bot_killed_mid_load_answers_every_message_once_and_in_order_after_a_r
     llm.echo(REPLY_PREFIX, Duration::from_millis(20));
     let telegram = Arc::new(FakeTelegram::start().await);
     let store = TestStorage::sqlite().unwrap_or_else(|e| panic!("{e}"));
-    let env = bot_env(&telegram, &llm, &store, &[]);
+    let env = bot_env_on(&telegram, &llm, &store, &[]);
     let users: Vec<i64> = (1..=USERS).map(|u| 5000 + u).collect();
 
     let first = BotProcess::spawn("killed", &env);
@@ -332,7 +256,7 @@ async fn sigterm_mid_load_finishes_or_releases_replies_in_flight_and_loses_none(
     llm.echo(REPLY_PREFIX, Duration::from_millis(1500));
     let telegram = Arc::new(FakeTelegram::start().await);
     let store = TestStorage::sqlite().unwrap_or_else(|e| panic!("{e}"));
-    let env = bot_env(
+    let env = bot_env_on(
         &telegram,
         &llm,
         &store,
@@ -426,7 +350,7 @@ async fn the_webhook_refuses_strangers_and_bad_bodies_stays_up_and_answers_a_rep
     let metrics = format!("127.0.0.1:{}", butler_testkit::services::free_port());
     let url = format!("http://127.0.0.1:{port}/telegram/hook");
     let listen = format!("127.0.0.1:{port}");
-    let env = bot_env(
+    let env = bot_env_on(
         &telegram,
         &llm,
         &store,
@@ -520,39 +444,6 @@ async fn the_webhook_refuses_strangers_and_bad_bodies_stays_up_and_answers_a_rep
     assert!(status.success(), "{status}\n{}", bot.log_text());
 }
 
-/// A free port of four digits: `config/systemd/butler-bot@.service` puts metrics on
-/// `1<port>`, which must stay a valid port.
-fn free_four_digit_port(seed: u16) -> u16 {
-    (0..6000)
-        .map(|i| 4000 + (seed.wrapping_mul(37).wrapping_add(i * 7)) % 6000)
-        .find(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok())
-        .expect("a free four-digit port")
-}
-
-/// The `Environment=` lines of the replica unit, for instance `port`.
-fn replica_unit_env(port: u16) -> Vec<(String, String)> {
-    let unit = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../config/systemd/butler-bot@.service"
-    ))
-    .expect("read the replica unit");
-    let env: Vec<(String, String)> = unit
-        .lines()
-        .filter_map(|line| line.strip_prefix("Environment="))
-        .filter_map(|assignment| {
-            let assignment = assignment.replace("%i", &port.to_string());
-            let (name, value) = assignment.split_once('=')?;
-            Some((name.to_owned(), value.to_owned()))
-        })
-        .collect();
-    assert!(
-        env.iter()
-            .any(|(name, _)| name == "TELEGRAM_WEBHOOK_LISTEN"),
-        "the unit sets the listen address: {env:?}"
-    );
-    env
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_replicas_on_mongodb_serve_one_webhook_and_the_survivor_takes_over_a_killed_one() {
     const USERS: i64 = 20;
@@ -563,16 +454,11 @@ async fn two_replicas_on_mongodb_serve_one_webhook_and_the_survivor_takes_over_a
     let store = TestStorage::mongo("durability_replicas")
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let seed = u16::try_from(std::process::id() % 6000).unwrap_or(0);
-    let ports = [
-        free_four_digit_port(seed),
-        free_four_digit_port(seed.wrapping_add(3001)),
-    ];
-    assert_ne!(ports[0], ports[1]);
+    let ports = two_replica_ports();
     let public_url = "https://bot.example.com/telegram/webhook";
     let mut replicas = Vec::new();
     for (index, port) in ports.iter().enumerate() {
-        let mut env = bot_env(
+        let mut env = bot_env_on(
             &telegram,
             &llm,
             &store,
@@ -679,7 +565,7 @@ async fn with_two_llm_servers_one_killed_mid_load_costs_no_reply_and_it_rejoins_
     let urls = format!("{},{}", first.base_url(), second.base_url());
     let telegram = Arc::new(FakeTelegram::start().await);
     let store = TestStorage::sqlite().unwrap_or_else(|e| panic!("{e}"));
-    let env = bot_env(&telegram, &second, &store, &[("LLM_BASE_URL", &urls)]);
+    let env = bot_env_on(&telegram, &second, &store, &[("LLM_BASE_URL", &urls)]);
     let bot = BotProcess::spawn("two-llms", &env);
     wait_for_polling(&telegram, &bot, 1).await;
 

@@ -3,8 +3,9 @@
 //! compression in flight; a second stop signal that exits at once; and systemd units that wait
 //! long enough for all of it.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+mod bot_process;
+
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use butler_domain::UserId;
@@ -12,93 +13,27 @@ use butler_factory::settings::Settings;
 use butler_factory::wiring;
 use butler_testkit::llm_server::{ScriptedLlm, Step};
 use butler_testkit::storage::TestStorage;
-use butler_testkit::telegram::{FakeTelegram, DEFAULT_TOKEN};
+use butler_testkit::telegram::FakeTelegram;
+
+use bot_process::{bot_env, BotProcess, WAIT};
 
 const REPLY_PREFIX: &str = "Ответ: ";
-const WAIT: Duration = Duration::from_secs(60);
 const SECRET: &str = "lifecycle-webhook-secret";
 const ALICE: i64 = 4101;
 
-/// One `butler-bot run` process with its log.
-struct BotProcess {
-    child: Child,
-    log: PathBuf,
-}
-
-impl BotProcess {
-    fn spawn(name: &str, env: &[(String, String)]) -> Self {
-        let log = std::env::temp_dir().join(format!(
-            "lifecycle-{name}-{}-{}.log",
-            std::process::id(),
-            uuid::Uuid::new_v4().simple()
-        ));
-        let log_file = std::fs::File::create(&log).expect("create the bot's log file");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_butler-bot"));
-        command.env_clear();
-        for var in ["PATH", "HOME", "TMPDIR"] {
-            if let Some(value) = std::env::var_os(var) {
-                command.env(var, value);
-            }
-        }
-        let child = command
-            .arg("run")
-            .env("LOG_FORMAT", "json")
-            .env("RUST_LOG", "info")
-            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log_file)
-            .spawn()
-            .expect("start butler-bot");
-        Self { child, log }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// SIGTERM; the exit status once the process is gone (panics after `within`).
-    async fn terminate(&mut self, within: Duration) -> std::process::ExitStatus {
-        match butler_testkit::services::sigterm(&mut self.child, within).await {
-            Some(status) => status,
-            None => panic!(
-                "the bot did not stop within {within:?} of SIGTERM\n{}",
-                self.log_text()
-            ),
-        }
-    }
-}
-
-impl Drop for BotProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The environment of a bot on the Bot API at `api_url`, `llm` and `store`, plus `extra`.
-fn bot_env(
+/// The environment of a bot on the Bot API at `api_url`, `llm` and `store`, without fact
+/// extraction, plus `extra`.
+fn bot_env_at(
     api_url: &str,
     llm: &ScriptedLlm,
     store: &TestStorage,
     extra: &[(&str, &str)],
 ) -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> = vec![
-        ("TELEGRAM_BOT_TOKEN".into(), DEFAULT_TOKEN.into()),
-        ("TELEGRAM_API_URL".into(), api_url.into()),
-        ("ALLOWED_USER_IDS".into(), "*".into()),
-        ("RATE_LIMIT_PER_MINUTE".into(), "0".into()),
-        ("DAILY_MESSAGE_QUOTA".into(), "0".into()),
-        ("LLM_BASE_URL".into(), llm.base_url()),
-        ("MEMORY_FACTS_ENABLED".into(), "false".into()),
-    ];
-    env.extend(store.env().into_iter().map(|(k, v)| (k.to_owned(), v)));
-    env.extend(
-        extra
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
-    );
-    env
+    let extra: Vec<(&str, &str)> = [("MEMORY_FACTS_ENABLED", "false")]
+        .into_iter()
+        .chain(extra.iter().copied())
+        .collect();
+    bot_env(api_url, llm, store, &extra)
 }
 
 /// A message update as Telegram would POST it.
@@ -174,7 +109,7 @@ async fn a_webhook_replica_starts_and_stores_updates_while_the_bot_api_is_unreac
     let metrics = format!("127.0.0.1:{}", butler_testkit::services::free_port());
     let url = format!("http://127.0.0.1:{port}/telegram/hook");
     let listen = format!("127.0.0.1:{port}");
-    let env = bot_env(
+    let env = bot_env_at(
         &format!("http://127.0.0.1:{api_port}/"),
         &llm,
         &store,
@@ -283,7 +218,7 @@ async fn a_second_stop_signal_during_the_grace_period_exits_at_once_and_the_upda
     llm.echo(REPLY_PREFIX, Duration::from_secs(120));
     let telegram = FakeTelegram::start().await;
     let store = TestStorage::sqlite().unwrap_or_else(|e| panic!("{e}"));
-    let env = bot_env(
+    let env = bot_env_at(
         &telegram.api_url(),
         &llm,
         &store,
@@ -339,7 +274,7 @@ async fn at_sigterm_a_compression_in_flight_gets_the_grace_period_and_no_more() 
     let telegram = FakeTelegram::start().await;
     let store = TestStorage::sqlite().unwrap_or_else(|e| panic!("{e}"));
     let grace = GRACE_SECS.to_string();
-    let env = bot_env(
+    let env = bot_env_at(
         &telegram.api_url(),
         &llm,
         &store,

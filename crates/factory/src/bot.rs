@@ -116,6 +116,8 @@ pub async fn run(settings: &Settings) -> Result<(), String> {
             fire: butler_application::reminders::FireConfig {
                 late_after: time::Duration::try_from(settings.reminders.late_after)
                     .unwrap_or(time::Duration::minutes(5)),
+                lease: time::Duration::try_from(settings.reminders.lease)
+                    .unwrap_or(time::Duration::minutes(1)),
                 ..butler_application::reminders::FireConfig::default()
             },
             observer: Some(Arc::new(crate::metered::ReminderMetrics)),

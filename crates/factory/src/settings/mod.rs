@@ -256,6 +256,8 @@ pub struct ReminderSettings {
     pub horizon_days: u32,
     /// `REMINDERS_LATE_AFTER_SECS`.
     pub late_after: Duration,
+    /// `REMINDERS_LEASE_SECS`.
+    pub lease: Duration,
 }
 
 /// Everything the binaries are configured with.
@@ -1012,5 +1014,6 @@ fn parse_reminders(raw: &mut Raw) -> ReminderSettings {
         max_per_user: raw.int_or("REMINDERS_MAX_PER_USER", 50),
         horizon_days: raw.int_or("REMINDERS_HORIZON_DAYS", 366),
         late_after: Duration::from_secs(raw.int_or("REMINDERS_LATE_AFTER_SECS", 300)),
+        lease: Duration::from_secs(raw.int_or("REMINDERS_LEASE_SECS", 60)),
     }
 }

@@ -552,6 +552,13 @@ pub const VARIABLES: &[Variable] = &[
         "300",
         "A reminder delivered later than this after its time (after downtime) carries a short apology for being late.",
     ),
+    int(
+        "REMINDERS_LEASE_SECS",
+        "seconds",
+        (2, 3_600),
+        "60",
+        "How long a process's claim on a due reminder lasts: a reminder whose claimer crashed before sending it is sent by another replica (or the restarted process) after this time.",
+    ),
     text(
         "METRICS_ADDR",
         "host:port, e.g. 127.0.0.1:9464",
