@@ -183,6 +183,118 @@ async fn ambiguous_or_past_times_are_asked_back_and_nothing_is_stored() {
     }
 }
 
+/// The user message of the last model call: the request the model was asked to transcribe.
+fn last_request_text(llm: &FakeLlm) -> String {
+    llm.requests()
+        .last()
+        .and_then(|r| r.messages.last())
+        .map(|m| m.content.clone())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn the_answer_to_an_asked_back_time_completes_the_pending_request() {
+    let s = setup(RemindersConfig::default());
+    s.llm
+        .push_reply(&oracle("позвонить маме", r#""in_days":1"#));
+    let asked = s
+        .manage
+        .execute(msg(
+            "Напомни завтра позвонить маме",
+            Language::Ru,
+            None,
+            NOW,
+        ))
+        .await
+        .unwrap();
+    assert!(asked.contains("В котором часу"), "{asked}");
+    assert!(s.store.all().is_empty(), "nothing set before the answer");
+
+    // «в 9» alone is no reminder request; after the question it is the answer, and the model
+    // gets the request and the answer together.
+    s.llm
+        .push_reply(&oracle("позвонить маме", r#""in_days":1,"hour":9"#));
+    let reply = s
+        .manage
+        .execute(msg("в 9", Language::Ru, None, NOW + Duration::minutes(1)))
+        .await
+        .expect("the answer is taken");
+    assert_eq!(reply, "Напомню завтра, 8 декабря, в 09:00: позвонить маме.");
+    let sent = last_request_text(&s.llm);
+    assert!(
+        sent.contains("Напомни завтра позвонить маме") && sent.contains("в 9"),
+        "{sent}"
+    );
+    let stored = s.store.all();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].due_at, datetime!(2026-12-08 06:00 UTC));
+    // Answered once: another «в 10» is an ordinary message.
+    assert!(s
+        .manage
+        .execute(msg("в 10", Language::Ru, None, NOW + Duration::minutes(2)))
+        .await
+        .is_none());
+}
+
+#[tokio::test]
+async fn a_question_is_dropped_by_another_topic_or_after_its_window_and_asked_again_if_still_unclear(
+) {
+    let s = setup(RemindersConfig::default());
+    let ask = || msg("напомни завтра в 3 про встречу", Language::Ru, None, NOW);
+    let ambiguous = oracle("про встречу", r#""in_days":1,"hour":3"#);
+
+    // Another topic: the question is dropped and the message left to the chat.
+    s.llm.push_reply(&ambiguous);
+    s.manage.execute(ask()).await.unwrap();
+    assert!(s
+        .manage
+        .execute(msg("Как дела, Альфред?", Language::Ru, None, NOW))
+        .await
+        .is_none());
+    assert!(s
+        .manage
+        .execute(msg("в 3 дня", Language::Ru, None, NOW))
+        .await
+        .is_none());
+
+    // Past the window: an answer eleven minutes later is an ordinary message.
+    s.llm.push_reply(&ambiguous);
+    s.manage.execute(ask()).await.unwrap();
+    let late = NOW + butler_application::reminders::ASK_BACK_WINDOW + Duration::minutes(1);
+    assert!(s
+        .manage
+        .execute(msg("в 3 дня", Language::Ru, None, late))
+        .await
+        .is_none());
+
+    // Still unclear after the answer: asked again, and the next answer joins both.
+    s.llm.push_reply(&ambiguous);
+    s.manage.execute(ask()).await.unwrap();
+    s.llm.push_reply(&ambiguous);
+    let again = s
+        .manage
+        .execute(msg("в 3", Language::Ru, None, NOW))
+        .await
+        .unwrap();
+    assert!(again.contains("В 3:00 утра или в 15:00"), "{again}");
+    s.llm.push_reply(&oracle(
+        "про встречу",
+        r#""in_days":1,"hour":3,"part_of_day":"afternoon""#,
+    ));
+    let reply = s
+        .manage
+        .execute(msg("дня", Language::Ru, None, NOW))
+        .await
+        .unwrap();
+    let sent = last_request_text(&s.llm);
+    assert!(
+        sent.contains("в 3 про встречу — в 3 — дня"),
+        "the request with both answers: {sent}"
+    );
+    assert_eq!(reply, "Напомню завтра, 8 декабря, в 15:00: про встречу.");
+    assert_eq!(s.store.all().len(), 1);
+}
+
 #[tokio::test]
 async fn a_failing_or_rambling_model_gets_a_polite_question_and_other_messages_are_not_taken() {
     let s = setup(RemindersConfig::default());

@@ -1,16 +1,18 @@
-//! Handling reminder requests in a private chat: set, list, cancel, move.
+//! Handling reminder requests in a private chat: set, list, cancel, move — and the answer to
+//! the butler's own question when a request's time was unclear («во сколько?» — «в 9»).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
-use butler_domain::ports::{
-    ChangeOutcome, LlmClient, LlmRequest, ReminderRepository, RequestOptions,
-};
+use butler_domain::ports::{ChangeOutcome, LlmClient, ReminderRepository};
 use butler_domain::profile::Language;
-use butler_domain::reminder::{moment_in_words, LocalTime, Reminder, ReminderStatus, UserTimeZone};
-use butler_domain::{ChatMessage, UserId};
+use butler_domain::reminder::{
+    moment_in_words, AskBack, LocalTime, Reminder, ReminderStatus, UserTimeZone,
+};
+use butler_domain::UserId;
 use time::{Duration, OffsetDateTime};
 
-use super::request::{detect, parse_extraction, Intent, EXTRACTION_INSTRUCTIONS, REMINDER_SCHEMA};
+use super::request::{answers_when, detect, extraction_request, parse_extraction, Intent};
 use super::texts;
 use super::ReminderObserver;
 
@@ -53,12 +55,36 @@ pub struct ReminderMessage<'a> {
     pub now: OffsetDateTime,
 }
 
+/// How long a question about a reminder's time waits for its answer.
+pub const ASK_BACK_WINDOW: Duration = Duration::minutes(10);
+/// Most questions waiting at once (a bound on memory; beyond it a question is not kept and the
+/// user repeats the whole request).
+const MAX_ASKED_BACK: usize = 10_000;
+/// Longest request kept with its answers (a user answering again and again).
+const MAX_ASKED_BACK_CHARS: usize = 1_000;
+
+/// A request whose time the butler asked about, waiting for the answer.
+#[derive(Debug, Clone)]
+struct AskedBack {
+    /// The request as said so far (with earlier answers).
+    text: String,
+    /// When the question was asked.
+    at: OffsetDateTime,
+}
+
 /// Answers reminder requests; other messages are left to the reply use case.
+///
+/// When a request's time is unclear or past, the butler asks back and keeps the request for
+/// [`ASK_BACK_WINDOW`] in this process, per conversation (a private chat: its user). The
+/// user's next message, if it reads as an answer ([`answers_when`]), completes it: the request
+/// and the answer go to the model together. Any other message drops the question. With several
+/// replicas an answer handled by another process is taken as a new message.
 pub struct ManageRemindersUseCase {
     store: Arc<dyn ReminderRepository>,
     llm: Arc<dyn LlmClient>,
     config: RemindersConfig,
     observer: Option<Arc<dyn ReminderObserver>>,
+    asked_back: Mutex<HashMap<UserId, AskedBack>>,
 }
 
 impl std::fmt::Debug for ManageRemindersUseCase {
@@ -83,6 +109,7 @@ impl ManageRemindersUseCase {
             llm,
             config,
             observer,
+            asked_back: Mutex::new(HashMap::new()),
         }
     }
 
@@ -104,17 +131,28 @@ impl ManageRemindersUseCase {
         &self.store
     }
 
-    /// The reply to `message` if it is about reminders; `None` for any other message. Never
-    /// fails: storage and model failures become polite replies.
+    /// The reply to `message` if it is about reminders (or answers the butler's question about
+    /// one); `None` for any other message. Never fails: storage and model failures become
+    /// polite replies.
     pub async fn execute(&self, message: ReminderMessage<'_>) -> Option<String> {
-        let intent = detect(message.text)?;
+        let asked = self.take_asked_back(message.user, message.now);
         let language = message.language;
         let zone = message
             .zone
             .clone()
             .unwrap_or_else(|| self.config.default_zone.clone());
+        let intent = match (detect(message.text), asked) {
+            // A new request of any kind replaces the question.
+            (Some(intent), _) => intent,
+            (None, Some(asked)) if answers_when(message.text) => {
+                let text = format!("{} — {}", asked.text, message.text.trim());
+                let reply = self.set(&message, &zone, &text).await;
+                return Some(reply.unwrap_or_else(|()| texts::unavailable(language).to_owned()));
+            }
+            (None, _) => return None,
+        };
         let reply = match intent {
-            Intent::Set => self.set(&message, &zone).await,
+            Intent::Set => self.set(&message, &zone, message.text).await,
             Intent::List => self.list(message.user, &zone, language, message.now).await,
             Intent::Cancel(about) => self.cancel(&message, &about).await,
             Intent::Shift { minutes, about } => self.shift(&message, &zone, minutes, &about).await,
@@ -122,24 +160,51 @@ impl ManageRemindersUseCase {
         Some(reply.unwrap_or_else(|()| texts::unavailable(language).to_owned()))
     }
 
-    async fn set(&self, m: &ReminderMessage<'_>, zone: &UserTimeZone) -> Result<String, ()> {
+    /// The user's question still waiting for its answer, taken (a question is answered once).
+    fn take_asked_back(&self, user: UserId, now: OffsetDateTime) -> Option<AskedBack> {
+        let mut asked = self
+            .asked_back
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        asked
+            .remove(&user)
+            .filter(|a| now - a.at <= ASK_BACK_WINDOW)
+    }
+
+    /// Keeps `text` as the user's request waiting for the answer to the question just asked.
+    fn remember_asked_back(&self, user: UserId, text: &str, now: OffsetDateTime) {
+        if text.chars().count() > MAX_ASKED_BACK_CHARS {
+            return;
+        }
+        let mut asked = self
+            .asked_back
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if asked.len() >= MAX_ASKED_BACK {
+            asked.retain(|_, a| now - a.at <= ASK_BACK_WINDOW);
+        }
+        if asked.len() < MAX_ASKED_BACK {
+            asked.insert(
+                user,
+                AskedBack {
+                    text: text.to_owned(),
+                    at: now,
+                },
+            );
+        }
+    }
+
+    /// Sets a reminder from `text` (the message, or a request with the answers to the
+    /// butler's questions).
+    async fn set(
+        &self,
+        m: &ReminderMessage<'_>,
+        zone: &UserTimeZone,
+        text: &str,
+    ) -> Result<String, ()> {
         let language = m.language;
         let today = LocalTime::of(m.now, zone);
-        let prompt = format!(
-            "Today is {:04}-{:02}-{:02}. Request: {}",
-            today.year, today.month, today.day, m.text
-        );
-        let request = LlmRequest::new(
-            vec![
-                ChatMessage::system(EXTRACTION_INSTRUCTIONS),
-                ChatMessage::user(prompt),
-            ],
-            RequestOptions {
-                temperature: 0.0,
-                max_tokens: 160,
-            },
-        )
-        .json("reminder", REMINDER_SCHEMA);
+        let request = extraction_request(&today, text);
         let extraction = match self.llm.complete(&request).await {
             Ok(answer) => parse_extraction(&answer.text),
             Err(error) => {
@@ -152,7 +217,13 @@ impl ManageRemindersUseCase {
         };
         let resolved = match extraction.when.resolve(m.now, zone) {
             Ok(resolved) => resolved,
-            Err(why) => return Ok(texts::ask_back(language, why)),
+            Err(why) => {
+                // Too far ahead is a refusal, not a question.
+                if why != AskBack::TooFar {
+                    self.remember_asked_back(m.user, text, m.now);
+                }
+                return Ok(texts::ask_back(language, why));
+            }
         };
         if resolved.at > m.now + self.config.horizon {
             return Ok(texts::too_far(language, self.config.horizon.whole_days()));
@@ -264,10 +335,7 @@ impl ManageRemindersUseCase {
         };
         let due = reminder.due_at + Duration::minutes(minutes);
         if due <= m.now {
-            return Ok(texts::ask_back(
-                m.language,
-                butler_domain::reminder::AskBack::Past,
-            ));
+            return Ok(texts::ask_back(m.language, AskBack::Past));
         }
         if due > m.now + self.config.horizon {
             return Ok(texts::too_far(m.language, self.config.horizon.whole_days()));

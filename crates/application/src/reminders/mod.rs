@@ -13,7 +13,7 @@ pub mod request;
 mod texts;
 
 pub use fire::{FireConfig, FireOutcome, FireRemindersUseCase, ReminderChannel, SendError};
-pub use manage::{ManageRemindersUseCase, ReminderMessage, RemindersConfig};
+pub use manage::{ManageRemindersUseCase, ReminderMessage, RemindersConfig, ASK_BACK_WINDOW};
 pub use texts::delivery_text;
 
 /// Told what happens to reminders (the factory counts it in metrics). Every method has an

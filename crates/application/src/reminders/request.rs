@@ -7,7 +7,11 @@
 //! the JSON in prose. The model only transcribes "when, as the user said it"; the calendar
 //! work is done by [`WhenSaid::resolve`](butler_domain::reminder::WhenSaid::resolve).
 
-use butler_domain::reminder::{weekday_from_code, DaySaid, PartOfDay, TimeSaid, WhenSaid};
+use butler_domain::ports::{LlmRequest, RequestOptions};
+use butler_domain::reminder::{
+    weekday_from_code, DaySaid, LocalTime, PartOfDay, TimeSaid, WhenSaid,
+};
+use butler_domain::ChatMessage;
 use serde_json::Value;
 
 /// What a message asks of the reminders, by keywords.
@@ -29,17 +33,42 @@ pub enum Intent {
     },
 }
 
-/// The JSON Schema the model's answer must match.
-pub const REMINDER_SCHEMA: &str = r#"{"type":"object","properties":{"task":{"type":"string"},"in_minutes":{"type":["integer","null"]},"date":{"type":["string","null"]},"in_days":{"type":["integer","null"]},"weekday":{"type":["string","null"],"enum":["monday","tuesday","wednesday","thursday","friday","saturday","sunday",null]},"hour":{"type":["integer","null"]},"minute":{"type":["integer","null"]},"part_of_day":{"type":["string","null"],"enum":["morning","afternoon","evening","night",null]}},"required":["task","in_minutes","date","in_days","weekday","hour","minute","part_of_day"]}"#;
+/// The JSON Schema the model's answer must match. It keeps to what the embedded engine turns
+/// into a grammar (`object`, `string`, `integer`, `enum` — no `"type"` lists), so a nullable
+/// number is an `enum` of its range and `null`; an offset of 0 minutes and an empty date
+/// stand for "not said". Servers get it as `response_format` unchanged.
+pub const REMINDER_SCHEMA: &str = r#"{"type":"object","properties":{"task":{"type":"string"},"in_minutes":{"type":"integer"},"date":{"type":"string"},"in_days":{"enum":[null,0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30]},"weekday":{"enum":[null,"monday","tuesday","wednesday","thursday","friday","saturday","sunday"]},"hour":{"enum":[null,0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23]},"minute":{"enum":[null,0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47,48,49,50,51,52,53,54,55,56,57,58,59]},"part_of_day":{"enum":[null,"morning","afternoon","evening","night"]}},"required":["task","in_minutes","date","in_days","weekday","hour","minute","part_of_day"]}"#;
 
 /// The system instructions of the extraction call.
 pub const EXTRACTION_INSTRUCTIONS: &str = "You turn a request for a reminder into JSON. \
 Copy only what the user said; never compute dates. Fields: task — what to remind of, in the \
-user's language, without the time words; in_minutes — for \"in N minutes/hours\" (hours × 60); \
-date — \"MM-DD\" or \"YYYY-MM-DD\" when a calendar date is said; in_days — 0 today, 1 tomorrow, \
-2 the day after tomorrow; weekday — when a day of the week is said; hour and minute — a clock \
-time as said (\"в 9\" → 9, \"в 7 вечера\" → 7 with part_of_day evening); part_of_day — morning \
-(утром), afternoon (днём), evening (вечером), night (ночью). Unsaid fields are null.";
+user's language, without the time words; in_minutes — for \"in N minutes/hours\" (hours × 60), \
+otherwise 0; date — \"MM-DD\" or \"YYYY-MM-DD\" when a calendar date is said, otherwise \"\"; \
+in_days — 0 today, 1 tomorrow, 2 the day after tomorrow; weekday — when a day of the week is \
+said; hour and minute — a clock time as said (\"в 9\" → 9, \"в 7 вечера\" → 7 with \
+part_of_day evening); part_of_day — morning (утром), afternoon (днём), evening (вечером), night \
+(ночью). Other unsaid fields are null.";
+
+/// The model call that transcribes `text`, a request to set a reminder made on the local
+/// date `today`: greedy, constrained to [`REMINDER_SCHEMA`], with room for the whole object.
+#[must_use]
+pub fn extraction_request(today: &LocalTime, text: &str) -> LlmRequest {
+    let prompt = format!(
+        "Today is {:04}-{:02}-{:02}. Request: {text}",
+        today.year, today.month, today.day
+    );
+    LlmRequest::new(
+        vec![
+            ChatMessage::system(EXTRACTION_INSTRUCTIONS),
+            ChatMessage::user(prompt),
+        ],
+        RequestOptions {
+            temperature: 0.0,
+            max_tokens: 160,
+        },
+    )
+    .json("reminder", REMINDER_SCHEMA)
+}
 
 /// Which reminder action a message asks for, if any (a cheap check on every message).
 #[must_use]
@@ -79,12 +108,31 @@ pub fn detect(text: &str) -> Option<Intent> {
         && has(&["минут", "час", "minute", "hour"]);
     // «Напомни, когда концерт?» asks the memory, not for a reminder: a request to set one
     // names a time and is not a question.
-    let names_a_time = lower.chars().any(|c| c.is_ascii_digit()) || has(TIME_WORDS);
-    let asks_to_remind = has(&["напомни", "remind me", "remind "]) && names_a_time;
+    let asks_to_remind = has(&["напомни", "remind me", "remind "]) && names_a_time(&lower);
     if (asks_to_remind || starts_with_offset) && !lower.trim_end().ends_with('?') {
         return Some(Intent::Set);
     }
     None
+}
+
+/// Whether `text` (in lower case) names a time: a digit or a time word.
+fn names_a_time(lower: &str) -> bool {
+    lower.chars().any(|c| c.is_ascii_digit()) || TIME_WORDS.iter().any(|w| lower.contains(w))
+}
+
+/// Most words an answer to «когда напомнить?» has («завтра в 9 утра», "at 7 pm on Friday"); a
+/// longer message is a new topic.
+const MAX_ANSWER_WORDS: usize = 8;
+
+/// Whether `text` reads as the answer to the butler's question about a reminder's time: short,
+/// naming a time, not a question («в 9», «вечера», «завтра в 10»).
+#[must_use]
+pub fn answers_when(text: &str) -> bool {
+    let lower = text.to_lowercase();
+    let words = lower.split_whitespace().count();
+    (1..=MAX_ANSWER_WORDS).contains(&words)
+        && names_a_time(&format!(" {lower} "))
+        && !lower.trim_end().ends_with('?')
 }
 
 /// Words that name a time; a «напомни» without one is left to the chat (it asks the memory).
@@ -213,7 +261,10 @@ pub fn parse_extraction(answer: &str) -> Option<Extraction> {
     let int = |key: &str| value.get(key).and_then(Value::as_i64);
     let small = |key: &str| int(key).and_then(|v| u8::try_from(v).ok());
     let text = |key: &str| value.get(key).and_then(Value::as_str).map(str::trim);
-    let in_minutes = int("in_minutes").and_then(|m| u32::try_from(m).ok());
+    // 0 minutes is the schema's "no offset said".
+    let in_minutes = int("in_minutes")
+        .and_then(|m| u32::try_from(m).ok())
+        .filter(|&m| m > 0);
     let day = if let Some(date) = text("date").filter(|d| !d.is_empty()) {
         parse_date(date)
     } else if let Some(days) = small("in_days") {
@@ -304,6 +355,22 @@ mod tests {
             None,
             "no time named"
         );
+    }
+
+    #[test]
+    fn a_short_message_naming_a_time_answers_the_question_and_others_do_not() {
+        for answer in ["в 9", "Вечера", "завтра в 10 утра", "at 7", "tomorrow"] {
+            assert!(answers_when(answer), "{answer}");
+        }
+        for other in [
+            "Как дела?",
+            "спасибо",
+            "в 9?",
+            "",
+            "а помнишь, как мы в 2019 году ездили с друзьями на море и потом ещё долго вспоминали",
+        ] {
+            assert!(!answers_when(other), "{other}");
+        }
     }
 
     #[test]
