@@ -32,7 +32,7 @@ async fn main() -> ExitCode {
             return code(admin::ExitCode::Storage);
         }
     };
-    let admin = wiring::admin_use_cases(&storage);
+    let admin = wiring::admin_use_cases(&settings, &storage);
     let migrate_settings = settings.clone();
     let deps = AdminDeps {
         list: admin.list,
@@ -40,6 +40,7 @@ async fn main() -> ExitCode {
         update: admin.update,
         reset: admin.reset,
         facts: admin.facts,
+        reminders: admin.reminders,
         migrate: Arc::new(move || {
             let settings = migrate_settings.clone();
             Box::pin(async move { wiring::migrate(&settings).await.map_err(|e| e.to_string()) })

@@ -216,6 +216,47 @@ async fn every_command_works(backend: TestStorage) {
         "an update keeps the summary"
     );
 
+    // time zone: an IANA name, shown, exported; `default` returns to DEFAULT_TIME_ZONE.
+    let out = admin(&backend, &["show", "101"]).await;
+    assert!(
+        stdout(&out).contains("time zone: default"),
+        "{}",
+        stdout(&out)
+    );
+    let out = admin(
+        &backend,
+        &["update", "101", "--time-zone", "Asia/Yekaterinburg"],
+    )
+    .await;
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains("time-zone=Asia/Yekaterinburg"),
+        "{}",
+        stdout(&out)
+    );
+    let out = admin(&backend, &["show", "101"]).await;
+    assert!(
+        stdout(&out).contains("time zone: Asia/Yekaterinburg"),
+        "{}",
+        stdout(&out)
+    );
+    let zone_of = |stores: &Storage| {
+        let profiles = stores.profiles.clone();
+        async move {
+            profiles
+                .get(UserId::new(101))
+                .await
+                .unwrap()
+                .unwrap()
+                .time_zone
+                .map(|z| z.name().to_owned())
+        }
+    };
+    assert_eq!(
+        zone_of(&stores).await.as_deref(),
+        Some("Asia/Yekaterinburg")
+    );
+
     // export: everything, untruncated, as JSON.
     let out = admin(&backend, &["export", "101"]).await;
     assert_exit(&out, 0);
@@ -227,6 +268,10 @@ async fn every_command_works(backend: TestStorage) {
     assert_eq!(events[0]["content"], "Меня зовут Пётр");
     assert_eq!(events[2]["content"], LONG_MESSAGE);
     assert_eq!(events[2]["source"], "voice");
+    assert_eq!(record["profile"]["time_zone"], "Asia/Yekaterinburg");
+    let out = admin(&backend, &["update", "101", "--time-zone", "default"]).await;
+    assert_exit(&out, 0);
+    assert_eq!(zone_of(&stores).await, None);
 
     // limits: shown, set (a number, 0 = unlimited), back to the default, kept by a reset.
     let out = admin(&backend, &["limits", "101"]).await;
@@ -342,6 +387,13 @@ async fn errors_have_their_exit_codes(backend: TestStorage) {
         stderr(&out)
     );
     assert_exit(&admin(&backend, &["update", "101"]).await, 2);
+    let out = admin(&backend, &["update", "101", "--time-zone", "Perm"]).await;
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("expected an IANA name such as Europe/Moscow"),
+        "{}",
+        stderr(&out)
+    );
     let out = admin(&backend, &["limits", "101", "--burst", "0"]).await;
     assert_exit(&out, 2);
     assert!(
@@ -368,6 +420,7 @@ async fn errors_have_their_exit_codes(backend: TestStorage) {
         .unwrap()
         .unwrap();
     assert_eq!(p.tone, Tone::Witty, "rejected updates wrote nothing");
+    assert_eq!(p.time_zone, None, "rejected updates wrote nothing");
 }
 
 #[tokio::test]
@@ -557,4 +610,153 @@ async fn it_works_on_a_sqlite_file_a_running_bot_owns() {
     let out = admin(&backend, &["reset", "404", "--yes"]).await;
     assert_exit(&out, 0);
     assert_eq!(stores.memory.count(user).await.unwrap(), 0);
+}
+
+/// User 201 in Perm's zone with a pending, a delivered and a cancelled reminder; user 202 with
+/// no zone of their own. Returns the pending one's id and due time.
+async fn seed_reminders(s: &Storage) -> (butler_domain::reminder::ReminderId, OffsetDateTime) {
+    use butler_domain::reminder::{Reminder, UserTimeZone};
+    let now = OffsetDateTime::now_utc();
+    let perm = UserTimeZone::new("Asia/Yekaterinburg").unwrap();
+    let user = UserId::new(201);
+    let mut profile = s.profiles.get_or_create(user).await.unwrap();
+    profile.time_zone = Some(perm.clone());
+    s.profiles.save(&profile).await.unwrap();
+    s.profiles.get_or_create(UserId::new(202)).await.unwrap();
+    let make = |text: &str, due: OffsetDateTime| {
+        Reminder::new(user, 201, text, due, &perm, now - Duration::hours(2)).unwrap()
+    };
+    let pending = make("позвонить маме", now + Duration::days(1));
+    let delivered = make("проверить духовку", now - Duration::hours(1));
+    let cancelled = make("купить билеты", now + Duration::days(2));
+    for r in [&pending, &delivered, &cancelled] {
+        s.reminders.add(r).await.unwrap();
+    }
+    let claimed = s
+        .reminders
+        .claim_due(now, Duration::minutes(1), 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert!(s
+        .reminders
+        .mark_delivered(delivered.id, claimed[0].token, now)
+        .await
+        .unwrap());
+    s.reminders.cancel(user, cancelled.id, now).await.unwrap();
+    (pending.id, pending.due_at)
+}
+
+async fn reminders_are_listed_in_the_users_zone_shown_exported_and_cancelled(backend: TestStorage) {
+    use butler_domain::reminder::{ReminderStatus, UserTimeZone};
+    let stores = open(&backend).await;
+    let (id, due) = seed_reminders(&stores).await;
+    let perm = UserTimeZone::new("Asia/Yekaterinburg").unwrap();
+    let on_perm_clock = perm.wall_clock(due);
+
+    let out = admin(&backend, &["reminders", "201"]).await;
+    assert_exit(&out, 0);
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    assert!(
+        lines[0].starts_with("ID") && lines[0].contains("DUE (Asia/Yekaterinburg)"),
+        "{text}"
+    );
+    assert!(
+        lines[1].contains("delivered") && lines[1].contains("проверить духовку"),
+        "{text}"
+    );
+    assert!(
+        lines[2].starts_with(&id.short())
+            && lines[2].contains(&on_perm_clock)
+            && lines[2].contains("pending")
+            && lines[2].contains("позвонить маме"),
+        "{text}"
+    );
+    assert!(lines[3].contains("cancelled"), "{text}");
+
+    let out = admin(&backend, &["reminders", "201", "--json"]).await;
+    assert_exit(&out, 0);
+    let listed: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(listed[1]["reminder_id"], id.to_string());
+    assert_eq!(listed[1]["state"], "pending");
+    assert!(
+        listed[1]["due_local"].as_str().unwrap().ends_with("+05:00"),
+        "{listed}"
+    );
+    assert_eq!(listed[1]["time_zone"], "Asia/Yekaterinburg");
+
+    let out = admin(&backend, &["show", "201"]).await;
+    assert_exit(&out, 0);
+    let text = stdout(&out);
+    assert!(text.contains("time zone: Asia/Yekaterinburg\n"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "reminders: 1 pending; next {on_perm_clock} — позвонить маме"
+        )),
+        "{text}"
+    );
+    let out = admin(&backend, &["show", "202"]).await;
+    let text = stdout(&out);
+    assert!(
+        text.contains("time zone: default (Europe/Moscow)")
+            && text.contains("reminders: none pending"),
+        "{text}"
+    );
+
+    let out = admin(&backend, &["export", "201"]).await;
+    assert_exit(&out, 0);
+    let record: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let exported = record["reminders"].as_array().unwrap();
+    assert_eq!(exported.len(), 3, "{record}");
+    assert_eq!(exported[0]["state"], "delivered");
+    assert!(exported[0]["finished_at"].is_string());
+    assert_eq!(record["profile"]["time_zone"], "Asia/Yekaterinburg");
+
+    // --cancel takes the short id the table shows; a second cancel, an unknown id and an
+    // unknown user are errors with their exit codes, and change nothing.
+    let out = admin(&backend, &["reminders", "201", "--cancel", &id.short()]).await;
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains(&format!("cancelled reminder {id} of user 201")),
+        "{}",
+        stdout(&out)
+    );
+    assert!(matches!(
+        stores.reminders.get(id).await.unwrap().unwrap().status,
+        ReminderStatus::Cancelled(_)
+    ));
+    let out = admin(&backend, &["reminders", "201", "--cancel", &id.to_string()]).await;
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("was already cancelled"),
+        "{}",
+        stderr(&out)
+    );
+    let out = admin(&backend, &["reminders", "201", "--cancel", "0000dead"]).await;
+    assert_exit(&out, 3);
+    assert!(
+        stderr(&out).contains("user 201 has no reminder 0000dead"),
+        "{}",
+        stderr(&out)
+    );
+    let out = admin(&backend, &["reminders", "999"]).await;
+    assert_exit(&out, 3);
+    assert!(
+        stderr(&out).contains("no profile stored for user 999"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[tokio::test]
+async fn reminders_are_listed_in_the_users_zone_shown_exported_and_cancelled_against_sqlite() {
+    reminders_are_listed_in_the_users_zone_shown_exported_and_cancelled(sqlite()).await;
+}
+
+#[tokio::test]
+async fn reminders_are_listed_in_the_users_zone_shown_exported_and_cancelled_against_the_mongodb_wire_server(
+) {
+    reminders_are_listed_in_the_users_zone_shown_exported_and_cancelled(mongo().await).await;
 }

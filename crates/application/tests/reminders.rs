@@ -584,3 +584,237 @@ async fn a_send_that_surely_failed_is_retried_and_one_that_may_have_arrived_is_n
         "not sent again"
     );
 }
+
+/// A user whose profile names a zone gets reminders resolved and listed on their own clock —
+/// the zone set through the admin use case, read by the reminders use case — while a user
+/// without one stays on the operator's default.
+#[tokio::test]
+async fn a_user_in_another_zone_is_reminded_on_their_own_clock_and_others_keep_the_default() {
+    use butler_application::admin::UpdateProfileUseCase;
+    use butler_domain::ports::UserProfileRepository;
+    use butler_domain::ProfileUpdate;
+
+    let profiles = Arc::new(InMemoryProfiles::default());
+    let clock = Arc::new(butler_testkit::fakes::ManualClock::starting_at(NOW));
+    let s = setup(RemindersConfig::default());
+    let manage = ManageRemindersUseCase::new(
+        s.store.clone(),
+        s.llm.clone(),
+        RemindersConfig::default(),
+        None,
+    )
+    .with_profiles(profiles.clone());
+    let perm = UserId::new(59);
+    profiles.get_or_create(perm).await.unwrap();
+    profiles.get_or_create(USER).await.unwrap();
+    UpdateProfileUseCase::new(profiles.clone(), clock)
+        .execute(
+            perm,
+            &ProfileUpdate {
+                time_zone: Some(Some(UserTimeZone::new("Asia/Yekaterinburg").unwrap())),
+                ..ProfileUpdate::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(manage.zone_of(perm).await.name(), "Asia/Yekaterinburg");
+    assert_eq!(manage.zone_of(USER).await.name(), "Europe/Moscow");
+
+    let ask = |user: UserId, text: &'static str| ReminderMessage {
+        user,
+        chat_id: user.get(),
+        text,
+        language: Language::Ru,
+        zone: None,
+        now: NOW,
+    };
+    s.llm
+        .push_reply(&oracle("позвонить маме", r#""in_days":1,"hour":9"#));
+    let reply = manage
+        .execute(ask(perm, "Напомни завтра в 9 позвонить маме"))
+        .await;
+    assert_eq!(
+        reply.as_deref(),
+        Some("Напомню завтра, 8 декабря, в 09:00: позвонить маме.")
+    );
+    s.llm
+        .push_reply(&oracle("позвонить маме", r#""in_days":1,"hour":9"#));
+    manage
+        .execute(ask(USER, "Напомни завтра в 9 позвонить маме"))
+        .await;
+    let due = |user: UserId| {
+        s.store
+            .all()
+            .into_iter()
+            .find(|r| r.user_id == user)
+            .map(|r| (r.due_at, r.time_zone))
+            .unwrap()
+    };
+    assert_eq!(
+        due(perm),
+        (
+            datetime!(2026-12-08 04:00 UTC),
+            "Asia/Yekaterinburg".to_owned()
+        ),
+        "09:00 in Perm is 04:00 UTC"
+    );
+    assert_eq!(
+        due(USER),
+        (datetime!(2026-12-08 06:00 UTC), "Europe/Moscow".to_owned())
+    );
+    let list = manage
+        .execute(ask(perm, "Какие у меня напоминания?"))
+        .await
+        .unwrap();
+    assert_eq!(
+        list,
+        "Ваши напоминания:\n1. завтра, 8 декабря, в 09:00 — позвонить маме"
+    );
+
+    // Moved to London, the day before the clocks go forward (Sunday 28 March 2027, 01:00
+    // GMT → 02:00 BST): 09:00 tomorrow is summer time, and 01:30, which does not exist that
+    // night, moves forward by the gap.
+    let london = UserTimeZone::new("Europe/London").unwrap();
+    let mut profile = profiles.get(perm).await.unwrap().unwrap();
+    profile.time_zone = Some(london);
+    profiles.save(&profile).await.unwrap();
+    let saturday = datetime!(2027-03-27 12:00 UTC);
+    for (answer, due, confirmation) in [
+        (
+            oracle("позвонить маме", r#""in_days":1,"hour":9"#),
+            datetime!(2027-03-28 08:00 UTC),
+            "Напомню завтра, 28 марта, в 09:00: позвонить маме.",
+        ),
+        (
+            oracle(
+                "проверить котёл",
+                r#""in_days":1,"hour":1,"minute":30,"part_of_day":"night""#,
+            ),
+            datetime!(2027-03-28 01:30 UTC),
+            "Напомню завтра, 28 марта, в 02:30: проверить котёл.",
+        ),
+    ] {
+        s.llm.push_reply(&answer);
+        let reply = manage
+            .execute(ReminderMessage {
+                now: saturday,
+                ..ask(perm, "напомни завтра ...")
+            })
+            .await;
+        assert_eq!(reply.as_deref(), Some(confirmation));
+        assert!(
+            s.store
+                .all()
+                .iter()
+                .any(|r| r.due_at == due && r.time_zone == "Europe/London"),
+            "{confirmation}: {:?}",
+            s.store.all()
+        );
+    }
+}
+
+/// The zone is learned from what the user says — proposed once, set only on «да» — and from a
+/// home-city fact the extractor stored; an unknown city, or the zone the user already has,
+/// gets no proposal.
+#[tokio::test]
+async fn a_zone_learned_from_the_conversation_is_proposed_once_and_set_only_when_confirmed() {
+    use butler_application::reminders::ZoneOfferUseCase;
+    use butler_domain::ports::{FactRepository, UserProfileRepository};
+    use butler_domain::{FactKind, MemoryFact};
+    use butler_testkit::fakes::{InMemoryFacts, ManualClock};
+
+    let profiles = Arc::new(InMemoryProfiles::default());
+    let facts = Arc::new(InMemoryFacts::default());
+    let clock = Arc::new(ManualClock::starting_at(NOW));
+    let moscow = UserTimeZone::new("Europe/Moscow").unwrap();
+    let zones = ZoneOfferUseCase::new(profiles.clone(), clock.clone(), moscow.clone())
+        .with_facts(facts.clone());
+    let s = setup(RemindersConfig::default());
+    let manage = ManageRemindersUseCase::new(
+        s.store.clone(),
+        s.llm.clone(),
+        RemindersConfig::default(),
+        None,
+    )
+    .with_profiles(profiles.clone());
+    profiles.get_or_create(USER).await.unwrap();
+
+    assert_eq!(zones.offer(USER, "Как дела?").await, None);
+    assert_eq!(
+        zones.offer(USER, "Я живу в Урюпинске").await,
+        None,
+        "unknown city"
+    );
+    assert_eq!(
+        zones.offer(USER, "Я живу в Москве").await,
+        None,
+        "already the zone in force"
+    );
+    let offer = zones
+        .offer(USER, "Кстати, я живу в Перми")
+        .await
+        .expect("a proposal");
+    assert_eq!(offer.zone.name(), "Asia/Yekaterinburg");
+    assert_eq!(
+        offer.question,
+        "Вы в Перми — ставлю часовой пояс Екатеринбург, UTC+5? Напоминания буду считать по нему."
+    );
+    assert_eq!(
+        profiles.get(USER).await.unwrap().unwrap().time_zone,
+        None,
+        "nothing set before the answer"
+    );
+    assert_eq!(
+        zones.offer(USER, "Я живу в Перми, говорю же").await,
+        None,
+        "proposed once"
+    );
+    let stale = zones.answer(USER, "Asia/Tokyo", true).await;
+    assert!(stale.contains("неактуален"), "{stale}");
+    let done = zones.answer(USER, "Asia/Yekaterinburg", true).await;
+    assert!(
+        done.starts_with("Готово, сэр: часовой пояс Екатеринбург (UTC+5)."),
+        "{done}"
+    );
+    assert_eq!(manage.zone_of(USER).await.name(), "Asia/Yekaterinburg");
+    s.llm
+        .push_reply(&oracle("позвонить маме", r#""in_days":1,"hour":9"#));
+    manage
+        .execute(ReminderMessage {
+            user: USER,
+            chat_id: 42,
+            text: "Напомни завтра в 9 позвонить маме",
+            language: Language::Ru,
+            zone: None,
+            now: NOW,
+        })
+        .await;
+    assert_eq!(s.store.all()[0].due_at, datetime!(2026-12-08 04:00 UTC));
+
+    // A home city the extractor stored is proposed on the next message; «нет» keeps the zone
+    // and the question is not asked again.
+    let other = UserId::new(77);
+    profiles.get_or_create(other).await.unwrap();
+    facts
+        .save(&[MemoryFact::new(
+            other,
+            "home city",
+            FactKind::Place,
+            "Живёт в Новосибирске",
+            vec![],
+            NOW,
+        )
+        .unwrap()])
+        .await
+        .unwrap();
+    let offer = zones.offer(other, "Привет").await.expect("from the fact");
+    assert_eq!(offer.zone.name(), "Asia/Novosibirsk");
+    assert!(offer.question.contains("UTC+7"), "{}", offer.question);
+    let kept = zones.answer(other, "Asia/Novosibirsk", false).await;
+    assert_eq!(
+        kept,
+        "Как скажете, сэр: часовой пояс прежний — Москва (UTC+3)."
+    );
+    assert_eq!(profiles.get(other).await.unwrap().unwrap().time_zone, None);
+    assert_eq!(zones.offer(other, "Привет ещё раз").await, None);
+}

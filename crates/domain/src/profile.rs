@@ -11,6 +11,7 @@ use thiserror::Error;
 use time::OffsetDateTime;
 
 use crate::memory::EventCursor;
+use crate::reminder::UserTimeZone;
 use crate::timestamp::truncate_to_millis;
 use crate::user::UserId;
 
@@ -219,6 +220,12 @@ pub struct UserProfile {
     pub summary_watermark: Option<EventCursor>,
     /// Exceptions to the operator's abuse limits for this user (none by default).
     pub limits: UserLimits,
+    /// The user's time zone (reminders are resolved and shown in it); `None` = the
+    /// operator's `DEFAULT_TIME_ZONE`.
+    pub time_zone: Option<UserTimeZone>,
+    /// The zone the butler last proposed from the conversation (asked once per zone, whatever
+    /// the answer); `None` = none proposed yet.
+    pub time_zone_offered: Option<UserTimeZone>,
     /// When the profile was first stored.
     pub created_at: OffsetDateTime,
     /// When the profile last changed.
@@ -255,6 +262,8 @@ impl UserProfile {
             memory_summary: None,
             summary_watermark: None,
             limits: UserLimits::default(),
+            time_zone: None,
+            time_zone_offered: None,
             created_at: now,
             updated_at: now,
             version: 0,
@@ -313,9 +322,19 @@ impl UserProfile {
         if let Some(per_day) = update.per_day {
             next.limits.per_day = per_day;
         }
+        if let Some(zone) = &update.time_zone {
+            next.time_zone.clone_from(zone);
+        }
         next.validate()?;
         next.updated_at = truncate_to_millis(now);
         Ok(next)
+    }
+
+    /// The zone reminders are resolved in: the profile's own, or `default` (the operator's
+    /// `DEFAULT_TIME_ZONE`) when it names none.
+    #[must_use]
+    pub fn zone_or(&self, default: &UserTimeZone) -> UserTimeZone {
+        self.time_zone.clone().unwrap_or_else(|| default.clone())
     }
 
     /// Whether a summary of older conversation exists.
@@ -344,6 +363,8 @@ pub struct ProfileUpdate {
     pub burst: Option<Option<u32>>,
     /// New daily quota: `Some(None)` returns the user to the operator's default.
     pub per_day: Option<Option<u32>>,
+    /// New time zone: `Some(None)` returns the user to the operator's `DEFAULT_TIME_ZONE`.
+    pub time_zone: Option<Option<UserTimeZone>>,
 }
 
 /// Per-user exceptions to the bot's abuse limits, set by support staff. `None` means the
@@ -401,6 +422,7 @@ impl ProfileUpdate {
             && self.per_minute.is_none()
             && self.burst.is_none()
             && self.per_day.is_none()
+            && self.time_zone.is_none()
     }
 }
 
@@ -490,6 +512,32 @@ mod tests {
             )
             .unwrap_err();
         assert!(err.to_string().contains("burst 0 is out of range"), "{err}");
+    }
+
+    #[test]
+    fn a_time_zone_is_set_and_cleared_and_the_default_applies_without_one() {
+        let p = UserProfile::default_at(UserId::new(1), NOW);
+        let moscow = UserTimeZone::new("Europe/Moscow").unwrap();
+        let perm = UserTimeZone::new("Asia/Yekaterinburg").unwrap();
+        assert_eq!(p.time_zone, None);
+        assert_eq!(p.zone_or(&moscow), moscow);
+        let set = ProfileUpdate {
+            time_zone: Some(Some(perm.clone())),
+            ..ProfileUpdate::default()
+        };
+        assert!(!set.is_empty());
+        let there = p.apply(&set, NOW).unwrap();
+        assert_eq!(there.zone_or(&moscow), perm);
+        let cleared = there
+            .apply(
+                &ProfileUpdate {
+                    time_zone: Some(None),
+                    ..ProfileUpdate::default()
+                },
+                NOW,
+            )
+            .unwrap();
+        assert_eq!(cleared.time_zone, None);
     }
 
     #[test]

@@ -121,6 +121,7 @@ pub async fn run(settings: &Settings) -> Result<(), String> {
                 ..butler_application::reminders::FireConfig::default()
             },
             observer: Some(Arc::new(crate::metered::ReminderMetrics)),
+            zones: app.zones.clone(),
         }),
     };
     let result = run_bot(bot_settings, deps, shutdown.clone()).await;

@@ -454,6 +454,9 @@ pub struct App {
     pub stt: Option<Arc<dyn SpeechToText>>,
     /// Reminder requests (the bot uses it when `REMINDERS_ENABLED`).
     pub reminders: Arc<butler_application::reminders::ManageRemindersUseCase>,
+    /// Time zone proposals from the conversation (with reminders, when personalisation is
+    /// on: a stateless bot keeps nothing about where anyone lives).
+    pub zones: Option<Arc<butler_application::reminders::ZoneOfferUseCase>>,
 }
 
 /// Builds the use cases over already-opened storage and a given LLM (tests inject their own).
@@ -539,18 +542,34 @@ pub fn assemble(
         compressor.clone(),
         settings.memory.compress_threshold,
     ));
-    let reminders = Arc::new(butler_application::reminders::ManageRemindersUseCase::new(
-        storage.reminders.clone(),
-        llm.clone(),
-        butler_application::reminders::RemindersConfig {
-            max_pending: settings.reminders.max_per_user,
-            horizon: time::Duration::days(i64::from(settings.reminders.horizon_days)),
-            default_zone: settings.reminders.default_zone.clone(),
-        },
-        Some(Arc::new(crate::metered::ReminderMetrics)),
-    ));
+    let reminders = Arc::new(
+        butler_application::reminders::ManageRemindersUseCase::new(
+            storage.reminders.clone(),
+            llm.clone(),
+            butler_application::reminders::RemindersConfig {
+                max_pending: settings.reminders.max_per_user,
+                horizon: time::Duration::days(i64::from(settings.reminders.horizon_days)),
+                default_zone: settings.reminders.default_zone.clone(),
+            },
+            Some(Arc::new(crate::metered::ReminderMetrics)),
+        )
+        .with_profiles(profiles.clone()),
+    );
+    let zones = settings.personalization_enabled.then(|| {
+        let zones = butler_application::reminders::ZoneOfferUseCase::new(
+            profiles.clone(),
+            clock.clone(),
+            settings.reminders.default_zone.clone(),
+        );
+        Arc::new(if settings.memory.facts_enabled {
+            zones.with_facts(storage.facts.clone())
+        } else {
+            zones
+        })
+    });
     Ok(App {
         reminders,
+        zones,
         reset: reset_use_case(&storage, clock.clone()),
         worker: MemoryWorkerUseCase::new(storage.memory.clone(), compress.clone()),
         list: ListProfilesUseCase::new(storage.profiles.clone(), storage.memory.clone()),
@@ -558,6 +577,10 @@ pub fn assemble(
             storage.profiles.clone(),
             storage.memory.clone(),
             storage.facts.clone(),
+        )
+        .with_reminders(
+            storage.reminders.clone(),
+            settings.reminders.default_zone.clone(),
         ),
         update: UpdateProfileUseCase::new(storage.profiles.clone(), clock),
         compress,
@@ -663,18 +686,29 @@ pub struct AdminUseCases {
     pub reset: ResetPersonalizationUseCase,
     /// `facts`.
     pub facts: FactsUseCase,
+    /// `reminders`.
+    pub reminders: butler_application::admin::RemindersAdminUseCase,
 }
 
-/// Builds the admin use cases over already-opened storage.
+/// Builds the admin use cases over already-opened storage (`settings` give the default time
+/// zone reminders are shown in).
 #[must_use]
-pub fn admin_use_cases(storage: &Storage) -> AdminUseCases {
+pub fn admin_use_cases(settings: &Settings, storage: &Storage) -> AdminUseCases {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock::default());
+    let default_zone = settings.reminders.default_zone.clone();
     AdminUseCases {
         list: ListProfilesUseCase::new(storage.profiles.clone(), storage.memory.clone()),
         show: ShowUserUseCase::new(
             storage.profiles.clone(),
             storage.memory.clone(),
             storage.facts.clone(),
+        )
+        .with_reminders(storage.reminders.clone(), default_zone.clone()),
+        reminders: butler_application::admin::RemindersAdminUseCase::new(
+            storage.profiles.clone(),
+            storage.reminders.clone(),
+            clock.clone(),
+            default_zone,
         ),
         update: UpdateProfileUseCase::new(storage.profiles.clone(), clock.clone()),
         reset: reset_use_case(storage, clock),

@@ -12,3 +12,13 @@ pub mod sqlite;
 pub mod stt;
 pub mod telemetry;
 pub mod tokens;
+
+/// A profile's stored zone name, read by both storage adapters. A name the bundled tz database
+/// no longer knows reads as none (the operator's `DEFAULT_TIME_ZONE` applies) rather than
+/// making the whole profile unreadable.
+fn stored_zone(name: Option<String>) -> Option<butler_domain::reminder::UserTimeZone> {
+    let name = name?;
+    butler_domain::reminder::UserTimeZone::new(&name)
+        .map_err(|error| tracing::warn!(%error, "stored time zone unknown; using the default"))
+        .ok()
+}

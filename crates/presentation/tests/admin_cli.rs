@@ -57,6 +57,12 @@ async fn fixture() -> Fixture {
             clock.clone(),
         ),
         facts: FactsUseCase::new(profiles.clone(), facts.clone()),
+        reminders: butler_application::admin::RemindersAdminUseCase::new(
+            profiles.clone(),
+            Arc::new(butler_testkit::fakes::InMemoryReminders::default()),
+            clock.clone(),
+            butler_domain::reminder::UserTimeZone::utc(),
+        ),
         migrate: Arc::new(|| Box::pin(async { Ok("indexes ok".to_owned()) })),
         reset_wait: std::time::Duration::from_millis(500),
     };

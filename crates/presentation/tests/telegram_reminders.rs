@@ -33,6 +33,7 @@ fn deps(world: &FakeWorld, store: &Arc<InMemoryReminders>) -> BotDeps {
                 ..FireConfig::default()
             },
             observer: None,
+            zones: None,
         }),
         ..world.deps()
     }
@@ -138,5 +139,100 @@ async fn a_due_reminder_is_delivered_once_on_time_and_one_missed_while_down_come
         store.get(tea.id).await.unwrap().unwrap().status,
         ReminderStatus::Delivered(_)
     ));
+    bot.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn saying_where_you_live_brings_a_zone_proposal_and_only_its_yes_button_sets_the_zone() {
+    use butler_application::reminders::ZoneOfferUseCase;
+    use butler_domain::ports::UserProfileRepository;
+    use butler_testkit::telegram::FakeTelegram;
+
+    let world = FakeWorld::default();
+    let store = Arc::new(InMemoryReminders::default());
+    let mut deps = deps(&world, &store);
+    if let Some(reminders) = deps.reminders.as_mut() {
+        reminders.zones = Some(Arc::new(ZoneOfferUseCase::new(
+            world.profiles.clone(),
+            world.clock.clone(),
+            UserTimeZone::new("Europe/Moscow").unwrap(),
+        )));
+    }
+    world.llm.push_reply("Пермь — достойный город, сэр.");
+    let bot = BotHarness::start_with(deps, test_config()).await;
+    bot.telegram.push_text(ALICE, ALICE, "Я живу в Перми");
+    let sent = bot
+        .telegram
+        .wait_for_messages(ALICE, 2, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(sent[0].text, "Пермь — достойный город, сэр.");
+    assert!(
+        sent[1]
+            .text
+            .starts_with("Вы в Перми — ставлю часовой пояс Екатеринбург, UTC+5?"),
+        "{}",
+        sent[1].text
+    );
+    let proposal = bot
+        .telegram
+        .calls_to("sendMessage")
+        .into_iter()
+        .find(|c| {
+            c.str_param("text")
+                .is_some_and(|t| t.starts_with("Вы в Перми"))
+        })
+        .expect("the proposal");
+    let buttons = &proposal.params["reply_markup"]["inline_keyboard"][0];
+    let yes = buttons[0]["callback_data"].as_str().unwrap().to_owned();
+    assert_eq!(yes, "tzy:Asia/Yekaterinburg");
+    assert_eq!(buttons[1]["callback_data"], "tzn:Asia/Yekaterinburg");
+    let alice = UserId::new(ALICE);
+    assert_eq!(
+        world.profiles.get(alice).await.unwrap().unwrap().time_zone,
+        None,
+        "nothing is set before the answer"
+    );
+
+    bot.telegram
+        .push_update_of_kind("callback_query", |message_id| {
+            serde_json::json!({
+                "id": "press-1",
+                "from": {"id": ALICE, "is_bot": false, "first_name": "Alice"},
+                "chat_instance": "alice",
+                "data": yes,
+                "message": FakeTelegram::message_object(
+                    message_id,
+                    ALICE,
+                    ALICE,
+                    serde_json::json!({"text": "Вы в Перми — ставлю часовой пояс?"}),
+                ),
+            })
+        });
+    let sent = bot
+        .telegram
+        .wait_for_messages(ALICE, 3, WAIT)
+        .await
+        .unwrap();
+    assert!(
+        sent[2]
+            .text
+            .starts_with("Готово, сэр: часовой пояс Екатеринбург (UTC+5)."),
+        "{}",
+        sent[2].text
+    );
+    assert_eq!(
+        world
+            .profiles
+            .get(alice)
+            .await
+            .unwrap()
+            .unwrap()
+            .time_zone
+            .map(|z| z.name().to_owned())
+            .as_deref(),
+        Some("Asia/Yekaterinburg")
+    );
+    assert_eq!(bot.telegram.calls_to("answerCallbackQuery").len(), 1);
     bot.stop().await.unwrap();
 }

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use butler_domain::ports::{ChangeOutcome, LlmClient, ReminderRepository};
+use butler_domain::ports::{ChangeOutcome, LlmClient, ReminderRepository, UserProfileRepository};
 use butler_domain::profile::Language;
 use butler_domain::reminder::{
     moment_in_words, AskBack, LocalTime, Reminder, ReminderStatus, UserTimeZone,
@@ -49,7 +49,8 @@ pub struct ReminderMessage<'a> {
     pub text: &'a str,
     /// The language to answer in.
     pub language: Language,
-    /// The user's zone, if their profile names one.
+    /// The user's zone when the caller already knows it; `None` = the one their profile
+    /// names (see [`ManageRemindersUseCase::with_profiles`]), else the default.
     pub zone: Option<UserTimeZone>,
     /// Now.
     pub now: OffsetDateTime,
@@ -85,6 +86,7 @@ pub struct ManageRemindersUseCase {
     config: RemindersConfig,
     observer: Option<Arc<dyn ReminderObserver>>,
     asked_back: Mutex<HashMap<UserId, AskedBack>>,
+    profiles: Option<Arc<dyn UserProfileRepository>>,
 }
 
 impl std::fmt::Debug for ManageRemindersUseCase {
@@ -110,13 +112,38 @@ impl ManageRemindersUseCase {
             config,
             observer,
             asked_back: Mutex::new(HashMap::new()),
+            profiles: None,
         }
+    }
+
+    /// Reads each user's time zone from their profile (without it, everyone is in the
+    /// default zone).
+    #[must_use]
+    pub fn with_profiles(mut self, profiles: Arc<dyn UserProfileRepository>) -> Self {
+        self.profiles = Some(profiles);
+        self
     }
 
     /// The zone of users whose profile names none.
     #[must_use]
     pub fn default_zone(&self) -> &UserTimeZone {
         &self.config.default_zone
+    }
+
+    /// The zone `user`'s reminders are resolved and shown in: their profile's, or the default
+    /// (also when the profile cannot be read: a reminder is better set than refused).
+    pub async fn zone_of(&self, user: UserId) -> UserTimeZone {
+        let Some(profiles) = &self.profiles else {
+            return self.config.default_zone.clone();
+        };
+        match profiles.get(user).await {
+            Ok(Some(profile)) => profile.zone_or(&self.config.default_zone),
+            Ok(None) => self.config.default_zone.clone(),
+            Err(error) => {
+                tracing::warn!(%error, "profile unavailable; using the default time zone");
+                self.config.default_zone.clone()
+            }
+        }
     }
 
     /// What to say when the store is unavailable.
@@ -137,10 +164,10 @@ impl ManageRemindersUseCase {
     pub async fn execute(&self, message: ReminderMessage<'_>) -> Option<String> {
         let asked = self.take_asked_back(message.user, message.now);
         let language = message.language;
-        let zone = message
-            .zone
-            .clone()
-            .unwrap_or_else(|| self.config.default_zone.clone());
+        let zone = match message.zone.clone() {
+            Some(zone) => zone,
+            None => self.zone_of(message.user).await,
+        };
         let intent = match (detect(message.text), asked) {
             // A new request of any kind replaces the question.
             (Some(intent), _) => intent,
@@ -268,7 +295,9 @@ impl ManageRemindersUseCase {
         let today = LocalTime::of(now, zone);
         let mut out = texts::list_header(language).to_owned();
         for (i, r) in pending.iter().enumerate() {
-            let when = moment_in_words(&LocalTime::of(r.due_at, &r.zone()), &today, language);
+            // In the user's zone now (a reminder set before they changed it comes at the
+            // same instant, which this shows on their clock).
+            let when = moment_in_words(&LocalTime::of(r.due_at, zone), &today, language);
             out.push_str(&format!("\n{}. {when} — {}", i + 1, r.text));
         }
         Ok(out)
@@ -349,8 +378,7 @@ impl ManageRemindersUseCase {
             {
                 ChangeOutcome::Changed => {
                     let today = LocalTime::of(m.now, zone);
-                    let when =
-                        moment_in_words(&LocalTime::of(due, &reminder.zone()), &today, m.language);
+                    let when = moment_in_words(&LocalTime::of(due, zone), &today, m.language);
                     texts::moved(m.language, &when, &reminder.text)
                 }
                 ChangeOutcome::NotFound => texts::no_match(m.language).to_owned(),

@@ -5,16 +5,19 @@
 //! the confirmation in words are code. Firing claims due reminders with a lease
 //! ([`ReminderRepository`](butler_domain::ports::ReminderRepository)), so any number of bot
 //! processes deliver each once; the text is a template in the butler's voice, so a reminder
-//! never depends on the model being up.
+//! never depends on the model being up. The user's zone is learned from the conversation only
+//! with their consent ([`ZoneOfferUseCase`]).
 
 mod fire;
 mod manage;
 pub mod request;
 mod texts;
+mod zone_offer;
 
 pub use fire::{FireConfig, FireOutcome, FireRemindersUseCase, ReminderChannel, SendError};
 pub use manage::{ManageRemindersUseCase, ReminderMessage, RemindersConfig, ASK_BACK_WINDOW};
 pub use texts::delivery_text;
+pub use zone_offer::{ZoneOffer, ZoneOfferUseCase};
 
 /// Told what happens to reminders (the factory counts it in metrics). Every method has an
 /// empty default; they must be cheap and never block.

@@ -89,6 +89,10 @@ pub trait ReminderRepository: Send + Sync {
     /// The user's pending reminders, earliest due first.
     async fn list_pending(&self, user: UserId) -> Result<Vec<Reminder>, ReminderStoreError>;
 
+    /// Every reminder of the user in any state (pending, delivered, cancelled — until
+    /// retention removes them), earliest due first: for support staff and exports.
+    async fn list_all(&self, user: UserId) -> Result<Vec<Reminder>, ReminderStoreError>;
+
     /// How many pending reminders the user has.
     async fn count_pending(&self, user: UserId) -> Result<u64, ReminderStoreError>;
 

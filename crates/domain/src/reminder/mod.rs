@@ -3,8 +3,10 @@
 //!
 //! - [`when`]: "when, as the user said it" and its resolution, in code, to an instant;
 //! - [`zone`]: the user's IANA time zone;
+//! - [`places`]: where a user says they live, and that place's zone;
 //! - [`words`]: the resolved moment in words, for the confirmation.
 
+pub mod places;
 pub mod when;
 pub mod words;
 pub mod zone;

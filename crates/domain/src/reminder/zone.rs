@@ -57,6 +57,46 @@ impl UserTimeZone {
         &self.name
     }
 
+    /// The zone's offset from UTC at `at`, as people write it: `UTC+5`, `UTC+5:30`, `UTC-4`,
+    /// `UTC` (daylight saving included).
+    #[must_use]
+    pub fn offset_text(&self, at: time::OffsetDateTime) -> String {
+        let seconds = jiff::Timestamp::from_second(at.unix_timestamp())
+            .map_or(0, |t| self.zone.to_offset(t).seconds());
+        if seconds == 0 {
+            return "UTC".to_owned();
+        }
+        let sign = if seconds < 0 { '-' } else { '+' };
+        let minutes = seconds.unsigned_abs() / 60;
+        match minutes % 60 {
+            0 => format!("UTC{sign}{}", minutes / 60),
+            m => format!("UTC{sign}{}:{m:02}", minutes / 60),
+        }
+    }
+
+    /// `at` on this zone's wall clock: `2026-12-08 09:00` (to the minute).
+    #[must_use]
+    pub fn wall_clock(&self, at: time::OffsetDateTime) -> String {
+        self.format(at, "%Y-%m-%d %H:%M")
+    }
+
+    /// `at` in RFC 3339 with this zone's offset: `2026-12-08T09:00:00+05:00`.
+    #[must_use]
+    pub fn rfc3339(&self, at: time::OffsetDateTime) -> String {
+        self.format(at, "%Y-%m-%dT%H:%M:%S%:z")
+    }
+
+    fn format(&self, at: time::OffsetDateTime, pattern: &str) -> String {
+        let millis = crate::timestamp::to_unix_millis(at);
+        jiff::Timestamp::from_millisecond(millis)
+            .map(|t| {
+                t.to_zoned_datetime(self.zone.clone())
+                    .strftime(pattern)
+                    .to_string()
+            })
+            .unwrap_or_else(|_| at.to_string())
+    }
+
     pub(crate) fn zone(&self) -> &jiff::tz::TimeZone {
         &self.zone
     }
@@ -104,5 +144,27 @@ mod tests {
         assert!(UserTimeZone::new(FALLBACK_TIME_ZONE).is_ok());
         assert!(UserTimeZone::new("Mars/Olympus").is_err());
         assert!(UserTimeZone::new("").is_err());
+    }
+
+    #[test]
+    fn offsets_are_written_as_people_write_them_daylight_saving_included() {
+        use time::macros::datetime;
+        let winter = datetime!(2027-01-15 12:00 UTC);
+        let summer = datetime!(2027-07-15 12:00 UTC);
+        let zone = |name| UserTimeZone::new(name).unwrap();
+        assert_eq!(zone("Asia/Yekaterinburg").offset_text(winter), "UTC+5");
+        assert_eq!(zone("Asia/Kolkata").offset_text(winter), "UTC+5:30");
+        assert_eq!(zone("America/New_York").offset_text(winter), "UTC-5");
+        assert_eq!(zone("America/New_York").offset_text(summer), "UTC-4");
+        assert_eq!(zone("Europe/London").offset_text(winter), "UTC");
+        assert_eq!(zone("Europe/London").offset_text(summer), "UTC+1");
+        assert_eq!(
+            zone("Asia/Yekaterinburg").wall_clock(winter),
+            "2027-01-15 17:00"
+        );
+        assert_eq!(
+            zone("America/New_York").rfc3339(summer),
+            "2027-07-15T08:00:00-04:00"
+        );
     }
 }

@@ -63,8 +63,28 @@ fn fields(p: &UserProfile) -> Document {
             "burst": optional_u32(p.limits.burst),
             "per_day": optional_u32(p.limits.per_day),
         },
+        "time_zone": zone_bson(p.time_zone.as_ref()),
+        "time_zone_offered": zone_bson(p.time_zone_offered.as_ref()),
         "created_at": date_bson(p.created_at),
         "updated_at": date_bson(p.updated_at),
+    }
+}
+
+fn zone_bson(zone: Option<&butler_domain::reminder::UserTimeZone>) -> Bson {
+    zone.map_or(Bson::Null, |z| Bson::from(z.name()))
+}
+
+/// An optional zone name; profiles written before zones existed have no such field.
+fn decode_zone(
+    doc: &Document,
+    field: &str,
+) -> Result<Option<butler_domain::reminder::UserTimeZone>, Fault> {
+    match doc.get(field) {
+        None | Some(Bson::Null) => Ok(None),
+        Some(Bson::String(name)) => Ok(crate::stored_zone(Some(name.clone()))),
+        Some(_) => Err(Fault::Corrupt(format!(
+            "user_profiles.{field} is not a string"
+        ))),
     }
 }
 
@@ -143,6 +163,8 @@ fn decode(doc: &Document) -> Result<UserProfile, Fault> {
         memory_summary,
         summary_watermark,
         limits: decode_limits(doc)?,
+        time_zone: decode_zone(doc, "time_zone")?,
+        time_zone_offered: decode_zone(doc, "time_zone_offered")?,
         created_at: get_time(doc, "created_at")?,
         updated_at: get_time(doc, "updated_at")?,
         version: u64::try_from(version)
@@ -181,7 +203,8 @@ impl MongoProfileRepository {
 
     async fn reset_once(&self, user_id: UserId) -> Result<Option<UserProfile>, Fault> {
         let fresh = UserProfile::default_for(user_id);
-        // Per-user limits set by support staff survive a reset of the personalisation.
+        // Per-user limits set by support staff survive a reset of the personalisation; the
+        // time zone is personal and goes (`fields` sets it to null).
         let mut set = fields(&fresh);
         set.remove("limits");
         let update = doc! { "$set": set, "$inc": { "version": 1_i64 } };

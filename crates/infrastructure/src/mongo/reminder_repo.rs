@@ -202,6 +202,12 @@ impl ReminderRepository for MongoReminderRepository {
             .map_err(|f| to_port("list_pending", f))
     }
 
+    async fn list_all(&self, user: UserId) -> Result<Vec<Reminder>, ReminderStoreError> {
+        self.find(doc! { "user_id": user.get() }, None)
+            .await
+            .map_err(|f| to_port("list_all", f))
+    }
+
     async fn count_pending(&self, user: UserId) -> Result<u64, ReminderStoreError> {
         bounded(
             REMINDERS_COLLECTION,

@@ -187,6 +187,14 @@ const MIGRATIONS: &[&str] = &[
             SELECT new.id, new.terms WHERE new.superseded_by IS NULL;
     END;
     ",
+    // 8: the user's time zone (IANA name; NULL = DEFAULT_TIME_ZONE) and the zone last proposed
+    // to them from the conversation (so each is proposed once); a user's reminders in every
+    // state, for support staff's listing and exports (the MongoDB index on user_id serves it).
+    r"
+    ALTER TABLE user_profiles ADD COLUMN time_zone TEXT;
+    ALTER TABLE user_profiles ADD COLUMN time_zone_offered TEXT;
+    CREATE INDEX reminders_user ON reminders (user_id, due_at, reminder_id);
+    ",
 ];
 
 /// The schema version this binary creates and understands.

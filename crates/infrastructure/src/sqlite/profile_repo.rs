@@ -17,7 +17,7 @@ const TABLE: &str = "user_profiles";
 
 const COLUMNS: &str = "user_id, language, persona, tone, preferred_topics, memory_summary, \
      watermark_at, watermark_event_id, created_at, updated_at, version, limit_per_minute, \
-     limit_burst, limit_per_day";
+     limit_burst, limit_per_day, time_zone, time_zone_offered";
 
 /// Profiles in the `user_profiles` table.
 #[derive(Debug, Clone)]
@@ -58,6 +58,8 @@ struct ProfileRow {
     updated_at: i64,
     version: i64,
     limits: [Option<u32>; 3],
+    time_zone: Option<String>,
+    time_zone_offered: Option<String>,
 }
 
 impl ProfileRow {
@@ -76,26 +78,31 @@ impl ProfileRow {
             version: i64::try_from(version)
                 .map_err(|_| Fault::Corrupt("version exceeds the SQLite integer range".into()))?,
             limits: [p.limits.per_minute, p.limits.burst, p.limits.per_day],
+            time_zone: p.time_zone.as_ref().map(|z| z.name().to_owned()),
+            time_zone_offered: p.time_zone_offered.as_ref().map(|z| z.name().to_owned()),
         })
     }
 
     /// Inserts the row; on an existing user either does nothing (`replace = false`) or
     /// overwrites it (a reset: `replace = true`), bumping the stored version and keeping only
-    /// the per-user limits support staff set.
+    /// the per-user limits support staff set (the time zone is personal: a reset forgets it).
     fn upsert_sql(replace: bool) -> String {
         let conflict = if replace {
             "DO UPDATE SET language = excluded.language, persona = excluded.persona, \
              tone = excluded.tone, preferred_topics = excluded.preferred_topics, \
              memory_summary = excluded.memory_summary, watermark_at = excluded.watermark_at, \
              watermark_event_id = excluded.watermark_event_id, created_at = excluded.created_at, \
-             updated_at = excluded.updated_at, version = user_profiles.version + 1"
+             updated_at = excluded.updated_at, time_zone = excluded.time_zone, \
+             time_zone_offered = excluded.time_zone_offered, \
+             version = user_profiles.version + 1"
         } else {
             "DO NOTHING"
         };
         format!(
             "INSERT INTO user_profiles ({COLUMNS}) VALUES (:user_id, :language, :persona, :tone, \
              :topics, :summary, :watermark_at, :watermark_event_id, :created_at, :updated_at, \
-             :version, :limit_per_minute, :limit_burst, :limit_per_day) \
+             :version, :limit_per_minute, :limit_burst, :limit_per_day, :time_zone, \
+             :time_zone_offered) \
              ON CONFLICT (user_id) {conflict}"
         )
     }
@@ -113,7 +120,8 @@ impl ProfileRow {
              watermark_at = :watermark_at, watermark_event_id = :watermark_event_id, \
              created_at = :created_at, updated_at = :updated_at, version = :version, \
              limit_per_minute = :limit_per_minute, limit_burst = :limit_burst, \
-             limit_per_day = :limit_per_day \
+             limit_per_day = :limit_per_day, time_zone = :time_zone, \
+             time_zone_offered = :time_zone_offered \
              WHERE user_id = :user_id AND version = :version - 1",
         )
     }
@@ -135,6 +143,8 @@ impl ProfileRow {
             ":limit_per_minute": self.limits[0],
             ":limit_burst": self.limits[1],
             ":limit_per_day": self.limits[2],
+            ":time_zone": self.time_zone,
+            ":time_zone_offered": self.time_zone_offered,
         })
     }
 }
@@ -181,6 +191,8 @@ fn decode(row: &Row<'_>) -> Result<UserProfile, Fault> {
             burst: row.get("limit_burst")?,
             per_day: row.get("limit_per_day")?,
         },
+        time_zone: crate::stored_zone(row.get("time_zone")?),
+        time_zone_offered: crate::stored_zone(row.get("time_zone_offered")?),
         created_at: time_from("user_profiles.created_at", row.get("created_at")?)?,
         updated_at: time_from("user_profiles.updated_at", row.get("updated_at")?)?,
         version: u64::try_from(version)

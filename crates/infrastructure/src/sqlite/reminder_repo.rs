@@ -181,6 +181,22 @@ impl ReminderRepository for SqliteReminderRepository {
         .await
     }
 
+    async fn list_all(&self, user: UserId) -> Result<Vec<Reminder>, ReminderStoreError> {
+        self.run("list_all", Access::Read, move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM reminders WHERE user_id = ?1 \
+                 ORDER BY due_at, reminder_id"
+            ))?;
+            let rows = stmt.query_map([user.get()], |r| Ok(reminder_from(r)))?;
+            let mut out = Vec::new();
+            for row in rows {
+                out.push(row??);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn count_pending(&self, user: UserId) -> Result<u64, ReminderStoreError> {
         self.run("count_pending", Access::Read, move |conn| {
             let n: i64 = conn

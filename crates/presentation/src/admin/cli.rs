@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use butler_domain::reminder::UserTimeZone;
 use butler_domain::{Language, Tone, UserId};
 use clap::{Parser, Subcommand};
 
@@ -58,7 +59,7 @@ pub enum AdminCommand {
         #[arg(long)]
         yes: bool,
     },
-    /// Change persona, tone, language or topics.
+    /// Change persona, tone, language, topics or time zone.
     Update {
         /// The user, or a group conversation (a negative id: see `group-id`).
         #[arg(allow_negative_numbers = true)]
@@ -75,6 +76,10 @@ pub enum AdminCommand {
         /// New topics, comma-separated (empty string clears them).
         #[arg(long, value_name = "A,B")]
         topics: Option<String>,
+        /// New time zone, an IANA name (Europe/Moscow, Asia/Yekaterinburg, UTC), or `default`
+        /// for the operator's DEFAULT_TIME_ZONE.
+        #[arg(long, value_name = "ZONE|default")]
+        time_zone: Option<ZoneArg>,
     },
     /// Show a user's limits, or set exceptions to the operator's defaults (RATE_LIMIT_PER_MINUTE,
     /// RATE_LIMIT_BURST, DAILY_MESSAGE_QUOTA). Each value is a number or `default`; 0 lifts
@@ -106,6 +111,16 @@ pub enum AdminCommand {
         /// `forget USER_ID FACT_ID`.
         #[command(subcommand)]
         action: Option<FactsAction>,
+    },
+    /// List a user's reminders (due times in the user's time zone), or cancel a pending one
+    /// with `--cancel ID` (the id as listed, or all of it).
+    Reminders {
+        /// The user.
+        #[arg(allow_negative_numbers = true)]
+        user_id: UserId,
+        /// Cancel this pending reminder.
+        #[arg(long, value_name = "ID")]
+        cancel: Option<String>,
     },
     /// Everything stored about a user, as JSON.
     Export {
@@ -155,5 +170,23 @@ impl std::str::FromStr for LimitArg {
         s.parse::<u32>()
             .map(|n| Self(Some(n)))
             .map_err(|_| format!("expected a whole number or `default`, got {s:?}"))
+    }
+}
+
+/// A time zone on the command line: an IANA name, or `default` for the operator's
+/// `DEFAULT_TIME_ZONE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZoneArg(pub Option<UserTimeZone>);
+
+impl std::str::FromStr for ZoneArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.trim().eq_ignore_ascii_case("default") {
+            return Ok(Self(None));
+        }
+        UserTimeZone::new(s)
+            .map(|zone| Self(Some(zone)))
+            .map_err(|e| format!("{e}, or `default`"))
     }
 }

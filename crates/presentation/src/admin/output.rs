@@ -2,6 +2,7 @@
 //! plain-text tables (the default form). Event content is truncated in tables, never in exports.
 
 use butler_application::admin::{ProfileOverview, UserRecord};
+use butler_domain::reminder::{Reminder, ReminderStatus, UserTimeZone};
 use butler_domain::{MemoryFact, UserLimits, UserMemoryEvent, UserProfile};
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
@@ -25,6 +26,8 @@ pub struct ProfileView {
     pub has_summary: bool,
     /// Exceptions to the operator's abuse limits (`null` = the default).
     pub limits: LimitsView,
+    /// IANA time zone (`null` = the operator's `DEFAULT_TIME_ZONE`).
+    pub time_zone: Option<String>,
     /// Events stored; absent after an update, which does not count them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub event_count: Option<u64>,
@@ -75,6 +78,15 @@ pub fn limits_text(limits: &UserLimits) -> String {
     )
 }
 
+/// The profile's time zone, or `default` (the operator's `DEFAULT_TIME_ZONE`).
+#[must_use]
+pub fn zone_text(profile: &UserProfile) -> String {
+    profile
+        .time_zone
+        .as_ref()
+        .map_or_else(|| "default".to_owned(), |z| z.name().to_owned())
+}
+
 /// An event as shown to support staff.
 #[derive(Debug, Serialize)]
 pub struct EventView {
@@ -120,6 +132,92 @@ pub struct RecordView {
     pub events: Vec<EventView>,
     /// Remembered facts, current and superseded, oldest first.
     pub facts: Vec<FactView>,
+    /// Reminders in every state, earliest due first.
+    pub reminders: Vec<ReminderView>,
+}
+
+/// A reminder as shown to support staff.
+#[derive(Debug, Serialize)]
+pub struct ReminderView {
+    /// Reminder id (what `profile_admin reminders --cancel` takes; its first 8 digits do).
+    pub reminder_id: String,
+    /// When it is due (RFC 3339, UTC).
+    pub due_at: String,
+    /// The same moment on the user's clock (RFC 3339 with the offset of their zone).
+    pub due_local: String,
+    /// The zone it was resolved in when it was set.
+    pub time_zone: String,
+    /// What to remind of.
+    pub text: String,
+    /// `pending`, `delivered` or `cancelled`.
+    pub state: &'static str,
+    /// When it was delivered or cancelled (RFC 3339); `null` while pending.
+    pub finished_at: Option<String>,
+    /// When it was asked for (RFC 3339).
+    pub created_at: String,
+    /// The chat it is delivered to.
+    pub chat_id: i64,
+    /// Deliveries attempted.
+    pub attempts: u32,
+}
+
+fn state(status: ReminderStatus) -> &'static str {
+    match status {
+        ReminderStatus::Pending => "pending",
+        ReminderStatus::Delivered(_) => "delivered",
+        ReminderStatus::Cancelled(_) => "cancelled",
+    }
+}
+
+/// The view of a reminder, its due time also on `zone`'s clock.
+#[must_use]
+pub fn reminder_view(r: &Reminder, zone: &UserTimeZone) -> ReminderView {
+    ReminderView {
+        reminder_id: r.id.to_string(),
+        due_at: rfc3339(r.due_at),
+        due_local: zone.rfc3339(r.due_at),
+        time_zone: r.time_zone.clone(),
+        text: r.text.clone(),
+        state: state(r.status),
+        finished_at: r.status.finished_at().map(rfc3339),
+        created_at: rfc3339(r.created_at),
+        chat_id: r.chat_id,
+        attempts: r.attempts,
+    }
+}
+
+/// The `reminders` table: short id, due time on the user's clock, state, text.
+#[must_use]
+pub fn reminders_table(reminders: &[Reminder], zone: &UserTimeZone) -> String {
+    let rows: Vec<Vec<String>> = reminders
+        .iter()
+        .map(|r| {
+            vec![
+                r.id.short(),
+                zone.wall_clock(r.due_at),
+                state(r.status).to_owned(),
+                truncate(&r.text, 60),
+            ]
+        })
+        .collect();
+    let due = format!("DUE ({})", zone.name());
+    table(&["ID", &due, "STATE", "TEXT"], &rows)
+}
+
+/// `N pending; next 2026-12-08 09:00 — text`, or `none pending`.
+fn reminders_text(reminders: &[Reminder], zone: &UserTimeZone) -> String {
+    let mut pending = reminders
+        .iter()
+        .filter(|r| r.status == ReminderStatus::Pending);
+    match pending.next() {
+        None => "none pending".to_owned(),
+        Some(next) => format!(
+            "{} pending; next {} — {}",
+            1 + pending.count(),
+            zone.wall_clock(next.due_at),
+            truncate(&next.text, 60)
+        ),
+    }
 }
 
 fn rfc3339(t: time::OffsetDateTime) -> String {
@@ -148,6 +246,7 @@ fn view(profile: &UserProfile, event_count: Option<u64>) -> ProfileView {
         memory_summary: profile.memory_summary.clone(),
         has_summary: profile.has_summary(),
         limits: limits_view(&profile.limits),
+        time_zone: profile.time_zone.as_ref().map(|z| z.name().to_owned()),
         event_count,
         created_at: rfc3339(profile.created_at),
         updated_at: rfc3339(profile.updated_at),
@@ -208,6 +307,11 @@ pub fn record_view(record: &UserRecord) -> RecordView {
         profile: profile_view(&record.overview.profile, record.overview.event_count),
         events: record.events.iter().map(event_view).collect(),
         facts: record.facts.iter().map(fact_view).collect(),
+        reminders: record
+            .reminders
+            .iter()
+            .map(|r| reminder_view(r, &record.zone))
+            .collect(),
     }
 }
 
@@ -289,13 +393,19 @@ pub fn show_text(record: &UserRecord) -> String {
     let v = record_view(record);
     let p = &v.profile;
     let mut out = format!(
-        "user_id:   {}\npersona:   {}\ntone:      {}\nlanguage:  {}\ntopics:    {}\nlimits:    {}\nevents:    {}\nversion:   {}\ncreated:   {}\nupdated:   {}\nsummary:   {}\n",
+        "user_id:   {}\npersona:   {}\ntone:      {}\nlanguage:  {}\ntopics:    {}\nlimits:    {}\ntime zone: {}\nreminders: {}\nevents:    {}\nversion:   {}\ncreated:   {}\nupdated:   {}\nsummary:   {}\n",
         p.user_id,
         p.persona,
         p.tone,
         p.language,
         if p.preferred_topics.is_empty() { "-".to_owned() } else { p.preferred_topics.join(", ") },
         limits_text(&record.overview.profile.limits),
+        if record.overview.profile.time_zone.is_some() {
+            record.zone.name().to_owned()
+        } else {
+            format!("default ({})", record.zone.name())
+        },
+        reminders_text(&record.reminders, &record.zone),
         record.overview.event_count,
         p.version,
         p.created_at,

@@ -7,7 +7,8 @@ use std::io::Write;
 use std::sync::Arc;
 
 use butler_application::admin::{
-    AdminError, FactsUseCase, ListProfilesUseCase, ShowUserUseCase, UpdateProfileUseCase,
+    AdminError, FactsUseCase, ListProfilesUseCase, RemindersAdminUseCase, ShowUserUseCase,
+    UpdateProfileUseCase,
 };
 use butler_application::reset::ResetError;
 use butler_application::ResetPersonalizationUseCase;
@@ -53,6 +54,8 @@ pub struct AdminDeps {
     pub reset: ResetPersonalizationUseCase,
     /// `facts`.
     pub facts: FactsUseCase,
+    /// `reminders`.
+    pub reminders: RemindersAdminUseCase,
     /// `migrate`.
     pub migrate: Migrate,
     /// How long `reset` waits for a reply in flight ([`RESET_WAIT`] in production).
@@ -62,8 +65,13 @@ pub struct AdminDeps {
 fn fail(err: &mut dyn Write, e: &AdminError) -> ExitCode {
     let _ = writeln!(err, "profile_admin: {e}");
     match e {
-        AdminError::NotFound { .. } | AdminError::FactNotFound { .. } => ExitCode::NotFound,
-        AdminError::Invalid(_) => ExitCode::Usage,
+        AdminError::NotFound { .. }
+        | AdminError::FactNotFound { .. }
+        | AdminError::ReminderNotFound { .. } => ExitCode::NotFound,
+        AdminError::Invalid(_)
+        | AdminError::AmbiguousReminder { .. }
+        | AdminError::ReminderFinished { .. } => ExitCode::Usage,
+        AdminError::ReminderDelivering { .. } => ExitCode::Busy,
         AdminError::Storage(_) => ExitCode::Storage,
     }
 }
@@ -157,6 +165,51 @@ pub async fn run(
             );
             ExitCode::Usage
         }
+        AdminCommand::Reminders {
+            user_id,
+            cancel: Some(id),
+        } => match deps.reminders.cancel(user_id, &id).await {
+            Ok(r) if cli.json => {
+                json(
+                    out,
+                    &serde_json::json!({"user_id": user_id.get(), "cancelled": r.id.to_string()}),
+                );
+                ExitCode::Ok
+            }
+            Ok(r) => {
+                let _ = writeln!(
+                    out,
+                    "cancelled reminder {} of user {user_id}: {}",
+                    r.id,
+                    output::truncate(&r.text, 60)
+                );
+                ExitCode::Ok
+            }
+            Err(e) => fail(err, &e),
+        },
+        AdminCommand::Reminders {
+            user_id,
+            cancel: None,
+        } => match deps.reminders.list(user_id).await {
+            Ok(listed) if cli.json => {
+                let views: Vec<_> = listed
+                    .reminders
+                    .iter()
+                    .map(|r| output::reminder_view(r, &listed.zone))
+                    .collect();
+                json(out, &views);
+                ExitCode::Ok
+            }
+            Ok(listed) => {
+                let _ = write!(
+                    out,
+                    "{}",
+                    output::reminders_table(&listed.reminders, &listed.zone)
+                );
+                ExitCode::Ok
+            }
+            Err(e) => fail(err, &e),
+        },
         AdminCommand::Export { user_id } => match deps.show.execute(user_id, usize::MAX).await {
             Ok(record) => {
                 json(out, &output::record_view(&record));
@@ -170,11 +223,13 @@ pub async fn run(
             tone,
             language,
             topics,
+            time_zone,
         } => {
             let update = ProfileUpdate {
                 persona,
                 tone,
                 language,
+                time_zone: time_zone.map(|z| z.0),
                 preferred_topics: topics.map(|t| {
                     t.split(',')
                         .map(str::trim)
@@ -185,7 +240,7 @@ pub async fn run(
                 ..ProfileUpdate::default()
             };
             if update.is_empty() {
-                let _ = writeln!(err, "profile_admin: nothing to update: give --persona, --tone, --language or --topics");
+                let _ = writeln!(err, "profile_admin: nothing to update: give --persona, --tone, --language, --topics or --time-zone");
                 return ExitCode::Usage;
             }
             match deps.update.execute(user_id, &update).await {
@@ -196,12 +251,13 @@ pub async fn run(
                 Ok(profile) => {
                     let _ = writeln!(
                         out,
-                        "updated user {}: persona={:?} tone={} language={} topics={:?}",
+                        "updated user {}: persona={:?} tone={} language={} topics={:?} time-zone={}",
                         profile.user_id,
                         profile.persona,
                         profile.tone,
                         profile.language,
-                        profile.preferred_topics
+                        profile.preferred_topics,
+                        output::zone_text(&profile)
                     );
                     ExitCode::Ok
                 }

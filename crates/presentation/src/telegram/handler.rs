@@ -93,6 +93,8 @@ pub(crate) struct Handler {
     limiter: UserLimiter,
     /// Reminder requests in private chats; `None` = reminders are off.
     reminders: Option<Arc<butler_application::reminders::ManageRemindersUseCase>>,
+    /// Time zone proposals from the conversation; `None` = off.
+    zones: Option<Arc<butler_application::reminders::ZoneOfferUseCase>>,
 }
 
 impl std::fmt::Debug for Handler {
@@ -150,6 +152,7 @@ impl Handler {
             redactor,
             profiles: deps.profiles,
             observer: deps.observer,
+            zones: deps.reminders.as_ref().and_then(|r| r.zones.clone()),
             reminders: deps.reminders.map(|r| r.manage),
         }
     }
@@ -353,16 +356,17 @@ impl Handler {
                     if !reply.is_empty() {
                         self.deliver(message, &reply, started).await;
                     }
-                    return;
+                } else {
+                    let typing = self.outbox.typing(message.chat.id);
+                    let input = ReplyInput {
+                        user_id,
+                        text: text.to_owned(),
+                        source: Source::Text,
+                        origin: Some(origin),
+                    };
+                    self.answer(message, input, None, typing, started).await;
                 }
-                let typing = self.outbox.typing(message.chat.id);
-                let input = ReplyInput {
-                    user_id,
-                    text: text.to_owned(),
-                    source: Source::Text,
-                    origin: Some(origin),
-                };
-                self.answer(message, input, None, typing, started).await;
+                self.offer_zone(user_id, message, text).await;
             }
             Incoming::Voice(voice) => {
                 tracing::info!(
@@ -397,7 +401,7 @@ impl Handler {
         let command = text.split_whitespace().next().unwrap_or_default();
         if command.split('@').next() == Some("/reminders") {
             tracing::info!(kind = "reminders", "reminders listed");
-            let zone = manage.default_zone().clone();
+            let zone = manage.zone_of(user_id).await;
             let listed = manage.list(user_id, &zone, language, now).await;
             let Ok(listed) = listed else {
                 return Some(manage.unavailable_text(language).to_owned());
@@ -443,6 +447,29 @@ impl Handler {
         Some(reply)
     }
 
+    /// After a private message that says where the user lives (or once a stored fact does):
+    /// the proposal of that city's time zone, with yes/no buttons. Set only on "yes".
+    async fn offer_zone(&self, user_id: UserId, message: &Message, text: &str) {
+        let Some(zones) = &self.zones else {
+            return;
+        };
+        let Some(offer) = zones.offer(user_id, text).await else {
+            return;
+        };
+        let language = self.language_of(user_id).await;
+        let request = self
+            .bot
+            .send_message(message.chat.id, offer.question)
+            .reply_markup(super::reminders::zone_keyboard(&offer.zone, language));
+        match tokio::time::timeout(self.config.request_timeout, request.send()).await {
+            Ok(Ok(_)) => tracing::info!(kind = "time_zone_offer", "time zone proposed"),
+            Ok(Err(error)) => {
+                tracing::warn!(error = %self.redactor.clean(&error), "time zone proposal not sent");
+            }
+            Err(_) => tracing::warn!("time zone proposal got no answer in time"),
+        }
+    }
+
     async fn language_of(&self, user_id: UserId) -> butler_domain::Language {
         match self.profiles.get(user_id).await {
             Ok(Some(profile)) => profile.language,
@@ -463,6 +490,24 @@ impl Handler {
         if !self.config.allows(user_id) {
             return;
         }
+        if let Some((zone, accepted)) = query
+            .data
+            .as_deref()
+            .and_then(super::reminders::zone_answer)
+        {
+            let Some(zones) = &self.zones else {
+                return;
+            };
+            let text = zones.answer(user_id, zone, accepted).await;
+            tracing::info!(
+                user_id = raw,
+                kind = "time_zone_button",
+                accepted,
+                "time zone proposal answered"
+            );
+            self.acknowledge(&query, text).await;
+            return;
+        }
         let Some(id) = query
             .data
             .as_deref()
@@ -479,6 +524,11 @@ impl Handler {
             kind = "reminder_button",
             "reminder cancel button pressed"
         );
+        self.acknowledge(&query, text).await;
+    }
+
+    /// Answers a button press with `text`: as the press's notice and as a message in the chat.
+    async fn acknowledge(&self, query: &teloxide::types::CallbackQuery, text: String) {
         let answer = self
             .bot
             .answer_callback_query(query.id.clone())
@@ -490,7 +540,7 @@ impl Handler {
         }
         if let Some(chat) = query.message.as_ref().map(|m| m.chat().id) {
             if let Err(error) = self.outbox.send(chat, None, &text).await {
-                tracing::warn!(%error, "reminder cancellation not confirmed to the user");
+                tracing::warn!(%error, "button press not confirmed to the user");
             }
         }
     }

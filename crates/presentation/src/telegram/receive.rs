@@ -40,11 +40,12 @@ pub(crate) fn conversation_of(update: &Update) -> Option<i64> {
 pub(crate) fn entry(update: &Update, payload: String) -> Option<InboxUpdate> {
     let answered = match &update.kind {
         UpdateKind::Message(_) => true,
-        // The `/reminders` cancel buttons; other buttons are not the butler's.
-        UpdateKind::CallbackQuery(query) => query
-            .data
-            .as_deref()
-            .is_some_and(|d| d.starts_with(super::reminders::CANCEL_PREFIX)),
+        // The `/reminders` cancel buttons and the time zone proposal's answers; other
+        // buttons are not the butler's.
+        UpdateKind::CallbackQuery(query) => query.data.as_deref().is_some_and(|d| {
+            d.starts_with(super::reminders::CANCEL_PREFIX)
+                || super::reminders::zone_answer(d).is_some()
+        }),
         _ => false,
     };
     if !answered {

@@ -9,9 +9,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use butler_application::reminders::{
     FireConfig, FireRemindersUseCase, ManageRemindersUseCase, ReminderChannel, ReminderObserver,
-    SendError,
+    SendError, ZoneOfferUseCase,
 };
-use butler_domain::reminder::ReminderId;
+use butler_domain::reminder::{ReminderId, UserTimeZone};
+use butler_domain::Language;
 use teloxide::prelude::*;
 use teloxide::types::{InlineKeyboardButton, InlineKeyboardMarkup};
 use teloxide::RequestError;
@@ -21,6 +22,10 @@ use super::redact::Redactor;
 
 /// The callback data of a cancel button: this prefix and the reminder's id.
 pub(crate) const CANCEL_PREFIX: &str = "rmc:";
+/// The callback data of the "yes" to a time zone proposal: this prefix and the IANA name.
+pub(crate) const ZONE_YES_PREFIX: &str = "tzy:";
+/// The callback data of the "no" to a time zone proposal: this prefix and the IANA name.
+pub(crate) const ZONE_NO_PREFIX: &str = "tzn:";
 
 /// What the bot needs for reminders.
 #[derive(Clone)]
@@ -31,6 +36,8 @@ pub struct ReminderDeps {
     pub fire: FireConfig,
     /// Told what happens to reminders.
     pub observer: Option<Arc<dyn ReminderObserver>>,
+    /// Proposes the time zone of a city the user says they live in; `None` = never.
+    pub zones: Option<Arc<ZoneOfferUseCase>>,
 }
 
 impl std::fmt::Debug for ReminderDeps {
@@ -152,4 +159,23 @@ pub(crate) fn cancel_keyboard(ids: &[(usize, ReminderId, String)]) -> InlineKeyb
 /// The reminder a cancel button names.
 pub(crate) fn cancelled_id(data: &str) -> Option<ReminderId> {
     data.strip_prefix(CANCEL_PREFIX)?.parse().ok()
+}
+
+/// The yes/no buttons under a time zone proposal.
+pub(crate) fn zone_keyboard(zone: &UserTimeZone, language: Language) -> InlineKeyboardMarkup {
+    let (yes, no) = match language {
+        Language::Ru => ("Да, ставьте", "Нет"),
+        Language::En => ("Yes, please", "No"),
+    };
+    InlineKeyboardMarkup::new([vec![
+        InlineKeyboardButton::callback(yes, format!("{ZONE_YES_PREFIX}{}", zone.name())),
+        InlineKeyboardButton::callback(no, format!("{ZONE_NO_PREFIX}{}", zone.name())),
+    ]])
+}
+
+/// The zone a proposal's button names and whether it is the "yes".
+pub(crate) fn zone_answer(data: &str) -> Option<(&str, bool)> {
+    data.strip_prefix(ZONE_YES_PREFIX)
+        .map(|zone| (zone, true))
+        .or_else(|| data.strip_prefix(ZONE_NO_PREFIX).map(|zone| (zone, false)))
 }

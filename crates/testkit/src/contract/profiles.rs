@@ -2,6 +2,7 @@
 
 use butler_domain::ports::{ProfilePage, ProfileStoreError};
 use butler_domain::profile::DEFAULT_PERSONA;
+use butler_domain::reminder::UserTimeZone;
 use butler_domain::{EventCursor, Language, Tone, UserId, UserLimits, UserProfile};
 use uuid::Uuid;
 
@@ -24,6 +25,8 @@ pub(super) fn customised(base: &UserProfile) -> UserProfile {
         burst: Some(3),
         per_day: Some(1_000_000),
     };
+    p.time_zone = Some(UserTimeZone::new("Asia/Yekaterinburg").unwrap());
+    p.time_zone_offered = Some(UserTimeZone::new("America/New_York").unwrap());
     p.updated_at = at(9_999);
     p
 }
@@ -46,6 +49,10 @@ pub async fn get_or_create_stores_the_default_profile_once(s: Storage) {
     assert_eq!(created.language, Language::Ru);
     assert_eq!(created.tone, Tone::Witty);
     assert!(created.memory_summary.is_none() && created.summary_watermark.is_none());
+    assert!(
+        created.time_zone.is_none(),
+        "a new user has the operator's default zone"
+    );
     assert_eq!(s.profiles.get(user).await.unwrap(), Some(created.clone()));
     assert_eq!(s.profiles.get_or_create(user).await.unwrap(), created);
 }
@@ -143,8 +150,8 @@ pub async fn an_invalid_profile_is_rejected_and_nothing_is_written(s: Storage) {
     assert_eq!(s.profiles.get(user).await.unwrap(), Some(stored));
 }
 
-/// Reset brings back the default persona, drops summary and watermark, keeps per-user limits,
-/// and bumps the version so a compression holding the old copy cannot write afterwards.
+/// Reset brings back the default persona, drops summary, watermark and time zone, keeps
+/// per-user limits, and bumps the version so a compression holding the old copy cannot write afterwards.
 pub async fn reset_restores_the_default_clears_the_summary_and_bumps_the_version(s: Storage) {
     let user = UserId::new(9);
     let created = s.profiles.get_or_create(user).await.unwrap();
@@ -159,6 +166,10 @@ pub async fn reset_restores_the_default_clears_the_summary_and_bumps_the_version
     assert!(reset.preferred_topics.is_empty());
     assert!(reset.memory_summary.is_none());
     assert!(reset.summary_watermark.is_none());
+    assert!(
+        reset.time_zone.is_none() && reset.time_zone_offered.is_none(),
+        "the time zone is personal: a reset forgets it"
+    );
     assert_eq!(
         reset.limits, customised.limits,
         "limits set by support survive a reset"

@@ -401,6 +401,44 @@ pub async fn retention_removes_only_old_finished_reminders_and_reset_removes_a_u
     assert_eq!(store.count_pending(UserId::new(2)).await.unwrap(), 1);
 }
 
+/// A user's full listing holds their pending, delivered and cancelled reminders (nobody
+/// else's), earliest due first.
+pub async fn a_users_reminders_in_every_state_are_listed_earliest_due_first(s: ReminderStorage) {
+    let store = s.reminders.as_ref();
+    let cancelled = reminder(1, "cancelled", 1_000);
+    let delivered = reminder(1, "delivered", 2_000);
+    let pending = reminder(1, "pending", 90_000);
+    let other = reminder(2, "someone else's", 1_500);
+    for r in [&pending, &delivered, &cancelled, &other] {
+        store.add(r).await.unwrap();
+    }
+    store
+        .cancel(UserId::new(1), cancelled.id, at(500))
+        .await
+        .unwrap();
+    let claimed = store.claim_due(at(2_500), LEASE, 10).await.unwrap();
+    let mine = claimed
+        .iter()
+        .find(|c| c.reminder.id == delivered.id)
+        .unwrap();
+    assert!(store
+        .mark_delivered(delivered.id, mine.token, at(2_600))
+        .await
+        .unwrap());
+    let all = store.list_all(UserId::new(1)).await.unwrap();
+    assert_eq!(
+        all.iter()
+            .map(|r| (r.text.as_str(), r.status))
+            .collect::<Vec<_>>(),
+        [
+            ("cancelled", ReminderStatus::Cancelled(at(500))),
+            ("delivered", ReminderStatus::Delivered(at(2_600))),
+            ("pending", ReminderStatus::Pending),
+        ]
+    );
+    assert!(store.list_all(UserId::new(3)).await.unwrap().is_empty());
+}
+
 /// Instantiates every reminder contract case as a `#[tokio::test]` for one backend;
 /// `$factory` is a future of a fresh [`ReminderStorage`], evaluated once per test.
 #[macro_export]
@@ -417,6 +455,7 @@ macro_rules! reminder_contract_suite {
             eight_racing_claimers_claim_each_due_reminder_exactly_once,
             cancels_racing_claims_leave_each_reminder_delivered_or_cancelled,
             retention_removes_only_old_finished_reminders_and_reset_removes_a_users,
+            a_users_reminders_in_every_state_are_listed_earliest_due_first,
         );
     };
     (@cases $factory:expr; $($case:ident),+ $(,)?) => {

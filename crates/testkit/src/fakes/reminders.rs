@@ -115,6 +115,17 @@ impl ReminderRepository for InMemoryReminders {
         )
     }
 
+    async fn list_all(&self, user: UserId) -> Result<Vec<Reminder>, ReminderStoreError> {
+        let entries = self.lock("list_all")?;
+        let mut all: Vec<Reminder> = entries
+            .values()
+            .filter(|e| e.reminder.user_id == user)
+            .map(|e| e.reminder.clone())
+            .collect();
+        all.sort_by_key(|r| (r.due_at, r.id));
+        Ok(all)
+    }
+
     async fn count_pending(&self, user: UserId) -> Result<u64, ReminderStoreError> {
         let entries = self.lock("count_pending")?;
         Ok(pending_sorted(entries.values().filter(|e| e.reminder.user_id == user)).len() as u64)

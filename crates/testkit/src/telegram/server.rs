@@ -184,8 +184,14 @@ async fn execute(state: &State, method: &str, params: &Value) -> Response {
             delete_webhook(&mut state.lock(), params);
             telegram_ok(json!(true))
         }
-        "sendChatAction" | "setMyCommands" | "deleteMyCommands" | "close" | "logOut"
-        | "setMessageReaction" | "leaveChat" => telegram_ok(json!(true)),
+        "sendChatAction"
+        | "setMyCommands"
+        | "deleteMyCommands"
+        | "close"
+        | "logOut"
+        | "setMessageReaction"
+        | "leaveChat"
+        | "answerCallbackQuery" => telegram_ok(json!(true)),
         "getMyCommands" => telegram_ok(json!([])),
         "sendMessage" => send_message(state, params),
         "sendRichMessage" => send_rich_message(state, params),
