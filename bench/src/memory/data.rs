@@ -14,7 +14,7 @@ use std::collections::HashSet;
 use butler_domain::Language;
 use butler_testkit::oracle::{Knowledge, OracleFact};
 
-use super::heldout::held_out;
+use super::heldout::{held_out, ASKED_AS_A_CHANGE, SEVERAL_AT_ONCE};
 
 /// Pools values are drawn from (without replacement within one user).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -333,6 +333,8 @@ pub struct Question {
     pub outdated: Option<String>,
     /// A distractor's value that must not be given.
     pub distractor: Option<String>,
+    /// Further values the prompt must hold too (a question needing several facts).
+    pub also: Vec<String>,
 }
 
 /// One synthetic user.
@@ -350,6 +352,9 @@ pub struct User {
     pub questions: Vec<Question>,
     /// The held-out questions ([`super::heldout`]), one per current fact.
     pub held_out: Vec<Question>,
+    /// Held-out questions needing several facts at once, and about updates worded as the
+    /// change ([`super::heldout::SEVERAL_AT_ONCE`], [`super::heldout::ASKED_AS_A_CHANGE`]).
+    pub harder: Vec<Question>,
 }
 
 /// The data set.
@@ -584,6 +589,7 @@ fn user(id: i64, language: Language, sizes: &Sizes, rng: &mut fastrand::Rng) -> 
         expected: f.value.clone(),
         outdated: f.previous.clone(),
         distractor: f.distractor.clone(),
+        also: Vec::new(),
     };
     let questions = facts
         .iter()
@@ -610,6 +616,27 @@ fn user(id: i64, language: Language, sizes: &Sizes, rng: &mut fastrand::Rng) -> 
             ))
         })
         .collect();
+    let pick = |en: &str, ru: &str| match language {
+        Language::En => en.to_owned(),
+        Language::Ru => ru.to_owned(),
+    };
+    let fact_of = |key: &str| facts.iter().find(|f| f.slot.key == key);
+    let mut harder: Vec<Question> = SEVERAL_AT_ONCE
+        .iter()
+        .filter_map(|(keys, en, ru)| {
+            let told: Option<Vec<&PlantedFact>> = keys.iter().map(|k| fact_of(k)).collect();
+            let told = told?;
+            let mut q = question(told[0], &pick(en, ru));
+            q.also = told[1..].iter().map(|f| f.value.clone()).collect();
+            // Only the first fact's wrong values are tracked (the outdated column).
+            q.distractor = None;
+            Some(q)
+        })
+        .collect();
+    harder.extend(ASKED_AS_A_CHANGE.iter().filter_map(|(key, en, ru)| {
+        let fact = fact_of(key).filter(|f| f.previous.is_some())?;
+        Some(question(fact, &pick(en, ru)))
+    }));
     User {
         id,
         language,
@@ -617,6 +644,7 @@ fn user(id: i64, language: Language, sizes: &Sizes, rng: &mut fastrand::Rng) -> 
         facts,
         questions,
         held_out,
+        harder,
     }
 }
 
@@ -680,7 +708,12 @@ impl Dataset {
                     },
                 );
             }
-            for q in user.questions.iter().chain(&user.held_out) {
+            for q in user
+                .questions
+                .iter()
+                .chain(&user.held_out)
+                .chain(&user.harder)
+            {
                 knowledge.question(q.text.clone(), q.key);
             }
         }
@@ -722,6 +755,18 @@ mod tests {
         for user in &data.users {
             assert_eq!(user.held_out.len(), user.questions.len());
         }
+        let harder: usize = data.users.iter().map(|u| u.harder.len()).sum();
+        let several: usize = data
+            .users
+            .iter()
+            .flat_map(|u| &u.harder)
+            .filter(|q| !q.also.is_empty())
+            .count();
+        assert!(
+            several >= 50 && harder - several >= 20,
+            "{several} + {}",
+            harder - several
+        );
     }
 
     #[test]
@@ -760,7 +805,12 @@ mod tests {
                 for m in user.messages.iter().filter(|m| m.said == Said::SmallTalk) {
                     assert!(!contains_value(&m.text, value), "{value} in {:?}", m.text);
                 }
-                for q in user.questions.iter().chain(&user.held_out) {
+                for q in user
+                    .questions
+                    .iter()
+                    .chain(&user.held_out)
+                    .chain(&user.harder)
+                {
                     assert!(!contains_value(&q.text, value), "{value} in {:?}", q.text);
                 }
             }

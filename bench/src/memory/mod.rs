@@ -106,6 +106,11 @@ pub struct Figures {
     pub held_out_outdated: Share,
     /// Held-out answers that gave the expected value.
     pub held_out_answered: Share,
+    /// Held-out questions needing several facts, or about an update worded as the change,
+    /// whose prompt held every expected value.
+    pub harder_retrieved: Share,
+    /// … those about an update whose prompt also held the outdated value.
+    pub harder_outdated: Share,
     /// Prompts of either question set over `PROMPT_TOTAL_TOKENS` by the run's token counter.
     pub over_budget: Share,
     /// Extractor calls whose answer was valid JSON of the extractor's schema.
@@ -118,6 +123,17 @@ pub struct Figures {
     pub failed_replies: usize,
     /// Wall time of the configuration.
     pub elapsed: Duration,
+}
+
+/// Which question set a question belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Set {
+    /// Built from the planted wording.
+    Planted,
+    /// Held out: asked as people ask.
+    HeldOut,
+    /// Held out: several facts at once, or an update asked about as the change.
+    Harder,
 }
 
 /// The question's captured prompt and the model's answer to it.
@@ -171,12 +187,21 @@ impl LlmClient for Probe {
     }
 }
 
-/// Runs the whole data set through one configuration (`facts` on or off) with `model`.
+/// Runs the whole data set through one configuration (`facts` on or off) with `model`;
+/// `quiet_pause`: the user pauses before the questions, as users do between talking and
+/// asking, and the bot's quiet-time extraction runs (see
+/// [`butler_application::CompressMemoryUseCase::execute_when_quiet`]).
 ///
 /// # Errors
 /// If the store or the model cannot be opened, or a question's prompt was not captured.
 #[allow(clippy::too_many_lines)]
-pub fn run(rt: &Runtimes, data: &Dataset, model: &Model, facts: bool) -> anyhow::Result<Figures> {
+pub fn run(
+    rt: &Runtimes,
+    data: &Dataset,
+    model: &Model,
+    facts: bool,
+    quiet_pause: bool,
+) -> anyhow::Result<Figures> {
     let started = Instant::now();
     let dir = tempfile::tempdir().context("a directory for the SQLite store")?;
     let mut overrides: HashMap<String, String> = match model {
@@ -227,7 +252,7 @@ pub fn run(rt: &Runtimes, data: &Dataset, model: &Model, facts: bool) -> anyhow:
             Arc::clone(&counter),
             None,
         )
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
         let mut figures = Figures::default();
         for user in &data.users {
             let user_id = UserId::new(user.id);
@@ -251,6 +276,15 @@ pub fn run(rt: &Runtimes, data: &Dataset, model: &Model, facts: bool) -> anyhow:
                 }
                 // Inline compression, finished before the next message: a deterministic run.
                 app.compressor.drain().await;
+            }
+            // The questions come later, after a pause: the quiet moment the bot waits for
+            // (`MEMORY_COMPRESS_IDLE_SECS`) extracts the facts of the turns not folded yet, as
+            // its idle timer would (the run sets no timer: it asks at once, deterministically).
+            if quiet_pause {
+                app.compress
+                    .execute_when_quiet(user_id)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
             }
             figures
                 .summaries_per_user
@@ -298,8 +332,12 @@ pub fn run(rt: &Runtimes, data: &Dataset, model: &Model, facts: bool) -> anyhow:
 
             // Retrieval and answers.
             probe.asking.store(true, Ordering::Relaxed);
-            let sets = [(false, &user.questions), (true, &user.held_out)];
-            for (held_out, question) in sets
+            let sets = [
+                (Set::Planted, &user.questions),
+                (Set::HeldOut, &user.held_out),
+                (Set::Harder, &user.harder),
+            ];
+            for (set, question) in sets
                 .into_iter()
                 .flat_map(|(h, qs)| qs.iter().map(move |q| (h, q)))
             {
@@ -325,14 +363,16 @@ pub fn run(rt: &Runtimes, data: &Dataset, model: &Model, facts: bool) -> anyhow:
                     .join("\n");
                 let mut tokens = 0;
                 for m in &request.messages {
-                    tokens += counter.count(&m.content).await + settings.budget.per_message_overhead;
+                    tokens +=
+                        counter.count(&m.content).await + settings.budget.per_message_overhead;
                 }
                 figures.over_budget.count(tokens > settings.budget.total);
-                let retrieved = contains_value(&prompt, &question.expected);
+                let retrieved = contains_value(&prompt, &question.expected)
+                    && question.also.iter().all(|v| contains_value(&prompt, v));
                 if !retrieved && std::env::var_os("BUTLER_BENCH_DEBUG").is_some() {
                     eprintln!(
-                        "MISS facts={facts} held_out={held_out} {:?} expected {:?}\n{prompt}\n-----",
-                        question.text, question.expected
+                        "MISS facts={facts} set={set:?} {:?} expected {:?} {:?}\n{prompt}\n-----",
+                        question.text, question.expected, question.also
                     );
                 }
                 let answer = answer.unwrap_or_default();
@@ -341,7 +381,14 @@ pub fn run(rt: &Runtimes, data: &Dataset, model: &Model, facts: bool) -> anyhow:
                     .outdated
                     .as_ref()
                     .map(|o| contains_value(&prompt, o));
-                if held_out {
+                if set == Set::Harder {
+                    figures.harder_retrieved.count(retrieved);
+                    if let Some(outdated) = outdated {
+                        figures.harder_outdated.count(outdated);
+                    }
+                    continue;
+                }
+                if set == Set::HeldOut {
                     figures.held_out_retrieved.count(retrieved);
                     if let Some(outdated) = outdated {
                         figures.held_out_outdated.count(outdated);
@@ -461,6 +508,14 @@ pub fn table(summary_only: &Figures, with_facts: &Figures) -> String {
     row("… held-out answers with the expected value", &|f| {
         f.held_out_answered.to_string()
     });
+    row(
+        "Held-out, several facts at once or an update asked as the change: prompt holds every expected value",
+        &|f| f.harder_retrieved.to_string(),
+    );
+    row(
+        "… of those about an update, prompts that also hold the outdated value",
+        &|f| f.harder_outdated.to_string(),
+    );
     row(
         "Prompts over PROMPT_TOTAL_TOKENS (by the run's tokenizer)",
         &|f| f.over_budget.to_string(),

@@ -392,11 +392,16 @@ async fn the_terminal_chat_prints_a_long_reply_as_it_is_generated_without_log_li
 }
 
 // Long-term memory through the real chat process: the oracle model answers over HTTP
-// (extractions, summaries, replies), and a fact told at the start of a 150-message
-// conversation is still recalled after several compressions folded its message away.
+// (extractions, summaries, replies), and facts told at the start of a 150-message
+// conversation are still recalled after several compressions folded their messages away —
+// one of them stored in the third person («Живёт в Перми», as the extractor writes facts) and
+// asked for in the first («Где я живу?»), with no word of the question in the fact's text.
 
 const FACT: &str = "Кстати, мой любимый напиток — морс.";
 const QUESTION: &str = "Какой мой любимый напиток?";
+const CITY_FACT: &str = "Запомните: я теперь живу в Перми.";
+const CITY_TEXT: &str = "Живёт в Перми";
+const CITY_QUESTION: &str = "Где я живу?";
 const SMALL_TALK: [&str; 5] = [
     "Какое серое утро.",
     "Что посоветуете на тихий вечер?",
@@ -417,7 +422,19 @@ fn oracle_server_knowledge() -> Knowledge {
             cues: Vec::new(),
         },
     );
+    // No cues: the question must meet the fact by lemma alone (живу / живёт → жить).
+    knowledge.statement(
+        CITY_FACT,
+        OracleFact {
+            key: "home_city".to_owned(),
+            kind: "place".to_owned(),
+            text: CITY_TEXT.to_owned(),
+            value: "Пермь".to_owned(),
+            cues: Vec::new(),
+        },
+    );
     knowledge.question(QUESTION, "favourite_drink");
+    knowledge.question(CITY_QUESTION, "home_city");
     knowledge
 }
 
@@ -430,13 +447,12 @@ async fn the_chat_recalls_a_fact_told_150_messages_and_several_compressions_earl
         std::sync::Arc::new(oracle_server_knowledge()),
         std::sync::Arc::new(CharCounter),
     ));
-    let mut input = format!("{FACT}\n");
+    let mut input = format!("{FACT}\n{CITY_FACT}\n");
     for i in 0..150 {
         input.push_str(SMALL_TALK[i % SMALL_TALK.len()]);
         input.push('\n');
     }
-    input.push_str(QUESTION);
-    input.push('\n');
+    input.push_str(&format!("{QUESTION}\n{CITY_QUESTION}\n"));
 
     let out = chat(&llm, &temp_db("long-memory"), &input).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -460,20 +476,38 @@ async fn the_chat_recalls_a_fact_told_150_messages_and_several_compressions_earl
         .filter(|r| last_input(r).starts_with("{\"previous_summary\""))
         .count();
     assert!(summaries >= 3, "{summaries} compressions");
-    let question = requests
-        .iter()
-        .rev()
-        .find(|r| last_input(r).ends_with(QUESTION))
-        .expect("the question reached the model");
-    // The fact's own message was folded away long ago: the prompt has it from memory only.
-    let prompt = question.body["messages"].to_string();
+    let prompt_for = |question: &str| {
+        requests
+            .iter()
+            .rev()
+            .find(|r| last_input(r).ends_with(question))
+            .unwrap_or_else(|| panic!("{question:?} never reached the model"))
+            .body["messages"]
+            .to_string()
+    };
+    // The facts' own messages were folded away long ago: the prompts have them from memory
+    // only.
+    let prompt = prompt_for(QUESTION);
     assert!(
         !prompt.contains(FACT),
         "the statement is still a recent turn"
     );
     assert!(prompt.contains("Любимый напиток: морс"), "{prompt}");
+    let prompt = prompt_for(CITY_QUESTION);
+    assert!(
+        !prompt.contains(CITY_FACT),
+        "the statement is still a recent turn"
+    );
+    assert!(
+        prompt.contains(CITY_TEXT),
+        "the first-person question did not find the third-person fact:\n{prompt}"
+    );
     assert!(
         stdout.contains("Насколько я помню, сэр: морс."),
         "no recall in:\n{stdout}"
+    );
+    assert!(
+        stdout.contains("Насколько я помню, сэр: Пермь."),
+        "no recall of the city in:\n{stdout}"
     );
 }

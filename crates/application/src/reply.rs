@@ -44,7 +44,9 @@ pub struct ReplyConfig {
     /// Recent events loaded into the prompt.
     pub recent_limit: usize,
     /// More stored events than this schedule a compression, run once the user has been quiet
-    /// for [`Self::compress_idle`].
+    /// for [`Self::compress_idle`]. Over [`Self::recent_limit`] (but not this), the quiet
+    /// moment extracts facts without folding (see
+    /// [`crate::CompressMemoryUseCase::execute_when_quiet`]).
     pub compress_threshold: u64,
     /// How long the user must be quiet before a due compression runs (its summary and fact
     /// extraction compete with the user's next replies for the model); zero = at once.
@@ -322,6 +324,12 @@ impl PersonalizedReplyUseCase {
                     self.scheduler
                         .schedule_when_idle(input.user_id, self.config.compress_idle);
                     compression_scheduled = true;
+                } else if stored > self.config.recent_limit as u64 {
+                    // Not due, but turns are about to leave the prompt's window: once the user
+                    // is quiet, the facts they told are extracted (no fold), so an update is a
+                    // current fact before an old one can mislead.
+                    self.scheduler
+                        .schedule_when_idle(input.user_id, self.config.compress_idle);
                 }
             }
             Err(error) => {

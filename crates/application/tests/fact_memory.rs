@@ -212,6 +212,106 @@ async fn an_update_supersedes_the_known_fact_of_its_key_and_a_repeat_is_not_stor
 }
 
 #[tokio::test]
+async fn an_update_is_found_by_the_same_question_whether_worded_as_the_change_or_the_present() {
+    // The extractor is told to state the present; a model that words the update as the change
+    // anyway, without search terms, still gets the subject's cues of the fact it replaces.
+    for wording in [
+        r#"{"facts":[{"key":"home_city","kind":"place","text":"Переехал из Казани в Пермь","terms":[]}]}"#,
+        r#"{"facts":[{"key":"home_city","kind":"place","text":"Живёт в Перми; раньше — в Казани","terms":["жить","город"]}]}"#,
+    ] {
+        let w = world_over_threshold().await;
+        let facts = Arc::new(InMemoryFacts::default());
+        let at = OffsetDateTime::now_utc() - time::Duration::days(30);
+        let kazan = fact("home_city", FactKind::Place, "Живёт в Казани", at).with_cues([
+            "жить",
+            "город",
+            "дом",
+        ]);
+        facts.save(std::slice::from_ref(&kazan)).await.unwrap();
+        w.llm.push_reply("Сводка.");
+        w.llm.push_reply(wording);
+        w.compress()
+            .with_facts(facts.clone())
+            .execute(USER)
+            .await
+            .unwrap();
+        for question in ["Где я живу?", "Какой у меня город?"] {
+            let found = facts.search(USER, question, 5).await.unwrap();
+            assert!(
+                found
+                    .first()
+                    .is_some_and(|m| m.fact.key.as_str() == "home_city"
+                        && m.fact.id != kazan.id
+                        && m.fact.text.contains("Перм")),
+                "{question:?} after {wording}: {found:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_quiet_moment_makes_an_update_a_current_fact_and_a_later_fold_never_brings_the_old_one_back(
+) {
+    let w = World::default();
+    let facts = Arc::new(InMemoryFacts::default());
+    let said = |text: &str| (text.to_owned(), "Запомню, сэр.".to_owned());
+    w.seed_exchanges(USER, [said("Я живу в Казани.")]).await;
+    w.seed_turns(USER, 0, 15).await;
+    w.seed_exchanges(USER, [said("Мы переехали в Пермь.")])
+        .await; // 34 events
+    let compress = w.compress().with_facts(facts.clone());
+    let city = |f: &MemoryFact| f.key.as_str() == "home_city";
+
+    // Quiet, no compression due (34 ≤ 50): the facts are extracted, nothing is deleted.
+    w.llm.push_reply(
+        r#"{"facts":[{"key":"home_city","kind":"place","text":"Живёт в Казани","terms":[]},
+            {"key":"home_city","kind":"place","text":"Живёт в Перми; раньше — в Казани","terms":[]}]}"#,
+    );
+    let outcome = compress.execute_when_quiet(USER).await.unwrap();
+    assert_eq!(
+        outcome,
+        CompressOutcome::Extracted {
+            facts: 1,
+            events: 34
+        },
+        "the batch's last word on a key is stored"
+    );
+    assert_eq!(w.memory.count(USER).await.unwrap(), 34, "nothing deleted");
+    let current = facts.current(USER, 10).await.unwrap();
+    assert!(
+        current.iter().any(|f| city(f) && f.text.contains("Перми")),
+        "{current:?}"
+    );
+    // Quiet again, nothing said since: no model call.
+    let calls = w.llm.requests().len();
+    assert!(matches!(
+        compress.execute_when_quiet(USER).await.unwrap(),
+        CompressOutcome::NothingToDo { .. }
+    ));
+    assert_eq!(w.llm.requests().len(), calls);
+
+    // Later a compression folds the Kazan turn (the move stays among the kept turns) and the
+    // extractor reads it again: as old as its turns, that fact cannot supersede the move.
+    w.seed_turns(USER, 15, 9).await; // 52 events
+    w.llm.push_reply("Сводка.");
+    w.llm.push_reply(
+        r#"{"facts":[{"key":"home_city","kind":"place","text":"Живёт в Казани","terms":[]}]}"#,
+    );
+    let outcome = compress.execute(USER).await.unwrap();
+    assert!(
+        matches!(outcome, CompressOutcome::Compressed { .. }),
+        "{outcome:?}"
+    );
+    let current = facts.current(USER, 10).await.unwrap();
+    let home: Vec<&MemoryFact> = current.iter().filter(|f| city(f)).collect();
+    assert_eq!(home.len(), 1, "{current:?}");
+    assert!(
+        home[0].text.contains("Перми"),
+        "the old value came back: {home:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_failed_or_malformed_extraction_is_counted_and_never_blocks_the_summary() {
     for (step, expected) in [
         (

@@ -158,9 +158,11 @@ async fn more_than_fifty_events_schedule_a_compression_and_fewer_do_not() {
     let reply = w.reply();
     let out = reply.execute(text("ещё")).await; // 50: not more than 50
     assert!(!out.compression_scheduled);
+    // (Over the 20 recent turns, a quiet-time run — fact extraction, no fold — was asked for.)
+    assert_eq!(*w.scheduler.0.lock().unwrap(), vec![USER]);
     let out = reply.execute(text("и ещё")).await; // 52
     assert!(out.compression_scheduled);
-    assert_eq!(*w.scheduler.0.lock().unwrap(), vec![USER]);
+    assert_eq!(*w.scheduler.0.lock().unwrap(), vec![USER, USER]);
 }
 
 /// Records how each compression was asked for: at once (`None`) or after a quiet period.
@@ -197,6 +199,12 @@ async fn a_due_compression_waits_for_a_quiet_moment_until_the_hard_limit() {
         config,
     );
     assert!(!reply.execute(text("0")).await.compression_scheduled); // 50
+                                                                    // Not due, but over the 20 events the prompt shows: a quiet-time run is asked for all the
+                                                                    // same (it extracts facts without folding).
+    assert_eq!(
+        scheduler.0.lock().unwrap().drain(..).collect::<Vec<_>>(),
+        [Some(config.compress_idle)]
+    );
     for i in 1..=10 {
         // 52 … 70: over the threshold, within the hard limit: when the user is quiet.
         let out = reply.execute(text(&format!("{i}"))).await;

@@ -130,7 +130,8 @@ impl CompressionScheduler for BackgroundCompressor {
     /// One timer per user (an untracked task: shutdown does not wait for a quiet period, and a
     /// compression it never started is asked for again by the user's next message): each call
     /// moves the user's moment to `idle` from now; when it passes undisturbed the compression
-    /// starts as [`Self::schedule`] starts it.
+    /// starts as [`Self::schedule`] starts it, as a quiet-time run
+    /// ([`CompressMemoryUseCase::execute_when_quiet`]).
     fn schedule_when_idle(&self, user_id: UserId, idle: std::time::Duration) {
         let due = tokio::time::Instant::now() + idle;
         {
@@ -156,7 +157,7 @@ impl CompressionScheduler for BackgroundCompressor {
                 };
                 tokio::time::sleep_until(due).await;
             }
-            this.start(user_id);
+            this.start_as(user_id, true);
         });
     }
 }
@@ -164,6 +165,14 @@ impl CompressionScheduler for BackgroundCompressor {
 impl BackgroundCompressor {
     /// Starts a compression of the user now, or marks one more run after the one in flight.
     fn start(&self, user_id: UserId) {
+        self.start_as(user_id, false);
+    }
+
+    /// As [`Self::start`]; `quiet`: the user has been quiet, so the run is
+    /// [`CompressMemoryUseCase::execute_when_quiet`] (facts of the unfolded turns are
+    /// extracted even when no compression is due). A run asked for again meanwhile is a plain
+    /// one.
+    fn start_as(&self, user_id: UserId, quiet: bool) {
         {
             let mut in_flight = lock(&self.in_flight);
             if let Some(again) = in_flight.get_mut(&user_id) {
@@ -181,8 +190,13 @@ impl BackgroundCompressor {
                 user_id,
                 armed: true,
             };
+            let mut quiet = quiet;
             loop {
-                let result = use_case.execute(user_id).await;
+                let result = if std::mem::take(&mut quiet) {
+                    use_case.execute_when_quiet(user_id).await
+                } else {
+                    use_case.execute(user_id).await
+                };
                 if let Err(error) = &result {
                     tracing::warn!(user_id = %user_id, %error, "background compression failed; memory is unchanged");
                 }

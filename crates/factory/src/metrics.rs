@@ -11,7 +11,10 @@ pub fn compression_status(result: &Result<CompressOutcome, CompressError>) -> Co
     match result {
         Ok(CompressOutcome::Compressed { .. }) => CompressionStatus::Ok,
         Ok(CompressOutcome::BackedOff { .. }) => CompressionStatus::Conflict,
-        Ok(CompressOutcome::NothingToDo { .. }) => CompressionStatus::Skipped,
+        // A quiet-time extraction folds nothing: no compression happened.
+        Ok(CompressOutcome::NothingToDo { .. } | CompressOutcome::Extracted { .. }) => {
+            CompressionStatus::Skipped
+        }
         Ok(CompressOutcome::Busy) => CompressionStatus::Busy,
         Err(_) => CompressionStatus::Error,
     }

@@ -130,14 +130,23 @@ pub enum CompressOutcome {
     /// Another compression of the conversation is running (here or in another process); this
     /// one did nothing.
     Busy,
+    /// The user was quiet and no compression was due: the facts of the events not yet folded
+    /// were extracted ([`CompressMemoryUseCase::execute_when_quiet`]); nothing was deleted.
+    Extracted {
+        /// Facts stored.
+        facts: usize,
+        /// Events stored for the user (all still there).
+        events: u64,
+    },
 }
 
 impl CompressOutcome {
-    /// A bounded label for metrics: `skipped`, `ok`, `conflict`, `busy`.
+    /// A bounded label for metrics: `skipped` (a quiet-time extraction too: nothing was
+    /// folded), `ok`, `conflict`, `busy`.
     #[must_use]
     pub const fn status(&self) -> &'static str {
         match self {
-            Self::NothingToDo { .. } => "skipped",
+            Self::NothingToDo { .. } | Self::Extracted { .. } => "skipped",
             Self::Compressed { .. } => "ok",
             Self::BackedOff { .. } => "conflict",
             Self::Busy => "busy",
@@ -258,8 +267,34 @@ impl CompressMemoryUseCase {
     /// A [`CompressError`] if storage, the leases or the summariser failed; memory stays
     /// consistent.
     pub async fn execute(&self, user_id: UserId) -> Result<CompressOutcome, CompressError> {
+        self.execute_as(user_id, false).await
+    }
+
+    /// The user has been quiet: compresses as [`Self::execute`] when a compression is due;
+    /// otherwise, with facts on, extracts the facts of the events not yet folded — none is
+    /// deleted and the summary is untouched — so that an update told since the last
+    /// compression is a current fact before the user asks about it, rather than only a turn
+    /// that may scroll out of the prompt while the old fact is still current. Skipped when no
+    /// event is newer than the newest current fact (nothing new was said since).
+    ///
+    /// # Errors
+    /// As [`Self::execute`].
+    pub async fn execute_when_quiet(
+        &self,
+        user_id: UserId,
+    ) -> Result<CompressOutcome, CompressError> {
+        self.execute_as(user_id, true).await
+    }
+
+    async fn execute_as(
+        &self,
+        user_id: UserId,
+        quiet: bool,
+    ) -> Result<CompressOutcome, CompressError> {
         let events = self.memory.count(user_id).await?;
-        if events <= self.config.threshold {
+        let extract_only =
+            quiet && events <= self.config.threshold && events > 0 && self.facts.is_some();
+        if events <= self.config.threshold && !extract_only {
             return Ok(CompressOutcome::NothingToDo { events });
         }
         let Some(lease) = self
@@ -278,9 +313,14 @@ impl CompressMemoryUseCase {
         let mut lease = lease;
         // A panic (a bug in an adapter) must not hold the conversation's compressions back
         // for a whole lease: the lease is released, then the panic goes on.
-        let result = AssertUnwindSafe(self.run(user_id, events, &mut lease))
-            .catch_unwind()
-            .await;
+        let work = async {
+            if extract_only {
+                self.extract_unfolded(user_id, events, &mut lease).await
+            } else {
+                self.run(user_id, events, &mut lease).await
+            }
+        };
+        let result = AssertUnwindSafe(work).catch_unwind().await;
         if let Err(error) = self.leases.release(&lease).await {
             // It expires on its own; the next run waits for that at most.
             tracing::warn!(user_id = %user_id, %error, "compression lease not released");
@@ -288,6 +328,47 @@ impl CompressMemoryUseCase {
         match result {
             Ok(result) => result,
             Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+
+    /// Extracts the facts of the events the summary does not cover yet, deleting nothing.
+    async fn extract_unfolded(
+        &self,
+        user_id: UserId,
+        events: u64,
+        lease: &mut Lease,
+    ) -> Result<CompressOutcome, CompressError> {
+        let Some(store) = &self.facts else {
+            return Ok(CompressOutcome::NothingToDo { events });
+        };
+        let profile = self.profiles.get_or_create(user_id).await?;
+        let mut unfolded = self
+            .memory
+            .recent(
+                user_id,
+                self.config.fold_max_events,
+                profile.summary_watermark,
+            )
+            .await?;
+        let newest_fact = store
+            .current(user_id, 1)
+            .await
+            .inspect_err(|_| self.report(ExtractionFailure::Storage))?
+            .first()
+            .map(|f| f.created_at);
+        let said_since = unfolded
+            .last()
+            .is_some_and(|e| newest_fact.is_none_or(|at| e.created_at > at));
+        if !said_since || !unfolded.iter().any(|e| e.role == Role::User) {
+            return Ok(CompressOutcome::NothingToDo { events });
+        }
+        self.limit_to_token_budget(&mut unfolded).await;
+        match self.extract_and_save(&profile, &unfolded, lease).await? {
+            Some(saved) => Ok(CompressOutcome::Extracted {
+                facts: saved.len(),
+                events,
+            }),
+            None => Ok(CompressOutcome::BackedOff { folded: 0 }),
         }
     }
 
@@ -519,7 +600,15 @@ impl CompressMemoryUseCase {
                 return Ok(Some(Vec::new()));
             }
         };
-        let now = butler_domain::timestamp::truncate_to_millis(self.clock.now());
+        // A fact is as new as the newest turn it was read from, not the moment the model
+        // read it: facts read again from turns already extracted while the user was quiet
+        // ([`Self::execute_when_quiet`]) are then older than what a later turn changed, and
+        // can never supersede it.
+        let stamp = events.iter().map(|e| e.created_at).max().map_or_else(
+            || self.clock.now(),
+            |newest| newest + time::Duration::milliseconds(1),
+        );
+        let now = butler_domain::timestamp::truncate_to_millis(stamp);
         let parsed = match facts::parse_facts(&output, user_id, events, now) {
             Ok(parsed) => parsed,
             Err(failure) => {
@@ -531,10 +620,10 @@ impl CompressMemoryUseCase {
         if parsed.rejected > 0 {
             tracing::info!(user_id = %user_id, rejected = parsed.rejected, "fact extraction: unusable items skipped");
         }
-        let new: Vec<_> = parsed
-            .facts
+        let new: Vec<_> = facts::last_word_per_key(parsed.facts)
             .into_iter()
             .filter(|f| !facts::repeats_known(f, &known))
+            .map(|f| facts::inherit_cues(f, &known))
             .collect();
         if new.is_empty() {
             return Ok(Some(Vec::new()));

@@ -211,6 +211,40 @@ pub fn repeats_known(fact: &MemoryFact, known: &[MemoryFact]) -> bool {
         .any(|k| k.key == fact.key && k.text.to_lowercase() == fact.text.to_lowercase())
 }
 
+/// The batch's last word on each key, in the order listed: when the turns say "lived in
+/// Kazan" and then "moved to Perm", only Perm is stored. An earlier statement of a key would
+/// otherwise be stored as new as the rest of the batch, and could supersede the later value
+/// that a quiet-time extraction of the same turns already stored.
+#[must_use]
+pub fn last_word_per_key(facts: Vec<MemoryFact>) -> Vec<MemoryFact> {
+    let mut kept: Vec<MemoryFact> = Vec::with_capacity(facts.len());
+    for fact in facts.into_iter().rev() {
+        if !kept.iter().any(|k| k.key == fact.key) {
+            kept.push(fact);
+        }
+    }
+    kept.reverse();
+    kept
+}
+
+/// `fact` with the cues of the known fact it updates (same key) added after its own: the words
+/// people ask about a subject with do not change when its value does. So an update worded as
+/// a change («Переехал из Казани в Пермь», sharing no word with «Где я живу?») is still found
+/// by the questions that found the fact it replaces, as one worded as the present state is.
+#[must_use]
+pub fn inherit_cues(fact: MemoryFact, known: &[MemoryFact]) -> MemoryFact {
+    match known
+        .iter()
+        .find(|k| k.key == fact.key && !k.cues.is_empty())
+    {
+        Some(old) => {
+            let cues: Vec<String> = fact.cues.iter().chain(&old.cues).cloned().collect();
+            fact.with_cues(cues)
+        }
+        None => fact,
+    }
+}
+
 /// The instructions of the extractor, re-exported for tests and the docs.
 pub use templates::extractor_system;
 
@@ -364,6 +398,26 @@ mod tests {
             .facts;
         assert!(repeats_known(&again[0], &known));
         assert!(!repeats_known(&update[0], &known));
+    }
+
+    #[test]
+    fn an_update_keeps_the_cues_of_the_fact_it_replaces_after_its_own() {
+        let known = parse(
+            r#"[{"key":"home_city","text":"Живёт в Казани","terms":["жить","город"]},
+                {"key":"sister","text":"Сестру зовут Анна","terms":["сестра"]}]"#,
+        )
+        .unwrap()
+        .facts;
+        let update = parse(
+            r#"[{"key":"home_city","text":"Переехал из Казани в Пермь","terms":["переезд","город"]},
+                {"key":"dog","text":"Собаку зовут Бим"}]"#,
+        )
+        .unwrap()
+        .facts;
+        let moved = inherit_cues(update[0].clone(), &known);
+        assert_eq!(moved.cues, ["переезд", "город", "жить"]);
+        let dog = inherit_cues(update[1].clone(), &known);
+        assert!(dog.cues.is_empty(), "a new key inherits nothing");
     }
 
     #[test]

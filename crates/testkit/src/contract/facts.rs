@@ -217,6 +217,48 @@ pub async fn search_finds_facts_asked_as_people_ask_and_not_by_shared_stems(s: S
     }
 }
 
+/// An update worded as the extractor is told to word it (the present state first, then the
+/// old one) and one worded only as the change, each with the cues of the subject (the extractor
+/// gives them, or the compression carries them over from the fact the update replaces).
+pub const UPDATE_WORDINGS: [&str; 2] = [
+    "Живёт в Перми; раньше — в Казани",
+    "Переехал из Казани в Пермь",
+];
+
+/// Questions about the home city as people ask them; each must find the update of
+/// [`UPDATE_WORDINGS`] first, whichever wording it has.
+pub const HOME_QUESTIONS: [&str; 3] = [
+    "Где я живу?",
+    "В каком городе я живу?",
+    "Какой у меня город?",
+];
+
+/// Retrieval does not depend on how an update was worded: for either wording, the questions
+/// about the subject find the update first and never the fact it replaced.
+pub async fn an_update_is_found_by_the_same_questions_whichever_way_it_is_worded(s: Storage) {
+    let cues = ["жить", "город", "дом"];
+    for (wording, user) in UPDATE_WORDINGS.iter().zip([31, 32]) {
+        let user = UserId::new(user);
+        let kazan = fact(user, "home_city", "Живёт в Казани", 100).with_cues(cues);
+        let update = fact(user, "home_city", wording, 200).with_cues(cues);
+        let unrelated = fact(user, "drink", "Любит морс", 150);
+        s.facts.save(&[kazan.clone(), unrelated]).await.unwrap();
+        s.facts.save(std::slice::from_ref(&update)).await.unwrap();
+        for question in HOME_QUESTIONS {
+            let found = s.facts.search(user, question, 5).await.unwrap();
+            assert_eq!(
+                found.first().map(|m| m.fact.id),
+                Some(update.id),
+                "{question:?} should find {wording:?} first: {found:?}"
+            );
+            assert!(
+                found.iter().all(|m| m.fact.id != kazan.id),
+                "{question:?} found the replaced fact"
+            );
+        }
+    }
+}
+
 /// Superseded facts weigh nothing in the ranking: current facts score exactly the same
 /// whether or not history facts sharing their words are stored, and a fact superseded by key
 /// is not found.

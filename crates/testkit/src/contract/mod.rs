@@ -157,6 +157,7 @@ macro_rules! storage_contract_suite {
             search_ranks_the_best_match_first_and_never_returns_superseded_facts,
             search_finds_facts_asked_as_people_ask_and_not_by_shared_stems,
             superseded_facts_do_not_change_the_ranking_of_current_ones,
+            an_update_is_found_by_the_same_questions_whichever_way_it_is_worded,
             delete_removes_one_fact_of_its_user_and_brings_back_nothing,
             delete_all_removes_every_fact_of_one_user_only,
             facts_older_than_the_cutoff_expire_for_every_user,
