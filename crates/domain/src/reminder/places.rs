@@ -373,13 +373,29 @@ pub fn lives_in(text: &str) -> Option<Place> {
     })
 }
 
-/// The first known city named anywhere in `text` (a stored fact whose key already says it is
-/// the home city: "home_city" → «Пермь»).
+/// The city a text about the user's home names (a stored fact whose key already says it is
+/// the home city: "home_city" → «Пермь»): the first one after «в» / "in" («Переехал из Казани
+/// в Тверь» → Тверь), else the first one not after «из» / "from".
 #[must_use]
 pub fn any_city_in(text: &str) -> Option<Place> {
     let lower = text.to_lowercase();
     let words = words(&lower);
-    (0..words.len()).find_map(|i| place_at_start(&words[i..].join(" ")))
+    let named: Vec<(Option<&str>, Place)> = (0..words.len())
+        .filter_map(|i| {
+            let before = i.checked_sub(1).map(|j| words[j].as_str());
+            place_at_start(&words[i..].join(" ")).map(|p| (before, p))
+        })
+        .collect();
+    let after = |cues: &[&str], before: Option<&str>| before.is_some_and(|b| cues.contains(&b));
+    named
+        .iter()
+        .find(|(before, _)| after(&["в", "во", "in"], *before))
+        .or_else(|| {
+            named
+                .iter()
+                .find(|(before, _)| !after(&["из", "from", "с", "от"], *before))
+        })
+        .map(|(_, place)| place.clone())
 }
 
 /// The city the text starts with: the longest phrase of up to three words that the table or
@@ -469,6 +485,12 @@ mod tests {
             Some("Los Angeles".to_owned())
         );
         assert!(any_city_in("на даче").is_none());
+        assert_eq!(
+            any_city_in("Переехал из Омска в Тверь").map(|p| p.name_in),
+            Some("Твери".to_owned()),
+            "where they moved to, not from"
+        );
+        assert!(any_city_in("родом из Омска").is_none());
     }
 
     #[test]
