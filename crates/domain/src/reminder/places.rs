@@ -14,10 +14,27 @@ use crate::reminder::zone::UserTimeZone;
 /// A place a user said they live in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Place {
-    /// The place in words, after «в» / "in" («Перми», "Tokyo").
+    /// The place in words, after «в» («Перми»; a tz database city as it is written there,
+    /// "Tokyo").
     pub name_in: String,
+    /// The place as the user wrote it, capitalised ("Perm", «Пермь»).
+    pub said: String,
     /// Its time zone.
     pub zone: UserTimeZone,
+}
+
+/// "new york" → "New York", «нижний новгород» → «Нижний Новгород».
+fn capitalised(phrase: &str) -> String {
+    phrase
+        .split(' ')
+        .map(|word| {
+            let mut chars = word.chars();
+            chars.next().map_or_else(String::new, |first| {
+                first.to_uppercase().chain(chars).collect()
+            })
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// One city of the table: its written forms (lower case, words separated by single spaces),
@@ -422,6 +439,7 @@ fn named(phrase: &str) -> Option<Place> {
     if let Some(c) = CITIES.iter().find(|c| c.forms.contains(&phrase)) {
         return Some(Place {
             name_in: c.name_in.to_owned(),
+            said: capitalised(phrase),
             zone: UserTimeZone::new(c.zone).ok()?,
         });
     }
@@ -437,6 +455,7 @@ fn named(phrase: &str) -> Option<Place> {
         matches.then(|| {
             Some(Place {
                 name_in: city.replace('_', " "),
+                said: capitalised(phrase),
                 zone: UserTimeZone::new(name).ok()?,
             })
         })?
@@ -472,6 +491,7 @@ mod tests {
         }
         let perm = lives_in("я живу в Перми").unwrap();
         assert_eq!(perm.name_in, "Перми");
+        assert_eq!(lives_in("I live in perm").unwrap().said, "Perm");
     }
 
     #[test]
