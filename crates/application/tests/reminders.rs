@@ -48,14 +48,23 @@ fn oracle(task: &str, fields: &str) -> String {
 struct Setup {
     store: Arc<InMemoryReminders>,
     llm: Arc<FakeLlm>,
+    /// Where the use case reads each user's zone (empty: everyone on the default).
+    profiles: Arc<InMemoryProfiles>,
     manage: ManageRemindersUseCase,
 }
 
 fn setup(config: RemindersConfig) -> Setup {
     let store = Arc::new(InMemoryReminders::default());
     let llm = Arc::new(FakeLlm::default());
-    let manage = ManageRemindersUseCase::new(store.clone(), llm.clone(), config, None);
-    Setup { store, llm, manage }
+    let profiles = Arc::new(InMemoryProfiles::default());
+    let manage = ManageRemindersUseCase::new(store.clone(), llm.clone(), config, None)
+        .with_profiles(profiles.clone());
+    Setup {
+        store,
+        llm,
+        profiles,
+        manage,
+    }
 }
 
 fn msg<'a>(
@@ -594,16 +603,9 @@ async fn a_user_in_another_zone_is_reminded_on_their_own_clock_and_others_keep_t
     use butler_domain::ports::UserProfileRepository;
     use butler_domain::ProfileUpdate;
 
-    let profiles = Arc::new(InMemoryProfiles::default());
     let clock = Arc::new(butler_testkit::fakes::ManualClock::starting_at(NOW));
     let s = setup(RemindersConfig::default());
-    let manage = ManageRemindersUseCase::new(
-        s.store.clone(),
-        s.llm.clone(),
-        RemindersConfig::default(),
-        None,
-    )
-    .with_profiles(profiles.clone());
+    let (profiles, manage) = (&s.profiles, &s.manage);
     let perm = UserId::new(59);
     profiles.get_or_create(perm).await.unwrap();
     profiles.get_or_create(USER).await.unwrap();
@@ -723,20 +725,13 @@ async fn a_zone_learned_from_the_conversation_is_proposed_once_and_set_only_when
     use butler_domain::{FactKind, MemoryFact};
     use butler_testkit::fakes::{InMemoryFacts, ManualClock};
 
-    let profiles = Arc::new(InMemoryProfiles::default());
+    let s = setup(RemindersConfig::default());
+    let (profiles, manage) = (&s.profiles, &s.manage);
     let facts = Arc::new(InMemoryFacts::default());
     let clock = Arc::new(ManualClock::starting_at(NOW));
     let moscow = UserTimeZone::new("Europe/Moscow").unwrap();
     let zones = ZoneOfferUseCase::new(profiles.clone(), clock.clone(), moscow.clone())
         .with_facts(facts.clone());
-    let s = setup(RemindersConfig::default());
-    let manage = ManageRemindersUseCase::new(
-        s.store.clone(),
-        s.llm.clone(),
-        RemindersConfig::default(),
-        None,
-    )
-    .with_profiles(profiles.clone());
     profiles.get_or_create(USER).await.unwrap();
 
     assert_eq!(zones.offer(USER, "Как дела?").await, None);

@@ -165,6 +165,36 @@ mod schema {
         assert_eq!(matches, 0);
     }
 
+    #[tokio::test]
+    async fn a_stored_time_zone_the_tz_database_no_longer_knows_reads_as_the_default() {
+        use butler_domain::ports::UserProfileRepository;
+        use butler_domain::UserId;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("butler.db");
+        let store = SqliteStore::open(SqliteOptions::at(&path)).await.unwrap();
+        let user = UserId::new(5);
+        let created = store.profiles().get_or_create(user).await.unwrap();
+        let conn = Connection::open(&path).unwrap();
+        conn.execute(
+            "UPDATE user_profiles SET time_zone = 'Mars/Olympus', \
+             time_zone_offered = 'Asia/Yekaterinburg' WHERE user_id = 5",
+            [],
+        )
+        .unwrap();
+        let read = store.profiles().get(user).await.unwrap().unwrap();
+        assert_eq!(read.time_zone, None, "the operator's default applies");
+        assert_eq!(
+            read.time_zone_offered
+                .map(|z| z.name().to_owned())
+                .as_deref(),
+            Some("Asia/Yekaterinburg")
+        );
+        assert_eq!(
+            read.persona, created.persona,
+            "the rest of the profile is intact"
+        );
+    }
+
     /// One search strategy: how facts and queries become FTS5 text and queries.
     struct Strategy {
         name: &'static str,

@@ -234,9 +234,14 @@ fn question(language: Language, place: &Place, now: time::OffsetDateTime) -> Str
             "Вы в {} — ставлю часовой пояс {zone}, {offset}? Напоминания буду считать по нему.",
             place.name_in
         ),
+        // The place as the user wrote it when it was in Latin letters, else the zone's city.
         Language::En => format!(
             "You are in {} — shall I set your time zone to {zone}, {offset}? Reminders will follow it.",
-            place.name_in
+            if place.said.is_ascii() {
+                place.said.clone()
+            } else {
+                zone.clone()
+            }
         ),
     }
 }
@@ -286,5 +291,17 @@ mod tests {
             "Yekaterinburg"
         );
         assert_eq!(zone_name(Language::Ru, &z("America/New_York")), "New York");
+    }
+
+    #[test]
+    fn an_english_proposal_names_the_place_as_the_user_wrote_it_in_latin_letters() {
+        let now = time::macros::datetime!(2026-12-07 12:00 UTC);
+        let perm = lives_in("I live in Perm").unwrap();
+        assert_eq!(
+            question(Language::En, &perm, now),
+            "You are in Perm — shall I set your time zone to Yekaterinburg, UTC+5? Reminders will follow it."
+        );
+        let perm = lives_in("я живу в Перми").unwrap();
+        assert!(question(Language::En, &perm, now).starts_with("You are in Yekaterinburg —"));
     }
 }

@@ -14,10 +14,27 @@ use crate::reminder::zone::UserTimeZone;
 /// A place a user said they live in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Place {
-    /// The place in words, after «в» / "in" («Перми», "Tokyo").
+    /// The place in words, after «в» («Перми»; a tz database city as it is written there,
+    /// "Tokyo").
     pub name_in: String,
+    /// The place as the user wrote it, capitalised ("Perm", «Пермь»).
+    pub said: String,
     /// Its time zone.
     pub zone: UserTimeZone,
+}
+
+/// "new york" → "New York", «нижний новгород» → «Нижний Новгород».
+fn capitalised(phrase: &str) -> String {
+    phrase
+        .split(' ')
+        .map(|word| {
+            let mut chars = word.chars();
+            chars.next().map_or_else(String::new, |first| {
+                first.to_uppercase().chain(chars).collect()
+            })
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// One city of the table: its written forms (lower case, words separated by single spaces),
@@ -373,13 +390,29 @@ pub fn lives_in(text: &str) -> Option<Place> {
     })
 }
 
-/// The first known city named anywhere in `text` (a stored fact whose key already says it is
-/// the home city: "home_city" → «Пермь»).
+/// The city a text about the user's home names (a stored fact whose key already says it is
+/// the home city: "home_city" → «Пермь»): the first one after «в» / "in" («Переехал из Казани
+/// в Тверь» → Тверь), else the first one not after «из» / "from".
 #[must_use]
 pub fn any_city_in(text: &str) -> Option<Place> {
     let lower = text.to_lowercase();
     let words = words(&lower);
-    (0..words.len()).find_map(|i| place_at_start(&words[i..].join(" ")))
+    let named: Vec<(Option<&str>, Place)> = (0..words.len())
+        .filter_map(|i| {
+            let before = i.checked_sub(1).map(|j| words[j].as_str());
+            place_at_start(&words[i..].join(" ")).map(|p| (before, p))
+        })
+        .collect();
+    let after = |cues: &[&str], before: Option<&str>| before.is_some_and(|b| cues.contains(&b));
+    named
+        .iter()
+        .find(|(before, _)| after(&["в", "во", "in"], *before))
+        .or_else(|| {
+            named
+                .iter()
+                .find(|(before, _)| !after(&["из", "from", "с", "от"], *before))
+        })
+        .map(|(_, place)| place.clone())
 }
 
 /// The city the text starts with: the longest phrase of up to three words that the table or
@@ -406,6 +439,7 @@ fn named(phrase: &str) -> Option<Place> {
     if let Some(c) = CITIES.iter().find(|c| c.forms.contains(&phrase)) {
         return Some(Place {
             name_in: c.name_in.to_owned(),
+            said: capitalised(phrase),
             zone: UserTimeZone::new(c.zone).ok()?,
         });
     }
@@ -421,6 +455,7 @@ fn named(phrase: &str) -> Option<Place> {
         matches.then(|| {
             Some(Place {
                 name_in: city.replace('_', " "),
+                said: capitalised(phrase),
                 zone: UserTimeZone::new(name).ok()?,
             })
         })?
@@ -456,6 +491,7 @@ mod tests {
         }
         let perm = lives_in("я живу в Перми").unwrap();
         assert_eq!(perm.name_in, "Перми");
+        assert_eq!(lives_in("I live in perm").unwrap().said, "Perm");
     }
 
     #[test]
@@ -469,6 +505,12 @@ mod tests {
             Some("Los Angeles".to_owned())
         );
         assert!(any_city_in("на даче").is_none());
+        assert_eq!(
+            any_city_in("Переехал из Омска в Тверь").map(|p| p.name_in),
+            Some("Твери".to_owned()),
+            "where they moved to, not from"
+        );
+        assert!(any_city_in("родом из Омска").is_none());
     }
 
     #[test]

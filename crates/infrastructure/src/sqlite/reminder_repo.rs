@@ -120,6 +120,20 @@ fn guarded_change(
     Ok(outcome)
 }
 
+/// The user's reminders that also match `and` (an SQL condition, or nothing), earliest due
+/// first.
+fn users(conn: &Connection, user: UserId, and: &str) -> Result<Vec<Reminder>, Fault> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM reminders WHERE user_id = ?1 {and} ORDER BY due_at, reminder_id"
+    ))?;
+    let rows = stmt.query_map([user.get()], |r| Ok(reminder_from(r)))?;
+    let mut out = Vec::new();
+    for row in rows {
+        out.push(row??);
+    }
+    Ok(out)
+}
+
 #[async_trait]
 impl ReminderRepository for SqliteReminderRepository {
     async fn add(&self, reminder: &Reminder) -> Result<(), ReminderStoreError> {
@@ -167,34 +181,14 @@ impl ReminderRepository for SqliteReminderRepository {
 
     async fn list_pending(&self, user: UserId) -> Result<Vec<Reminder>, ReminderStoreError> {
         self.run("list_pending", Access::Read, move |conn| {
-            let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM reminders WHERE user_id = ?1 AND status = 'pending' \
-                 ORDER BY due_at, reminder_id"
-            ))?;
-            let rows = stmt.query_map([user.get()], |r| Ok(reminder_from(r)))?;
-            let mut out = Vec::new();
-            for row in rows {
-                out.push(row??);
-            }
-            Ok(out)
+            users(conn, user, "AND status = 'pending'")
         })
         .await
     }
 
     async fn list_all(&self, user: UserId) -> Result<Vec<Reminder>, ReminderStoreError> {
-        self.run("list_all", Access::Read, move |conn| {
-            let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM reminders WHERE user_id = ?1 \
-                 ORDER BY due_at, reminder_id"
-            ))?;
-            let rows = stmt.query_map([user.get()], |r| Ok(reminder_from(r)))?;
-            let mut out = Vec::new();
-            for row in rows {
-                out.push(row??);
-            }
-            Ok(out)
-        })
-        .await
+        self.run("list_all", Access::Read, move |conn| users(conn, user, ""))
+            .await
     }
 
     async fn count_pending(&self, user: UserId) -> Result<u64, ReminderStoreError> {
