@@ -60,8 +60,8 @@ fn schema_violation(value: &Value) -> Option<String> {
     None
 }
 
-/// The embedded engine with SmolLM2-135M, one request at a time.
-async fn smollm2() -> EmbeddedLlm {
+/// The embedded engine with the test model.
+async fn engine() -> EmbeddedLlm {
     let model = tokio::task::spawn_blocking(|| {
         let path = smollm2_gguf_path().unwrap_or_else(|e| panic!("{e}"));
         EmbeddedModel::load(path).unwrap_or_else(|e| panic!("{e}"))
@@ -72,7 +72,7 @@ async fn smollm2() -> EmbeddedLlm {
         Arc::new(model),
         EmbeddedConfig {
             context_tokens: 4096,
-            request_timeout: Duration::from_secs(300),
+            request_timeout: Duration::from_secs(600),
             concurrency: LlmConcurrency::new(NonZeroUsize::MIN),
             cache_slots: 1,
             threads: butler_infrastructure::llm::embedded::default_threads(),
@@ -81,9 +81,21 @@ async fn smollm2() -> EmbeddedLlm {
     .unwrap()
 }
 
+/// The extractor's input for the user's `said`, each answered "Noted, sir.".
+fn conversation(said: &[&str]) -> Vec<String> {
+    said.iter()
+        .flat_map(|s| {
+            [
+                templates::summariser_event(false, s),
+                templates::summariser_event(true, "Noted, sir."),
+            ]
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_embedded_engine_answers_the_extractor_with_schema_valid_json() {
-    let llm = smollm2().await;
+    let llm = engine().await;
     let user = UserId::new(7);
     let at = OffsetDateTime::UNIX_EPOCH;
     // One conversation: grammar sampling checks the whole vocabulary at every token, which
@@ -96,15 +108,7 @@ async fn the_embedded_engine_answers_the_extractor_with_schema_valid_json() {
         ],
     )];
     for (language, said) in conversations {
-        let entries: Vec<String> = said
-            .iter()
-            .flat_map(|s| {
-                [
-                    templates::summariser_event(false, s),
-                    templates::summariser_event(true, "Noted, sir."),
-                ]
-            })
-            .collect();
+        let entries = conversation(&said);
         let request = LlmRequest::new(
             vec![
                 ChatMessage::system(templates::extractor_system(language)),
@@ -183,7 +187,7 @@ async fn the_embedded_engine_answers_a_reminder_request_with_json_that_parses_in
          unconstrained): {:?}",
         json_schema_to_gbnf(request::REMINDER_SCHEMA)
     );
-    let llm = smollm2().await;
+    let llm = engine().await;
     let today = LocalTime {
         year: 2026,
         month: 12,
@@ -226,4 +230,60 @@ async fn the_embedded_engine_answers_a_reminder_request_with_json_that_parses_in
             reply.text
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_list_is_closed_by_the_grammar_instead_of_running_into_max_tokens() {
+    // The extractor's schema with room for two facts of two terms: a conversation stating six
+    // facts must still end in valid JSON, well before `max_tokens`, because once the list is
+    // full the grammar's only way on is `]`.
+    let schema = facts::EXTRACTOR_SCHEMA
+        .replace(r#""maxItems":24"#, r#""maxItems":2"#)
+        .replace(r#""maxItems":6"#, r#""maxItems":2"#);
+    assert_ne!(schema, facts::EXTRACTOR_SCHEMA);
+    let llm = engine().await;
+    let said = [
+        "My sister is Anna.",
+        "My brother is Oleg.",
+        "I live in Perm.",
+        "My dog is called Rex.",
+        "I love green tea.",
+        "My concert is on Saturday.",
+    ];
+    let max_tokens = 600;
+    let request = LlmRequest::new(
+        vec![
+            ChatMessage::system(templates::extractor_system(Language::En)),
+            ChatMessage::user(facts::extractor_input(&[], &conversation(&said))),
+        ],
+        RequestOptions {
+            temperature: 0.0,
+            max_tokens,
+        },
+    )
+    .background()
+    .json(facts::EXTRACTOR_SCHEMA_NAME, &schema);
+    let started = Instant::now();
+    let reply = llm.complete(&request).await.unwrap();
+    eprintln!(
+        "bounded extraction: {:?} tokens in {:.1} s: {}",
+        reply.completion_tokens,
+        started.elapsed().as_secs_f64(),
+        reply.text
+    );
+    let value: Value = serde_json::from_str(&reply.text)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", reply.text));
+    let items = value["facts"].as_array().expect("a facts array");
+    assert!(items.len() <= 2, "{} facts: {}", items.len(), reply.text);
+    for item in items {
+        assert!(
+            item["terms"].as_array().is_some_and(|t| t.len() <= 2),
+            "{item}"
+        );
+    }
+    assert!(
+        reply.completion_tokens.is_some_and(|n| n < max_tokens),
+        "ran into max_tokens: {:?}",
+        reply.completion_tokens
+    );
 }

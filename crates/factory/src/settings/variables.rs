@@ -430,7 +430,7 @@ pub const VARIABLES: &[Variable] = &[
         "seconds",
         (0, 86_400),
         "20",
-        "A due compression waits until the user has sent nothing for this long, so its model calls do not compete with the user's replies; 0 = at once.",
+        "A due compression waits until the user has sent nothing for this long, so its model calls do not compete with the user's replies; 0 = at once. The same quiet moment extracts facts from turns not yet folded (with facts on, over MEMORY_RECENT_EVENTS events); 0 = no such extraction.",
     ),
     int(
         "MEMORY_COMPRESS_HARD_LIMIT",

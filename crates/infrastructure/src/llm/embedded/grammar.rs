@@ -4,16 +4,17 @@
 //!
 //! llama.cpp's own converter lives in its `common` library, which this build leaves out (see
 //! `vendor/README.md`), so the subset the butler's schemas use is converted here: `object`
-//! (every property, in the order of `required` and then the rest, no others), `array` (`items`, `minItems`,
-//! `maxItems`), `string`, `enum` and `const` of strings, `integer`, `number`,
+//! (every property, in the order of `required` and then the rest, no others), `array` (`items`,
+//! `minItems`, `maxItems`), `string`, `enum` and `const` of strings, `integer`, `number`,
 //! `boolean`, `null`. Anything else is an error, so a schema the engine cannot enforce is
 //! noticed rather than silently unconstrained.
 //!
 //! Whitespace between tokens is at most one space or newline (a small model can otherwise
-//! spend its whole budget on newlines). `maxLength` and `maxItems` are not enforced here:
-//! llama.cpp expands a bounded repetition into nested rules, and checking those against the
-//! whole vocabulary at every token took minutes per answer with a 135M model; the caller's
-//! parser applies its own limits, and `max_tokens` bounds the output.
+//! spend its whole budget on newlines). `maxItems` is enforced (a bounded repetition of the
+//! item, so a list ends once full); `maxLength` is not: llama.cpp expands a bounded
+//! repetition into nested rules, one per character here, and checking those against the whole
+//! vocabulary at every token took minutes per answer with a 135M model; the caller's parser
+//! applies its own limits, and `max_tokens` bounds the output.
 
 use std::fmt::Write as _;
 
@@ -131,14 +132,24 @@ impl Rules {
             .get("items")
             .ok_or_else(|| SchemaError(format!("{path}: array without \"items\"")))?;
         let item = self.value(items, &format!("{path}-item"))?;
-        // `minItems` is kept (at least one item) but `maxItems` left to the caller, for the
-        // same reason as `maxLength`.
+        // `maxItems` is a bounded repetition: once the list is full the only way on is `]`,
+        // so a small model that keeps listing closes its JSON instead of running into
+        // `max_tokens` mid-item. (Unlike `maxLength`, the bound is per item, not per
+        // character: a handful of nested rules, not hundreds.)
         let min = schema.get("minItems").and_then(Value::as_u64).unwrap_or(0);
         let max = schema.get("maxItems").and_then(Value::as_u64);
+        let more = format!("(ws \",\" ws {item})");
         let body = match (min, max) {
             (_, Some(0)) => "\"[\" ws \"]\"".to_owned(),
-            (0, _) => format!("\"[\" ws ({item} (ws \",\" ws {item})*)? ws \"]\""),
-            (_, _) => format!("\"[\" ws {item} (ws \",\" ws {item})* ws \"]\""),
+            (0, None) => format!("\"[\" ws ({item} {more}*)? ws \"]\""),
+            (0, Some(1)) => format!("\"[\" ws {item}? ws \"]\""),
+            (0, Some(max)) => format!("\"[\" ws ({item} {more}{{0,{}}})? ws \"]\"", max - 1),
+            (min, None) => format!("\"[\" ws {item} {more}{{{},}} ws \"]\"", min - 1),
+            (min, Some(max)) => format!(
+                "\"[\" ws {item} {more}{{{},{}}} ws \"]\"",
+                min - 1,
+                max.max(min) - 1
+            ),
         };
         Ok(self.define(path, body))
     }
@@ -206,18 +217,37 @@ mod tests {
     }
 
     #[test]
-    fn arrays_may_be_empty_unless_min_items_says_otherwise() {
+    fn arrays_may_be_empty_unless_min_items_says_otherwise_and_end_at_max_items() {
         let grammar =
-            json_schema_to_gbnf(r#"{"type":"array","items":{"type":"boolean"},"maxItems":3}"#)
-                .unwrap();
+            json_schema_to_gbnf(r#"{"type":"array","items":{"type":"boolean"}}"#).unwrap();
         assert!(
             grammar.contains("(ws \",\" ws (\"true\" | \"false\"))*)? ws \"]\""),
             "{grammar}"
         );
         let grammar =
+            json_schema_to_gbnf(r#"{"type":"array","items":{"type":"boolean"},"maxItems":3}"#)
+                .unwrap();
+        assert!(
+            grammar.contains("(ws \",\" ws (\"true\" | \"false\")){0,2})? ws \"]\""),
+            "{grammar}"
+        );
+        let grammar =
             json_schema_to_gbnf(r#"{"type":"array","items":{"type":"null"},"minItems":2}"#)
                 .unwrap();
-        assert!(grammar.contains("\"[\" ws \"null\" (ws"), "{grammar}");
+        assert!(
+            grammar.contains("\"[\" ws \"null\" (ws \",\" ws \"null\"){1,} ws"),
+            "{grammar}"
+        );
+        let grammar = json_schema_to_gbnf(
+            r#"{"type":"array","items":{"type":"null"},"minItems":2,"maxItems":4}"#,
+        )
+        .unwrap();
+        assert!(grammar.contains("\"null\"){1,3} ws \"]\""), "{grammar}");
+        assert!(
+            json_schema_to_gbnf(r#"{"type":"array","items":{"type":"null"},"maxItems":1}"#)
+                .unwrap()
+                .contains("root ::= \"[\" ws \"null\"? ws \"]\"")
+        );
         assert!(
             json_schema_to_gbnf(r#"{"type":"array","items":{"type":"null"},"maxItems":0}"#)
                 .unwrap()
