@@ -2,13 +2,17 @@
 //! a reply that arrives during a long background generation starts within a step and the
 //! background generation completes afterwards with the text it would have had alone; four
 //! simultaneous replies all show text before any of them ends, each with its own text; a
-//! conversation whose window moves reads only its new tokens.
+//! conversation whose window moves reads only its new tokens; with a single slot a reply takes
+//! it from a background generation, which resumes afterwards; background requests past the
+//! engine's limit are refused at once.
 
 use std::num::NonZeroUsize;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use butler_domain::ports::{LlmClient, LlmReply, LlmRequest, RequestOptions, StreamEvent};
+use butler_domain::ports::{
+    LlmClient, LlmError, LlmReply, LlmRequest, RequestOptions, StreamEvent,
+};
 use butler_domain::prompt::ChatMessage;
 use butler_infrastructure::llm::embedded::{
     default_threads, EmbeddedConfig, EmbeddedLlm, EmbeddedModel,
@@ -62,6 +66,23 @@ struct Timed {
 }
 
 async fn timed(llm: EmbeddedLlm, request: LlmRequest) -> Timed {
+    timed_telling(llm, request, None).await
+}
+
+/// Starts `request` and returns once its first text came (its prompt read, text flowing),
+/// whatever the machine's load; the task goes on to the end.
+async fn running(llm: &EmbeddedLlm, request: LlmRequest) -> tokio::task::JoinHandle<Timed> {
+    let (first, flowing) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(timed_telling(llm.clone(), request, Some(first)));
+    flowing.await.expect("the request showed text");
+    task
+}
+
+async fn timed_telling(
+    llm: EmbeddedLlm,
+    request: LlmRequest,
+    mut first: Option<tokio::sync::oneshot::Sender<()>>,
+) -> Timed {
     let asked = Instant::now();
     let mut stream = llm.stream(&request).await.unwrap();
     let mut deltas = Vec::new();
@@ -71,6 +92,9 @@ async fn timed(llm: EmbeddedLlm, request: LlmRequest) -> Timed {
             StreamEvent::Delta(piece) => {
                 deltas.push(Instant::now());
                 text.push_str(&piece);
+                if let Some(first) = first.take() {
+                    let _ = first.send(());
+                }
             }
             StreamEvent::Done(reply) => {
                 assert_eq!(text, reply.text, "deltas add up to the reply");
@@ -131,9 +155,8 @@ async fn a_reply_during_a_long_background_generation_starts_at_once_and_both_com
     let alone = timed(llm.clone(), story()).await;
     let reply_alone = timed(llm.clone(), greeting("Margaret")).await;
 
-    let background = tokio::spawn(timed(llm.clone(), story()));
-    // Let the background generation get going (its prompt read, text flowing).
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // The background generation gets going (its prompt read, text flowing).
+    let background = running(&llm, story()).await;
     // A reply that its user abandons after its first text: nothing else is lost.
     let mut abandoned = llm.stream(&greeting("Bartholomew")).await.unwrap();
     assert!(matches!(
@@ -185,6 +208,83 @@ async fn a_reply_during_a_long_background_generation_starts_at_once_and_both_com
         alone.reply.completion_tokens
     );
     agree(&reply.reply.text, &reply_alone.reply.text, 16, "the reply");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_a_single_slot_a_reply_takes_the_slot_of_a_background_generation_which_resumes_after()
+{
+    let llm = engine(1, 1).await;
+    let alone = timed(llm.clone(), story()).await;
+
+    let background = running(&llm, story()).await;
+    let reply = timed(llm.clone(), greeting("Margaret")).await;
+    let background = background.await.unwrap();
+
+    let (asked, first_text) = (reply.asked, reply.deltas[0]);
+    let before: Vec<&Instant> = background.deltas.iter().filter(|t| **t < asked).collect();
+    let meanwhile = background
+        .deltas
+        .iter()
+        .filter(|t| **t > asked && **t < reply.done)
+        .count();
+    eprintln!(
+        "single slot: reply's first text after {:?}; background: {} tokens before, {meanwhile} \
+         while the reply ran, ended {:?} after it",
+        first_text - asked,
+        before.len(),
+        background.done.saturating_duration_since(reply.done)
+    );
+    assert!(!before.is_empty(), "the background generation was running");
+    // The only slot went to the reply within a step, not after the background generation.
+    assert!(
+        meanwhile <= 1,
+        "{meanwhile} background tokens while the reply ran"
+    );
+    assert!(background.done > reply.done, "the reply ended first");
+    // Suspended and resumed (its context read again), the background generation went on where
+    // it stopped: its streamed pieces add up to its reply (checked in `timed`), nothing was
+    // repeated, and it agrees with its text alone past the point where it stopped (a wrong
+    // position or a lost token would derail it there).
+    let stopped_at = before.len();
+    let generated = background.reply.completion_tokens.unwrap() as usize;
+    assert!(generated > stopped_at + 4, "{generated} tokens in all");
+    agree(
+        &background.reply.text,
+        &alone.reply.text,
+        stopped_at + 4,
+        "the resumed background text",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn background_requests_past_the_limit_are_refused_at_once_and_replies_are_not() {
+    let llm = engine(2, 2).await.with_background_limit(2);
+    let held = [
+        llm.stream(&story()).await.unwrap(),
+        llm.stream(&story()).await.unwrap(),
+    ];
+    let refused = llm
+        .stream(&story())
+        .await
+        .err()
+        .expect("the third is refused");
+    assert!(
+        matches!(&refused, LlmError::Unavailable { detail } if detail.contains("background requests (its limit)")),
+        "{refused:?}"
+    );
+    // Replies are not background work: served while the queue is full.
+    let reply = timed(llm.clone(), greeting("Margaret")).await;
+    assert!(!reply.reply.text.is_empty());
+    // A place comes back when the engine is done with a request (here: its caller left).
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match llm.stream(&story()).await {
+            Ok(_) => break,
+            Err(e) if Instant::now() > deadline => panic!("still refused: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -13,7 +13,7 @@
 
 use std::collections::VecDeque;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -78,6 +78,53 @@ impl EmbeddedConfig {
     }
 }
 
+/// Background requests (summaries, extractions) the engine holds at once, waiting or in
+/// progress, unless [`EmbeddedLlm::with_background_limit`] says otherwise. More are refused at
+/// once with [`LlmError::Unavailable`]: the work they belong to loses nothing (a compression
+/// that fails deletes nothing and runs again later), and the engine's queue cannot grow
+/// without bound while replies keep it busy.
+pub const BACKGROUND_LIMIT: usize = 16;
+
+/// How many background requests the engine holds, against its limit.
+#[derive(Debug)]
+struct BackgroundLoad {
+    limit: usize,
+    held: AtomicUsize,
+}
+
+impl BackgroundLoad {
+    fn new(limit: usize) -> Arc<Self> {
+        Arc::new(Self {
+            limit,
+            held: AtomicUsize::new(0),
+        })
+    }
+
+    /// A place for one more background request, or the refusal.
+    fn take(self: &Arc<Self>) -> Result<BackgroundTicket, LlmError> {
+        self.held
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.limit).then_some(n + 1)
+            })
+            .map(|_| BackgroundTicket(Arc::clone(self)))
+            .map_err(|held| LlmError::Unavailable {
+                detail: format!(
+                    "the embedded engine already holds {held} background requests (its limit); \
+                     this one is refused, try again later"
+                ),
+            })
+    }
+}
+
+/// A background request's place; given back when the engine is done with the request.
+struct BackgroundTicket(Arc<BackgroundLoad>);
+
+impl Drop for BackgroundTicket {
+    fn drop(&mut self) {
+        self.0.held.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// A request on its way to the engine thread.
 struct Job {
     request: LlmRequest,
@@ -90,6 +137,8 @@ struct Job {
     /// really finished with it. Background requests take none: they wait in the engine's own
     /// queue behind every interactive one instead of holding a place a reply needs.
     permit: Option<LlmSlot>,
+    /// A background request's place under [`BACKGROUND_LIMIT`].
+    _background: Option<BackgroundTicket>,
 }
 
 impl Job {
@@ -104,11 +153,17 @@ impl Job {
         }
     }
 
-    /// Sends the final event, after releasing the permit: a caller that got its answer finds
-    /// its place free.
+    /// Sends the final event, after releasing the permit (or the background place): a caller
+    /// that got its answer finds its place free.
     fn finish(self, event: Result<StreamEvent, LlmError>) {
-        let Self { events, permit, .. } = self;
+        let Self {
+            events,
+            permit,
+            _background: background,
+            ..
+        } = self;
         drop(permit);
+        drop(background);
         let _ = events.send(event);
     }
 }
@@ -119,6 +174,7 @@ pub struct EmbeddedLlm {
     model: Arc<EmbeddedModel>,
     config: EmbeddedConfig,
     jobs: mpsc::Sender<Job>,
+    background: Arc<BackgroundLoad>,
 }
 
 impl std::fmt::Debug for EmbeddedLlm {
@@ -161,7 +217,16 @@ impl EmbeddedLlm {
             model,
             config,
             jobs,
+            background: BackgroundLoad::new(BACKGROUND_LIMIT),
         })
+    }
+
+    /// The same engine holding at most `limit` background requests at once (default
+    /// [`BACKGROUND_LIMIT`]); for clones made after this call.
+    #[must_use]
+    pub fn with_background_limit(mut self, limit: usize) -> Self {
+        self.background = BackgroundLoad::new(limit);
+        self
     }
 
     /// The loaded model.
@@ -286,25 +351,58 @@ impl<'m> Scheduler<'m> {
 
     /// Starts waiting jobs on free slots: interactive ones first, in arrival order. With more
     /// than one slot, background jobs leave the last free slot to replies (a running
-    /// generation is paused, not evicted, so a reply needs a slot of its own).
+    /// generation is paused, not evicted, so a reply needs a slot of its own). A reply that
+    /// finds every slot taken while a background generation holds one takes that slot: the
+    /// background generation is suspended (it keeps what it generated and resumes on a free
+    /// slot later), so a reply never waits for housekeeping — with a single slot too.
+    /// Suspended background generations resume before new background jobs start.
     fn admit(session: &mut Session<'m>, waiting: &mut VecDeque<Job>, running: &mut Vec<Running>) {
+        let reply_waiting = waiting
+            .iter()
+            .any(|j| j.request.priority == Priority::Interactive);
+        if reply_waiting && !session.has_free_slot() {
+            if let Some(r) = running.iter_mut().find(|r| {
+                r.job.request.priority == Priority::Background && !r.generation.is_suspended()
+            }) {
+                tracing::debug!("a background generation yields its slot to a reply");
+                session.suspend(&mut r.generation);
+            }
+        }
         while session.has_free_slot() {
             let (free, all) = session.free_slots();
-            let next = waiting
+            if let Some(i) = waiting
                 .iter()
                 .position(|j| j.request.priority == Priority::Interactive)
-                .or_else(|| (!waiting.is_empty() && (free > 1 || all == 1)).then_some(0));
-            let Some(job) = next.and_then(|i| waiting.remove(i)) else {
+            {
+                if let Some(job) = waiting.remove(i) {
+                    Self::begin(session, job, running);
+                }
+                continue;
+            }
+            if !(free > 1 || all == 1) {
+                return;
+            }
+            if let Some(r) = running.iter_mut().find(|r| r.generation.is_suspended()) {
+                if session.resume(&mut r.generation).is_err() {
+                    return;
+                }
+                continue;
+            }
+            let Some(job) = waiting.pop_front() else {
                 return;
             };
-            match session.begin(&job.request) {
-                Ok(generation) => running.push(Running {
-                    job,
-                    generation,
-                    text: DeltaAssembler::default(),
-                }),
-                Err(e) => job.finish(Err(e)),
-            }
+            Self::begin(session, job, running);
+        }
+    }
+
+    fn begin(session: &mut Session<'m>, job: Job, running: &mut Vec<Running>) {
+        match session.begin(&job.request) {
+            Ok(generation) => running.push(Running {
+                job,
+                generation,
+                text: DeltaAssembler::default(),
+            }),
+            Err(e) => job.finish(Err(e)),
         }
     }
 
@@ -313,8 +411,10 @@ impl<'m> Scheduler<'m> {
         let interactive = running
             .iter()
             .any(|r| r.job.request.priority == Priority::Interactive);
-        let runnable =
-            |r: &Running| interactive == (r.job.request.priority == Priority::Interactive);
+        let runnable = |r: &Running| {
+            interactive == (r.job.request.priority == Priority::Interactive)
+                && !r.generation.is_suspended()
+        };
         let mut chosen: Vec<&mut Generation> = running
             .iter_mut()
             .filter(|r| runnable(r))
@@ -471,14 +571,17 @@ impl LlmClient for EmbeddedLlm {
 
     async fn stream(&self, request: &LlmRequest) -> Result<LlmStream, LlmError> {
         let deadline = Instant::now() + self.config.request_timeout;
-        let permit = match request.priority {
-            Priority::Interactive => Some(
-                self.config
-                    .concurrency
-                    .slot_by(deadline, self.config.request_timeout)
-                    .await?,
+        let (permit, background) = match request.priority {
+            Priority::Interactive => (
+                Some(
+                    self.config
+                        .concurrency
+                        .slot_by(deadline, self.config.request_timeout)
+                        .await?,
+                ),
+                None,
             ),
-            Priority::Background => None,
+            Priority::Background => (None, Some(self.background.take()?)),
         };
         let (events, receiver) = tokio::sync::mpsc::unbounded_channel();
         let cancelled = Arc::new(AtomicBool::new(false));
@@ -490,6 +593,7 @@ impl LlmClient for EmbeddedLlm {
                 cancelled: Arc::clone(&cancelled),
                 events,
                 permit,
+                _background: background,
             })
             .map_err(|_| LlmError::Unavailable {
                 detail: "the engine thread has stopped".to_owned(),

@@ -12,7 +12,7 @@ mod gguf;
 mod grammar;
 mod session;
 
-pub use client::{EmbeddedConfig, EmbeddedLlm};
+pub use client::{EmbeddedConfig, EmbeddedLlm, BACKGROUND_LIMIT};
 pub use engine::{default_threads, EmbeddedModel, PromptTokens};
 pub use gguf::{check_gguf, ModelFileError, GGUF_MAGIC};
 pub use grammar::{json_schema_to_gbnf, SchemaError};

@@ -102,7 +102,13 @@ pub enum Progress {
 pub struct Generation {
     slot: usize,
     seq: i32,
+    /// What its slot must hold before the next token: the prompt, or after a
+    /// [`Session::suspend`] the prompt, the tokens generated so far and the one not yet decoded.
     prompt: Vec<LlamaToken>,
+    /// Tokens of the request's own prompt (what the stats report).
+    prompt_len: usize,
+    /// Suspended: it holds no slot until [`Session::resume`].
+    suspended: bool,
     /// Prompt tokens in the slot's KV cache so far.
     read: usize,
     reused: usize,
@@ -136,10 +142,17 @@ impl Generation {
         self.finished
     }
 
-    /// Whether its prompt is still being read (no token generated yet).
+    /// Whether its prompt is still being read (no token generated yet), or after a resume
+    /// the tokens it had.
     #[must_use]
     pub fn is_reading(&self) -> bool {
         self.read < self.prompt.len()
+    }
+
+    /// Whether it was suspended and holds no slot (see [`Session::suspend`]).
+    #[must_use]
+    pub const fn is_suspended(&self) -> bool {
+        self.suspended
     }
 
     /// What it did so far.
@@ -147,7 +160,7 @@ impl Generation {
     pub fn stats(&self) -> GenerationStats {
         let prompt_read = self.prompt_read.unwrap_or_else(Instant::now);
         GenerationStats {
-            prompt_tokens: self.prompt.len(),
+            prompt_tokens: self.prompt_len,
             reused_tokens: self.reused,
             shifted_tokens: self.shifted,
             generated_tokens: self.generated,
@@ -334,7 +347,12 @@ impl<'m> Session<'m> {
                 ),
             });
         }
-        let Some((slot, plan)) = self.choose_slot(&prompt) else {
+        // Background work never shifts a cache: llama.cpp applies a shift to every cell of every
+        // slot at the next decode, whoever's it is (≈ as long as reading a few hundred tokens on
+        // 2 cores), and a reply that arrives would wait for that step. What a background prompt
+        // could keep by moving is a coincidence of shared text anyway.
+        let shift = request.priority == Priority::Interactive;
+        let Some((slot, plan)) = self.choose_slot(&prompt, shift) else {
             return Err(LlmError::Unavailable {
                 detail: "every KV slot of the embedded engine is busy".to_owned(),
             });
@@ -363,11 +381,67 @@ impl<'m> Session<'m> {
             began,
             prompt_read: None,
             last_token: None,
+            prompt_len: prompt.len(),
+            suspended: false,
             prompt,
         })
     }
 
-    /// Advances each of `generations` (not finished ones) by one decode, all in one batch: the
+    /// Takes a generation off its slot so another request can have the slot: it keeps its
+    /// sampler and everything it generated, and the slot keeps its KV cache until someone else
+    /// needs it. [`Self::resume`] puts it back on a slot, reading again whatever the cache no
+    /// longer holds; it then continues exactly where it stopped (the token sampled last is
+    /// decoded as the last token of what it reads). For a generation that holds a slot only a
+    /// reply needs: with a single slot, a paused background generation would otherwise keep
+    /// every reply waiting until it ends.
+    pub fn suspend(&mut self, generation: &mut Generation) {
+        if generation.suspended {
+            return;
+        }
+        let slot = generation.slot;
+        if let Some(next) = generation.next.take() {
+            // Generating: the context is what the slot holds, plus the token sampled last.
+            let mut context = self.slots[slot].tokens.clone();
+            context.push(next);
+            generation.prompt = context;
+        }
+        // Still reading its prompt: the prompt is the context; the slot holds part of it.
+        generation.read = 0;
+        generation.suspended = true;
+        self.slots[slot].busy = false;
+    }
+
+    /// Puts a suspended generation back on a free slot, reusing what that slot's cache holds of
+    /// its context.
+    ///
+    /// # Errors
+    /// [`LlmError::Unavailable`] when every slot is busy (it stays suspended).
+    pub fn resume(&mut self, generation: &mut Generation) -> Result<(), LlmError> {
+        if !generation.suspended {
+            return Ok(());
+        }
+        let Some((slot, plan)) = self.choose_slot(&generation.prompt, false) else {
+            return Err(LlmError::Unavailable {
+                detail: "every KV slot of the embedded engine is busy".to_owned(),
+            });
+        };
+        self.uses += 1;
+        self.slots[slot].last_used = self.uses;
+        self.slots[slot].busy = true;
+        let (kept, _) = self.apply(slot, &generation.prompt, &plan);
+        let len = generation.prompt.len();
+        generation.read = if kept >= len {
+            self.cut_slot(slot, len - 1)
+        } else {
+            kept
+        };
+        generation.slot = slot;
+        generation.seq = i32::try_from(slot).unwrap_or(0);
+        generation.suspended = false;
+        Ok(())
+    }
+
+    /// Advances each of `generations` (not finished or suspended ones) by one decode, all in one batch: the
     /// next chunk of a prompt being read (chunks share `budget` tokens, at most
     /// [`PROMPT_CHUNK`], first come first served), or the token generated last. Returns each
     /// one's progress, in order.
@@ -399,7 +473,7 @@ impl<'m> Session<'m> {
             }
         }
         for (g, entry) in generations.iter().zip(added.iter_mut()) {
-            if g.finished || g.next.is_some() || budget == 0 {
+            if g.finished || g.suspended || g.next.is_some() || budget == 0 {
                 continue;
             }
             let end = (g.read + budget).min(g.prompt.len());
@@ -483,6 +557,10 @@ impl<'m> Session<'m> {
     /// stop); without, it is emptied (after a llama.cpp failure its state is unknown).
     #[allow(clippy::needless_pass_by_value)] // consumed: an ended generation cannot step again
     pub fn end(&mut self, generation: Generation, keep_cache: bool) {
+        if generation.suspended {
+            // Its slot was freed when it was suspended; the cache there is someone else's now.
+            return;
+        }
         let slot = generation.slot;
         if !keep_cache {
             self.cut_slot(slot, 0);
@@ -535,7 +613,8 @@ impl<'m> Session<'m> {
     }
 
     /// The free slot for `prompt` and how its cache serves it, or `None` when every slot is busy.
-    fn choose_slot(&self, prompt: &[LlamaToken]) -> Option<(usize, ReusePlan)> {
+    /// Without `shift` only a shared prefix is reused.
+    fn choose_slot(&self, prompt: &[LlamaToken], shift: bool) -> Option<(usize, ReusePlan)> {
         let free = || self.slots.iter().enumerate().filter(|(_, s)| !s.busy);
         let lru = free()
             .min_by_key(|(_, s)| (!s.tokens.is_empty(), s.last_used))
@@ -543,8 +622,8 @@ impl<'m> Session<'m> {
         if !self.config.reuse {
             return Some((lru, ReusePlan::default()));
         }
-        let plan =
-            |slot: &Slot| ReusePlan::new(&slot.tokens, prompt, self.can_shift, SHIFT_MIN_RUN);
+        let shift = shift && self.can_shift;
+        let plan = |slot: &Slot| ReusePlan::new(&slot.tokens, prompt, shift, SHIFT_MIN_RUN);
         // A continuation: the prompt reuses at least half of what the slot holds.
         let continuation = free()
             .map(|(i, s)| (i, plan(s), s.tokens.len()))
