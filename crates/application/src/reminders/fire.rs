@@ -4,14 +4,19 @@
 //! Delivery guarantee: a reminder is marked delivered only after the channel accepted it, or
 //! when the send may have reached the user (a time-out after sending): duplicates are worse
 //! than a rare loss there, as with replies. A send that surely failed gives the claim back, so
-//! the next round (or another process) tries again. A process that crashes between sending and
-//! marking leaves the lease to expire: that one reminder is sent again — the only duplicate.
+//! the next round (or another process) tries again. Sent reminders are marked together, in
+//! one write per [`FireConfig::mark_within`] (or per round, if that ends first): with many due
+//! at once a commit per reminder was what held delivery back. A process that crashes between
+//! sending and marking leaves the lease to expire: the reminders it sent in those last
+//! moments are sent again — the only duplicates.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use async_trait::async_trait;
 use butler_domain::ports::{ClaimedReminder, ReminderRepository, UserProfileRepository};
 use butler_domain::profile::Language;
+use butler_domain::reminder::ReminderId;
 use time::{Duration, OffsetDateTime};
 
 use super::texts::delivery_text;
@@ -45,6 +50,10 @@ pub struct FireConfig {
     pub batch: u32,
     /// A reminder delivered later than this after its time carries a "late" note.
     pub late_after: Duration,
+    /// Sent reminders are marked delivered together, at the latest this long after the first
+    /// of them was sent (and at the end of each round): the most a crash can make be sent
+    /// again.
+    pub mark_within: Duration,
 }
 
 impl Default for FireConfig {
@@ -53,6 +62,7 @@ impl Default for FireConfig {
             lease: Duration::seconds(60),
             batch: 100,
             late_after: Duration::minutes(5),
+            mark_within: Duration::milliseconds(100),
         }
     }
 }
@@ -130,18 +140,52 @@ impl FireRemindersUseCase {
             claimed: claimed.len(),
             ..FireOutcome::default()
         };
+        let mark_within =
+            std::time::Duration::try_from(self.config.mark_within).unwrap_or_default();
+        let mut unmarked: Vec<(ReminderId, uuid::Uuid)> = Vec::new();
+        let mut first_unmarked: Option<Instant> = None;
         for claim in claimed {
-            self.deliver(claim, now, &mut outcome).await;
+            if let Some(sent) = self.deliver(claim, now, &mut outcome).await {
+                unmarked.push(sent);
+                first_unmarked.get_or_insert_with(Instant::now);
+            }
+            if first_unmarked.is_some_and(|first| first.elapsed() >= mark_within) {
+                self.mark(&mut unmarked, now).await;
+                first_unmarked = None;
+            }
         }
+        self.mark(&mut unmarked, now).await;
         Ok(outcome)
     }
 
+    /// Marks the sent reminders in `unmarked` delivered, in one write, and empties it.
+    async fn mark(&self, unmarked: &mut Vec<(ReminderId, uuid::Uuid)>, now: OffsetDateTime) {
+        if unmarked.is_empty() {
+            return;
+        }
+        match self.store.mark_delivered_many(unmarked, now).await {
+            Ok(marked) if marked == unmarked.len() => {}
+            Ok(marked) => {
+                tracing::warn!(
+                    lost = unmarked.len() - marked,
+                    "reminder leases lost before they were marked delivered"
+                );
+            }
+            Err(error) => {
+                tracing::warn!(%error, count = unmarked.len(), "marking reminders delivered failed");
+            }
+        }
+        unmarked.clear();
+    }
+
+    /// Sends one claimed reminder; the claim to mark delivered when it was sent (or may have
+    /// been), `None` when it was given back.
     async fn deliver(
         &self,
         claim: ClaimedReminder,
         now: OffsetDateTime,
         outcome: &mut FireOutcome,
-    ) {
+    ) -> Option<(ReminderId, uuid::Uuid)> {
         let reminder = &claim.reminder;
         let language = match self.profiles.get(reminder.user_id).await {
             Ok(Some(profile)) => profile.language,
@@ -176,20 +220,7 @@ impl FireRemindersUseCase {
             if let Err(error) = self.store.release(reminder.id, claim.token).await {
                 tracing::warn!(%error, "giving a reminder claim back failed; it waits for its lease");
             }
-            return;
-        }
-        match self
-            .store
-            .mark_delivered(reminder.id, claim.token, now)
-            .await
-        {
-            Ok(true) => {}
-            Ok(false) => {
-                tracing::warn!(reminder = %reminder.id, "reminder lease lost before it was marked delivered");
-            }
-            Err(error) => {
-                tracing::warn!(%error, reminder = %reminder.id, "marking a reminder delivered failed");
-            }
+            return None;
         }
         if sent.is_ok() {
             outcome.fired += 1;
@@ -201,5 +232,6 @@ impl FireRemindersUseCase {
                 observer.fired(lag.whole_milliseconds() as f64 / 1000.0, late);
             }
         }
+        Some((reminder.id, claim.token))
     }
 }

@@ -130,6 +130,27 @@ pub trait ReminderRepository: Send + Sync {
         now: OffsetDateTime,
     ) -> Result<bool, ReminderStoreError>;
 
+    /// Marks several claimed reminders delivered at `now`, each as [`mark_delivered`] would,
+    /// in one write where the backend allows (one transaction, one update) — a scheduler
+    /// that sends many in a row then pays one commit for them. Returns how many were still
+    /// held by their tokens and are now delivered (the others are left as they are). On an
+    /// error some may have been marked.
+    ///
+    /// [`mark_delivered`]: ReminderRepository::mark_delivered
+    async fn mark_delivered_many(
+        &self,
+        claims: &[(ReminderId, Uuid)],
+        now: OffsetDateTime,
+    ) -> Result<usize, ReminderStoreError> {
+        let mut marked = 0;
+        for &(id, token) in claims {
+            if self.mark_delivered(id, token, now).await? {
+                marked += 1;
+            }
+        }
+        Ok(marked)
+    }
+
     /// Gives a claim back without delivering (graceful shutdown, a failed send): the reminder
     /// is claimable again at once. `false` when `token` no longer holds it.
     async fn release(&self, id: ReminderId, token: Uuid) -> Result<bool, ReminderStoreError>;

@@ -323,6 +323,35 @@ impl ReminderRepository for MongoReminderRepository {
         .map_err(|f| to_port("mark_delivered", f))
     }
 
+    async fn mark_delivered_many(
+        &self,
+        claims: &[(ReminderId, Uuid)],
+        now: OffsetDateTime,
+    ) -> Result<usize, ReminderStoreError> {
+        if claims.is_empty() {
+            return Ok(0);
+        }
+        // One update for all: each reminder only with its own claim's token.
+        let held: Vec<Document> = claims
+            .iter()
+            .map(|(id, token)| doc! { "_id": uuid_bson(id.as_uuid()), "lease_token": uuid_bson(*token) })
+            .collect();
+        bounded(
+            REMINDERS_COLLECTION,
+            self.timeout,
+            self.reminders.update_many(
+                doc! { "$or": held, "status": "pending" },
+                doc! { "$set": {
+                    "status": "delivered", "finished_at": date_bson(now),
+                    "lease_token": Bson::Null, "lease_until": Bson::Null,
+                } },
+            ),
+        )
+        .await
+        .map(|r| usize::try_from(r.matched_count).unwrap_or(usize::MAX))
+        .map_err(|f| to_port("mark_delivered", f))
+    }
+
     async fn release(&self, id: ReminderId, token: Uuid) -> Result<bool, ReminderStoreError> {
         bounded(
             REMINDERS_COLLECTION,

@@ -25,6 +25,11 @@ use butler_domain::UserId;
 use super::{millis, time_from, uuid_bytes, uuid_from, Access, Fault, Pool};
 
 const TABLE: &str = "reminders";
+
+/// Marks a claimed reminder delivered, if the token (`?2`) still holds it (`?1`), at `?3`.
+const MARK_DELIVERED: &str = "UPDATE reminders SET status = 'delivered', finished_at = ?3, \
+       lease_token = NULL, lease_until = NULL \
+     WHERE reminder_id = ?1 AND lease_token = ?2 AND status = 'pending'";
 const COLUMNS: &str = "reminder_id, user_id, chat_id, text, due_at, time_zone, created_at, \
                        status, finished_at, attempts";
 
@@ -305,14 +310,41 @@ impl ReminderRepository for SqliteReminderRepository {
     ) -> Result<bool, ReminderStoreError> {
         let now = millis(now);
         self.run("mark_delivered", Access::Write, move |conn| {
-            let changed = conn
-                .prepare_cached(
-                    "UPDATE reminders SET status = 'delivered', finished_at = ?3, \
-                       lease_token = NULL, lease_until = NULL \
-                     WHERE reminder_id = ?1 AND lease_token = ?2 AND status = 'pending'",
-                )?
-                .execute(params![uuid_bytes(id.as_uuid()), uuid_bytes(token), now])?;
+            let changed = conn.prepare_cached(MARK_DELIVERED)?.execute(params![
+                uuid_bytes(id.as_uuid()),
+                uuid_bytes(token),
+                now
+            ])?;
             Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn mark_delivered_many(
+        &self,
+        claims: &[(ReminderId, Uuid)],
+        now: OffsetDateTime,
+    ) -> Result<usize, ReminderStoreError> {
+        if claims.is_empty() {
+            return Ok(0);
+        }
+        let claims: Vec<([u8; 16], [u8; 16])> = claims
+            .iter()
+            .map(|(id, token)| (uuid_bytes(id.as_uuid()), uuid_bytes(*token)))
+            .collect();
+        let now = millis(now);
+        // One transaction: one commit (and one fsync with SQLITE_SYNCHRONOUS=full) for all.
+        self.run("mark_delivered", Access::Write, move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut marked = 0;
+            {
+                let mut mark = tx.prepare_cached(MARK_DELIVERED)?;
+                for (id, token) in &claims {
+                    marked += mark.execute(params![id, token, now])?;
+                }
+            }
+            tx.commit()?;
+            Ok(marked)
         })
         .await
     }

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use butler_domain::ports::{ChangeOutcome, ReminderRepository};
-use butler_domain::reminder::{Reminder, ReminderStatus, UserTimeZone};
+use butler_domain::reminder::{Reminder, ReminderId, ReminderStatus, UserTimeZone};
 use butler_domain::UserId;
 use time::Duration;
 use uuid::Uuid;
@@ -163,6 +163,44 @@ pub async fn delivery_is_marked_once_with_the_claims_token(s: ReminderStorage) {
         .is_empty());
     assert!(store.list_pending(UserId::new(1)).await.unwrap().is_empty());
     assert_eq!(store.next_due().await.unwrap(), None);
+}
+
+/// Marking several at once marks exactly those whose claim's token still holds them.
+pub async fn marking_several_delivered_at_once_needs_each_claims_token(s: ReminderStorage) {
+    let store = s.reminders.as_ref();
+    let reminders: Vec<Reminder> = (0..4).map(|i| reminder(1, "tea", 1_000 + i)).collect();
+    for r in &reminders {
+        store.add(r).await.unwrap();
+    }
+    let claims = store.claim_due(at(2_000), LEASE, 10).await.unwrap();
+    assert_eq!(claims.len(), 4);
+    assert_eq!(store.mark_delivered_many(&[], at(2_050)).await.unwrap(), 0);
+    // The first with a stranger's token, the last released (its token void): two hold.
+    assert!(store
+        .release(claims[3].reminder.id, claims[3].token)
+        .await
+        .unwrap());
+    let mut batch: Vec<(ReminderId, Uuid)> =
+        claims.iter().map(|c| (c.reminder.id, c.token)).collect();
+    batch[0].1 = Uuid::new_v4();
+    assert_eq!(
+        store.mark_delivered_many(&batch, at(2_100)).await.unwrap(),
+        2
+    );
+    let status = |i: usize| {
+        let id = claims[i].reminder.id;
+        async move { store.get(id).await.unwrap().unwrap().status }
+    };
+    assert_eq!(status(0).await, ReminderStatus::Pending);
+    assert_eq!(status(1).await, ReminderStatus::Delivered(at(2_100)));
+    assert_eq!(status(2).await, ReminderStatus::Delivered(at(2_100)));
+    assert_eq!(status(3).await, ReminderStatus::Pending);
+    // Marked once: again, nothing changes.
+    assert_eq!(
+        store.mark_delivered_many(&batch, at(2_200)).await.unwrap(),
+        0
+    );
+    assert_eq!(status(1).await, ReminderStatus::Delivered(at(2_100)));
 }
 
 /// An expired lease is taken over with one more attempt; the old claimer's token is void.
@@ -449,6 +487,7 @@ macro_rules! reminder_contract_suite {
             listing_is_per_user_and_earliest_due_first,
             claims_take_due_reminders_in_due_order_once_while_leased,
             delivery_is_marked_once_with_the_claims_token,
+            marking_several_delivered_at_once_needs_each_claims_token,
             an_expired_lease_is_taken_over_and_the_old_token_is_void,
             a_released_claim_is_claimable_again_at_once,
             cancel_and_reschedule_touch_only_own_pending_reminders_not_being_delivered,
