@@ -77,6 +77,7 @@ fn msg<'a>(
         user: USER,
         chat_id: 42,
         text,
+        message_id: None,
         language,
         zone: zone.map(|z| UserTimeZone::new(z).unwrap()),
         now,
@@ -190,6 +191,39 @@ async fn ambiguous_or_past_times_are_asked_back_and_nothing_is_stored() {
         assert!(reply.contains(expected), "{phrase}: {reply}");
         assert!(s.store.all().is_empty(), "{phrase}");
     }
+}
+
+#[tokio::test]
+async fn a_request_handled_again_after_a_crash_stores_one_reminder() {
+    // The bot sent its confirmation and died before the update was marked done: the restarted
+    // bot handles the same Telegram message again, a minute later.
+    let s = setup(RemindersConfig::default());
+    let said = "Напомни завтра в 9 позвонить маме";
+    for now in [NOW, NOW + time::Duration::minutes(1)] {
+        s.llm
+            .push_reply(&oracle("позвонить маме", r#""in_days":1,"hour":9"#));
+        let reply = s
+            .manage
+            .execute(ReminderMessage {
+                message_id: Some(777),
+                ..msg(said, Language::Ru, None, now)
+            })
+            .await
+            .unwrap();
+        assert!(reply.starts_with("Напомню завтра"), "{reply}");
+    }
+    assert_eq!(s.store.all().len(), 1, "{:?}", s.store.all());
+    // Another message with the same words is another request.
+    s.llm
+        .push_reply(&oracle("позвонить маме", r#""in_days":1,"hour":9"#));
+    s.manage
+        .execute(ReminderMessage {
+            message_id: Some(778),
+            ..msg(said, Language::Ru, None, NOW)
+        })
+        .await
+        .unwrap();
+    assert_eq!(s.store.all().len(), 2);
 }
 
 /// The user message of the last model call: the request the model was asked to transcribe.
@@ -626,6 +660,7 @@ async fn a_user_in_another_zone_is_reminded_on_their_own_clock_and_others_keep_t
         user,
         chat_id: user.get(),
         text,
+        message_id: None,
         language: Language::Ru,
         zone: None,
         now: NOW,
@@ -779,6 +814,7 @@ async fn a_zone_learned_from_the_conversation_is_proposed_once_and_set_only_when
             user: USER,
             chat_id: 42,
             text: "Напомни завтра в 9 позвонить маме",
+            message_id: None,
             language: Language::Ru,
             zone: None,
             now: NOW,

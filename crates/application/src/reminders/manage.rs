@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use butler_domain::ports::{ChangeOutcome, LlmClient, ReminderRepository, UserProfileRepository};
 use butler_domain::profile::Language;
 use butler_domain::reminder::{
-    moment_in_words, AskBack, LocalTime, Reminder, ReminderStatus, UserTimeZone,
+    moment_in_words, AskBack, LocalTime, Reminder, ReminderId, ReminderStatus, UserTimeZone,
 };
 use butler_domain::UserId;
 use time::{Duration, OffsetDateTime};
@@ -47,6 +47,9 @@ pub struct ReminderMessage<'a> {
     pub chat_id: i64,
     /// The text.
     pub text: &'a str,
+    /// The Telegram message it came in, if any: a request handled twice (again after a crash)
+    /// then stores one reminder.
+    pub message_id: Option<i32>,
     /// The language to answer in.
     pub language: Language,
     /// The user's zone when the caller already knows it; `None` = the one their profile
@@ -259,7 +262,7 @@ impl ManageRemindersUseCase {
         if pending >= u64::from(self.config.max_pending) {
             return Ok(texts::too_many(language, self.config.max_pending));
         }
-        let Ok(reminder) = Reminder::new(
+        let Ok(mut reminder) = Reminder::new(
             m.user,
             m.chat_id,
             &extraction.task,
@@ -269,6 +272,10 @@ impl ManageRemindersUseCase {
         ) else {
             return Ok(texts::not_understood(language).to_owned());
         };
+        if let Some(message_id) = m.message_id {
+            // Stored once however often the message is handled (`add` keeps the first).
+            reminder.id = ReminderId::of_message(m.chat_id, message_id);
+        }
         self.store.add(&reminder).await.map_err(|_| ())?;
         if let Some(observer) = &self.observer {
             observer.scheduled();

@@ -41,6 +41,17 @@ impl ReminderId {
         Self(Uuid::new_v4())
     }
 
+    /// The id of the reminder asked for by message `message_id` of chat `chat_id`: the same
+    /// every time that message is handled, so a request handled again after a crash (the reply
+    /// sent, the update not yet marked done) stores no second reminder.
+    #[must_use]
+    pub fn of_message(chat_id: i64, message_id: i32) -> Self {
+        // A Telegram message is named by its chat and its number in that chat; the upper half
+        // of the low word is a fixed mark («REM»), so these ids stay apart from random ones.
+        let low = 0x5245_4D00_0000_0000 | u64::from(message_id.cast_unsigned());
+        Self(Uuid::from_u64_pair(chat_id.cast_unsigned(), low))
+    }
+
     /// Wraps a stored id.
     #[must_use]
     pub const fn from_uuid(id: Uuid) -> Self {

@@ -438,6 +438,7 @@ impl Handler {
                 user: user_id,
                 chat_id: message.chat.id.0,
                 text,
+                message_id: Some(message.id.0),
                 language,
                 zone: None,
                 now,
