@@ -47,6 +47,7 @@ mod rich;
 mod split;
 mod stops;
 mod texts;
+mod together;
 pub mod webhook;
 mod workers;
 
@@ -361,6 +362,7 @@ pub async fn run_bot(
         config: config.inbox,
         grace: config.shutdown_grace,
         answered: std::sync::Mutex::default(),
+        completions: together::Together::default(),
     };
     let answering = {
         let stop = stop.clone();

@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use butler_domain::ports::{Claimed, InboxUpdate, Stored, UpdateInbox};
+use butler_domain::ports::{Claimed, InboxUpdate, Lease, LeaseScope, Stored, UpdateInbox};
 use time::Duration;
 
 use super::{at, Storage};
@@ -256,6 +256,181 @@ pub async fn delete_done_before_removes_only_old_done_updates_and_a_removed_id_i
         .map(|c| c.update.update_id)
         .collect();
     assert_eq!(claimed, [1, 3]);
+}
+
+/// A batch stores its new updates and reports each entry: new, or a duplicate of an update
+/// stored before or earlier in the same batch (whose first copy is kept).
+pub async fn storing_a_batch_reports_each_update_as_new_or_duplicate_and_keeps_first_copies(
+    s: Storage,
+) {
+    let inbox = s.inbox.as_ref();
+    assert_eq!(inbox.store_all(&[]).await.unwrap(), []);
+    store_all(inbox, &[update(2, 2)]).await;
+    let repeated = InboxUpdate {
+        payload: "{}".to_owned(),
+        ..update(3, 3)
+    };
+    let outcomes = inbox
+        .store_all(&[
+            update(3, 3),
+            update(2, 2),
+            update(1, 1),
+            repeated,
+            update(4, 1),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        outcomes,
+        [
+            Stored::New,
+            Stored::Duplicate,
+            Stored::New,
+            Stored::Duplicate,
+            Stored::New
+        ]
+    );
+    assert_eq!(inbox.backlog().await.unwrap(), 4);
+    let claimed: Vec<InboxUpdate> = [
+        claim(inbox, 0).await,
+        claim(inbox, 0).await,
+        claim(inbox, 0).await,
+    ]
+    .into_iter()
+    .map(|c| c.update)
+    .collect();
+    assert_eq!(claimed, [update(1, 1), update(2, 2), update(3, 3)]);
+    nothing_to_claim(inbox, 0).await;
+    assert_eq!(
+        inbox
+            .store_all(&[update(4, 1), update(5, 5)])
+            .await
+            .unwrap(),
+        [Stored::Duplicate, Stored::New],
+        "a batch redelivered in part"
+    );
+}
+
+/// One call claims the oldest pending update of as many claimable conversations as asked, in
+/// update-id order — never two of one conversation, never one whose reply lease is held — as
+/// the same number of single claims would.
+pub async fn claiming_many_takes_the_oldest_update_of_each_claimable_conversation_in_order(
+    s: Storage,
+) {
+    let inbox = s.inbox.as_ref();
+    assert!(inbox.claim_many(at(0), LEASE, 5).await.unwrap().is_empty());
+    store_all(
+        inbox,
+        &[
+            update(1, 10),
+            update(2, 10),
+            update(3, 20),
+            update(4, 30),
+            update(5, 20),
+            update(6, 40),
+            update(7, 50),
+        ],
+    )
+    .await;
+    let held = inbox
+        .acquire(30, LeaseScope::Replies, at(0), LEASE)
+        .await
+        .unwrap()
+        .expect("conversation 30 is free");
+    assert!(inbox.claim_many(at(0), LEASE, 0).await.unwrap().is_empty());
+
+    let first = inbox.claim_many(at(0), LEASE, 2).await.unwrap();
+    let seen: Vec<(i64, i64, u32)> = first
+        .iter()
+        .map(|c| (c.update.update_id, c.lease.conversation, c.attempts))
+        .collect();
+    assert_eq!(seen, [(1, 10, 1), (3, 20, 1)]);
+    assert_eq!(first[0].update, update(1, 10));
+    assert_eq!(first[0].lease.until, at(30_000));
+    assert_ne!(
+        first[0].lease.token, first[1].lease.token,
+        "a token per claim"
+    );
+
+    let rest = inbox.claim_many(at(0), LEASE, 10).await.unwrap();
+    let ids: Vec<i64> = rest.iter().map(|c| c.update.update_id).collect();
+    assert_eq!(ids, [6, 7], "10 and 20 are claimed, 30 is held");
+    assert!(inbox.claim_many(at(0), LEASE, 10).await.unwrap().is_empty());
+
+    inbox.complete(1, &first[0].lease, at(1)).await.unwrap();
+    inbox.release(&held).await.unwrap();
+    let next = inbox.claim_many(at(2), LEASE, 10).await.unwrap();
+    let ids: Vec<i64> = next.iter().map(|c| c.update.update_id).collect();
+    assert_eq!(ids, [2, 4]);
+
+    // Expired leases are claimable again, one more attempt each (those taken at 2 still hold).
+    let again = inbox.claim_many(at(30_001), LEASE, 10).await.unwrap();
+    let seen: Vec<(i64, u32)> = again
+        .iter()
+        .map(|c| (c.update.update_id, c.attempts))
+        .collect();
+    assert_eq!(seen, [(3, 2), (6, 2), (7, 2)]);
+    assert_eq!(inbox.backlog().await.unwrap(), 6);
+}
+
+/// Completing several at once marks each done and gives back each lease still held — not a
+/// lease taken over since — and doing it again changes nothing.
+pub async fn completing_several_at_once_marks_each_done_and_frees_each_conversation(s: Storage) {
+    let inbox = s.inbox.as_ref();
+    inbox.complete_all(&[], at(0)).await.unwrap();
+    store_all(
+        inbox,
+        &[
+            update(1, 1),
+            update(2, 2),
+            update(3, 3),
+            update(4, 1),
+            update(5, 2),
+        ],
+    )
+    .await;
+    let first = inbox.claim_many(at(0), LEASE, 3).await.unwrap();
+    assert_eq!(first.len(), 3);
+    // Conversation 3's lease lapses and is taken over before its old holder completes.
+    for held in &first[..2] {
+        assert!(inbox
+            .renew(&held.lease, at(10_000), LEASE)
+            .await
+            .unwrap()
+            .is_some());
+    }
+    let taken = claim(inbox, 30_000).await;
+    assert_eq!((taken.update.update_id, taken.attempts), (3, 2));
+    let done: Vec<(i64, Lease)> = first
+        .iter()
+        .map(|c| (c.update.update_id, c.lease))
+        .collect();
+    inbox.complete_all(&done, at(30_001)).await.unwrap();
+    assert_eq!(inbox.backlog().await.unwrap(), 2, "1, 2 and 3 are done");
+    let next: Vec<i64> = inbox
+        .claim_many(at(30_002), LEASE, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.update.update_id)
+        .collect();
+    assert_eq!(
+        next,
+        [4, 5],
+        "conversation 3 is still held by the take-over"
+    );
+    assert!(inbox
+        .renew(&taken.lease, at(30_003), LEASE)
+        .await
+        .unwrap()
+        .is_some());
+    inbox.complete_all(&done, at(30_004)).await.unwrap();
+    assert_eq!(inbox.backlog().await.unwrap(), 2);
+    assert_eq!(
+        inbox.store(&update(2, 2)).await.unwrap(),
+        Stored::Duplicate,
+        "a done update is still recognised"
+    );
 }
 
 /// Payloads (Unicode, kilobytes) and receive times (odd milliseconds) come back exactly.
