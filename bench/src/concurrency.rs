@@ -234,67 +234,128 @@ pub fn simultaneous(
         let engine = wiring::engine(&settings)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let llm = engine.llm;
-        let names = [
-            "Xavier",
-            "Yolanda",
-            "Zachary",
-            "Wilhelmina",
-            "Victor",
-            "Ursula",
-        ];
-        let request = |i: usize| {
-            let name = names[i % names.len()];
-            LlmRequest::new(
-                vec![
-                    ChatMessage::system(format!(
-                        "You are Alfred, the butler of {name}. Address {name} politely."
-                    )),
-                    ChatMessage::user(format!(
-                        "Hello, I am {name}. {} Tell me about your day in detail.",
-                        MESSAGES[i % MESSAGES.len()]
-                    )),
-                ],
-                RequestOptions {
-                    temperature: 0.0,
-                    max_tokens,
-                },
-            )
-        };
-        let started = Instant::now();
-        let calls = (0..users).map(|i| {
-            let llm = Arc::clone(&llm);
-            let request = request(i);
-            tokio::spawn(async move {
-                let mut stream = llm.stream(&request).await?;
-                let mut first = None;
-                while let Some(event) = stream.next().await {
-                    match event? {
-                        StreamEvent::Delta(_) => {
-                            first.get_or_insert_with(|| started.elapsed());
-                        }
-                        StreamEvent::Done(reply) => {
-                            let done = started.elapsed();
-                            return Ok(User {
-                                first_text: first.unwrap_or(done),
-                                done,
-                                tokens: reply.completion_tokens.unwrap_or(0),
-                            });
-                        }
+        ask_together(&engine.llm, users, max_tokens).await
+    })
+}
+
+/// The same `users` conversations asked at the same moment of llama.cpp's own server
+/// (`llama-server -np users`, the same GGUF, the same threads, the prompt cache on), through
+/// the bot's HTTP client (`LLM_BASE_URL`, `LLM_MAX_CONCURRENCY=users`). The server is built
+/// the first time (see [`crate::llama_server`]).
+///
+/// # Errors
+/// If the server cannot be built or started, or a request fails.
+pub fn simultaneous_llama_server(
+    rt: &Runtimes,
+    gguf: &Path,
+    users: usize,
+    max_tokens: u32,
+) -> anyhow::Result<Vec<User>> {
+    let binary = crate::llama_server::provision()?;
+    let dir = tempfile::tempdir().context("a directory for the SQLite store")?;
+    let parallel = u32::try_from(users).context("users")?;
+    let window = 4096;
+    let server = crate::llama_server::LlamaServer::start(
+        &binary,
+        gguf,
+        parallel,
+        window,
+        butler_infrastructure::llm::embedded::default_threads(),
+    )?;
+    let settings = settings(
+        gguf,
+        &dir.path().join("butler.db"),
+        &[
+            ("LLM_BASE_URL", server.base_url().to_owned()),
+            ("LLM_MODEL", "smollm2".to_owned()),
+            ("LLM_MAX_CONCURRENCY", users.to_string()),
+            ("LLM_CONTEXT_WINDOW", window.to_string()),
+        ],
+    )?;
+    let out = rt.bot.block_on(async {
+        let engine = wiring::engine(&settings)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        crate::llama_server::wait_ready(&engine.llm, Duration::from_secs(120)).await?;
+        ask_together(&engine.llm, users, max_tokens).await
+    });
+    drop(server);
+    out
+}
+
+/// A one-token request of another conversation: the engine's KV cache allocated (or the
+/// server's model loaded) before anything is timed.
+async fn warm_up(llm: &Arc<dyn LlmClient>) -> anyhow::Result<()> {
+    crate::llama_server::wait_ready(llm, Duration::from_secs(120)).await
+}
+
+/// Asks `users` different conversations of `llm` at the same moment; per user when the first
+/// text and the end came.
+async fn ask_together(
+    llm: &Arc<dyn LlmClient>,
+    users: usize,
+    max_tokens: u32,
+) -> anyhow::Result<Vec<User>> {
+    warm_up(llm).await?;
+    let names = [
+        "Xavier",
+        "Yolanda",
+        "Zachary",
+        "Wilhelmina",
+        "Victor",
+        "Ursula",
+    ];
+    let request = |i: usize| {
+        let name = names[i % names.len()];
+        LlmRequest::new(
+            vec![
+                ChatMessage::system(format!(
+                    "You are Alfred, the butler of {name}. Address {name} politely."
+                )),
+                ChatMessage::user(format!(
+                    "Hello, I am {name}. {} Tell me about your day in detail.",
+                    MESSAGES[i % MESSAGES.len()]
+                )),
+            ],
+            RequestOptions {
+                temperature: 0.0,
+                max_tokens,
+            },
+        )
+    };
+    let started = Instant::now();
+    let calls = (0..users).map(|i| {
+        let llm = Arc::clone(llm);
+        let request = request(i);
+        tokio::spawn(async move {
+            let mut stream = llm.stream(&request).await?;
+            let mut first = None;
+            while let Some(event) = stream.next().await {
+                match event? {
+                    StreamEvent::Delta(_) => {
+                        first.get_or_insert_with(|| started.elapsed());
+                    }
+                    StreamEvent::Done(reply) => {
+                        let done = started.elapsed();
+                        return Ok(User {
+                            first_text: first.unwrap_or(done),
+                            done,
+                            tokens: reply.completion_tokens.unwrap_or(0),
+                        });
                     }
                 }
-                Err(LlmError::Unavailable {
-                    detail: "the stream ended without an answer".to_owned(),
-                })
+            }
+            Err(LlmError::Unavailable {
+                detail: "the stream ended without an answer".to_owned(),
             })
-        });
-        let mut out = Vec::with_capacity(users);
-        for call in futures::future::join_all(calls).await {
-            out.push(
-                call.context("a user task")?
-                    .map_err(|e| anyhow::anyhow!("{e}"))?,
-            );
-        }
-        Ok(out)
-    })
+        })
+    });
+    let mut out = Vec::with_capacity(users);
+    for call in futures::future::join_all(calls).await {
+        out.push(
+            call.context("a user task")?
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+        );
+    }
+    Ok(out)
 }

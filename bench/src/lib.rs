@@ -20,6 +20,7 @@ pub mod cpu;
 pub mod data;
 pub mod delivery;
 pub mod e2e;
+pub mod llama_server;
 pub mod memory;
 pub mod prompt;
 pub mod report;

