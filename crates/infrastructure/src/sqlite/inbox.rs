@@ -238,15 +238,6 @@ impl UpdateInbox for SqliteInbox {
         if max == 0 {
             return Ok(Vec::new());
         }
-        // Look before taking the writer: a worker woken with nothing to claim (the common case
-        // at low load) costs a read, not an empty write transaction queued behind the others.
-        let at = millis(now);
-        let any = self
-            .run("claim", Access::Read, move |conn| claimable(conn, at, 1))
-            .await?;
-        if any.is_empty() {
-            return Ok(Vec::new());
-        }
         let holder = self.pool.instance;
         self.run("claim", Access::Write, move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
