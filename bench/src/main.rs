@@ -70,10 +70,6 @@ struct Cli {
     /// `butler-bot` processes on MongoDB-wire). Its own block in the output file.
     #[arg(long, conflicts_with_all = ["streaming", "memory"])]
     delivery: bool,
-    /// Instead: only the closed-loop throughput loads of the main table (and the paced
-    /// overhead load), printed and not written anywhere — for profiling the reply path.
-    #[arg(long, hide = true, conflicts_with_all = ["streaming", "memory", "delivery", "output"])]
-    throughput_only: bool,
     /// `concurrency` without its llama-server anchor (which is built from source the first
     /// time, ≈ 10 min on 2 cores, and needs cmake and a C++ compiler); the table says it was
     /// not run.
@@ -1019,60 +1015,6 @@ fn run(cli: &Cli) -> anyhow::Result<String> {
     Ok(block)
 }
 
-/// `--throughput-only`: the paced load and the closed-loop loads, one line each.
-fn throughput_run(cli: &Cli) -> anyhow::Result<String> {
-    use std::fmt::Write as _;
-    let sizes = if cli.quick { Sizes::QUICK } else { Sizes::FULL };
-    silence_logs()?;
-    let rt = Runtimes::new().context("starting the runtimes")?;
-    let backend = match cli.backend.as_deref() {
-        Some("mongodb") => Backend::Mongo,
-        _ => Backend::Sqlite,
-    };
-    let sizes = sizes.for_backend(backend);
-    let mut out = format!("{}: {}\n", label(backend), report::machine());
-    let loads = std::iter::once((sizes.paced_users, Some(sizes.pace)))
-        .chain(sizes.concurrency.iter().map(|&users| (users, None)));
-    for (users, pace) in loads {
-        let store = rt.bot.block_on(StoreEnv::fresh(backend, "bench_e2e"))?;
-        let mut bot = InProcessBot::start(&rt, &store)?;
-        let result = bot.run(
-            &rt,
-            &Load {
-                users,
-                duration: if pace.is_some() {
-                    sizes.paced_duration
-                } else {
-                    sizes.duration
-                },
-                warmup: if pace.is_some() {
-                    sizes.pace
-                } else {
-                    sizes.warmup
-                },
-                pace,
-            },
-        )?;
-        let (calls, inbox_time) = result.inbox_per_message();
-        bot.stop(&rt)?;
-        let _ = writeln!(
-            out,
-            "{users} users{}: {} overhead p50/p99 {} (storage {}) latency p50/p99 {} bot CPU/msg {} process CPU/msg {} inbox calls/msg {calls:.2} inbox time/msg {}",
-            if pace.is_some() { " paced" } else { "" },
-            rate(result.throughput(), "msg/s"),
-            p50_p99(&result.overhead()),
-            p50_p99(&result.db()),
-            p50_p99(&result.latency()),
-            dur(result.bot_cpu_per_message()),
-            dur(result.process_cpu_per_message()),
-            dur(inbox_time),
-        );
-        progress(out.lines().last().unwrap_or_default());
-    }
-    drop(rt);
-    Ok(out)
-}
-
 fn concurrency_run(cli: &Cli) -> anyhow::Result<String> {
     use std::fmt::Write as _;
     let started = Instant::now();
@@ -1204,9 +1146,7 @@ fn main() -> ExitCode {
         Some(Suite::Delivery) => cli.delivery = true,
         Some(Suite::Concurrency) | None => {}
     }
-    let (result, markers) = if cli.throughput_only {
-        (throughput_run(&cli), (BEGIN, END))
-    } else if cli.suite == Some(Suite::Concurrency) {
+    let (result, markers) = if cli.suite == Some(Suite::Concurrency) {
         (concurrency_run(&cli), (CONCURRENCY_BEGIN, CONCURRENCY_END))
     } else if cli.delivery {
         (delivery_run(&cli), (DELIVERY_BEGIN, DELIVERY_END))

@@ -289,15 +289,6 @@ impl UpdateInbox for TimedInbox {
         self.timer.time(user, self.inner.store(update)).await
     }
 
-    async fn store_all(&self, updates: &[InboxUpdate]) -> Result<Vec<Stored>, InboxError> {
-        // A batch is one call; its time is the batch's, not any one user's.
-        let user = match updates {
-            [one] => Some(UserId::new(one.conversation)),
-            _ => None,
-        };
-        self.timer.time(user, self.inner.store_all(updates)).await
-    }
-
     async fn claim(
         &self,
         now: time::OffsetDateTime,
@@ -305,17 +296,6 @@ impl UpdateInbox for TimedInbox {
     ) -> Result<Option<Claimed>, InboxError> {
         self.timer
             .time(None, self.inner.claim(now, lease_for))
-            .await
-    }
-
-    async fn claim_many(
-        &self,
-        now: time::OffsetDateTime,
-        lease_for: time::Duration,
-        max: usize,
-    ) -> Result<Vec<Claimed>, InboxError> {
-        self.timer
-            .time(None, self.inner.claim_many(now, lease_for, max))
             .await
     }
 
@@ -328,20 +308,6 @@ impl UpdateInbox for TimedInbox {
         let user = Some(UserId::new(lease.conversation));
         self.timer
             .time(user, self.inner.complete(update_id, lease, now))
-            .await
-    }
-
-    async fn complete_all(
-        &self,
-        done: &[(i64, Lease)],
-        now: time::OffsetDateTime,
-    ) -> Result<(), InboxError> {
-        let user = match done {
-            [(_, lease)] => Some(UserId::new(lease.conversation)),
-            _ => None,
-        };
-        self.timer
-            .time(user, self.inner.complete_all(done, now))
             .await
     }
 

@@ -108,19 +108,6 @@ pub trait UpdateInbox: ConversationLeases {
     /// Stores `update` as pending unless an update with its id is already stored.
     async fn store(&self, update: &InboxUpdate) -> Result<Stored, InboxError>;
 
-    /// Stores each of `updates` as [`store`](UpdateInbox::store) does — what a polled batch
-    /// needs before it is acknowledged — in one write where the storage allows: the outcome for
-    /// each, in order (an id repeated within the batch is a [`Stored::Duplicate`] after its
-    /// first copy). On error some of the batch may be stored already; storing the whole batch
-    /// again is safe, as storing is idempotent.
-    async fn store_all(&self, updates: &[InboxUpdate]) -> Result<Vec<Stored>, InboxError> {
-        let mut stored = Vec::with_capacity(updates.len());
-        for update in updates {
-            stored.push(self.store(update).await?);
-        }
-        Ok(stored)
-    }
-
     /// Claims the oldest pending update among conversations without an unexpired reply
     /// lease, taking that lease until `now + lease_for`. `None` when there is nothing to claim.
     async fn claim(
@@ -128,28 +115,6 @@ pub trait UpdateInbox: ConversationLeases {
         now: OffsetDateTime,
         lease_for: Duration,
     ) -> Result<Option<Claimed>, InboxError>;
-
-    /// Claims up to `max` updates at once, exactly as that many [`claim`](UpdateInbox::claim)
-    /// calls in a row would: the oldest pending updates of as many different conversations
-    /// without an unexpired reply lease, oldest first, each under its conversation's new
-    /// lease. Fewer (or none) when fewer conversations are claimable; none when `max` is 0.
-    /// On error nothing is claimed, or — on a storage without transactions — the claims made
-    /// so far stand and come back when their leases expire, like any crashed claim.
-    async fn claim_many(
-        &self,
-        now: OffsetDateTime,
-        lease_for: Duration,
-        max: usize,
-    ) -> Result<Vec<Claimed>, InboxError> {
-        let mut claimed = Vec::new();
-        while claimed.len() < max {
-            match self.claim(now, lease_for).await? {
-                Some(next) => claimed.push(next),
-                None => break,
-            }
-        }
-        Ok(claimed)
-    }
 
     /// Marks the update done at `now` (whoever holds its conversation now) and gives the
     /// lease back if `lease` still holds it. A done update keeps no payload: the message text
@@ -161,21 +126,6 @@ pub trait UpdateInbox: ConversationLeases {
         lease: &Lease,
         now: OffsetDateTime,
     ) -> Result<(), InboxError>;
-
-    /// [`complete`](UpdateInbox::complete) for each `(update_id, lease)` of `done`, all at
-    /// `now`, in one write where the storage allows: what several replies finishing together
-    /// need. Idempotent like `complete`; on error some may be done already, and completing
-    /// them all again is safe.
-    async fn complete_all(
-        &self,
-        done: &[(i64, Lease)],
-        now: OffsetDateTime,
-    ) -> Result<(), InboxError> {
-        for (update_id, lease) in done {
-            self.complete(*update_id, lease, now).await?;
-        }
-        Ok(())
-    }
 
     /// How many updates are pending (stored, not done).
     async fn backlog(&self) -> Result<u64, InboxError>;

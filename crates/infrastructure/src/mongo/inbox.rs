@@ -134,59 +134,37 @@ impl MongoInbox {
         found.as_ref().map(decode).transpose()
     }
 
-    /// Claims up to `max` updates from one list of candidates, oldest first. A fault after
-    /// some claims ends the list there: the claims made stand and are answered.
-    async fn claim_up_to(
+    async fn claim_once(
         &self,
         now: OffsetDateTime,
         lease_for: Duration,
-        max: usize,
-    ) -> Result<Vec<Claimed>, Fault> {
-        let mut claimed = Vec::new();
-        if max == 0 {
-            return Ok(claimed);
-        }
-        let listed: Result<(), Fault> = async {
-            for conversation in self.candidates(now).await? {
-                let lease = Lease::new(conversation, LeaseScope::Replies, now, lease_for);
-                if !self.leases.try_take(&lease, now).await? {
-                    continue;
-                }
-                let taken = match self.take_oldest(conversation).await {
-                    Ok(taken) => taken,
-                    Err(fault) => {
-                        // Best effort: otherwise the conversation waits for the lease to expire.
-                        let _ = self.leases.give_back(&lease).await;
-                        return Err(fault);
-                    }
-                };
-                match taken {
-                    Some((update, attempts)) => {
-                        claimed.push(Claimed {
-                            update,
-                            lease,
-                            attempts,
-                        });
-                        if claimed.len() == max {
-                            break;
-                        }
-                    }
-                    // Completed since the candidates were listed.
-                    None => self.leases.give_back(&lease).await?,
-                }
+    ) -> Result<Option<Claimed>, Fault> {
+        for conversation in self.candidates(now).await? {
+            let lease = Lease::new(conversation, LeaseScope::Replies, now, lease_for);
+            if !self.leases.try_take(&lease, now).await? {
+                continue;
             }
-            Ok(())
-        }
-        .await;
-        match listed {
-            Ok(()) => Ok(claimed),
-            Err(fault) if claimed.is_empty() => Err(fault),
-            Err(fault) => {
-                // Logged as any failed claim is; the claims made are answered.
-                let _ = to_port("claim", fault);
-                Ok(claimed)
+            let taken = match self.take_oldest(conversation).await {
+                Ok(taken) => taken,
+                Err(fault) => {
+                    // Best effort: otherwise the conversation waits for the lease to expire.
+                    let _ = self.leases.give_back(&lease).await;
+                    return Err(fault);
+                }
+            };
+            match taken {
+                Some((update, attempts)) => {
+                    return Ok(Some(Claimed {
+                        update,
+                        lease,
+                        attempts,
+                    }))
+                }
+                // Completed since the candidates were listed.
+                None => self.leases.give_back(&lease).await?,
             }
         }
+        Ok(None)
     }
 }
 
@@ -256,20 +234,7 @@ impl UpdateInbox for MongoInbox {
         now: OffsetDateTime,
         lease_for: Duration,
     ) -> Result<Option<Claimed>, InboxError> {
-        let mut claimed = self
-            .claim_up_to(now, lease_for, 1)
-            .await
-            .map_err(|f| to_port("claim", f))?;
-        Ok(claimed.pop())
-    }
-
-    async fn claim_many(
-        &self,
-        now: OffsetDateTime,
-        lease_for: Duration,
-        max: usize,
-    ) -> Result<Vec<Claimed>, InboxError> {
-        self.claim_up_to(now, lease_for, max)
+        self.claim_once(now, lease_for)
             .await
             .map_err(|f| to_port("claim", f))
     }

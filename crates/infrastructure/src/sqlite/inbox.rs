@@ -2,14 +2,10 @@
 //! leases of conversations are rows of `conversation_leases` ([`super::leases`]), shared with
 //! every other writer of a conversation's memory.
 //!
-//! A claim is one `IMMEDIATE` transaction — find the oldest pending updates whose
-//! conversations have no unexpired reply lease (each necessarily its conversation's oldest
-//! pending one), take the leases, count the attempts — so claims of any number of tasks
-//! serialise on the write lock and never hand out one conversation twice. Batches are one
-//! transaction each too: a polled batch of updates stored ([`UpdateInbox::store_all`]), as
-//! many claims as the bot has free workers ([`UpdateInbox::claim_many`]), the replies that
-//! finished together marked done ([`UpdateInbox::complete_all`]); one update alone is a batch
-//! of one.
+//! A claim is one `IMMEDIATE` transaction — find the oldest pending update whose conversation
+//! has no unexpired reply lease (necessarily its conversation's oldest pending one), take the
+//! lease, count the attempt — so claims of any number of tasks serialise on the write lock and
+//! never hand out one conversation twice.
 //!
 //! One bot process claims from a file ([`SqliteStore::take_ownership`] refuses a second one).
 //! A lease left in the file by a bot that crashed would hold its conversation until it
@@ -20,11 +16,10 @@
 //!
 //! Retention: SQLite has no TTL; a job calls [`UpdateInbox::delete_done_before`].
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use rusqlite::{params, Connection, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use time::{Duration, OffsetDateTime};
 
 use butler_domain::ports::{
@@ -67,74 +62,44 @@ impl SqliteInbox {
     }
 }
 
-/// Up to `max` claimable updates with their attempts so far, oldest first, each of a different
-/// conversation: the oldest pending update of each conversation without a reply lease — which
-/// is that conversation's oldest pending update, as any older one would itself be pending on
-/// the same unleased conversation, and older. Later pending updates of a conversation already
-/// picked are skipped.
-fn claimable(conn: &Connection, now: i64, max: usize) -> Result<Vec<(InboxUpdate, i64)>, Fault> {
-    let mut found: Vec<(InboxUpdate, i64)> = Vec::new();
-    if max == 0 {
-        return Ok(found);
-    }
-    let mut statement = conn.prepare_cached(
-        "SELECT u.update_id, u.key, u.payload, u.received_at, u.attempts \
-         FROM inbox_updates u \
-         WHERE u.done_at IS NULL \
-           AND NOT EXISTS (SELECT 1 FROM conversation_leases l \
-                           WHERE l.conversation = u.key AND l.scope = 'reply' \
-                             AND l.until > ?1) \
-         ORDER BY u.update_id",
-    )?;
-    let mut rows = statement.query([now])?;
-    let mut picked = HashSet::new();
-    while let Some(row) = rows.next()? {
-        let conversation: i64 = row.get(1)?;
-        if !picked.insert(conversation) {
-            continue;
-        }
-        found.push((
-            InboxUpdate {
-                update_id: row.get(0)?,
-                conversation,
-                payload: row.get(2)?,
-                received_at: time_from("inbox_updates.received_at", row.get(3)?)?,
-            },
-            row.get(4)?,
-        ));
-        if found.len() == max {
-            break;
-        }
-    }
-    Ok(found)
-}
-
-/// Takes the reply lease of each of `found` and counts the claim's attempt, in the caller's
-/// transaction.
-fn take(
-    conn: &Connection,
-    found: Vec<(InboxUpdate, i64)>,
-    now: OffsetDateTime,
-    lease_for: Duration,
-    holder: uuid::Uuid,
-) -> Result<Vec<Claimed>, Fault> {
-    let mut count =
-        conn.prepare_cached("UPDATE inbox_updates SET attempts = ?1 WHERE update_id = ?2")?;
-    found
-        .into_iter()
-        .map(|(update, attempts)| {
-            let attempts = u32::try_from(attempts.saturating_add(1))
-                .map_err(|_| Fault::Corrupt("inbox_updates.attempts is out of range".into()))?;
-            let lease = Lease::new(update.conversation, LeaseScope::Replies, now, lease_for);
-            leases::put(conn, &lease, holder)?;
-            count.execute(params![attempts, update.update_id])?;
-            Ok(Claimed {
-                update,
-                lease,
-                attempts,
-            })
+/// The claimable update with its attempts so far, if any: the oldest pending update of a
+/// conversation without a reply lease — which is that conversation's oldest pending update, as
+/// any older one would itself be pending on the same unleased conversation, and older.
+fn next_claimable(conn: &Connection, now: i64) -> Result<Option<(InboxUpdate, i64)>, Fault> {
+    let row = conn
+        .prepare_cached(
+            "SELECT u.update_id, u.key, u.payload, u.received_at, u.attempts \
+             FROM inbox_updates u \
+             WHERE u.done_at IS NULL \
+               AND NOT EXISTS (SELECT 1 FROM conversation_leases l \
+                               WHERE l.conversation = u.key AND l.scope = 'reply' \
+                                 AND l.until > ?1) \
+             ORDER BY u.update_id LIMIT 1",
+        )?
+        .query_row([now], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, i64>(4)?,
+            ))
         })
-        .collect()
+        .optional()?;
+    row.map(
+        |(update_id, conversation, payload, received_at, attempts)| {
+            Ok((
+                InboxUpdate {
+                    update_id,
+                    conversation,
+                    payload,
+                    received_at: time_from("inbox_updates.received_at", received_at)?,
+                },
+                attempts,
+            ))
+        },
+    )
+    .transpose()
 }
 
 #[async_trait]
@@ -180,43 +145,24 @@ impl ConversationLeases for SqliteInbox {
 #[async_trait]
 impl UpdateInbox for SqliteInbox {
     async fn store(&self, update: &InboxUpdate) -> Result<Stored, InboxError> {
-        let mut stored = self.store_all(std::slice::from_ref(update)).await?;
-        stored.pop().ok_or_else(|| InboxError::Corrupt {
-            detail: "storing one update gave no outcome".to_owned(),
-        })
-    }
-
-    async fn store_all(&self, updates: &[InboxUpdate]) -> Result<Vec<Stored>, InboxError> {
-        if updates.is_empty() {
-            return Ok(Vec::new());
-        }
-        let updates = updates.to_vec();
+        let update = update.clone();
         self.run("store", Access::Write, move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let stored = {
-                let mut insert = tx.prepare_cached(
+            let inserted = conn
+                .prepare_cached(
                     "INSERT INTO inbox_updates (update_id, key, payload, received_at) \
                      VALUES (?1, ?2, ?3, ?4) ON CONFLICT (update_id) DO NOTHING",
-                )?;
-                updates
-                    .iter()
-                    .map(|update| {
-                        let inserted = insert.execute(params![
-                            update.update_id,
-                            update.conversation,
-                            update.payload,
-                            millis(update.received_at),
-                        ])?;
-                        Ok(if inserted == 1 {
-                            Stored::New
-                        } else {
-                            Stored::Duplicate
-                        })
-                    })
-                    .collect::<Result<Vec<_>, Fault>>()?
-            };
-            tx.commit()?;
-            Ok(stored)
+                )?
+                .execute(params![
+                    update.update_id,
+                    update.conversation,
+                    update.payload,
+                    millis(update.received_at),
+                ])?;
+            Ok(if inserted == 1 {
+                Stored::New
+            } else {
+                Stored::Duplicate
+            })
         })
         .await
     }
@@ -226,28 +172,30 @@ impl UpdateInbox for SqliteInbox {
         now: OffsetDateTime,
         lease_for: Duration,
     ) -> Result<Option<Claimed>, InboxError> {
-        Ok(self.claim_many(now, lease_for, 1).await?.pop())
-    }
-
-    async fn claim_many(
-        &self,
-        now: OffsetDateTime,
-        lease_for: Duration,
-        max: usize,
-    ) -> Result<Vec<Claimed>, InboxError> {
-        if max == 0 {
-            return Ok(Vec::new());
-        }
+        let lease_for_claim = lease_for;
         let holder = self.pool.instance;
         self.run("claim", Access::Write, move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let found = claimable(&tx, millis(now), max)?;
-            if found.is_empty() {
-                return Ok(Vec::new());
-            }
-            let claimed = take(&tx, found, now, lease_for, holder)?;
+            let Some((update, attempts)) = next_claimable(&tx, millis(now))? else {
+                return Ok(None);
+            };
+            let attempts = u32::try_from(attempts.saturating_add(1))
+                .map_err(|_| Fault::Corrupt("inbox_updates.attempts is out of range".into()))?;
+            let lease = Lease::new(
+                update.conversation,
+                LeaseScope::Replies,
+                now,
+                lease_for_claim,
+            );
+            leases::put(&tx, &lease, holder)?;
+            tx.prepare_cached("UPDATE inbox_updates SET attempts = ?1 WHERE update_id = ?2")?
+                .execute(params![attempts, update.update_id])?;
             tx.commit()?;
-            Ok(claimed)
+            Ok(Some(Claimed {
+                update,
+                lease,
+                attempts,
+            }))
         })
         .await
     }
@@ -258,31 +206,16 @@ impl UpdateInbox for SqliteInbox {
         lease: &Lease,
         now: OffsetDateTime,
     ) -> Result<(), InboxError> {
-        self.complete_all(&[(update_id, *lease)], now).await
-    }
-
-    async fn complete_all(
-        &self,
-        done: &[(i64, Lease)],
-        now: OffsetDateTime,
-    ) -> Result<(), InboxError> {
-        if done.is_empty() {
-            return Ok(());
-        }
-        let done = done.to_vec();
+        let lease = *lease;
         let now = millis(now);
         self.run("complete", Access::Write, move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            {
-                let mut mark = tx.prepare_cached(
-                    "UPDATE inbox_updates SET done_at = ?1, payload = '' \
-                     WHERE update_id = ?2 AND done_at IS NULL",
-                )?;
-                for (update_id, lease) in &done {
-                    mark.execute(params![now, update_id])?;
-                    leases::release(&tx, lease)?;
-                }
-            }
+            tx.prepare_cached(
+                "UPDATE inbox_updates SET done_at = ?1, payload = '' \
+                 WHERE update_id = ?2 AND done_at IS NULL",
+            )?
+            .execute(params![now, update_id])?;
+            leases::release(&tx, &lease)?;
             tx.commit()?;
             Ok(())
         })

@@ -351,11 +351,9 @@ struct Pool {
     path: PathBuf,
     busy_timeout: Duration,
     idle: Mutex<Vec<Connection>>,
-    permits: Arc<Semaphore>,
-    /// Held for the whole of every write of this process (see the module docs), and given up
-    /// by the blocking thread the moment the write ends — not when the waiting task is next
-    /// polled, which on a busy runtime can be much later.
-    writer: Arc<tokio::sync::Mutex<()>>,
+    permits: Semaphore,
+    /// Held for the whole of every write of this process (see the module docs).
+    writer: tokio::sync::Mutex<()>,
     /// Set by every write, cleared by the background checkpoint: an idle store is left alone.
     written: AtomicBool,
     /// This process's id as a lease holder (one per opened store).
@@ -486,8 +484,8 @@ impl Pool {
             path: options.path,
             busy_timeout: options.busy_timeout,
             idle: Mutex::new(Vec::new()),
-            permits: Arc::new(Semaphore::new(options.max_connections.max(1))),
-            writer: Arc::new(tokio::sync::Mutex::new(())),
+            permits: Semaphore::new(options.max_connections.max(1)),
+            writer: tokio::sync::Mutex::new(()),
             written: AtomicBool::new(false),
             instance: Uuid::new_v4(),
             owner_lock: Mutex::new(None),
@@ -643,12 +641,13 @@ impl Pool {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, Fault> + Send + 'static,
     {
-        let turn = match access {
+        let _turn = match access {
             Access::Read => None,
-            Access::Write => Some(Arc::clone(&self.writer).lock_owned().await),
+            Access::Write => Some(self.writer.lock().await),
         };
-        let permit = Arc::clone(&self.permits)
-            .acquire_owned()
+        let _permit = self
+            .permits
+            .acquire()
             .await
             .map_err(|e| Fault::Task(e.to_string()))?;
         let pool = Arc::clone(self);
@@ -662,9 +661,6 @@ impl Pool {
             if matches!(access, Access::Write) {
                 pool.written.store(true, Ordering::Release);
             }
-            // The next write starts now, from this thread (see `Pool::writer`).
-            drop(turn);
-            drop(permit);
             result
         })
         .await

@@ -47,7 +47,6 @@ mod rich;
 mod split;
 mod stops;
 mod texts;
-mod together;
 pub mod webhook;
 mod workers;
 
@@ -362,7 +361,6 @@ pub async fn run_bot(
         config: config.inbox,
         grace: config.shutdown_grace,
         answered: std::sync::Mutex::default(),
-        completions: together::Together::default(),
     };
     let answering = {
         let stop = stop.clone();

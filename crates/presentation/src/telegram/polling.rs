@@ -1,5 +1,5 @@
-//! Long polling: `getUpdates` in a loop, each batch stored in the inbox (in one write) before
-//! the next call confirms it (Telegram forgets an update once a later call passes a higher `offset`).
+//! Long polling: `getUpdates` in a loop, each batch stored in the inbox before the next call
+//! confirms it (Telegram forgets an update once a later call passes a higher `offset`).
 
 use std::time::Duration;
 
@@ -80,8 +80,6 @@ pub(crate) async fn poll(
                 }
             }
         };
-        let mut batch = Vec::with_capacity(updates.len());
-        let mut next_offset = offset;
         for raw in updates {
             let Some(id) = raw.get("update_id").and_then(serde_json::Value::as_i64) else {
                 continue;
@@ -90,20 +88,22 @@ pub(crate) async fn poll(
                 // From text, not from the value: teloxide reads update kinds as borrowed keys.
                 let payload = raw.to_string();
                 match serde_json::from_str::<Update>(&payload) {
-                    Ok(update) => batch.extend(receiver.admit(&update, payload)),
+                    Ok(update) => {
+                        if let Some(entry) = receiver.admit(&update, payload) {
+                            if !receiver.store_patiently(&entry, &shutdown).await {
+                                // Not stored, so not confirmed: Telegram keeps it for the
+                                // next process.
+                                return;
+                            }
+                        }
+                    }
                     Err(error) => {
                         tracing::warn!(%error, update_id = id, "unreadable update skipped");
                     }
                 }
             }
-            next_offset = i32::try_from(id.saturating_add(1)).ok().or(next_offset);
+            offset = i32::try_from(id.saturating_add(1)).ok().or(offset);
         }
-        // The whole batch in one write; only then may the next call confirm it.
-        if !receiver.store_patiently(&batch, &shutdown).await {
-            // Not stored, so not confirmed: Telegram keeps it for the next process.
-            return;
-        }
-        offset = next_offset;
     }
     if let Some(offset) = offset {
         // Confirms the last batch without waiting for new updates.

@@ -17,7 +17,6 @@ use tokio_util::sync::CancellationToken;
 
 use super::gate::Gate;
 use super::stops::{self, Stops};
-use super::together::Together;
 use super::TelegramObserver;
 
 /// The conversation an update belongs to, whose updates are answered one at a time, in order:
@@ -60,24 +59,9 @@ pub(crate) fn entry(update: &Update, payload: String) -> Option<InboxUpdate> {
     })
 }
 
-/// The error of a batch, for each of its updates (the error itself is not `Clone`).
-pub(crate) fn copy_of(error: &InboxError) -> InboxError {
-    match error {
-        InboxError::Unavailable { operation, detail } => InboxError::Unavailable {
-            operation,
-            detail: detail.clone(),
-        },
-        InboxError::Corrupt { detail } => InboxError::Corrupt {
-            detail: detail.clone(),
-        },
-    }
-}
-
 /// Stores received updates and wakes the workers; acts on stop buttons as they arrive.
 #[derive(Clone)]
 pub(crate) struct Receiver {
-    /// Updates of concurrent webhook requests, stored together.
-    batch: Arc<Together<InboxUpdate, Result<Stored, InboxError>>>,
     inbox: Arc<dyn UpdateInbox>,
     wake: Arc<Notify>,
     gate: Gate,
@@ -108,7 +92,6 @@ impl Receiver {
         (stops, observer): (Arc<Stops>, Option<Arc<dyn TelegramObserver>>),
     ) -> Self {
         Self {
-            batch: Arc::default(),
             inbox,
             wake,
             gate,
@@ -145,66 +128,35 @@ impl Receiver {
         self.gate.admits(update).then_some(entry)
     }
 
-    /// Stores one update once (a webhook request's); a redelivered one is dropped. Wakes a
-    /// worker when it is new. Requests arriving together are stored together, in one write
-    /// ([`Together`]).
+    /// Stores one update once; a redelivered one is dropped. Wakes a worker when it is new.
     pub(crate) async fn store(&self, entry: &InboxUpdate) -> Result<Stored, InboxError> {
-        let written = self
-            .batch
-            .write(entry.clone(), |entries| async move {
-                match self.store_all(&entries).await {
-                    Ok(stored) => stored.into_iter().map(Ok).collect(),
-                    Err(error) => entries.iter().map(|_| Err(copy_of(&error))).collect(),
-                }
-            })
-            .await;
-        // Not known to be stored (the request writing it was cancelled): not acknowledged.
-        written.unwrap_or_else(|| {
-            Err(InboxError::Unavailable {
-                operation: "store",
-                detail: "the write storing this update was interrupted".to_owned(),
-            })
-        })
-    }
-
-    /// Stores the updates of one batch, in one write where the inbox allows; redelivered ones
-    /// are dropped. Wakes the workers when any is new.
-    async fn store_all(&self, entries: &[InboxUpdate]) -> Result<Vec<Stored>, InboxError> {
-        let stored = self.inbox.store_all(entries).await?;
-        for (entry, outcome) in entries.iter().zip(&stored) {
-            if *outcome == Stored::Duplicate {
-                tracing::info!(
-                    update_id = entry.update_id,
-                    "update already in the inbox; redelivery dropped"
-                );
-            }
-        }
-        if stored.contains(&Stored::New) {
-            self.wake.notify_one();
+        let stored = self.inbox.store(entry).await?;
+        match stored {
+            Stored::New => self.wake.notify_one(),
+            Stored::Duplicate => tracing::info!(
+                update_id = entry.update_id,
+                "update already in the inbox; redelivery dropped"
+            ),
         }
         Ok(stored)
     }
 
-    /// Stores the updates of one batch, retrying with back-off while the inbox is down.
-    /// `false` when `shutdown` came first: the batch is then not acknowledged, and Telegram
-    /// delivers it again to the next process (which drops what was stored as duplicates).
+    /// Stores one update, retrying with back-off while the inbox is down. `false` when
+    /// `shutdown` came first: the update is then not acknowledged, and Telegram delivers it
+    /// again to the next process.
     pub(crate) async fn store_patiently(
         &self,
-        entries: &[InboxUpdate],
+        entry: &InboxUpdate,
         shutdown: &CancellationToken,
     ) -> bool {
-        if entries.is_empty() {
-            return true;
-        }
         let mut attempt = 0;
         loop {
-            match self.store_all(entries).await {
+            match self.store(entry).await {
                 Ok(_) => return true,
                 Err(error) => {
                     let pause = STORE_BACKOFF[attempt.min(STORE_BACKOFF.len() - 1)];
                     attempt += 1;
-                    let first = entries.first().map(|e| e.update_id);
-                    tracing::warn!(%error, first_update_id = first, updates = entries.len(), retry_in_ms = pause.as_millis(), "updates not stored; not acknowledging them yet");
+                    tracing::warn!(%error, update_id = entry.update_id, retry_in_ms = pause.as_millis(), "update not stored; not acknowledging it yet");
                     tokio::select! {
                         () = shutdown.cancelled() => return false,
                         () = tokio::time::sleep(pause) => {}

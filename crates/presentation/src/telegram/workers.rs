@@ -1,7 +1,6 @@
 //! Answering what the inbox holds: one loop claims updates (the oldest pending one among
-//! conversations nobody is answering, under that conversation's reply lease — as many at once
-//! as there are free slots, up to [`CLAIM_BATCH`], in one call), and each claim is answered in
-//! a task of its own, at most [`InboxConfig::workers`] at once. While the answer
+//! conversations nobody is answering, under that conversation's reply lease), and each claim
+//! is answered in a task of its own, at most [`InboxConfig::workers`] at once. While the answer
 //! is written the lease is renewed; when it is sent the update is marked done and the lease
 //! given back.
 //!
@@ -40,12 +39,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::config::InboxConfig;
 use super::handler::Handler;
-use super::receive::copy_of;
-use super::together::Together;
 
-/// Most updates one claim takes (free slots permitting): a burst is claimed in a few writes,
-/// while no process takes far more than it is about to answer.
-const CLAIM_BATCH: usize = 64;
 /// Pause after the inbox failed to answer a claim.
 const CLAIM_BACKOFF: Duration = Duration::from_secs(1);
 /// First pause before marking an update done again; doubles up to [`COMPLETE_BACKOFF_MAX`].
@@ -68,8 +62,6 @@ pub(crate) struct Workers {
     /// one of them can only mean its lease lapsed while its done mark failed, and it is then
     /// marked done instead of its reply being sent again.
     pub(crate) answered: Mutex<VecDeque<i64>>,
-    /// Updates being marked done: replies finishing together are marked in one write.
-    pub(crate) completions: Together<(i64, Lease), Result<(), InboxError>>,
 }
 
 fn now() -> time::OffsetDateTime {
@@ -101,43 +93,24 @@ impl Workers {
         loop {
             // Reap finished tasks so the set does not grow.
             while tasks.try_join_next().is_some() {}
-            let mut permits = tokio::select! {
+            let permit = tokio::select! {
                 () = shutdown.cancelled() => break,
                 permit = Arc::clone(&slots).acquire_owned() => match permit {
                     Ok(permit) => permit,
                     Err(_) => break,
                 },
             };
-            // Every free slot, up to a batch, is filled by one claim: one write to the inbox
-            // instead of one per update.
-            let more = slots.available_permits().min(CLAIM_BATCH - 1);
-            if let Ok(extra) =
-                Arc::clone(&slots).try_acquire_many_owned(u32::try_from(more).unwrap_or(0))
-            {
-                permits.merge(extra);
-            }
-            let wanted = permits.num_permits();
-            match this
-                .inbox
-                .claim_many(now(), lease_for(&this.config), wanted)
-                .await
-            {
-                Ok(claimed) if !claimed.is_empty() => {
-                    for claimed in claimed {
-                        // One slot per claim; an inbox handing out more than asked for is
-                        // answered all the same.
-                        let permit = permits.split(1);
-                        let this = Arc::clone(&this);
-                        let stop = stop_answers.clone();
-                        tasks.spawn(async move {
-                            this.answer(claimed, stop).await;
-                            drop(permit);
-                        });
-                    }
-                    drop(permits);
+            match this.inbox.claim(now(), lease_for(&this.config)).await {
+                Ok(Some(claimed)) => {
+                    let this = Arc::clone(&this);
+                    let stop = stop_answers.clone();
+                    tasks.spawn(async move {
+                        this.answer(claimed, stop).await;
+                        drop(permit);
+                    });
                 }
-                Ok(_) => {
-                    drop(permits);
+                Ok(None) => {
+                    drop(permit);
                     tokio::select! {
                         () = shutdown.cancelled() => break,
                         () = this.wake.notified() => {}
@@ -145,7 +118,7 @@ impl Workers {
                     }
                 }
                 Err(error) => {
-                    drop(permits);
+                    drop(permit);
                     tracing::warn!(%error, "inbox claim failed; retrying");
                     tokio::select! {
                         () = shutdown.cancelled() => break,
@@ -269,7 +242,7 @@ impl Workers {
         let attempts = async {
             let mut backoff = COMPLETE_BACKOFF;
             loop {
-                match self.mark_done(update_id, lease).await {
+                match self.inbox.complete(update_id, &lease, now()).await {
                     Ok(()) => return Ok(()),
                     Err(error) if error.is_retryable() => {
                         tracing::warn!(%error, update_id, retry_ms = backoff.as_millis(), "could not mark the update done; retrying");
@@ -298,26 +271,6 @@ impl Workers {
                 Ok(())
             }
         }
-    }
-
-    /// Marks one update done, together with those other replies are marking at the moment
-    /// ([`Together`]).
-    async fn mark_done(&self, update_id: i64, lease: Lease) -> Result<(), InboxError> {
-        let written = self
-            .completions
-            .write((update_id, lease), |done| async move {
-                match self.inbox.complete_all(&done, now()).await {
-                    Ok(()) => done.iter().map(|_| Ok(())).collect(),
-                    Err(error) => done.iter().map(|_| Err(copy_of(&error))).collect(),
-                }
-            })
-            .await;
-        written.unwrap_or_else(|| {
-            Err(InboxError::Unavailable {
-                operation: "complete",
-                detail: "the write marking this update done was interrupted".to_owned(),
-            })
-        })
     }
 
     fn answered(&self) -> std::sync::MutexGuard<'_, VecDeque<i64>> {
