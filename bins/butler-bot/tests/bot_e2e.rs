@@ -9,9 +9,10 @@
 //! voice note, a model outage, a second user interleaved, a user off the allow-list, a reply
 //! longer than Telegram's limit, and enough messages to trigger memory compression.
 
+mod bot_process;
+
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,6 +27,8 @@ use butler_testkit::services::voice_note;
 use butler_testkit::services::WhisperServer;
 use butler_testkit::storage::TestStorage;
 use butler_testkit::telegram::{Failure, FakeTelegram, SentMessage, Voice};
+
+use bot_process::BotProcess;
 
 const ALICE: i64 = 1001;
 const BOB: i64 = 1002;
@@ -45,7 +48,8 @@ struct Backend {
     env: Vec<(&'static str, String)>,
     profiles: Arc<dyn UserProfileRepository>,
     memory: Arc<dyn UserMemoryRepository>,
-    store: TestStorage,
+    /// Kept alive: it owns the database (a temporary SQLite file or a MongoDB database).
+    _store: TestStorage,
 }
 
 async fn opened(store: TestStorage) -> Backend {
@@ -59,7 +63,7 @@ async fn opened(store: TestStorage) -> Backend {
         env: store.env(),
         profiles: storage.profiles,
         memory: storage.memory,
-        store,
+        _store: store,
     }
 }
 
@@ -94,61 +98,47 @@ impl Backend {
 
 /// The bot process and the fakes it talks to.
 struct RunningBot {
-    child: Child,
+    process: BotProcess,
     telegram: FakeTelegram,
     metrics: String,
-    log: PathBuf,
 }
 
 impl RunningBot {
     async fn start(backend: &Backend, llm: &ScriptedLlm, whisper: &WhisperServer) -> Self {
         let telegram = FakeTelegram::start().await;
         let metrics = format!("127.0.0.1:{}", free_port());
-        let log = backend
-            .store
-            .sqlite_path()
-            .and_then(|db| db.parent().map(Path::to_owned))
-            .unwrap_or_else(std::env::temp_dir)
-            .join(format!("bot-{}-{}.log", backend.name, std::process::id()));
-        let log_file = std::fs::File::create(&log).expect("create the bot's log file");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_butler-bot"));
-        command.env_clear();
-        for var in ["PATH", "HOME", "TMPDIR"] {
-            if let Some(value) = std::env::var_os(var) {
-                command.env(var, value);
-            }
-        }
-        command
-            .arg("run")
-            .env("TELEGRAM_BOT_TOKEN", telegram.token())
-            .env("TELEGRAM_API_URL", telegram.api_url())
-            .env("ALLOWED_USER_IDS", format!("{ALICE},{BOB}"))
+        let mut env: Vec<(String, String)> = [
+            ("TELEGRAM_BOT_TOKEN", telegram.token().to_owned()),
+            ("TELEGRAM_API_URL", telegram.api_url()),
+            ("ALLOWED_USER_IDS", format!("{ALICE},{BOB}")),
             // Step 6 sends a burst of 22 messages at once: room for it, a real bucket still.
-            .env("RATE_LIMIT_BURST", "100")
-            .env("LLM_BASE_URL", llm.base_url())
-            .env("STT_BASE_URL", whisper.base_url())
-            .env("STT_LANGUAGE", "en")
-            .env("STT_TIMEOUT_SECS", "180")
-            .env("METRICS_ADDR", &metrics)
-            .env("LOG_FORMAT", "json")
-            .env("RUST_LOG", "info")
-            .envs(backend.env.iter().map(|(k, v)| (k, v.as_str())))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log_file);
-        let mut child = command.spawn().expect("start butler-bot");
+            ("RATE_LIMIT_BURST", "100".to_owned()),
+            ("LLM_BASE_URL", llm.base_url()),
+            ("STT_BASE_URL", whisper.base_url()),
+            ("STT_LANGUAGE", "en".to_owned()),
+            ("STT_TIMEOUT_SECS", "180".to_owned()),
+            ("METRICS_ADDR", metrics.clone()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        env.extend(
+            backend
+                .env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone())),
+        );
+        let process = BotProcess::spawn(backend.name, &env);
         if let Err(error) = telegram.wait_for_calls("getUpdates", 1, WAIT).await {
-            let _ = child.kill();
             panic!(
                 "the bot did not start polling: {error}\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
+                process.log_text()
             );
         }
         Self {
-            child,
+            process,
             telegram,
             metrics,
-            log,
         }
     }
 
@@ -160,7 +150,7 @@ impl RunningBot {
     }
 
     fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.process.log_text()
     }
 
     async fn get(&self, path: &str) -> (u16, String) {
@@ -173,20 +163,8 @@ impl RunningBot {
 
     /// SIGTERM, then the exit status and everything the bot logged.
     async fn stop(mut self) -> (ExitStatus, String) {
-        match butler_testkit::services::sigterm(&mut self.child, Duration::from_secs(30)).await {
-            Some(status) => (status, self.log_text()),
-            None => panic!(
-                "the bot did not stop within 30 s of SIGTERM\n{}",
-                self.log_text()
-            ),
-        }
-    }
-}
-
-impl Drop for RunningBot {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let status = self.process.terminate(Duration::from_secs(30)).await;
+        (status, self.log_text())
     }
 }
 
