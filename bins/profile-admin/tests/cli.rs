@@ -760,3 +760,70 @@ async fn reminders_are_listed_in_the_users_zone_shown_exported_and_cancelled_aga
 ) {
     reminders_are_listed_in_the_users_zone_shown_exported_and_cancelled(mongo().await).await;
 }
+
+/// `--reminder-offers on|off`: the user's consent to reminders offered from memory, shown,
+/// exported, and anything but `on`/`off` refused with exit 2 naming the form.
+async fn reminder_offers_are_switched_shown_and_exported(backend: TestStorage) {
+    let stores = open(&backend).await;
+    seed(&stores).await;
+    let out = admin(&backend, &["show", "101"]).await;
+    assert!(
+        stdout(&out).contains("offers:    off (0 offered)"),
+        "{}",
+        stdout(&out)
+    );
+    let out = admin(&backend, &["update", "101", "--reminder-offers", "yes"]).await;
+    assert_exit(&out, 2);
+    assert!(
+        stderr(&out).contains("expected `on` or `off`"),
+        "{}",
+        stderr(&out)
+    );
+    let out = admin(&backend, &["update", "101", "--reminder-offers", "on"]).await;
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains("reminder-offers=on"),
+        "{}",
+        stdout(&out)
+    );
+    let p = stores
+        .profiles
+        .get(UserId::new(101))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(p.reminder_offers);
+    let out = admin(&backend, &["show", "101"]).await;
+    assert!(
+        stdout(&out).contains("offers:    on (0 offered)"),
+        "{}",
+        stdout(&out)
+    );
+    let out = admin(&backend, &["export", "101"]).await;
+    assert_exit(&out, 0);
+    let record: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(record["profile"]["reminder_offers"], true);
+    assert_eq!(
+        record["profile"]["reminder_offers_made"],
+        serde_json::json!([])
+    );
+    let out = admin(&backend, &["update", "101", "--reminder-offers", "off"]).await;
+    assert_exit(&out, 0);
+    let p = stores
+        .profiles
+        .get(UserId::new(101))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!p.reminder_offers);
+}
+
+#[tokio::test]
+async fn reminder_offers_are_switched_shown_and_exported_against_sqlite() {
+    reminder_offers_are_switched_shown_and_exported(sqlite()).await;
+}
+
+#[tokio::test]
+async fn reminder_offers_are_switched_shown_and_exported_against_the_mongodb_wire_server() {
+    reminder_offers_are_switched_shown_and_exported(mongo().await).await;
+}

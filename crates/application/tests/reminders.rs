@@ -849,3 +849,143 @@ async fn a_zone_learned_from_the_conversation_is_proposed_once_and_set_only_when
     assert_eq!(profiles.get(other).await.unwrap().unwrap().time_zone, None);
     assert_eq!(zones.offer(other, "Привет ещё раз").await, None);
 }
+
+#[tokio::test]
+async fn a_dated_event_in_memory_is_offered_once_only_with_consent_and_its_yes_sets_the_reminder() {
+    use butler_application::reminders::ReminderOfferUseCase;
+    use butler_domain::ports::{FactRepository, UserProfileRepository};
+    use butler_domain::reminder::ReminderId;
+    use butler_domain::{FactKind, MemoryFact};
+    use butler_testkit::fakes::{InMemoryFacts, ManualClock};
+
+    let s = setup(RemindersConfig::default());
+    let manage = Arc::new(
+        ManageRemindersUseCase::new(
+            s.store.clone(),
+            s.llm.clone(),
+            RemindersConfig::default(),
+            None,
+        )
+        .with_profiles(s.profiles.clone()),
+    );
+    let facts = Arc::new(InMemoryFacts::default());
+    let clock = Arc::new(ManualClock::starting_at(NOW));
+    let offers = ReminderOfferUseCase::new(
+        s.profiles.clone(),
+        facts.clone(),
+        manage,
+        clock.clone(),
+        Duration::days(60),
+        None,
+    );
+    let fact = |key: &str, kind, text: &str| {
+        MemoryFact::new(USER, key, kind, text, vec![], NOW - Duration::hours(1)).unwrap()
+    };
+    let concert = fact("concert", FactKind::Date, "Идёт на концерт 15 декабря");
+    facts
+        .save(&[
+            concert.clone(),
+            fact("exam", FactKind::Date, "Сдавал экзамен 5 декабря 2026"),
+            fact(
+                "trip",
+                FactKind::Promise,
+                "Обещал съездить к маме в пятницу",
+            ),
+            fact(
+                "vacation",
+                FactKind::Date,
+                "Отпуск с 10 января по 20 января",
+            ),
+            fact("wedding", FactKind::Date, "Свадьба сестры 20 марта"),
+            fact("cat", FactKind::Preference, "Любит кошек"),
+        ])
+        .await
+        .unwrap();
+    s.profiles.get_or_create(USER).await.unwrap();
+
+    // Off by default: nothing is offered, nothing recorded.
+    assert!(offers.find(USER).await.is_empty());
+    assert!(s
+        .profiles
+        .get(USER)
+        .await
+        .unwrap()
+        .unwrap()
+        .reminder_offers_made
+        .is_empty());
+
+    let on = offers.switch(USER, Some(true)).await;
+    assert!(
+        on.starts_with("Хорошо, сэр: если я запомню событие с датой"),
+        "{on}"
+    );
+    let made = offers.find(USER).await;
+    // Past (5 December), weekday (ambiguous), two dates, beyond the horizon (20 March), no
+    // date: only the concert.
+    assert_eq!(made.len(), 1, "{made:?}");
+    assert_eq!(made[0].fact_id, concert.id);
+    assert_eq!(made[0].chat_id, 42);
+    assert_eq!(
+        made[0].question,
+        "Позволите напомнить, сэр? «Идёт на концерт 15 декабря» — напомню во вторник, 15 декабря, в 09:00."
+    );
+    assert_eq!(
+        s.profiles
+            .get(USER)
+            .await
+            .unwrap()
+            .unwrap()
+            .reminder_offers_made,
+        vec!["concert@2026-12-15".to_owned()]
+    );
+    assert!(offers.find(USER).await.is_empty(), "offered once");
+    // The same event extracted again (a new fact of the same key) is not offered again.
+    facts
+        .save(&[fact("concert", FactKind::Date, "Концерт 15 декабря")])
+        .await
+        .unwrap();
+    assert!(offers.find(USER).await.is_empty(), "offered once per event");
+
+    // "Yes", twice: one reminder, at 09:00 Moscow on the 15th, confirmed in words.
+    let yes = offers.answer(USER, concert.id, true).await;
+    assert_eq!(
+        yes,
+        "Напомню во вторник, 15 декабря, в 09:00: Идёт на концерт 15 декабря."
+    );
+    offers.answer(USER, concert.id, true).await;
+    let stored = s.store.all();
+    assert_eq!(stored.len(), 1, "a double press stores one");
+    assert_eq!(stored[0].id, ReminderId::of_offer(concert.id));
+    assert_eq!(stored[0].due_at, datetime!(2026-12-15 06:00 UTC));
+
+    // A button for something never offered is stale; "no" only answers.
+    let cat = fact("cat2", FactKind::Preference, "Любит собак 1 января");
+    facts.save(&[cat.clone()]).await.unwrap();
+    assert!(offers
+        .answer(USER, cat.id, true)
+        .await
+        .contains("неактуален"));
+    let made = offers.find(USER).await;
+    assert_eq!(made.len(), 1);
+    let no = offers.answer(USER, cat.id, false).await;
+    assert_eq!(no, "Как скажете, сэр: напоминать не буду.");
+    assert_eq!(s.store.all().len(), 1);
+
+    // Switched off: nothing more.
+    offers.switch(USER, Some(false)).await;
+    facts
+        .save(&[fact("dentist", FactKind::Date, "Стоматолог 20.12 в 10:30")])
+        .await
+        .unwrap();
+    assert!(offers.find(USER).await.is_empty());
+    offers.switch(USER, Some(true)).await;
+    let made = offers.find(USER).await;
+    assert_eq!(made.len(), 1);
+    assert!(
+        made[0]
+            .question
+            .contains("в воскресенье, 20 декабря, в 10:30"),
+        "{}",
+        made[0].question
+    );
+}

@@ -30,6 +30,9 @@ pub const MAX_RATE_PER_MINUTE: u32 = 10_000;
 pub const MAX_BURST: u32 = 10_000;
 /// Highest per-user daily quota an administrator may set.
 pub const MAX_DAILY_QUOTA: u32 = 1_000_000;
+/// How many offered events a profile remembers (the oldest are forgotten first; an event that
+/// far back is long past).
+pub const MAX_OFFERS_REMEMBERED: usize = 200;
 
 /// The persona every new user meets.
 pub const DEFAULT_PERSONA: &str = "Alfred-style дворецкий";
@@ -226,6 +229,12 @@ pub struct UserProfile {
     /// The zone the butler last proposed from the conversation (asked once per zone, whatever
     /// the answer); `None` = none proposed yet.
     pub time_zone_offered: Option<UserTimeZone>,
+    /// Whether the butler may offer reminders for dated events it remembers (off by default;
+    /// the user turns it on with `/offers on`, support staff with `profile_admin`).
+    pub reminder_offers: bool,
+    /// The events already offered as reminders (each offered once, whatever the answer): keys
+    /// of the form `fact-key@YYYY-MM-DD`, oldest first, at most [`MAX_OFFERS_REMEMBERED`].
+    pub reminder_offers_made: Vec<String>,
     /// When the profile was first stored.
     pub created_at: OffsetDateTime,
     /// When the profile last changed.
@@ -264,6 +273,8 @@ impl UserProfile {
             limits: UserLimits::default(),
             time_zone: None,
             time_zone_offered: None,
+            reminder_offers: false,
+            reminder_offers_made: Vec::new(),
             created_at: now,
             updated_at: now,
             version: 0,
@@ -325,6 +336,9 @@ impl UserProfile {
         if let Some(zone) = &update.time_zone {
             next.time_zone.clone_from(zone);
         }
+        if let Some(offers) = update.reminder_offers {
+            next.reminder_offers = offers;
+        }
         next.validate()?;
         next.updated_at = truncate_to_millis(now);
         Ok(next)
@@ -335,6 +349,21 @@ impl UserProfile {
     #[must_use]
     pub fn zone_or(&self, default: &UserTimeZone) -> UserTimeZone {
         self.time_zone.clone().unwrap_or_else(|| default.clone())
+    }
+
+    /// Records that the event `key` was offered as a reminder, forgetting the oldest record
+    /// beyond [`MAX_OFFERS_REMEMBERED`]; `false` when it was recorded already.
+    pub fn record_offer(&mut self, key: &str) -> bool {
+        if self.reminder_offers_made.iter().any(|k| k == key) {
+            return false;
+        }
+        self.reminder_offers_made.push(key.to_owned());
+        let excess = self
+            .reminder_offers_made
+            .len()
+            .saturating_sub(MAX_OFFERS_REMEMBERED);
+        self.reminder_offers_made.drain(..excess);
+        true
     }
 
     /// Whether a summary of older conversation exists.
@@ -365,6 +394,8 @@ pub struct ProfileUpdate {
     pub per_day: Option<Option<u32>>,
     /// New time zone: `Some(None)` returns the user to the operator's `DEFAULT_TIME_ZONE`.
     pub time_zone: Option<Option<UserTimeZone>>,
+    /// Turns reminder offers from memory on or off.
+    pub reminder_offers: Option<bool>,
 }
 
 /// Per-user exceptions to the bot's abuse limits, set by support staff. `None` means the
@@ -423,6 +454,7 @@ impl ProfileUpdate {
             && self.burst.is_none()
             && self.per_day.is_none()
             && self.time_zone.is_none()
+            && self.reminder_offers.is_none()
     }
 }
 

@@ -122,6 +122,7 @@ pub async fn run(settings: &Settings) -> Result<(), String> {
             },
             observer: Some(Arc::new(crate::metered::ReminderMetrics)),
             zones: app.zones.clone(),
+            offers: app.offers.clone(),
         }),
     };
     let result = run_bot(bot_settings, deps, shutdown.clone()).await;

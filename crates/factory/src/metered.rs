@@ -298,4 +298,16 @@ impl butler_application::reminders::ReminderObserver for ReminderMetrics {
     fn failed(&self) {
         metrics::record_reminder("failed");
     }
+
+    fn offered(&self) {
+        metrics::record_reminder("offered");
+    }
+
+    fn offer_answered(&self, accepted: bool) {
+        metrics::record_reminder(if accepted {
+            "offer_accepted"
+        } else {
+            "offer_declined"
+        });
+    }
 }

@@ -20,6 +20,7 @@ use butler_domain::ports::{
     Clock, ConversationLeases, FactRepository, LlmClient, RequestOptions, SpeechToText,
     TokenCounter, UpdateInbox, UserMemoryRepository, UserProfileRepository,
 };
+use butler_domain::UserId;
 use butler_infrastructure::clock::SystemClock;
 use butler_infrastructure::llm::embedded::{
     default_threads, EmbeddedConfig, EmbeddedLlm, EmbeddedModel,
@@ -457,6 +458,9 @@ pub struct App {
     /// Time zone proposals from the conversation (with reminders, when personalisation is
     /// on: a stateless bot keeps nothing about where anyone lives).
     pub zones: Option<Arc<butler_application::reminders::ZoneOfferUseCase>>,
+    /// Reminders offered from memory (with reminders, personalisation and facts on): the bot
+    /// makes them after each extraction, to users who turned them on.
+    pub offers: Option<butler_presentation::telegram::OfferDeps>,
 }
 
 /// Builds the use cases over already-opened storage and a given LLM (tests inject their own).
@@ -506,6 +510,17 @@ pub fn assemble(
                     failure.code(),
                 );
             }));
+    }
+    // Reminders offered from memory: each run that stores facts names its user to the bot's
+    // offer task (a full queue drops the name: the user's next extraction looks again).
+    let offers_on = settings.reminders.enabled
+        && settings.personalization_enabled
+        && settings.memory.facts_enabled;
+    let (facts_stored, facts_stored_rx) = tokio::sync::mpsc::channel::<UserId>(1024);
+    if offers_on {
+        compress = compress.on_facts_stored(Arc::new(move |user: UserId| {
+            let _ = facts_stored.try_send(user);
+        }));
     }
     let compressor = Arc::new(BackgroundCompressor::new(
         compress.clone(),
@@ -567,9 +582,21 @@ pub fn assemble(
             zones
         })
     });
+    let offers = offers_on.then(|| butler_presentation::telegram::OfferDeps {
+        use_case: Arc::new(butler_application::reminders::ReminderOfferUseCase::new(
+            profiles.clone(),
+            storage.facts.clone(),
+            reminders.clone(),
+            clock.clone(),
+            time::Duration::days(i64::from(settings.reminders.horizon_days)),
+            Some(Arc::new(crate::metered::ReminderMetrics)),
+        )),
+        facts_stored: Arc::new(tokio::sync::Mutex::new(facts_stored_rx)),
+    });
     Ok(App {
         reminders,
         zones,
+        offers,
         reset: reset_use_case(&storage, clock.clone()),
         worker: MemoryWorkerUseCase::new(storage.memory.clone(), compress.clone()),
         list: ListProfilesUseCase::new(storage.profiles.clone(), storage.memory.clone()),

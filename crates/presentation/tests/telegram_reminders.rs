@@ -34,6 +34,7 @@ fn deps(world: &FakeWorld, store: &Arc<InMemoryReminders>) -> BotDeps {
             },
             observer: None,
             zones: None,
+            offers: None,
         }),
         ..world.deps()
     }
@@ -234,5 +235,174 @@ async fn saying_where_you_live_brings_a_zone_proposal_and_only_its_yes_button_se
         Some("Asia/Yekaterinburg")
     );
     assert_eq!(bot.telegram.calls_to("answerCallbackQuery").len(), 1);
+    bot.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn with_offers_switched_on_a_dated_event_just_remembered_is_offered_once_and_its_yes_sets_the_reminder(
+) {
+    use butler_application::reminders::ReminderOfferUseCase;
+    use butler_domain::ports::FactRepository;
+    use butler_domain::{FactKind, MemoryFact};
+    use butler_presentation::telegram::OfferDeps;
+    use butler_testkit::fakes::{InMemoryFacts, ManualClock};
+    use butler_testkit::telegram::FakeTelegram;
+
+    let world = FakeWorld::default();
+    let store = Arc::new(InMemoryReminders::default());
+    let facts = Arc::new(InMemoryFacts::default());
+    let now = OffsetDateTime::now_utc();
+    let clock = Arc::new(ManualClock::starting_at(now));
+    let manage = Arc::new(
+        ManageRemindersUseCase::new(
+            store.clone(),
+            world.llm.clone(),
+            RemindersConfig::default(),
+            None,
+        )
+        .with_profiles(world.profiles.clone()),
+    );
+    let offers = Arc::new(ReminderOfferUseCase::new(
+        world.profiles.clone(),
+        facts.clone(),
+        manage,
+        clock,
+        time::Duration::days(366),
+        None,
+    ));
+    let (facts_stored, found) = tokio::sync::mpsc::channel(8);
+    let mut deps = deps(&world, &store);
+    if let Some(reminders) = deps.reminders.as_mut() {
+        reminders.offers = Some(OfferDeps {
+            use_case: offers,
+            facts_stored: Arc::new(tokio::sync::Mutex::new(found)),
+        });
+    }
+    let bot = BotHarness::start_with(deps, test_config()).await;
+    let alice = UserId::new(ALICE);
+    // A concert ten days from now (Moscow, the default zone), as the extractor stores it.
+    let moscow = time::UtcOffset::from_hms(3, 0, 0).unwrap();
+    let day = (now.to_offset(moscow) + time::Duration::days(10)).date();
+    let text = format!(
+        "Идёт на концерт {:02}.{:02}.{}",
+        day.day(),
+        u8::from(day.month()),
+        day.year()
+    );
+    let remembered = |key: &str, text: &str| {
+        MemoryFact::new(alice, key, FactKind::Date, text, vec![], now).unwrap()
+    };
+
+    // Off by default: a fact with a date brings no offer.
+    facts.save(&[remembered("concert", &text)]).await.unwrap();
+    facts_stored.send(alice).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(bot.telegram.sent_messages(ALICE).is_empty());
+
+    bot.telegram.push_text(ALICE, ALICE, "/offers on");
+    let sent = bot
+        .telegram
+        .wait_for_messages(ALICE, 1, WAIT)
+        .await
+        .unwrap();
+    assert!(
+        sent[0]
+            .text
+            .starts_with("Хорошо, сэр: если я запомню событие с датой"),
+        "{}",
+        sent[0].text
+    );
+    assert!(world.llm.requests().is_empty(), "a command, not a chat");
+
+    // The compression that stored the fact names the user: the offer comes, with buttons.
+    facts_stored.send(alice).await.unwrap();
+    let sent = bot
+        .telegram
+        .wait_for_messages(ALICE, 2, WAIT)
+        .await
+        .unwrap();
+    assert!(
+        sent[1]
+            .text
+            .starts_with(&format!("Позволите напомнить, сэр? «{text}» — напомню ")),
+        "{}",
+        sent[1].text
+    );
+    assert!(sent[1].text.ends_with(", в 09:00."), "{}", sent[1].text);
+    let offer = bot
+        .telegram
+        .calls_to("sendMessage")
+        .into_iter()
+        .find(|c| {
+            c.str_param("text")
+                .is_some_and(|t| t.starts_with("Позволите"))
+        })
+        .expect("the offer");
+    let buttons = &offer.params["reply_markup"]["inline_keyboard"][0];
+    let yes = buttons[0]["callback_data"].as_str().unwrap().to_owned();
+    assert!(yes.starts_with("rmy:"), "{yes}");
+    assert!(buttons[1]["callback_data"]
+        .as_str()
+        .unwrap()
+        .starts_with("rmn:"));
+    assert!(store.all().is_empty(), "nothing is set before the answer");
+
+    for press in ["press-1", "press-2"] {
+        let yes = yes.clone();
+        bot.telegram
+            .push_update_of_kind("callback_query", move |message_id| {
+                serde_json::json!({
+                    "id": press,
+                    "from": {"id": ALICE, "is_bot": false, "first_name": "Alice"},
+                    "chat_instance": "alice",
+                    "data": yes,
+                    "message": FakeTelegram::message_object(
+                        message_id,
+                        ALICE,
+                        ALICE,
+                        serde_json::json!({"text": "Позволите напомнить, сэр?"}),
+                    ),
+                })
+            });
+    }
+    let sent = bot
+        .telegram
+        .wait_for_messages(ALICE, 4, WAIT)
+        .await
+        .unwrap();
+    assert!(sent[2].text.starts_with("Напомню "), "{}", sent[2].text);
+    assert!(
+        sent[2].text.ends_with(&format!(", в 09:00: {text}.")),
+        "{}",
+        sent[2].text
+    );
+    let stored = store.all();
+    assert_eq!(stored.len(), 1, "two presses, one reminder");
+    let due = time::PrimitiveDateTime::new(day, time::macros::time!(09:00)).assume_offset(moscow);
+    assert_eq!(stored[0].due_at, due);
+    assert_eq!(stored[0].chat_id, ALICE);
+
+    // The next extraction finds the same event: not offered again.
+    facts.save(&[remembered("concert", &text)]).await.unwrap();
+    facts_stored.send(alice).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(bot.telegram.sent_messages(ALICE).len(), 4, "offered once");
+
+    // Switched off: a new dated event brings nothing.
+    bot.telegram.push_text(ALICE, ALICE, "/offers off");
+    bot.telegram
+        .wait_for_messages(ALICE, 5, WAIT)
+        .await
+        .unwrap();
+    let later = format!(
+        "Стоматолог {:02}.{:02}.{}",
+        day.day(),
+        u8::from(day.month()),
+        day.year()
+    );
+    facts.save(&[remembered("dentist", &later)]).await.unwrap();
+    facts_stored.send(alice).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(bot.telegram.sent_messages(ALICE).len(), 5);
     bot.stop().await.unwrap();
 }

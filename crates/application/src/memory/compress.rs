@@ -177,6 +177,10 @@ pub enum CompressError {
 /// Told when a fact extraction fails (the metric lives behind it, in the factory).
 pub type ExtractionFailureHook = Arc<dyn Fn(ExtractionFailure) + Send + Sync>;
 
+/// Told the user whose new facts a run stored (reminders offered from memory look at them).
+/// Must be cheap and never block.
+pub type FactsStoredHook = Arc<dyn Fn(UserId) + Send + Sync>;
+
 /// Folds older events into the profile's rolling summary.
 #[derive(Clone)]
 pub struct CompressMemoryUseCase {
@@ -189,6 +193,7 @@ pub struct CompressMemoryUseCase {
     config: CompressConfig,
     facts: Option<Arc<dyn FactRepository>>,
     on_extraction_failure: Option<ExtractionFailureHook>,
+    on_facts_stored: Option<FactsStoredHook>,
 }
 
 impl std::fmt::Debug for CompressMemoryUseCase {
@@ -235,6 +240,7 @@ impl CompressMemoryUseCase {
             config,
             facts: None,
             on_extraction_failure: None,
+            on_facts_stored: None,
         }
     }
 
@@ -250,6 +256,13 @@ impl CompressMemoryUseCase {
     #[must_use]
     pub fn on_extraction_failure(mut self, hook: ExtractionFailureHook) -> Self {
         self.on_extraction_failure = Some(hook);
+        self
+    }
+
+    /// Tells `hook` the user after every run that stored facts (builder style).
+    #[must_use]
+    pub fn on_facts_stored(mut self, hook: FactsStoredHook) -> Self {
+        self.on_facts_stored = Some(hook);
         self
     }
 
@@ -325,10 +338,20 @@ impl CompressMemoryUseCase {
             // It expires on its own; the next run waits for that at most.
             tracing::warn!(user_id = %user_id, %error, "compression lease not released");
         }
-        match result {
+        let result = match result {
             Ok(result) => result,
             Err(panic) => std::panic::resume_unwind(panic),
+        };
+        if let (Some(hook), Ok(outcome)) = (&self.on_facts_stored, &result) {
+            if matches!(
+                outcome,
+                CompressOutcome::Compressed { facts: 1.., .. }
+                    | CompressOutcome::Extracted { facts: 1.., .. }
+            ) {
+                hook(user_id);
+            }
         }
+        result
     }
 
     /// Extracts the facts of the events the summary does not cover yet, deleting nothing.

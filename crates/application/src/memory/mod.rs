@@ -8,6 +8,7 @@ pub mod worker;
 
 pub use compress::{
     CompressConfig, CompressError, CompressMemoryUseCase, CompressOutcome, ExtractionFailureHook,
+    FactsStoredHook,
 };
 pub use facts::ExtractionFailure;
 pub use schedule::CompressionScheduler;

@@ -284,6 +284,61 @@ impl ManageRemindersUseCase {
         Ok(texts::confirmed(language, &when, &reminder.text))
     }
 
+    /// Sets the reminder a user accepted from an offer ([`super::ReminderOfferUseCase`]): `text`
+    /// at `at`, under `id` (a second press stores nothing new), within the same limits as a
+    /// request; the confirmation with the exact time in words.
+    ///
+    /// # Errors
+    /// `()` when the store is unavailable.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn set_offered(
+        &self,
+        user: UserId,
+        chat_id: i64,
+        text: &str,
+        at: OffsetDateTime,
+        id: ReminderId,
+        language: Language,
+        now: OffsetDateTime,
+    ) -> Result<String, ()> {
+        let zone = self.zone_of(user).await;
+        if at <= now {
+            return Ok(texts::ask_back(language, AskBack::Past));
+        }
+        if at > now + self.config.horizon {
+            return Ok(texts::too_far(language, self.config.horizon.whole_days()));
+        }
+        let already = self
+            .store
+            .list_pending(user)
+            .await
+            .map_err(|_| ())?
+            .iter()
+            .any(|r| r.id == id);
+        if !already {
+            let pending = self.store.count_pending(user).await.map_err(|_| ())?;
+            if pending >= u64::from(self.config.max_pending) {
+                return Ok(texts::too_many(language, self.config.max_pending));
+            }
+        }
+        let Ok(mut reminder) = Reminder::new(user, chat_id, text, at, &zone, now) else {
+            return Ok(texts::not_understood(language).to_owned());
+        };
+        reminder.id = id;
+        self.store.add(&reminder).await.map_err(|_| ())?;
+        if !already {
+            if let Some(observer) = &self.observer {
+                observer.scheduled();
+            }
+        }
+        let when = moment_in_words(
+            &LocalTime::of(at, &zone),
+            &LocalTime::of(now, &zone),
+            language,
+        );
+        Ok(texts::confirmed(language, &when, &reminder.text))
+    }
+
     /// The user's pending reminders as a numbered list.
     ///
     /// # Errors

@@ -10,12 +10,14 @@
 
 mod fire;
 mod manage;
+mod offer;
 pub mod request;
 mod texts;
 mod zone_offer;
 
 pub use fire::{FireConfig, FireOutcome, FireRemindersUseCase, ReminderChannel, SendError};
 pub use manage::{ManageRemindersUseCase, ReminderMessage, RemindersConfig, ASK_BACK_WINDOW};
+pub use offer::{ReminderOffer, ReminderOfferUseCase};
 pub use texts::delivery_text;
 pub use zone_offer::{ZoneOffer, ZoneOfferUseCase};
 
@@ -31,4 +33,8 @@ pub trait ReminderObserver: Send + Sync {
     fn fired(&self, _lag_seconds: f64, _late: bool) {}
     /// A delivery failed (it is retried when the send surely did not happen).
     fn failed(&self) {}
+    /// A reminder was offered from memory.
+    fn offered(&self) {}
+    /// An offer was answered: `accepted` for "yes".
+    fn offer_answered(&self, _accepted: bool) {}
 }

@@ -4,8 +4,11 @@
 //! - [`when`]: "when, as the user said it" and its resolution, in code, to an instant;
 //! - [`zone`]: the user's IANA time zone;
 //! - [`places`]: where a user says they live, and that place's zone;
-//! - [`words`]: the resolved moment in words, for the confirmation.
+//! - [`words`]: the resolved moment in words, for the confirmation;
+//! - [`event_date`]: the calendar date a remembered fact states, for reminders offered from
+//!   memory.
 
+pub mod event_date;
 pub mod places;
 pub mod when;
 pub mod words;
@@ -21,6 +24,7 @@ use uuid::Uuid;
 use crate::timestamp::truncate_to_millis;
 use crate::user::UserId;
 
+pub use event_date::{event_date, EventDate};
 pub use when::{
     weekday_from_code, AskBack, DaySaid, LocalTime, PartOfDay, Resolved, TimeSaid, WhenSaid,
 };
@@ -50,6 +54,14 @@ impl ReminderId {
         // of the low word is a fixed mark («REM»), so these ids stay apart from random ones.
         let low = 0x5245_4D00_0000_0000 | u64::from(message_id.cast_unsigned());
         Self(Uuid::from_u64_pair(chat_id.cast_unsigned(), low))
+    }
+
+    /// The id of the reminder set from the offer about the fact `fact_id`: the same for every
+    /// press of its "yes" (the store keeps the first), apart from message and random ids.
+    #[must_use]
+    pub fn of_offer(fact_id: Uuid) -> Self {
+        let (high, low) = fact_id.as_u64_pair();
+        Self(Uuid::from_u64_pair(high ^ 0x4f46_4645_5200_0000, low))
     }
 
     /// Wraps a stored id.

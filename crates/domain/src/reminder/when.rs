@@ -235,6 +235,13 @@ impl LocalTime {
         }
     }
 
+    /// The calendar date of this reading.
+    #[must_use]
+    pub fn date(&self) -> jiff::civil::Date {
+        jiff::civil::Date::new(self.year, month_i8(self.month), day_i8(self.day))
+            .unwrap_or(jiff::civil::Date::MIN)
+    }
+
     /// Days from `self`'s date to `other`'s (negative when `other` is earlier).
     #[must_use]
     pub fn days_until(&self, other: &Self) -> i64 {

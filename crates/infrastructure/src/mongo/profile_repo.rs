@@ -65,6 +65,8 @@ fn fields(p: &UserProfile) -> Document {
         },
         "time_zone": zone_bson(p.time_zone.as_ref()),
         "time_zone_offered": zone_bson(p.time_zone_offered.as_ref()),
+        "reminder_offers": p.reminder_offers,
+        "reminder_offers_made": p.reminder_offers_made.clone(),
         "created_at": date_bson(p.created_at),
         "updated_at": date_bson(p.updated_at),
     }
@@ -165,6 +167,21 @@ fn decode(doc: &Document) -> Result<UserProfile, Fault> {
         limits: decode_limits(doc)?,
         time_zone: decode_zone(doc, "time_zone")?,
         time_zone_offered: decode_zone(doc, "time_zone_offered")?,
+        // Profiles written before offers existed have neither field: off, nothing offered.
+        reminder_offers: match doc.get("reminder_offers") {
+            None | Some(Bson::Null) => false,
+            Some(Bson::Boolean(on)) => *on,
+            Some(_) => {
+                return Err(Fault::Corrupt(
+                    "user_profiles.reminder_offers is not a boolean".into(),
+                ))
+            }
+        },
+        reminder_offers_made: if doc.contains_key("reminder_offers_made") {
+            get_strings(doc, "reminder_offers_made")?
+        } else {
+            Vec::new()
+        },
         created_at: get_time(doc, "created_at")?,
         updated_at: get_time(doc, "updated_at")?,
         version: u64::try_from(version)

@@ -195,6 +195,12 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE user_profiles ADD COLUMN time_zone_offered TEXT;
     CREATE INDEX reminders_user ON reminders (user_id, due_at, reminder_id);
     ",
+    // 9: the user's consent to reminders offered from memory (0 = off, the default) and the
+    // events already offered (a JSON array of `fact-key@YYYY-MM-DD`), so each is offered once.
+    r"
+    ALTER TABLE user_profiles ADD COLUMN reminder_offers INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE user_profiles ADD COLUMN reminder_offers_made TEXT NOT NULL DEFAULT '[]';
+    ",
 ];
 
 /// The schema version this binary creates and understands.

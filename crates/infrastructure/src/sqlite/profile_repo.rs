@@ -17,7 +17,8 @@ const TABLE: &str = "user_profiles";
 
 const COLUMNS: &str = "user_id, language, persona, tone, preferred_topics, memory_summary, \
      watermark_at, watermark_event_id, created_at, updated_at, version, limit_per_minute, \
-     limit_burst, limit_per_day, time_zone, time_zone_offered";
+     limit_burst, limit_per_day, time_zone, time_zone_offered, reminder_offers, \
+     reminder_offers_made";
 
 /// Profiles in the `user_profiles` table.
 #[derive(Debug, Clone)]
@@ -60,6 +61,8 @@ struct ProfileRow {
     limits: [Option<u32>; 3],
     time_zone: Option<String>,
     time_zone_offered: Option<String>,
+    reminder_offers: bool,
+    offers_made: String,
 }
 
 impl ProfileRow {
@@ -80,6 +83,8 @@ impl ProfileRow {
             limits: [p.limits.per_minute, p.limits.burst, p.limits.per_day],
             time_zone: p.time_zone.as_ref().map(|z| z.name().to_owned()),
             time_zone_offered: p.time_zone_offered.as_ref().map(|z| z.name().to_owned()),
+            reminder_offers: p.reminder_offers,
+            offers_made: to_json(&p.reminder_offers_made),
         })
     }
 
@@ -94,6 +99,8 @@ impl ProfileRow {
              watermark_event_id = excluded.watermark_event_id, created_at = excluded.created_at, \
              updated_at = excluded.updated_at, time_zone = excluded.time_zone, \
              time_zone_offered = excluded.time_zone_offered, \
+             reminder_offers = excluded.reminder_offers, \
+             reminder_offers_made = excluded.reminder_offers_made, \
              version = user_profiles.version + 1"
         } else {
             "DO NOTHING"
@@ -102,7 +109,7 @@ impl ProfileRow {
             "INSERT INTO user_profiles ({COLUMNS}) VALUES (:user_id, :language, :persona, :tone, \
              :topics, :summary, :watermark_at, :watermark_event_id, :created_at, :updated_at, \
              :version, :limit_per_minute, :limit_burst, :limit_per_day, :time_zone, \
-             :time_zone_offered) \
+             :time_zone_offered, :reminder_offers, :reminder_offers_made) \
              ON CONFLICT (user_id) {conflict}"
         )
     }
@@ -121,7 +128,8 @@ impl ProfileRow {
              created_at = :created_at, updated_at = :updated_at, version = :version, \
              limit_per_minute = :limit_per_minute, limit_burst = :limit_burst, \
              limit_per_day = :limit_per_day, time_zone = :time_zone, \
-             time_zone_offered = :time_zone_offered \
+             time_zone_offered = :time_zone_offered, reminder_offers = :reminder_offers, \
+             reminder_offers_made = :reminder_offers_made \
              WHERE user_id = :user_id AND version = :version - 1",
         )
     }
@@ -145,6 +153,8 @@ impl ProfileRow {
             ":limit_per_day": self.limits[2],
             ":time_zone": self.time_zone,
             ":time_zone_offered": self.time_zone_offered,
+            ":reminder_offers": self.reminder_offers,
+            ":reminder_offers_made": self.offers_made,
         })
     }
 }
@@ -193,6 +203,11 @@ fn decode(row: &Row<'_>) -> Result<UserProfile, Fault> {
         },
         time_zone: crate::stored_zone(row.get("time_zone")?),
         time_zone_offered: crate::stored_zone(row.get("time_zone_offered")?),
+        reminder_offers: row.get("reminder_offers")?,
+        reminder_offers_made: from_json(
+            "user_profiles.reminder_offers_made",
+            &row.get::<_, String>("reminder_offers_made")?,
+        )?,
         created_at: time_from("user_profiles.created_at", row.get("created_at")?)?,
         updated_at: time_from("user_profiles.updated_at", row.get("updated_at")?)?,
         version: u64::try_from(version)

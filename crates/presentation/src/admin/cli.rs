@@ -59,7 +59,7 @@ pub enum AdminCommand {
         #[arg(long)]
         yes: bool,
     },
-    /// Change persona, tone, language, topics or time zone.
+    /// Change persona, tone, language, topics, time zone or reminder offers.
     Update {
         /// The user, or a group conversation (a negative id: see `group-id`).
         #[arg(allow_negative_numbers = true)]
@@ -80,6 +80,9 @@ pub enum AdminCommand {
         /// for the operator's DEFAULT_TIME_ZONE.
         #[arg(long, value_name = "ZONE|default")]
         time_zone: Option<ZoneArg>,
+        /// Reminders offered from memory (the user's consent; off by default): `on` or `off`.
+        #[arg(long, value_name = "on|off")]
+        reminder_offers: Option<OnOff>,
     },
     /// Show a user's limits, or set exceptions to the operator's defaults (RATE_LIMIT_PER_MINUTE,
     /// RATE_LIMIT_BURST, DAILY_MESSAGE_QUOTA). Each value is a number or `default`; 0 lifts
@@ -188,5 +191,21 @@ impl std::str::FromStr for ZoneArg {
         UserTimeZone::new(s)
             .map(|zone| Self(Some(zone)))
             .map_err(|e| format!("{e}, or `default`"))
+    }
+}
+
+/// A switch on the command line: `on` or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OnOff(pub bool);
+
+impl std::str::FromStr for OnOff {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "on" => Ok(Self(true)),
+            "off" => Ok(Self(false)),
+            _ => Err(format!("expected `on` or `off`, got {s:?}")),
+        }
     }
 }

@@ -28,6 +28,10 @@ pub struct ProfileView {
     pub limits: LimitsView,
     /// IANA time zone (`null` = the operator's `DEFAULT_TIME_ZONE`).
     pub time_zone: Option<String>,
+    /// Whether the user agreed to reminders offered from memory.
+    pub reminder_offers: bool,
+    /// The events already offered (`fact-key@YYYY-MM-DD`), oldest first.
+    pub reminder_offers_made: Vec<String>,
     /// Events stored; absent after an update, which does not count them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub event_count: Option<u64>,
@@ -247,6 +251,8 @@ fn view(profile: &UserProfile, event_count: Option<u64>) -> ProfileView {
         has_summary: profile.has_summary(),
         limits: limits_view(&profile.limits),
         time_zone: profile.time_zone.as_ref().map(|z| z.name().to_owned()),
+        reminder_offers: profile.reminder_offers,
+        reminder_offers_made: profile.reminder_offers_made.clone(),
         event_count,
         created_at: rfc3339(profile.created_at),
         updated_at: rfc3339(profile.updated_at),
@@ -387,13 +393,22 @@ pub fn list_table(rows: &[ProfileOverview]) -> String {
     )
 }
 
+/// `on`/`off`, with how many events were offered.
+fn offers_text(profile: &UserProfile) -> String {
+    format!(
+        "{} ({} offered)",
+        if profile.reminder_offers { "on" } else { "off" },
+        profile.reminder_offers_made.len()
+    )
+}
+
 /// The `show` text.
 #[must_use]
 pub fn show_text(record: &UserRecord) -> String {
     let v = record_view(record);
     let p = &v.profile;
     let mut out = format!(
-        "user_id:   {}\npersona:   {}\ntone:      {}\nlanguage:  {}\ntopics:    {}\nlimits:    {}\ntime zone: {}\nreminders: {}\nevents:    {}\nversion:   {}\ncreated:   {}\nupdated:   {}\nsummary:   {}\n",
+        "user_id:   {}\npersona:   {}\ntone:      {}\nlanguage:  {}\ntopics:    {}\nlimits:    {}\ntime zone: {}\nreminders: {}\noffers:    {}\nevents:    {}\nversion:   {}\ncreated:   {}\nupdated:   {}\nsummary:   {}\n",
         p.user_id,
         p.persona,
         p.tone,
@@ -406,6 +421,7 @@ pub fn show_text(record: &UserRecord) -> String {
             format!("default ({})", record.zone.name())
         },
         reminders_text(&record.reminders, &record.zone),
+        offers_text(&record.overview.profile),
         record.overview.event_count,
         p.version,
         p.created_at,

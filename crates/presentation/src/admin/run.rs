@@ -224,12 +224,14 @@ pub async fn run(
             language,
             topics,
             time_zone,
+            reminder_offers,
         } => {
             let update = ProfileUpdate {
                 persona,
                 tone,
                 language,
                 time_zone: time_zone.map(|z| z.0),
+                reminder_offers: reminder_offers.map(|o| o.0),
                 preferred_topics: topics.map(|t| {
                     t.split(',')
                         .map(str::trim)
@@ -240,7 +242,7 @@ pub async fn run(
                 ..ProfileUpdate::default()
             };
             if update.is_empty() {
-                let _ = writeln!(err, "profile_admin: nothing to update: give --persona, --tone, --language, --topics or --time-zone");
+                let _ = writeln!(err, "profile_admin: nothing to update: give --persona, --tone, --language, --topics, --time-zone or --reminder-offers");
                 return ExitCode::Usage;
             }
             match deps.update.execute(user_id, &update).await {
@@ -251,13 +253,14 @@ pub async fn run(
                 Ok(profile) => {
                     let _ = writeln!(
                         out,
-                        "updated user {}: persona={:?} tone={} language={} topics={:?} time-zone={}",
+                        "updated user {}: persona={:?} tone={} language={} topics={:?} time-zone={} reminder-offers={}",
                         profile.user_id,
                         profile.persona,
                         profile.tone,
                         profile.language,
                         profile.preferred_topics,
-                        output::zone_text(&profile)
+                        output::zone_text(&profile),
+                        if profile.reminder_offers { "on" } else { "off" }
                     );
                     ExitCode::Ok
                 }

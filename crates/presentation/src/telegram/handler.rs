@@ -95,6 +95,8 @@ pub(crate) struct Handler {
     reminders: Option<Arc<butler_application::reminders::ManageRemindersUseCase>>,
     /// Time zone proposals from the conversation; `None` = off.
     zones: Option<Arc<butler_application::reminders::ZoneOfferUseCase>>,
+    /// Reminders offered from memory (`/offers`, the offers' buttons); `None` = off.
+    offers: Option<Arc<butler_application::reminders::ReminderOfferUseCase>>,
 }
 
 impl std::fmt::Debug for Handler {
@@ -153,6 +155,10 @@ impl Handler {
             profiles: deps.profiles,
             observer: deps.observer,
             zones: deps.reminders.as_ref().and_then(|r| r.zones.clone()),
+            offers: deps
+                .reminders
+                .as_ref()
+                .and_then(|r| r.offers.as_ref().map(|o| o.use_case.clone())),
             reminders: deps.reminders.map(|r| r.manage),
         }
     }
@@ -433,6 +439,23 @@ impl Handler {
             // Sent above, with its buttons: nothing more to say.
             return Some(String::new());
         }
+        if command.split('@').next() == Some("/offers") {
+            let Some(offers) = &self.offers else {
+                return Some(offers_unavailable(language).to_owned());
+            };
+            let on = match text
+                .split_whitespace()
+                .nth(1)
+                .map(str::to_lowercase)
+                .as_deref()
+            {
+                Some("on" | "вкл" | "да") => Some(true),
+                Some("off" | "выкл" | "нет") => Some(false),
+                _ => None,
+            };
+            tracing::info!(kind = "offers", "reminder offers switch");
+            return Some(offers.switch(user_id, on).await);
+        }
         let reply = manage
             .execute(butler_application::reminders::ReminderMessage {
                 user: user_id,
@@ -505,6 +528,24 @@ impl Handler {
                 kind = "time_zone_button",
                 accepted,
                 "time zone proposal answered"
+            );
+            self.acknowledge(&query, text).await;
+            return;
+        }
+        if let Some((fact, accepted)) = query
+            .data
+            .as_deref()
+            .and_then(super::reminders::offer_answer)
+        {
+            let Some(offers) = &self.offers else {
+                return;
+            };
+            let text = offers.answer(user_id, fact, accepted).await;
+            tracing::info!(
+                user_id = raw,
+                kind = "reminder_offer_button",
+                accepted,
+                "reminder offer answered"
             );
             self.acknowledge(&query, text).await;
             return;
@@ -791,4 +832,16 @@ impl Handler {
 
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// `/offers` when the bot runs without reminders offered from memory.
+fn offers_unavailable(language: butler_domain::Language) -> &'static str {
+    match language {
+        butler_domain::Language::Ru => {
+            "Увы, сэр, предлагать напоминания о запомненных событиях я здесь не могу: этого нет в моих настройках."
+        }
+        butler_domain::Language::En => {
+            "Alas, sir, I cannot offer reminders of remembered events here: it is not in my settings."
+        }
+    }
 }

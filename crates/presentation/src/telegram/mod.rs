@@ -67,7 +67,7 @@ pub use config::{
 pub use drafts::DraftPacing;
 pub use edits::GroupPacing;
 pub use limits::Limits;
-pub use reminders::ReminderDeps;
+pub use reminders::{OfferDeps, ReminderDeps};
 pub use split::{split_message, TELEGRAM_MESSAGE_LIMIT};
 
 use connect::call_at_start;
@@ -344,6 +344,22 @@ pub async fn run_bot(
             }
         })
     });
+    let offering = deps
+        .reminders
+        .as_ref()
+        .and_then(|r| r.offers.clone())
+        .map(|offers| {
+            let bot = bot.clone();
+            let stop = stop.clone();
+            let connected = connected.clone();
+            let (timeout, redactor) = (config.request_timeout, redactor.clone());
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = connected.cancelled() => reminders::offer_loop(offers, bot, timeout, redactor, stop).await,
+                    () = stop.cancelled() => {}
+                }
+            })
+        });
     let workers = Workers {
         inbox,
         handler: Arc::new(Handler::new(
@@ -395,6 +411,9 @@ pub async fn run_bot(
     let _ = answering.await;
     if let Some(firing) = firing {
         let _ = firing.await;
+    }
+    if let Some(offering) = offering {
+        let _ = offering.await;
     }
     tracing::info!("bot stopped");
     outcome

@@ -45,6 +45,7 @@ pub(crate) fn entry(update: &Update, payload: String) -> Option<InboxUpdate> {
         UpdateKind::CallbackQuery(query) => query.data.as_deref().is_some_and(|d| {
             d.starts_with(super::reminders::CANCEL_PREFIX)
                 || super::reminders::zone_answer(d).is_some()
+                || super::reminders::offer_answer(d).is_some()
         }),
         _ => false,
     };

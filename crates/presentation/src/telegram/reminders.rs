@@ -9,10 +9,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use butler_application::reminders::{
     FireConfig, FireRemindersUseCase, ManageRemindersUseCase, ReminderChannel, ReminderObserver,
-    SendError, ZoneOfferUseCase,
+    ReminderOfferUseCase, SendError, ZoneOfferUseCase,
 };
 use butler_domain::reminder::{ReminderId, UserTimeZone};
 use butler_domain::Language;
+use butler_domain::UserId;
 use teloxide::prelude::*;
 use teloxide::types::{InlineKeyboardButton, InlineKeyboardMarkup};
 use teloxide::RequestError;
@@ -26,6 +27,20 @@ pub(crate) const CANCEL_PREFIX: &str = "rmc:";
 pub(crate) const ZONE_YES_PREFIX: &str = "tzy:";
 /// The callback data of the "no" to a time zone proposal: this prefix and the IANA name.
 pub(crate) const ZONE_NO_PREFIX: &str = "tzn:";
+/// The callback data of the "yes" to a reminder offered from memory: this prefix and the fact.
+pub(crate) const OFFER_YES_PREFIX: &str = "rmy:";
+/// The callback data of the "no" to a reminder offered from memory: this prefix and the fact.
+pub(crate) const OFFER_NO_PREFIX: &str = "rmn:";
+
+/// Reminders offered from memory: the use case and the users whose facts were just stored
+/// (sent by compressions; each is looked at for dated events to offer).
+#[derive(Clone)]
+pub struct OfferDeps {
+    /// Finds the offers and applies the answers.
+    pub use_case: Arc<ReminderOfferUseCase>,
+    /// Users whose new facts to look at, as compressions store them.
+    pub facts_stored: Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<UserId>>>,
+}
 
 /// What the bot needs for reminders.
 #[derive(Clone)]
@@ -38,6 +53,8 @@ pub struct ReminderDeps {
     pub observer: Option<Arc<dyn ReminderObserver>>,
     /// Proposes the time zone of a city the user says they live in; `None` = never.
     pub zones: Option<Arc<ZoneOfferUseCase>>,
+    /// Reminders offered from memory to users who turned them on; `None` = never.
+    pub offers: Option<OfferDeps>,
 }
 
 impl std::fmt::Debug for ReminderDeps {
@@ -178,4 +195,61 @@ pub(crate) fn zone_answer(data: &str) -> Option<(&str, bool)> {
     data.strip_prefix(ZONE_YES_PREFIX)
         .map(|zone| (zone, true))
         .or_else(|| data.strip_prefix(ZONE_NO_PREFIX).map(|zone| (zone, false)))
+}
+
+/// The yes/no buttons under a reminder offered from memory.
+pub(crate) fn offer_keyboard(fact: uuid::Uuid, language: Language) -> InlineKeyboardMarkup {
+    let (yes, no) = match language {
+        Language::Ru => ("Да, напомните", "Нет"),
+        Language::En => ("Yes, please", "No"),
+    };
+    InlineKeyboardMarkup::new([vec![
+        InlineKeyboardButton::callback(yes, format!("{OFFER_YES_PREFIX}{fact}")),
+        InlineKeyboardButton::callback(no, format!("{OFFER_NO_PREFIX}{fact}")),
+    ]])
+}
+
+/// The fact an offer's button names and whether it is the "yes".
+pub(crate) fn offer_answer(data: &str) -> Option<(uuid::Uuid, bool)> {
+    let (id, accepted) = data
+        .strip_prefix(OFFER_YES_PREFIX)
+        .map(|id| (id, true))
+        .or_else(|| data.strip_prefix(OFFER_NO_PREFIX).map(|id| (id, false)))?;
+    Some((id.parse().ok()?, accepted))
+}
+
+/// Makes the offers found after each extraction until `stop`: for every user whose facts were
+/// just stored, the offers [`ReminderOfferUseCase::find`] returns, each as a message of its own
+/// with yes/no buttons in the user's private chat.
+pub(crate) async fn offer_loop(
+    offers: OfferDeps,
+    bot: Bot,
+    timeout: Duration,
+    redactor: Redactor,
+    stop: CancellationToken,
+) {
+    loop {
+        let user = {
+            let mut found = offers.facts_stored.lock().await;
+            tokio::select! {
+                () = stop.cancelled() => return,
+                user = found.recv() => user,
+            }
+        };
+        let Some(user) = user else {
+            return;
+        };
+        for offer in offers.use_case.find(user).await {
+            let request = bot
+                .send_message(ChatId(offer.chat_id), offer.question)
+                .reply_markup(offer_keyboard(offer.fact_id, offer.language));
+            match tokio::time::timeout(timeout, request.send()).await {
+                Ok(Ok(_)) => tracing::info!(kind = "reminder_offer", "reminder offer sent"),
+                Ok(Err(error)) => {
+                    tracing::warn!(error = %redactor.clean(&error), "reminder offer not sent");
+                }
+                Err(_) => tracing::warn!("reminder offer got no answer in time"),
+            }
+        }
+    }
 }

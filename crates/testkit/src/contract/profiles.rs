@@ -27,6 +27,8 @@ pub(super) fn customised(base: &UserProfile) -> UserProfile {
     };
     p.time_zone = Some(UserTimeZone::new("Asia/Yekaterinburg").unwrap());
     p.time_zone_offered = Some(UserTimeZone::new("America/New_York").unwrap());
+    p.reminder_offers = true;
+    p.reminder_offers_made = vec!["concert@2026-12-15".into(), "поездка@2027-01-03".into()];
     p.updated_at = at(9_999);
     p
 }
@@ -52,6 +54,10 @@ pub async fn get_or_create_stores_the_default_profile_once(s: Storage) {
     assert!(
         created.time_zone.is_none(),
         "a new user has the operator's default zone"
+    );
+    assert!(
+        !created.reminder_offers && created.reminder_offers_made.is_empty(),
+        "reminder offers are off until the user turns them on"
     );
     assert_eq!(s.profiles.get(user).await.unwrap(), Some(created.clone()));
     assert_eq!(s.profiles.get_or_create(user).await.unwrap(), created);
@@ -169,6 +175,10 @@ pub async fn reset_restores_the_default_clears_the_summary_and_bumps_the_version
     assert!(
         reset.time_zone.is_none() && reset.time_zone_offered.is_none(),
         "the time zone is personal: a reset forgets it"
+    );
+    assert!(
+        !reset.reminder_offers && reset.reminder_offers_made.is_empty(),
+        "a reset withdraws the consent to reminder offers and forgets what was offered"
     );
     assert_eq!(
         reset.limits, customised.limits,
