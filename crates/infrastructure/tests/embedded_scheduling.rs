@@ -4,9 +4,10 @@
 //! simultaneous replies all show text before any of them ends, each with its own text; a
 //! conversation whose window moves reads only its new tokens; with a single slot a reply takes
 //! it from a background generation, which resumes afterwards; background requests past the
-//! engine's limit are refused at once.
+//! engine's limit are refused at once; the decode that applies a KV shift is reported.
 
 use std::num::NonZeroUsize;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -15,7 +16,7 @@ use butler_domain::ports::{
 };
 use butler_domain::prompt::ChatMessage;
 use butler_infrastructure::llm::embedded::{
-    default_threads, EmbeddedConfig, EmbeddedLlm, EmbeddedModel,
+    default_threads, EmbeddedConfig, EmbeddedLlm, EmbeddedModel, Session, SessionConfig,
 };
 use butler_infrastructure::llm::LlmConcurrency;
 use butler_testkit::services::smollm2_gguf_path;
@@ -397,4 +398,67 @@ async fn a_moving_window_reads_only_the_new_tokens_each_turn() {
     }
     eprintln!("{equal} of {} replies equal to a fresh read", shifted.len());
     assert!(equal >= shifted.len() / 2, "{equal} equal replies");
+}
+
+/// The session reports the decode that applied a KV shift (llama.cpp applies a pending shift at
+/// the next decode): a turn after a window move has it, with the tokens that decode read; a plain
+/// continuation has none. This is what tells a shift's cost from the turn's own reading.
+#[test]
+fn the_decode_that_applies_a_kv_shift_is_reported_and_a_continuation_has_none() {
+    let model = model();
+    let mut session = Session::new(
+        &model,
+        SessionConfig {
+            window: 1024,
+            slots: 2,
+            reuse: true,
+            threads: default_threads(),
+        },
+    )
+    .unwrap();
+    let system = ChatMessage::system("You are Alfred, a polite butler. Answer briefly.");
+    let history: Vec<ChatMessage> = (0..12)
+        .map(|i| {
+            if i % 2 == 0 {
+                ChatMessage::user(format!(
+                    "Message {i}: please tell me about the weather in town number {i} today."
+                ))
+            } else {
+                ChatMessage::assistant(format!(
+                    "Reply {i}: in town number {i} it is sunny with a light breeze and no rain."
+                ))
+            }
+        })
+        .collect();
+    let never = AtomicBool::new(false);
+    let mut run = |from: usize, to: usize| {
+        let messages = std::iter::once(system.clone())
+            .chain(history[from..to].iter().cloned())
+            .collect();
+        session
+            .generate(
+                &request(messages, 1),
+                Instant::now() + Duration::from_secs(300),
+                &never,
+                &mut |_| true,
+            )
+            .unwrap()
+    };
+    run(0, 10);
+    let continuation = run(0, 11);
+    assert!(continuation.reused_tokens > 0 && continuation.shifted_tokens == 0);
+    assert_eq!(continuation.shift_decode, None, "{continuation:?}");
+    // The window drops the first two exchanges: what follows them moves, nothing is read again.
+    let moved = run(4, 12);
+    assert!(moved.shifted_tokens > 100, "{moved:?}");
+    let (took, tokens) = moved.shift_decode.expect("the shift's decode is reported");
+    assert_eq!(
+        tokens,
+        moved.prompt_tokens - moved.reused_tokens,
+        "{moved:?}"
+    );
+    assert!(
+        took > Duration::ZERO && took <= moved.prompt_time,
+        "{moved:?}"
+    );
 }

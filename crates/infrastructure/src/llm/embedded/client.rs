@@ -497,6 +497,7 @@ fn done(text: DeltaAssembler, stats: GenerationStats) -> Result<StreamEvent, Llm
         completion_tokens = stats.generated_tokens,
         prompt_ms = stats.prompt_time.as_millis(),
         generation_ms = stats.generation_time.as_millis(),
+        shift_decode_ms = stats.shift_decode.map(|(t, _)| t.as_secs_f64() * 1e3),
         "embedded completion finished"
     );
     if text.is_empty() {

@@ -84,6 +84,10 @@ pub struct GenerationStats {
     pub prompt_time: Duration,
     /// Time from then until the last token.
     pub generation_time: Duration,
+    /// How long the decode took that first applied this generation's KV shift (llama.cpp applies
+    /// a pending position shift at the next decode, over every cell of every slot), with the
+    /// tokens that decode evaluated besides; `None` without a shift.
+    pub shift_decode: Option<(Duration, usize)>,
 }
 
 /// What a step did for one generation.
@@ -113,6 +117,8 @@ pub struct Generation {
     read: usize,
     reused: usize,
     shifted: usize,
+    /// See [`GenerationStats::shift_decode`].
+    shift_decode: Option<(Duration, usize)>,
     max_tokens: usize,
     sampler: LlamaSampler,
     generated: usize,
@@ -163,6 +169,7 @@ impl Generation {
             prompt_tokens: self.prompt_len,
             reused_tokens: self.reused,
             shifted_tokens: self.shifted,
+            shift_decode: self.shift_decode,
             generated_tokens: self.generated,
             prompt_time: prompt_read.saturating_duration_since(self.began),
             generation_time: self
@@ -265,6 +272,8 @@ pub struct Session<'m> {
     can_shift: bool,
     uses: u64,
     batch: LlamaBatch<'m>,
+    /// Positions were shifted since the last decode: the next decode applies the shift first.
+    shift_pending: bool,
 }
 
 impl<'m> Session<'m> {
@@ -308,6 +317,7 @@ impl<'m> Session<'m> {
             can_shift,
             uses: 0,
             batch: LlamaBatch::new(PROMPT_CHUNK, 1),
+            shift_pending: false,
         })
     }
 
@@ -373,6 +383,7 @@ impl<'m> Session<'m> {
             read: reused,
             reused,
             shifted: shifted.min(reused),
+            shift_decode: None,
             max_tokens,
             sampler: sampler(self.model, request),
             generated: 0,
@@ -503,7 +514,23 @@ impl<'m> Session<'m> {
                 })
                 .collect());
         }
+        let decode_started = Instant::now();
         self.ctx.decode(&mut self.batch).map_err(engine_failure)?;
+        if std::mem::take(&mut self.shift_pending) {
+            let took = decode_started.elapsed();
+            let tokens = usize::try_from(self.batch.n_tokens()).unwrap_or(0);
+            tracing::debug!(
+                decode_ms = took.as_secs_f64() * 1e3,
+                tokens,
+                cells = self.config.window as usize * self.slots.len(),
+                "decode that applied a KV shift"
+            );
+            for g in generations.iter_mut() {
+                if g.shifted > 0 && g.shift_decode.is_none() {
+                    g.shift_decode = Some((took, tokens));
+                }
+            }
+        }
 
         let vocab = self.model.vocab();
         let now = Instant::now();
@@ -657,6 +684,7 @@ impl<'m> Session<'m> {
                     .kv_cache_seq_add(seq, pos(m.from), pos(m.from + m.len), -delta)
                     .is_ok();
         }
+        self.shift_pending = true;
         let kept = plan.kept();
         ok = ok && self.ctx.kv_cache_seq_rm(seq, pos(kept), None).is_ok();
         if !ok {
