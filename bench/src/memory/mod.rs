@@ -239,15 +239,16 @@ impl Probe {
     }
 }
 
-/// Words in a phrase that [`degenerate`] looks for.
-const PHRASE_WORDS: usize = 3;
+/// Longest phrase, in words, that [`degenerate`] looks for.
+const PHRASE_WORDS: usize = 8;
 
-/// How often a phrase must occur for [`degenerate`].
+/// How many times in a row a phrase must occur for [`degenerate`].
 const PHRASE_REPEATS: usize = 3;
 
-/// A summary "degenerates" when one phrase of [`PHRASE_WORDS`] words (lower-cased, punctuation
-/// ignored) occurs [`PHRASE_REPEATS`] times or more: the loop of a small model («любит кофе,
-/// любит кофе, любит кофе»), which a real summary of distinct facts does not do. Returns the phrase.
+/// A summary "degenerates" when a phrase of 1 to [`PHRASE_WORDS`] words (lower-cased,
+/// punctuation ignored) occurs [`PHRASE_REPEATS`] times in a row: the loop of a small model
+/// («любит кофе, любит кофе, любит кофе»). A list of facts that share words ("Lives in …",
+/// "Works in …") does not count: only back-to-back repeats do. Returns the phrase.
 #[must_use]
 pub fn degenerate(text: &str) -> Option<String> {
     let words: Vec<String> = text
@@ -255,15 +256,38 @@ pub fn degenerate(text: &str) -> Option<String> {
         .filter(|w| !w.is_empty())
         .map(str::to_lowercase)
         .collect();
-    let mut seen: HashMap<&[String], usize> = HashMap::new();
-    for phrase in words.windows(PHRASE_WORDS) {
-        let n = seen.entry(phrase).or_default();
-        *n += 1;
-        if *n >= PHRASE_REPEATS {
-            return Some(phrase.join(" "));
+    for n in 1..=PHRASE_WORDS {
+        for start in 0..words.len().saturating_sub(n * PHRASE_REPEATS - 1) {
+            let phrase = &words[start..start + n];
+            if (1..PHRASE_REPEATS).all(|k| &words[start + k * n..start + (k + 1) * n] == phrase) {
+                return Some(phrase.join(" "));
+            }
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::degenerate;
+
+    #[test]
+    fn a_phrase_three_times_in_a_row_is_degenerate_and_a_list_of_alike_facts_is_not() {
+        assert_eq!(
+            degenerate("Пётр любит кофе, любит кофе. Любит кофе!").as_deref(),
+            Some("любит кофе")
+        );
+        assert_eq!(degenerate("the the the end").as_deref(), Some("the"));
+        assert_eq!(
+            degenerate("Lives in Perm. Works in Perm. Lives in Perm since May. Works in a bank."),
+            None
+        );
+        assert_eq!(
+            degenerate("Сестру зовут Анна, брата зовут Олег, сына зовут Миша."),
+            None
+        );
+        assert_eq!(degenerate(""), None);
+    }
 }
 
 #[async_trait]
@@ -688,7 +712,7 @@ pub fn table(summary_only: &Figures, with_facts: &Figures) -> String {
         },
     );
     row(
-        "Summaries with a repeated phrase (a 3-word phrase 3 times or more)",
+        "Summaries that loop: a phrase of 1–8 words 3 times in a row",
         &|f| f.degenerate_summaries.to_string(),
     );
     row("Replies that failed during the conversations", &|f| {
