@@ -267,29 +267,6 @@ pub fn degenerate(text: &str) -> Option<String> {
     None
 }
 
-#[cfg(test)]
-mod tests {
-    use super::degenerate;
-
-    #[test]
-    fn a_phrase_three_times_in_a_row_is_degenerate_and_a_list_of_alike_facts_is_not() {
-        assert_eq!(
-            degenerate("Пётр любит кофе, любит кофе. Любит кофе!").as_deref(),
-            Some("любит кофе")
-        );
-        assert_eq!(degenerate("the the the end").as_deref(), Some("the"));
-        assert_eq!(
-            degenerate("Lives in Perm. Works in Perm. Lives in Perm since May. Works in a bank."),
-            None
-        );
-        assert_eq!(
-            degenerate("Сестру зовут Анна, брата зовут Олег, сына зовут Миша."),
-            None
-        );
-        assert_eq!(degenerate(""), None);
-    }
-}
-
 #[async_trait]
 impl LlmClient for Probe {
     async fn complete(&self, request: &LlmRequest) -> Result<LlmReply, LlmError> {
@@ -722,4 +699,27 @@ pub fn table(summary_only: &Figures, with_facts: &Figures) -> String {
         format!("{:.1} s", f.elapsed.as_secs_f64())
     });
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::degenerate;
+
+    #[test]
+    fn a_phrase_three_times_in_a_row_is_degenerate_and_a_list_of_alike_facts_is_not() {
+        assert_eq!(
+            degenerate("Пётр любит кофе, любит кофе. Любит кофе!").as_deref(),
+            Some("любит кофе")
+        );
+        assert_eq!(degenerate("the the the end").as_deref(), Some("the"));
+        assert_eq!(
+            degenerate("Lives in Perm. Works in Perm. Lives in Perm since May. Works in a bank."),
+            None
+        );
+        assert_eq!(
+            degenerate("Сестру зовут Анна, брата зовут Олег, сына зовут Миша."),
+            None
+        );
+        assert_eq!(degenerate(""), None);
+    }
 }
