@@ -30,9 +30,10 @@ pub const MAX_FACTS_PER_BATCH: usize = 24;
 pub const MAX_KNOWN_FACTS: usize = 60;
 
 /// The JSON Schema of the extractor's answer: at most [`MAX_FACTS_PER_BATCH`] facts, each a
-/// key, a kind, one sentence and the words a user would ask about it with. Lengths are
-/// bounded so a small model cannot spend its whole budget inside one string.
-pub const EXTRACTOR_SCHEMA: &str = r#"{"type":"object","properties":{"facts":{"type":"array","maxItems":24,"items":{"type":"object","properties":{"key":{"type":"string","maxLength":60},"kind":{"enum":["person","date","place","preference","promise","other"]},"text":{"type":"string","maxLength":300},"terms":{"type":"array","maxItems":6,"items":{"type":"string","maxLength":40}}},"required":["key","kind","text","terms"],"additionalProperties":false}}},"required":["facts"],"additionalProperties":false}"#;
+/// key (snake_case: the grammar allows no space or punctuation in it, so a small model cannot
+/// write a paragraph there), a kind, one sentence and the words a user would ask about it
+/// with. Lengths are bounded for servers; the embedded grammar leaves them to the parser.
+pub const EXTRACTOR_SCHEMA: &str = r#"{"type":"object","properties":{"facts":{"type":"array","maxItems":24,"items":{"type":"object","properties":{"key":{"type":"string","maxLength":60,"pattern":"^[a-z0-9_]+$"},"kind":{"enum":["person","date","place","preference","promise","other"]},"text":{"type":"string","maxLength":300},"terms":{"type":"array","maxItems":6,"items":{"type":"string","maxLength":40}}},"required":["key","kind","text","terms"],"additionalProperties":false}}},"required":["facts"],"additionalProperties":false}"#;
 
 /// The name servers are given for [`EXTRACTOR_SCHEMA`].
 pub const EXTRACTOR_SCHEMA_NAME: &str = "facts";
