@@ -65,6 +65,10 @@ struct Cli {
     /// `--quick`). Its own block in the output file.
     #[arg(long, conflicts_with = "streaming")]
     memory: bool,
+    /// With `--memory`: only the real model's part (skips the oracle's), to look into the
+    /// real model without waiting for the rest; the output is not the full block.
+    #[arg(long, conflicts_with = "quick")]
+    real_model_only: bool,
     /// Instead: receiving updates — long polling against webhook mode through the durable
     /// inbox, its cost per message, and the wait of the users of a killed replica (two
     /// `butler-bot` processes on MongoDB-wire). Its own block in the output file.
@@ -751,47 +755,58 @@ fn memory_run(cli: &Cli) -> anyhow::Result<String> {
             dataset.question_count()
         )
     };
-    let oracle_plain = memory::run(&rt, &dataset, &Model::Oracle, false, true)?;
-    progress(format!(
-        "oracle, summary only: retrieval {}",
-        oracle_plain.retrieved
-    ));
-    let oracle_facts = memory::run(&rt, &dataset, &Model::Oracle, true, true)?;
-    progress(format!(
-        "oracle, summary + facts: retrieval {}",
-        oracle_facts.retrieved
-    ));
-    // The same without the user's pause before the questions: what the quiet-time extraction
-    // is worth (updates told since the last compression are otherwise still old facts).
-    let no_pause = memory::run(&rt, &dataset, &Model::Oracle, true, false)?;
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "Machine: {}. {}; took {{TOOK}} s.\n",
-        report::machine(),
-        if cli.quick {
-            "quick mode (2 users, oracle only)"
-        } else {
-            "full run"
-        }
-    );
-    let _ = writeln!(
-        out,
-        "**Oracle model** (a perfect extractor, a summariser that keeps one line per fact and \
-         drops the oldest to fit `MEMORY_SUMMARY_TOKENS`=300; seed {MEMORY_SEED}; {}):\n",
-        describe(&sizes, &dataset)
-    );
-    out.push_str(&memory::table(&oracle_plain, &oracle_facts));
-    let _ = writeln!(
-        out,
-        "\nWithout the pause before the questions (no quiet-time extraction), summary + facts: \
-         updated facts whose outdated value is still a current fact {}; retrieval {}, held-out \
-         {}; prompts holding an outdated value {}.",
-        no_pause.stale_current,
-        no_pause.retrieved,
-        no_pause.held_out_retrieved,
-        no_pause.outdated_in_prompt
-    );
+    // Every extractor answer that is not whole JSON and every degenerate summary, with why.
+    let log = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join("bench-memory-answers.log")));
+    if let Some(path) = &log {
+        let _ = std::fs::write(path, "");
+        progress(format!("odd model answers go to {}", path.display()));
+    }
+    let log = log.as_deref();
+    if !cli.real_model_only {
+        let oracle_plain = memory::run(&rt, &dataset, &Model::Oracle, false, true, log)?;
+        progress(format!(
+            "oracle, summary only: retrieval {}",
+            oracle_plain.retrieved
+        ));
+        let oracle_facts = memory::run(&rt, &dataset, &Model::Oracle, true, true, log)?;
+        progress(format!(
+            "oracle, summary + facts: retrieval {}",
+            oracle_facts.retrieved
+        ));
+        // The same without the user's pause before the questions: what the quiet-time extraction
+        // is worth (updates told since the last compression are otherwise still old facts).
+        let no_pause = memory::run(&rt, &dataset, &Model::Oracle, true, false, log)?;
+        let _ = writeln!(
+            out,
+            "Machine: {}. {}; took {{TOOK}} s.\n",
+            report::machine(),
+            if cli.quick {
+                "quick mode (2 users, oracle only)"
+            } else {
+                "full run"
+            }
+        );
+        let _ = writeln!(
+            out,
+            "**Oracle model** (a perfect extractor, a summariser that keeps one line per fact and \
+             drops the oldest to fit `MEMORY_SUMMARY_TOKENS`=300; seed {MEMORY_SEED}; {}):\n",
+            describe(&sizes, &dataset)
+        );
+        out.push_str(&memory::table(&oracle_plain, &oracle_facts));
+        let _ = writeln!(
+            out,
+            "\nWithout the pause before the questions (no quiet-time extraction), summary + facts: \
+             updated facts whose outdated value is still a current fact {}; retrieval {}, held-out \
+             {}; prompts holding an outdated value {}.",
+            no_pause.stale_current,
+            no_pause.retrieved,
+            no_pause.held_out_retrieved,
+            no_pause.outdated_in_prompt
+        );
+    }
     if !cli.quick {
         let (settings, label) = memory_model()?;
         // One user: on 2 cores the test model spends about half a minute on each compression
@@ -805,15 +820,18 @@ fn memory_run(cli: &Cli) -> anyhow::Result<String> {
         };
         let small = data::generate(&reduced, MEMORY_SEED);
         let model = Model::Real(settings);
-        let plain = memory::run(&rt, &small, &model, false, true)?;
+        let with_facts = memory::run(&rt, &small, &model, true, true, log)?;
         progress(format!(
-            "real model, summary only: answers {}",
-            plain.answered
+            "real model, summary + facts: answers {}, valid extraction calls {} (whole JSON {}), degenerate summaries {}",
+            with_facts.answered,
+            with_facts.valid_extractions,
+            with_facts.whole_json_extractions,
+            with_facts.degenerate_summaries
         ));
-        let with_facts = memory::run(&rt, &small, &model, true, true)?;
+        let plain = memory::run(&rt, &small, &model, false, true, log)?;
         progress(format!(
-            "real model, summary + facts: answers {}",
-            with_facts.answered
+            "real model, summary only: answers {}, degenerate summaries {}",
+            plain.answered, plain.degenerate_summaries
         ));
         let _ = writeln!(
             out,

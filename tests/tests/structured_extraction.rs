@@ -287,3 +287,56 @@ async fn a_full_list_is_closed_by_the_grammar_instead_of_running_into_max_tokens
         reply.completion_tokens
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_conversation_with_many_facts_still_gives_facts_at_the_extractors_max_tokens() {
+    // The benchmark's case: a long Russian conversation stating more facts than the
+    // compression's `max_tokens` leaves room for. The answer may be cut off (the grammar
+    // cannot count tokens), but it must not run on inside its first string: the extractor's
+    // parser has to find complete facts in it. (The flat repetition penalty once leaned
+    // against every `"` and `,` of the JSON; background JSON now uses DRY, which does not.)
+    let llm = engine().await;
+    let user = UserId::new(7);
+    let at = OffsetDateTime::UNIX_EPOCH;
+    let said = [
+        "Меня зовут Пётр Сергеевич, мне сорок два года.",
+        "Моя сестра Анна живёт в Твери, у неё двое детей.",
+        "Мы с женой Ольгой переехали из Казани в Пермь прошлой весной.",
+        "Нашу собаку зовут Бим, ему пять лет.",
+        "По утрам я пью зелёный чай с мёдом, кофе не люблю.",
+        "У меня день рождения 14 марта.",
+        "Работаю инженером на заводе, езжу туда на трамвае.",
+        "В субботу у меня концерт в филармонии, обещал взять сына.",
+        "Сына зовут Миша, он ходит в третий класс.",
+        "Брат Олег — врач, живёт в Москве.",
+    ];
+    let options = butler_application::CompressConfig::default().options;
+    let request = LlmRequest::new(
+        vec![
+            ChatMessage::system(templates::extractor_system(Language::Ru)),
+            ChatMessage::user(facts::extractor_input(&[], &conversation(&said))),
+        ],
+        // The compression's own `max_tokens`, greedy so the run is the same every time.
+        RequestOptions {
+            temperature: 0.0,
+            ..options
+        },
+    )
+    .background()
+    .json(facts::EXTRACTOR_SCHEMA_NAME, facts::EXTRACTOR_SCHEMA);
+    let started = Instant::now();
+    let reply = llm.complete(&request).await.unwrap();
+    eprintln!(
+        "long extraction: {:?} tokens in {:.1} s: {}",
+        reply.completion_tokens,
+        started.elapsed().as_secs_f64(),
+        reply.text
+    );
+    let events: Vec<UserMemoryEvent> = said
+        .iter()
+        .map(|s| UserMemoryEvent::user(user, *s, Source::Text, at))
+        .collect();
+    let parsed = facts::parse_facts(&reply.text, user, &events, at)
+        .unwrap_or_else(|e| panic!("no usable fact ({e:?}): {}", reply.text));
+    assert!(!parsed.facts.is_empty(), "no fact: {}", reply.text);
+}

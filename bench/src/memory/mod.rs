@@ -113,8 +113,17 @@ pub struct Figures {
     pub harder_outdated: Share,
     /// Prompts of either question set over `PROMPT_TOTAL_TOKENS` by the run's token counter.
     pub over_budget: Share,
-    /// Extractor calls whose answer was valid JSON of the extractor's schema.
+    /// Valid extraction calls: the extractor's own parser
+    /// ([`butler_application::memory::facts::parse_facts`]) read facts from the answer without
+    /// error — at least one fact, or an explicit empty list ("nothing new", which counts as
+    /// valid). An answer cut off by `max_tokens` counts when the facts it completed before the
+    /// cut are usable; a call that failed, or whose answer gave no fact and no empty list, does not.
     pub valid_extractions: Share,
+    /// Stricter: extractor answers that are, as a whole, JSON of the extractor's schema
+    /// (an object with a `facts` array, nothing cut off).
+    pub whole_json_extractions: Share,
+    /// Summaries that degenerate into a repeated phrase (see [`degenerate`]).
+    pub degenerate_summaries: Share,
     /// Summariser calls per user.
     pub summaries_per_user: Vec<usize>,
     /// Extractor calls per user.
@@ -147,8 +156,115 @@ struct Probe {
     captured: Mutex<Option<Captured>>,
     summaries: AtomicUsize,
     extractions: AtomicUsize,
-    /// Extractor answers that are a JSON object with a `facts` array (the schema's form).
+    /// Extractor calls whose answer the extractor's parser read facts from (see
+    /// [`Figures::valid_extractions`]).
     valid_extractions: AtomicUsize,
+    /// Extractor answers that are a JSON object with a `facts` array (the schema's form).
+    whole_json_extractions: AtomicUsize,
+    /// Summaries written, and those with a repeated phrase.
+    summaries_written: AtomicUsize,
+    degenerate_summaries: AtomicUsize,
+    /// The model's tokenizer, for the log of answers.
+    counter: Arc<dyn TokenCounter>,
+    /// Where every extractor answer that is not whole JSON is written (with its length in
+    /// tokens and why it failed), and every degenerate summary.
+    log: Option<Mutex<std::fs::File>>,
+}
+
+impl Probe {
+    fn write_log(&self, entry: &str) {
+        if let Some(Ok(mut file)) = self.log.as_ref().map(Mutex::lock) {
+            use std::io::Write as _;
+            let _ = writeln!(file, "{entry}\n-----");
+        }
+    }
+
+    /// Judges one extractor answer (see [`Figures::valid_extractions`]) and logs what failed.
+    async fn judge_extraction(&self, reply: &Result<LlmReply, LlmError>) {
+        let text = match reply {
+            Ok(r) => r.text.as_str(),
+            Err(e) => {
+                self.write_log(&format!("EXTRACTION CALL FAILED: {e}"));
+                return;
+            }
+        };
+        let whole = serde_json::from_str::<serde_json::Value>(text)
+            .map_err(|e| e.to_string())
+            .and_then(|v| {
+                if v["facts"].is_array() {
+                    Ok(())
+                } else {
+                    Err("JSON, but no `facts` array".to_owned())
+                }
+            });
+        let parsed = butler_application::memory::facts::parse_facts(
+            text,
+            UserId::new(0),
+            &[],
+            time::OffsetDateTime::UNIX_EPOCH,
+        );
+        let valid = parsed.is_ok();
+        self.valid_extractions
+            .fetch_add(usize::from(valid), Ordering::Relaxed);
+        self.whole_json_extractions
+            .fetch_add(usize::from(whole.is_ok()), Ordering::Relaxed);
+        if let Err(why) = whole {
+            let tokens = self.counter.count(text).await;
+            let verdict = match &parsed {
+                Ok(p) => format!(
+                    "valid by the parser: {} facts, {} items rejected",
+                    p.facts.len(),
+                    p.rejected
+                ),
+                Err(_) => "INVALID: no complete fact and no empty list".to_owned(),
+            };
+            self.write_log(&format!(
+                "EXTRACTION not whole JSON ({why}); {tokens} tokens, {} chars; {verdict}\n{text}",
+                text.chars().count()
+            ));
+        }
+    }
+
+    async fn judge_summary(&self, reply: &Result<LlmReply, LlmError>) {
+        let Ok(reply) = reply else { return };
+        self.summaries_written.fetch_add(1, Ordering::Relaxed);
+        if let Some(phrase) = degenerate(&reply.text) {
+            self.degenerate_summaries.fetch_add(1, Ordering::Relaxed);
+            let tokens = self.counter.count(&reply.text).await;
+            self.write_log(&format!(
+                "DEGENERATE SUMMARY ({phrase:?} repeated); {tokens} tokens\n{}",
+                reply.text
+            ));
+        }
+    }
+}
+
+/// Longest phrase, in words, that [`degenerate`] looks for.
+const PHRASE_WORDS: usize = 8;
+
+/// How many times in a row a phrase must occur for [`degenerate`].
+const PHRASE_REPEATS: usize = 3;
+
+/// A summary "degenerates" when a phrase of 1 to [`PHRASE_WORDS`] words (lower-cased,
+/// punctuation ignored) occurs [`PHRASE_REPEATS`] times in a row: the loop of a small model
+/// («любит кофе, любит кофе, любит кофе»). A list of facts that share words ("Lives in …",
+/// "Works in …") does not count: only back-to-back repeats do. Returns the phrase.
+#[must_use]
+pub fn degenerate(text: &str) -> Option<String> {
+    let words: Vec<String> = text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect();
+    for n in 1..=PHRASE_WORDS {
+        for start in 0..words.len().saturating_sub(n * PHRASE_REPEATS - 1) {
+            let phrase = &words[start..start + n];
+            if (1..PHRASE_REPEATS).all(|k| &words[start + k * n..start + (k + 1) * n] == phrase) {
+                return Some(phrase.join(" "));
+            }
+        }
+    }
+    None
 }
 
 #[async_trait]
@@ -163,12 +279,9 @@ impl LlmClient for Probe {
         if !self.asking.load(Ordering::Relaxed) {
             let reply = self.inner.complete(request).await;
             if last.starts_with("{\"known_facts\"") {
-                let valid = reply.as_ref().is_ok_and(|r| {
-                    serde_json::from_str::<serde_json::Value>(&r.text)
-                        .is_ok_and(|v| v["facts"].is_array())
-                });
-                self.valid_extractions
-                    .fetch_add(usize::from(valid), Ordering::Relaxed);
+                self.judge_extraction(&reply).await;
+            } else if last.starts_with("{\"previous_summary\"") {
+                self.judge_summary(&reply).await;
             }
             return reply;
         }
@@ -190,7 +303,8 @@ impl LlmClient for Probe {
 /// Runs the whole data set through one configuration (`facts` on or off) with `model`;
 /// `quiet_pause`: the user pauses before the questions, as users do between talking and
 /// asking, and the bot's quiet-time extraction runs (see
-/// [`butler_application::CompressMemoryUseCase::execute_when_quiet`]).
+/// [`butler_application::CompressMemoryUseCase::execute_when_quiet`]); `log`: a file that gets
+/// every extractor answer that is not whole JSON and every degenerate summary (appended).
 ///
 /// # Errors
 /// If the store or the model cannot be opened, or a question's prompt was not captured.
@@ -201,6 +315,7 @@ pub fn run(
     model: &Model,
     facts: bool,
     quiet_pause: bool,
+    log: Option<&std::path::Path>,
 ) -> anyhow::Result<Figures> {
     let started = Instant::now();
     let dir = tempfile::tempdir().context("a directory for the SQLite store")?;
@@ -234,6 +349,16 @@ pub fn run(
                 (engine.llm, engine.counter)
             }
         };
+        let log = match log {
+            Some(path) => Some(Mutex::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .with_context(|| format!("opening {}", path.display()))?,
+            )),
+            None => None,
+        };
         let probe = Arc::new(Probe {
             inner: llm,
             asking: AtomicBool::new(false),
@@ -241,6 +366,11 @@ pub fn run(
             summaries: AtomicUsize::new(0),
             extractions: AtomicUsize::new(0),
             valid_extractions: AtomicUsize::new(0),
+            whole_json_extractions: AtomicUsize::new(0),
+            summaries_written: AtomicUsize::new(0),
+            degenerate_summaries: AtomicUsize::new(0),
+            counter: Arc::clone(&counter),
+            log,
         });
         let storage = wiring::open_storage(&settings)
             .await
@@ -419,6 +549,14 @@ pub fn run(
             hits: probe.valid_extractions.load(Ordering::Relaxed),
             total: probe.extractions.load(Ordering::Relaxed),
         };
+        figures.whole_json_extractions = Share {
+            hits: probe.whole_json_extractions.load(Ordering::Relaxed),
+            total: probe.extractions.load(Ordering::Relaxed),
+        };
+        figures.degenerate_summaries = Share {
+            hits: probe.degenerate_summaries.load(Ordering::Relaxed),
+            total: probe.summaries_written.load(Ordering::Relaxed),
+        };
         figures.elapsed = started.elapsed();
         Ok(figures)
     })
@@ -531,7 +669,7 @@ pub fn table(summary_only: &Figures, with_facts: &Figures) -> String {
         spread(&f.extractions_per_user)
     });
     row(
-        "… extractor answers that are valid JSON of its schema",
+        "… valid extraction calls: the extractor's parser read facts (≥ 1, or an explicit empty list) from the answer, complete items of a cut-off answer included",
         &|f| {
             if f.valid_extractions.total == 0 {
                 "—".into()
@@ -540,6 +678,20 @@ pub fn table(summary_only: &Figures, with_facts: &Figures) -> String {
             }
         },
     );
+    row(
+        "… extractor answers that are whole JSON of its schema (nothing cut off)",
+        &|f| {
+            if f.whole_json_extractions.total == 0 {
+                "—".into()
+            } else {
+                f.whole_json_extractions.to_string()
+            }
+        },
+    );
+    row(
+        "Summaries that loop: a phrase of 1–8 words 3 times in a row",
+        &|f| f.degenerate_summaries.to_string(),
+    );
     row("Replies that failed during the conversations", &|f| {
         f.failed_replies.to_string()
     });
@@ -547,4 +699,27 @@ pub fn table(summary_only: &Figures, with_facts: &Figures) -> String {
         format!("{:.1} s", f.elapsed.as_secs_f64())
     });
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::degenerate;
+
+    #[test]
+    fn a_phrase_three_times_in_a_row_is_degenerate_and_a_list_of_alike_facts_is_not() {
+        assert_eq!(
+            degenerate("Пётр любит кофе, любит кофе. Любит кофе!").as_deref(),
+            Some("любит кофе")
+        );
+        assert_eq!(degenerate("the the the end").as_deref(), Some("the"));
+        assert_eq!(
+            degenerate("Lives in Perm. Works in Perm. Lives in Perm since May. Works in a bank."),
+            None
+        );
+        assert_eq!(
+            degenerate("Сестру зовут Анна, брата зовут Олег, сына зовут Миша."),
+            None
+        );
+        assert_eq!(degenerate(""), None);
+    }
 }

@@ -30,9 +30,10 @@ pub const MAX_FACTS_PER_BATCH: usize = 24;
 pub const MAX_KNOWN_FACTS: usize = 60;
 
 /// The JSON Schema of the extractor's answer: at most [`MAX_FACTS_PER_BATCH`] facts, each a
-/// key, a kind, one sentence and the words a user would ask about it with. Lengths are
-/// bounded so a small model cannot spend its whole budget inside one string.
-pub const EXTRACTOR_SCHEMA: &str = r#"{"type":"object","properties":{"facts":{"type":"array","maxItems":24,"items":{"type":"object","properties":{"key":{"type":"string","maxLength":60},"kind":{"enum":["person","date","place","preference","promise","other"]},"text":{"type":"string","maxLength":300},"terms":{"type":"array","maxItems":6,"items":{"type":"string","maxLength":40}}},"required":["key","kind","text","terms"],"additionalProperties":false}}},"required":["facts"],"additionalProperties":false}"#;
+/// key (snake_case: the grammar allows no space or punctuation in it, so a small model cannot
+/// write a paragraph there), a kind, one sentence and the words a user would ask about it
+/// with. Lengths are bounded for servers; the embedded grammar leaves them to the parser.
+pub const EXTRACTOR_SCHEMA: &str = r#"{"type":"object","properties":{"facts":{"type":"array","maxItems":24,"items":{"type":"object","properties":{"key":{"type":"string","maxLength":60,"pattern":"^[a-z0-9_]+$"},"kind":{"enum":["person","date","place","preference","promise","other"]},"text":{"type":"string","maxLength":300},"terms":{"type":"array","maxItems":6,"items":{"type":"string","maxLength":40}}},"required":["key","kind","text","terms"],"additionalProperties":false}}},"required":["facts"],"additionalProperties":false}"#;
 
 /// The name servers are given for [`EXTRACTOR_SCHEMA`].
 pub const EXTRACTOR_SCHEMA_NAME: &str = "facts";
@@ -308,6 +309,62 @@ mod tests {
         .unwrap();
         let keys: Vec<&str> = out.facts.iter().map(|f| f.key.as_str()).collect();
         assert_eq!(keys, ["dog", "concert"]);
+    }
+
+    /// The schema's answer with these items, as the grammar makes the engine write it.
+    fn schema_answer(items: &[&str]) -> String {
+        format!("{{\"facts\": [{}]}}", items.join(", "))
+    }
+
+    const SISTER: &str = r#"{"key": "sister_name", "kind": "person", "text": "Сестру зовут \"Анна\" {не Аня}", "terms": ["сестра", "как зовут"]}"#;
+    const CITY: &str = r#"{"key": "home_city", "kind": "place", "text": "Живёт в Перми; раньше — в Казани", "terms": ["жить", "город"]}"#;
+
+    fn keys(out: &ParsedFacts) -> Vec<&str> {
+        out.facts.iter().map(|f| f.key.as_str()).collect()
+    }
+
+    #[test]
+    fn an_answer_cut_off_by_max_tokens_gives_every_item_it_completed() {
+        let whole = schema_answer(&[SISTER, CITY, CITY]);
+        let third = whole.rfind("{\"key\"").unwrap();
+        // Cut inside the third item: in a string, between fields, in its terms array, and
+        // just after its opening brace.
+        for cut in [
+            third + 30,
+            third + 25,
+            whole.rfind("\"жить\"").unwrap(),
+            third + 1,
+        ] {
+            let cut_off = &whole[..cut];
+            let out = parse(cut_off).unwrap_or_else(|e| panic!("{e:?} for {cut_off:?}"));
+            assert_eq!(keys(&out), ["sister_name", "home_city"], "{cut_off:?}");
+            assert_eq!(out.rejected, 0);
+        }
+        // Cut after the last item, before the list closes: all of them.
+        let out = parse(&whole[..whole.rfind(']').unwrap()]).unwrap();
+        assert_eq!(out.facts.len(), 3);
+    }
+
+    #[test]
+    fn escaped_quotes_and_braces_inside_a_salvaged_item_stay_its_text() {
+        let whole = schema_answer(&[SISTER, CITY]);
+        let out = parse(&whole[..whole.rfind("город").unwrap()]).unwrap();
+        assert_eq!(keys(&out), ["sister_name"]);
+        assert_eq!(out.facts[0].text, "Сестру зовут \"Анна\" {не Аня}");
+        assert_eq!(out.facts[0].cues, ["сестра", "как зовут"]);
+    }
+
+    #[test]
+    fn an_answer_cut_off_before_its_first_item_is_complete_is_malformed() {
+        let whole = schema_answer(&[SISTER]);
+        for cut in [1, 11, 20, whole.find("Анна").unwrap(), whole.len() - 3] {
+            assert_eq!(
+                parse(&whole[..cut]),
+                Err(ExtractionFailure::Malformed),
+                "{:?}",
+                &whole[..cut]
+            );
+        }
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! llama.cpp's own converter lives in its `common` library, which this build leaves out (see
 //! `vendor/README.md`), so the subset the butler's schemas use is converted here: `object`
 //! (every property, in the order of `required` and then the rest, no others), `array` (`items`,
-//! `minItems`, `maxItems`), `string`, `enum` and `const` of strings, `integer`, `number`,
+//! `minItems`, `maxItems`), `string` (with a `pattern` of one character class, `^[a-z0-9_]+$`),
+//! `enum` and `const` of strings, `integer`, `number`,
 //! `boolean`, `null`. Anything else is an error, so a schema the engine cannot enforce is
 //! noticed rather than silently unconstrained.
 //!
@@ -78,7 +79,10 @@ impl Rules {
                 // `maxLength` is left to the caller's checks: llama.cpp expands `x{0,n}` into n
                 // nested rules, and matching them against the whole vocabulary at every token
                 // made a 135M model take minutes per answer.
-                Ok("\"\\\"\" char* \"\\\"\"".to_owned())
+                match schema.get("pattern") {
+                    None => Ok("\"\\\"\" char* \"\\\"\"".to_owned()),
+                    Some(pattern) => char_class_pattern(pattern, path),
+                }
             }
             "integer" => Ok("(\"-\"? ([0-9] | [1-9] [0-9]{1,15}))".to_owned()),
             "number" => Ok(
@@ -162,6 +166,26 @@ impl Rules {
 }
 
 /// A GBNF literal matching exactly the JSON text of `value`.
+/// A string of one character class, the only `pattern` supported: `^[…]+$` (such as a
+/// snake_case key, `^[a-z0-9_]+$`), so a model cannot write prose where an identifier goes.
+fn char_class_pattern(pattern: &Value, path: &str) -> Result<String, SchemaError> {
+    let class = pattern
+        .as_str()
+        .and_then(|p| p.strip_prefix("^["))
+        .and_then(|p| p.strip_suffix("]+$"))
+        .filter(|c| {
+            !c.is_empty()
+                && c.chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-')
+        })
+        .ok_or_else(|| {
+            SchemaError(format!(
+                "{path}: pattern {pattern} (only ^[…]+$ of letters, digits, _ and -)"
+            ))
+        })?;
+    Ok(format!("\"\\\"\" [{class}]+ \"\\\"\""))
+}
+
 fn literal(value: &Value, path: &str) -> Result<String, SchemaError> {
     match value {
         Value::String(_) | Value::Number(_) | Value::Bool(_) | Value::Null => {
@@ -253,6 +277,19 @@ mod tests {
                 .unwrap()
                 .contains("root ::= \"[\" ws \"]\"")
         );
+    }
+
+    #[test]
+    fn a_character_class_pattern_bounds_the_characters_of_a_string() {
+        let gbnf = json_schema_to_gbnf(r#"{"type":"string","pattern":"^[a-z0-9_]+$"}"#).unwrap();
+        assert!(
+            gbnf.starts_with("root ::= \"\\\"\" [a-z0-9_]+ \"\\\"\"\n"),
+            "{gbnf}"
+        );
+        for unsupported in [r#""^a.*$""#, r#""[a-z]+""#, r#""^[^a]+$""#, "3"] {
+            let schema = format!(r#"{{"type":"string","pattern":{unsupported}}}"#);
+            assert!(json_schema_to_gbnf(&schema).is_err(), "{schema}");
+        }
     }
 
     #[test]

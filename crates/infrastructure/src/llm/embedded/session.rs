@@ -720,7 +720,8 @@ impl<'m> Session<'m> {
 /// The sampler of a request: llama.cpp's usual chain (top-k 40, top-p 0.95, min-p 0.05, then
 /// temperature and a random draw), greedy at temperature 0. For background work (summaries,
 /// extraction) a repetition penalty over the last [`PENALTY_LAST_N`] generated tokens keeps a
-/// small model from looping on one phrase (its summaries otherwise degenerate); replies go
+/// small model from looping on one phrase (its summaries otherwise degenerate) — for JSON, DRY
+/// with JSON's punctuation as breakers instead, which does not punish the structure; replies go
 /// without it, so a reply's greedy text does not depend on it; a request for JSON of a schema puts the schema's grammar
 /// first, so every token is valid JSON of that schema (see `grammar.rs`). A schema without a
 /// grammar is logged and sampled unconstrained: callers parse tolerantly anyway.
@@ -739,13 +740,28 @@ fn sampler(model: &EmbeddedModel, request: &LlmRequest) -> LlamaSampler {
         }
     }
     if request.priority == Priority::Background {
-        chain.push(LlamaSampler::penalties(
-            model.llama().n_vocab(),
-            PENALTY_LAST_N,
-            PENALTY_REPEAT,
-            0.0,
-            0.0,
-        ));
+        if matches!(request.format, OutputFormat::Json { .. }) {
+            // JSON repeats its punctuation in every item (`"`, `",`, `:`, `]`): a flat penalty
+            // on every recent token leans against closing a string or a list, so a small model
+            // runs on inside a string until `max_tokens` cuts the answer. DRY penalises only a
+            // repeated run of tokens, and never across these breakers.
+            chain.push(LlamaSampler::dry(
+                model.llama(),
+                DRY_MULTIPLIER,
+                DRY_BASE,
+                DRY_ALLOWED_LENGTH,
+                DRY_LAST_N,
+                JSON_BREAKERS,
+            ));
+        } else {
+            chain.push(LlamaSampler::penalties(
+                model.llama().n_vocab(),
+                PENALTY_LAST_N,
+                PENALTY_REPEAT,
+                0.0,
+                0.0,
+            ));
+        }
     }
     let temperature = request.options.temperature;
     if temperature <= 0.0 {
@@ -767,6 +783,16 @@ const PENALTY_LAST_N: i32 = 64;
 
 /// The repetition penalty (1.0 = none): llama.cpp's customary mild value.
 const PENALTY_REPEAT: f32 = 1.1;
+
+/// DRY ("don't repeat yourself") for background JSON: llama.cpp's suggested values (a run
+/// longer than 2 tokens that repeats an earlier one costs `0.8 · 1.75^(extra length)`).
+const DRY_MULTIPLIER: f32 = 0.8;
+const DRY_BASE: f32 = 1.75;
+const DRY_ALLOWED_LENGTH: i32 = 2;
+/// Generated tokens DRY looks back over.
+const DRY_LAST_N: i32 = 256;
+/// Where a repeated run stops counting for DRY: JSON's structure, repeated by design.
+const JSON_BREAKERS: [&str; 8] = ["\"", ":", ",", "{", "}", "[", "]", "\n"];
 
 fn position(index: usize) -> Result<i32, LlmError> {
     i32::try_from(index).map_err(|_| LlmError::Rejected {
