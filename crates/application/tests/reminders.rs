@@ -960,7 +960,7 @@ async fn a_dated_event_in_memory_is_offered_once_only_with_consent_and_its_yes_s
 
     // A button for something never offered is stale; "no" only answers.
     let cat = fact("cat2", FactKind::Preference, "Любит собак 1 января");
-    facts.save(&[cat.clone()]).await.unwrap();
+    facts.save(std::slice::from_ref(&cat)).await.unwrap();
     assert!(offers
         .answer(USER, cat.id, true)
         .await

@@ -180,7 +180,7 @@ impl ReminderOfferUseCase {
             profile
                 .reminder_offers_made
                 .contains(&key)
-                .then(|| (fact, date))
+                .then_some((fact, date))
         });
         let Some((fact, date)) = offered else {
             return stale(language).to_owned();

@@ -186,7 +186,7 @@ pub fn event_date(text: &str, stored_on: Date) -> Option<EventDate> {
             if (seen.1, seen.2) != (date.1, date.2)
                 || (seen.0.is_some() && date.0.is_some() && seen.0 != date.0) =>
         {
-            conflict = true
+            conflict = true;
         }
         Some(seen) if seen.0.is_none() => found = Some(date),
         Some(_) => {}
