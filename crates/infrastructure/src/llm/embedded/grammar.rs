@@ -165,7 +165,6 @@ impl Rules {
     }
 }
 
-/// A GBNF literal matching exactly the JSON text of `value`.
 /// A string of one character class, the only `pattern` supported: `^[…]+$` (such as a
 /// snake_case key, `^[a-z0-9_]+$`), so a model cannot write prose where an identifier goes.
 fn char_class_pattern(pattern: &Value, path: &str) -> Result<String, SchemaError> {
@@ -186,6 +185,7 @@ fn char_class_pattern(pattern: &Value, path: &str) -> Result<String, SchemaError
     Ok(format!("\"\\\"\" [{class}]+ \"\\\"\""))
 }
 
+/// A GBNF literal matching exactly the JSON text of `value`.
 fn literal(value: &Value, path: &str) -> Result<String, SchemaError> {
     match value {
         Value::String(_) | Value::Number(_) | Value::Bool(_) | Value::Null => {
