@@ -21,6 +21,34 @@ pub use offer::{ReminderOffer, ReminderOfferUseCase};
 pub use texts::delivery_text;
 pub use zone_offer::{ZoneOffer, ZoneOfferUseCase};
 
+use butler_domain::ports::{Clock, ProfileStoreError, UserProfileRepository};
+use butler_domain::{UserId, UserProfile};
+
+/// Profile writes retried after a concurrent change (a compression saving its summary).
+const SAVE_ATTEMPTS: usize = 5;
+
+/// Applies `edit` to the user's stored profile (created if missing) with compare-and-set,
+/// reading it again after a concurrent change, up to [`SAVE_ATTEMPTS`] times.
+async fn edit_profile(
+    profiles: &dyn UserProfileRepository,
+    clock: &dyn Clock,
+    user: UserId,
+    edit: impl Fn(&mut UserProfile),
+) -> Result<UserProfile, ProfileStoreError> {
+    let mut attempt = 0;
+    loop {
+        let mut profile = profiles.get_or_create(user).await?;
+        edit(&mut profile);
+        profile.updated_at = butler_domain::timestamp::truncate_to_millis(clock.now());
+        match profiles.save(&profile).await {
+            Err(ProfileStoreError::VersionConflict { .. }) if attempt + 1 < SAVE_ATTEMPTS => {
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Told what happens to reminders (the factory counts it in metrics). Every method has an
 /// empty default; they must be cheap and never block.
 pub trait ReminderObserver: Send + Sync {

@@ -45,9 +45,6 @@ const FACTS_LOOKED_AT: usize = 50;
 /// Most offers made at once (the rest wait for the next extraction).
 const MAX_OFFERS_AT_ONCE: usize = 3;
 
-/// Profile writes retried after a concurrent change.
-const SAVE_ATTEMPTS: usize = 5;
-
 /// Finds events worth a reminder in what the butler remembers and applies the user's answer.
 pub struct ReminderOfferUseCase {
     profiles: Arc<dyn UserProfileRepository>,
@@ -240,25 +237,13 @@ impl ReminderOfferUseCase {
             .find(|f| f.id == fact_id)
     }
 
-    /// Applies `edit` to the stored profile with compare-and-set, re-reading on a concurrent
-    /// change.
+    /// Applies `edit` to the stored profile ([`super::edit_profile`]).
     async fn change(
         &self,
         user: UserId,
         edit: impl Fn(&mut UserProfile),
     ) -> Result<UserProfile, ProfileStoreError> {
-        let mut attempt = 0;
-        loop {
-            let mut profile = self.profiles.get_or_create(user).await?;
-            edit(&mut profile);
-            profile.updated_at = butler_domain::timestamp::truncate_to_millis(self.clock.now());
-            match self.profiles.save(&profile).await {
-                Err(ProfileStoreError::VersionConflict { .. }) if attempt + 1 < SAVE_ATTEMPTS => {
-                    attempt += 1;
-                }
-                other => return other,
-            }
-        }
+        super::edit_profile(self.profiles.as_ref(), self.clock.as_ref(), user, edit).await
     }
 }
 

@@ -46,9 +46,6 @@ impl std::fmt::Debug for ZoneOfferUseCase {
 /// How many of the user's newest facts are looked through for a home city.
 const FACTS_LOOKED_AT: usize = 50;
 
-/// Profile writes retried after a concurrent change (a compression saving its summary).
-const SAVE_ATTEMPTS: usize = 5;
-
 impl ZoneOfferUseCase {
     /// A use case over the profiles; `default_zone` is the operator's `DEFAULT_TIME_ZONE`.
     #[must_use]
@@ -169,25 +166,13 @@ impl ZoneOfferUseCase {
             })
     }
 
-    /// Applies `edit` to the stored profile with compare-and-set, re-reading on a concurrent
-    /// change.
+    /// Applies `edit` to the stored profile ([`super::edit_profile`]).
     async fn change(
         &self,
         user: UserId,
         edit: impl Fn(&mut UserProfile),
     ) -> Result<UserProfile, ProfileStoreError> {
-        let mut attempt = 0;
-        loop {
-            let mut profile = self.profiles.get_or_create(user).await?;
-            edit(&mut profile);
-            profile.updated_at = butler_domain::timestamp::truncate_to_millis(self.clock.now());
-            match self.profiles.save(&profile).await {
-                Err(ProfileStoreError::VersionConflict { .. }) if attempt + 1 < SAVE_ATTEMPTS => {
-                    attempt += 1;
-                }
-                other => return other,
-            }
-        }
+        super::edit_profile(self.profiles.as_ref(), self.clock.as_ref(), user, edit).await
     }
 }
 
