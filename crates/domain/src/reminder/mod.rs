@@ -5,7 +5,7 @@
 //! - [`zone`]: the user's IANA time zone;
 //! - [`places`]: where a user says they live, and that place's zone;
 //! - [`words`]: the resolved moment in words, for the confirmation;
-//! - [`event_date`]: the calendar date a remembered fact states, for reminders offered from
+//! - [`event_date`](mod@event_date): the calendar date a remembered fact states, for reminders offered from
 //!   memory.
 
 pub mod event_date;
