@@ -11,12 +11,15 @@ use butler_infrastructure::mongo::{
     MEMORY_COLLECTION, MEMORY_TTL_INDEX, PROFILES_COLLECTION,
 };
 use butler_testkit::contract::Storage;
-use butler_testkit::services::mongo::{shared_mongo, unique_database_name};
+use butler_testkit::services::mongo::{
+    shared_mongo, unique_database_name, STAND_IN_OPERATION_TIMEOUT,
+};
 
 async fn connect(prefix: &str, options: MongoOptions) -> MongoStore {
     let server = shared_mongo().await.unwrap_or_else(|e| panic!("{e}"));
     let options = MongoOptions {
         database: Some(unique_database_name(prefix)),
+        operation_timeout: STAND_IN_OPERATION_TIMEOUT,
         ..options
     };
     MongoStore::connect(server.uri(), options)
@@ -499,6 +502,7 @@ mod two_clients {
             server.uri(),
             MongoOptions {
                 database: Some(first.database().name().to_owned()),
+                operation_timeout: STAND_IN_OPERATION_TIMEOUT,
                 ..MongoOptions::default()
             },
         )

@@ -34,12 +34,15 @@ mod fake {
 mod mongo {
     use super::*;
     use butler_infrastructure::mongo::{MongoOptions, MongoStore};
-    use butler_testkit::services::mongo::{shared_mongo, unique_database_name};
+    use butler_testkit::services::mongo::{
+        shared_mongo, unique_database_name, STAND_IN_OPERATION_TIMEOUT,
+    };
 
     async fn mongo() -> ReminderStorage {
         let server = shared_mongo().await.unwrap_or_else(|e| panic!("{e}"));
         let options = MongoOptions {
             database: Some(unique_database_name("reminders")),
+            operation_timeout: STAND_IN_OPERATION_TIMEOUT,
             ..MongoOptions::default()
         };
         let store = MongoStore::connect(server.uri(), options)

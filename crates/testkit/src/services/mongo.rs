@@ -28,6 +28,13 @@ const INSTALL_HINT: &str = "the MongoDB-wire test server needs Python 3 with ven
      `pip install SecantusDB==0.7.0b3`; or set BUTLER_TEST_MONGODB_URI=mongodb://host:port \
      to test against a running MongoDB";
 
+/// The deadline of one operation for storage contract suites run against the test server.
+/// SecantusDB is a single Python process shared by every test of a binary; with two tests at
+/// once on a loaded 2-core machine one 500-event append has taken over 15 s there (the
+/// production default, which suits a real MongoDB). The contracts check behaviour, not speed;
+/// the deadline itself is tested against a stalling server (`mongo_faults.rs`).
+pub const STAND_IN_OPERATION_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// A MongoDB-wire server reachable at [`MongoServer::uri`].
 #[derive(Debug)]
 pub struct MongoServer {
