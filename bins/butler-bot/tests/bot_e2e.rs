@@ -252,7 +252,7 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 /// The whole conversation against one backend.
 #[allow(clippy::too_many_lines)]
 async fn conversation(backend: Backend) {
-    let audio = voice_note("milk_and_bread")
+    let audio = voice_note("bought_milk")
         .unwrap_or_else(|e| panic!("{e}"))
         .bytes;
     let whisper = WhisperServer::shared()
@@ -283,13 +283,15 @@ async fn conversation(backend: Backend) {
     assert_eq!(events[1].role, Role::Assistant);
     assert!(events.iter().all(|e| e.source == Source::Text));
 
-    // 2. A voice note (real OGG/Opus speech): downloaded, transcribed by Whisper, answered,
-    //    stored with source=voice.
-    llm.push_reply("Непременно напомню, мисс.");
+    // 2. A voice note (real OGG/Opus speech, chat rather than a reminder request): downloaded,
+    //    transcribed by Whisper, answered, stored with source=voice.
+    llm.push_reply("Свежий хлеб и молоко — превосходный выбор, мисс.");
     tg.push_voice(ALICE, Voice::ogg(audio, 4));
     let sent = bot.wait_for(ALICE, 2).await;
     assert!(
-        sent[1].text.contains("Непременно напомню, мисс."),
+        sent[1]
+            .text
+            .contains("Свежий хлеб и молоко — превосходный выбор, мисс."),
         "{sent:?}"
     );
     let events = backend.events(ALICE).await;

@@ -64,7 +64,7 @@ async fn the_start_command_gets_the_butler_greeting_without_asking_the_model() {
 #[tokio::test]
 async fn a_voice_note_is_downloaded_transcribed_answered_and_stored_as_voice() {
     let world = FakeWorld::default();
-    world.stt.push_text("Напомни купить молоко");
+    world.stt.push_text("Купила сегодня молоко");
     world.llm.push_reply("Непременно, сэр.");
     let bot = BotHarness::start(&world).await;
 
@@ -77,7 +77,7 @@ async fn a_voice_note_is_downloaded_transcribed_answered_and_stored_as_voice() {
         .unwrap();
 
     assert!(
-        sent[0].text.starts_with("«Напомни купить молоко»"),
+        sent[0].text.starts_with("«Купила сегодня молоко»"),
         "{}",
         sent[0].text
     );
@@ -89,7 +89,7 @@ async fn a_voice_note_is_downloaded_transcribed_answered_and_stored_as_voice() {
     assert_eq!(clips[0].duration, Some(Duration::from_secs(3)));
     let events = world.events(ALICE);
     assert_eq!(events.len(), 2);
-    assert_eq!(events[0].content, "Напомни купить молоко");
+    assert_eq!(events[0].content, "Купила сегодня молоко");
     assert!(events.iter().all(|e| e.source == Source::Voice));
     bot.stop().await.unwrap();
 }

@@ -13,6 +13,7 @@ use butler_domain::reminder::{Reminder, ReminderStatus, UserTimeZone};
 use butler_domain::UserId;
 use butler_presentation::telegram::{BotDeps, ReminderDeps};
 use butler_testkit::fakes::InMemoryReminders;
+use butler_testkit::telegram::Voice;
 use support::{test_config, BotHarness, FakeWorld, WAIT};
 use time::OffsetDateTime;
 
@@ -89,6 +90,40 @@ async fn a_reminder_asked_for_in_a_private_chat_is_confirmed_stored_and_not_sent
         ahead > time::Duration::minutes(19) && ahead <= time::Duration::minutes(20),
         "{ahead}"
     );
+    assert_eq!(
+        world.llm.requests().len(),
+        1,
+        "one extraction call, no chat reply"
+    );
+    bot.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_reminder_asked_for_in_a_voice_note_is_confirmed_and_stored_like_a_typed_one() {
+    let world = FakeWorld::default();
+    let store = Arc::new(InMemoryReminders::default());
+    world
+        .stt
+        .push_text("Напомни через 20 минут проверить духовку");
+    world.llm.push_reply(
+        r#"{"task":"проверить духовку","in_minutes":20,"date":null,"in_days":null,"weekday":null,"hour":null,"minute":null,"part_of_day":null}"#,
+    );
+    let bot = BotHarness::start_with(deps(&world, &store), test_config()).await;
+    bot.telegram.push_voice(ALICE, Voice::ogg(vec![1; 64], 3));
+    let sent = bot
+        .telegram
+        .wait_for_messages(ALICE, 1, WAIT)
+        .await
+        .unwrap();
+    assert!(
+        sent[0].text.starts_with("Напомню сегодня,") || sent[0].text.starts_with("Напомню завтра,"),
+        "{}",
+        sent[0].text
+    );
+    let stored = store.all();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].text, "проверить духовку");
+    assert_eq!(world.stt.clips().len(), 1);
     assert_eq!(
         world.llm.requests().len(),
         1,

@@ -720,14 +720,24 @@ impl Handler {
                 return;
             }
         };
-        let input = ReplyInput {
-            user_id,
-            text: heard.clone(),
-            source: Source::Voice,
-            origin: Some(origin),
-        };
-        self.answer(message, input, Some(&heard), typing, started)
-            .await;
+        // Spoken or typed, «напомни …» is a reminder request and «я живу в Перми» a hint of
+        // the zone: a voice-first user gets the same butler.
+        if let Some(reply) = self.reminder_reply(user_id, message, &heard).await {
+            typing.stop().await;
+            if !reply.is_empty() {
+                self.deliver(message, &reply, started).await;
+            }
+        } else {
+            let input = ReplyInput {
+                user_id,
+                text: heard.clone(),
+                source: Source::Voice,
+                origin: Some(origin),
+            };
+            self.answer(message, input, Some(&heard), typing, started)
+                .await;
+        }
+        self.offer_zone(user_id, message, &heard).await;
     }
 
     /// What a voice note says (trimmed, never empty), or the apology to send instead: no
