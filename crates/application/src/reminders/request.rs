@@ -9,7 +9,7 @@
 
 use butler_domain::ports::{LlmRequest, RequestOptions};
 use butler_domain::reminder::{
-    weekday_from_code, DaySaid, LocalTime, PartOfDay, TimeSaid, WhenSaid,
+    month_word, weekday_from_code, DaySaid, LocalTime, PartOfDay, TimeSaid, WhenSaid,
 };
 use butler_domain::ChatMessage;
 use serde_json::Value;
@@ -117,7 +117,12 @@ pub fn detect(text: &str) -> Option<Intent> {
 
 /// Whether `text` (in lower case) names a time: a digit or a time word.
 fn names_a_time(lower: &str) -> bool {
-    lower.chars().any(|c| c.is_ascii_digit()) || TIME_WORDS.iter().any(|w| lower.contains(w))
+    lower.chars().any(|c| c.is_ascii_digit())
+        || TIME_WORDS.iter().any(|w| lower.contains(w))
+        || lower
+            .split(|c: char| !c.is_alphanumeric() && c != '.')
+            // "may" alone is more often the verb ("remind me what I may need").
+            .any(|word| word != "may" && month_word(word).is_some())
 }
 
 /// Most words an answer to «когда напомнить?» has («завтра в 9 утра», "at 7 pm on Friday"); a
@@ -135,7 +140,8 @@ pub fn answers_when(text: &str) -> bool {
         && !lower.trim_end().ends_with('?')
 }
 
-/// Words that name a time; a «напомни» without one is left to the chat (it asks the memory).
+/// Words that name a time besides months ([`month_word`]); a «напомни» without one is left to
+/// the chat (it asks the memory).
 const TIME_WORDS: &[&str] = &[
     "сегодня",
     "завтра",
@@ -157,18 +163,6 @@ const TIME_WORDS: &[&str] = &[
     "пятниц",
     "суббот",
     "воскресень",
-    "январ",
-    "феврал",
-    "март",
-    "апрел",
-    "мая",
-    "июн",
-    "июл",
-    "август",
-    "сентябр",
-    "октябр",
-    "ноябр",
-    "декабр",
     "минут",
     "час",
     "полчаса",
@@ -186,17 +180,6 @@ const TIME_WORDS: &[&str] = &[
     "friday",
     "saturday",
     "sunday",
-    "january",
-    "february",
-    "march",
-    "april",
-    "june",
-    "july",
-    "august",
-    "september",
-    "october",
-    "november",
-    "december",
     "minute",
     "hour",
     " in ",
@@ -343,6 +326,25 @@ mod tests {
             Some(Intent::Shift { minutes: -15, .. })
         ));
         assert_eq!(detect("через 20 минут проверь духовку"), Some(Intent::Set));
+        assert_eq!(
+            detect("Напомни пятнадцатого декабря про концерт"),
+            Some(Intent::Set),
+            "a month in words names a time"
+        );
+        assert_eq!(
+            detect("remind me about the concert on December the fifteenth"),
+            Some(Intent::Set)
+        );
+        assert_eq!(
+            detect("Напомни про смартфон, который я хотел"),
+            None,
+            "«смарт» is not «март»"
+        );
+        assert_eq!(
+            detect("remind me what I may need for the trip"),
+            None,
+            "\"may\" the verb"
+        );
         assert_eq!(detect("Как дела, Альфред?"), None);
         assert_eq!(detect("Что ты помнишь про маму?"), None);
         assert_eq!(

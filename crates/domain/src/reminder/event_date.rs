@@ -61,8 +61,10 @@ const EN_MONTHS: [&str; 12] = [
     "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
 ];
 
-/// The month a word names (`декабря`, `December`, `Dec`), 1–12.
-fn month_word(word: &str) -> Option<u8> {
+/// The month a word names (`декабря`, `мая`, `December`, `Dec`), 1–12; the word lower-case,
+/// a trailing dot allowed (`dec.`).
+#[must_use]
+pub fn month_word(word: &str) -> Option<u8> {
     let word = word.trim_end_matches('.');
     // Russian: the stem and a case ending («декабря», «декабре»); «мая»/«май»/«мае» by hand.
     if matches!(word, "мая" | "май" | "мае") {

@@ -24,7 +24,7 @@ use uuid::Uuid;
 use crate::timestamp::truncate_to_millis;
 use crate::user::UserId;
 
-pub use event_date::{event_date, EventDate};
+pub use event_date::{event_date, month_word, EventDate};
 pub use when::{
     weekday_from_code, AskBack, DaySaid, LocalTime, PartOfDay, Resolved, TimeSaid, WhenSaid,
 };
