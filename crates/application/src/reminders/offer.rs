@@ -285,12 +285,13 @@ impl ReminderOfferUseCase {
     /// Turns offers on or off for `user` from the chat (`/offers on|off`; `None` only tells
     /// the current state); the reply to show.
     pub async fn switch(&self, user: UserId, on: Option<bool>) -> String {
-        let language = match self.profiles.get(user).await {
-            Ok(profile) => profile.map(|p| p.language).unwrap_or_default(),
+        let (language, current) = match self.profiles.get(user).await {
+            Ok(profile) => profile.map_or((Language::default(), false), |p| {
+                (p.language, p.reminder_offers)
+            }),
             Err(_) => return unavailable(Language::default()).to_owned(),
         };
         let Some(on) = on else {
-            let current = matches!(self.profiles.get(user).await, Ok(Some(p)) if p.reminder_offers);
             return switch_text(language, current, false);
         };
         match self.change(user, |p| p.reminder_offers = on).await {
