@@ -205,16 +205,24 @@ fn assert_on_time(delivered: &Delivered, due: Instant, what: &str) {
 }
 
 /// The store has no pending reminder of `user` left: it is marked delivered, so no process
-/// will send it again.
+/// will send it again. The mark follows Telegram's answer to the send, which the fake records
+/// when the request arrives, so it is waited for (at most [`WAIT`]).
 async fn assert_marked_delivered(store: &TestStorage, user: i64) {
     let settings = Settings::from_sources(None, |name| store.var(name)).expect("settings");
     let storage = wiring::open_storage(&settings).await.expect("open storage");
-    let pending = storage
-        .reminders
-        .list_pending(UserId::new(user))
-        .await
-        .expect("list pending reminders");
-    assert!(pending.is_empty(), "still pending: {pending:?}");
+    let started = Instant::now();
+    loop {
+        let pending = storage
+            .reminders
+            .list_pending(UserId::new(user))
+            .await
+            .expect("list pending reminders");
+        if pending.is_empty() {
+            return;
+        }
+        assert!(started.elapsed() < WAIT, "still pending: {pending:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
