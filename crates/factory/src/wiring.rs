@@ -379,8 +379,66 @@ async fn model_path(settings: &Settings) -> Result<std::path::PathBuf, BuildErro
         .map_err(|e| BuildError::Model(e.to_string()))
 }
 
-/// The context the embedded engine allocates: `LLM_CONTEXT_WINDOW`, capped by the window the
-/// model was trained with; the prompt budget plus `LLM_MAX_TOKENS` must fit in it.
+/// Cells of KV cache added to a reply's own need (prompt budget + `LLM_MAX_TOKENS`, rounded up
+/// to [`SLOT_ROUNDING`]) in each slot of the embedded engine: room for the compression's
+/// summariser (see [`fold_max_tokens`]).
+pub const SLOT_HEADROOM: usize = 512;
+
+/// Slot sizes are a multiple of this (llama.cpp pads a stream's cells to 256 anyway).
+pub const SLOT_ROUNDING: usize = 256;
+
+/// What the compression's summariser request needs besides the conversation it folds, the
+/// previous summary and its own `max_tokens`: its instructions (≈ 200 tokens in English,
+/// up to ≈ 500 in Russian with a small model's vocabulary), the JSON framing and the chat
+/// template.
+pub const SUMMARISER_OVERHEAD: usize = 768;
+
+/// The cells of one KV-cache slot of the embedded engine, from what can be asked of it: the
+/// prompt budget (`PROMPT_TOTAL_TOKENS`) plus a reply (`LLM_MAX_TOKENS`), rounded up to
+/// [`SLOT_ROUNDING`], plus [`SLOT_HEADROOM`] — at most `LLM_CONTEXT_WINDOW`. With the defaults
+/// 3072 instead of 4096: llama.cpp applies a pending KV shift (a conversation's window moved)
+/// to every cell of every slot, so fewer cells make every window move cheaper.
+#[must_use]
+pub fn embedded_slot_tokens(settings: &Settings) -> usize {
+    let reply = settings
+        .budget
+        .total
+        .saturating_add(settings.budget.max_reply_tokens);
+    reply
+        .div_ceil(SLOT_ROUNDING)
+        .saturating_mul(SLOT_ROUNDING)
+        .saturating_add(SLOT_HEADROOM)
+        .min(settings.budget.model_window)
+}
+
+/// The most tokens one request may hold (prompt + reply): the embedded engine's slot, or the
+/// server's `LLM_CONTEXT_WINDOW`.
+#[must_use]
+pub fn request_window(settings: &Settings) -> usize {
+    match settings.llm.backend {
+        LlmBackend::Embedded => embedded_slot_tokens(settings),
+        LlmBackend::Http => settings.budget.model_window,
+    }
+}
+
+/// Conversation tokens one summariser call folds: the compression's default (2500), fewer when
+/// the request window could not hold them with the previous summary
+/// (`MEMORY_SUMMARY_TOKENS`), the summariser's `max_tokens` and [`SUMMARISER_OVERHEAD`]; at
+/// least 256 (a smaller window is refused cleanly by the engine: the compression fails and
+/// deletes nothing). The fact extractor reads the same conversation plus up to 60 known facts;
+/// when those do not fit, that extraction fails cleanly (reported, the summary goes on).
+#[must_use]
+pub fn fold_max_tokens(settings: &Settings) -> usize {
+    let defaults = CompressConfig::default();
+    request_window(settings)
+        .saturating_sub(settings.memory.summary_tokens)
+        .saturating_sub(defaults.options.max_tokens as usize)
+        .saturating_sub(SUMMARISER_OVERHEAD)
+        .clamp(256, defaults.fold_max_tokens.max(256))
+}
+
+/// The context the embedded engine allocates per slot: [`embedded_slot_tokens`], capped by the
+/// window the model was trained with; the prompt budget plus `LLM_MAX_TOKENS` must fit in it.
 fn context_window(settings: &Settings, model: &EmbeddedModel) -> Result<u32, BuildError> {
     let trained = model.context_window();
     let window = u32::try_from(settings.budget.model_window)
@@ -404,7 +462,9 @@ fn context_window(settings: &Settings, model: &EmbeddedModel) -> Result<u32, Bui
             ),
         });
     }
-    Ok(window)
+    Ok(u32::try_from(embedded_slot_tokens(settings))
+        .unwrap_or(u32::MAX)
+        .min(window))
 }
 
 /// The speech-to-text client, if `STT_BASE_URL` is set.
@@ -498,6 +558,7 @@ pub fn assemble(
             threshold: settings.memory.compress_threshold,
             keep_last: settings.memory.keep_last,
             summary_max_tokens: settings.memory.summary_tokens,
+            fold_max_tokens: fold_max_tokens(settings),
             lease: compression_lease(settings),
             ..CompressConfig::default()
         },

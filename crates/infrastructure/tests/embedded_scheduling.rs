@@ -462,3 +462,87 @@ fn the_decode_that_applies_a_kv_shift_is_reported_and_a_continuation_has_none() 
         "{moved:?}"
     );
 }
+
+/// A window move that drops more than half of what a slot holds (a long prompt shrinking to its
+/// recent turns, as the first move of a conversation does) still continues that slot: the kept
+/// turns are shifted, not read again in an empty slot. Before, the slot counted as a
+/// continuation only when the prompt kept half of what it held, and such a turn read its whole
+/// prompt again (566 of 567 tokens in `just bench-streaming`).
+#[test]
+fn a_window_move_that_drops_most_of_the_slot_still_shifts_what_it_keeps() {
+    let model = model();
+    let mut session = Session::new(
+        &model,
+        SessionConfig {
+            window: 1024,
+            slots: 2,
+            reuse: true,
+            threads: default_threads(),
+        },
+    )
+    .unwrap();
+    let system = ChatMessage::system("You are Alfred, a polite butler. Answer briefly.");
+    let topics = [
+        "the weather in Paris",
+        "my cello lessons",
+        "a recipe for borscht",
+        "the train to Kazan",
+        "birthday gifts for my sister",
+        "the garden and its roses",
+        "a book about whales",
+        "the football match on Sunday",
+        "my grandmother's old piano",
+        "the price of apples at the market",
+        "a walk along the river",
+        "the new neighbour's dog",
+    ];
+    let history: Vec<ChatMessage> = topics
+        .iter()
+        .enumerate()
+        .map(|(i, topic)| {
+            if i % 2 == 0 {
+                ChatMessage::user(format!(
+                    "Let us talk about {topic}, if you would be so kind."
+                ))
+            } else {
+                ChatMessage::assistant(format!(
+                    "Certainly, sir: {topic} is a fine subject for a quiet evening."
+                ))
+            }
+        })
+        .collect();
+    let never = AtomicBool::new(false);
+    let mut run = |from: usize, to: usize| {
+        let messages = std::iter::once(system.clone())
+            .chain(history[from..to].iter().cloned())
+            .collect();
+        session
+            .generate(
+                &request(messages, 1),
+                Instant::now() + Duration::from_secs(300),
+                &never,
+                &mut |_| true,
+            )
+            .unwrap()
+    };
+    run(0, 9);
+    let before = run(0, 11);
+    assert!(
+        before.reused_tokens > 0 && before.shifted_tokens == 0,
+        "{before:?}"
+    );
+    // The window keeps the last three messages and the new one: well under half of the slot.
+    let moved = run(8, 12);
+    eprintln!("before: {before:?}\nmoved: {moved:?}");
+    assert!(
+        moved.reused_tokens * 2 < before.prompt_tokens,
+        "the move must keep less than half of the slot for this test: {moved:?}"
+    );
+    assert!(moved.shifted_tokens > 0, "nothing was shifted: {moved:?}");
+    let evaluated = moved.prompt_tokens - moved.reused_tokens;
+    assert!(
+        evaluated <= 30,
+        "{evaluated} of {} tokens evaluated: {moved:?}",
+        moved.prompt_tokens
+    );
+}

@@ -327,7 +327,7 @@ pub const VARIABLES: &[Variable] = &[
         "conversations",
         (0, 64),
         "4",
-        "Conversations whose prompt cache (KV state) the embedded engine keeps between turns, so a turn reads only what is new; each takes LLM_CONTEXT_WINDOW tokens of cache memory. 0 = read every prompt from scratch.",
+        "Conversations whose prompt cache (KV state) the embedded engine keeps between turns, so a turn reads only what is new; each holds PROMPT_TOTAL_TOKENS + LLM_MAX_TOKENS rounded up to 256, plus 512, tokens of cache (3072 by default), at most LLM_CONTEXT_WINDOW. 0 = read every prompt from scratch.",
     ),
     text(
         "LLM_BASE_URL",
@@ -378,7 +378,7 @@ pub const VARIABLES: &[Variable] = &[
         "tokens",
         TOKENS,
         "4096",
-        "The model's context window (prompt + reply must fit); the embedded engine uses the smaller of this and the model's own.",
+        "The model's context window (prompt + reply must fit); the embedded engine caps it by the model's own and sizes each cache slot from the prompt budget within it (LLM_CACHE_SLOTS).",
     ),
     text(
         "STT_BASE_URL",

@@ -5,8 +5,9 @@
 //! A conversation's next prompt starts with the previous prompt and the reply the model
 //! generated for it (the prompt layout keeps it that way). Each slot remembers the tokens its
 //! KV cache holds. A request takes the free slot from which it can reuse the most — when that
-//! covers at least half of what the slot holds, i.e. the request continues that conversation —
-//! and evaluates only the tokens it could not reuse. Otherwise it takes the least recently used
+//! covers at least half of what the slot holds, or after a window move at least half of the
+//! prompt, i.e. the request continues that conversation — and evaluates only the tokens it
+//! could not reuse. Otherwise it takes the least recently used
 //! free slot. With no slots to spare (`slots == 1` and `reuse == false`), every request starts
 //! from an empty cache.
 //!
@@ -651,10 +652,20 @@ impl<'m> Session<'m> {
         }
         let shift = shift && self.can_shift;
         let plan = |slot: &Slot| ReusePlan::new(&slot.tokens, prompt, shift, SHIFT_MIN_RUN);
-        // A continuation: the prompt reuses at least half of what the slot holds.
+        // A continuation: the prompt reuses at least half of what the slot holds — or, when
+        // its window moved, at least half of the prompt itself. A window that drops a block of
+        // old turns can drop more than half of what the slot holds (a long prompt shrinking to
+        // its recent turns); judged by the slot alone, that turn took an empty slot and read
+        // its whole prompt again (the first window move of `just bench-streaming`, 566 of 567
+        // tokens). A move needs a run of [`SHIFT_MIN_RUN`] tokens after the shared prefix,
+        // which another conversation's cache rarely has, so this seldom takes a foreign slot.
         let continuation = free()
             .map(|(i, s)| (i, plan(s), s.tokens.len()))
-            .filter(|(_, plan, held)| *held > 0 && plan.kept() * 2 >= *held)
+            .filter(|(_, plan, held)| {
+                *held > 0
+                    && (plan.kept() * 2 >= *held
+                        || (!plan.moves.is_empty() && plan.kept() * 2 >= prompt.len()))
+            })
             .max_by_key(|(_, plan, _)| plan.kept());
         if let Some((slot, plan, _)) = continuation {
             return Some((slot, plan));
