@@ -16,7 +16,8 @@ use butler_domain::ports::{
 };
 use butler_domain::prompt::ChatMessage;
 use butler_infrastructure::llm::embedded::{
-    default_threads, EmbeddedConfig, EmbeddedLlm, EmbeddedModel, Session, SessionConfig,
+    default_threads, EmbeddedConfig, EmbeddedLlm, EmbeddedModel, GenerationStats, Session,
+    SessionConfig,
 };
 use butler_infrastructure::llm::LlmConcurrency;
 use butler_testkit::services::smollm2_gguf_path;
@@ -400,14 +401,10 @@ async fn a_moving_window_reads_only_the_new_tokens_each_turn() {
     assert!(equal >= shifted.len() / 2, "{equal} equal replies");
 }
 
-/// The session reports the decode that applied a KV shift (llama.cpp applies a pending shift at
-/// the next decode): a turn after a window move has it, with the tokens that decode read; a plain
-/// continuation has none. This is what tells a shift's cost from the turn's own reading.
-#[test]
-fn the_decode_that_applies_a_kv_shift_is_reported_and_a_continuation_has_none() {
-    let model = model();
-    let mut session = Session::new(
-        &model,
+/// A session of two 1024-cell slots that reuses prefixes and shifts moved windows.
+fn two_shifting_slots(model: &EmbeddedModel) -> Session<'_> {
+    Session::new(
+        model,
         SessionConfig {
             window: 1024,
             slots: 2,
@@ -415,7 +412,35 @@ fn the_decode_that_applies_a_kv_shift_is_reported_and_a_continuation_has_none() 
             threads: default_threads(),
         },
     )
-    .unwrap();
+    .unwrap()
+}
+
+/// One greedy token for `system` followed by `history`.
+fn one_token(
+    session: &mut Session<'_>,
+    system: &ChatMessage,
+    history: &[ChatMessage],
+) -> GenerationStats {
+    let messages = std::iter::once(system.clone())
+        .chain(history.iter().cloned())
+        .collect();
+    session
+        .generate(
+            &request(messages, 1),
+            Instant::now() + Duration::from_secs(300),
+            &AtomicBool::new(false),
+            &mut |_| true,
+        )
+        .unwrap()
+}
+
+/// The session reports the decode that applied a KV shift (llama.cpp applies a pending shift at
+/// the next decode): a turn after a window move has it, with the tokens that decode read; a plain
+/// continuation has none. This is what tells a shift's cost from the turn's own reading.
+#[test]
+fn the_decode_that_applies_a_kv_shift_is_reported_and_a_continuation_has_none() {
+    let model = model();
+    let mut session = two_shifting_slots(&model);
     let system = ChatMessage::system("You are Alfred, a polite butler. Answer briefly.");
     let history: Vec<ChatMessage> = (0..12)
         .map(|i| {
@@ -430,20 +455,7 @@ fn the_decode_that_applies_a_kv_shift_is_reported_and_a_continuation_has_none() 
             }
         })
         .collect();
-    let never = AtomicBool::new(false);
-    let mut run = |from: usize, to: usize| {
-        let messages = std::iter::once(system.clone())
-            .chain(history[from..to].iter().cloned())
-            .collect();
-        session
-            .generate(
-                &request(messages, 1),
-                Instant::now() + Duration::from_secs(300),
-                &never,
-                &mut |_| true,
-            )
-            .unwrap()
-    };
+    let mut run = |from: usize, to: usize| one_token(&mut session, &system, &history[from..to]);
     run(0, 10);
     let continuation = run(0, 11);
     assert!(continuation.reused_tokens > 0 && continuation.shifted_tokens == 0);
@@ -471,16 +483,7 @@ fn the_decode_that_applies_a_kv_shift_is_reported_and_a_continuation_has_none() 
 #[test]
 fn a_window_move_that_drops_most_of_the_slot_still_shifts_what_it_keeps() {
     let model = model();
-    let mut session = Session::new(
-        &model,
-        SessionConfig {
-            window: 1024,
-            slots: 2,
-            reuse: true,
-            threads: default_threads(),
-        },
-    )
-    .unwrap();
+    let mut session = two_shifting_slots(&model);
     let system = ChatMessage::system("You are Alfred, a polite butler. Answer briefly.");
     let topics = [
         "the weather in Paris",
@@ -511,20 +514,7 @@ fn a_window_move_that_drops_most_of_the_slot_still_shifts_what_it_keeps() {
             }
         })
         .collect();
-    let never = AtomicBool::new(false);
-    let mut run = |from: usize, to: usize| {
-        let messages = std::iter::once(system.clone())
-            .chain(history[from..to].iter().cloned())
-            .collect();
-        session
-            .generate(
-                &request(messages, 1),
-                Instant::now() + Duration::from_secs(300),
-                &never,
-                &mut |_| true,
-            )
-            .unwrap()
-    };
+    let mut run = |from: usize, to: usize| one_token(&mut session, &system, &history[from..to]);
     run(0, 9);
     let before = run(0, 11);
     assert!(
