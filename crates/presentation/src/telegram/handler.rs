@@ -358,21 +358,13 @@ impl Handler {
                     "message received"
                 );
                 tracing::debug!(text, "message text");
-                if let Some(reply) = self.reminder_reply(user_id, message, text).await {
-                    if !reply.is_empty() {
-                        self.deliver(message, &reply, started).await;
-                    }
-                } else {
-                    let typing = self.outbox.typing(message.chat.id);
-                    let input = ReplyInput {
-                        user_id,
-                        text: text.to_owned(),
-                        source: Source::Text,
-                        origin: Some(origin),
-                    };
-                    self.answer(message, input, None, typing, started).await;
-                }
-                self.offer_zone(user_id, message, text).await;
+                let said = ReplyInput {
+                    user_id,
+                    text: text.to_owned(),
+                    source: Source::Text,
+                    origin: Some(origin),
+                };
+                self.answer_said(message, said, None, started).await;
             }
             Incoming::Voice(voice) => {
                 tracing::info!(
@@ -720,24 +712,42 @@ impl Handler {
                 return;
             }
         };
-        // Spoken or typed, «напомни …» is a reminder request and «я живу в Перми» a hint of
-        // the zone: a voice-first user gets the same butler.
-        if let Some(reply) = self.reminder_reply(user_id, message, &heard).await {
-            typing.stop().await;
+        let said = ReplyInput {
+            user_id,
+            text: heard,
+            source: Source::Voice,
+            origin: Some(origin),
+        };
+        self.answer_said(message, said, Some(typing), started).await;
+    }
+
+    /// Answers what the user said, typed or heard in a voice note — spoken or typed,
+    /// «напомни …» is a reminder request and «я живу в Перми» a hint of the zone, so a
+    /// voice-first user gets the same butler: a reminder request is answered by the reminders,
+    /// anything else by the model; then the words are looked through for where the user lives.
+    /// `typing` is the indicator already shown (while a voice note was transcribed), or `None`
+    /// to show one only while the model answers.
+    async fn answer_said(
+        &self,
+        message: &Message,
+        said: ReplyInput,
+        typing: Option<TypingGuard>,
+        started: Instant,
+    ) {
+        let (user_id, text) = (said.user_id, said.text.clone());
+        if let Some(reply) = self.reminder_reply(user_id, message, &text).await {
+            if let Some(typing) = typing {
+                typing.stop().await;
+            }
             if !reply.is_empty() {
                 self.deliver(message, &reply, started).await;
             }
         } else {
-            let input = ReplyInput {
-                user_id,
-                text: heard.clone(),
-                source: Source::Voice,
-                origin: Some(origin),
-            };
-            self.answer(message, input, Some(&heard), typing, started)
-                .await;
+            let typing = typing.unwrap_or_else(|| self.outbox.typing(message.chat.id));
+            let heard = (said.source == Source::Voice).then_some(text.as_str());
+            self.answer(message, said, heard, typing, started).await;
         }
-        self.offer_zone(user_id, message, &heard).await;
+        self.offer_zone(user_id, message, &text).await;
     }
 
     /// What a voice note says (trimmed, never empty), or the apology to send instead: no
