@@ -24,9 +24,12 @@ impl SseBuffer {
     pub(super) fn push(&mut self, bytes: &[u8]) -> Vec<String> {
         self.bytes.extend_from_slice(bytes);
         let mut payloads = Vec::new();
-        while let Some((end, separator)) = event_end(&self.bytes) {
-            let event: Vec<u8> = self.bytes.drain(..end + separator).collect();
-            let text = String::from_utf8_lossy(&event[..end]);
+        // Events are read where they lie and the buffer is cut once: a chunk of many events
+        // (a server that writes a whole reply at once) is then read in one pass, not one copy
+        // and one search of the rest per event.
+        let mut start = 0;
+        while let Some((end, separator)) = event_end(&self.bytes[start..]) {
+            let text = String::from_utf8_lossy(&self.bytes[start..start + end]);
             let data: Vec<&str> = text
                 .lines()
                 .filter_map(|line| line.strip_prefix("data:"))
@@ -35,22 +38,30 @@ impl SseBuffer {
             if !data.is_empty() {
                 payloads.push(data.join("\n"));
             }
+            start += end + separator;
         }
+        self.bytes.drain(..start);
         payloads
     }
 }
 
-/// Where the first event ends and how long its blank-line separator is.
+/// Where the first event ends and how long its blank-line separator is: the first `\n\n` or
+/// `\r\n\r\n`, whichever comes first.
 fn event_end(bytes: &[u8]) -> Option<(usize, usize)> {
-    let lf = bytes.windows(2).position(|w| w == b"\n\n").map(|i| (i, 2));
-    let crlf = bytes
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|i| (i, 4));
-    match (lf, crlf) {
-        (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
-        (a, b) => a.or(b),
+    let mut from = 0;
+    while let Some(found) = bytes[from..].iter().position(|&b| b == b'\n') {
+        let lf = from + found;
+        match bytes.get(lf + 1) {
+            Some(b'\n') => return Some((lf, 2)),
+            Some(b'\r')
+                if lf >= 1 && bytes[lf - 1] == b'\r' && bytes.get(lf + 2) == Some(&b'\n') =>
+            {
+                return Some((lf - 1, 4));
+            }
+            _ => from = lf + 1,
+        }
     }
+    None
 }
 
 struct State {
@@ -181,5 +192,29 @@ mod tests {
             payloads.extend(buffer.push(&body.as_bytes()[cut..]));
             assert_eq!(payloads, ["{\"a\":1}", "[DONE]"], "cut at {cut}");
         }
+    }
+
+    #[test]
+    fn many_events_in_one_chunk_with_mixed_line_ends_and_multi_line_data() {
+        let mut body = String::new();
+        let mut expected = Vec::new();
+        for i in 0..50 {
+            match i % 3 {
+                0 => body.push_str(&format!("data: {i}\n\n")),
+                1 => body.push_str(&format!("data: {i}\r\n\r\n")),
+                _ => body.push_str(&format!("event: x\r\ndata: {i}\ndata:more\r\n\r\n")),
+            }
+            expected.push(if i % 3 == 2 {
+                format!("{i}\nmore")
+            } else {
+                i.to_string()
+            });
+        }
+        let mut buffer = SseBuffer::default();
+        assert_eq!(buffer.push(body.as_bytes()), expected);
+        assert!(buffer.bytes.is_empty(), "nothing left over");
+        // A separator cut in two halves completes with the next chunk.
+        assert!(buffer.push(b"data: tail\r\n\r").is_empty());
+        assert_eq!(buffer.push(b"\n"), ["tail"]);
     }
 }
