@@ -39,6 +39,12 @@ use crate::timing::{CallTimer, TimedInbox};
 /// Thread-name prefix of the bot's runtime.
 pub const BOT_THREADS: &str = "bot";
 
+/// CPU time of the bot so far: its runtime's threads and the SQLite store's writer thread (only
+/// the bot opens a store in this process).
+fn bot_cpu() -> Duration {
+    threads_cpu(BOT_THREADS) + threads_cpu(butler_infrastructure::sqlite::WRITER_THREAD)
+}
+
 /// The group chat the benchmarked bot works in (`ALLOWED_CHAT_IDS`).
 pub const BENCH_GROUP: i64 = -100_777;
 
@@ -445,9 +451,9 @@ impl InProcessBot {
         let stop_at = measure_from + load.duration;
         let cpu = tokio::spawn(async move {
             tokio::time::sleep_until(measure_from.into()).await;
-            let before = (threads_cpu(BOT_THREADS), threads_cpu(""));
+            let before = (bot_cpu(), threads_cpu(""));
             tokio::time::sleep_until(stop_at.into()).await;
-            let after = (threads_cpu(BOT_THREADS), threads_cpu(""));
+            let after = (bot_cpu(), threads_cpu(""));
             (
                 after.0.saturating_sub(before.0),
                 after.1.saturating_sub(before.1),

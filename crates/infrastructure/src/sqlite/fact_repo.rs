@@ -20,7 +20,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, Row};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -135,7 +135,7 @@ fn match_any(terms: &[String]) -> String {
 /// the current ones). Runs when the database is opened, after the migrations; a no-op once
 /// every fact is at [`TERMS_VERSION`].
 pub(super) fn reindex_fact_terms(conn: &mut Connection) -> Result<(), rusqlite::Error> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let tx = conn.savepoint()?;
     let stale: Vec<(i64, Result<MemoryFact, Fault>)> = {
         let mut stmt = tx.prepare(&format!(
             "SELECT id, {COLUMNS} FROM user_facts WHERE terms_version < ?1"
@@ -235,7 +235,7 @@ impl FactRepository for SqliteFactRepository {
             })
             .collect();
         self.run("save", Access::Write, move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = conn.savepoint()?;
             let mut saved = SavedFacts::default();
             for row in &rows {
                 insert(&tx, row, &mut saved)?;

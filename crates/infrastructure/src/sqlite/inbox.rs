@@ -19,7 +19,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension};
 use time::{Duration, OffsetDateTime};
 
 use butler_domain::ports::{
@@ -175,7 +175,7 @@ impl UpdateInbox for SqliteInbox {
         let lease_for_claim = lease_for;
         let holder = self.pool.instance;
         self.run("claim", Access::Write, move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = conn.savepoint()?;
             let Some((update, attempts)) = next_claimable(&tx, millis(now))? else {
                 return Ok(None);
             };
@@ -209,7 +209,7 @@ impl UpdateInbox for SqliteInbox {
         let lease = *lease;
         let now = millis(now);
         self.run("complete", Access::Write, move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = conn.savepoint()?;
             tx.prepare_cached(
                 "UPDATE inbox_updates SET done_at = ?1, payload = '' \
                  WHERE update_id = ?2 AND done_at IS NULL",

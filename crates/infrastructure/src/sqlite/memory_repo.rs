@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use rusqlite::{params, Connection, Row, TransactionBehavior};
+use rusqlite::{params, Connection, Row};
 
 use butler_domain::ports::{MemoryStoreError, UserEventCount, UserMemoryRepository};
 use butler_domain::{EventCursor, UserId, UserMemoryEvent};
@@ -101,7 +101,7 @@ impl UserMemoryRepository for SqliteMemoryRepository {
             })
             .collect();
         self.run("append", Access::Write, move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = conn.savepoint()?;
             {
                 let mut insert = tx.prepare_cached(&format!(
                     "INSERT INTO user_memory ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \

@@ -1,16 +1,13 @@
 //! SQLite storage (the embedded default): one database file holding profiles, memory events,
 //! facts and the update inbox.
 //!
-//! Why a small pool plus `spawn_blocking` rather than a dedicated thread or `r2d2`: SQLite
-//! calls block, so each runs on tokio's blocking pool and never on a runtime worker. Waiting
-//! for a free connection is an async semaphore, so a burst of requests queues without parking
-//! blocking threads (which `r2d2::Pool::get` would do). In WAL mode several connections read
-//! at once while writes serialise on the database lock. Writers of this process first queue on
-//! an async lock of their own (FIFO, woken the moment the previous write commits): SQLite's busy
-//! handler would instead sleep and poll with back-off (1, 2, 5, 10 … ms), which under many
-//! concurrent users made the slowest replies wait tens of milliseconds for a free lock. Every
-//! write transaction still starts `IMMEDIATE` and `busy_timeout` still applies, for writers in
-//! other processes (`memory-worker`, `profile_admin`).
+//! SQLite calls block, so none runs on a runtime worker. Writes run on one thread of their own
+//! with one connection, queued writes committed together ([`writer`]: group commit). Reads run
+//! on tokio's blocking pool with a small pool of connections rather than `r2d2`: waiting for a
+//! free connection is an async semaphore, so a burst of requests queues without parking
+//! blocking threads (which `r2d2::Pool::get` would do). In WAL mode reads never wait for the
+//! writer. Writers in other processes (`memory-worker`, `profile_admin`) serialise with this
+//! one on the database lock and `busy_timeout`.
 //! Connections open lazily, up to [`SqliteOptions::max_connections`].
 //!
 //! Durability is [`SqliteOptions::synchronous`] (`SQLITE_SYNCHRONOUS`): with `FULL` every
@@ -40,6 +37,7 @@ mod memory_repo;
 mod migrations;
 mod profile_repo;
 mod reminder_repo;
+mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -61,6 +59,7 @@ pub use memory_repo::SqliteMemoryRepository;
 pub use migrations::SCHEMA_VERSION;
 pub use profile_repo::SqliteProfileRepository;
 pub use reminder_repo::SqliteReminderRepository;
+pub use writer::THREAD_NAME as WRITER_THREAD;
 
 /// Where the database lives when nothing else is configured.
 pub const DEFAULT_PATH: &str = "./data/butler.db";
@@ -338,30 +337,56 @@ impl SqliteStore {
     }
 }
 
-/// Whether a repository call writes: writes queue on the pool's writer lock.
+/// Whether a repository call writes: writes run on the writer thread ([`writer`]).
 #[derive(Debug, Clone, Copy)]
 enum Access {
     Read,
     Write,
 }
 
-/// Lazily opened connections, at most `permits` in use at once.
+/// How every connection of a store is opened and set up.
+#[derive(Debug, Clone)]
+struct Connect {
+    path: PathBuf,
+    busy_timeout: Duration,
+    /// Set on every connection.
+    synchronous: Synchronous,
+}
+
+impl Connect {
+    fn open(&self) -> rusqlite::Result<Connection> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                | OpenFlags::SQLITE_OPEN_URI,
+        )?;
+        conn.busy_timeout(self.busy_timeout)?;
+        // A per-connection setting: every connection of the pool gets it.
+        conn.pragma_update(None, "synchronous", self.synchronous.pragma())?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.pragma_update(None, "wal_autocheckpoint", BACKSTOP_CHECKPOINT_PAGES)?;
+        Ok(conn)
+    }
+}
+
+/// The writer thread's connection, plus lazily opened reading connections, at most `permits`
+/// of them in use at once.
 #[derive(Debug)]
 struct Pool {
     path: PathBuf,
-    busy_timeout: Duration,
+    connect: Connect,
     idle: Mutex<Vec<Connection>>,
     permits: Semaphore,
-    /// Held for the whole of every write of this process (see the module docs).
-    writer: tokio::sync::Mutex<()>,
+    /// Runs every write of this process (see [`writer`]).
+    writer: writer::Writer,
     /// Set by every write, cleared by the background checkpoint: an idle store is left alone.
-    written: AtomicBool,
+    written: Arc<AtomicBool>,
     /// This process's id as a lease holder (one per opened store).
     instance: Uuid,
     /// The owner lock, once taken ([`SqliteStore::take_ownership`]); held while the pool lives.
     owner_lock: Mutex<Option<std::fs::File>>,
-    /// Set on every connection it opens.
-    synchronous: Synchronous,
 }
 
 /// A port's storage error, as [`Pool::run_for`] builds it from a [`Fault`].
@@ -480,16 +505,29 @@ impl Pool {
                 source,
             })?;
         }
+        let connect = Connect {
+            path: options.path.clone(),
+            busy_timeout: options.busy_timeout,
+            synchronous: options.synchronous,
+        };
+        let written = Arc::new(AtomicBool::new(false));
+        let writer =
+            writer::Writer::start(connect.clone(), Arc::clone(&written)).map_err(|source| {
+                SqliteOpenError::Interrupted {
+                    path: options.path.clone(),
+                    detail: format!("cannot start the SQLite writer thread: {source}"),
+                }
+            })?;
         let pool = Self {
             path: options.path,
-            busy_timeout: options.busy_timeout,
+            connect,
             idle: Mutex::new(Vec::new()),
-            permits: Semaphore::new(options.max_connections.max(1)),
-            writer: tokio::sync::Mutex::new(()),
-            written: AtomicBool::new(false),
+            // One connection is the writer thread's.
+            permits: Semaphore::new(options.max_connections.saturating_sub(1).max(1)),
+            writer,
+            written,
             instance: Uuid::new_v4(),
             owner_lock: Mutex::new(None),
-            synchronous: options.synchronous,
         };
         let mut conn = pool.connect().map_err(|source| SqliteOpenError::Open {
             path: pool.path.clone(),
@@ -506,19 +544,7 @@ impl Pool {
     }
 
     fn connect(&self) -> rusqlite::Result<Connection> {
-        let conn = Connection::open_with_flags(
-            &self.path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE
-                | OpenFlags::SQLITE_OPEN_CREATE
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX
-                | OpenFlags::SQLITE_OPEN_URI,
-        )?;
-        conn.busy_timeout(self.busy_timeout)?;
-        // A per-connection setting: every connection of the pool gets it.
-        conn.pragma_update(None, "synchronous", self.synchronous.pragma())?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.pragma_update(None, "wal_autocheckpoint", BACKSTOP_CHECKPOINT_PAGES)?;
-        Ok(conn)
+        self.connect.open()
     }
 
     /// See [`SqliteStore::take_ownership`]. Blocking.
@@ -634,17 +660,16 @@ impl Pool {
         })
     }
 
-    /// Runs `f` with a connection on the blocking pool; a write first waits for the writes of
-    /// this process queued before it.
+    /// Runs `f`: a write on the writer thread, after the writes of this process queued before
+    /// it; a read with a connection on the blocking pool.
     async fn run<T, F>(self: &Arc<Self>, access: Access, f: F) -> Result<T, Fault>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, Fault> + Send + 'static,
     {
-        let _turn = match access {
-            Access::Read => None,
-            Access::Write => Some(self.writer.lock().await),
-        };
+        if matches!(access, Access::Write) {
+            return self.writer.write(f).await;
+        }
         let _permit = self
             .permits
             .acquire()
@@ -658,9 +683,6 @@ impl Pool {
             };
             let result = f(&mut conn);
             pool.give_back(conn);
-            if matches!(access, Access::Write) {
-                pool.written.store(true, Ordering::Release);
-            }
             result
         })
         .await

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use rusqlite::{named_params, Connection, OptionalExtension, Row, TransactionBehavior};
+use rusqlite::{named_params, Connection, OptionalExtension, Row};
 
 use butler_domain::ports::{ProfilePage, ProfileStoreError, UserProfileRepository};
 use butler_domain::{EventCursor, UserId, UserLimits, UserProfile};
@@ -239,7 +239,7 @@ impl UserProfileRepository for SqliteProfileRepository {
         let fresh = ProfileRow::from_profile(&UserProfile::default_for(user_id), 1);
         self.run("get_or_create", Access::Write, move |conn| {
             let fresh = fresh?;
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = conn.savepoint()?;
             // Keeps a profile created meanwhile (by another process or a concurrent first
             // message) rather than overwriting it.
             fresh.insert(&tx, false)?;
@@ -278,7 +278,7 @@ impl UserProfileRepository for SqliteProfileRepository {
         let fresh = ProfileRow::from_profile(&UserProfile::default_for(user_id), 1);
         self.run("reset", Access::Write, move |conn| {
             let fresh = fresh?;
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = conn.savepoint()?;
             fresh.insert(&tx, true)?;
             let stored = select_one(&tx, fresh.user_id)?.ok_or_else(|| missing(fresh.user_id))?;
             tx.commit()?;

@@ -12,7 +12,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, Row};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
@@ -112,7 +112,7 @@ fn guarded_change(
     sql: &str,
     value: i64,
 ) -> Result<ChangeOutcome, Fault> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let tx = conn.savepoint()?;
     let outcome = match change_state(&tx, user, id, now)? {
         None => ChangeOutcome::NotFound,
         Some(true) => ChangeOutcome::Delivering,
@@ -260,7 +260,7 @@ impl ReminderRepository for SqliteReminderRepository {
         let until = now + lease_for;
         let (now_ms, until_ms) = (millis(now), millis(until));
         self.run("claim_due", Access::Write, move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = conn.savepoint()?;
             let due = {
                 let mut stmt = tx.prepare_cached(&format!(
                     "SELECT {COLUMNS} FROM reminders \
@@ -335,7 +335,7 @@ impl ReminderRepository for SqliteReminderRepository {
         let now = millis(now);
         // One transaction: one commit (and one fsync with SQLITE_SYNCHRONOUS=full) for all.
         self.run("mark_delivered", Access::Write, move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = conn.savepoint()?;
             let mut marked = 0;
             {
                 let mut mark = tx.prepare_cached(MARK_DELIVERED)?;
