@@ -510,15 +510,23 @@ impl Pool {
             busy_timeout: options.busy_timeout,
             synchronous: options.synchronous,
         };
+        // The first connection sets the file up and then is the writer thread's for good.
+        let open_error = |source| SqliteOpenError::Open {
+            path: options.path.clone(),
+            source,
+        };
+        let mut conn = connect.open().map_err(open_error)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(open_error)?;
+        migrations::apply(&mut conn, &options.path)?;
         let written = Arc::new(AtomicBool::new(false));
-        let writer =
-            writer::Writer::start(connect.clone(), Arc::clone(&written)).map_err(|source| {
-                SqliteOpenError::Interrupted {
-                    path: options.path.clone(),
-                    detail: format!("cannot start the SQLite writer thread: {source}"),
-                }
-            })?;
-        let pool = Self {
+        let writer = writer::Writer::start(conn, Arc::clone(&written)).map_err(|source| {
+            SqliteOpenError::Interrupted {
+                path: options.path.clone(),
+                detail: format!("cannot start the SQLite writer thread: {source}"),
+            }
+        })?;
+        Ok(Self {
             path: options.path,
             connect,
             idle: Mutex::new(Vec::new()),
@@ -528,19 +536,7 @@ impl Pool {
             written,
             instance: Uuid::new_v4(),
             owner_lock: Mutex::new(None),
-        };
-        let mut conn = pool.connect().map_err(|source| SqliteOpenError::Open {
-            path: pool.path.clone(),
-            source,
-        })?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(|source| SqliteOpenError::Open {
-                path: pool.path.clone(),
-                source,
-            })?;
-        migrations::apply(&mut conn, &pool.path)?;
-        pool.give_back(conn);
-        Ok(pool)
+        })
     }
 
     fn connect(&self) -> rusqlite::Result<Connection> {

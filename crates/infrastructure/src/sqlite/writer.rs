@@ -33,7 +33,7 @@ use std::sync::{mpsc, Arc};
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
-use super::{Connect, Fault};
+use super::Fault;
 
 /// Most writes committed in one transaction: bounds how long the first of a group waits for
 /// the last one's work.
@@ -101,13 +101,14 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    /// Starts the thread (`sqlite-writer`); it opens its connection with `connect` on its
-    /// first write and sets `written` after every commit.
-    pub(super) fn start(connect: Connect, written: Arc<AtomicBool>) -> std::io::Result<Self> {
+    /// Starts the thread (`sqlite-writer`) with `conn`, opened by the caller when the store
+    /// opened: a file that became unreachable since (a removed directory, a lost mount) then
+    /// fails the store's opening, never every later write. Sets `written` after every commit.
+    pub(super) fn start(mut conn: Connection, written: Arc<AtomicBool>) -> std::io::Result<Self> {
         let (jobs, queue) = mpsc::channel::<Box<dyn Job>>();
         std::thread::Builder::new()
             .name(THREAD_NAME.into())
-            .spawn(move || serve(&queue, &connect, &written))?;
+            .spawn(move || serve(&queue, &mut conn, &written))?;
         Ok(Self { jobs })
     }
 
@@ -131,8 +132,7 @@ impl Writer {
 pub const THREAD_NAME: &str = "sqlite-writer";
 
 /// The thread: takes what is queued, runs it as one group, until every sender is gone.
-fn serve(queue: &mpsc::Receiver<Box<dyn Job>>, connect: &Connect, written: &AtomicBool) {
-    let mut conn: Option<Connection> = None;
+fn serve(queue: &mpsc::Receiver<Box<dyn Job>>, conn: &mut Connection, written: &AtomicBool) {
     while let Ok(first) = queue.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -141,18 +141,6 @@ fn serve(queue: &mpsc::Receiver<Box<dyn Job>>, connect: &Connect, written: &Atom
                 Err(_) => break,
             }
         }
-        let conn = match conn.as_mut() {
-            Some(conn) => conn,
-            None => match connect.open() {
-                Ok(opened) => conn.insert(opened),
-                Err(error) => {
-                    for job in group {
-                        job.fail(copy(&error));
-                    }
-                    continue;
-                }
-            },
-        };
         run_group(conn, group);
         written.store(true, Ordering::Release);
     }
@@ -249,16 +237,6 @@ fn abandon(conn: &Connection, ran: &mut Vec<Box<dyn Settle>>, open: &mut bool) {
 fn fail_all(ran: &mut Vec<Box<dyn Settle>>, why: &str) {
     for settle in ran.drain(..) {
         settle.settle(Some(Fault::Task(format!("the write was {why}"))));
-    }
-}
-
-/// A fault for each write that `error` fails (rusqlite's error is not `Clone`).
-fn copy(error: &rusqlite::Error) -> Fault {
-    match error {
-        rusqlite::Error::SqliteFailure(code, message) => {
-            Fault::Db(rusqlite::Error::SqliteFailure(*code, message.clone()))
-        }
-        other => Fault::Task(format!("cannot open a connection: {other}")),
     }
 }
 
@@ -397,5 +375,22 @@ mod tests {
             );
         }
         assert!(noise.await.expect("noise").iter().all(Result::is_ok));
+    }
+
+    /// The writer's connection is the one the store was opened with, not one opened at the
+    /// first write: a benchmark that removed the store's directory right after opening it
+    /// once left every write of the process failing ("unable to open database file").
+    #[tokio::test]
+    async fn the_writer_connection_is_opened_with_the_store_not_at_its_first_write() {
+        let dir = tempfile::tempdir().expect("dir");
+        let pool = pool(&dir);
+        std::fs::remove_dir_all(dir.path()).expect("remove the directory");
+        setup(&pool).await;
+        pool.run(Access::Write, |conn| {
+            conn.execute("INSERT INTO t (k, v) VALUES (1, 'one')", [])?;
+            Ok(())
+        })
+        .await
+        .expect("a write after the directory went");
     }
 }
