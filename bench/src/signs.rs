@@ -53,11 +53,17 @@ pub struct Stop {
     pub to_message: Durations,
 }
 
-fn start_embedded(rt: &Runtimes, gguf: &Path, max_tokens: u32) -> anyhow::Result<InProcessBot> {
+/// The bot with the embedded engine, and its store: the caller keeps the store as long as the
+/// bot runs (dropping it removes the SQLite file's directory).
+fn start_embedded(
+    rt: &Runtimes,
+    gguf: &Path,
+    max_tokens: u32,
+) -> anyhow::Result<(InProcessBot, StoreEnv)> {
     let store = rt
         .bot
         .block_on(StoreEnv::fresh(Backend::Sqlite, "bench_signs"))?;
-    InProcessBot::start_with(
+    let bot = InProcessBot::start_with(
         rt,
         &store,
         Receiving::Polling,
@@ -67,11 +73,18 @@ fn start_embedded(rt: &Runtimes, gguf: &Path, max_tokens: u32) -> anyhow::Result
             ("LLM_TEMPERATURE", "0".to_owned()),
             ("LLM_TIMEOUT_SECS", "600".to_owned()),
         ],
-    )
+    )?;
+    Ok((bot, store))
 }
 
-/// Polls the fake Bot API until `found` gives a value (every 2 ms, up to [`DEADLINE`]).
-async fn poll<T>(what: &str, mut found: impl FnMut() -> Option<T>) -> anyhow::Result<T> {
+/// Polls the fake Bot API until `found` gives a value (every 2 ms, up to [`DEADLINE`]); the
+/// error says what the Bot API saw since `since`.
+async fn poll<T>(
+    telegram: &FakeTelegram,
+    since: Instant,
+    what: &str,
+    mut found: impl FnMut() -> Option<T>,
+) -> anyhow::Result<T> {
     let deadline = Instant::now() + DEADLINE;
     loop {
         if let Some(value) = found() {
@@ -79,18 +92,47 @@ async fn poll<T>(what: &str, mut found: impl FnMut() -> Option<T>) -> anyhow::Re
         }
         anyhow::ensure!(
             Instant::now() < deadline,
-            "{what} did not come in {DEADLINE:?}"
+            "{what} did not come in {DEADLINE:?}; {}",
+            seen_since(telegram, since)
         );
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
 
-async fn wait_messages(telegram: &FakeTelegram, chat: i64, n: usize) -> anyhow::Result<()> {
+/// Waits for `n` messages in `chat`; on a timeout the error says what the fake Bot API saw
+/// since `since` (every method, with the chat it named), so a broken run says where it stopped.
+async fn wait_messages(
+    telegram: &FakeTelegram,
+    chat: i64,
+    n: usize,
+    since: Instant,
+) -> anyhow::Result<()> {
     telegram
         .wait_for_messages(chat, n, DEADLINE)
         .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        .map_err(|e| anyhow::anyhow!("{e}; {}", seen_since(telegram, since)))?;
     Ok(())
+}
+
+/// What the fake Bot API received since `since`, call by call (`method(chat) +ms`), and how
+/// many updates the bot had not confirmed yet.
+fn seen_since(telegram: &FakeTelegram, since: Instant) -> String {
+    let calls: Vec<String> = telegram
+        .calls()
+        .iter()
+        .filter(|c| c.at >= since)
+        .map(|c| {
+            let chat = c.chat_id().map_or_else(String::new, |id| id.to_string());
+            let ms = c.at.saturating_duration_since(since).as_millis();
+            format!("{}({chat}) +{ms}ms", c.method)
+        })
+        .collect();
+    format!(
+        "the Bot API saw {} calls since the update was pushed: [{}]; {} updates unconfirmed",
+        calls.len(),
+        calls.join(", "),
+        telegram.unconfirmed_updates()
+    )
 }
 
 /// The first visible sign for `messages` private messages (one new user each) and
@@ -99,7 +141,7 @@ async fn wait_messages(telegram: &FakeTelegram, chat: i64, n: usize) -> anyhow::
 /// # Errors
 /// If the bot does not start or a sign or reply does not come.
 pub fn first_signs(rt: &Runtimes, gguf: &Path, messages: usize) -> anyhow::Result<Signs> {
-    let bot = start_embedded(rt, gguf, 24)?;
+    let (bot, _store) = start_embedded(rt, gguf, 24)?;
     let telegram = &bot.fakes.telegram;
     let (mut thinking, mut first_text, mut eyes, mut group_text) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -108,7 +150,7 @@ pub fn first_signs(rt: &Runtimes, gguf: &Path, messages: usize) -> anyhow::Resul
             let user = 88_000 + i64::try_from(i).unwrap_or(0);
             let pushed = Instant::now();
             telegram.push_text(user, user, "Добрый вечер! Что посоветуете почитать?");
-            wait_messages(telegram, user, 1).await?;
+            wait_messages(telegram, user, 1, pushed).await?;
             let drafts = telegram.drafts(user);
             let empty = drafts
                 .iter()
@@ -134,7 +176,7 @@ pub fn first_signs(rt: &Runtimes, gguf: &Path, messages: usize) -> anyhow::Resul
                 "Альфред, что посоветуете почитать?",
                 GroupMessage::default(),
             );
-            let reaction = poll("the 👀 reaction", || {
+            let reaction = poll(telegram, pushed, "the 👀 reaction", || {
                 telegram
                     .calls_to("setMessageReaction")
                     .into_iter()
@@ -142,7 +184,7 @@ pub fn first_signs(rt: &Runtimes, gguf: &Path, messages: usize) -> anyhow::Resul
                     .map(|c| c.at)
             })
             .await?;
-            let answered = poll("the group answer", || {
+            let answered = poll(telegram, pushed, "the group answer", || {
                 telegram
                     .calls_to("sendMessage")
                     .into_iter()
@@ -150,9 +192,9 @@ pub fn first_signs(rt: &Runtimes, gguf: &Path, messages: usize) -> anyhow::Resul
                     .map(|c| c.at)
             })
             .await?;
-            wait_messages(telegram, BENCH_GROUP, i + 1).await?;
+            wait_messages(telegram, BENCH_GROUP, i + 1, pushed).await?;
             // The answer has landed once its reaction is taken back (the second call).
-            poll("the reaction's removal", || {
+            poll(telegram, pushed, "the reaction's removal", || {
                 (telegram
                     .calls_to("setMessageReaction")
                     .iter()
@@ -184,6 +226,7 @@ async fn one_reply(
     stop: bool,
 ) -> anyhow::Result<(Duration, usize, Option<Duration>)> {
     let before = process_cpu(std::process::id());
+    let pushed = Instant::now();
     telegram.push_text(
         user,
         user,
@@ -192,7 +235,7 @@ async fn one_reply(
     );
     let mut pressed = None;
     if stop {
-        let draft = poll("the first words", || {
+        let draft = poll(telegram, pushed, "the first words", || {
             telegram
                 .drafts(user)
                 .into_iter()
@@ -202,7 +245,7 @@ async fn one_reply(
         pressed = Some(Instant::now());
         telegram.push_stop(user, draft.draft_id);
     }
-    wait_messages(telegram, user, 1).await?;
+    wait_messages(telegram, user, 1, pushed).await?;
     let landed = Instant::now();
     // Whatever runs on after the message (storing the turn) is part of the reply's cost.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -230,7 +273,7 @@ pub fn stop_savings(
     pairs: usize,
     max_tokens: u32,
 ) -> anyhow::Result<Stop> {
-    let bot = start_embedded(rt, gguf, max_tokens)?;
+    let (bot, _store) = start_embedded(rt, gguf, max_tokens)?;
     let telegram = &bot.fakes.telegram;
     let (mut full, mut stopped, mut to_message) = (Vec::new(), Vec::new(), Vec::new());
     let (mut full_chars, mut stopped_chars) = (Vec::new(), Vec::new());
