@@ -106,7 +106,8 @@ impl BackgroundCompressor {
     }
 }
 
-/// Releases the user if the run ends without doing so itself (a panic in the use case).
+/// Releases the user if the run ends without doing so itself: a panic in the use case, or the
+/// task cut unfinished (at shutdown).
 struct Release {
     in_flight: InFlight,
     user_id: UserId,
@@ -117,7 +118,12 @@ impl Drop for Release {
     fn drop(&mut self) {
         if self.armed {
             lock(&self.in_flight).remove(&self.user_id);
-            tracing::error!(user_id = %self.user_id, "background compression panicked; the user is released and will be compressed next time");
+            if std::thread::panicking() {
+                tracing::error!(user_id = %self.user_id, "background compression panicked; the user is released and will be compressed next time");
+            } else {
+                // Dropped unfinished: cut at shutdown, or its runtime went away.
+                tracing::info!(user_id = %self.user_id, "background compression cut before it ended; nothing it had not saved is lost, the user is compressed next time");
+            }
         }
     }
 }
