@@ -8,7 +8,8 @@
 //! blocking threads (which `r2d2::Pool::get` would do). In WAL mode reads never wait for the
 //! writer. Writers in other processes (`memory-worker`, `profile_admin`) serialise with this
 //! one on the database lock and `busy_timeout`.
-//! Connections open lazily, up to [`SqliteOptions::max_connections`].
+//! Reading connections open lazily, up to [`SqliteOptions::max_connections`] with the writer's,
+//! which is the one the store was opened with.
 //!
 //! Durability is [`SqliteOptions::synchronous`] (`SQLITE_SYNCHRONOUS`): with `FULL` every
 //! commit fsyncs the WAL before it returns, so an acknowledged write survives a power loss;
