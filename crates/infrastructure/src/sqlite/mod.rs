@@ -2,7 +2,7 @@
 //! facts and the update inbox.
 //!
 //! SQLite calls block, so none runs on a runtime worker. Writes run on one thread of their own
-//! with one connection, queued writes committed together ([`writer`]: group commit). Reads run
+//! with one connection, queued writes committed together (group commit, see the `writer` module). Reads run
 //! on tokio's blocking pool with a small pool of connections rather than `r2d2`: waiting for a
 //! free connection is an async semaphore, so a burst of requests queues without parking
 //! blocking threads (which `r2d2::Pool::get` would do). In WAL mode reads never wait for the
