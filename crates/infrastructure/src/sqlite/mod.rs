@@ -2,14 +2,14 @@
 //! facts and the update inbox.
 //!
 //! SQLite calls block, so none runs on a runtime worker. Writes run on one thread of their own
-//! with one connection, queued writes committed together (group commit, see the `writer` module). Reads run
-//! on tokio's blocking pool with a small pool of connections rather than `r2d2`: waiting for a
-//! free connection is an async semaphore, so a burst of requests queues without parking
-//! blocking threads (which `r2d2::Pool::get` would do). In WAL mode reads never wait for the
-//! writer. Writers in other processes (`memory-worker`, `profile_admin`) serialise with this
-//! one on the database lock and `busy_timeout`.
-//! Reading connections open lazily, up to [`SqliteOptions::max_connections`] with the writer's,
-//! which is the one the store was opened with.
+//! with one connection, the one the store was opened with; queued writes are committed together
+//! (group commit, see the `writer` module). Reads run on tokio's blocking pool with a small
+//! pool of connections rather than `r2d2`: waiting for a free connection is an async semaphore,
+//! so a burst of requests queues without parking blocking threads (which `r2d2::Pool::get`
+//! would do). In WAL mode reads never wait for the writer. Writers in other processes
+//! (`memory-worker`, `profile_admin`) serialise with this one on the database lock and
+//! `busy_timeout`. Reading connections open lazily, up to
+//! [`SqliteOptions::max_connections`] with the writer's.
 //!
 //! Durability is [`SqliteOptions::synchronous`] (`SQLITE_SYNCHRONOUS`): with `FULL` every
 //! commit fsyncs the WAL before it returns, so an acknowledged write survives a power loss;

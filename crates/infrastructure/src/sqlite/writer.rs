@@ -101,9 +101,9 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    /// Starts the thread (`sqlite-writer`) with `conn`, opened by the caller when the store
-    /// opened: a file that became unreachable since (a removed directory, a lost mount) then
-    /// fails the store's opening, never every later write. Sets `written` after every commit.
+    /// Starts the thread (`sqlite-writer`) with `conn`, the connection the store was opened
+    /// with, so that no write depends on opening the file again (its directory may have been
+    /// removed or its mount lost since). Sets `written` after every commit.
     pub(super) fn start(mut conn: Connection, written: Arc<AtomicBool>) -> std::io::Result<Self> {
         let (jobs, queue) = mpsc::channel::<Box<dyn Job>>();
         std::thread::Builder::new()
