@@ -24,10 +24,14 @@ fn butler() -> Command {
     cmd
 }
 
-fn temp_db(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("butler-bot-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir.join("butler.db")
+/// A database path in a fresh temporary directory, removed when the returned guard drops.
+fn temp_db(name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("butler-bot-cli-{name}-"))
+        .tempdir()
+        .expect("a temporary directory");
+    let db = dir.path().join("butler.db");
+    (dir, db)
 }
 
 async fn chat(llm: &ScriptedLlm, db: &std::path::Path, input: &str) -> std::process::Output {
@@ -56,7 +60,7 @@ async fn the_terminal_chat_answers_and_remembers_across_runs_in_sqlite() {
     let llm = ScriptedLlm::start().await;
     llm.push_reply("Добрый вечер, сэр Пётр.");
     llm.push_reply("Вас зовут Пётр, сэр.");
-    let db = temp_db("memory");
+    let (_dir, db) = temp_db("memory");
 
     let out = chat(&llm, &db, "Меня зовут Пётр\n").await;
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -116,9 +120,10 @@ fn invalid_configuration_exits_non_zero_naming_the_variable() {
 
 #[test]
 fn a_missing_model_file_stops_the_chat_with_an_error_naming_it() {
+    let (_dir, db) = temp_db("nomodel");
     let out = butler()
         .arg("chat")
-        .env("SQLITE_PATH", temp_db("nomodel"))
+        .env("SQLITE_PATH", db)
         .env("LLM_GGUF_PATH", "/nonexistent/models/alfred.gguf")
         .stdin(Stdio::null())
         .output()
@@ -154,7 +159,7 @@ async fn the_terminal_chat_answers_with_the_embedded_model_and_remembers_the_tur
         .await
         .unwrap()
         .unwrap_or_else(|e| panic!("{e}"));
-    let db = temp_db("embedded");
+    let (_dir, db) = temp_db("embedded");
     let mut child = butler()
         .args(["chat", "--user-id", "78"])
         .env("LLM_GGUF_PATH", &gguf)
@@ -333,7 +338,7 @@ async fn the_terminal_chat_prints_a_long_reply_as_it_is_generated_without_log_li
         ваша сестра Анна, к вечеру камин растоплен, а чай будет через пять минут.";
     let llm = ScriptedLlm::start().await;
     llm.push(Step::reply(STORY).streamed_every(std::time::Duration::from_millis(60)));
-    let db = temp_db("streaming");
+    let (_dir, db) = temp_db("streaming");
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_butler-bot"))
         .args(["chat", "--user-id", "78"])
         .env_clear()
@@ -454,7 +459,8 @@ async fn the_chat_recalls_a_fact_told_150_messages_and_several_compressions_earl
     }
     input.push_str(&format!("{QUESTION}\n{CITY_QUESTION}\n"));
 
-    let out = chat(&llm, &temp_db("long-memory"), &input).await;
+    let (_dir, db) = temp_db("long-memory");
+    let out = chat(&llm, &db, &input).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
