@@ -80,7 +80,6 @@ pub(crate) async fn poll(
                 }
             }
         };
-        let mut entries = Vec::with_capacity(updates.len());
         for raw in updates {
             let Some(id) = raw.get("update_id").and_then(serde_json::Value::as_i64) else {
                 continue;
@@ -89,26 +88,21 @@ pub(crate) async fn poll(
                 // From text, not from the value: teloxide reads update kinds as borrowed keys.
                 let payload = raw.to_string();
                 match serde_json::from_str::<Update>(&payload) {
-                    Ok(update) => entries.extend(receiver.admit(&update, payload)),
+                    Ok(update) => {
+                        if let Some(entry) = receiver.admit(&update, payload) {
+                            if !receiver.store_patiently(&entry, &shutdown).await {
+                                // Not stored, so not confirmed: Telegram keeps it for the
+                                // next process.
+                                return;
+                            }
+                        }
+                    }
                     Err(error) => {
                         tracing::warn!(%error, update_id = id, "unreadable update skipped");
                     }
                 }
             }
             offset = i32::try_from(id.saturating_add(1)).ok().or(offset);
-        }
-        // The batch's updates are stored at once: on SQLite they are then committed together.
-        // Their order in the inbox is their update ids', whatever order the stores finish in.
-        let stored = futures::future::join_all(
-            entries
-                .iter()
-                .map(|entry| receiver.store_patiently(entry, &shutdown)),
-        )
-        .await;
-        if stored.contains(&false) {
-            // Not all stored, so none confirmed: Telegram keeps them for the next process
-            // (the ones stored are dropped as redeliveries then).
-            return;
         }
     }
     if let Some(offset) = offset {
