@@ -10,7 +10,8 @@
 //! computed by older rules are re-indexed when the database is opened
 //! ([`reindex_fact_terms`]).
 //!
-//! Supersede by key runs inside one `IMMEDIATE` transaction per save, so it is atomic, and
+//! Supersede by key runs inside one write of the writer thread (a savepoint of its group's
+//! `IMMEDIATE` transaction), so it is atomic, and
 //! the partial unique index on `(user_id, key) WHERE superseded_by IS NULL` makes a second
 //! current fact impossible even for a writer that bypassed this code.
 //!
@@ -20,7 +21,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -135,7 +136,10 @@ fn match_any(terms: &[String]) -> String {
 /// the current ones). Runs when the database is opened, after the migrations; a no-op once
 /// every fact is at [`TERMS_VERSION`].
 pub(super) fn reindex_fact_terms(conn: &mut Connection) -> Result<(), rusqlite::Error> {
-    let tx = conn.savepoint()?;
+    // Runs at opening, outside the writer thread: an IMMEDIATE transaction of its own, so it
+    // waits for another process's write (busy_timeout) instead of failing the upgrade from
+    // reading to writing at once.
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let stale: Vec<(i64, Result<MemoryFact, Fault>)> = {
         let mut stmt = tx.prepare(&format!(
             "SELECT id, {COLUMNS} FROM user_facts WHERE terms_version < ?1"

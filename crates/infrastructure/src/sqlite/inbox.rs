@@ -2,10 +2,11 @@
 //! leases of conversations are rows of `conversation_leases` ([`super::leases`]), shared with
 //! every other writer of a conversation's memory.
 //!
-//! A claim is one `IMMEDIATE` transaction — find the oldest pending update whose conversation
-//! has no unexpired reply lease (necessarily its conversation's oldest pending one), take the
-//! lease, count the attempt — so claims of any number of tasks serialise on the write lock and
-//! never hand out one conversation twice.
+//! A claim is one write of the writer thread (a savepoint of its group's `IMMEDIATE`
+//! transaction) — find the oldest pending update whose conversation has no unexpired reply
+//! lease (necessarily its conversation's oldest pending one), take the lease, count the
+//! attempt — so claims of any number of tasks serialise on that thread and on the database's
+//! write lock, and never hand out one conversation twice.
 //!
 //! One bot process claims from a file ([`SqliteStore::take_ownership`] refuses a second one).
 //! A lease left in the file by a bot that crashed would hold its conversation until it
