@@ -20,7 +20,9 @@
 //! - **No wait to fill a group**: a lone write commits at once; groups form only when writes
 //!   arrive faster than they commit.
 //! - **Other processes** (`memory-worker`, `profile_admin`) still serialise with this one on
-//!   SQLite's own lock: the group's `BEGIN IMMEDIATE` waits up to `busy_timeout` for it.
+//!   SQLite's own lock: the group's `BEGIN IMMEDIATE` waits up to `busy_timeout` for it. If
+//!   the lock is still held then, every write of the group fails with that error at once
+//!   (their callers retry) rather than each waiting `busy_timeout` again in turn.
 //!
 //! Should SQLite roll the whole transaction back by itself after an error (it does for a full
 //! disk, an I/O error or no memory), the writes of the group that had run get that error too,
@@ -156,11 +158,18 @@ fn run_group(conn: &mut Connection, group: Vec<Box<dyn Job>>) {
     LARGEST_GROUP.fetch_max(group.len(), Ordering::Relaxed);
     let mut ran: Vec<Box<dyn Settle>> = Vec::with_capacity(group.len());
     let mut open = false;
-    for job in group {
+    let mut jobs = group.into_iter();
+    while let Some(job) = jobs.next() {
         if !open {
             if let Err(error) = exec(conn, "BEGIN IMMEDIATE") {
+                // Another process held the lock for all of `busy_timeout` (or the file cannot
+                // be written): each write left in the group would wait as long again, one
+                // after the other. They all get the error now, and their callers retry.
+                for rest in jobs {
+                    rest.fail(copy(&error));
+                }
                 job.fail(Fault::Db(error));
-                continue;
+                return;
             }
             open = true;
         }
@@ -237,6 +246,16 @@ fn abandon(conn: &Connection, ran: &mut Vec<Box<dyn Settle>>, open: &mut bool) {
 fn fail_all(ran: &mut Vec<Box<dyn Settle>>, why: &str) {
     for settle in ran.drain(..) {
         settle.settle(Some(Fault::Task(format!("the write was {why}"))));
+    }
+}
+
+/// A fault for each write that `error` fails (rusqlite's error is not `Clone`).
+fn copy(error: &rusqlite::Error) -> Fault {
+    match error {
+        rusqlite::Error::SqliteFailure(code, message) => {
+            Fault::Db(rusqlite::Error::SqliteFailure(*code, message.clone()))
+        }
+        other => Fault::Task(other.to_string()),
     }
 }
 
@@ -392,5 +411,57 @@ mod tests {
         })
         .await
         .expect("a write after the directory went");
+    }
+
+    /// While another process holds the database's write lock past `busy_timeout`, the writes
+    /// queued meanwhile fail together after one wait each group, not one wait each — ten
+    /// writes one after the other would take ten.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writes_queued_behind_a_lock_held_elsewhere_fail_together_not_one_wait_each() {
+        let dir = tempfile::tempdir().expect("dir");
+        let busy = std::time::Duration::from_millis(300);
+        let options = SqliteOptions {
+            busy_timeout: busy,
+            ..SqliteOptions::at(dir.path().join("writer.db"))
+        };
+        let pool = Arc::new(Pool::open(options).expect("open"));
+        setup(&pool).await;
+        // Another process's write transaction.
+        let other = rusqlite::Connection::open(dir.path().join("writer.db")).expect("other");
+        other.execute_batch("BEGIN IMMEDIATE").expect("the lock");
+        let started = std::time::Instant::now();
+        let writes: Vec<_> = (0..10_i64)
+            .map(|k| {
+                let pool = Arc::clone(&pool);
+                tokio::spawn(async move {
+                    pool.run(Access::Write, move |conn| {
+                        conn.execute("INSERT INTO t (k, v) VALUES (?1, 'locked')", [k])?;
+                        Ok(())
+                    })
+                    .await
+                })
+            })
+            .collect();
+        for write in writes {
+            let result = write.await.expect("task");
+            assert!(
+                matches!(result, Err(Fault::Db(_))),
+                "a write got through the lock: {:?}",
+                result.err()
+            );
+        }
+        let took = started.elapsed();
+        assert!(
+            took < busy * 8,
+            "ten writes behind the lock took {took:?}, {busy:?} of busy_timeout each"
+        );
+        other.execute_batch("COMMIT").expect("unlock");
+        assert!(rows(&pool).await.is_empty(), "nothing of them stored");
+        pool.run(Access::Write, |conn| {
+            conn.execute("INSERT INTO t (k, v) VALUES (1, 'after')", [])?;
+            Ok(())
+        })
+        .await
+        .expect("the writer goes on once the lock is free");
     }
 }
