@@ -300,7 +300,7 @@ impl SqliteStore {
     /// lock file or the database cannot be written.
     pub async fn take_ownership(&self) -> Result<u64, SqliteOpenError> {
         let pool = Arc::clone(&self.pool);
-        let path = self.pool.path.clone();
+        let path = self.pool.connect.path.clone();
         tokio::task::spawn_blocking(move || pool.take_ownership())
             .await
             .map_err(|e| SqliteOpenError::Interrupted {
@@ -312,7 +312,7 @@ impl SqliteStore {
     /// The database file.
     #[must_use]
     pub fn path(&self) -> &Path {
-        &self.pool.path
+        &self.pool.connect.path
     }
 
     /// The durability in effect, as SQLite reports it on a connection of the pool (`PRAGMA
@@ -329,7 +329,7 @@ impl SqliteStore {
             })
             .await;
         let inspect = |detail: String| SqliteOpenError::Inspect {
-            path: self.pool.path.clone(),
+            path: self.pool.connect.path.clone(),
             detail,
         };
         let level = level.map_err(|fault| inspect(fault.detail("pragma synchronous")))?;
@@ -376,7 +376,7 @@ impl Connect {
 /// of them in use at once.
 #[derive(Debug)]
 struct Pool {
-    path: PathBuf,
+    /// How its connections are opened; `connect.path` is the database file.
     connect: Connect,
     idle: Mutex<Vec<Connection>>,
     permits: Semaphore,
@@ -506,33 +506,40 @@ impl Pool {
                 source,
             })?;
         }
+        let SqliteOptions {
+            path,
+            max_connections,
+            busy_timeout,
+            synchronous,
+            ..
+        } = options;
         let connect = Connect {
-            path: options.path.clone(),
-            busy_timeout: options.busy_timeout,
-            synchronous: options.synchronous,
+            path,
+            busy_timeout,
+            synchronous,
         };
+        let path = &connect.path;
         // The first connection sets the file up and then is the writer thread's for good.
         let open_error = |source| SqliteOpenError::Open {
-            path: options.path.clone(),
+            path: path.clone(),
             source,
         };
         let mut conn = connect.open().map_err(open_error)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(open_error)?;
-        migrations::apply(&mut conn, &options.path)?;
+        migrations::apply(&mut conn, path)?;
         let written = Arc::new(AtomicBool::new(false));
         let writer = writer::Writer::start(conn, Arc::clone(&written)).map_err(|source| {
             SqliteOpenError::Interrupted {
-                path: options.path.clone(),
+                path: path.clone(),
                 detail: format!("cannot start the SQLite writer thread: {source}"),
             }
         })?;
         Ok(Self {
-            path: options.path,
             connect,
             idle: Mutex::new(Vec::new()),
             // One connection is the writer thread's.
-            permits: Semaphore::new(options.max_connections.saturating_sub(1).max(1)),
+            permits: Semaphore::new(max_connections.saturating_sub(1).max(1)),
             writer,
             written,
             instance: Uuid::new_v4(),
@@ -546,14 +553,14 @@ impl Pool {
 
     /// See [`SqliteStore::take_ownership`]. Blocking.
     fn take_ownership(&self) -> Result<u64, SqliteOpenError> {
-        let lock_path = lock_path(&self.path);
+        let lock_path = lock_path(&self.connect.path);
         let lock_error = |source| SqliteOpenError::Lock {
-            path: self.path.clone(),
+            path: self.connect.path.clone(),
             lock: lock_path.clone(),
             source,
         };
         let open_error = |source| SqliteOpenError::Open {
-            path: self.path.clone(),
+            path: self.connect.path.clone(),
             source,
         };
         let file = std::fs::OpenOptions::new()
@@ -576,7 +583,7 @@ impl Pool {
                     .map_or_else(|_| "unknown".to_owned(), |pid| pid.to_string());
                 self.give_back(conn);
                 return Err(SqliteOpenError::Owned {
-                    path: self.path.clone(),
+                    path: self.connect.path.clone(),
                     lock: lock_path,
                     pid,
                 });
